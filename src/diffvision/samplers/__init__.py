@@ -1,0 +1,123 @@
+"""Reverse process: step sequences, samplers, sampling entry point and PF-ODE likelihood.
+
+Every sampler is a plain function ``(denoiser, x, sigmas, *, generator, callback, **options) -> x``
+(see :mod:`diffvision.samplers.base`); :func:`get` finds one by name and :func:`sample` runs a
+whole generation with sensible defaults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from ..denoiser import guided
+from ..process import DiscreteVP
+from .base import Callback, randn_like
+from .likelihood import LikelihoodResult, dequantize, likelihood
+from .ode import dpmpp_2m, dpmpp_3m, euler, heun, ipndm, unipc
+from .steps import STEP_KINDS, ddpm_timesteps, sigma_steps
+from .stochastic import ddim, ddpm, euler_maruyama, pc
+
+__all__ = [
+    "SAMPLERS",
+    "STEP_KINDS",
+    "LikelihoodResult",
+    "ddim",
+    "ddpm",
+    "ddpm_timesteps",
+    "dequantize",
+    "dpmpp_2m",
+    "dpmpp_3m",
+    "euler",
+    "euler_maruyama",
+    "get",
+    "heun",
+    "ipndm",
+    "likelihood",
+    "pc",
+    "sample",
+    "sigma_steps",
+    "unipc",
+]
+
+SAMPLERS: dict[str, Callable[..., Tensor]] = {
+    "euler": euler,
+    "heun": heun,
+    "dpmpp_2m": dpmpp_2m,
+    "dpmpp_3m": dpmpp_3m,
+    "ipndm": ipndm,
+    "unipc": unipc,
+    "ddim": ddim,
+    "ddpm": ddpm,
+    "euler_maruyama": euler_maruyama,
+    "pc": pc,
+}
+
+#: Samplers whose output is a deterministic function of the starting noise (no options set).
+DETERMINISTIC = ("euler", "heun", "dpmpp_2m", "dpmpp_3m", "ipndm", "unipc")
+
+
+def get(name: str) -> Callable[..., Tensor]:
+    """The sampler function called ``name`` (see ``SAMPLERS``)."""
+    try:
+        return SAMPLERS[name]
+    except KeyError:
+        raise ValueError(f"unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}") from None
+
+
+def sample(
+    denoiser,
+    shape: tuple[int, ...],
+    *,
+    sampler: str = "dpmpp_3m",
+    steps: int = 20,
+    step_kind: str | None = None,
+    sigma_min: float | None = None,
+    sigma_max: float | None = None,
+    generator: torch.Generator | None = None,
+    cond=None,
+    guidance: float = 1.0,
+    callback: Callback | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+    step_options: dict | None = None,
+    **options,
+) -> Tensor:
+    """Generate samples: draw ``x = sigma_max * noise`` and run a sampler down to sigma = 0.
+
+    Args:
+        denoiser: ``D(x, sigma[, cond])``, e.g. a :class:`~diffvision.denoiser.Denoiser`.
+        shape: output shape ``N x ...`` (images ``N x C x H x W``).
+        sampler: a name from ``SAMPLERS``; ``steps`` is its number of steps (NFE equals steps
+            for all but ``heun``, 2 steps - 1, and ``pc``, (1 + corrector_steps) steps).
+        step_kind: step sequence (``karras``, ``loglinear``, ``vp``, ``ddpm``); default
+            ``ddpm`` for the ``ddpm`` sampler of a discrete VP model, else ``karras``.
+        sigma_min, sigma_max: noise range (data units); default the denoiser's schedule range
+            (``denoiser.sigma_min/max``) or EDM's 0.002 and 80.
+        cond, guidance: condition and classifier-free guidance scale (1 = none).
+        step_options: extra options of the step sequence (e.g. ``{"rho": 7}``).
+        options: passed to the sampler (e.g. ``eta``, ``s_churn``).
+    Returns:
+        samples of ``shape`` and ``dtype`` (images in [-1, 1] for an image model; not clipped).
+    """
+    run = get(sampler)
+    step_options = dict(step_options or {})
+    schedule = getattr(denoiser, "schedule", None)
+    if step_kind is None:
+        step_kind = "ddpm" if sampler == "ddpm" and isinstance(schedule, DiscreteVP) else "karras"
+    if step_kind == "ddpm":
+        if isinstance(schedule, DiscreteVP):
+            step_options.setdefault("schedule", schedule)
+        sigmas = sigma_steps("ddpm", steps, **step_options)
+    else:
+        smin = sigma_min if sigma_min is not None else getattr(denoiser, "sigma_min", 0.002)
+        smax = sigma_max if sigma_max is not None else getattr(denoiser, "sigma_max", 80.0)
+        sigmas = sigma_steps(step_kind, steps, smin, smax, **step_options)
+    if cond is not None or guidance != 1.0:
+        fn = guided(denoiser, cond, guidance)
+    else:
+        fn = denoiser
+    x = float(sigmas[0]) * randn_like(torch.empty(shape, dtype=dtype, device=device), generator)
+    return run(fn, x, sigmas, generator=generator, callback=callback, **options)

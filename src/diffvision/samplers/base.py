@@ -1,0 +1,55 @@
+"""What every sampler shares: the calling convention, noise draws and per-step callbacks.
+
+A sampler is a plain function::
+
+    sampler(denoiser, x, sigmas, *, generator=None, callback=None, **options) -> x
+
+- ``denoiser(x, sigma) -> x0 estimate`` with ``x`` shaped ``N x ...`` and ``sigma`` a tensor of
+  shape ``(N,)``;
+- ``x``: the starting point at noise level ``sigmas[0]``, in sigma space
+  (``x = x0 + sigma * noise``), any shape ``N x ...`` (images or vectors);
+- ``sigmas``: decreasing noise levels (a 1-D tensor or sequence, usually from
+  :func:`~diffvision.samplers.steps.sigma_steps`); the sampler integrates from ``sigmas[0]`` to
+  ``sigmas[-1]``, which is 0 for a full sampling run;
+- ``generator``: the only source of randomness (``torch.Generator``), for stochastic samplers;
+- ``callback``: called after each step with a dict ``{i, sigma, sigma_next, x, denoised}``.
+
+It returns ``x`` at ``sigmas[-1]``, same shape and dtype as the input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+Callback = Callable[[dict], None]
+DenoiserFn = Callable[[Tensor, Tensor], Tensor]
+
+
+def as_floats(sigmas: Tensor | Sequence[float]) -> list[float]:
+    """Noise levels as Python floats (float64), checked to be non-increasing and non-negative."""
+    values = [float(s) for s in (sigmas.tolist() if isinstance(sigmas, Tensor) else sigmas)]
+    if len(values) < 2:
+        raise ValueError("a sampler needs at least two noise levels")
+    if any(s < 0 for s in values) or any(b > a for a, b in zip(values, values[1:], strict=False)):
+        raise ValueError("noise levels must be non-negative and non-increasing")
+    return values
+
+
+def denoise(denoiser: DenoiserFn, x: Tensor, sigma: float) -> Tensor:
+    """Call the denoiser at one noise level for the whole batch."""
+    return denoiser(x, torch.full((x.shape[0],), sigma, dtype=x.dtype, device=x.device))
+
+
+def randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Standard normal noise shaped like ``x``, drawn from ``generator`` (on its own device)."""
+    device = generator.device if generator is not None else x.device
+    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=device)
+    return noise.to(x.device)
+
+
+def report(callback: Callback | None, i: int, sigma: float, sigma_next: float, x, denoised):
+    if callback is not None:
+        callback({"i": i, "sigma": sigma, "sigma_next": sigma_next, "x": x, "denoised": denoised})

@@ -1,0 +1,147 @@
+"""Stochastic samplers: ancestral (DDPM, DDIM with eta > 0), reverse-time SDE and
+predictor-corrector. All work in sigma space (``x = x0 + sigma * noise``); for a VP model this is
+exact, not an approximation: ``x = x_t / sqrt(abar)`` (see :mod:`diffvision.process`).
+
+Each step ending at sigma = 0 returns the denoised estimate without adding noise (Ho et al. 2020,
+Algorithm 2, ``z = 0`` at the last step; Song et al. 2021, final "denoising" step).
+"""
+
+from __future__ import annotations
+
+import math
+
+from torch import Tensor
+
+from .base import Callback, DenoiserFn, as_floats, denoise, randn_like, report
+
+__all__ = ["ddim", "ddpm", "euler_maruyama", "pc"]
+
+
+def _posterior(s: float, s_next: float, eta: float) -> tuple[float, float]:
+    """Deterministic and random parts of the DDIM step, in sigma space.
+
+    DDIM (Song, Meng & Ermon 2021, eq. 12) with noise ``sigma_t(eta)`` translates to
+    ``x_next = D + sigma_down * (x - D)/s + sigma_up * z`` with
+    ``sigma_up = eta * s_next * sqrt(s^2 - s_next^2) / s`` and
+    ``sigma_down = sqrt(s_next^2 - sigma_up^2)``. eta = 1 is the DDPM posterior
+    ``q(x_next | x, x0 = D)``."""
+    sigma_up = min(s_next, eta * s_next * math.sqrt(max(s**2 - s_next**2, 0.0)) / s)
+    sigma_down = math.sqrt(max(s_next**2 - sigma_up**2, 0.0))
+    return sigma_down, sigma_up
+
+
+def ddim(
+    denoiser: DenoiserFn,
+    x: Tensor,
+    sigmas,
+    *,
+    generator=None,
+    callback: Callback | None = None,
+    eta: float = 0.0,
+) -> Tensor:
+    """DDIM (Song, Meng & Ermon 2021). ``eta = 0``: deterministic (identical to :func:`euler`);
+    ``eta = 1``: the DDPM posterior with the "small" variance. NFE = number of steps."""
+    if eta < 0:
+        raise ValueError("eta must be >= 0")
+    sig = as_floats(sigmas)
+    for i, (s, s_next) in enumerate(zip(sig[:-1], sig[1:], strict=True)):
+        denoised = denoise(denoiser, x, s)
+        sigma_down, sigma_up = _posterior(s, s_next, eta)
+        x = denoised + sigma_down * (x - denoised) / s
+        if sigma_up > 0:
+            x = x + sigma_up * randn_like(x, generator)
+        report(callback, i, s, s_next, x, denoised)
+    return x
+
+
+def ddpm(
+    denoiser: DenoiserFn,
+    x: Tensor,
+    sigmas,
+    *,
+    generator=None,
+    callback: Callback | None = None,
+    variance: str = "small",
+) -> Tensor:
+    """Ancestral sampling of DDPM's Markov chain (Ho et al. 2020, Algorithm 2, eq. 11).
+
+    Between consecutive levels the step is the Gaussian posterior ``q(x_next | x, x0 = D)`` with
+    ``beta = 1 - abar_t / abar_next``; its mean in sigma space is
+    ``D + (s_next/s)^2 (x - D)``. ``variance``: ``small`` (posterior variance beta-tilde, in
+    sigma space ``s_next^2 (s^2 - s_next^2) / s^2``) or ``large`` (beta, in sigma space
+    ``(s^2 - s_next^2)(1 + s_next^2)/(1 + s^2)``; a VP notion). NFE = number of steps.
+    """
+    if variance not in ("small", "large"):
+        raise ValueError("variance must be 'small' or 'large'")
+    sig = as_floats(sigmas)
+    for i, (s, s_next) in enumerate(zip(sig[:-1], sig[1:], strict=True)):
+        denoised = denoise(denoiser, x, s)
+        x = denoised + (s_next / s) ** 2 * (x - denoised)
+        if s_next > 0:
+            if variance == "small":
+                var = s_next**2 * (s**2 - s_next**2) / s**2
+            else:
+                var = (s**2 - s_next**2) * (1 + s_next**2) / (1 + s**2)
+            x = x + math.sqrt(var) * randn_like(x, generator)
+        report(callback, i, s, s_next, x, denoised)
+    return x
+
+
+def euler_maruyama(
+    denoiser: DenoiserFn,
+    x: Tensor,
+    sigmas,
+    *,
+    generator=None,
+    callback: Callback | None = None,
+) -> Tensor:
+    """Euler-Maruyama on the reverse-time SDE (Song et al. 2021, eq. 6) of ``x = x0 + sigma n``
+    (the VE SDE ``dx = sqrt(d[sigma^2]/dt) dw``; a VP SDE maps onto it by the scaling):
+    ``x_next = x + (s^2 - s_next^2) * score + sqrt(s^2 - s_next^2) z`` with
+    ``score = (D - x)/s^2``. NFE = number of steps."""
+    sig = as_floats(sigmas)
+    for i, (s, s_next) in enumerate(zip(sig[:-1], sig[1:], strict=True)):
+        x, denoised = _reverse_sde_step(denoiser, x, s, s_next, generator)
+        report(callback, i, s, s_next, x, denoised)
+    return x
+
+
+def _reverse_sde_step(denoiser, x, s, s_next, generator):
+    denoised = denoise(denoiser, x, s)
+    dvar = s**2 - s_next**2
+    x = x + (dvar / s**2) * (denoised - x)
+    if s_next > 0:
+        x = x + math.sqrt(dvar) * randn_like(x, generator)
+    return x, denoised
+
+
+def pc(
+    denoiser: DenoiserFn,
+    x: Tensor,
+    sigmas,
+    *,
+    generator=None,
+    callback: Callback | None = None,
+    snr: float = 0.16,
+    corrector_steps: int = 1,
+) -> Tensor:
+    """Predictor-corrector sampling (Song et al. 2021, Algorithms 2-3): at each noise level
+    ``corrector_steps`` Langevin MCMC steps targeting p(x; sigma) with step size
+    ``eps = 2 (snr ||z|| / ||score||)^2`` (norms per sample), then one Euler-Maruyama
+    reverse-SDE step to the next level. ``snr`` is the "signal-to-noise ratio" r of
+    Algorithm 4 (0.16 for VE CIFAR-10 in the paper). NFE = (1 + corrector_steps) * steps."""
+    if corrector_steps < 0 or snr <= 0:
+        raise ValueError("need corrector_steps >= 0 and snr > 0")
+    sig = as_floats(sigmas)
+    for i, (s, s_next) in enumerate(zip(sig[:-1], sig[1:], strict=True)):
+        for _ in range(corrector_steps):
+            score = (denoise(denoiser, x, s) - x) / s**2
+            z = randn_like(x, generator)
+            z_norm = z.flatten(1).norm(dim=1)
+            score_norm = score.flatten(1).norm(dim=1).clamp(min=1e-30)
+            step = 2 * (snr * z_norm / score_norm) ** 2
+            step = step.reshape(-1, *([1] * (x.ndim - 1)))
+            x = x + step * score + (2 * step).sqrt() * z
+        x, denoised = _reverse_sde_step(denoiser, x, s, s_next, generator)
+        report(callback, i, s, s_next, x, denoised)
+    return x
