@@ -145,9 +145,9 @@ class GaussianMixtureDenoiser:
 
     def _log_joint(self, x: Tensor, sigma) -> Tensor:
         """``N x K`` matrix of ``log w_k + log N_k(x; sigma)``."""
-        return torch.stack(
-            [c.log_prob(x, sigma) for c in self.components], dim=1
-        ) + self.weights.log()
+        return (
+            torch.stack([c.log_prob(x, sigma) for c in self.components], dim=1) + self.weights.log()
+        )
 
     def responsibilities(self, x: Tensor, sigma: Tensor | float) -> Tensor:
         """Posterior component probabilities, ``N x K``."""

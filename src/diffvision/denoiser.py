@@ -35,7 +35,7 @@ PREDICTIONS = ("eps", "x0", "v", "edm")
 
 
 class _EpsFn(nn.Module):
-    """Adapts a plain function ``eps_fn(x_t, t)`` to the network signature ``F(x, c_noise, cond)``."""
+    """Adapts a plain ``eps_fn(x_t, t)`` to the network signature ``F(x, c_noise, cond)``."""
 
     def __init__(self, eps_fn: Callable[[Tensor, Tensor], Tensor]):
         super().__init__()
@@ -127,7 +127,9 @@ class Denoiser(nn.Module):
         if sigma.ndim == 0:
             sigma = sigma.expand(x.shape[0])
         if sigma.shape != (x.shape[0],):
-            raise ValueError(f"sigma must be a float or shape ({x.shape[0]},), got {tuple(sigma.shape)}")
+            raise ValueError(
+                f"sigma must be a float or shape ({x.shape[0]},), got {tuple(sigma.shape)}"
+            )
         c_skip, c_out, c_in, c_noise = self.coefficients(sigma)
         x_in = _per_sample(c_in, x) * x
         out = self.net(x_in, c_noise) if cond is None else self.net(x_in, c_noise, cond)

@@ -10,7 +10,8 @@ That is the same process after scaling (Karras et al. 2022, "EDM", eq. 4 and Tab
 
     sigma = sqrt((1 - abar) / abar),      x = x_t / sqrt(abar) = x_t * sqrt(1 + sigma**2)
 
-so a VP schedule is a sigma schedule with ``vp = True`` (its network sees ``x / sqrt(1 + sigma**2)``).
+so a VP schedule is a sigma schedule with ``vp = True`` (its network sees
+``x / sqrt(1 + sigma**2)``).
 
 Units: ``sigma`` is in the units of the data (images in [-1, 1]); ``t`` is a discrete timestep
 index in [0, T-1] for :class:`DiscreteVP` and a continuous time in [0, 1] (or sigma itself, for
@@ -307,7 +308,7 @@ def add_noise(x0: Tensor, sigma: Tensor | float, noise: Tensor) -> Tensor:
 
 
 def _per_sample(sigma: Tensor | float, x: Tensor) -> Tensor:
-    """Broadcast a float or an ``(N,)`` tensor of noise levels against ``x`` of shape ``N x ...``."""
+    """Broadcast a float or an ``(N,)`` tensor of noise levels against ``x`` (``N x ...``)."""
     sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
     if sigma.ndim == 0:
         return sigma
@@ -320,7 +321,8 @@ LOSS_WEIGHTS = ("simple", "snr", "snr+1", "min_snr", "edm")
 def loss_weight(
     sigma: Tensor, kind: str = "edm", *, gamma: float = 5.0, sigma_data: float = 0.5
 ) -> Tensor:
-    """Weight lambda(sigma) of the denoising loss ``lambda(sigma) * ||D(x0 + sigma n, sigma) - x0||^2``.
+    """Weight lambda(sigma) of the denoising loss
+    ``lambda(sigma) * ||D(x0 + sigma n, sigma) - x0||^2``.
 
     All weightings are stated for the error of the x0 estimate D; with ``SNR = 1 / sigma**2``:
 

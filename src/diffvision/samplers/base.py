@@ -19,6 +19,7 @@ It returns ``x`` at ``sigmas[-1]``, same shape and dtype as the input.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 
 import torch
@@ -33,7 +34,7 @@ def as_floats(sigmas: Tensor | Sequence[float]) -> list[float]:
     values = [float(s) for s in (sigmas.tolist() if isinstance(sigmas, Tensor) else sigmas)]
     if len(values) < 2:
         raise ValueError("a sampler needs at least two noise levels")
-    if any(s < 0 for s in values) or any(b > a for a, b in zip(values, values[1:], strict=False)):
+    if any(s < 0 for s in values) or any(b > a for a, b in itertools.pairwise(values)):
         raise ValueError("noise levels must be non-negative and non-increasing")
     return values
 

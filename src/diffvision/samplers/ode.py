@@ -18,6 +18,7 @@ The multistep solvers use two classical building blocks:
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -39,7 +40,7 @@ def euler(
     """Euler's method on the PF-ODE (first order; DDIM with eta = 0 is the same update).
     NFE = number of steps."""
     sig = as_floats(sigmas)
-    for i, (s, s_next) in enumerate(zip(sig[:-1], sig[1:], strict=True)):
+    for i, (s, s_next) in enumerate(itertools.pairwise(sig)):
         denoised = denoise(denoiser, x, s)
         x = x + (s_next - s) * (x - denoised) / s
         report(callback, i, s, s_next, x, denoised)
@@ -68,7 +69,7 @@ def heun(
     """
     sig = as_floats(sigmas)
     n = len(sig) - 1
-    for i, (s, s_next) in enumerate(zip(sig[:-1], sig[1:], strict=True)):
+    for i, (s, s_next) in enumerate(itertools.pairwise(sig)):
         gamma = min(s_churn / n, math.sqrt(2) - 1) if s_tmin <= s <= s_tmax else 0.0
         s_hat = s * (1 + gamma)
         if gamma > 0:
@@ -142,7 +143,7 @@ def dpmpp_2m(
     """
     sig = as_floats(sigmas)
     prev = None  # (h of the previous step, previous denoised)
-    for i, (s, s_next) in enumerate(zip(sig[:-1], sig[1:], strict=True)):
+    for i, (s, s_next) in enumerate(itertools.pairwise(sig)):
         denoised = denoise(denoiser, x, s)
         if s_next == 0:
             x = denoised
@@ -174,7 +175,7 @@ def dpmpp_3m(
 def _multistep_sampler(denoiser, x, sigmas, *, order, callback):
     sig = as_floats(sigmas)
     history: list[tuple[float, Tensor]] = []
-    for i, (s, s_next) in enumerate(zip(sig[:-1], sig[1:], strict=True)):
+    for i, (s, s_next) in enumerate(itertools.pairwise(sig)):
         denoised = denoise(denoiser, x, s)
         history = [(-math.log(s), denoised), *history][:order]
         x = _exp_multistep(x, s, s_next, history)
@@ -203,7 +204,7 @@ def ipndm(
         raise ValueError("ipndm order must be 1, 2, 3 or 4")
     sig = as_floats(sigmas)
     slopes: list[tuple[float, Tensor]] = []  # (sigma_j, d_j), most recent first
-    for i, (s, s_next) in enumerate(zip(sig[:-1], sig[1:], strict=True)):
+    for i, (s, s_next) in enumerate(itertools.pairwise(sig)):
         denoised = denoise(denoiser, x, s)
         slopes = [(s, (x - denoised) / s), *slopes][:order]
         dt = s_next - s
@@ -240,7 +241,7 @@ def unipc(
     sig = as_floats(sigmas)
     history: list[tuple[float, Tensor]] = []  # (lambda_j, D_j), most recent first
     last = None  # (x, sigma, sigma_next, history) of the previous predictor step
-    for i, (s, s_next) in enumerate(zip(sig[:-1], sig[1:], strict=True)):
+    for i, (s, s_next) in enumerate(itertools.pairwise(sig)):
         denoised = denoise(denoiser, x, s)
         if corrector and last is not None:
             x_prev, s_prev, _, hist_prev = last

@@ -20,8 +20,13 @@ DDPM_SPACINGS = ("leading", "trailing", "linspace")
 
 
 def _karras(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> Tensor:
-    """EDM eq. 5: ``sigma_i = (sigma_max^(1/rho) + i/(n-1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho``."""
-    ramp = torch.linspace(0, 1, n, dtype=torch.float64) if n > 1 else torch.zeros(1, dtype=torch.float64)
+    """EDM eq. 5:
+    ``sigma_i = (sigma_max^(1/rho) + i/(n-1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho``."""
+    ramp = (
+        torch.linspace(0, 1, n, dtype=torch.float64)
+        if n > 1
+        else torch.zeros(1, dtype=torch.float64)
+    )
     inv_max, inv_min = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
     return (inv_max + ramp * (inv_min - inv_max)) ** rho
 

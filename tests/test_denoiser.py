@@ -1,0 +1,123 @@
+"""Parametrisations: networks that predict eps, x0, v or EDM's F, each written from its paper's
+definition in its own variables, must give the same D once wrapped by Denoiser."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from diffvision import Denoiser, guided
+from diffvision.process import EDM, VE, ContinuousVP, DiscreteVP
+
+
+class ExactNet(nn.Module):
+    """A network whose output is computed from the exact Gaussian denoiser ``ref`` in the
+    variables the parametrisation defines (VP: x_t and timestep t)."""
+
+    def __init__(self, ref, schedule, target, sigma_data=0.5):
+        super().__init__()
+        self.ref, self.schedule, self.target, self.sigma_data = ref, schedule, target, sigma_data
+
+    def forward(self, x_in, c_noise, cond=None):
+        if self.target == "edm":
+            sigma = torch.exp(4 * c_noise)  # EDM: c_noise = ln(sigma)/4
+            sd = self.sigma_data
+            x = x_in * (sigma**2 + sd**2).sqrt()[:, None]
+            c_skip = sd**2 / (sigma**2 + sd**2)
+            c_out = sigma * sd / (sigma**2 + sd**2).sqrt()
+            # EDM eq. 7 solved for F: F = (D - c_skip x) / c_out.
+            return (self.ref(x, sigma) - c_skip[:, None] * x) / c_out[:, None]
+        sigma = self.schedule.sigma(c_noise)
+        if self.schedule.vp:
+            abar = 1 / (1 + sigma**2)  # VP variables (Ho et al. 2020)
+            x_t = x_in
+            x0 = self.ref(x_t / abar.sqrt()[:, None], sigma)
+            eps = (x_t - abar.sqrt()[:, None] * x0) / (1 - abar).sqrt()[:, None]
+            if self.target == "v":  # Salimans & Ho 2022: v = sqrt(abar) eps - sqrt(1-abar) x0
+                return abar.sqrt()[:, None] * eps - (1 - abar).sqrt()[:, None] * x0
+        else:
+            x0 = self.ref(x_in, sigma)
+            eps = (x_in - x0) / sigma[:, None]
+        return {"eps": eps, "x0": x0}[self.target]
+
+
+@pytest.mark.parametrize(
+    "schedule", [DiscreteVP.linear(), DiscreteVP.cosine(), ContinuousVP(), VE(0.002, 80)]
+)
+def test_parametrisations_agree(gaussian16, schedule):
+    g = torch.Generator().manual_seed(0)
+    sigma = torch.tensor([0.02, 0.3, 1.0, 7.0, 60.0], dtype=torch.float64).clamp(
+        schedule.sigma_min * 1.01, schedule.sigma_max * 0.99
+    )
+    x = gaussian16.sample(5, g)
+    x = x + sigma[:, None] * torch.randn(x.shape, generator=g, dtype=torch.float64)
+    exact = gaussian16(x, sigma)
+    targets = ["eps", "x0", "edm"] + (["v"] if schedule.vp else [])
+    for target in targets:
+        d = Denoiser(ExactNet(gaussian16, schedule, target), target, schedule)
+        assert torch.allclose(d(x, sigma), exact, atol=1e-9), target
+
+
+def test_edm_needs_no_schedule_and_float_sigma(gaussian16):
+    d = Denoiser(ExactNet(gaussian16, EDM(), "edm"), "edm")
+    x = gaussian16.sample(3, torch.Generator().manual_seed(1), sigma=2.0)
+    assert torch.allclose(d(x, 2.0), gaussian16(x, 2.0), atol=1e-10)
+    assert d.sigma_min == 0.002 and d.sigma_max == 80.0
+
+
+def test_from_eps_fn_discrete_vp(gaussian16):
+    schedule = DiscreteVP.linear()
+
+    def eps_fn(x_t, t):  # a DDPM-style model: integer-valued timesteps, VP input
+        abar = schedule.alphas_cumprod[t.round().long()]
+        sigma = ((1 - abar) / abar).sqrt()
+        x0 = gaussian16(x_t / abar.sqrt()[:, None], sigma)
+        return (x_t - abar.sqrt()[:, None] * x0) / (1 - abar).sqrt()[:, None]
+
+    d = Denoiser.from_eps_fn(eps_fn, schedule)
+    sig = schedule.sigmas[torch.tensor([10, 300, 900])]
+    x = gaussian16.sample(3, torch.Generator().manual_seed(2)) + sig[:, None]
+    assert torch.allclose(d(x, sig), gaussian16(x, sig), atol=1e-10)
+    with pytest.raises(ValueError, match="VP schedule"):
+        Denoiser.from_eps_fn(eps_fn, VE())
+
+
+class CountingCondNet(nn.Module):
+    """x0-prediction net whose output is x_in * 0 + cond (per sample), counting its calls."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x_in, c_noise, cond):
+        self.calls += 1
+        return torch.zeros_like(x_in) + cond.to(x_in.dtype)[:, None]
+
+
+def test_classifier_free_guidance():
+    net = CountingCondNet()
+    d = Denoiser(net, "x0", VE(), null_cond=10)
+    x = torch.zeros(4, 3)
+    cond = torch.tensor([1, 2, 3, 4])
+    out = guided(d, cond, scale=3.0)(x, 1.0)
+    # D_w = D_null + w (D_cond - D_null) = 10 + 3 (c - 10)
+    assert torch.allclose(out, (10 + 3 * (cond - 10)).float()[:, None].expand(4, 3))
+    assert net.calls == 1  # both branches in one batched call
+    assert torch.allclose(guided(d, cond, scale=1.0)(x, 1.0), cond.float()[:, None].expand(4, 3))
+    assert torch.allclose(guided(d, cond, scale=0.0)(x, 1.0), torch.full((4, 3), 10.0))
+    scalar = guided(d, 2, scale=2.0)(x, torch.ones(4))
+    assert torch.allclose(scalar, torch.full((4, 3), 10 + 2 * (2 - 10.0)))
+    with pytest.raises(ValueError, match="null"):
+        guided(Denoiser(net, "x0", VE()), cond, scale=2.0)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="unknown prediction"):
+        Denoiser(nn.Identity(), "score", VE())
+    with pytest.raises(ValueError, match="needs the schedule"):
+        Denoiser(nn.Identity(), "eps")
+    d = Denoiser(CountingCondNet(), "x0", VE())
+    with pytest.raises(ValueError, match="sigma must be"):
+        d(torch.zeros(2, 3), torch.ones(3), torch.zeros(2))
+    assert math.isclose(d.sigma_max, 50.0)

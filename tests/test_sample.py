@@ -1,0 +1,76 @@
+import pytest
+import torch
+from torch import nn
+
+import diffvision
+from diffvision import Denoiser, sample
+from diffvision.process import DiscreteVP
+from diffvision.samplers import SAMPLERS
+from tests.test_denoiser import ExactNet
+
+
+def test_sample_every_sampler_image_shaped():
+    from diffvision.analytic import GaussianDenoiser
+
+    exact = GaussianDenoiser(torch.zeros(1, 4, 4), torch.full((1, 4, 4), 0.25))
+    for name in SAMPLERS:
+        out = sample(
+            exact, (3, 1, 4, 4), sampler=name, steps=8, generator=torch.Generator().manual_seed(0)
+        )
+        assert (
+            out.shape == (3, 1, 4, 4) and out.dtype == torch.float32 and torch.isfinite(out).all()
+        )
+
+
+def test_sample_is_seeded_and_uses_denoiser_range(gaussian16):
+    schedule = DiscreteVP.linear()
+    d = Denoiser(ExactNet(gaussian16, schedule, "eps"), "eps", schedule)
+    seen = []
+    a = sample(
+        d,
+        (2, 16),
+        steps=5,
+        generator=torch.Generator().manual_seed(1),
+        callback=seen.append,
+        dtype=torch.float64,
+    )
+    b = sample(d, (2, 16), steps=5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    assert torch.equal(a, b)
+    assert seen[0]["sigma"] == pytest.approx(schedule.sigma_max)
+    assert seen[-1]["sigma"] == pytest.approx(schedule.sigma_min)
+
+
+def test_ddpm_sampler_defaults_to_the_model_timesteps(gaussian16):
+    schedule = DiscreteVP.linear()
+    d = Denoiser(ExactNet(gaussian16, schedule, "eps"), "eps", schedule)
+    seen = []
+    sample(d, (2, 16), sampler="ddpm", steps=10, callback=seen.append, dtype=torch.float64)
+    assert [c["sigma"] for c in seen] == pytest.approx(
+        schedule.sigmas[torch.arange(900, -1, -100)].tolist()
+    )
+
+
+class ClassMeans(nn.Module):
+    """x0-prediction: the mean of class c is c (null class 0 means 0)."""
+
+    def forward(self, x_in, c_noise, cond):
+        return torch.zeros_like(x_in) + cond.to(x_in.dtype)[:, None]
+
+
+def test_sample_with_guidance():
+    from diffvision.process import VE
+
+    d = Denoiser(ClassMeans(), "x0", VE(0.002, 80.0), null_cond=0)
+    out = sample(
+        d, (4, 3), sampler="euler", steps=10, cond=torch.tensor([1, 2, 3, 4]), guidance=2.0
+    )
+    # With x0-prediction constant in x, Euler ends at D exactly: null + 2 (c - null) = 2c.
+    assert torch.allclose(out, 2 * torch.tensor([1.0, 2, 3, 4])[:, None].expand(4, 3))
+
+
+def test_sample_bad_input(gaussian16):
+    with pytest.raises(ValueError, match="unknown sampler"):
+        sample(gaussian16, (1, 16), sampler="plms")
+    with pytest.raises(ValueError, match="unknown step sequence"):
+        sample(gaussian16, (1, 16), step_kind="uniform")
+    assert diffvision.__version__
