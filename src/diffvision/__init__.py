@@ -6,6 +6,7 @@ The central object is the denoiser ``D(x, sigma, cond) -> x0 estimate`` in sigma
 
 from . import analytic, process, samplers
 from .denoiser import Denoiser, guided
+from .io.model_folder import load
 from .process import add_noise, get_schedule, loss_weight
 from .samplers import likelihood, sample, sigma_steps
 
@@ -19,6 +20,7 @@ __all__ = [
     "get_schedule",
     "guided",
     "likelihood",
+    "load",
     "loss_weight",
     "process",
     "sample",

@@ -71,7 +71,7 @@ def sample(
     denoiser,
     shape: tuple[int, ...],
     *,
-    sampler: str = "dpmpp_3m",
+    sampler: str = "unipc",
     steps: int = 20,
     step_kind: str | None = None,
     sigma_min: float | None = None,
@@ -93,7 +93,9 @@ def sample(
         sampler: a name from ``SAMPLERS``; ``steps`` is its number of steps (NFE equals steps
             for all but ``heun``, 2 steps - 1, and ``pc``, (1 + corrector_steps) steps).
         step_kind: step sequence (``karras``, ``loglinear``, ``vp``, ``ddpm``); default
-            ``ddpm`` for the ``ddpm`` sampler of a discrete VP model, else ``karras``.
+            ``ddpm`` for the ``ddpm`` sampler of a discrete VP model, else ``loglinear``.
+            The default sampler and steps (UniPC, log-linear) are those with the lowest error
+            at 5-20 NFE in ``bench/results/samplers.md``.
         sigma_min, sigma_max: noise range (data units); default the denoiser's schedule range
             (``denoiser.sigma_min/max``) or EDM's 0.002 and 80.
         cond, guidance: condition and classifier-free guidance scale (1 = none).
@@ -106,7 +108,9 @@ def sample(
     step_options = dict(step_options or {})
     schedule = getattr(denoiser, "schedule", None)
     if step_kind is None:
-        step_kind = "ddpm" if sampler == "ddpm" and isinstance(schedule, DiscreteVP) else "karras"
+        step_kind = (
+            "ddpm" if sampler == "ddpm" and isinstance(schedule, DiscreteVP) else "loglinear"
+        )
     if step_kind == "ddpm":
         if isinstance(schedule, DiscreteVP):
             step_options.setdefault("schedule", schedule)

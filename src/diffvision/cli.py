@@ -1,0 +1,352 @@
+"""The ``diffvision`` command: train, sample, info, demo.
+
+No logic of its own: every subcommand parses arguments, calls the library and reports. Bad input
+is one clear line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import textwrap
+from pathlib import Path
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit code 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``diffvision CMD: error: ...`` and exit code 2."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _formatter(prog):
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+
+
+def _positive(kind):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog="diffvision",
+        description="Diffusion models for imaging and vision: train, sample, inspect.",
+        formatter_class=_formatter,
+        epilog=textwrap.dedent("""\
+            examples:
+              diffvision demo
+              diffvision train --data digits --steps 3000 --out runs/digits
+              diffvision sample runs/digits/model --n 64 --out grid.png
+              diffvision info runs/digits/model"""),
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+
+    t = sub.add_parser(
+        "train",
+        help="train a diffusion model on a folder of images or a built-in data set",
+        formatter_class=_formatter,
+        epilog=textwrap.dedent("""\
+            examples:
+              diffvision train --data digits --steps 3000 --out runs/digits
+              diffvision train --data photos/ --size 32 --preset small --bf16 --out runs/photos
+              diffvision train --data mnist:../shared/data/mnist --steps 20000 --out runs/mnist
+              diffvision train --out runs/digits --resume      (continue an interrupted run)
+              torchrun --nproc_per_node=2 -m diffvision train --data faces --out runs/faces"""),
+    )
+    t.add_argument("--data", help="image folder, or digits | faces | shapes | mnist:FOLDER")
+    t.add_argument("--size", type=_positive(int), help="image size in pixels (default: the data's)")
+    t.add_argument("--channels", type=int, choices=(1, 3), help="1 grey, 3 RGB (folders: auto)")
+    t.add_argument("--preset", default="small", help="network size: tiny | small | base")
+    t.add_argument("--steps", type=_positive(int), help="optimiser steps (default 2000)")
+    t.add_argument("--batch", type=_positive(int), default=64, help="global batch size")
+    t.add_argument("--lr", type=_positive(float), default=1e-3, help="AdamW learning rate")
+    t.add_argument("--warmup", type=int, default=100, help="linear warm-up steps")
+    t.add_argument("--schedule", default="edm", help="edm | linear | cosine | vp | ve")
+    t.add_argument("--prediction", default="edm", help="edm | eps | x0 | v")
+    t.add_argument("--weighting", help="loss weighting (default: the prediction's own)")
+    t.add_argument(
+        "--classes",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="condition on class labels when the data has them",
+    )
+    t.add_argument(
+        "--label-dropout",
+        type=float,
+        default=0.1,
+        help="probability of the null class (classifier-free guidance)",
+    )
+    t.add_argument("--accumulation", type=_positive(int), default=1, help="gradient accumulation")
+    t.add_argument("--ema", type=float, default=0.999, help="EMA decay")
+    t.add_argument("--hflip", action="store_true", help="random horizontal flips")
+    t.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CPU and CUDA)")
+    t.add_argument("--channels-last", action="store_true", help="channels-last memory format")
+    t.add_argument("--checkpoint-every", type=_positive(int), default=500)
+    t.add_argument("--keep", type=_positive(int), default=2, help="checkpoints to keep")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    t.add_argument("--out", required=True, help="run folder (model in OUT/model)")
+    t.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the newest checkpoint in OUT (settings from it)",
+    )
+    t.add_argument("--stop-at", type=_positive(int), help="stop after this step (resume later)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    s = sub.add_parser(
+        "sample",
+        help="generate images with a trained model",
+        formatter_class=_formatter,
+        epilog=textwrap.dedent("""\
+            examples:
+              diffvision sample runs/digits/model --n 64 --out grid.png
+              diffvision sample runs/digits/model --class 3 --guidance 2 --out threes.png
+              diffvision sample runs/digits/model --n 100 --sampler heun --out samples/"""),
+    )
+    s.add_argument("model", help="model folder (config.json + model.safetensors)")
+    s.add_argument("--n", type=_positive(int), default=64, help="number of images")
+    s.add_argument("--sampler", default="unipc", help="sampler name (see `diffvision info`)")
+    s.add_argument("--steps", type=_positive(int), default=20, help="sampler steps")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--class", dest="label", type=int, help="class label (class-conditional models)")
+    s.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale")
+    s.add_argument("--batch", type=_positive(int), default=256, help="images per batch")
+    s.add_argument("--no-ema", action="store_true", help="use the raw instead of the EMA weights")
+    s.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    s.add_argument("--out", required=True, help="FILE.png (a grid) or a folder (one PNG each)")
+
+    i = sub.add_parser(
+        "info",
+        help="describe a model folder",
+        formatter_class=_formatter,
+        epilog="example:\n  diffvision info runs/digits/model",
+    )
+    i.add_argument("model", help="model folder")
+
+    d = sub.add_parser(
+        "demo",
+        help="train on built-in digits on the CPU and write an HTML report",
+        formatter_class=_formatter,
+        epilog="example:\n  diffvision demo --out runs/demo",
+    )
+    d.add_argument("--out", default="runs/demo", help="output folder")
+    d.add_argument(
+        "--steps",
+        type=_positive(int),
+        default=None,
+        help="training steps (default: the demo's tuned value)",
+    )
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+# ------------------------------------------------------------------------------- commands
+def cmd_train(args) -> int:
+    from .data import load_data
+    from .train import TrainConfig, train
+
+    out = Path(args.out)
+    if args.resume:
+        cfg, data = _resume_settings(out, args)
+    else:
+        if not args.data:
+            raise UsageError("--data is required (or --resume an existing run)")
+        data = load_data(args.data, args.size, channels=args.channels)
+        cfg = TrainConfig(
+            preset=args.preset,
+            steps=args.steps or 2000,
+            batch=args.batch,
+            lr=args.lr,
+            warmup=args.warmup,
+            schedule=args.schedule,
+            prediction=args.prediction,
+            weighting=args.weighting,
+            classes=args.classes,
+            label_dropout=args.label_dropout,
+            accumulation=args.accumulation,
+            ema_decay=args.ema,
+            hflip=args.hflip,
+            bf16=args.bf16,
+            channels_last=args.channels_last,
+            checkpoint_every=args.checkpoint_every,
+            keep_checkpoints=args.keep,
+            seed=args.seed,
+        )
+        (out).mkdir(parents=True, exist_ok=True)
+        (out / "run.json").write_text(
+            json.dumps({"data": args.data, "size": args.size, "channels": args.channels}, indent=1)
+        )
+    folder = train(
+        cfg,
+        data,
+        out,
+        resume=args.resume,
+        device=args.device,
+        progress=not args.quiet,
+        stop_at=args.stop_at,
+    )
+    if folder is not None:
+        print(f"model written to {folder}")
+    elif args.stop_at:
+        print(
+            f"stopped at step {args.stop_at}; continue with: diffvision train --out {out} --resume"
+        )
+    return 0
+
+
+def _resume_settings(out: Path, args):
+    from .data import load_data
+    from .train import TrainConfig
+    from .train.checkpoint import list_checkpoints
+
+    run = out / "run.json"
+    found = list_checkpoints(out / "checkpoints")
+    if not run.is_file() or not found:
+        raise UsageError(f"nothing to resume in {out} (no run.json or checkpoints)")
+    spec = json.loads(run.read_text())
+    stored = json.loads((found[-1] / "config.json").read_text())["training"]
+    cfg = TrainConfig.from_dict(stored)
+    if args.steps is not None:  # resuming may extend (or shorten) the run
+        cfg.steps = args.steps
+    return cfg, load_data(spec["data"], spec["size"], channels=spec["channels"])
+
+
+def cmd_sample(args) -> int:
+    import torch
+
+    from . import samplers
+    from .io import load, read_config, save_grid, save_images
+    from .train.distributed import resolve_device
+
+    samplers.get(args.sampler)  # validate early
+    device = resolve_device(args.device)
+    config = read_config(args.model)
+    model = load(args.model, ema=not args.no_ema, device=device)
+    shape = tuple(config.get("sample_shape") or ())
+    if len(shape) != 3:
+        raise UsageError(f"{args.model}/config.json has no sample_shape")
+    num_classes = config["net"].get("num_classes", 0)
+    cond = None
+    if args.label is not None:
+        if not num_classes:
+            raise UsageError("this model is unconditional: --class is not available")
+        if not 0 <= args.label < num_classes:
+            raise UsageError(f"--class must be in 0..{num_classes - 1}")
+    elif args.guidance != 1.0:
+        raise UsageError("--guidance needs --class")
+    gen = torch.Generator().manual_seed(args.seed)
+    parts = []
+    with torch.no_grad():
+        for start in range(0, args.n, args.batch):
+            n = min(args.batch, args.n - start)
+            if args.label is not None:
+                cond = torch.full((n,), args.label, dtype=torch.long, device=device)
+            parts.append(
+                samplers.sample(
+                    model,
+                    (n, *shape),
+                    sampler=args.sampler,
+                    steps=args.steps,
+                    generator=gen,
+                    cond=cond,
+                    guidance=args.guidance,
+                    device=device,
+                ).cpu()
+            )
+    images = torch.cat(parts)
+    out = Path(args.out)
+    if out.suffix.lower() == ".png":
+        save_grid(out, images, upscale=max(1, 64 // shape[-1]))
+        print(f"wrote a grid of {len(images)} images to {out}")
+    elif out.suffix:
+        raise UsageError(f"--out must be a .png file or a folder, got {out}")
+    else:
+        save_images(out, images)
+        print(f"wrote {len(images)} images to {out}/")
+    return 0
+
+
+def cmd_info(args) -> int:
+    from .io import read_config
+    from .samplers import SAMPLERS
+
+    config = read_config(args.model)
+    net = config["net"]
+    params = _count_parameters(args.model)
+    lines = [
+        f"model:       {args.model}",
+        f"network:     U-Net, {params / 1e6:.2f} M parameters, channels {net['channels']}, "
+        f"mult {tuple(net['channel_mult'])}",
+        f"image:       {' x '.join(map(str, config.get('sample_shape', [])))} (C x H x W)",
+        f"classes:     {net.get('num_classes', 0) or 'unconditional'}",
+        f"prediction:  {config['denoiser']['prediction']}, schedule {config.get('schedule')}",
+    ]
+    data = config.get("data")
+    if data:
+        lines.append(f"trained on:  {data.get('name')} ({data.get('images')} images)")
+    training = config.get("training")
+    if training:
+        lines.append(
+            f"training:    {training.get('steps')} steps, batch {training.get('batch')}, "
+            f"lr {training.get('lr')}"
+        )
+    lines.append(f"samplers:    {', '.join(SAMPLERS)}")
+    print("\n".join(lines))
+    return 0
+
+
+def _count_parameters(folder) -> int:
+    from safetensors import safe_open
+
+    with safe_open(str(Path(folder) / "model.safetensors"), "pt") as f:
+        return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    report = run_demo(Path(args.out), steps=args.steps, seed=args.seed, progress=not args.quiet)
+    print(f"demo report: {report}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "info": cmd_info, "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return COMMANDS[args.command](args)
+    except (UsageError, ValueError, FileNotFoundError) as err:
+        print(f"diffvision {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

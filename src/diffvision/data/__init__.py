@@ -1,0 +1,48 @@
+"""Data: image folders and built-in data sets, as :class:`ImageData` (images in [-1, 1])."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .builtin import BUILTIN, digits, faces, mnist, read_idx, shapes
+from .dataset import ImageData
+from .folder import load_image_folder
+
+__all__ = [
+    "BUILTIN",
+    "ImageData",
+    "digits",
+    "faces",
+    "load_data",
+    "load_image_folder",
+    "mnist",
+    "read_idx",
+    "shapes",
+]
+
+
+def load_data(spec: str, size: int | None = None, *, channels: int | None = None) -> ImageData:
+    """Load data by a command-line style spec.
+
+    ``digits``, ``faces``, ``shapes`` (built in; ``size`` optional), ``mnist:FOLDER`` (the MNIST
+    IDX files in FOLDER), or a path to an image folder (``size`` required).
+    """
+    if spec == "digits":
+        return digits(size)
+    if spec == "faces":
+        return faces(size)
+    if spec == "shapes":
+        return shapes(size or 32)
+    if spec == "mnist":
+        raise ValueError("mnist needs the folder of its IDX files: --data mnist:FOLDER")
+    if spec.startswith("mnist:"):
+        return mnist(spec.split(":", 1)[1], size)
+    path = Path(spec)
+    if not path.exists():
+        raise ValueError(
+            f"data not found: {spec!r} is neither a built-in set "
+            f"({', '.join(BUILTIN)}) nor a folder"
+        )
+    if size is None:
+        raise ValueError("an image folder needs --size")
+    return load_image_folder(path, size, channels=channels)

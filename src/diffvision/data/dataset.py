@@ -1,0 +1,83 @@
+"""The in-memory image data set every loader returns."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+
+class ImageData(Dataset):
+    """Images with optional labels (and, for ``shapes``, boxes and masks).
+
+    Images are stored either decoded as ``uint8`` (``N x C x H x W``, values 0..255) or as a
+    list of file paths decoded on access by ``decode(path) -> uint8 C x H x W``. Indexing returns
+    ``(image, label)`` with ``image`` a float32 ``C x H x W`` tensor in [-1, 1] and ``label`` an
+    int (-1 when unlabelled).
+
+    Attributes:
+        channels, size: image channels (1 or 3) and side length in pixels.
+        labels: ``(N,)`` int64 tensor or None; class_names: list of names (index = label).
+        boxes: optional ``N x 4`` float tensor (x0, y0, x1, y1 in pixels); masks: optional
+            ``N x H x W`` bool tensor of the object's pixels.
+    """
+
+    def __init__(
+        self,
+        images: Tensor | list,
+        *,
+        channels: int,
+        size: int,
+        labels: Tensor | None = None,
+        class_names: list[str] | None = None,
+        decode: Callable[[object], Tensor] | None = None,
+        name: str = "data",
+    ):
+        if len(images) == 0:
+            raise ValueError(f"{name}: no images")
+        self.images = images
+        self.decode = decode
+        self.channels, self.size, self.name = channels, size, name
+        self.labels = labels
+        self.class_names = class_names or []
+        self.boxes: Tensor | None = None
+        self.masks: Tensor | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names) if self.labels is not None else 0
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def uint8(self, index: int) -> Tensor:
+        """Image ``index`` as uint8 ``C x H x W``."""
+        item = self.images[index]
+        return self.decode(item) if self.decode is not None else item
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        image = self.uint8(index).to(torch.float32) / 127.5 - 1
+        label = int(self.labels[index]) if self.labels is not None else -1
+        return image, label
+
+    def batch(self, indices: Tensor) -> tuple[Tensor, Tensor]:
+        """Images ``len(indices) x C x H x W`` in [-1, 1] and labels (``-1`` when unlabelled)."""
+        if self.decode is None:
+            images = self.images[indices].to(torch.float32) / 127.5 - 1
+        else:
+            images = torch.stack([self[int(i)][0] for i in indices])
+        if self.labels is None:
+            return images, torch.full((len(indices),), -1, dtype=torch.long)
+        return images, self.labels[indices]
+
+    def describe(self) -> dict:
+        """JSON-serialisable summary (stored in a model's config)."""
+        return {
+            "name": self.name,
+            "images": len(self),
+            "channels": self.channels,
+            "size": self.size,
+            "class_names": self.class_names,
+        }

@@ -1,0 +1,101 @@
+"""Image folders: recursive scan, optional class sub-folders, resize + centre crop, caching."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from .dataset import ImageData
+from .transforms import resize_center_crop, to_uint8_tensor
+
+EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+CACHE_LIMIT_BYTES = 4 << 30
+
+
+def find_images(root: Path) -> list[Path]:
+    """All image files under ``root`` (recursive, sorted, hidden files skipped)."""
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file() and p.suffix.lower() in EXTENSIONS and not p.name.startswith(".")
+    )
+
+
+def _open(path: Path) -> Image.Image:
+    try:
+        image = Image.open(path)
+        image.load()
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise ValueError(f"cannot read image {path}: {err}") from None
+    return image
+
+
+def load_image_folder(
+    root: str | Path,
+    size: int,
+    *,
+    channels: int | None = None,
+    labels: bool = True,
+    cache_limit_bytes: int = CACHE_LIMIT_BYTES,
+) -> ImageData:
+    """Load a folder of images as square ``size x size`` images.
+
+    Args:
+        root: folder searched recursively for png, jpg, bmp, webp and tiff files.
+        size: output side length in pixels (short side resized, centre cropped).
+        channels: 1 (grayscale) or 3 (RGB); default: 1 if every image is grayscale, else 3.
+        labels: when every image sits in a first-level sub-folder and there are at least two,
+            the sub-folder names become the classes (sorted); set False to ignore them.
+        cache_limit_bytes: decoded images are kept in memory (uint8) when they fit under this.
+    Raises:
+        ValueError: missing or empty folder, or an unreadable image (named in the message).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"image folder not found: {root}")
+    if size < 1:
+        raise ValueError(f"size must be positive, got {size}")
+    paths = find_images(root)
+    if not paths:
+        raise ValueError(f"no images ({', '.join(sorted(EXTENSIONS))}) found under {root}")
+    if channels is None:
+        channels = (
+            1 if all(_open(p).mode in ("1", "L", "LA", "I", "I;16", "F") for p in paths) else 3
+        )
+    if channels not in (1, 3):
+        raise ValueError("channels must be 1 or 3")
+
+    class_names, label_tensor = [], None
+    parts = [p.relative_to(root).parts for p in paths]
+    if labels and all(len(part) >= 2 for part in parts):
+        class_names = sorted({part[0] for part in parts})
+        if len(class_names) >= 2:
+            index = {name: i for i, name in enumerate(class_names)}
+            label_tensor = torch.tensor([index[part[0]] for part in parts], dtype=torch.long)
+        else:
+            class_names = []
+
+    def decode(path: Path) -> torch.Tensor:
+        return to_uint8_tensor(resize_center_crop(_open(path), size), channels)
+
+    if len(paths) * channels * size * size <= cache_limit_bytes:
+        images = torch.stack([decode(p) for p in paths])
+        return ImageData(
+            images,
+            channels=channels,
+            size=size,
+            labels=label_tensor,
+            class_names=class_names,
+            name=str(root),
+        )
+    return ImageData(
+        paths,
+        channels=channels,
+        size=size,
+        labels=label_tensor,
+        class_names=class_names,
+        decode=decode,
+        name=str(root),
+    )

@@ -1,0 +1,59 @@
+"""Writing images: tensors in [-1, 1] to uint8, grids and PNG files."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+
+def to_uint8(images: Tensor) -> Tensor:
+    """``N x C x H x W`` float in [-1, 1] -> uint8 (clipped, rounded)."""
+    return ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
+
+
+def make_grid(images: Tensor, nrow: int | None = None, pad: int = 1) -> Tensor:
+    """Tile ``N x C x H x W`` images into one ``C x H' x W'`` image (rows of ``nrow``, default
+    about square), separated by ``pad`` pixels of -1 (black)."""
+    n, c, h, w = images.shape
+    nrow = nrow or max(1, math.ceil(math.sqrt(n)))
+    rows = math.ceil(n / nrow)
+    grid = torch.full((c, rows * (h + pad) + pad, nrow * (w + pad) + pad), -1.0, dtype=images.dtype)
+    for i in range(n):
+        r, col = divmod(i, nrow)
+        top, left = pad + r * (h + pad), pad + col * (w + pad)
+        grid[:, top : top + h, left : left + w] = images[i]
+    return grid
+
+
+def to_pil(image: Tensor, upscale: int = 1) -> Image.Image:
+    """``C x H x W`` float in [-1, 1] -> PIL image, enlarged ``upscale`` times (nearest)."""
+    array = to_uint8(image[None])[0].permute(1, 2, 0).numpy()
+    pil = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else np.ascontiguousarray(array))
+    if upscale > 1:
+        pil = pil.resize((pil.width * upscale, pil.height * upscale), Image.Resampling.NEAREST)
+    return pil
+
+
+def save_grid(path: str | Path, images: Tensor, nrow: int | None = None, upscale: int = 1) -> Path:
+    """Save ``N x C x H x W`` images in [-1, 1] as one PNG grid; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    to_pil(make_grid(images.cpu(), nrow), upscale).save(path)
+    return path
+
+
+def save_images(folder: str | Path, images: Tensor, prefix: str = "sample") -> list[Path]:
+    """Save each image as ``folder/{prefix}_{i:05d}.png``; returns the paths."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, image in enumerate(images.cpu()):
+        path = folder / f"{prefix}_{i:05d}.png"
+        to_pil(image).save(path)
+        paths.append(path)
+    return paths

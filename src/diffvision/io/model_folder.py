@@ -1,0 +1,138 @@
+"""Model folders: ``config.json`` + ``model.safetensors`` (+ ``ema.safetensors``).
+
+Loading reads JSON and tensors only; it never unpickles anything."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..denoiser import Denoiser
+from ..nets.unet import UNet, UNetConfig
+from ..process import get_schedule
+
+FORMAT = "diffvision-model"
+VERSION = 1
+
+
+def _state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+
+
+def save_model_folder(
+    folder: str | Path, config: dict, model: nn.Module, ema: nn.Module | None = None
+) -> Path:
+    """Write a model folder atomically (a temporary sibling folder renamed into place).
+
+    ``config`` holds ``net``, ``denoiser`` and ``schedule`` entries (see :func:`model_config`)
+    plus anything descriptive (data, training settings)."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        (tmp / "config.json").write_text(
+            json.dumps({"format": FORMAT, "version": VERSION, **config}, indent=1)
+        )
+        save_file(_state(model), str(tmp / "model.safetensors"))
+        if ema is not None:
+            save_file(_state(ema), str(tmp / "ema.safetensors"))
+        old = None
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def model_config(net: UNet, denoiser: Denoiser, **extra) -> dict:
+    """The rebuild recipe of a denoiser with a U-Net: net, parametrisation and schedule."""
+    return {
+        "net": {"kind": "unet", **net.config.to_dict()},
+        "denoiser": {
+            "prediction": denoiser.prediction,
+            "sigma_data": denoiser.sigma_data,
+            "null_cond": denoiser.null_cond,
+        },
+        "schedule": denoiser.schedule.config() if denoiser.schedule is not None else None,
+        **extra,
+    }
+
+
+def read_config(folder: str | Path) -> dict:
+    """The ``config.json`` of a model folder, validated."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"model folder not found: {folder}")
+    path = folder / "config.json"
+    if not path.is_file():
+        raise ValueError(f"{folder} is not a diffvision model folder (no config.json)")
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from None
+    if config.get("format") != FORMAT:
+        raise ValueError(
+            f"{path} is not a diffvision model config (format {config.get('format')!r})"
+        )
+    if config.get("version", 0) > VERSION:
+        raise ValueError(f"{path} needs a newer diffvision (version {config['version']})")
+    return config
+
+
+def build_denoiser(config: dict) -> Denoiser:
+    """A freshly initialised denoiser from a config (no weights loaded)."""
+    net_cfg = dict(config["net"])
+    kind = net_cfg.pop("kind", "unet")
+    if kind != "unet":
+        raise ValueError(f"unknown network kind {kind!r}")
+    net = UNet(UNetConfig(**net_cfg))
+    schedule = get_schedule(**config["schedule"]) if config.get("schedule") else None
+    den = config["denoiser"]
+    return Denoiser(
+        net,
+        den["prediction"],
+        schedule,
+        sigma_data=den.get("sigma_data", 0.5),
+        null_cond=den.get("null_cond"),
+    )
+
+
+def load(folder: str | Path, *, ema: bool = True, device: str | torch.device = "cpu") -> Denoiser:
+    """Load a model folder as a ready :class:`~diffvision.denoiser.Denoiser` in eval mode.
+
+    Args:
+        folder: the model folder.
+        ema: use the EMA weights when the folder has them (the usual choice for sampling).
+        device: where to put the model.
+    """
+    folder = Path(folder)
+    config = read_config(folder)
+    denoiser = build_denoiser(config)
+    weights = folder / (
+        "ema.safetensors" if ema and (folder / "ema.safetensors").is_file() else "model.safetensors"
+    )
+    if not weights.is_file():
+        raise ValueError(f"{folder} has no model.safetensors")
+    try:
+        state = load_file(str(weights))
+    except Exception as err:  # safetensors raises its own error types
+        raise ValueError(f"cannot read {weights}: {err}") from None
+    try:
+        denoiser.net.load_state_dict(state)
+    except RuntimeError as err:
+        raise ValueError(f"{weights} does not match its config.json: {str(err)[:300]}") from None
+    denoiser.config = config
+    return denoiser.to(device).eval()

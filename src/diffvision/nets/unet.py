@@ -1,0 +1,252 @@
+"""U-Net denoiser network in the ADM / DDPM++ line (Ho et al. 2020; Dhariwal & Nichol 2021).
+
+Residual blocks with group norm and adaptive scale/shift from the noise-level embedding,
+self-attention at chosen levels, dropout, a class embedding with a null class (for
+classifier-free guidance) and optional extra input channels for conditioning images.
+
+The network is called as ``net(x, c_noise, cond=None)``:
+
+- ``x``: ``N x C x H x W`` (any H, W; odd sizes are handled by resizing on the way up);
+- ``c_noise``: ``(N,)`` noise input chosen by the :class:`~diffvision.denoiser.Denoiser`
+  (a timestep, a time in [0, 1] or ``ln(sigma)/4``);
+- ``cond``: None, a ``(N,)`` long tensor of class labels (``num_classes`` is the null class), or a
+  dict with ``"labels"`` and/or ``"image"`` (``N x cond_channels x H x W``).
+
+It returns a tensor shaped like ``x`` with ``out_channels`` channels.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["PRESETS", "UNet", "UNetConfig"]
+
+
+@dataclass
+class UNetConfig:
+    """Everything needed to rebuild a :class:`UNet` (stored in a model folder's config.json)."""
+
+    in_channels: int = 3
+    out_channels: int | None = None  # default: in_channels
+    channels: int = 64
+    channel_mult: tuple[int, ...] = (1, 2, 2)
+    num_res_blocks: int = 2
+    attn_levels: tuple[int, ...] = (1,)  # levels (0 = full resolution) with self-attention
+    head_channels: int = 32
+    dropout: float = 0.1
+    num_classes: int = 0  # 0: unconditional; else labels 0..num_classes-1, null = num_classes
+    cond_channels: int = 0  # extra input channels (conditioning image)
+    groups: int = 8
+
+    def __post_init__(self):
+        self.channel_mult = tuple(self.channel_mult)
+        self.attn_levels = tuple(self.attn_levels)
+        if self.out_channels is None:
+            self.out_channels = self.in_channels
+        if self.channels % self.groups:
+            raise ValueError("channels must be divisible by groups")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PRESETS: dict[str, dict] = {
+    # A few thousand parameters' worth of U-Net for tests (seconds on a CPU).
+    "tiny": {
+        "channels": 16,
+        "channel_mult": (1, 2),
+        "num_res_blocks": 1,
+        "attn_levels": (1,),
+        "head_channels": 16,
+        "dropout": 0.0,
+        "groups": 4,
+    },
+    # ~1-2 M parameters: trains on a laptop CPU in minutes at 8x8 to 32x32.
+    "small": {
+        "channels": 32,
+        "channel_mult": (1, 2, 2),
+        "num_res_blocks": 2,
+        "attn_levels": (2,),
+        "head_channels": 32,
+        "dropout": 0.1,
+        "groups": 8,
+    },
+    # ~35 M parameters: the DDPM CIFAR-10 configuration (GPU).
+    "base": {
+        "channels": 128,
+        "channel_mult": (1, 2, 2, 2),
+        "num_res_blocks": 2,
+        "attn_levels": (1,),
+        "head_channels": 64,
+        "dropout": 0.1,
+        "groups": 32,
+    },
+}
+
+
+def positional_embedding(c_noise: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
+    """Sinusoidal embedding of the noise input (Vaswani et al. 2017; DDPM): ``N x dim``."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=c_noise.device) / half)
+    args = c_noise.float()[:, None] * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=1)
+
+
+class ResBlock(nn.Module):
+    """GroupNorm-SiLU-conv, adaptive scale/shift from the embedding, dropout, conv (zero-init)."""
+
+    def __init__(self, cin: int, cout: int, emb_dim: int, dropout: float, groups: int):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(groups, cin)
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.emb = nn.Linear(emb_dim, 2 * cout)
+        self.norm2 = nn.GroupNorm(groups, cout)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        scale, shift = self.emb(emb)[:, :, None, None].chunk(2, dim=1)
+        h = F.silu(self.norm2(h) * (1 + scale) + shift)
+        h = self.conv2(self.dropout(h))
+        return self.skip(x) + h
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over the H*W positions, residual, output projection zero-init."""
+
+    def __init__(self, ch: int, head_channels: int, groups: int):
+        super().__init__()
+        self.heads = max(ch // head_channels, 1)
+        self.norm = nn.GroupNorm(groups, ch)
+        self.qkv = nn.Conv2d(ch, 3 * ch, 1)
+        self.proj = nn.Conv2d(ch, ch, 1)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, c, h, w = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(n, 3, self.heads, c // self.heads, h * w).unbind(1)
+        out = F.scaled_dot_product_attention(
+            q.transpose(-1, -2), k.transpose(-1, -2), v.transpose(-1, -2)
+        )
+        return x + self.proj(out.transpose(-1, -2).reshape(n, c, h, w))
+
+
+class UNet(nn.Module):
+    """The U-Net; see the module docstring for the call signature."""
+
+    def __init__(self, config: UNetConfig | None = None, **overrides):
+        super().__init__()
+        cfg = config or UNetConfig(**overrides)
+        self.config = cfg
+        ch, groups = cfg.channels, cfg.groups
+        emb_dim = 4 * ch
+        self.noise_mlp = nn.Sequential(
+            nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
+        )
+        self.class_emb = nn.Embedding(cfg.num_classes + 1, emb_dim) if cfg.num_classes else None
+        self.conv_in = nn.Conv2d(cfg.in_channels + cfg.cond_channels, ch, 3, padding=1)
+
+        def block(cin, cout, level):
+            layers = nn.ModuleList([ResBlock(cin, cout, emb_dim, cfg.dropout, groups)])
+            if level in cfg.attn_levels:
+                layers.append(Attention(cout, cfg.head_channels, groups))
+            return layers
+
+        self.down = nn.ModuleList()
+        skips = [ch]
+        cur = ch
+        for level, mult in enumerate(cfg.channel_mult):
+            for _ in range(cfg.num_res_blocks):
+                self.down.append(block(cur, ch * mult, level))
+                cur = ch * mult
+                skips.append(cur)
+            if level < len(cfg.channel_mult) - 1:
+                self.down.append(nn.ModuleList([nn.Conv2d(cur, cur, 3, stride=2, padding=1)]))
+                skips.append(cur)
+        self.mid = nn.ModuleList(
+            [
+                ResBlock(cur, cur, emb_dim, cfg.dropout, groups),
+                Attention(cur, cfg.head_channels, groups),
+                ResBlock(cur, cur, emb_dim, cfg.dropout, groups),
+            ]
+        )
+        self.up = nn.ModuleList()
+        for level in reversed(range(len(cfg.channel_mult))):
+            for _ in range(cfg.num_res_blocks + 1):
+                self.up.append(block(cur + skips.pop(), ch * cfg.channel_mult[level], level))
+                cur = ch * cfg.channel_mult[level]
+            if level > 0:
+                self.up.append(nn.ModuleList([nn.Conv2d(cur, cur, 3, padding=1)]))
+        self.norm_out = nn.GroupNorm(groups, cur)
+        self.conv_out = nn.Conv2d(cur, cfg.out_channels, 3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+
+    def forward(self, x: Tensor, c_noise: Tensor, cond=None) -> Tensor:
+        labels, image = _split_cond(cond)
+        cfg = self.config
+        emb = self.noise_mlp(
+            positional_embedding(c_noise.reshape(-1).expand(x.shape[0]), cfg.channels)
+        )
+        if self.class_emb is not None:
+            if labels is None:
+                labels = torch.full(
+                    (x.shape[0],), cfg.num_classes, device=x.device, dtype=torch.long
+                )
+            emb = emb + self.class_emb(labels.long())
+        elif labels is not None:
+            raise ValueError("this network was built without classes (num_classes = 0)")
+        if cfg.cond_channels:
+            if image is None:
+                raise ValueError(
+                    f"this network needs a {cfg.cond_channels}-channel condition image"
+                )
+            x = torch.cat([x, image.to(x.dtype)], dim=1)
+        h = self.conv_in(x)
+        hs = [h]
+        for layers in self.down:
+            h = _apply(layers, h, emb)
+            hs.append(h)
+        h = self.mid[2](self.mid[1](self.mid[0](h, emb)), emb)
+        for layers in self.up:
+            if isinstance(layers[0], ResBlock):
+                skip = hs.pop()
+                h = _apply(layers, torch.cat([h, skip], dim=1), emb)
+            else:  # upsample to the size of the next skip connection (handles odd sizes)
+                h = layers[0](F.interpolate(h, size=hs[-1].shape[-2:], mode="nearest"))
+        return self.conv_out(F.silu(self.norm_out(h)))
+
+
+def _apply(layers: nn.ModuleList, h: Tensor, emb: Tensor) -> Tensor:
+    for layer in layers:
+        h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
+    return h
+
+
+def _split_cond(cond) -> tuple[Tensor | None, Tensor | None]:
+    if cond is None:
+        return None, None
+    if isinstance(cond, dict):
+        unknown = set(cond) - {"labels", "image"}
+        if unknown:
+            raise ValueError(f"unknown condition keys: {sorted(unknown)}")
+        return cond.get("labels"), cond.get("image")
+    return cond, None
+
+
+def build_unet(preset: str = "small", **overrides) -> UNet:
+    """A U-Net from a preset (``tiny``, ``small``, ``base``) with overrides such as
+    ``in_channels``."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+    return UNet(UNetConfig(**{**PRESETS[preset], **overrides}))

@@ -1,0 +1,391 @@
+"""The training loop: AdamW with warm-up, gradient clipping, EMA, bf16 autocast, gradient
+accumulation, class-label dropout, DDP under torchrun, checkpoints and exact resume.
+
+Reproducibility: every random draw of step t (data order, noise levels, noise, label dropout,
+flips, dropout masks) comes from generators seeded by ``(seed, t, rank, micro-batch)``, and the
+data order is a fixed function of the step. A run resumed from a checkpoint therefore continues
+exactly as the uninterrupted run would have (same threads, same device).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from ..data.dataset import ImageData
+from ..data.transforms import hflip
+from ..denoiser import PREDICTIONS, Denoiser
+from ..io.images import save_grid
+from ..io.model_folder import model_config, save_model_folder
+from ..nets.unet import PRESETS, build_unet
+from ..process import LOSS_WEIGHTS, get_schedule
+from ..samplers import sample
+from .checkpoint import list_checkpoints, load_state, save_checkpoint, set_rng_state
+from .distributed import DistInfo, cleanup, setup
+from .ema import EMA
+from .loss import DEFAULT_WEIGHTING, denoising_loss
+
+SCHEDULE_DEFAULTS = {"edm": {}, "linear": {}, "cosine": {}, "vp": {}, "ve": {"sigma_max": 80.0}}
+
+
+@dataclass
+class TrainConfig:
+    """Training settings (stored with every checkpoint and in the model's config.json)."""
+
+    preset: str = "small"
+    steps: int = 2000
+    batch: int = 64  # global batch per optimiser step (split over processes)
+    lr: float = 1e-3
+    warmup: int = 100
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    schedule: str = "edm"
+    prediction: str = "edm"
+    weighting: str | None = None  # default: the natural weighting of the prediction
+    classes: bool = True  # condition on labels when the data has them
+    label_dropout: float = 0.1
+    accumulation: int = 1
+    bf16: bool = False
+    channels_last: bool = False
+    hflip: bool = False
+    dropout: float | None = None  # override the preset's dropout
+    seed: int = 0
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    sample_every: int = 0  # 0: a grid at each checkpoint and at the end
+    log_every: int = 10
+
+    def validate(self) -> None:
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; choose from {', '.join(PRESETS)}")
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"unknown prediction {self.prediction!r}; choose from {PREDICTIONS}")
+        if self.schedule not in SCHEDULE_DEFAULTS:
+            raise ValueError(
+                f"unknown schedule {self.schedule!r}; choose from {', '.join(SCHEDULE_DEFAULTS)}"
+            )
+        if self.weighting is not None and self.weighting not in LOSS_WEIGHTS:
+            raise ValueError(f"unknown weighting {self.weighting!r}; choose from {LOSS_WEIGHTS}")
+        for name in ("steps", "batch", "accumulation", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.lr <= 0:
+            raise ValueError("lr must be positive")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def _seed(*parts: int) -> int:
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
+
+
+def batch_positions(step: int, batch: int, n: int, seed: int) -> torch.Tensor:
+    """Data indices of global step ``step``: positions ``[step*batch, (step+1)*batch)`` of an
+    endless stream of per-epoch random permutations of ``range(n)``."""
+    start = step * batch
+    out = []
+    while len(out) < batch:
+        epoch, offset = divmod(start + len(out), n)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(_seed(seed, epoch, 7)))
+        out.extend(perm[offset : offset + batch - len(out)].tolist())
+    return torch.tensor(out, dtype=torch.long)
+
+
+class Trainer:
+    """Builds the model for a data set and trains it; see :func:`train`."""
+
+    def __init__(self, cfg: TrainConfig, data: ImageData, out: str | Path, *, device: str = "auto"):
+        cfg.validate()
+        self.cfg, self.data, self.out = cfg, data, Path(out)
+        self.dist: DistInfo = setup(device)
+        if cfg.batch % (self.dist.world * cfg.accumulation):
+            raise ValueError(
+                f"batch {cfg.batch} must be divisible by processes x accumulation "
+                f"({self.dist.world} x {cfg.accumulation})"
+            )
+        self.num_classes = data.num_classes if cfg.classes else 0
+        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+        overrides = {"in_channels": data.channels, "num_classes": self.num_classes}
+        if cfg.dropout is not None:
+            overrides["dropout"] = cfg.dropout
+        net = build_unet(cfg.preset, **overrides)
+        schedule = get_schedule(cfg.schedule, **SCHEDULE_DEFAULTS[cfg.schedule])
+        self.model = Denoiser(
+            net, cfg.prediction, schedule, null_cond=self.num_classes if self.num_classes else None
+        )
+        self.model.to(self.dist.device)
+        if cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.ema = EMA(self.model, cfg.ema_decay)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+        )
+        self.weighting = cfg.weighting or DEFAULT_WEIGHTING[cfg.prediction]
+        self.step = 0
+        self.ddp = (
+            DistributedDataParallel(
+                self.model,
+                device_ids=[self.dist.device.index] if self.dist.device.type == "cuda" else None,
+            )
+            if self.dist.world > 1
+            else self.model
+        )
+
+    # --------------------------------------------------------------------------- config
+    def config(self, **extra) -> dict:
+        return model_config(
+            self.model.net,
+            self.model,
+            sample_shape=[self.data.channels, self.data.size, self.data.size],
+            data=self.data.describe(),
+            training=asdict(self.cfg),
+            **extra,
+        )
+
+    # --------------------------------------------------------------------------- resume
+    def resume(self) -> bool:
+        """Restore the newest checkpoint under ``out/checkpoints``; False when there is none."""
+        found = list_checkpoints(self.out / "checkpoints")
+        if not found:
+            return False
+        folder = found[-1]
+        stored = json.loads((folder / "config.json").read_text())["training"]
+        current = asdict(self.cfg)
+        changed = [
+            k
+            for k in current
+            if k
+            not in ("steps", "checkpoint_every", "keep_checkpoints", "sample_every", "log_every")
+            and stored.get(k) != current[k]
+        ]
+        if changed:
+            raise ValueError(f"cannot resume {folder}: settings differ ({', '.join(changed)})")
+        from safetensors.torch import load_file
+
+        self.model.net.load_state_dict(load_file(str(folder / "model.safetensors")))
+        self.ema.module.net.load_state_dict(load_file(str(folder / "ema.safetensors")))
+        state = load_state(folder)
+        self.optimizer.load_state_dict(state["optimizer"])
+        set_rng_state(state["rng"])
+        self.step = int(state["step"])
+        self._trim_metrics()
+        return True
+
+    def _trim_metrics(self) -> None:
+        path = self.out / "metrics.jsonl"
+        if self.dist.main and path.is_file():
+            keep = [
+                line
+                for line in path.read_text().splitlines()
+                if line and json.loads(line).get("step", 0) <= self.step
+            ]
+            path.write_text("".join(line + "\n" for line in keep))
+
+    # --------------------------------------------------------------------------- one step
+    def train_step(self) -> float:
+        cfg, dist, t = self.cfg, self.dist, self.step
+        self.model.train()
+        lr = cfg.lr * min(1.0, (t + 1) / max(cfg.warmup, 1))
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        positions = batch_positions(t, cfg.batch, len(self.data), cfg.seed)
+        per_rank = cfg.batch // dist.world
+        mine = positions[dist.rank * per_rank : (dist.rank + 1) * per_rank]
+        micro = per_rank // cfg.accumulation
+        total = 0.0
+        for m in range(cfg.accumulation):
+            seed = _seed(cfg.seed, t, dist.rank, m)
+            gen = torch.Generator().manual_seed(seed)
+            torch.manual_seed(seed)  # dropout masks
+            x0, labels = self.data.batch(mine[m * micro : (m + 1) * micro])
+            n = len(x0)
+            if cfg.hflip:
+                x0 = hflip(x0, torch.rand(n, generator=gen) < 0.5)
+            sigma = self.model.schedule.sample_sigma(n, generator=gen)
+            noise = torch.randn(x0.shape, generator=gen)
+            cond = None
+            if self.num_classes:
+                drop = torch.rand(n, generator=gen) < cfg.label_dropout
+                cond = torch.where(drop, torch.full_like(labels, self.num_classes), labels)
+                cond = cond.to(dist.device)
+            dev = dist.device
+            x0, sigma, noise = x0.to(dev), sigma.to(dev), noise.to(dev)
+            if cfg.channels_last:
+                x0 = x0.contiguous(memory_format=torch.channels_last)
+                noise = noise.contiguous(memory_format=torch.channels_last)
+            sync = (
+                self.ddp.no_sync() if dist.world > 1 and m + 1 < cfg.accumulation else nullcontext()
+            )
+            autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+            with sync, autocast:
+                loss = denoising_loss(
+                    self.ddp, x0, sigma, noise, weighting=self.weighting, cond=cond
+                ).mean()
+            (loss / cfg.accumulation).backward()
+            total += float(loss.detach()) / cfg.accumulation
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.ema.update(self.model, t)
+        self.step += 1
+        if not math.isfinite(total):
+            raise FloatingPointError(f"loss is {total} at step {t}; lower --lr or disable --bf16")
+        return total
+
+    # --------------------------------------------------------------------------- outputs
+    def save_checkpoint(self) -> None:
+        if self.dist.main:
+            save_checkpoint(
+                self.out / "checkpoints",
+                self.step,
+                self.config(),
+                self.model.net,
+                self.ema.module.net,
+                self.optimizer,
+                self.cfg.keep_checkpoints,
+            )
+        self.dist.barrier()
+
+    def save_grid(self) -> Path | None:
+        """A grid from the EMA model (a row per class for class-conditional models)."""
+        if not self.dist.main:
+            return None
+        model = self.ema.module
+        shape = (self.data.channels, self.data.size, self.data.size)
+        gen = torch.Generator().manual_seed(self.cfg.seed + 1)
+        with torch.no_grad():
+            if self.num_classes:
+                rows = min(self.num_classes, 10)
+                cond = torch.arange(rows).repeat_interleave(8).to(self.dist.device)
+                images = sample(
+                    model,
+                    (len(cond), *shape),
+                    sampler="dpmpp_2m",
+                    steps=20,
+                    cond=cond,
+                    generator=gen,
+                    device=self.dist.device,
+                )
+            else:
+                images = sample(
+                    model,
+                    (64, *shape),
+                    sampler="dpmpp_2m",
+                    steps=20,
+                    generator=gen,
+                    device=self.dist.device,
+                )
+        return save_grid(
+            self.out / "samples" / f"step_{self.step:08d}.png",
+            images,
+            nrow=8,
+            upscale=max(1, 64 // self.data.size),
+        )
+
+    def log(self, record: dict) -> None:
+        if self.dist.main:
+            with (self.out / "metrics.jsonl").open("a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    # --------------------------------------------------------------------------- loop
+    def fit(
+        self,
+        *,
+        progress: bool = True,
+        stop_at: int | None = None,
+        on_log: Callable[[dict], None] | None = None,
+    ) -> Path | None:
+        """Train to ``cfg.steps`` (or stop after step ``stop_at``, leaving a checkpoint) and write
+        the model folder ``out/model``; returns its path (None when stopped early or not rank 0).
+        Ctrl-C saves a checkpoint before exiting."""
+        from tqdm.auto import tqdm
+
+        cfg = self.cfg
+        self.out.mkdir(parents=True, exist_ok=True)
+        end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
+        bar = tqdm(
+            total=cfg.steps,
+            initial=self.step,
+            disable=not (progress and self.dist.main),
+            unit="step",
+            dynamic_ncols=True,
+        )
+        start_time, window = time.time(), []
+        try:
+            while self.step < end:
+                loss = self.train_step()
+                window.append(loss)
+                bar.update(1)
+                if self.step % cfg.log_every == 0 or self.step == end:
+                    record = {
+                        "step": self.step,
+                        "loss": sum(window) / len(window),
+                        "lr": self.optimizer.param_groups[0]["lr"],
+                        "seconds": round(time.time() - start_time, 2),
+                    }
+                    window = []
+                    bar.set_postfix(loss=f"{record['loss']:.4f}")
+                    self.log(record)
+                    if on_log is not None and self.dist.main:
+                        on_log(record)
+                at_checkpoint = self.step % cfg.checkpoint_every == 0
+                if at_checkpoint or self.step == end:
+                    self.save_checkpoint()
+                every = cfg.sample_every or cfg.checkpoint_every
+                if self.step % every == 0 and self.step < cfg.steps:
+                    self.save_grid()
+        except KeyboardInterrupt:
+            bar.close()
+            self.save_checkpoint()
+            raise
+        finally:
+            bar.close()
+        if self.step < cfg.steps:
+            return None
+        folder = None
+        if self.dist.main:
+            folder = save_model_folder(
+                self.out / "model", self.config(), self.model.net, self.ema.module.net
+            )
+            self.save_grid()
+        self.dist.barrier()
+        return folder
+
+    def close(self) -> None:
+        cleanup(self.dist)
+
+
+def train(
+    cfg: TrainConfig,
+    data: ImageData,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    device: str = "auto",
+    progress: bool = True,
+    stop_at: int | None = None,
+) -> Path | None:
+    """Train a denoiser on ``data`` and write ``out/model`` (config.json, model.safetensors,
+    ema.safetensors); ``out`` also receives ``metrics.jsonl``, ``samples/`` and
+    ``checkpoints/``. With ``resume`` it continues from the newest checkpoint."""
+    trainer = Trainer(cfg, data, out, device=device)
+    try:
+        if resume:
+            trainer.resume()  # no checkpoint yet: starts from scratch
+        return trainer.fit(progress=progress, stop_at=stop_at)
+    finally:
+        trainer.close()

@@ -1,0 +1,82 @@
+"""The command line: help texts, one-line errors with exit code 2, and a train -> sample -> info
+round trip on a tiny model."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from diffvision.cli import main
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "diffvision", *args], capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.mark.parametrize("command", ["train", "sample", "info", "demo"])
+def test_help_has_examples(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "example" in out and f"diffvision {command}" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--data", "no/such/folder", "--out", "x"], "data not found"),
+        (["train", "--data", "digits", "--size", "0", "--out", "x"], "must be positive"),
+        (["train", "--data", "digits", "--preset", "huge", "--out", "x"], "unknown preset"),
+        (["train", "--out", "x"], "--data is required"),
+        (["sample", "no/such/model", "--out", "a.png"], "model folder not found"),
+        (["info", "."], "not a diffvision model folder"),
+        (["train", "--data", "mnist", "--out", "x"], "mnist:FOLDER"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = exit_code(args)
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert message in err and len(err.splitlines()) == 1, err
+
+
+def exit_code(args):
+    """main()'s return value, or the code of the SystemExit that argparse raises."""
+    try:
+        return main(args)
+    except SystemExit as stop:
+        return stop.code
+
+
+def test_train_sample_info_round_trip(tmp_path):
+    out = tmp_path / "run"
+    result = run("train", "--data", "digits", "--preset", "tiny", "--steps", "4", "--batch", "16",
+                 "--checkpoint-every", "2", "--out", str(out), "--quiet", "--stop-at", "2")
+    assert result.returncode == 0, result.stderr
+    assert "--resume" in result.stdout
+    result = run("train", "--out", str(out), "--resume", "--quiet")
+    assert result.returncode == 0, result.stderr
+    model = out / "model"
+    assert (model / "config.json").is_file() and (model / "ema.safetensors").is_file()
+
+    grid = tmp_path / "grid.png"
+    result = run("sample", str(model), "--n", "6", "--steps", "3", "--class", "4",
+                 "--guidance", "2", "--out", str(grid))
+    assert result.returncode == 0, result.stderr
+    assert grid.is_file()
+    folder = tmp_path / "many"
+    assert run("sample", str(model), "--n", "3", "--steps", "2", "--out", str(folder)).returncode == 0
+    assert len(list(folder.glob("*.png"))) == 3
+
+    info = run("info", str(model))
+    assert info.returncode == 0 and "classes:     10" in info.stdout
+
+    bad = run("sample", str(model), "--sampler", "plms", "--out", str(grid))
+    assert bad.returncode == 2 and "unknown sampler" in bad.stderr
+    bad = run("sample", str(model), "--class", "12", "--out", str(grid))
+    assert bad.returncode == 2 and "0..9" in bad.stderr
+    assert Path(grid).stat().st_size > 0

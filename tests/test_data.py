@@ -1,0 +1,113 @@
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from diffvision.data import digits, faces, load_data, load_image_folder, mnist, read_idx, shapes
+
+MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+
+
+def write(path: Path, size=(20, 12), mode="RGB", value=128):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, size, value if mode == "L" else (value, 0, 255 - value)).save(path)
+
+
+def test_folder_with_classes(tmp_path):
+    write(tmp_path / "cats" / "a.png")
+    write(tmp_path / "cats" / "deep" / "b.jpg")
+    write(tmp_path / "dogs" / "c.bmp")
+    write(tmp_path / "dogs" / "d.webp")
+    write(tmp_path / "dogs" / "e.tiff")
+    (tmp_path / "dogs" / "notes.txt").write_text("not an image")
+    data = load_image_folder(tmp_path, 8)
+    assert len(data) == 5 and data.channels == 3 and data.size == 8
+    assert data.class_names == ["cats", "dogs"] and data.labels.tolist() == [0, 0, 1, 1, 1]
+    image, _ = data[0]
+    assert image.shape == (3, 8, 8) and -1 <= float(image.min()) and float(image.max()) <= 1
+    # Red channel 128 -> 128/127.5 - 1; centre crop keeps the flat colour.
+    assert torch.allclose(image[0], torch.full((8, 8), 128 / 127.5 - 1), atol=2 / 255)
+
+
+def test_grayscale_detection_and_flat_folder(tmp_path):
+    write(tmp_path / "a.png", mode="L", value=0)
+    write(tmp_path / "b.png", mode="L", value=255)
+    data = load_image_folder(tmp_path, 4)
+    assert data.channels == 1 and data.labels is None
+    assert float(data[1][0].min()) == 1.0
+
+
+def test_lazy_decoding_when_over_the_cache_limit(tmp_path):
+    for i in range(3):
+        write(tmp_path / f"{i}.png", value=40 * i)
+    cached = load_image_folder(tmp_path, 6)
+    lazy = load_image_folder(tmp_path, 6, cache_limit_bytes=10)
+    assert isinstance(lazy.images, list)
+    idx = torch.tensor([2, 0])
+    assert torch.equal(lazy.batch(idx)[0], cached.batch(idx)[0])
+
+
+def test_folder_errors(tmp_path):
+    with pytest.raises(ValueError, match="not found"):
+        load_image_folder(tmp_path / "missing", 8)
+    with pytest.raises(ValueError, match="no images"):
+        load_image_folder(tmp_path, 8)
+    write(tmp_path / "ok.png")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
+    with pytest.raises(ValueError, match=r"broken\.png"):
+        load_image_folder(tmp_path, 8)
+
+
+def test_builtin_sets():
+    d = digits()
+    assert (len(d), d.channels, d.size, d.num_classes) == (1797, 1, 8, 10)
+    assert digits(16).size == 16
+    f = faces()
+    assert (len(f), f.channels, f.size, f.num_classes) == (200, 1, 24, 0)
+    s = shapes(16, n=50, seed=3)
+    assert (len(s), s.channels, s.size, s.num_classes) == (50, 3, 16, 3)
+    assert torch.equal(s.images, shapes(16, n=50, seed=3).images)
+    assert not torch.equal(s.images, shapes(16, n=50, seed=4).images)
+    # Boxes enclose exactly the mask.
+    for i in range(5):
+        ys, xs = torch.nonzero(s.masks[i], as_tuple=True)
+        assert s.boxes[i].tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(n.to_bytes(4, "big") for n in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def test_mnist_reader_on_files_we_make(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (5, 28, 28), dtype=np.uint8)
+    labels = np.array([3, 1, 4, 1, 5], dtype=np.uint8)
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_bytes(images)))
+    (tmp_path / "train-labels.idx1-ubyte").write_bytes(idx_bytes(labels))
+    data = mnist(tmp_path)
+    assert len(data) == 5 and data.labels.tolist() == [3, 1, 4, 1, 5]
+    assert torch.equal(data.images[:, 0], torch.from_numpy(images))
+    assert np.array_equal(read_idx(tmp_path / "train-labels.idx1-ubyte"), labels)
+    (tmp_path / "bad-idx").write_bytes(b"\x01\x02")
+    with pytest.raises(ValueError, match="IDX"):
+        read_idx(tmp_path / "bad-idx")
+    with pytest.raises(ValueError, match="t10k-images"):
+        mnist(tmp_path, split="test")
+
+
+@pytest.mark.skipif(not MNIST.is_dir(), reason="MNIST not present in ../shared/data/mnist")
+def test_real_mnist():
+    data = load_data(f"mnist:{MNIST}")
+    assert (len(data), data.size, data.num_classes) == (60000, 28, 10)
+    assert torch.bincount(data.labels).min() > 5000
+
+
+def test_load_data_errors():
+    with pytest.raises(ValueError, match="neither a built-in"):
+        load_data("cifar")
+    with pytest.raises(ValueError, match="mnist:FOLDER"):
+        load_data("mnist")

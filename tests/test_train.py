@@ -1,0 +1,147 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import diffvision
+from diffvision.data import digits
+from diffvision.train import TrainConfig, Trainer, denoising_loss, train
+from diffvision.train.trainer import batch_positions
+
+CFG = dict(
+    preset="tiny",
+    steps=6,
+    batch=16,
+    checkpoint_every=2,
+    keep_checkpoints=2,
+    log_every=1,
+    dropout=0.1,
+)  # dropout on, so its random masks must be reproduced too
+
+
+@pytest.fixture(scope="module")
+def data():
+    return digits()
+
+
+def weights(folder: Path, name: str):
+    return load_file(str(folder / name))
+
+
+def test_resume_is_bit_identical(tmp_path, data):
+    full, parts = tmp_path / "full", tmp_path / "parts"
+    train(TrainConfig(**CFG), data, full, progress=False)
+    assert train(TrainConfig(**CFG), data, parts, progress=False, stop_at=3) is None
+    train(TrainConfig(**CFG), data, parts, progress=False, resume=True)
+    for name in ("model.safetensors", "ema.safetensors"):
+        a, b = weights(full / "model", name), weights(parts / "model", name)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # The metrics log of the resumed run matches the uninterrupted one step for step.
+    losses = [
+        [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+        for run in (full, parts)
+    ]
+    assert losses[0] == losses[1]
+
+
+def test_interrupted_without_resume_differs(tmp_path, data):
+    # Control: a run that restarts from scratch for the last steps does not match.
+    full = tmp_path / "full"
+    train(TrainConfig(**CFG), data, full, progress=False)
+    other = TrainConfig(**{**CFG, "seed": 1})
+    train(other, data, tmp_path / "seed1", progress=False)
+    a = weights(full / "model", "model.safetensors")
+    b = weights(tmp_path / "seed1" / "model", "model.safetensors")
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_checkpoints_keep_last_k_and_model_folder_loads(tmp_path, data):
+    trainer = Trainer(TrainConfig(**CFG), data, tmp_path, device="cpu")
+    trainer.fit(progress=False)
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert names == ["step_00000004", "step_00000006"]
+    loaded = diffvision.load(tmp_path / "model")
+    assert not any(k.endswith("state.pt") for k in os.listdir(tmp_path / "model"))
+    x = torch.randn(3, 1, 8, 8)
+    sigma = torch.tensor([0.1, 1.0, 10.0])
+    cond = torch.tensor([1, 5, 10])
+    with torch.no_grad():
+        assert torch.allclose(loaded(x, sigma, cond), trainer.ema.module(x, sigma, cond), atol=1e-6)
+    assert (tmp_path / "samples").is_dir() and list((tmp_path / "samples").glob("*.png"))
+
+
+def test_resume_rejects_changed_settings(tmp_path, data):
+    train(TrainConfig(**CFG), data, tmp_path, progress=False, stop_at=2)
+    with pytest.raises(ValueError, match="settings differ"):
+        train(TrainConfig(**{**CFG, "lr": 5e-4}), data, tmp_path, progress=False, resume=True)
+
+
+def test_batch_positions_cover_each_epoch_once():
+    n, batch = 10, 4
+    stream = torch.cat([batch_positions(s, batch, n, seed=0) for s in range(5)])
+    assert sorted(stream[:10].tolist()) == list(range(10))
+    assert sorted(stream[10:20].tolist()) == list(range(10))
+    assert torch.equal(batch_positions(3, batch, n, seed=0), stream[12:16])
+
+
+def test_training_reduces_the_loss(data):
+    torch.manual_seed(0)
+    trainer = Trainer(
+        TrainConfig(preset="tiny", steps=60, batch=32, lr=2e-3), data, "unused", device="cpu"
+    )
+    g = torch.Generator().manual_seed(0)
+    x0, labels = data.batch(torch.arange(256))
+    sigma = trainer.model.schedule.sample_sigma(256, generator=g)
+    noise = torch.randn(x0.shape, generator=g)
+
+    def held_loss():
+        with torch.no_grad():
+            trainer.model.eval()
+            return float(
+                denoising_loss(trainer.model, x0, sigma, noise, weighting="edm", cond=labels).mean()
+            )
+
+    before = held_loss()
+    for _ in range(60):
+        trainer.train_step()
+    assert held_loss() < 0.7 * before
+
+
+def test_bf16_and_accumulation_run(tmp_path, data):
+    cfg = TrainConfig(**{**CFG, "steps": 2, "bf16": True, "accumulation": 2, "channels_last": True})
+    folder = train(cfg, data, tmp_path, progress=False)
+    assert (folder / "config.json").is_file()
+    with pytest.raises(ValueError, match="divisible"):
+        Trainer(TrainConfig(**{**CFG, "batch": 15, "accumulation": 2}), data, tmp_path)
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed missing")
+def test_torchrun_two_processes(tmp_path):
+    worker = Path(__file__).with_name("ddp_worker.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            str(worker),
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["world"] == ranks[1]["world"] == 2
+    assert ranks[0]["sha256"] == ranks[1]["sha256"]
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step_00000003"]
+    assert (tmp_path / "model" / "model.safetensors").is_file()
