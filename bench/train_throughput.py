@@ -30,8 +30,14 @@ def diffusers_unet():
 
     # Shaped like our "small" preset: 3 levels, 2 res blocks, attention at the lowest level.
     return UNet2DModel(
-        sample_size=32, in_channels=3, out_channels=3, layers_per_block=2,
-        block_out_channels=(32, 64, 64), norm_num_groups=8, attention_head_dim=32,
+        sample_size=32,
+        in_channels=3,
+        out_channels=3,
+        layers_per_block=2,
+        dropout=0.1,  # as in our "small" preset (diffusers defaults to 0; dropout costs time)
+        block_out_channels=(32, 64, 64),
+        norm_num_groups=8,
+        attention_head_dim=32,
         down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
         up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
     )
@@ -94,8 +100,19 @@ def measure(which: str, mode: str, batch: int, iters: int, threads: int) -> dict
 
 
 def run_child(which, mode, args) -> dict:
-    cmd = [sys.executable, __file__, "--child", which, mode, "--batch", str(args.batch),
-           "--iters", str(args.iters), "--threads", str(args.threads)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        which,
+        mode,
+        "--batch",
+        str(args.batch),
+        "--iters",
+        str(args.iters),
+        "--threads",
+        str(args.threads),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -110,8 +127,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(args.child[0], args.child[1], args.batch, args.iters,
-                                 args.threads)))
+        print(
+            json.dumps(measure(args.child[0], args.child[1], args.batch, args.iters, args.threads))
+        )
         return
     import diffusers
     import torch
@@ -128,7 +146,9 @@ def main() -> None:
         for which in ("diffvision", "diffusers"):
             mine = [r for r in runs if r["mode"] == mode and r["which"] == which]
             rows[f"{which} {mode}"] = {
-                "which": which, "mode": mode, "params": mine[0]["params"],
+                "which": which,
+                "mode": mode,
+                "params": mine[0]["params"],
                 "train_images_per_s": statistics.median(r["train_images_per_s"] for r in mine),
                 "sample_images_per_s": statistics.median(r["sample_images_per_s"] for r in mine),
                 "peak_rss_mib": max(r["peak_rss_mib"] for r in mine),
@@ -138,8 +158,11 @@ def main() -> None:
         "command": "python bench/train_throughput.py",
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "machine": platform.machine(),
-        "threads": args.threads, "batch": args.batch, "iters": args.iters,
-        "rounds": args.rounds, "image": [3, 32, 32],
+        "threads": args.threads,
+        "batch": args.batch,
+        "iters": args.iters,
+        "rounds": args.rounds,
+        "image": [3, 32, 32],
         "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__},
         "rows": rows,
     }

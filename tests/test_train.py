@@ -145,3 +145,17 @@ def test_torchrun_two_processes(tmp_path):
     assert ranks[0]["sha256"] == ranks[1]["sha256"]
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step_00000003"]
     assert (tmp_path / "model" / "model.safetensors").is_file()
+
+
+def test_learning_rate_schedules():
+    from diffvision.train.trainer import learning_rate
+
+    const = TrainConfig(lr=1e-3, warmup=10, steps=110)
+    assert learning_rate(const, 0) == pytest.approx(1e-4)
+    assert learning_rate(const, 9) == pytest.approx(1e-3) == learning_rate(const, 100)
+    cos = TrainConfig(lr=1e-3, warmup=10, steps=110, lr_schedule="cosine")
+    assert learning_rate(cos, 10) == pytest.approx(1e-3)
+    assert learning_rate(cos, 60) == pytest.approx(0.5e-3)
+    assert learning_rate(cos, 110) == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainConfig(lr_schedule="step").validate()

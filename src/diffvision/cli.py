@@ -78,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch", type=_positive(int), default=64, help="global batch size")
     t.add_argument("--lr", type=_positive(float), default=1e-3, help="AdamW learning rate")
     t.add_argument("--warmup", type=int, default=100, help="linear warm-up steps")
+    t.add_argument(
+        "--lr-schedule",
+        default="constant",
+        choices=("constant", "cosine"),
+        help="after warm-up: constant or cosine decay to 0",
+    )
     t.add_argument("--schedule", default="edm", help="edm | linear | cosine | vp | ve")
     t.add_argument("--prediction", default="edm", help="edm | eps | x0 | v")
     t.add_argument("--weighting", help="loss weighting (default: the prediction's own)")
@@ -177,6 +183,7 @@ def cmd_train(args) -> int:
             batch=args.batch,
             lr=args.lr,
             warmup=args.warmup,
+            lr_schedule=args.lr_schedule,
             schedule=args.schedule,
             prediction=args.prediction,
             weighting=args.weighting,
@@ -191,19 +198,26 @@ def cmd_train(args) -> int:
             keep_checkpoints=args.keep,
             seed=args.seed,
         )
-        (out).mkdir(parents=True, exist_ok=True)
-        (out / "run.json").write_text(
-            json.dumps({"data": args.data, "size": args.size, "channels": args.channels}, indent=1)
+        out.mkdir(parents=True, exist_ok=True)
+        spec = {"data": _absolute_spec(args.data), "size": args.size, "channels": args.channels}
+        (out / "run.json").write_text(json.dumps(spec, indent=1))
+    try:
+        folder = train(
+            cfg,
+            data,
+            out,
+            resume=args.resume,
+            device=args.device,
+            progress=not args.quiet,
+            stop_at=args.stop_at,
         )
-    folder = train(
-        cfg,
-        data,
-        out,
-        resume=args.resume,
-        device=args.device,
-        progress=not args.quiet,
-        stop_at=args.stop_at,
-    )
+    except KeyboardInterrupt:
+        print(
+            f"interrupted; a checkpoint was saved. Continue with: diffvision train --out {out} "
+            "--resume",
+            file=sys.stderr,
+        )
+        return 130
     if folder is not None:
         print(f"model written to {folder}")
     elif args.stop_at:
@@ -211,6 +225,17 @@ def cmd_train(args) -> int:
             f"stopped at step {args.stop_at}; continue with: diffvision train --out {out} --resume"
         )
     return 0
+
+
+def _absolute_spec(spec: str) -> str:
+    """The data spec with any path made absolute, so --resume works from another folder."""
+    from .data import BUILTIN
+
+    if spec in BUILTIN:
+        return spec
+    if spec.startswith("mnist:"):
+        return "mnist:" + str(Path(spec.split(":", 1)[1]).resolve())
+    return str(Path(spec).resolve())
 
 
 def _resume_settings(out: Path, args):

@@ -14,11 +14,12 @@ import math
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 from torch.nn.parallel import DistributedDataParallel
 
 from ..data.dataset import ImageData
@@ -42,14 +43,17 @@ class TrainConfig:
     """Training settings (stored with every checkpoint and in the model's config.json)."""
 
     preset: str = "small"
+    net: dict = field(default_factory=dict)  # overrides of the preset (UNetConfig fields)
     steps: int = 2000
     batch: int = 64  # global batch per optimiser step (split over processes)
     lr: float = 1e-3
     warmup: int = 100
+    lr_schedule: str = "constant"  # after warm-up: constant, or cosine decay to 0 at `steps`
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     schedule: str = "edm"
+    schedule_options: dict = field(default_factory=dict)  # e.g. {"p_mean": -1.2} for edm
     prediction: str = "edm"
     weighting: str | None = None  # default: the natural weighting of the prediction
     classes: bool = True  # condition on labels when the data has them
@@ -81,11 +85,22 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1")
         if self.lr <= 0:
             raise ValueError("lr must be positive")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError("lr_schedule must be constant or cosine")
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """Linear warm-up over ``cfg.warmup`` steps, then constant or a cosine decay to 0."""
+    lr = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup, 1))
+    if cfg.lr_schedule == "cosine" and step >= cfg.warmup:
+        progress = (step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1)
+        lr = cfg.lr * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return lr
 
 
 def _seed(*parts: int) -> int:
@@ -118,11 +133,13 @@ class Trainer:
             )
         self.num_classes = data.num_classes if cfg.classes else 0
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-        overrides = {"in_channels": data.channels, "num_classes": self.num_classes}
+        overrides = {**cfg.net, "in_channels": data.channels, "num_classes": self.num_classes}
         if cfg.dropout is not None:
             overrides["dropout"] = cfg.dropout
         net = build_unet(cfg.preset, **overrides)
-        schedule = get_schedule(cfg.schedule, **SCHEDULE_DEFAULTS[cfg.schedule])
+        schedule = get_schedule(
+            cfg.schedule, **{**SCHEDULE_DEFAULTS[cfg.schedule], **cfg.schedule_options}
+        )
         self.model = Denoiser(
             net, cfg.prediction, schedule, null_cond=self.num_classes if self.num_classes else None
         )
@@ -135,6 +152,7 @@ class Trainer:
         )
         self.weighting = cfg.weighting or DEFAULT_WEIGHTING[cfg.prediction]
         self.step = 0
+        self._tensorboard = None  # created on first log; False when TensorBoard is missing
         self.ddp = (
             DistributedDataParallel(
                 self.model,
@@ -163,18 +181,12 @@ class Trainer:
             return False
         folder = found[-1]
         stored = json.loads((folder / "config.json").read_text())["training"]
-        current = asdict(self.cfg)
-        changed = [
-            k
-            for k in current
-            if k
-            not in ("steps", "checkpoint_every", "keep_checkpoints", "sample_every", "log_every")
-            and stored.get(k) != current[k]
-        ]
+        current = json.loads(json.dumps(asdict(self.cfg)))  # tuples become lists, as stored
+        defaults = json.loads(json.dumps(asdict(TrainConfig())))  # for settings added later
+        free = ("steps", "checkpoint_every", "keep_checkpoints", "sample_every", "log_every")
+        changed = [k for k in current if k not in free and stored.get(k, defaults[k]) != current[k]]
         if changed:
             raise ValueError(f"cannot resume {folder}: settings differ ({', '.join(changed)})")
-        from safetensors.torch import load_file
-
         self.model.net.load_state_dict(load_file(str(folder / "model.safetensors")))
         self.ema.module.net.load_state_dict(load_file(str(folder / "ema.safetensors")))
         state = load_state(folder)
@@ -198,7 +210,7 @@ class Trainer:
     def train_step(self) -> float:
         cfg, dist, t = self.cfg, self.dist, self.step
         self.model.train()
-        lr = cfg.lr * min(1.0, (t + 1) / max(cfg.warmup, 1))
+        lr = learning_rate(cfg, t)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         positions = batch_positions(t, cfg.batch, len(self.data), cfg.seed)
@@ -274,7 +286,6 @@ class Trainer:
                 images = sample(
                     model,
                     (len(cond), *shape),
-                    sampler="dpmpp_2m",
                     steps=20,
                     cond=cond,
                     generator=gen,
@@ -284,7 +295,6 @@ class Trainer:
                 images = sample(
                     model,
                     (64, *shape),
-                    sampler="dpmpp_2m",
                     steps=20,
                     generator=gen,
                     device=self.dist.device,
@@ -297,9 +307,16 @@ class Trainer:
         )
 
     def log(self, record: dict) -> None:
-        if self.dist.main:
-            with (self.out / "metrics.jsonl").open("a") as f:
-                f.write(json.dumps(record) + "\n")
+        """Append to ``metrics.jsonl`` (and ``out/tensorboard`` when TensorBoard is installed)."""
+        if not self.dist.main:
+            return
+        with (self.out / "metrics.jsonl").open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self._tensorboard is None:
+            self._tensorboard = _tensorboard_writer(self.out / "tensorboard")
+        if self._tensorboard:
+            for key in ("loss", "lr"):
+                self._tensorboard.add_scalar(f"train/{key}", record[key], record["step"])
 
     # --------------------------------------------------------------------------- loop
     def fit(
@@ -366,7 +383,18 @@ class Trainer:
         return folder
 
     def close(self) -> None:
+        if self._tensorboard:
+            self._tensorboard.close()
         cleanup(self.dist)
+
+
+def _tensorboard_writer(folder: Path):
+    """A SummaryWriter when the tensorboard package is installed, else False."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return False
+    return SummaryWriter(str(folder))
 
 
 def train(

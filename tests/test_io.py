@@ -1,0 +1,79 @@
+import json
+
+import pytest
+import torch
+
+import diffvision
+from diffvision.denoiser import Denoiser
+from diffvision.io import make_grid, model_config, read_config, save_grid, save_model_folder
+from diffvision.nets import build_unet
+from diffvision.process import EDM
+
+
+def make_folder(path, **net_overrides):
+    net = build_unet("tiny", in_channels=1, num_classes=3, **net_overrides)
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.02)
+    den = Denoiser(net, "edm", EDM(), null_cond=3)
+    save_model_folder(path, model_config(net, den, sample_shape=[1, 8, 8]), net, net)
+    return den
+
+
+def test_round_trip(tmp_path):
+    den = make_folder(tmp_path / "m")
+    loaded = diffvision.load(tmp_path / "m")
+    x, sigma = torch.randn(2, 1, 8, 8), torch.tensor([0.5, 5.0])
+    with torch.no_grad():
+        assert torch.equal(
+            loaded(x, sigma, torch.tensor([0, 3])), den.eval()(x, sigma, torch.tensor([0, 3]))
+        )
+    assert loaded.null_cond == 3 and not loaded.training
+    # Rewriting a folder replaces it whole.
+    make_folder(tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        "config.json",
+        "ema.safetensors",
+        "model.safetensors",
+    ]
+
+
+def test_bad_folders(tmp_path):
+    with pytest.raises(ValueError, match="not found"):
+        diffvision.load(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"no config\.json"):
+        diffvision.load(tmp_path / "empty")
+    make_folder(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    (tmp_path / "m" / "config.json").write_text(json.dumps({**config, "version": 99}))
+    with pytest.raises(ValueError, match="newer diffvision"):
+        read_config(tmp_path / "m")
+    (tmp_path / "m" / "config.json").write_text(json.dumps({**config, "format": "pickle"}))
+    with pytest.raises(ValueError, match="not a diffvision model config"):
+        read_config(tmp_path / "m")
+    (tmp_path / "m" / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        read_config(tmp_path / "m")
+
+
+def test_weights_must_match_config(tmp_path):
+    make_folder(tmp_path / "a")
+    make_folder(tmp_path / "b", channels=8)
+    (tmp_path / "b" / "config.json").write_text((tmp_path / "a" / "config.json").read_text())
+    with pytest.raises(ValueError, match="does not match"):
+        diffvision.load(tmp_path / "b")
+    (tmp_path / "a" / "ema.safetensors").write_bytes(b"garbage that is not safetensors")
+    with pytest.raises(ValueError, match="cannot read"):
+        diffvision.load(tmp_path / "a")
+    assert diffvision.load(tmp_path / "a", ema=False) is not None
+
+
+def test_grid(tmp_path):
+    images = torch.linspace(-1, 1, 5 * 3 * 4 * 4).reshape(5, 3, 4, 4)
+    grid = make_grid(images, nrow=3, pad=1)
+    assert grid.shape == (3, 2 * 5 + 1, 3 * 5 + 1)
+    assert torch.equal(grid[:, 1:5, 1:5], images[0])
+    path = save_grid(tmp_path / "g.png", images, upscale=2)
+    from PIL import Image
+
+    assert Image.open(path).size == (2 * 16, 2 * 11)
