@@ -169,7 +169,6 @@ def run_demo(
     n_per_class: int = N_PER_CLASS,
 ) -> Path:
     """Train, sample, check, report. Returns the path of ``report.html``."""
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     cfg = TrainConfig(**{**asdict(DEMO_CONFIG), "seed": seed})
     if steps is not None:
         cfg.steps = steps
