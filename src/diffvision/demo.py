@@ -65,14 +65,10 @@ def classify(clf, images: torch.Tensor) -> np.ndarray:
     return clf.predict(pixels)
 
 
-def unconditional_counts(model, seed: int, n: int = 1000, clf=None) -> tuple[list[int], float]:
-    """Class counts of ``n`` unconditional (null-class) samples and the chi-square p-value
-    against uniform."""
+def _unconditional(model, n: int, gen: torch.Generator, clf):
+    """``n`` null-class samples, their class counts and the chi-square result against uniform."""
     from scipy.stats import chisquare
 
-    if clf is None:
-        clf, _ = digit_classifier(0)
-    gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         images = sample(
             model,
@@ -83,7 +79,16 @@ def unconditional_counts(model, seed: int, n: int = 1000, clf=None) -> tuple[lis
             generator=gen,
         )
     counts = np.bincount(classify(clf, images), minlength=10)
-    return counts.tolist(), float(chisquare(counts).pvalue)
+    return images, counts, chisquare(counts)
+
+
+def unconditional_counts(model, seed: int, n: int = 1000, clf=None) -> tuple[list[int], float]:
+    """Class counts of ``n`` unconditional (null-class) samples and the chi-square p-value
+    against uniform."""
+    if clf is None:
+        clf, _ = digit_classifier(0)
+    _, counts, chi = _unconditional(model, n, torch.Generator().manual_seed(seed), clf)
+    return counts.tolist(), float(chi.pvalue)
 
 
 def quality_checks(
@@ -94,8 +99,6 @@ def quality_checks(
     Returns a dict with the classifier's held-out accuracy, the fraction of class-conditional
     samples labelled as the class asked for, and for unconditional samples the class counts
     with the chi-square statistic and p-value against uniform (9 degrees of freedom)."""
-    from scipy.stats import chisquare
-
     clf, held_out = digit_classifier(seed)
     gen = torch.Generator().manual_seed(seed + 100)
     labels = torch.arange(10).repeat_interleave(n_per_class)
@@ -109,17 +112,8 @@ def quality_checks(
             guidance=guidance,
             generator=gen,
         )
-        uncond_images = sample(
-            model,
-            (10 * n_per_class, 1, 8, 8),
-            sampler=SAMPLER,
-            steps=SAMPLER_STEPS,
-            cond=torch.full((10 * n_per_class,), 10),
-            generator=gen,
-        )
+    uncond_images, counts, chi = _unconditional(model, 10 * n_per_class, gen, clf)
     agree = float((classify(clf, cond_images) == labels.numpy()).mean())
-    counts = np.bincount(classify(clf, uncond_images), minlength=10)
-    chi = chisquare(counts)
     return {
         "classifier_held_out_accuracy": held_out,
         "conditional_agreement": agree,

@@ -240,14 +240,14 @@ def unipc(
         raise ValueError("unipc order must be 1, 2 or 3")
     sig = as_floats(sigmas)
     history: list[tuple[float, Tensor]] = []  # (lambda_j, D_j), most recent first
-    last = None  # (x, sigma, sigma_next, history) of the previous predictor step
+    last = None  # (x, sigma, history) of the previous predictor step
     for i, (s, s_next) in enumerate(itertools.pairwise(sig)):
         denoised = denoise(denoiser, x, s)
         if corrector and last is not None:
-            x_prev, s_prev, _, hist_prev = last
+            x_prev, s_prev, hist_prev = last
             x = _unipc_step(x_prev, s_prev, s, hist_prev, new=denoised)
         history = [(-math.log(s), denoised), *history][:order]
-        last = (x, s, s_next, history)
+        last = (x, s, history)
         x = history[0][1] if s_next == 0 else _unipc_step(x, s, s_next, history)
         report(callback, i, s, s_next, x, denoised)
     return x

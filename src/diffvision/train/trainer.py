@@ -279,26 +279,15 @@ class Trainer:
         model = self.ema.module
         shape = (self.data.channels, self.data.size, self.data.size)
         gen = torch.Generator().manual_seed(self.cfg.seed + 1)
+        cond = None
+        if self.num_classes:
+            rows = min(self.num_classes, 10)
+            cond = torch.arange(rows).repeat_interleave(8).to(self.dist.device)
+        n = 64 if cond is None else len(cond)
         with torch.no_grad():
-            if self.num_classes:
-                rows = min(self.num_classes, 10)
-                cond = torch.arange(rows).repeat_interleave(8).to(self.dist.device)
-                images = sample(
-                    model,
-                    (len(cond), *shape),
-                    steps=20,
-                    cond=cond,
-                    generator=gen,
-                    device=self.dist.device,
-                )
-            else:
-                images = sample(
-                    model,
-                    (64, *shape),
-                    steps=20,
-                    generator=gen,
-                    device=self.dist.device,
-                )
+            images = sample(
+                model, (n, *shape), steps=20, cond=cond, generator=gen, device=self.dist.device
+            )
         return save_grid(
             self.out / "samples" / f"step_{self.step:08d}.png",
             images,
