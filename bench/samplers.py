@@ -33,7 +33,7 @@ import torch
 import diffvision
 from diffvision.analytic import GaussianDenoiser, GaussianMixtureDenoiser
 from diffvision.process import DiscreteVP
-from diffvision.samplers import DETERMINISTIC, SAMPLERS, get, sigma_steps
+from diffvision.samplers import DETERMINISTIC, SAMPLERS, get, nfe_of, sigma_steps, steps_for
 
 NFES = (5, 10, 20, 50)
 STEP_KINDS = ("karras", "loglinear", "vp", "ddpm")
@@ -97,18 +97,6 @@ class Run:
     def __init__(self, label, family, start_sigma, fn, nfe, deterministic):
         self.label, self.family, self.start_sigma = label, family, start_sigma
         self.fn, self.nfe, self.deterministic = fn, nfe, deterministic
-
-
-def steps_for(sampler: str, nfe: int) -> int:
-    if sampler == "heun":
-        return (nfe + 1) // 2  # NFE = 2 n - 1
-    if sampler == "pc":
-        return max(nfe // 2, 1)  # one corrector step per level: NFE = 2 n
-    return nfe
-
-
-def nfe_of(sampler: str, steps: int) -> int:
-    return {"heun": 2 * steps - 1, "pc": 2 * steps}.get(sampler, steps)
 
 
 def our_runs(exact, nfe):

@@ -145,3 +145,29 @@ def test_psnr_ssim_agree_with_scikit_image():
     assert float(ssim(x255, y255, 255.0)[0]) == pytest.approx(ref, abs=1e-9)
     with pytest.raises(ValueError):
         psnr(x, y[:2])
+
+
+def test_agrees_with_torchmetrics():
+    fid_mod = pytest.importorskip("torchmetrics.image.fid")
+    kid_mod = pytest.importorskip("torchmetrics.image.kid")
+
+    class Identity(torch.nn.Module):  # features in, features out
+        num_features = 6
+
+        def forward(self, x):
+            return x
+
+    a = gaussian(400, torch.zeros(6, dtype=torch.float64), torch.eye(6, dtype=torch.float64), 0)
+    b = 0.3 + 0.7 * gaussian(400, torch.zeros(6, dtype=torch.float64), torch.eye(6).double(), 1)
+    fid = fid_mod.FrechetInceptionDistance(feature=Identity(), normalize=True).double()
+    fid.update(a, real=True)
+    fid.update(b, real=False)
+    assert frechet_distance(a, b) == pytest.approx(float(fid.compute()), rel=1e-9)
+    # One subset holding every sample: both estimators are the same deterministic number.
+    kid = kid_mod.KernelInceptionDistance(
+        feature=Identity(), subsets=1, subset_size=400, normalize=True
+    ).double()
+    kid.update(a, real=True)
+    kid.update(b, real=False)
+    ours, _ = kernel_distance(a, b, subsets=1, subset_size=400)
+    assert ours == pytest.approx(float(kid.compute()[0]), rel=1e-9)

@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..denoiser import Denoiser
+from ..nets.features import FeatureNet, FeatureNetConfig
 from ..nets.unet import UNet, UNetConfig
 from ..process import get_schedule
 
@@ -96,6 +97,8 @@ def build_denoiser(config: dict) -> Denoiser:
     """A freshly initialised denoiser from a config (no weights loaded)."""
     net_cfg = dict(config["net"])
     kind = net_cfg.pop("kind", "unet")
+    if kind == "features":
+        raise ValueError("this folder holds a feature network (for `diffvision eval`), not a model")
     if kind != "unet":
         raise ValueError(f"unknown network kind {kind!r}")
     net = UNet(UNetConfig(**net_cfg))
@@ -108,6 +111,39 @@ def build_denoiser(config: dict) -> Denoiser:
         sigma_data=den.get("sigma_data", 0.5),
         null_cond=den.get("null_cond"),
     )
+
+
+def _load_weights(module: nn.Module, weights: Path) -> None:
+    if not weights.is_file():
+        raise ValueError(f"{weights.parent} has no {weights.name}")
+    try:
+        state = load_file(str(weights))
+    except Exception as err:  # safetensors raises its own error types
+        raise ValueError(f"cannot read {weights}: {err}") from None
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as err:
+        raise ValueError(f"{weights} does not match its config.json: {str(err)[:300]}") from None
+
+
+def save_feature_net(folder: str | Path, net: FeatureNet, info: dict) -> Path:
+    """Write a feature network as a model folder (``net.kind = "features"``, ``info`` kept as the
+    ``features`` entry: task, held-out score, data)."""
+    config = {"net": {"kind": "features", **net.config.to_dict()}, "features": info}
+    return save_model_folder(folder, config, net)
+
+
+def load_feature_net(folder: str | Path) -> FeatureNet:
+    """Load a feature network folder written by :func:`save_feature_net` (eval mode, CPU)."""
+    folder = Path(folder)
+    config = read_config(folder)
+    net_cfg = dict(config.get("net") or {})
+    if net_cfg.pop("kind", None) != "features":
+        raise ValueError(f"{folder} is not a feature network folder (see `diffvision eval --help`)")
+    net = FeatureNet(FeatureNetConfig(**net_cfg))
+    _load_weights(net, folder / "model.safetensors")
+    net.info = config.get("features", {})
+    return net.eval()
 
 
 def load(folder: str | Path, *, ema: bool = True, device: str | torch.device = "cpu") -> Denoiser:
@@ -124,15 +160,6 @@ def load(folder: str | Path, *, ema: bool = True, device: str | torch.device = "
     weights = folder / (
         "ema.safetensors" if ema and (folder / "ema.safetensors").is_file() else "model.safetensors"
     )
-    if not weights.is_file():
-        raise ValueError(f"{folder} has no model.safetensors")
-    try:
-        state = load_file(str(weights))
-    except Exception as err:  # safetensors raises its own error types
-        raise ValueError(f"cannot read {weights}: {err}") from None
-    try:
-        denoiser.net.load_state_dict(state)
-    except RuntimeError as err:
-        raise ValueError(f"{weights} does not match its config.json: {str(err)[:300]}") from None
+    _load_weights(denoiser.net, weights)
     denoiser.config = config
     return denoiser.to(device).eval()

@@ -1,4 +1,5 @@
-"""Evaluation metrics: distribution distances on features, and PSNR / SSIM on images."""
+"""Evaluation metrics: distribution distances on features, Inception-v3 features from a local
+file, PSNR / SSIM on images; model evaluation (:mod:`.evaluate`)."""
 
 from .distribution import (
     frechet_distance,
@@ -9,11 +10,14 @@ from .distribution import (
     sliced_wasserstein,
 )
 from .image import psnr, ssim
+from .inception import InceptionV3, load_inception
 
 __all__ = [
+    "InceptionV3",
     "frechet_distance",
     "frechet_from_moments",
     "kernel_distance",
+    "load_inception",
     "precision_recall",
     "psnr",
     "random_patches",

@@ -36,9 +36,11 @@ __all__ = [
     "heun",
     "ipndm",
     "likelihood",
+    "nfe_of",
     "pc",
     "sample",
     "sigma_steps",
+    "steps_for",
     "unipc",
 ]
 
@@ -57,6 +59,22 @@ SAMPLERS: dict[str, Callable[..., Tensor]] = {
 
 #: Samplers whose output is a deterministic function of the starting noise (no options set).
 DETERMINISTIC = ("euler", "heun", "dpmpp_2m", "dpmpp_3m", "ipndm", "unipc")
+
+
+def nfe_of(sampler: str, steps: int) -> int:
+    """Network evaluations of a run of ``sampler`` with ``steps`` steps (``heun``: 2 steps - 1;
+    ``pc`` with one corrector step: 2 steps; the others: steps)."""
+    return {"heun": 2 * steps - 1, "pc": 2 * steps}.get(sampler, steps)
+
+
+def steps_for(sampler: str, nfe: int) -> int:
+    """The most steps of ``sampler`` that spend at most ``nfe`` evaluations (inverse of
+    :func:`nfe_of`; at least 1)."""
+    if sampler == "heun":
+        return max((nfe + 1) // 2, 1)
+    if sampler == "pc":
+        return max(nfe // 2, 1)
+    return max(nfe, 1)
 
 
 def get(name: str) -> Callable[..., Tensor]:

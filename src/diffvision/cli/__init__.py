@@ -1,4 +1,4 @@
-"""The ``diffvision`` command: train, sample, info, demo.
+"""The ``diffvision`` command: train, sample, info, demo, eval.
 
 No logic of its own: every subcommand parses arguments, calls the library and reports. Bad input
 is one clear line on stderr and exit code 2.
@@ -13,35 +13,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-EXIT_USAGE = 2
-
-
-class UsageError(Exception):
-    """Bad input from the user: printed as one line, exit code 2."""
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors: ``diffvision CMD: error: ...`` and exit code 2."""
-
-    def error(self, message):
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def _formatter(prog):
-    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
-
-
-def _positive(kind):
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-        return value
-
-    return parse
+from . import evaluate
+from .common import EXIT_USAGE, Parser, UsageError, _formatter, _positive
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
               diffvision demo
               diffvision train --data digits --steps 3000 --out runs/digits
               diffvision sample runs/digits/model --n 64 --out grid.png
-              diffvision info runs/digits/model"""),
+              diffvision info runs/digits/model
+              diffvision eval runs/digits/model --data digits"""),
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
@@ -162,13 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--quiet", action="store_true", help="no progress bar")
+    evaluate.add_parsers(sub)
     return parser
 
 
 # ------------------------------------------------------------------------------- commands
 def cmd_train(args) -> int:
-    from .data import load_data
-    from .train import TrainConfig, train
+    from ..data import load_data
+    from ..train import TrainConfig, train
 
     out = Path(args.out)
     if args.resume:
@@ -229,7 +204,7 @@ def cmd_train(args) -> int:
 
 def _absolute_spec(spec: str) -> str:
     """The data spec with any path made absolute, so --resume works from another folder."""
-    from .data import BUILTIN
+    from ..data import BUILTIN
 
     if spec in BUILTIN:
         return spec
@@ -239,9 +214,9 @@ def _absolute_spec(spec: str) -> str:
 
 
 def _resume_settings(out: Path, args):
-    from .data import load_data
-    from .train import TrainConfig
-    from .train.checkpoint import list_checkpoints
+    from ..data import load_data
+    from ..train import TrainConfig
+    from ..train.checkpoint import list_checkpoints
 
     run = out / "run.json"
     found = list_checkpoints(out / "checkpoints")
@@ -258,9 +233,9 @@ def _resume_settings(out: Path, args):
 def cmd_sample(args) -> int:
     import torch
 
-    from . import samplers
-    from .io import load, read_config, save_grid, save_images
-    from .train.distributed import resolve_device
+    from .. import samplers
+    from ..io import load, read_config, save_grid, save_images
+    from ..train.distributed import resolve_device
 
     samplers.get(args.sampler)  # validate early
     device = resolve_device(args.device)
@@ -311,8 +286,8 @@ def cmd_sample(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from .io import read_config
-    from .samplers import SAMPLERS
+    from ..io import read_config
+    from ..samplers import SAMPLERS
 
     config = read_config(args.model)
     net = config["net"]
@@ -347,26 +322,37 @@ def _count_parameters(folder) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .demo import run_demo
+    from ..demo import run_demo
 
     report = run_demo(Path(args.out), steps=args.steps, seed=args.seed, progress=not args.quiet)
     print(f"demo report: {report}")
     return 0
 
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "info": cmd_info, "demo": cmd_demo}
+COMMANDS = {
+    "train": cmd_train,
+    "sample": cmd_sample,
+    "info": cmd_info,
+    "demo": cmd_demo,
+    "eval": evaluate.cmd_eval,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return EXIT_USAGE
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:2] == ["eval", "train-features"]:
+        command, run = "eval train-features", lambda: evaluate.cmd_train_features(argv[2:])
+    else:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return EXIT_USAGE
+        command, run = args.command, lambda: COMMANDS[args.command](args)
     try:
-        return COMMANDS[args.command](args)
+        return run()
     except (UsageError, ValueError, FileNotFoundError) as err:
-        print(f"diffvision {args.command}: error: {err}", file=sys.stderr)
+        print(f"diffvision {command}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

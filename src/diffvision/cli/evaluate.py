@@ -1,0 +1,159 @@
+"""``diffvision eval``: evaluate a model (metrics with spread and the real-versus-real floor, or a
+sampler / NFE sweep with a plot) and ``diffvision eval train-features`` (domain feature nets)."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+from .common import Parser, UsageError, _formatter, _positive
+
+EVAL_EXAMPLES = """\
+examples:
+  diffvision eval runs/demo/model --data digits --n 500
+  diffvision eval runs/demo/model --data digits --sweep-steps 5,10,20,50 --samplers unipc,heun \\
+      --plot sweep.png
+  diffvision eval runs/cifar/model --data cifar/ --features inception:pt_inception-2015-12-05.pth
+  diffvision eval train-features photos/ --size 32 --out features/photos   (own data)
+
+features: auto (built-in data sets: a classifier trained once, cached in ~/.cache/diffvision),
+a folder from `diffvision eval train-features`, or inception:FILE (pytorch-fid's
+pt_inception-2015-12-05 file or torchvision's Inception-v3 weights; never downloaded)."""
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or any(v <= 0 for v in values):
+        raise UsageError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def add_parsers(sub) -> None:
+    e = sub.add_parser(
+        "eval",
+        help="measure a model against real data (Fréchet distance, KID, precision/recall)",
+        formatter_class=_formatter,
+        epilog=EVAL_EXAMPLES,
+    )
+    e.add_argument("model", help="model folder (or `train-features`, see below)")
+    e.add_argument("--data", required=True, help="real data: digits | faces | shapes | FOLDER ...")
+    e.add_argument("--size", type=_positive(int), help="image size (folders: the model's)")
+    e.add_argument("--n", type=_positive(int), default=500, help="samples per seed")
+    e.add_argument("--seeds", type=_positive(int), default=3, help="number of sampling seeds")
+    e.add_argument("--sampler", default="unipc", help="sampler name")
+    e.add_argument("--steps", type=_positive(int), default=20, help="sampler steps")
+    e.add_argument("--features", default="auto", help="auto | FOLDER | inception:FILE")
+    e.add_argument(
+        "--classes", help="class-conditional models: classes to sample (default all; none: null)"
+    )
+    e.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale")
+    e.add_argument("--sweep-steps", help="NFE values to sweep, e.g. 5,10,20,50")
+    e.add_argument("--samplers", help="samplers for --sweep-steps (default unipc,dpmpp_2m,heun)")
+    e.add_argument("--plot", help="PNG of the sweep (quality against NFE)")
+    e.add_argument("--json", help="write the full result to this JSON file")
+    e.add_argument("--no-ema", action="store_true", help="use the raw instead of the EMA weights")
+
+
+def train_features_parser() -> Parser:
+    p = Parser(
+        prog="diffvision eval train-features",
+        description="Train a small feature network (a classifier when the data has labels, else "
+        "an autoencoder) for `diffvision eval --features FOLDER`.",
+        formatter_class=_formatter,
+        epilog=textwrap.dedent("""\
+            examples:
+              diffvision eval train-features digits --out features/digits
+              diffvision eval train-features photos/ --size 32 --out features/photos"""),
+    )
+    p.add_argument("data", help="digits | faces | shapes | mnist:FOLDER | image folder")
+    p.add_argument("--size", type=_positive(int), help="image size (folders: required)")
+    p.add_argument("--steps", type=_positive(int), default=500, help="training steps")
+    p.add_argument("--batch", type=_positive(int), default=128)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output folder")
+    return p
+
+
+def cmd_train_features(argv: list[str]) -> int:
+    from ..data import load_data
+    from ..io import save_feature_net
+    from ..train.features import train_feature_net
+
+    args = train_features_parser().parse_args(argv)
+    data = load_data(args.data, args.size)
+    net, info = train_feature_net(data, steps=args.steps, batch=args.batch, seed=args.seed)
+    folder = save_feature_net(args.out, net, info)
+    score = (
+        f"held-out accuracy {info['holdout_accuracy']:.3f}"
+        if "holdout_accuracy" in info
+        else f"held-out MSE {info.get('holdout_mse', float('nan')):.4f}"
+    )
+    print(f"{info['task']} on {data.name} ({len(data)} images): {score}; saved to {folder}")
+    return 0
+
+
+def _classes(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    if text == "none":
+        return []
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise UsageError(f"--classes: expected e.g. 0,3,7 or none, got {text!r}") from None
+
+
+def cmd_eval(args) -> int:
+    from ..data import load_data
+    from ..io import load, read_config
+    from ..metrics import evaluate as ev
+    from ..samplers import get
+
+    config = read_config(args.model)
+    shape = config.get("sample_shape") or []
+    if len(shape) != 3:
+        raise UsageError(f"{args.model}/config.json has no sample_shape")
+    size = args.size or shape[-1]
+    data = load_data(args.data, size, channels=shape[0])
+    if (data.channels, data.size) != (shape[0], shape[-1]):
+        raise UsageError(
+            f"the model makes {shape[0]} x {shape[-1]} x {shape[-1]} images but {args.data} has "
+            f"{data.channels} x {data.size} x {data.size}"
+        )
+    model = load(args.model, ema=not args.no_ema)
+    features = ev.get_features(args.features, data, args.data)
+    options = {
+        "n": args.n,
+        "seeds": list(range(args.seeds)),
+        "classes": _classes(args.classes),
+        "guidance": args.guidance,
+    }
+    if args.sweep_steps:
+        names = (args.samplers or "unipc,dpmpp_2m,heun").split(",")
+        for name in names:
+            get(name)
+        rows = ev.sweep(
+            model, data, features, samplers=names, nfes=_int_list(args.sweep_steps), **options
+        )
+        print(ev.format_sweep(rows))
+        result = {"model": str(args.model), "data": args.data, "sweep": rows}
+        if args.plot:
+            print(f"plot: {ev.plot_sweep(rows, args.plot, title=str(args.model))}")
+    else:
+        if args.plot:
+            raise UsageError("--plot needs --sweep-steps")
+        get(args.sampler)
+        result = ev.evaluate(
+            model, data, features, sampler=args.sampler, steps=args.steps, **options
+        )
+        print(ev.format_result(result))
+        result = {"model": str(args.model), "data": args.data, **result}
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=1))
+        print(f"wrote {args.json}")
+    return 0

@@ -1,0 +1,312 @@
+"""Model evaluation: sample, extract features, compare with real data, with spread over seeds and
+the real-versus-real floor at the same N. Behind ``diffvision eval``.
+
+Features come from a :class:`~diffvision.nets.features.FeatureNet` (a domain classifier or
+autoencoder trained by ``diffvision eval train-features``) or from Inception-v3 loaded from a
+local file (:mod:`diffvision.metrics.inception`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ..data import BUILTIN, ImageData
+from ..samplers import nfe_of, sample, steps_for
+from .distribution import frechet_distance, kernel_distance, precision_recall
+
+METRICS = ("fd", "kid", "precision", "recall", "density", "coverage")
+
+#: Default steps of the built-in data sets' feature networks (a classifier; ~1 minute for digits).
+FEATURE_STEPS = 500
+
+
+def feature_cache() -> Path:
+    """Where ``--features auto`` keeps the built-in data sets' feature networks:
+    ``$DIFFVISION_HOME/features`` (default ``~/.cache/diffvision/features``)."""
+    home = os.environ.get("DIFFVISION_HOME") or Path.home() / ".cache" / "diffvision"
+    return Path(home) / "features"
+
+
+def default_feature_net(data: ImageData, spec: str, progress=None):
+    """The feature network for a built-in data set: loaded from :func:`feature_cache`, or trained
+    there (``train_feature_net`` with its defaults, seed 0) the first time."""
+    from ..io.model_folder import load_feature_net, save_feature_net
+    from ..train.features import train_feature_net
+
+    if spec.split(":")[0] not in BUILTIN:
+        raise ValueError(
+            "--features auto works for the built-in data sets; for your own data run "
+            "`diffvision eval train-features DATA --out FOLDER` and pass --features FOLDER"
+        )
+    folder = feature_cache() / f"{data.name}-{data.channels}x{data.size}"
+    if not (folder / "config.json").is_file():
+        net, info = train_feature_net(data, steps=FEATURE_STEPS, progress=progress)
+        save_feature_net(folder, net, info)
+    return load_feature_net(folder)
+
+
+def get_features(spec: str, data: ImageData, data_spec: str = "", progress=None):
+    """A feature extractor ``images -> N x F`` by spec: ``auto`` (the built-in data set's feature
+    network), a feature-network folder, or an Inception-v3 weights file (``inception:FILE`` or a
+    ``.pth`` / ``.pt`` / ``.safetensors`` path)."""
+    from ..io.model_folder import load_feature_net
+    from .inception import load_inception
+
+    if spec == "auto":
+        return default_feature_net(data, data_spec or data.name, progress)
+    if spec.startswith("inception:"):
+        return load_inception(spec.split(":", 1)[1])
+    if spec == "inception":
+        raise ValueError("give the Inception weights file: --features inception:FILE")
+    path = Path(spec)
+    if path.suffix in (".pth", ".pt", ".safetensors"):
+        return load_inception(path)
+    return load_feature_net(path)
+
+
+@torch.no_grad()
+def extract(features: Callable[[Tensor], Tensor], images: Tensor, batch: int = 256) -> Tensor:
+    """Features of ``N x C x H x W`` images in [-1, 1], in batches; ``N x F`` float64 on CPU."""
+    return torch.cat([features(chunk).double().cpu() for chunk in images.split(batch)])
+
+
+def compare(real: Tensor, fake: Tensor, seed: int = 0) -> dict[str, float]:
+    """All distribution metrics of two feature sets (``N x F``): Fréchet distance, KID (mean
+    over subsets) and precision / recall / density / coverage (k = 5)."""
+    gen = torch.Generator().manual_seed(seed)
+    kid, _ = kernel_distance(
+        real, fake, subsets=50, subset_size=min(1000, len(real), len(fake)), generator=gen
+    )
+    return {"fd": frechet_distance(real, fake), "kid": kid, **precision_recall(real, fake)}
+
+
+def _spread(rows: Sequence[dict[str, float]]) -> dict[str, dict[str, float]]:
+    out = {}
+    for key in rows[0]:
+        values = torch.tensor([r[key] for r in rows], dtype=torch.float64)
+        std = float(values.std()) if len(values) > 1 else math.nan
+        out[key] = {"mean": float(values.mean()), "std": std}
+    return out
+
+
+def _labels_for(denoiser, n: int, classes: Sequence[int] | None) -> Tensor | None:
+    """Balanced labels cycling over ``classes`` for a class-conditional model, else None."""
+    config = getattr(getattr(denoiser, "net", None), "config", None)
+    num = int(getattr(config, "num_classes", 0) or 0)
+    if num == 0 or classes == []:
+        return None
+    chosen = torch.tensor(list(classes) if classes is not None else range(num))
+    if (chosen < 0).any() or (chosen >= num).any():
+        raise ValueError(f"classes must lie in 0..{num - 1}")
+    return chosen[torch.arange(n) % len(chosen)]
+
+
+def generate(
+    denoiser,
+    n: int,
+    shape: tuple[int, int, int],
+    *,
+    sampler: str,
+    steps: int,
+    seed: int,
+    labels: Tensor | None = None,
+    guidance: float = 1.0,
+    batch: int = 500,
+) -> tuple[Tensor, float]:
+    """``n`` samples (clamped to [-1, 1]) and the seconds per sample it took."""
+    gen = torch.Generator().manual_seed(seed)
+    out, start = [], time.perf_counter()
+    with torch.no_grad():
+        for lo in range(0, n, batch):
+            m = min(batch, n - lo)
+            cond = labels[lo : lo + m] if labels is not None else None
+            x = sample(
+                denoiser,
+                (m, *shape),
+                sampler=sampler,
+                steps=steps,
+                generator=gen,
+                cond=cond,
+                guidance=guidance,
+            )
+            out.append(x.clamp(-1, 1))
+    return torch.cat(out), (time.perf_counter() - start) / n
+
+
+def _real_subsets(data: ImageData, n: int, seed: int) -> tuple[Tensor, Tensor]:
+    """Two disjoint random subsets of ``n`` real images (the second for the floor)."""
+    if 2 * n > len(data):
+        raise ValueError(
+            f"--n {n} is too large: the real-versus-real floor needs 2 x N = {2 * n} real images "
+            f"and {data.name} has {len(data)}"
+        )
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(10_000 + seed))
+    return data.batch(order[:n])[0], data.batch(order[n : 2 * n])[0]
+
+
+def evaluate(
+    denoiser,
+    data: ImageData,
+    features,
+    *,
+    n: int = 500,
+    sampler: str = "unipc",
+    steps: int = 20,
+    seeds: Sequence[int] = (0, 1, 2),
+    classes: Sequence[int] | None = None,
+    guidance: float = 1.0,
+    samples: list | None = None,
+) -> dict:
+    """Evaluate a model against real data.
+
+    For each seed: ``n`` samples (class-conditional models: labels cycling over ``classes``,
+    default all; ``classes=[]`` samples the null class) against ``n`` random real images, and
+    the same metrics between two disjoint sets of ``n`` real images (the floor: what a perfect
+    model would score at this N).
+
+    Returns a JSON-able dict: ``metrics`` and ``floor`` (each metric's mean and std over seeds),
+    ``per_seed``, ``seconds_per_sample`` and, when ``features`` has a classifier and the model is
+    class-conditional, ``class_accuracy`` (per requested class, pooled over seeds) and
+    ``accuracy``. ``samples`` (a list), if given, receives the first seed's images.
+    """
+    shape = (data.channels, data.size, data.size)
+    labels = _labels_for(denoiser, n, classes)
+    classify = getattr(features, "config", None) is not None and features.config.classes > 0
+    rows, floor_rows, times, correct = [], [], [], []
+    for seed in seeds:
+        images, secs = generate(
+            denoiser,
+            n,
+            shape,
+            sampler=sampler,
+            steps=steps,
+            seed=seed,
+            labels=labels,
+            guidance=guidance,
+        )
+        if samples is not None and not samples:
+            samples.append(images)
+        real_a, real_b = _real_subsets(data, n, seed)
+        fa, fb, fg = (extract(features, x) for x in (real_a, real_b, images))
+        rows.append(compare(fa, fg, seed))
+        floor_rows.append(compare(fa, fb, seed))
+        times.append(secs)
+        if classify and labels is not None:
+            with torch.no_grad():
+                pred = torch.cat([features.logits(c).argmax(1) for c in images.split(256)])
+            correct.append(pred == labels)
+    result = {
+        "n": n,
+        "sampler": sampler,
+        "steps": steps,
+        "seeds": list(seeds),
+        "guidance": guidance,
+        "metrics": _spread(rows),
+        "floor": _spread(floor_rows),
+        "per_seed": rows,
+        "seconds_per_sample": float(torch.tensor(times).median()),
+    }
+    if correct:
+        hits = torch.stack(correct).double()  # seeds x n
+        result["accuracy"] = float(hits.mean())
+        per_class = {}
+        for c in labels.unique().tolist():
+            per_class[str(c)] = float(hits[:, labels == c].mean())
+        result["class_accuracy"] = per_class
+    return result
+
+
+def sweep(
+    denoiser,
+    data: ImageData,
+    features,
+    *,
+    samplers: Sequence[str],
+    nfes: Sequence[int],
+    progress=None,
+    **options,
+) -> list[dict]:
+    """:func:`evaluate` for every sampler at every NFE (steps chosen by :func:`steps_for`);
+    one row per run: sampler, steps, nfe and the :func:`evaluate` result."""
+    rows = []
+    for name in samplers:
+        for nfe in nfes:
+            steps = steps_for(name, nfe)
+            result = evaluate(denoiser, data, features, sampler=name, steps=steps, **options)
+            rows.append({"sampler": name, "steps": steps, "nfe": nfe_of(name, steps), **result})
+            if progress is not None:
+                progress(rows[-1])
+    return rows
+
+
+def format_result(result: dict) -> str:
+    """A one-screen text table of an :func:`evaluate` result."""
+    lines = [
+        f"{result['sampler']}, {result['steps']} steps, N = {result['n']}, "
+        f"{len(result['seeds'])} seeds, {result['seconds_per_sample'] * 1e3:.2f} ms/sample",
+        f"{'metric':<10} {'model':>22} {'real vs real':>22}",
+    ]
+    for key in METRICS:
+        m, f = result["metrics"][key], result["floor"][key]
+        lines.append(
+            f"{key:<10} {m['mean']:>12.4g} ± {m['std']:<8.2g} {f['mean']:>12.4g} ± {f['std']:<8.2g}"
+        )
+    if "class_accuracy" in result:
+        per = "  ".join(f"{c}:{a:.2f}" for c, a in result["class_accuracy"].items())
+        lines.append(f"classifier accuracy {result['accuracy']:.3f} ({per})")
+    return "\n".join(lines)
+
+
+def format_sweep(rows: list[dict]) -> str:
+    """A text table of :func:`sweep` rows: Fréchet distance (mean ± std) and accuracy by NFE."""
+    lines = [f"{'sampler':<15} {'NFE':>4} {'steps':>5} {'FD':>20} {'accuracy':>9}"]
+    for r in rows:
+        fd = r["metrics"]["fd"]
+        acc = f"{r['accuracy']:.3f}" if "accuracy" in r else "-"
+        fd_text = f"{fd['mean']:.4g} ± {fd['std']:.2g}"
+        lines.append(f"{r['sampler']:<15} {r['nfe']:>4} {r['steps']:>5} {fd_text:>20} {acc:>9}")
+    floor = rows[0]["floor"]["fd"]
+    lines.append(f"real vs real floor FD {floor['mean']:.4g} ± {floor['std']:.2g}")
+    return "\n".join(lines)
+
+
+def plot_sweep(rows: list[dict], path: str | Path, title: str = "") -> Path:
+    """A PNG of Fréchet distance (and classifier accuracy, when present) against NFE, one line per
+    sampler, with the real-versus-real floor; log-log axes for the distance."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    has_acc = any("accuracy" in r for r in rows)
+    fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(11 if has_acc else 6, 4.2))
+    axes = list(axes) if has_acc else [axes]
+    for name in dict.fromkeys(r["sampler"] for r in rows):
+        mine = sorted((r for r in rows if r["sampler"] == name), key=lambda r: r["nfe"])
+        nfe = [r["nfe"] for r in mine]
+        fd = [r["metrics"]["fd"]["mean"] for r in mine]
+        err = [r["metrics"]["fd"]["std"] for r in mine]
+        axes[0].errorbar(nfe, fd, yerr=err, marker="o", ms=3, capsize=2, label=name)
+        if has_acc:
+            axes[1].plot(nfe, [r.get("accuracy", math.nan) for r in mine], marker="o", ms=3)
+    floor = rows[0]["floor"]["fd"]["mean"]
+    axes[0].axhline(floor, color="k", ls="--", lw=1, label="real vs real")
+    axes[0].set(xscale="log", yscale="log", xlabel="NFE", ylabel="Fréchet distance")
+    axes[0].legend(fontsize=7, ncol=2)
+    if has_acc:
+        axes[1].set(xscale="log", xlabel="NFE", ylabel="classifier accuracy")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

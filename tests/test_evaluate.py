@@ -1,0 +1,210 @@
+"""Model evaluation: feature networks train, save and load; ``evaluate`` separates an exact model
+of the data from a mode-dropping one and reports per-class accuracy; ``diffvision eval``."""
+
+import json
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from diffvision.analytic import EmpiricalDenoiser
+from diffvision.data import digits
+from diffvision.io import load_feature_net, save_feature_net
+from diffvision.metrics import evaluate as ev
+from diffvision.train.features import train_feature_net
+
+
+@pytest.fixture(scope="module")
+def data():
+    return digits()
+
+
+@pytest.fixture(scope="module")
+def feature_net(data, tmp_path_factory):
+    net, info = train_feature_net(data, steps=150, seed=0)
+    folder = save_feature_net(tmp_path_factory.mktemp("features") / "digits", net, info)
+    return net, info, folder
+
+
+def test_feature_net_learns_and_round_trips(data, feature_net):
+    net, info, folder = feature_net
+    # 359 held-out digits: 90% is far above chance (10%) and below what 150 steps reach (~97%).
+    assert info["task"] == "classifier" and info["holdout_accuracy"] > 0.9
+    loaded = load_feature_net(folder)
+    images = data.batch(torch.arange(20))[0]
+    with torch.no_grad():
+        assert torch.equal(net(images), loaded(images))
+    assert loaded.info["holdout_accuracy"] == info["holdout_accuracy"]
+
+
+def test_autoencoder_for_unlabelled_data(data):
+    unlabelled = digits()
+    unlabelled.labels = None
+    net, info = train_feature_net(unlabelled, steps=60, seed=0)
+    assert info["task"] == "autoencoder"
+    # Pixel variance of digits in [-1, 1] is ~0.5; a working autoencoder is well below it.
+    assert info["holdout_mse"] < 0.35
+    with pytest.raises(ValueError, match="no classifier"):
+        net.logits(data.batch(torch.arange(2))[0])
+
+
+class ClassEmpirical:
+    """Exact class-conditional model: the empirical denoiser of each class's images; the null
+    class (10) is the empirical denoiser of all images."""
+
+    def __init__(self, images, labels, keep=range(10)):
+        self.per_class = {c: EmpiricalDenoiser(images[labels == c]) for c in keep}
+        self.all = EmpiricalDenoiser(images[torch.isin(labels, torch.tensor(list(keep)))])
+        self.net = SimpleNamespace(config=SimpleNamespace(num_classes=10))
+        self.null_cond = 10
+
+    def __call__(self, x, sigma, cond=None):
+        if cond is None:
+            return self.all(x, sigma)
+        out = torch.empty_like(x)
+        sigma = torch.as_tensor(sigma, dtype=x.dtype).expand(len(x))
+        for c in cond.unique().tolist():
+            pick = cond == c
+            model = self.all if c == 10 else self.per_class[c]
+            out[pick] = model(x[pick], sigma[pick])
+        return out
+
+
+def test_evaluate_separates_exact_from_mode_dropping(data, feature_net):
+    net = feature_net[0]
+    images, labels = data.batch(torch.arange(len(data)))
+    exact = ClassEmpirical(images, labels)
+    half = ClassEmpirical(images, labels, keep=range(5))
+    options = {"n": 300, "seeds": (0, 1), "steps": 10, "classes": []}  # null class: unconditional
+    good = ev.evaluate(exact, data, net, **options)
+    bad = ev.evaluate(half, data, net, **options)
+    # The exact model samples the data itself: its distance is at the real-vs-real floor level
+    # (within 3x, the floor's own seed-to-seed range), the mode-dropping model's far above it.
+    floor = good["floor"]["fd"]["mean"]
+    assert good["metrics"]["fd"]["mean"] < 3 * floor
+    assert bad["metrics"]["fd"]["mean"] > 5 * good["metrics"]["fd"]["mean"]
+    # Dropping half the classes halves recall and keeps precision.
+    assert bad["metrics"]["recall"]["mean"] < 0.7 * good["metrics"]["recall"]["mean"]
+    assert bad["metrics"]["precision"]["mean"] > 0.8 * good["metrics"]["precision"]["mean"]
+    assert good["seconds_per_sample"] > 0 and len(good["per_seed"]) == 2
+    assert "class_accuracy" not in good  # null-class samples have no requested class
+    text = ev.format_result(good)
+    assert "real vs real" in text and "fd" in text
+
+
+def test_evaluate_reports_per_class_accuracy(data, feature_net):
+    net, info, _ = feature_net
+    images, labels = data.batch(torch.arange(len(data)))
+    exact = ClassEmpirical(images, labels)
+    result = ev.evaluate(exact, data, net, n=200, seeds=(0,), steps=10, classes=[1, 7])
+    assert set(result["class_accuracy"]) == {"1", "7"}
+    # Samples of an exact class model are that class's training digits: the classifier labels
+    # them about as well as its held-out digits (which it never saw).
+    assert result["accuracy"] > info["holdout_accuracy"] - 0.05
+    with pytest.raises(ValueError, match=r"0\.\.9"):
+        ev.evaluate(exact, data, net, n=20, seeds=(0,), steps=2, classes=[12])
+    with pytest.raises(ValueError, match="floor needs"):
+        ev.evaluate(exact, data, net, n=1000, seeds=(0,), steps=2)
+
+
+def test_sweep_table_and_plot(data, feature_net, tmp_path):
+    net = feature_net[0]
+    images, labels = data.batch(torch.arange(len(data)))
+    exact = ClassEmpirical(images, labels)
+    rows = ev.sweep(
+        exact, data, net, samplers=["euler", "heun"], nfes=[3, 9], n=100, seeds=(0,), classes=[]
+    )
+    assert [(r["sampler"], r["nfe"]) for r in rows] == [
+        ("euler", 3),
+        ("euler", 9),
+        ("heun", 3),
+        ("heun", 9),
+    ]
+    assert "real vs real floor" in ev.format_sweep(rows)
+    png = ev.plot_sweep(rows, tmp_path / "sweep.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def run(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "diffvision", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_eval_command(tmp_path):
+    model = tmp_path / "run"
+    assert (
+        run(
+            "train",
+            "--data",
+            "digits",
+            "--preset",
+            "tiny",
+            "--steps",
+            "3",
+            "--batch",
+            "8",
+            "--out",
+            str(model),
+            "--quiet",
+        ).returncode
+        == 0
+    )
+    feats = tmp_path / "features"
+    result = run("eval", "train-features", "digits", "--steps", "20", "--out", str(feats))
+    assert result.returncode == 0, result.stderr
+    assert "held-out accuracy" in result.stdout
+    out = tmp_path / "eval.json"
+    result = run(
+        "eval",
+        str(model / "model"),
+        "--data",
+        "digits",
+        "--features",
+        str(feats),
+        "--n",
+        "40",
+        "--seeds",
+        "2",
+        "--steps",
+        "2",
+        "--classes",
+        "3",
+        "--json",
+        str(out),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "real vs real" in result.stdout and "classifier accuracy" in result.stdout
+    saved = json.loads(out.read_text())
+    assert saved["n"] == 40 and set(saved["class_accuracy"]) == {"3"}
+    plot = tmp_path / "sweep.png"
+    result = run(
+        "eval",
+        str(model / "model"),
+        "--data",
+        "digits",
+        "--features",
+        str(feats),
+        "--n",
+        "30",
+        "--seeds",
+        "1",
+        "--sweep-steps",
+        "2,3",
+        "--samplers",
+        "euler",
+        "--plot",
+        str(plot),
+    )
+    assert result.returncode == 0, result.stderr
+    assert plot.is_file() and "floor" in result.stdout
+    bad = run(
+        "eval", str(model / "model"), "--data", "digits", "--features", str(tmp_path / "x.pth")
+    )
+    assert bad.returncode == 2 and "not found" in bad.stderr and len(bad.stderr.splitlines()) == 1
+    bad = run("eval", str(model / "model"), "--data", "digits", "--features", str(model / "model"))
+    assert bad.returncode == 2 and "not a feature network" in bad.stderr
+    bad = run("eval", "train-features", "digits")
+    assert bad.returncode == 2 and "--out" in bad.stderr
