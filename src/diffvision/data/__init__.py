@@ -7,15 +7,19 @@ from pathlib import Path
 from .builtin import BUILTIN, digits, faces, mnist, read_idx, shapes
 from .dataset import ImageData
 from .folder import load_image_folder
+from .photos import HELD_OUT, held_out_photos, photos
 
 __all__ = [
     "BUILTIN",
+    "HELD_OUT",
     "ImageData",
     "digits",
     "faces",
+    "held_out_photos",
     "load_data",
     "load_image_folder",
     "mnist",
+    "photos",
     "read_idx",
     "shapes",
 ]
@@ -24,8 +28,9 @@ __all__ = [
 def load_data(spec: str, size: int | None = None, *, channels: int | None = None) -> ImageData:
     """Load data by a command-line style spec.
 
-    ``digits``, ``faces``, ``shapes`` (built in; ``size`` optional), ``mnist:FOLDER`` (the MNIST
-    IDX files in FOLDER), or a path to an image folder (``size`` required).
+    ``digits``, ``faces``, ``shapes``, ``photos``, ``photos-grey`` (built in; ``size``
+    optional), ``mnist:FOLDER`` (the MNIST IDX files in FOLDER), or a path to an image folder
+    (``size`` required).
     """
     if spec == "digits":
         return digits(size)
@@ -33,6 +38,8 @@ def load_data(spec: str, size: int | None = None, *, channels: int | None = None
         return faces(size)
     if spec == "shapes":
         return shapes(size or 32)
+    if spec in ("photos", "photos-grey"):
+        return photos(size or 32, channels=1 if spec == "photos-grey" or channels == 1 else 3)
     if spec == "mnist":
         raise ValueError("mnist needs the folder of its IDX files: --data mnist:FOLDER")
     if spec.startswith("mnist:"):

@@ -233,14 +233,16 @@ def sweep(
     progress=None,
     **options,
 ) -> list[dict]:
-    """:func:`evaluate` for every sampler at every NFE (steps chosen by :func:`steps_for`);
-    one row per run: sampler, steps, nfe and the :func:`evaluate` result."""
+    """:func:`evaluate` for every sampler at every NFE budget (steps chosen by :func:`steps_for`);
+    one row per run: sampler, steps, nfe (spent), budget (asked) and the :func:`evaluate`
+    result."""
     rows = []
     for name in samplers:
         for nfe in nfes:
             steps = steps_for(name, nfe)
             result = evaluate(denoiser, data, features, sampler=name, steps=steps, **options)
-            rows.append({"sampler": name, "steps": steps, "nfe": nfe_of(name, steps), **result})
+            actual = nfe_of(name, steps)
+            rows.append({"sampler": name, "steps": steps, "nfe": actual, "budget": nfe, **result})
             if progress is not None:
                 progress(rows[-1])
     return rows

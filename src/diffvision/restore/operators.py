@@ -1,0 +1,332 @@
+"""Measurement operators ``y = A(x) + sigma_y * noise`` on images ``N x C x H x W`` in [-1, 1].
+
+Every operator here is linear and gives ``forward`` (A), ``transpose`` (A^T) and ``pinv`` (the
+Moore-Penrose pseudo-inverse A^+, in closed form where one exists, else by conjugate gradients on
+A A^T; no SVD). ``sigma`` is the measurement noise standard deviation in the model's units
+(images in [-1, 1]: sigma 25 on the 0-255 scale is 25 / 127.5).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+class Operator:
+    """A linear measurement operator with Gaussian noise ``sigma`` (model units)."""
+
+    name = "operator"
+
+    def __init__(self, sigma: float = 0.0):
+        if sigma < 0:
+            raise ValueError("sigma must be >= 0")
+        self.sigma = float(sigma)
+
+    def forward(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def transpose(self, y: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def pinv(self, y: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return self.forward(x)
+
+    def measure(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """``A(x) + sigma * noise``: a simulated measurement of clean images ``x``."""
+        y = self.forward(x)
+        if self.sigma > 0:
+            noise = torch.randn(y.shape, generator=generator, dtype=y.dtype, device="cpu")
+            y = y + self.sigma * noise.to(y.device)
+        return y
+
+    def project(self, x: Tensor, y: Tensor) -> Tensor:
+        """``x + A^+ (y - A x)``: replace the part of ``x`` that A sees by what y says (the
+        range/null-space decomposition of DDNM, Wang et al. 2023, Eq. 7)."""
+        return x + self.pinv(y - self.forward(x))
+
+    #: The common singular value of A when all are equal (used by :meth:`pinv_capped`).
+    singular = 1.0
+
+    def pinv_capped(self, r: Tensor, cap: Tensor) -> Tensor:
+        """``A^+ r`` with each singular value's gain ``1 / s`` capped at ``cap`` (``N`` values,
+        one per sample): the noise-aware pseudo-inverse of DDNM+ (Wang et al. 2023, Eq. 17).
+        This default is exact for operators whose singular values all equal ``singular``."""
+        scale = (cap * self.singular).clamp(max=1).view(-1, *[1] * (r.ndim - 1))
+        return scale * self.pinv(r)
+
+    def repeat(self, k: int) -> Operator:
+        """The operator for a batch repeated ``k`` times (``torch.cat([y] * k)``)."""
+        return self
+
+    def tile(self, y: Tensor, top: int, left: int, size: int) -> tuple[Operator, Tensor]:
+        """The operator and measurement for the ``size`` x ``size`` image tile at (top, left)
+        (local operators only; see :mod:`diffvision.restore.tiles`)."""
+        return self, y[..., top : top + size, left : left + size]
+
+
+class Denoise(Operator):
+    """``A = I``: y is the image plus Gaussian noise of standard deviation ``sigma``."""
+
+    name = "denoise"
+
+    def forward(self, x):
+        return x
+
+    def transpose(self, y):
+        return y
+
+    def pinv(self, y):
+        return y
+
+
+class Inpaint(Operator):
+    """Keep the observed pixels: ``A x = mask * x`` (y keeps the image's shape, 0 in the hole).
+
+    ``mask``: ``H x W`` or ``N x 1 x H x W``, 1 where the pixel is observed, 0 in the hole.
+    A is an orthogonal projection, so ``A^T = A^+ = A``.
+    """
+
+    name = "inpaint"
+
+    def __init__(self, mask: Tensor, sigma: float = 0.0):
+        super().__init__(sigma)
+        mask = torch.as_tensor(mask, dtype=torch.float32)
+        if mask.ndim == 2:
+            mask = mask[None, None]
+        if mask.ndim != 4 or mask.shape[1] != 1:
+            raise ValueError("mask must be H x W or N x 1 x H x W")
+        if not bool(((mask == 0) | (mask == 1)).all()):
+            raise ValueError("mask must hold only 0 (hole) and 1 (observed)")
+        self.mask = mask
+
+    def forward(self, x):
+        return x * self.mask.to(x)
+
+    transpose = forward
+    pinv = forward
+
+    def repeat(self, k):
+        return Inpaint(
+            self.mask.repeat(k, 1, 1, 1) if len(self.mask) > 1 else self.mask, self.sigma
+        )
+
+    def tile(self, y, top, left, size):
+        m = self.mask[..., top : top + size, left : left + size]
+        return Inpaint(m, self.sigma), y[..., top : top + size, left : left + size]
+
+
+class SuperResolution(Operator):
+    """Downsampling by an integer ``factor``: ``method="pool"`` (average of each factor x factor
+    block; ``A^+`` is nearest-neighbour upsampling) or ``"bicubic"`` (antialiased bicubic as in
+    PIL / ``torch.nn.functional.interpolate``; ``A^T`` by autograd, ``A^+`` by conjugate
+    gradients). y is ``N x C x H/factor x W/factor``."""
+
+    name = "superres"
+
+    def __init__(self, factor: int, method: str = "bicubic", sigma: float = 0.0):
+        super().__init__(sigma)
+        if int(factor) != factor or factor < 1:
+            raise ValueError("factor must be a positive integer")
+        if method not in ("pool", "bicubic"):
+            raise ValueError("method must be pool or bicubic")
+        self.factor, self.method = int(factor), method
+        # Average pooling: A A^T = I / factor^2. Bicubic: about the same (an approximation).
+        self.singular = 1.0 / self.factor
+
+    def forward(self, x):
+        if x.shape[-1] % self.factor or x.shape[-2] % self.factor:
+            raise ValueError(f"image size must be a multiple of the factor {self.factor}")
+        if self.method == "pool":
+            return F.avg_pool2d(x, self.factor)
+        size = (x.shape[-2] // self.factor, x.shape[-1] // self.factor)
+        return F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True)
+
+    def transpose(self, y):
+        if self.method == "pool":
+            return F.interpolate(y, scale_factor=self.factor, mode="nearest") / self.factor**2
+        f = self.factor
+        return _vjp(self.forward, y, (*y.shape[:-2], y.shape[-2] * f, y.shape[-1] * f))
+
+    def pinv(self, y):
+        if self.method == "pool":  # A A^T = I / factor^2
+            return F.interpolate(y, scale_factor=self.factor, mode="nearest")
+        return self.transpose(_cg(lambda v: self.forward(self.transpose(v)), y))
+
+    def tile(self, y, top, left, size):
+        f = self.factor
+        if top % f or left % f or size % f:
+            raise ValueError("tiles must align with the super-resolution factor")
+        return self, y[..., top // f : (top + size) // f, left // f : (left + size) // f]
+
+
+class Deblur(Operator):
+    """Circular convolution with a ``kernel`` (``k x k``, normalised to sum 1), by FFT.
+
+    ``A^T`` convolves with the flipped kernel (conjugate spectrum); ``A^+`` divides by the
+    spectrum where ``|K| > rcond * max|K|`` and zeroes the rest (the truncated pseudo-inverse).
+    Build kernels with :func:`gaussian_kernel` or :func:`motion_kernel`.
+    """
+
+    name = "deblur"
+
+    def __init__(self, kernel: Tensor, sigma: float = 0.0, rcond: float = 1e-3):
+        super().__init__(sigma)
+        kernel = torch.as_tensor(kernel, dtype=torch.float64)
+        if kernel.ndim != 2 or kernel.shape[0] != kernel.shape[1] or kernel.shape[0] % 2 == 0:
+            raise ValueError("kernel must be a square k x k tensor with odd k")
+        if float(kernel.sum()) <= 0:
+            raise ValueError("kernel must have a positive sum")
+        self.kernel = kernel / kernel.sum()
+        self.rcond = rcond
+
+    def _spectrum(self, shape, device) -> Tensor:
+        h, w = shape[-2:]
+        k = self.kernel.shape[0]
+        if k > min(h, w):
+            raise ValueError(f"kernel ({k} px) larger than the image ({h} x {w})")
+        pad = torch.zeros(h, w, dtype=torch.float64)
+        pad[:k, :k] = self.kernel
+        pad = torch.roll(pad, shifts=(-(k // 2), -(k // 2)), dims=(0, 1))  # centre at (0, 0)
+        return torch.fft.rfft2(pad).to(device)
+
+    def _apply(self, x: Tensor, fn) -> Tensor:
+        spec = fn(self._spectrum(x.shape, x.device))
+        out = torch.fft.irfft2(torch.fft.rfft2(x.double()) * spec, s=x.shape[-2:])
+        return out.to(x.dtype)
+
+    def forward(self, x):
+        return self._apply(x, lambda k: k)
+
+    def transpose(self, y):
+        return self._apply(y, torch.conj)
+
+    def _gain(self, k: Tensor, cap: Tensor | None) -> Tensor:
+        """Per-frequency inverse gain ``1 / K`` (truncated below ``rcond``), magnitudes capped."""
+        keep = k.abs() > self.rcond * k.abs().max()
+        safe = torch.where(keep, k, torch.ones_like(k))
+        gain = torch.where(keep, 1 / safe, 0)
+        if cap is not None:
+            limit = cap.double().view(-1, 1, 1, 1).to(k.device)
+            gain = gain * torch.clamp(limit * safe.abs(), max=1)
+        return gain
+
+    def pinv(self, y):
+        return self._apply(y, lambda k: self._gain(k, None))
+
+    def pinv_capped(self, r, cap):
+        return self._apply(r, lambda k: self._gain(k, cap))
+
+
+class Colorize(Operator):
+    """RGB to grey: ``A x`` is the mean of the three channels (``N x 1 x H x W``).
+    ``A A^T = I / 3``, so ``A^+ y`` repeats y in all three channels."""
+
+    name = "colorize"
+    singular = 1 / math.sqrt(3)
+
+    def forward(self, x):
+        if x.shape[1] != 3:
+            raise ValueError("colorize needs RGB images (3 channels)")
+        return x.mean(1, keepdim=True)
+
+    def transpose(self, y):
+        return y.expand(-1, 3, -1, -1) / 3
+
+    def pinv(self, y):
+        return y.expand(-1, 3, -1, -1).clone()
+
+
+def _vjp(fn, v: Tensor, in_shape) -> Tensor:
+    """``J^T v`` of a linear ``fn`` at zero (its transpose applied to v)."""
+    with torch.enable_grad():
+        x = torch.zeros(in_shape, dtype=v.dtype, device=v.device, requires_grad=True)
+        (grad,) = torch.autograd.grad(fn(x), x, v)
+    return grad
+
+
+def _cg(apply, b: Tensor, iters: int = 100, tol: float = 1e-6) -> Tensor:
+    """Solve ``apply(z) = b`` for a symmetric positive-definite linear ``apply`` per sample by
+    conjugate gradients (here ``A A^T``, which is well conditioned for downsampling)."""
+    dims = tuple(range(1, b.ndim))
+    z = torch.zeros_like(b)
+    r = b.clone()
+    p = r.clone()
+    rs = (r * r).sum(dims, keepdim=True)
+    b_norm = rs.sqrt().clamp(min=1e-30)
+    for _ in range(iters):
+        ap = apply(p)
+        alpha = rs / (p * ap).sum(dims, keepdim=True).clamp(min=1e-30)
+        z = z + alpha * p
+        r = r - alpha * ap
+        rs_new = (r * r).sum(dims, keepdim=True)
+        if bool((rs_new.sqrt() <= tol * b_norm).all()):
+            break
+        p = r + rs_new / rs * p
+        rs = rs_new
+    return z
+
+
+# --------------------------------------------------------------------------- masks and kernels
+def box_mask(height: int, width: int, box: tuple[int, int, int, int]) -> Tensor:
+    """``H x W`` mask with a rectangular hole ``(x, y, w, h)`` in pixels (0 inside)."""
+    x, y, w, h = box
+    if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > width or y + h > height:
+        raise ValueError(f"box {box} does not fit a {width} x {height} image")
+    mask = torch.ones(height, width)
+    mask[y : y + h, x : x + w] = 0
+    return mask
+
+
+def random_mask(height: int, width: int, missing: float, generator=None) -> Tensor:
+    """``H x W`` mask with a fraction ``missing`` of the pixels dropped independently."""
+    if not 0 <= missing < 1:
+        raise ValueError("the missing fraction must be in [0, 1)")
+    return (torch.rand(height, width, generator=generator) >= missing).float()
+
+
+def stroke_mask(height: int, width: int, strokes: int = 4, thickness: int = 3, generator=None):
+    """``H x W`` mask with random thick line strokes as holes (scribbles, scratches)."""
+    mask = torch.ones(height, width)
+    yy, xx = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    for _ in range(strokes):
+        x0, x1 = (torch.rand(2, generator=generator) * width).tolist()
+        y0, y1 = (torch.rand(2, generator=generator) * height).tolist()
+        dx, dy = x1 - x0, y1 - y0
+        length2 = max(dx * dx + dy * dy, 1e-9)
+        t = (((xx - x0) * dx + (yy - y0) * dy) / length2).clamp(0, 1)
+        dist = ((xx - x0 - t * dx) ** 2 + (yy - y0 - t * dy) ** 2).sqrt()
+        mask[dist <= thickness / 2] = 0
+    return mask
+
+
+def gaussian_kernel(size: int, std: float) -> Tensor:
+    """``size x size`` Gaussian blur kernel (odd size) with standard deviation ``std`` pixels."""
+    if size % 2 == 0 or std <= 0:
+        raise ValueError("the kernel size must be odd and std positive")
+    r = torch.arange(size, dtype=torch.float64) - size // 2
+    g = torch.exp(-(r**2) / (2 * std**2))
+    k = g[:, None] * g[None, :]
+    return k / k.sum()
+
+
+def motion_kernel(size: int, angle: float = 0.0) -> Tensor:
+    """``size x size`` linear motion blur along ``angle`` degrees (anti-aliased line)."""
+    if size % 2 == 0:
+        raise ValueError("the kernel size must be odd")
+    k = torch.zeros(size, size, dtype=torch.float64)
+    c = size // 2
+    a = math.radians(angle)
+    for t in torch.linspace(-c, c, 8 * size).tolist():
+        x, y = c + t * math.cos(a), c - t * math.sin(a)
+        x0, y0 = math.floor(x), math.floor(y)
+        for xi, wx in ((x0, 1 - (x - x0)), (x0 + 1, x - x0)):
+            for yi, wy in ((y0, 1 - (y - y0)), (y0 + 1, y - y0)):
+                if 0 <= xi < size and 0 <= yi < size:
+                    k[yi, xi] += wx * wy
+    return k / k.sum()

@@ -1,0 +1,270 @@
+"""Inverse problems ``y = A(x) + sigma_y * noise`` with a diffusion prior: one entry point,
+:func:`solve`, and one function per method.
+
+Every method works in sigma space (``x = x0 + sigma * noise``) and runs the core samplers of
+:mod:`diffvision.samplers`, either with a modified denoiser (``ddnm``, ``dps``) or on pieces of
+the step sequence between which it touches ``x`` (``repaint``, ``sdedit``, ``posterior``); none
+has a sampling loop of its own.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..samplers import get as get_sampler
+from ..samplers import sigma_steps
+from ..samplers.base import randn_like
+from .operators import Denoise, Inpaint, Operator
+
+SOLVERS = ("mmse", "posterior", "ddnm", "dps", "repaint", "sdedit")
+
+
+@dataclass
+class Restoration:
+    """Result of :func:`solve` with ``n_samples > 1``: ``mean`` (``N x C x H x W``, the posterior
+    mean estimate), ``std`` (per-pixel standard deviation over the samples, same shape) and
+    ``samples`` (``K x N x C x H x W``)."""
+
+    mean: Tensor
+    std: Tensor
+    samples: Tensor
+
+    def __iter__(self):  # unpacks as (mean, std)
+        return iter((self.mean, self.std))
+
+
+def _range(denoiser) -> tuple[float, float]:
+    return getattr(denoiser, "sigma_min", 0.002), getattr(denoiser, "sigma_max", 80.0)
+
+
+def _sigmas(denoiser, steps: int, top: float | None = None) -> Tensor:
+    lo, hi = _range(denoiser)
+    return sigma_steps("karras", steps, lo, hi if top is None else top)
+
+
+# ----------------------------------------------------------------------------- the methods
+def mmse(denoiser, operator: Operator, y: Tensor, **_) -> Tensor:
+    """The posterior mean for Gaussian noise: one denoiser call at the noise level of y
+    (Tweedie's formula; exact when the denoiser is)."""
+    _needs_noisy_denoise(operator, "mmse")
+    return denoiser(y, torch.full((len(y),), operator.sigma, dtype=y.dtype, device=y.device))
+
+
+def posterior(
+    denoiser, operator: Operator, y: Tensor, *, steps=50, generator=None, sampler="ddpm", **opts
+) -> Tensor:
+    """A posterior sample for Gaussian noise: y *is* a draw of the noisy marginal at sigma_y, so
+    the reverse process started from y at sigma_y samples p(x | y)."""
+    _needs_noisy_denoise(operator, "posterior")
+    lo, _ = _range(denoiser)
+    sigmas = sigma_steps("karras", steps, lo, operator.sigma)
+    return get_sampler(sampler)(denoiser, y, sigmas, generator=generator, **opts)
+
+
+def ddnm(
+    denoiser, operator: Operator, y: Tensor, *, steps=50, generator=None, sampler="ddpm", **opts
+) -> Tensor:
+    """DDNM (Wang, Yu & Zhang 2023): after each denoiser call, replace the range-space part of
+    the estimate by ``A^+ y`` (Eq. 7: ``x0 <- A^+ y + (I - A^+ A) x0``).
+
+    With noise (DDNM+, Eq. 17-19 in sigma space): along each singular direction the gain
+    ``1 / s`` of the pseudo-inverse is capped at ``sigma / sigma_y``, so that the noise of y
+    passed into the estimate never exceeds the current noise level (the paper's matching
+    reduction of the sampler's injected noise is omitted).
+    """
+    s_y = operator.sigma
+
+    def projected(x, sigma):
+        x0 = denoiser(x, sigma)
+        residual = y - operator.forward(x0)
+        if s_y > 0:
+            return x0 + operator.pinv_capped(residual, sigma / s_y)
+        return x0 + operator.pinv(residual)
+
+    sigmas = _sigmas(denoiser, steps)
+    x = float(sigmas[0]) * randn_like(operator.pinv(y), generator)
+    return get_sampler(sampler)(projected, x, sigmas, generator=generator, **opts)
+
+
+def dps(
+    denoiser,
+    operator: Operator,
+    y: Tensor,
+    *,
+    steps=100,
+    generator=None,
+    sampler="ddpm",
+    step_size=1.0,
+    **opts,
+) -> Tensor:
+    """Diffusion posterior sampling (Chung et al. 2023): add the gradient of the measurement
+    log-likelihood, evaluated at the denoised estimate, to the score (their Alg. 1).
+
+    In sigma space ``D = x + sigma^2 score``, so the guided denoiser is
+    ``D(x) - step_size * sigma^2 / (sigma_y^2 + sigma^2) * grad_x 1/2 ||y - A D(x)||^2``: the
+    likelihood ``p(y | x_sigma) ~ N(A D(x), (sigma_y^2 + sigma^2) I)``, whose variance adds the
+    estimate's own uncertainty (~sigma^2 at small sigma) to the measurement noise, as
+    PiGDM (Song et al. 2023) does; DPS's per-step normalisation ``zeta / ||y - A x0||`` is
+    replaced by this weight, which makes the step independent of the sampler and step count.
+    ``step_size`` scales it (1 = the Gaussian approximation). Needs a differentiable denoiser
+    (every network and ``analytic`` model is)."""
+    s_y2 = operator.sigma**2
+
+    def guided(x, sigma):
+        with torch.enable_grad():
+            x_in = x.detach().requires_grad_(True)
+            x0 = denoiser(x_in, sigma)
+            loss = 0.5 * (y - operator.forward(x0)).pow(2).sum()
+            (grad,) = torch.autograd.grad(loss, x_in)
+        s2 = sigma.view(-1, *[1] * (x.ndim - 1)) ** 2
+        return x0.detach() - step_size * s2 / (s_y2 + s2) * grad
+
+    sigmas = _sigmas(denoiser, steps)
+    x = float(sigmas[0]) * randn_like(operator.pinv(y), generator)
+    return get_sampler(sampler)(guided, x, sigmas, generator=generator, **opts)
+
+
+def repaint(
+    denoiser,
+    operator: Operator,
+    y: Tensor,
+    *,
+    steps=50,
+    generator=None,
+    sampler="ddpm",
+    jump_length=10,
+    jump_n_sample=10,
+    **opts,
+) -> Tensor:
+    """RePaint (Lugmayr et al. 2022) for inpainting: after each reverse step to sigma_next, the
+    observed pixels are replaced by y noised to sigma_next (Eq. 8); every ``jump_length`` steps
+    the last ``jump_length`` steps are undone by the forward process and redone,
+    ``jump_n_sample - 1`` extra times (the resampling of Sec. 4.2). NFE is about
+    ``steps * jump_n_sample``. Noise in y is not modelled (the paper's setting)."""
+    if not isinstance(operator, Inpaint):
+        raise ValueError("repaint solves inpainting only; use ddnm or dps for other operators")
+    if jump_length < 1 or jump_n_sample < 1:
+        raise ValueError("jump_length and jump_n_sample must be >= 1")
+    step = get_sampler(sampler)
+    mask = operator.mask.to(y)
+    sigmas = _sigmas(denoiser, steps)
+    x = float(sigmas[0]) * randn_like(operator.pinv(y), generator)
+    path = repaint_schedule(steps, jump_length, jump_n_sample)
+    for a, b in itertools.pairwise(path):
+        s_a, s_b = float(sigmas[a]), float(sigmas[b])
+        if b > a:  # one reverse step, then the observed pixels from y at the new level
+            x = step(denoiser, x, sigmas[a : b + 1], generator=generator, **opts)
+            noisy_y = y + s_b * randn_like(y, generator) if s_b > 0 else y
+            x = mask * noisy_y + (1 - mask) * x
+        else:  # back up by the forward process: x_b = x_a + sqrt(s_b^2 - s_a^2) noise
+            x = x + math.sqrt(s_b**2 - s_a**2) * randn_like(x, generator)
+    return x
+
+
+def repaint_schedule(steps: int, jump_length: int, jump_n_sample: int) -> list[int]:
+    """RePaint's path through the step indices (0 = highest noise, ``steps`` = sigma 0): down
+    one step at a time; on reaching a multiple of ``jump_length`` (before the end) for the
+    first ``jump_n_sample - 1`` times, back up ``jump_length`` steps."""
+    path, i = [0], 0
+    jumps = {j: jump_n_sample - 1 for j in range(jump_length, steps, jump_length)}
+    while i < steps:
+        i += 1
+        path.append(i)
+        if jumps.get(i, 0) > 0:
+            jumps[i] -= 1
+            for _ in range(jump_length):
+                i -= 1
+                path.append(i)
+    return path
+
+
+def sdedit(
+    denoiser,
+    operator: Operator,
+    y: Tensor,
+    *,
+    steps=50,
+    generator=None,
+    sampler="ddpm",
+    strength=0.5,
+    **opts,
+) -> Tensor:
+    """SDEdit (Meng et al. 2022): noise the pseudo-inverse ``A^+ y`` to the level at
+    ``strength`` (0..1 of the log-sigma range between the model's sigma_min and sigma_max) and
+    run the reverse process from there. Stays close to y at low strength; makes up more at high
+    strength. ``steps`` is the number of steps from that level down."""
+    if not 0 < strength <= 1:
+        raise ValueError("strength must be in (0, 1]")
+    lo, hi = _range(denoiser)
+    top = math.exp(math.log(lo) + strength * (math.log(hi) - math.log(lo)))
+    sigmas = sigma_steps("karras", steps, lo, top)
+    start = operator.pinv(y)
+    x = start + top * randn_like(start, generator)
+    return get_sampler(sampler)(denoiser, x, sigmas, generator=generator, **opts)
+
+
+def solve(
+    denoiser,
+    operator: Operator,
+    y: Tensor,
+    *,
+    solver: str = "ddnm",
+    steps: int = 50,
+    generator: torch.Generator | None = None,
+    n_samples: int = 1,
+    project: bool = True,
+    **options,
+) -> Tensor | Restoration:
+    """Restore images from measurements ``y = A(x) + noise``.
+
+    Args:
+        denoiser: ``D(x, sigma)`` of an unconditional model (e.g. :func:`diffvision.load`).
+        operator: the measurement (:mod:`diffvision.restore.operators`), with its noise sigma.
+        y: measurements, ``N x ...`` as ``operator.forward`` makes them.
+        solver: ``mmse`` or ``posterior`` (denoising), ``ddnm``, ``dps``, ``repaint``
+            (inpainting), ``sdedit``.
+        steps: sampler steps (``repaint`` multiplies them by its resampling).
+        n_samples: K > 1 draws K restorations per image and returns a :class:`Restoration`
+            (mean, per-pixel std, samples); ``mmse`` is a single estimate and needs K = 1.
+        project: for noise-free measurements, end with ``x + A^+ (y - A x)`` so that the result
+            agrees with y exactly (a no-op for ``ddnm`` and ``repaint``, which already do).
+        options: passed to the method (e.g. ``sampler``, ``step_size``, ``jump_length``,
+            ``strength``) and through it to the sampler (e.g. ``eta``).
+
+    Returns:
+        ``N x C x H x W`` restored images (not clipped), or a :class:`Restoration`.
+    """
+    if solver not in METHODS:
+        raise ValueError(f"unknown solver {solver!r}; choose from {', '.join(METHODS)}")
+    if n_samples < 1 or (n_samples > 1 and solver == "mmse"):
+        raise ValueError("n_samples must be >= 1 (mmse gives one estimate: use posterior)")
+    run = METHODS[solver]
+    op = operator.repeat(n_samples) if n_samples > 1 else operator
+    ys = torch.cat([y] * n_samples) if n_samples > 1 else y
+    x = run(denoiser, op, ys, steps=steps, generator=generator, **options)
+    if project and operator.sigma == 0:
+        x = op.project(x, ys)
+    if n_samples == 1:
+        return x
+    samples = x.view(n_samples, *y.shape[:1], *x.shape[1:])
+    return Restoration(samples.mean(0), samples.std(0), samples)
+
+
+def _needs_noisy_denoise(operator: Operator, name: str) -> None:
+    if not isinstance(operator, Denoise) or operator.sigma <= 0:
+        raise ValueError(f"{name} solves denoising (Denoise with sigma > 0); use ddnm or dps")
+
+
+METHODS = {
+    "mmse": mmse,
+    "posterior": posterior,
+    "ddnm": ddnm,
+    "dps": dps,
+    "repaint": repaint,
+    "sdedit": sdedit,
+}
