@@ -1,4 +1,4 @@
-"""The ``diffvision`` command: train, sample, info, demo, eval.
+"""The ``diffvision`` command: train, sample, info, demo, eval, restore.
 
 No logic of its own: every subcommand parses arguments, calls the library and reports. Bad input
 is one clear line on stderr and exit code 2.
@@ -13,7 +13,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from . import evaluate
+from . import evaluate, restore
 from .common import EXIT_USAGE, Parser, UsageError, _formatter, _positive
 
 
@@ -137,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     evaluate.add_parsers(sub)
+    restore.add_parser(sub)
     return parser
 
 
@@ -335,6 +336,7 @@ COMMANDS = {
     "info": cmd_info,
     "demo": cmd_demo,
     "eval": evaluate.cmd_eval,
+    "restore": restore.cmd_restore,
 }
 
 

@@ -57,3 +57,20 @@ def save_images(folder: str | Path, images: Tensor, prefix: str = "sample") -> l
         to_pil(image).save(path)
         paths.append(path)
     return paths
+
+
+def read_image(path: str | Path, channels: int) -> Tensor:
+    """An image file as ``1 x C x H x W`` float32 in [-1, 1] (``channels`` 1: grey, 3: RGB).
+    Raises ValueError naming the file when it is missing or not an image."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"image not found: {path}")
+    try:
+        with Image.open(path) as image:
+            image = image.convert("L" if channels == 1 else "RGB")
+    except (OSError, SyntaxError) as err:
+        raise ValueError(f"cannot read image {path}: {err}") from None
+    array = np.asarray(image, dtype=np.float32)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    return torch.from_numpy(array.copy()).permute(2, 0, 1)[None] / 127.5 - 1

@@ -1,0 +1,197 @@
+"""``diffvision restore TASK MODEL INPUT --out OUT``: denoise, inpaint, super-resolve, deblur or
+colorize an image with a trained unconditional model (whole images by overlapping tiles)."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+from .common import UsageError, _formatter, _positive
+
+TASKS = ("denoise", "inpaint", "superres", "deblur", "colorize")
+DEFAULT_SOLVER = {
+    "denoise": "mmse",
+    "inpaint": "ddnm",
+    "superres": "ddnm",
+    "deblur": "ddnm",
+    "colorize": "ddnm",
+}
+
+
+def add_parser(sub) -> None:
+    r = sub.add_parser(
+        "restore",
+        help="restore an image (denoise, inpaint, superres, deblur, colorize) with a model",
+        formatter_class=_formatter,
+        epilog=textwrap.dedent("""\
+            INPUT is the degraded image (noisy, with a hole, small, blurred or grey); with
+            --simulate it is a clean image that is degraded first (and PSNR is reported).
+
+            examples:
+              diffvision restore denoise runs/photos/model noisy.png --sigma 25 --out clean.png
+              diffvision restore inpaint runs/photos/model photo.png --box 40,40,64,64 \\
+                  --samples 8 --out filled.png --side-by-side compare.png
+              diffvision restore superres runs/photos/model small.png --factor 4 --out big.png
+              diffvision restore deblur runs/photos/model blur.png --kernel gauss:2 --out sharp.png
+              diffvision restore colorize runs/photos/model grey.png --out colour.png"""),
+    )
+    r.add_argument("task", choices=TASKS, help="what to undo")
+    r.add_argument("model", help="model folder (an unconditional model)")
+    r.add_argument("input", help="image file")
+    r.add_argument("--out", required=True, help="output PNG")
+    r.add_argument("--sigma", type=float, default=0.0, help="noise std on the 0-255 scale")
+    r.add_argument("--mask", help="inpaint: mask image (white = observed, black = hole)")
+    r.add_argument("--box", help="inpaint: hole x,y,w,h in pixels")
+    r.add_argument("--random", type=float, help="inpaint: fraction of pixels missing")
+    r.add_argument("--factor", type=_positive(int), default=4, help="superres: scale factor")
+    r.add_argument("--method", default="bicubic", help="superres: bicubic | pool")
+    r.add_argument("--kernel", default="gauss:2", help="deblur: gauss:STD | motion:LENGTH:ANGLE")
+    r.add_argument("--solver", help="mmse | posterior | ddnm | dps | repaint | sdedit")
+    r.add_argument("--steps", type=_positive(int), default=50, help="sampler steps")
+    r.add_argument("--samples", type=_positive(int), default=1, help="K > 1: mean and std map")
+    r.add_argument("--tile", type=_positive(int), help="tile size (default: the model's size)")
+    r.add_argument("--overlap", type=int, help="tile overlap in pixels (default tile / 4)")
+    r.add_argument("--batch", type=_positive(int), default=128, help="tiles per network call")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--simulate", action="store_true", help="INPUT is clean: degrade it first")
+    r.add_argument("--side-by-side", help="also write input | result | uncertainty as one PNG")
+
+
+def _numbers(text: str, count: int, what: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != count:
+        raise UsageError(f"{what}: expected {count} comma-separated numbers, got {text!r}")
+    return values
+
+
+def _kernel(text: str):
+    from ..restore import gaussian_kernel, motion_kernel
+
+    kind, _, rest = text.partition(":")
+    try:
+        if kind == "gauss":
+            std = float(rest or 2)
+            return gaussian_kernel(2 * int(3 * std) + 1, std)
+        if kind == "motion":
+            length, _, angle = rest.partition(":")
+            size = int(length or 9)
+            return motion_kernel(size + (size % 2 == 0), float(angle or 0))
+    except ValueError as err:
+        raise UsageError(f"--kernel {text!r}: {err}") from None
+    raise UsageError(f"--kernel must be gauss:STD or motion:LENGTH:ANGLE, got {text!r}")
+
+
+def _operator(args, clean_shape):
+    """The operator for the task; ``clean_shape`` (H, W) of the restored image."""
+    import torch
+
+    from .. import restore as R
+    from ..io.images import read_image
+
+    sigma = args.sigma / 127.5
+    h, w = clean_shape
+    if args.task == "denoise":
+        if sigma <= 0:
+            raise UsageError("denoise needs --sigma (the noise level on the 0-255 scale)")
+        return R.Denoise(sigma)
+    if args.task == "inpaint":
+        given = [v is not None for v in (args.mask, args.box, args.random)]
+        if sum(given) != 1:
+            raise UsageError("inpaint needs exactly one of --mask, --box, --random")
+        if args.mask:
+            mask = (read_image(args.mask, 1)[0, 0] > 0).float()
+            if mask.shape != (h, w):
+                raise UsageError(f"--mask is {tuple(mask.shape)}, the image is {(h, w)}")
+        elif args.box:
+            box = [int(v) for v in _numbers(args.box, 4, "--box")]
+            mask = R.box_mask(h, w, tuple(box))
+        else:
+            mask = R.random_mask(h, w, args.random, torch.Generator().manual_seed(args.seed))
+        return R.Inpaint(mask, sigma)
+    if args.task == "superres":
+        return R.SuperResolution(args.factor, args.method, sigma)
+    if args.task == "deblur":
+        return R.Deblur(_kernel(args.kernel), sigma)
+    return R.Colorize(sigma)
+
+
+def cmd_restore(args) -> int:
+    import torch
+
+    from ..io import load, read_config
+    from ..io.images import read_image, to_pil
+    from ..metrics import psnr
+    from ..restore.tiles import solve_tiled
+
+    config = read_config(args.model)
+    shape = config.get("sample_shape") or []
+    if len(shape) != 3:
+        raise UsageError(f"{args.model}/config.json has no sample_shape")
+    channels, size = shape[0], shape[-1]
+    if args.task == "colorize" and channels != 3:
+        raise UsageError("colorize needs an RGB model")
+    model = load(args.model)
+    null = getattr(model, "null_cond", None)  # class-conditional models: their null class
+    prior = model if null is None else (lambda x, s: model(x, s, torch.full((len(x),), null)))
+    image = read_image(args.input, channels)
+    gen = torch.Generator().manual_seed(args.seed)
+    factor = args.factor if args.task == "superres" else 1
+    if args.simulate:
+        clean = image
+        h, w = clean.shape[-2:]
+        h, w = h - h % factor, w - w % factor
+        clean = clean[..., :h, :w]
+        operator = _operator(args, (h, w))
+        y = operator.measure(clean.double(), gen).float()
+    else:
+        clean = None
+        if args.task == "colorize":
+            image = image.mean(1, keepdim=True)
+        h, w = image.shape[-2] * factor, image.shape[-1] * factor
+        operator = _operator(args, (h, w))
+        y = image if args.task != "inpaint" else operator.forward(image)
+    tile = args.tile or size
+    overlap = args.overlap if args.overlap is not None else tile // 4
+    if tile % factor or overlap % factor:
+        raise UsageError(f"--tile and --overlap must be multiples of --factor {factor}")
+    if min(h, w) < tile:
+        raise UsageError(f"the image ({h} x {w}) is smaller than a tile ({tile} px)")
+    solver = args.solver or DEFAULT_SOLVER[args.task]
+    with torch.no_grad():
+        result = solve_tiled(
+            prior,
+            operator,
+            y,
+            tile=tile,
+            overlap=overlap,
+            batch=args.batch,
+            shape=(h, w),
+            solver=solver,
+            steps=args.steps,
+            generator=gen,
+            n_samples=args.samples,
+        )
+    mean, std = (result.mean, result.std) if args.samples > 1 else (result, None)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    to_pil(mean[0]).save(out)
+    print(f"wrote {out} ({solver}, {args.steps} steps, {w} x {h})")
+    if std is not None:
+        std_path = out.with_name(out.stem + "_std.png")
+        to_pil((std[0] / std.max().clamp(min=1e-8)) * 2 - 1).save(std_path)
+        print(f"uncertainty (per-pixel std, scaled to its maximum): {std_path}")
+    if clean is not None:
+        value = float(torch.as_tensor(psnr(mean.clamp(-1, 1), clean)).mean())
+        print(f"PSNR {value:.2f} dB against the clean input")
+    if args.side_by_side:
+        shown = operator.pinv(y)  # the measurement, brought to the output's size
+        panels = [shown.expand(-1, mean.shape[1], -1, -1), mean]
+        if std is not None:
+            panels.append((std / std.max().clamp(min=1e-8) * 2 - 1).expand_as(mean))
+        strip = torch.cat([p[0].clamp(-1, 1) for p in panels], dim=-1)
+        to_pil(strip).save(args.side_by_side)
+        print(f"side by side: {args.side_by_side}")
+    return 0
