@@ -155,8 +155,8 @@ def cmd_restore(args) -> int:
         y = image if args.task != "inpaint" else operator.forward(image)
     tile = args.tile or size
     overlap = args.overlap if args.overlap is not None else tile // 4
-    if tile % factor or overlap % factor:
-        raise UsageError(f"--tile and --overlap must be multiples of --factor {factor}")
+    if not 0 <= overlap < tile:
+        raise UsageError("--overlap must be in [0, --tile)")
     if min(h, w) < tile:
         raise UsageError(f"the image ({h} x {w}) is smaller than a tile ({tile} px)")
     solver = args.solver or DEFAULT_SOLVER[args.task]
@@ -168,7 +168,6 @@ def cmd_restore(args) -> int:
             tile=tile,
             overlap=overlap,
             batch=args.batch,
-            shape=(h, w),
             solver=solver,
             steps=args.steps,
             generator=gen,

@@ -64,11 +64,6 @@ class Operator:
         """The operator for a batch repeated ``k`` times (``torch.cat([y] * k)``)."""
         return self
 
-    def tile(self, y: Tensor, top: int, left: int, size: int) -> tuple[Operator, Tensor]:
-        """The operator and measurement for the ``size`` x ``size`` image tile at (top, left)
-        (local operators only; see :mod:`diffvision.restore.tiles`)."""
-        return self, y[..., top : top + size, left : left + size]
-
 
 class Denoise(Operator):
     """``A = I``: y is the image plus Gaussian noise of standard deviation ``sigma``."""
@@ -116,10 +111,6 @@ class Inpaint(Operator):
             self.mask.repeat(k, 1, 1, 1) if len(self.mask) > 1 else self.mask, self.sigma
         )
 
-    def tile(self, y, top, left, size):
-        m = self.mask[..., top : top + size, left : left + size]
-        return Inpaint(m, self.sigma), y[..., top : top + size, left : left + size]
-
 
 class SuperResolution(Operator):
     """Downsampling by an integer ``factor``: ``method="pool"`` (average of each factor x factor
@@ -157,12 +148,6 @@ class SuperResolution(Operator):
         if self.method == "pool":  # A A^T = I / factor^2
             return F.interpolate(y, scale_factor=self.factor, mode="nearest")
         return self.transpose(_cg(lambda v: self.forward(self.transpose(v)), y))
-
-    def tile(self, y, top, left, size):
-        f = self.factor
-        if top % f or left % f or size % f:
-            raise ValueError("tiles must align with the super-resolution factor")
-        return self, y[..., top // f : (top + size) // f, left // f : (left + size) // f]
 
 
 class Deblur(Operator):

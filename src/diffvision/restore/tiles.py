@@ -1,5 +1,6 @@
-"""Whole photos with a small model: restore overlapping tiles in batches and blend them with
-smooth weights, so a model trained on 32 x 32 patches restores images of any size."""
+"""Whole photos with a small model: a denoiser that works on overlapping tiles in batches and
+blends them with smooth weights, so a model trained on 32 x 32 patches restores images of any
+size with every solver."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import math
 import torch
 from torch import Tensor
 
-from .operators import Inpaint, Operator
+from .operators import Operator
 from .solvers import Restoration, solve
 
 
@@ -36,13 +37,45 @@ def blend_window(tile: int, overlap: int) -> Tensor:
     return ramp[:, None] * ramp[None, :]
 
 
-def _batched(operator: Operator, parts: list[tuple[Operator, Tensor]]) -> tuple[Operator, Tensor]:
-    ops, ys = zip(*parts, strict=True)
-    y = torch.cat(ys)
-    if isinstance(operator, Inpaint):
-        masks = [op.mask.expand(len(t), -1, -1, -1) for op, t in parts]
-        return Inpaint(torch.cat(masks), operator.sigma), y
-    return ops[0], y
+class TiledDenoiser:
+    """A denoiser for images of any size made from one trained on ``tile`` x ``tile`` patches:
+    ``D(x, sigma)`` splits x into overlapping tiles, denoises them in batches of ``batch`` and
+    blends the estimates with :func:`blend_window` weights.
+
+    Because it is a denoiser, every solver and sampler runs unchanged on the whole image, and
+    operators stay global (an FFT blur, a box mask, a downsampling): only the prior is local.
+    Differentiable (for ``dps``). ``x``: ``N x C x H x W`` with H, W >= tile.
+    """
+
+    def __init__(self, denoiser, tile: int = 32, overlap: int = 8, batch: int = 256):
+        self.denoiser, self.tile, self.overlap, self.batch = denoiser, tile, overlap, batch
+        for name in ("sigma_min", "sigma_max"):
+            if hasattr(denoiser, name):
+                setattr(self, name, getattr(denoiser, name))
+
+    def __call__(self, x: Tensor, sigma: Tensor | float) -> Tensor:
+        n, _, h, w = x.shape
+        t = self.tile
+        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(n)
+        rows, cols = tile_starts(h, t, self.overlap), tile_starts(w, t, self.overlap)
+        positions = [(r, c) for r in rows for c in cols]
+        tiles = torch.cat([x[..., r : r + t, c : c + t] for r, c in positions])  # (P n) x C x t x t
+        sigmas = sigma.repeat(len(positions))
+        out = torch.cat(
+            [
+                self.denoiser(tiles[i : i + self.batch], sigmas[i : i + self.batch])
+                for i in range(0, len(tiles), self.batch)
+            ]
+        )
+        weight = blend_window(t, self.overlap).to(x)
+        total = torch.zeros(1, 1, h, w, dtype=x.dtype, device=x.device)
+        blended = torch.zeros_like(x)
+        for k, (r, c) in enumerate(positions):
+            # Out-of-place adds keep the graph simple for autograd.
+            pad = (c, w - c - t, r, h - r - t)
+            blended = blended + torch.nn.functional.pad(weight * out[k * n : (k + 1) * n], pad)
+            total[..., r : r + t, c : c + t] += weight
+        return blended / total
 
 
 def solve_tiled(
@@ -53,39 +86,11 @@ def solve_tiled(
     tile: int = 32,
     overlap: int = 8,
     batch: int = 256,
-    shape: tuple[int, int] | None = None,
     **options,
 ) -> Tensor | Restoration:
-    """:func:`~diffvision.restore.solve` on overlapping ``tile`` x ``tile`` tiles of the output
-    image (``shape`` = its H, W; default that of ``operator.pinv(y)``), ``batch`` tiles per call,
-    blended with :func:`blend_window`. Same return type as ``solve``. Operators must be local
-    (denoise, inpaint, super-resolution, colorize); deblurring runs per tile with circular
-    boundaries, which the blending only partly hides."""
-    n = len(y)
-    if shape is None:
-        shape = tuple(operator.pinv(y[:1]).shape[-2:])
-    h, w = shape
-    positions = [
-        (t, l) for t in tile_starts(h, tile, overlap) for l in tile_starts(w, tile, overlap)
-    ]
-    weight = blend_window(tile, overlap).to(y)
-    out_mean = out_std = None
-    total = torch.zeros(1, 1, h, w, dtype=y.dtype, device=y.device)
-    for lo in range(0, len(positions), max(1, batch // n)):
-        chunk = positions[lo : lo + max(1, batch // n)]
-        op, ys = _batched(operator, [operator.tile(y, t, l, tile) for t, l in chunk])
-        result = solve(denoiser, op, ys, **options)
-        mean, std = (result.mean, result.std) if isinstance(result, Restoration) else (result, None)
-        if out_mean is None:
-            out_mean = torch.zeros(n, mean.shape[1], h, w, dtype=y.dtype, device=y.device)
-            out_std = torch.zeros_like(out_mean) if std is not None else None
-        for k, (t, l) in enumerate(chunk):
-            part = slice(k * n, (k + 1) * n)
-            out_mean[..., t : t + tile, l : l + tile] += weight * mean[part]
-            if std is not None:
-                out_std[..., t : t + tile, l : l + tile] += weight * std[part]
-            total[..., t : t + tile, l : l + tile] += weight
-    out_mean = out_mean / total
-    if out_std is None:
-        return out_mean
-    return Restoration(out_mean, out_std / total, out_mean[None])
+    """:func:`~diffvision.restore.solve` on whole images with a model trained on ``tile`` x
+    ``tile`` patches, through :class:`TiledDenoiser`. Same arguments and return type as
+    ``solve``; images smaller than a tile are solved directly."""
+    h, w = operator.pinv(y[:1]).shape[-2:]
+    prior = denoiser if min(h, w) <= tile else TiledDenoiser(denoiser, tile, overlap, batch)
+    return solve(prior, operator, y, **options)
