@@ -172,6 +172,8 @@ def test_eval_command(tmp_path):
         "2",
         "--classes",
         "3",
+        "--bpd",
+        "4",
         "--json",
         str(out),
     )
@@ -179,6 +181,7 @@ def test_eval_command(tmp_path):
     assert "real vs real" in result.stdout and "classifier accuracy" in result.stdout
     saved = json.loads(out.read_text())
     assert saved["n"] == 40 and set(saved["class_accuracy"]) == {"3"}
+    assert "bits/dim" in result.stdout and saved["bits_per_dim"]["n"] == 4
     plot = tmp_path / "sweep.png"
     result = run(
         "eval",

@@ -1,5 +1,6 @@
 """``diffvision restore`` end to end on a tiny model, and whole images by tiles."""
 
+import itertools
 import subprocess
 import sys
 
@@ -20,10 +21,10 @@ def run(*args):
 
 
 def test_tiles_cover_and_blend():
-    assert tile_starts(32, 8, 2) == [0, 6, 12, 18, 24] or tile_starts(32, 8, 2)[-1] == 24
+    assert tile_starts(32, 8, 2) == [0, 6, 12, 18, 24]
     starts = tile_starts(50, 16, 4)
     assert starts[0] == 0 and starts[-1] == 34
-    assert all(b - a <= 12 for a, b in zip(starts, starts[1:], strict=False))
+    assert all(b - a <= 12 for a, b in itertools.pairwise(starts))
     w = blend_window(8, 2)
     assert w.min() > 0 and w[3:5, 3:5].eq(1).all()
 

@@ -54,6 +54,7 @@ def add_parsers(sub) -> None:
     e.add_argument("--sweep-steps", help="NFE values to sweep, e.g. 5,10,20,50")
     e.add_argument("--samplers", help="samplers for --sweep-steps (default unipc,dpmpp_2m,heun)")
     e.add_argument("--plot", help="PNG of the sweep (quality against NFE)")
+    e.add_argument("--bpd", type=int, default=0, help="also bits/dim (PF-ODE) of N real images")
     e.add_argument("--json", help="write the full result to this JSON file")
     e.add_argument("--no-ema", action="store_true", help="use the raw instead of the EMA weights")
 
@@ -152,6 +153,10 @@ def cmd_eval(args) -> int:
         )
         print(ev.format_result(result))
         result = {"model": str(args.model), "data": args.data, **result}
+    if args.bpd > 0:
+        bpd = ev.bits_per_dim(model, data, args.bpd)
+        result["bits_per_dim"] = bpd
+        print(f"bits/dim {bpd['mean']:.3f} ± {bpd['std_err']:.3f} ({args.bpd} real images)")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=1))
