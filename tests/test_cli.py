@@ -16,7 +16,7 @@ def run(*args):
     )
 
 
-@pytest.mark.parametrize("command", ["train", "sample", "info", "demo"])
+@pytest.mark.parametrize("command", ["train", "sample", "info", "demo", "eval", "restore"])
 def test_help_has_examples(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])

@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
               diffvision train --data digits --steps 3000 --out runs/digits
               diffvision sample runs/digits/model --n 64 --out grid.png
               diffvision info runs/digits/model
-              diffvision eval runs/digits/model --data digits"""),
+              diffvision eval runs/digits/model --data digits
+              diffvision restore denoise runs/photos/model noisy.png --sigma 25 --out clean.png"""),
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
