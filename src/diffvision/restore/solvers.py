@@ -42,9 +42,12 @@ def _range(denoiser) -> tuple[float, float]:
     return getattr(denoiser, "sigma_min", 0.002), getattr(denoiser, "sigma_max", 80.0)
 
 
-def _sigmas(denoiser, steps: int, top: float | None = None) -> Tensor:
+def _noise_start(denoiser, operator: Operator, y: Tensor, steps: int, generator):
+    """The full step sequence (Karras, the model's range) and pure noise at its top, shaped
+    like the restored image (``A^+ y``): the start of every method that samples from scratch."""
     lo, hi = _range(denoiser)
-    return sigma_steps("karras", steps, lo, hi if top is None else top)
+    sigmas = sigma_steps("karras", steps, lo, hi)
+    return sigmas, float(sigmas[0]) * randn_like(operator.pinv(y), generator)
 
 
 # ----------------------------------------------------------------------------- the methods
@@ -86,8 +89,7 @@ def ddnm(
             return x0 + operator.pinv_capped(residual, sigma / s_y)
         return x0 + operator.pinv(residual)
 
-    sigmas = _sigmas(denoiser, steps)
-    x = float(sigmas[0]) * randn_like(operator.pinv(y), generator)
+    sigmas, x = _noise_start(denoiser, operator, y, steps, generator)
     return get_sampler(sampler)(projected, x, sigmas, generator=generator, **opts)
 
 
@@ -124,8 +126,7 @@ def dps(
         s2 = sigma.view(-1, *[1] * (x.ndim - 1)) ** 2
         return x0.detach() - step_size * s2 / (s_y2 + s2) * grad
 
-    sigmas = _sigmas(denoiser, steps)
-    x = float(sigmas[0]) * randn_like(operator.pinv(y), generator)
+    sigmas, x = _noise_start(denoiser, operator, y, steps, generator)
     return get_sampler(sampler)(guided, x, sigmas, generator=generator, **opts)
 
 
@@ -152,8 +153,7 @@ def repaint(
         raise ValueError("jump_length and jump_n_sample must be >= 1")
     step = get_sampler(sampler)
     mask = operator.mask.to(y)
-    sigmas = _sigmas(denoiser, steps)
-    x = float(sigmas[0]) * randn_like(operator.pinv(y), generator)
+    sigmas, x = _noise_start(denoiser, operator, y, steps, generator)
     path = repaint_schedule(steps, jump_length, jump_n_sample)
     for a, b in itertools.pairwise(path):
         s_a, s_b = float(sigmas[a]), float(sigmas[b])
