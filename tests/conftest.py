@@ -35,3 +35,28 @@ def mixture2d():
         ]
     ).to(torch.float64)
     return GaussianMixtureDenoiser(weights, means, covs)
+
+
+@pytest.fixture(scope="session")
+def tiny_digits_model(tmp_path_factory):
+    """A model folder of the tiny U-Net trained 3 steps on digits by the command line (for
+    command tests that need a real folder, not a good model)."""
+    from tests.cli_run import run
+
+    out = tmp_path_factory.mktemp("tiny") / "run"
+    result = run(
+        "train",
+        "--data",
+        "digits",
+        "--preset",
+        "tiny",
+        "--steps",
+        "3",
+        "--batch",
+        "8",
+        "--out",
+        str(out),
+        "--quiet",
+    )
+    assert result.returncode == 0, result.stderr
+    return out / "model"

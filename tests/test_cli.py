@@ -1,19 +1,12 @@
 """The command line: help texts, one-line errors with exit code 2, and a train -> sample -> info
 round trip on a tiny model."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from diffvision.cli import main
-
-
-def run(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "diffvision", *args], capture_output=True, text=True, timeout=300
-    )
+from tests.cli_run import run
 
 
 @pytest.mark.parametrize("command", ["train", "sample", "info", "demo", "eval", "restore"])

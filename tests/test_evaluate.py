@@ -2,8 +2,6 @@
 of the data from a mode-dropping one and reports per-class accuracy; ``diffvision eval``."""
 
 import json
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import pytest
@@ -14,6 +12,7 @@ from diffvision.data import digits
 from diffvision.io import load_feature_net, save_feature_net
 from diffvision.metrics import evaluate as ev
 from diffvision.train.features import train_feature_net
+from tests.cli_run import run
 
 
 @pytest.fixture(scope="module")
@@ -127,31 +126,7 @@ def test_sweep_table_and_plot(data, feature_net, tmp_path):
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
-def run(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "diffvision", *args], capture_output=True, text=True, timeout=300
-    )
-
-
-def test_eval_command(tmp_path):
-    model = tmp_path / "run"
-    assert (
-        run(
-            "train",
-            "--data",
-            "digits",
-            "--preset",
-            "tiny",
-            "--steps",
-            "3",
-            "--batch",
-            "8",
-            "--out",
-            str(model),
-            "--quiet",
-        ).returncode
-        == 0
-    )
+def test_eval_command(tmp_path, tiny_digits_model):
     feats = tmp_path / "features"
     result = run("eval", "train-features", "digits", "--steps", "20", "--out", str(feats))
     assert result.returncode == 0, result.stderr
@@ -159,7 +134,7 @@ def test_eval_command(tmp_path):
     out = tmp_path / "eval.json"
     result = run(
         "eval",
-        str(model / "model"),
+        str(tiny_digits_model),
         "--data",
         "digits",
         "--features",
@@ -185,7 +160,7 @@ def test_eval_command(tmp_path):
     plot = tmp_path / "sweep.png"
     result = run(
         "eval",
-        str(model / "model"),
+        str(tiny_digits_model),
         "--data",
         "digits",
         "--features",
@@ -204,10 +179,12 @@ def test_eval_command(tmp_path):
     assert result.returncode == 0, result.stderr
     assert plot.is_file() and "floor" in result.stdout
     bad = run(
-        "eval", str(model / "model"), "--data", "digits", "--features", str(tmp_path / "x.pth")
+        "eval", str(tiny_digits_model), "--data", "digits", "--features", str(tmp_path / "x.pth")
     )
     assert bad.returncode == 2 and "not found" in bad.stderr and len(bad.stderr.splitlines()) == 1
-    bad = run("eval", str(model / "model"), "--data", "digits", "--features", str(model / "model"))
+    bad = run(
+        "eval", str(tiny_digits_model), "--data", "digits", "--features", str(tiny_digits_model)
+    )
     assert bad.returncode == 2 and "not a feature network" in bad.stderr
     bad = run("eval", "train-features", "digits")
     assert bad.returncode == 2 and "--out" in bad.stderr

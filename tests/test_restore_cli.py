@@ -1,23 +1,15 @@
 """``diffvision restore`` end to end on a tiny model, and whole images by tiles."""
 
 import itertools
-import subprocess
-import sys
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 
 from diffvision.analytic import GaussianDenoiser
 from diffvision.restore import Denoise, Inpaint, box_mask, solve
 from diffvision.restore.tiles import blend_window, solve_tiled, tile_starts
-
-
-def run(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "diffvision", *args], capture_output=True, text=True, timeout=300
-    )
+from tests.cli_run import run
 
 
 def test_tiles_cover_and_blend():
@@ -53,28 +45,8 @@ def test_tiled_solve_equals_per_tile_solve_for_a_pixelwise_prior():
     assert torch.allclose(filled[keep], y[keep], atol=1e-9)
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    out = tmp_path_factory.mktemp("restore") / "run"
-    result = run(
-        "train",
-        "--data",
-        "digits",
-        "--preset",
-        "tiny",
-        "--steps",
-        "3",
-        "--batch",
-        "8",
-        "--out",
-        str(out),
-        "--quiet",
-    )
-    assert result.returncode == 0, result.stderr
-    return out / "model"
-
-
-def test_restore_command(model, tmp_path):
+def test_restore_command(tiny_digits_model, tmp_path):
+    model = tiny_digits_model
     image = tmp_path / "in.png"
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(image)
