@@ -68,8 +68,15 @@ def training_photos() -> dict[str, np.ndarray]:
     sk = load_sample_images()
     for path, image in zip(sk.filenames, sk.images, strict=True):
         out["sklearn-" + path.rsplit("/", 1)[-1].split(".")[0]] = _to_array(image)
-    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
-        out["grace_hopper"] = _to_array(Image.open(f).convert("RGB"))
+    try:  # a colour street scene (the left view of a stereo pair)
+        import skimage.data
+
+        out["stereo_motorcycle"] = _to_array(skimage.data.stereo_motorcycle()[0])
+    except Exception:
+        pass
+    for name in ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png"):
+        with matplotlib.cbook.get_sample_data(name) as f:
+            out[name.split(".")[0].lower()] = _to_array(Image.open(f).convert("RGB"))
     return out
 
 

@@ -115,7 +115,7 @@ class ResBlock(nn.Module):
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
         scale, shift = self.emb(emb)[:, :, None, None].chunk(2, dim=1)
-        h = F.silu(self.norm2(h) * (1 + scale) + shift)
+        h = F.silu(torch.addcmul(shift, self.norm2(h), 1 + scale))  # one pass: shift + h * (1+s)
         h = self.conv2(self.dropout(h))
         return self.skip(x) + h
 

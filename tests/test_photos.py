@@ -1,0 +1,64 @@
+"""The built-in ``photos`` data set: the held-out photographs never reach training."""
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+from diffvision.data.photos import HELD_OUT, held_out_photos, photos, training_photos
+
+
+def _digest(a: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(a).tobytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def train_set():
+    return training_photos()
+
+
+def test_held_out_photos_are_not_training_photos(train_set):
+    assert {"camera", "astronaut", "coffee", "chelsea"} <= set(HELD_OUT)
+    assert not set(train_set) & {*HELD_OUT, "cat"}
+    held = held_out_photos(3)
+    assert set(held) == set(HELD_OUT)
+    held_digests = {_digest(h.permute(1, 2, 0).numpy()) for h in held.values()}
+    # Compare pixels too, not only names (chelsea and cat are the same picture).
+    assert not held_digests & {_digest(a) for a in train_set.values()}
+    for a in train_set.values():
+        assert a.dtype == np.uint8 and a.ndim == 3 and a.shape[2] == 3
+    # Natural colour photographs are part of the training mix, not only textures and scans.
+    colour = [k for k, a in train_set.items() if np.ptp(a.astype(int), axis=2).mean() > 10]
+    assert len(colour) >= 5, colour
+
+
+def test_patches_are_deterministic_and_shaped():
+    a = photos(size=16, n=24, seed=3)
+    b = photos(size=16, n=24, seed=3)
+    c = photos(size=16, n=24, seed=4)
+    assert a.images.shape == (24, 3, 16, 16) and a.images.dtype == torch.uint8
+    assert torch.equal(a.images, b.images)
+    assert not torch.equal(a.images, c.images)
+    grey = photos(size=16, n=8, channels=1, seed=3)
+    assert grey.images.shape == (8, 1, 16, 16)
+
+
+def test_test_split_comes_from_the_held_out_photos():
+    test = photos(size=8, n=6, seed=0, split="test")
+    held = [h for h in held_out_photos(3).values()]
+    for patch in test.images:
+        found = False
+        for h in held:  # the patch occurs somewhere in one of the held-out photos
+            windows = h.unfold(1, 8, 1).unfold(2, 8, 1)  # C x H' x W' x 8 x 8
+            if (windows == patch[:, None, None]).all(0).all(-1).all(-1).any():
+                found = True
+                break
+        assert found
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="split"):
+        photos(split="validation")
+    with pytest.raises(ValueError, match="channels"):
+        photos(channels=2)
