@@ -17,8 +17,8 @@ replicated; whole, or the central --crop x --crop pixels; sides cut to a multipl
 The model sees 32 x 32 tiles (--overlap pixels shared, blended); operators act on the whole
 image. With --samples K > 1 each sampling solver draws K restorations in one batch and two rows
 are written: the first sample (seconds: the run's divided by K) and the mean of the K (the
-posterior-mean estimate, which is what PSNR rewards; seconds: the whole run). --solvers keeps
-only the named diffvision solvers (to fit a time budget).
+posterior-mean estimate, which is what PSNR rewards; seconds: the whole run). --solvers picks
+the diffvision solvers per task and their sample counts (to fit a time budget).
 
 PSNR and SSIM (data range [0, 255], whole image) and seconds per image. Measurements and samples
 are drawn with fixed seeds. Goal (issue 4): the best diffvision solver beats every classical
@@ -167,11 +167,25 @@ def tasks(h: int, w: int):
     }
 
 
-def run_solver(model, op, y, how: str, args) -> tuple[torch.Tensor, torch.Tensor | None]:
+def solver_plan(task: str, defaults, spec: str | None, samples: int) -> dict[str, int]:
+    """solver -> samples for one task: the defaults with ``samples`` each, or the entries of
+    ``spec`` ("solver", "task:solver", optionally "*K": e.g. "mmse,inpaint:ddnm*4")."""
+    if not spec:
+        return {s: samples for s in defaults}
+    plan = {}
+    for item in spec.split(","):
+        name, _, k = item.partition("*")
+        where, _, solver = name.rpartition(":")
+        if where in ("", task) and solver in defaults:
+            plan[solver] = int(k) if k else samples
+    return plan
+
+
+def run_solver(model, op, y, how: str, k: int, args) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One diffvision solver on the whole image (tiled): (estimate, first sample or None).
 
-    With ``--samples K`` (K > 1) the estimate is the mean of K posterior samples."""
-    k = 1 if how == "mmse" else args.samples
+    With k > 1 the estimate is the mean of k posterior samples (mmse is one estimate)."""
+    k = 1 if how == "mmse" else k
     with torch.no_grad():  # dps turns gradients on where it needs them
         out = solve_tiled(
             model,
@@ -197,7 +211,11 @@ def main() -> None:
     parser.add_argument("--overlap", type=int, default=8, help="tile overlap (pixels)")
     parser.add_argument("--samples", type=int, default=1, help="posterior samples averaged")
     parser.add_argument("--tasks", default="denoise,inpaint,superres,deblur,colorize")
-    parser.add_argument("--solvers", default=None, help="only these diffvision solvers")
+    parser.add_argument(
+        "--solvers",
+        default=None,
+        help='only these diffvision solvers, e.g. "mmse,posterior,inpaint:ddnm*4" (*K: samples)',
+    )
     parser.add_argument("--photos", default=None, help="comma-separated held-out names")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -238,18 +256,17 @@ def main() -> None:
                 continue
             if task == "colorize" and bool((x[:, 0] == x[:, 1]).all()):
                 continue  # a grey photo: nothing to colorize
-            if args.solvers:
-                solvers = [s for s in solvers if s in args.solvers.split(",")]
+            plan = solver_plan(task, solvers, args.solvers, args.samples)
             y = op.measure(x.double(), torch.Generator().manual_seed(0)).float()
-            for how in solvers:
+            for how, k in plan.items():
                 t0 = time.time()
-                est, first = run_solver(model, op, y, how, args)
+                est, first = run_solver(model, op, y, how, k, args)
                 seconds = time.time() - t0
                 if first is None:
                     record(name, task, f"diffvision {how}", est, x, seconds)
                 else:  # one sample, and the mean of all (seconds: per sample, and for all)
-                    record(name, task, f"diffvision {how}", first, x, seconds / args.samples)
-                    record(name, task, f"diffvision {how}, mean of {args.samples}", est, x, seconds)
+                    record(name, task, f"diffvision {how}", first, x, seconds / k)
+                    record(name, task, f"diffvision {how}, mean of {k}", est, x, seconds)
             for label, baseline in classical_baselines(task, y, op, sigma255).items():
                 t0 = time.time()
                 est = baseline()

@@ -3,12 +3,13 @@
 import itertools
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
 from diffvision.analytic import GaussianDenoiser
 from diffvision.restore import Denoise, Inpaint, box_mask, solve
-from diffvision.restore.tiles import blend_window, solve_tiled, tile_starts
+from diffvision.restore.tiles import TiledDenoiser, blend_window, solve_tiled, tile_starts
 from tests.cli_run import run
 
 
@@ -17,8 +18,28 @@ def test_tiles_cover_and_blend():
     starts = tile_starts(50, 16, 4)
     assert starts[0] == 0 and starts[-1] == 34
     assert all(b - a <= 12 for a, b in itertools.pairwise(starts))
+    for offset in range(1, 12):  # a shifted grid: borders kept, spacing at most the stride
+        shifted = tile_starts(50, 16, 4, offset)
+        assert shifted[0] == 0 and shifted[-1] == 34 and offset in shifted
+        assert all(0 < b - a <= 12 for a, b in itertools.pairwise(shifted))
+    with pytest.raises(ValueError, match="offset"):
+        tile_starts(50, 16, 4, 12)
     w = blend_window(8, 2)
     assert w.min() > 0 and w[3:5, 3:5].eq(1).all()
+
+
+def test_shifted_tiles_move_between_calls():
+    seen = []
+
+    def prior(x, sigma):
+        seen.append(x.shape[0])  # tiles per call
+        return x
+
+    tiled = TiledDenoiser(prior, tile=8, overlap=2, batch=1000)
+    x = torch.randn(1, 1, 30, 30)
+    for _ in range(4):
+        assert torch.allclose(tiled(x, 1.0), x)  # blending an identity is the identity
+    assert seen[0] == len(tile_starts(30, 8, 2)) ** 2 and len(set(seen)) > 1
 
 
 def test_tiled_solve_equals_per_tile_solve_for_a_pixelwise_prior():

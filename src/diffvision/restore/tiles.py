@@ -13,13 +13,22 @@ from .operators import Operator
 from .solvers import Restoration, solve
 
 
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Tile offsets covering ``length`` pixels with at least ``overlap`` shared pixels."""
+def tile_starts(length: int, tile: int, overlap: int, offset: int = 0) -> list[int]:
+    """Tile offsets covering ``length`` pixels with at least ``overlap`` shared pixels.
+
+    ``offset`` 0: tiles spread evenly from border to border. ``offset`` in
+    ``(0, tile - overlap)``: the first and last tile stay at the borders and the inner ones sit at
+    ``offset + k * (tile - overlap)``, so a grid shifted from call to call has no fixed seams."""
     if tile > length:
         raise ValueError(f"tile ({tile} px) larger than the image side ({length} px)")
     if not 0 <= overlap < tile:
         raise ValueError("overlap must be in [0, tile)")
-    count = max(1, math.ceil((length - overlap) / (tile - overlap)))
+    stride = tile - overlap
+    if not 0 <= offset < stride:
+        raise ValueError("offset must be in [0, tile - overlap)")
+    if offset:
+        return sorted({0, *range(offset, length - tile, stride), length - tile})
+    count = max(1, math.ceil((length - overlap) / stride))
     if count == 1:
         return [0]
     return [round(i * (length - tile) / (count - 1)) for i in range(count)]
@@ -45,10 +54,18 @@ class TiledDenoiser:
     Because it is a denoiser, every solver and sampler runs unchanged on the whole image, and
     operators stay global (an FFT blur, a box mask, a downsampling): only the prior is local.
     Differentiable (for ``dps``). ``x``: ``N x C x H x W`` with H, W >= tile.
+
+    ``shift``: the first call uses the even grid, later calls a grid shifted by a
+    deterministic low-discrepancy offset (golden-ratio sequence), so that across the steps of a
+    solver no seam stays put and no tile lies wholly inside a hole every time (a tile that sees
+    only the hole of an inpainting mask never sees the context).
     """
 
-    def __init__(self, denoiser, tile: int = 32, overlap: int = 8, batch: int = 256):
+    def __init__(
+        self, denoiser, tile: int = 32, overlap: int = 8, batch: int = 256, shift: bool = True
+    ):
         self.denoiser, self.tile, self.overlap, self.batch = denoiser, tile, overlap, batch
+        self.shift, self.calls = shift, 0
         for name in ("sigma_min", "sigma_max"):
             if hasattr(denoiser, name):
                 setattr(self, name, getattr(denoiser, name))
@@ -57,7 +74,14 @@ class TiledDenoiser:
         n, _, h, w = x.shape
         t = self.tile
         sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(n)
-        rows, cols = tile_starts(h, t, self.overlap), tile_starts(w, t, self.overlap)
+        offsets = (0, 0)
+        if self.shift:
+            golden = (math.sqrt(5) - 1) / 2
+            u, v = (self.calls * golden) % 1.0, (self.calls * golden**2) % 1.0
+            offsets = (int(u * (t - self.overlap)), int(v * (t - self.overlap)))
+            self.calls += 1
+        rows = tile_starts(h, t, self.overlap, offsets[0])
+        cols = tile_starts(w, t, self.overlap, offsets[1])
         positions = [(r, c) for r in rows for c in cols]
         tiles = torch.cat([x[..., r : r + t, c : c + t] for r, c in positions])  # (P n) x C x t x t
         sigmas = sigma.repeat(len(positions))
@@ -86,11 +110,13 @@ def solve_tiled(
     tile: int = 32,
     overlap: int = 8,
     batch: int = 256,
+    shift: bool = True,
     **options,
 ) -> Tensor | Restoration:
     """:func:`~diffvision.restore.solve` on whole images with a model trained on ``tile`` x
-    ``tile`` patches, through :class:`TiledDenoiser`. Same arguments and return type as
-    ``solve``; images smaller than a tile are solved directly."""
+    ``tile`` patches, through :class:`TiledDenoiser` (``shift``: move the tile grid between
+    calls). Same arguments and return type as ``solve``; images smaller than a tile are solved
+    directly."""
     h, w = operator.pinv(y[:1]).shape[-2:]
-    prior = denoiser if min(h, w) <= tile else TiledDenoiser(denoiser, tile, overlap, batch)
+    prior = denoiser if min(h, w) <= tile else TiledDenoiser(denoiser, tile, overlap, batch, shift)
     return solve(prior, operator, y, **options)
