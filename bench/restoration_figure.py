@@ -1,8 +1,9 @@
 """A picture of restoration results: one held-out photo crop, each task with one solver.
 
-Rows: denoise (sigma 25, mmse), box inpainting (dps), 4x super-resolution (dps), deblur (dps),
-colorize (ddnm). Columns: measurement (brought to full size by the pseudo-inverse) | result |
-ground truth. Same settings as bench/restoration.py.
+Rows: denoise (sigma 25, mmse), box inpainting (repaint), 4x super-resolution (ddnm, mean of 4
+samples), deblur (dps), colorize (ddnm): the solvers of the README's table. Columns: measurement
+(brought to full size by the pseudo-inverse) | result | ground truth. The operators and solver
+settings of bench/restoration.py, on a central crop (the box is a quarter of the crop's side).
 
 Run: python bench/restoration_figure.py --model runs/photos/model -> bench/results/restoration.png
 """
@@ -17,15 +18,14 @@ import torch
 import diffvision
 from diffvision.data import held_out_photos
 from diffvision.io.images import make_grid, to_pil
-from diffvision.restore.tiles import solve_tiled
-from restoration import tasks
+from restoration import run_solver, tasks
 
-SOLVER = {
-    "denoise": "mmse",
-    "inpaint": "dps",
-    "superres": "dps",
-    "deblur": "dps",
-    "colorize": "ddnm",
+SOLVER = {  # task -> (solver, samples averaged)
+    "denoise": ("mmse", 1),
+    "inpaint": ("repaint", 1),
+    "superres": ("ddnm", 4),
+    "deblur": ("dps", 1),
+    "colorize": ("ddnm", 1),
 }
 
 
@@ -34,7 +34,8 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=Path("runs/photos/model"))
     parser.add_argument("--photo", default="coffee")
     parser.add_argument("--crop", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=15)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--overlap", type=int, default=8)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     model = diffvision.load(args.model)
@@ -45,17 +46,7 @@ def main() -> None:
     panels = []
     for task, (op, _, _) in tasks(c, c).items():
         y = op.measure(x.double(), torch.Generator().manual_seed(0)).float()
-        with torch.no_grad():
-            est = solve_tiled(
-                model,
-                op,
-                y,
-                tile=32,
-                overlap=8,
-                solver=SOLVER[task],
-                steps=args.steps,
-                generator=torch.Generator().manual_seed(1),
-            )
+        est, _ = run_solver(model, op, y, *SOLVER[task], args)
         shown = op.pinv(y).expand_as(x)
         panels += [shown[0].clamp(-1, 1), est[0].clamp(-1, 1), x[0]]
         print(task, "done", flush=True)
