@@ -25,7 +25,7 @@ are drawn with fixed seeds. Goal (issue 4): the best diffvision solver beats eve
 baseline on PSNR for denoising, box inpainting and 4x SR.
 
 Run: python bench/restoration.py --model runs/photos/model  ->  bench/results/restoration.{json,md}
-(train the model first: diffvision train --data photos --size 32 --steps 4000 --batch 32
+(train the model first: diffvision train --data photos --size 32 --steps 3000 --batch 32
 --out runs/photos).
 """
 
@@ -154,6 +154,17 @@ def classical_baselines(task: str, y: torch.Tensor, op, sigma255: float) -> dict
     return {"grey": lambda: op.pinv(y)}
 
 
+def prepare(image: torch.Tensor, crop: int) -> torch.Tensor:
+    """uint8 ``C x H x W`` photo -> ``1 x C x H x W`` in [-1, 1]: the central ``crop`` x ``crop``
+    pixels (0: whole), sides cut to a multiple of 4 (for 4x super-resolution)."""
+    x = image.float()[None] / 127.5 - 1
+    if crop:
+        h, w = x.shape[-2:]
+        c = min(crop, h, w)
+        x = x[..., (h - c) // 2 : (h - c) // 2 + c, (w - c) // 2 : (w - c) // 2 + c]
+    return x[..., : x.shape[-2] // 4 * 4, : x.shape[-1] // 4 * 4]
+
+
 def tasks(h: int, w: int):
     """task -> (operator, diffvision solvers, noise sigma on the 0-255 scale)."""
     b = min(h, w) // 4
@@ -207,7 +218,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, default=Path("runs/photos/model"))
     parser.add_argument("--crop", type=int, default=0, help="central crop (pixels, 0: whole)")
-    parser.add_argument("--steps", type=int, default=15)
+    parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--overlap", type=int, default=8, help="tile overlap (pixels)")
     parser.add_argument("--samples", type=int, default=1, help="posterior samples averaged")
     parser.add_argument("--tasks", default="denoise,inpaint,superres,deblur,colorize")
@@ -244,12 +255,7 @@ def main() -> None:
         )
 
     for name, image in photos.items():
-        x = image.float()[None] / 127.5 - 1
-        if args.crop:
-            h, w = x.shape[-2:]
-            c = min(args.crop, h, w)
-            x = x[..., (h - c) // 2 : (h - c) // 2 + c, (w - c) // 2 : (w - c) // 2 + c]
-        x = x[..., : x.shape[-2] // 4 * 4, : x.shape[-1] // 4 * 4]
+        x = prepare(image, args.crop)
         h, w = x.shape[-2:]
         for task, (op, solvers, sigma255) in tasks(h, w).items():
             if task not in args.tasks.split(","):

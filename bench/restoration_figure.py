@@ -18,7 +18,7 @@ import torch
 import diffvision
 from diffvision.data import held_out_photos
 from diffvision.io.images import make_grid, to_pil
-from restoration import run_solver, tasks
+from restoration import prepare, run_solver, tasks
 
 SOLVER = {  # task -> (solver, samples averaged)
     "denoise": ("mmse", 1),
@@ -39,12 +39,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     model = diffvision.load(args.model)
-    x = held_out_photos(3)[args.photo].float()[None] / 127.5 - 1
-    h, w = x.shape[-2:]
-    c = args.crop
-    x = x[..., (h - c) // 2 : (h - c) // 2 + c, (w - c) // 2 : (w - c) // 2 + c]
+    x = prepare(held_out_photos(3)[args.photo], args.crop)
     panels = []
-    for task, (op, _, _) in tasks(c, c).items():
+    for task, (op, _, _) in tasks(*x.shape[-2:]).items():
         y = op.measure(x.double(), torch.Generator().manual_seed(0)).float()
         est, _ = run_solver(model, op, y, *SOLVER[task], args)
         shown = op.pinv(y).expand_as(x)
