@@ -6,10 +6,13 @@ agreement on class-conditional samples (100 per class, UniPC 20 steps), and the 
 N null-class samples with a chi-square test against uniform, for a deterministic sampler (UniPC,
 20 steps) and a stochastic one (DDPM ancestral, 100 steps). With N = 3,000 the test sees a
 deviation that the demo's 1,000 samples would miss about half the time, so a variant that passes
-here has margin there.
+here has margin there. Each check also reports the fraction of samples that a calibrated digit
+classifier (Platt-scaled SVM, same split) is unsure of (top probability < 0.7): blends of two
+digits, which the balance test's classifier labels unevenly.
 
 Meant for a GPU (each variant trains in well under a minute there); the same code runs on the CPU.
 Run: python bench/demo_variants.py --device cuda  ->  bench/results/demo_variants.{json,md}
+     python bench/demo_variants.py --device cpu --model runs/demo/model  (check a trained folder)
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import numpy as np
 import torch
 from scipy.stats import chisquare
 
+import diffvision
 from diffvision.data import digits
 from diffvision.demo import DEMO_CONFIG, classify, digit_classifier
 from diffvision.samplers import sample
@@ -45,9 +49,32 @@ VARIANTS = {  # in order of interest (a run cut short keeps the rows it finished
     "p_mean -0.6 + ema_decay 0.9995": {"schedule_options": {"p_mean": -0.6}, "ema_decay": 0.9995},
 }
 UNCOND = {"unipc 20": ("unipc", 20), "ddpm 100": ("ddpm", 100)}
+UNSURE = 0.7  # a sample is "unsure" when the calibrated classifier's top probability is below
 
 
-def check(model, clf, n_uncond: int, device: str, seed: int = 0) -> dict:
+def calibrated_classifier(seed: int = 0):
+    """A Platt-scaled SVM on the same 70% split as the demo's classifier; returns it and the
+    fraction of real held-out digits it is unsure of."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    from sklearn.svm import SVC
+
+    raw = load_digits()
+    x_tr, x_te, y_tr, _ = train_test_split(
+        raw.data, raw.target, test_size=0.3, random_state=seed, stratify=raw.target
+    )
+    clf = CalibratedClassifierCV(SVC(gamma=0.001, C=10.0), method="sigmoid", cv=5)
+    clf.fit(x_tr, y_tr)
+    return clf, float((clf.predict_proba(x_te).max(1) < UNSURE).mean())
+
+
+def unsure(prob_clf, images: torch.Tensor) -> float:
+    pixels = ((images.clamp(-1, 1) + 1) * 8).reshape(len(images), -1).cpu().numpy()
+    return float((prob_clf.predict_proba(pixels).max(1) < UNSURE).mean())
+
+
+def check(model, clf, prob_clf, n_uncond: int, device: str, seed: int = 0) -> dict:
     gen = torch.Generator().manual_seed(seed + 100)
     labels = torch.arange(10).repeat_interleave(100)
     with torch.no_grad():
@@ -55,7 +82,10 @@ def check(model, clf, n_uncond: int, device: str, seed: int = 0) -> dict:
             model, (len(labels), 1, 8, 8), sampler="unipc", steps=20,
             cond=labels.to(device), device=device, generator=gen,
         )  # fmt: skip
-    out = {"conditional_agreement": float((classify(clf, images) == labels.numpy()).mean())}
+    out = {
+        "conditional_agreement": float((classify(clf, images) == labels.numpy()).mean()),
+        "conditional_unsure": unsure(prob_clf, images),
+    }
     for name, (sampler, steps) in UNCOND.items():
         with torch.no_grad():
             images = sample(
@@ -63,7 +93,11 @@ def check(model, clf, n_uncond: int, device: str, seed: int = 0) -> dict:
                 cond=torch.full((n_uncond,), 10, device=device), device=device, generator=gen,
             )  # fmt: skip
         counts = np.bincount(classify(clf, images), minlength=10)
-        out[name] = {"counts": counts.tolist(), "p": float(chisquare(counts).pvalue)}
+        out[name] = {
+            "counts": counts.tolist(),
+            "p": float(chisquare(counts).pvalue),
+            "unsure": unsure(prob_clf, images),
+        }
     return out
 
 
@@ -72,10 +106,12 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--n", type=int, default=3000, help="null-class samples per sampler")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated names")
+    parser.add_argument("--model", nargs="*", default=(), help="check these folders instead")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply training steps (smoke)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     clf, held_out = digit_classifier(0)
+    prob_clf, real_unsure = calibrated_classifier(0)
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
     result = {
         "benchmark": "demo_variants",
@@ -85,12 +121,20 @@ def main() -> None:
         "torch": torch.__version__,
         "machine": platform.machine(),
         "classifier_held_out_accuracy": held_out,
+        "real_held_out_unsure": real_unsure,
         "n_unconditional": args.n,
         "base": asdict(DEMO_CONFIG),
+        "checked_folders": bool(args.model),
         "rows": {},
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    for name in args.variants.split(","):
+    for folder in args.model:
+        model = diffvision.load(folder, device=args.device)
+        row = {"change": "trained folder", "steps": model.config.get("training", {}).get("steps")}
+        row.update(check(model, clf, prob_clf, args.n, args.device))
+        result["rows"][folder] = row
+        write(result, args.out, "demo_folders")
+    for name in [] if args.model else args.variants.split(","):
         change = VARIANTS[name]
         cfg = TrainConfig(**{**asdict(DEMO_CONFIG), **change})
         cfg.steps = max(1, round(cfg.steps * args.scale))
@@ -103,12 +147,16 @@ def main() -> None:
             model = trainer.ema.module.eval()
             seconds = time.time() - start
             row = {"change": change, "steps": cfg.steps, "train_seconds": round(seconds, 1)}
-            row.update(check(model, clf, args.n, args.device))
+            row.update(check(model, clf, prob_clf, args.n, args.device))
         result["rows"][name] = row
         print(name, json.dumps(row), file=sys.stderr, flush=True)
-        (args.out / "demo_variants.json").write_text(json.dumps(result, indent=1))
-        (args.out / "demo_variants.md").write_text(markdown(result))
+        write(result, args.out, "demo_variants")
     print(markdown(result))
+
+
+def write(result: dict, out: Path, stem: str) -> None:
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
+    (out / f"{stem}.md").write_text(markdown(result))
 
 
 def markdown(result: dict) -> str:
@@ -116,23 +164,42 @@ def markdown(result: dict) -> str:
         "# Demo recipe variants: class balance of unconditional samples",
         "",
         f"Made by `{result['command']}` on {result['date']} ({result['device']}, torch "
-        f"{result['torch']}). Each variant changes one setting of the demo recipe (two in rows "
-        f"with +) and trains from scratch; {result['n_unconditional']} null-class samples per "
+        f"{result['torch']}). "
+        + (
+            "Model folders trained elsewhere, checked as they are"
+            if result.get("checked_folders")
+            else "Each variant changes one setting of the demo recipe (two in rows with +) and "
+            "trains from scratch"
+        )
+        + f"; {result['n_unconditional']} null-class samples per "
         f"sampler; digit classifier held-out accuracy "
-        f"{result['classifier_held_out_accuracy']:.3f}.",
+        f"{result['classifier_held_out_accuracy']:.3f}."
+        + (
+            f" Unsure: fraction of samples whose calibrated top class probability is below "
+            f"{UNSURE} (real held-out digits: {result['real_held_out_unsure']:.3f})."
+            if "real_held_out_unsure" in result
+            else ""
+        ),
         "",
-        "| variant | train s | cond. agreement | "
-        + " | ".join(f"{k}: counts (0-9), chi-square p" for k in UNCOND)
+        "| variant | train s | cond. agreement (unsure) | "
+        + " | ".join(f"{k}: counts (0-9); chi-square p; unsure" for k in UNCOND)
         + " |",
         "|---|---:|---:|" + "---|" * len(UNCOND),
     ]
+
+    def fraction(value):
+        return "-" if value is None else f"{value:.3f}"
+
     for name, row in result["rows"].items():
         cells = " | ".join(
-            f"{', '.join(map(str, row[k]['counts']))}; p = {row[k]['p']:.2g}" for k in UNCOND
+            f"{', '.join(map(str, row[k]['counts']))}; p = {row[k]['p']:.2g}; "
+            f"{fraction(row[k].get('unsure'))}"
+            for k in UNCOND
         )
-        lines.append(
-            f"| {name} | {row['train_seconds']} | {row['conditional_agreement']:.3f} | {cells} |"
+        agreement = (
+            f"{row['conditional_agreement']:.3f} ({fraction(row.get('conditional_unsure'))})"
         )
+        lines.append(f"| {name} | {row.get('train_seconds', '-')} | {agreement} | {cells} |")
     return "\n".join(lines) + "\n"
 
 
