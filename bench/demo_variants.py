@@ -32,7 +32,7 @@ from scipy.stats import chisquare
 
 import diffvision
 from diffvision.data import digits
-from diffvision.demo import DEMO_CONFIG, classify, digit_classifier
+from diffvision.demo import DEMO_CONFIG, classify, digit_classifier, digit_split
 from diffvision.samplers import sample
 from diffvision.train import TrainConfig, Trainer
 
@@ -56,14 +56,9 @@ def calibrated_classifier(seed: int = 0):
     """A Platt-scaled SVM on the same 70% split as the demo's classifier; returns it and the
     fraction of real held-out digits it is unsure of."""
     from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
     from sklearn.svm import SVC
 
-    raw = load_digits()
-    x_tr, x_te, y_tr, _ = train_test_split(
-        raw.data, raw.target, test_size=0.3, random_state=seed, stratify=raw.target
-    )
+    x_tr, x_te, y_tr, _ = digit_split(seed)
     clf = CalibratedClassifierCV(SVC(gamma=0.001, C=10.0), method="sigmoid", cv=5)
     clf.fit(x_tr, y_tr)
     return clf, float((clf.predict_proba(x_te).max(1) < UNSURE).mean())

@@ -44,17 +44,24 @@ SAMPLER, SAMPLER_STEPS, GUIDANCE = "unipc", 20, 1.0
 N_PER_CLASS = 100
 
 
+def digit_split(seed: int = 0):
+    """scikit-learn's digits (64 pixel values 0..16 per row) split 70/30, stratified:
+    ``x_train, x_test, y_train, y_test``."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    raw = load_digits()
+    return train_test_split(
+        raw.data, raw.target, test_size=0.3, random_state=seed, stratify=raw.target
+    )
+
+
 def digit_classifier(seed: int = 0):
     """An SVM on scikit-learn's digits (pixel values 0..16), fitted on a 70% split; returns the
     fitted classifier and its held-out accuracy."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
     from sklearn.svm import SVC
 
-    raw = load_digits()
-    x_tr, x_te, y_tr, y_te = train_test_split(
-        raw.data, raw.target, test_size=0.3, random_state=seed, stratify=raw.target
-    )
+    x_tr, x_te, y_tr, y_te = digit_split(seed)
     clf = SVC(gamma=0.001, C=10.0).fit(x_tr, y_tr)
     return clf, float(clf.score(x_te, y_te))
 
