@@ -7,7 +7,7 @@ replicated; whole, or the central --crop x --crop pixels; sides cut to a multipl
 - denoise, Gaussian noise sigma 25 (0-255 scale): mmse, posterior, ddnm  vs  scikit-image
   NL-means, TV (Chambolle) and wavelet (BayesShrink) denoising, and BM3D if `bm3d` is installed;
 - inpaint, a central square box of side min(H, W) / 4, noise-free: ddnm, repaint, dps  vs  OpenCV
-  Telea and Navier-Stokes inpainting;
+  Telea and Navier-Stokes inpainting and scikit-image biharmonic inpainting;
 - 4x super-resolution (antialiased bicubic downsampling): ddnm, dps  vs  bicubic and Lanczos
   upscaling (PIL);
 - deblur, Gaussian kernel std 2 px (13 x 13, circular) with noise sigma 2: ddnm, dps  vs
@@ -79,6 +79,7 @@ def classical_baselines(task: str, y: torch.Tensor, op, sigma255: float) -> dict
         denoise_tv_chambolle,
         denoise_wavelet,
         estimate_sigma,
+        inpaint_biharmonic,
         richardson_lucy,
         wiener,
     )
@@ -126,6 +127,9 @@ def classical_baselines(task: str, y: torch.Tensor, op, sigma255: float) -> dict
             "opencv_telea": lambda: from_np(cv2.inpaint(img, hole, 3, cv2.INPAINT_TELEA) / 255),
             "opencv_navier_stokes": lambda: from_np(
                 cv2.inpaint(img, hole, 3, cv2.INPAINT_NS) / 255
+            ),
+            "skimage_biharmonic": lambda: from_np(
+                inpaint_biharmonic(img / 255, hole.astype(bool), channel_axis=-1)
             ),
         }
     if task == "superres":
