@@ -1,4 +1,11 @@
-"""Shared fixtures: exact reference distributions used across the tests."""
+"""Shared fixtures: exact reference distributions used across the tests, and a torchrun launcher
+of ``ddp_worker.py``."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -60,3 +67,27 @@ def tiny_digits_model(tmp_path_factory):
     )
     assert result.returncode == 0, result.stderr
     return out / "model"
+
+
+@pytest.fixture
+def torchrun_worker(tmp_path):
+    """``run(nproc, device)`` trains ``ddp_worker.py`` under ``torchrun --standalone`` in tmp_path
+    and returns each rank's digest (``world``, ``sha256``); fails with torchrun's stderr."""
+    worker = Path(__file__).with_name("ddp_worker.py")
+    paths = [str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join(p for p in paths if p),
+    }
+
+    def run(nproc: int, device: str = "cpu") -> list[dict]:
+        result = subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--standalone",
+             f"--nproc_per_node={nproc}", str(worker), str(tmp_path), device],
+            capture_output=True, text=True, timeout=300, env=env,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        return [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(nproc)]
+
+    return run

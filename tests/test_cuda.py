@@ -8,10 +8,6 @@ images in [-1, 1] amplifies that by at most the steps times the denoiser's Lipsc
 """
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -103,18 +99,9 @@ def test_restoration_on_cuda_matches_cpu_and_keeps_known_pixels():
     assert torch.allclose(out["cuda"].cpu()[known], x[known], atol=1e-5)
 
 
-def test_torchrun_nccl(tmp_path):
-    worker = Path(__file__).with_name("ddp_worker.py")
-    paths = [str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+def test_torchrun_nccl(tmp_path, torchrun_worker):
     nproc = min(torch.cuda.device_count(), 2)
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone",
-         f"--nproc_per_node={nproc}", str(worker), str(tmp_path), "cuda"],
-        capture_output=True, text=True, timeout=300, env=env,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(nproc)]
+    ranks = torchrun_worker(nproc, "cuda")
     assert {r["world"] for r in ranks} == {nproc}
     assert len({r["sha256"] for r in ranks}) == 1
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step_00000003"]

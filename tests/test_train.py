@@ -1,7 +1,5 @@
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -121,26 +119,8 @@ def test_bf16_and_accumulation_run(tmp_path, data):
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed missing")
-def test_torchrun_two_processes(tmp_path):
-    worker = Path(__file__).with_name("ddp_worker.py")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node=2",
-            str(worker),
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+def test_torchrun_two_processes(tmp_path, torchrun_worker):
+    ranks = torchrun_worker(2)
     assert ranks[0]["world"] == ranks[1]["world"] == 2
     assert ranks[0]["sha256"] == ranks[1]["sha256"]
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step_00000003"]
