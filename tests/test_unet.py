@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from diffvision.nets import PRESETS, UNet, UNetConfig, build_unet
+from diffvision.nets.unet import Dropout
 
 
 def count(net):
@@ -72,3 +73,31 @@ def test_config_validation():
     with pytest.raises(ValueError, match="unknown preset"):
         build_unet("huge")
     assert UNet(UNetConfig(in_channels=1)).config.out_channels == 1
+
+
+@pytest.mark.parametrize("p", [0.1, 0.3])
+def test_dropout_mask_statistics(p):
+    torch.manual_seed(0)
+    drop = Dropout(p).train()
+    x = torch.ones(16, 32, 64, 32, requires_grad=True)  # 2**20 elements
+    out = drop(x)
+    dropped = out == 0
+    n, q = dropped.numel(), round(p * 65536) / 65536  # p as the 16-bit mask rounds it
+    se = (q * (1 - q) / n) ** 0.5
+    # Binomial counts: the dropped fraction within 5 standard errors of p, and independent
+    # between neighbours (which share one 64-bit draw): both dropped with probability p^2.
+    assert abs(dropped.float().mean().item() - q) < 5 * se
+    pairs = (dropped[..., 0::2] & dropped[..., 1::2]).float().mean().item()
+    assert abs(pairs - q * q) < 5 * (q * q * (1 - q * q) / (n / 2)) ** 0.5
+    assert torch.allclose(out[~dropped], torch.tensor(1 / (1 - q)))  # unbiased: E[out] = x
+    out.sum().backward()  # the gradient goes through the same mask and scale
+    assert torch.equal(x.grad, out.detach())
+    # channels_last input: the same statistics per channel, and the layout is kept
+    xl = torch.ones(16, 32, 64, 32).contiguous(memory_format=torch.channels_last)
+    outl = drop(xl)
+    assert outl.is_contiguous(memory_format=torch.channels_last)
+    per_channel = (outl == 0).float().mean(dim=(0, 2, 3))
+    assert (per_channel - q).abs().max() < 5 * (q * (1 - q) / (n / 32)) ** 0.5
+    assert drop.eval()(x) is x and Dropout(0.0).train()(x) is x
+    with pytest.raises(ValueError, match="dropout"):
+        Dropout(1.0)

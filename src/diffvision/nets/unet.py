@@ -97,6 +97,43 @@ def positional_embedding(c_noise: Tensor, dim: int, max_period: float = 10000.0)
     return torch.cat([torch.cos(args), torch.sin(args)], dim=1)
 
 
+class Dropout(nn.Module):
+    """Element-wise dropout with probability ``p``, with a cheaper mask than ``nn.Dropout`` on the
+    CPU.
+
+    ``nn.Dropout`` draws one float per element through ``bernoulli_``; on a 2-core CPU that was
+    8-12% of a small U-Net's training step. Here each element gets 16 random bits (four per 64-bit
+    draw) and is dropped when they fall below ``p`` rounded to a multiple of 1/65536 (0.1 becomes
+    0.100006); kept elements are scaled by ``1 / (1 - p_rounded)``, so the expectation of the
+    output equals the input, as with ``nn.Dropout``. Other devices use ``F.dropout``.
+    """
+
+    def __init__(self, p: float):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {p}")
+        self.p = p
+        self.drop = round(p * 65536)  # dropped when the 16 bits, as 0..65535, are below this
+
+    def forward(self, h: Tensor) -> Tensor:
+        if not self.training or self.drop == 0:
+            return h
+        if h.device.type != "cpu":
+            return F.dropout(h, self.p, training=True)
+        n = h.numel()
+        draws = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(2**63), None)
+        bits = draws.view(torch.int16)[:n]
+        if h.is_contiguous(memory_format=torch.channels_last):  # the mask in h's layout
+            bits = torch.as_strided(bits, h.shape, h.stride())
+        else:
+            bits = bits.view(h.shape)
+        keep = (bits >= self.drop - 32768).to(h.dtype)  # int16 covers -32768..32767
+        return h * keep.mul_(65536 / (65536 - self.drop))
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class ResBlock(nn.Module):
     """GroupNorm-SiLU-conv, adaptive scale/shift from the embedding, dropout, conv (zero-init)."""
 
@@ -106,7 +143,7 @@ class ResBlock(nn.Module):
         self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
         self.emb = nn.Linear(emb_dim, 2 * cout)
         self.norm2 = nn.GroupNorm(groups, cout)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
         nn.init.zeros_(self.conv2.weight)
         nn.init.zeros_(self.conv2.bias)
@@ -134,11 +171,14 @@ class Attention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         n, c, h, w = x.shape
-        q, k, v = self.qkv(self.norm(x)).reshape(n, 3, self.heads, c // self.heads, h * w).unbind(1)
-        out = F.scaled_dot_product_attention(
-            q.transpose(-1, -2), k.transpose(-1, -2), v.transpose(-1, -2)
-        )
-        return x + self.proj(out.transpose(-1, -2).reshape(n, c, h, w))
+        # The 1x1 convolutions applied as matrix products on N x HW x C tokens (faster on the
+        # CPU than 1x1 convolutions; same parameters and result).
+        tokens = self.norm(x).flatten(2).transpose(1, 2)
+        qkv = F.linear(tokens, self.qkv.weight.flatten(1), self.qkv.bias)
+        q, k, v = qkv.reshape(n, h * w, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(n, h * w, c)
+        out = F.linear(out, self.proj.weight.flatten(1), self.proj.bias)
+        return x + out.transpose(1, 2).reshape(n, c, h, w)
 
 
 class UNet(nn.Module):
