@@ -166,11 +166,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         kind, *rest = args.child
-        common = (args.batch, args.threads, args.device)
         if kind == "paired":
             result = paired(rest[0], args.batch, args.iters, args.threads, args.device)
         else:
-            result = memory(rest[0], rest[1], *common)
+            result = memory(rest[0], rest[1], args.batch, args.threads, args.device)
         print(json.dumps(result))
         return
     import diffusers

@@ -140,9 +140,9 @@ def modulated_group_norm(norm: nn.GroupNorm, h: Tensor, scale: Tensor, shift: Te
 
     For a contiguous ``h`` it is one ``group_norm`` call on ``h`` seen as ``1 x NC x H x W`` with
     ``N * groups`` groups (sample n's groups are groups n*G..n*G+G-1) and the per-sample affine
-    ``weight * (1 + scale)``, ``bias * (1 + scale) + shift`` folded in: on the CPU this is about 10x
-    faster than group norm followed by a broadcast multiply-add. Other layouts (channels-last)
-    take the two-step path."""
+    ``weight * (1 + scale)``, ``bias * (1 + scale) + shift`` folded in. On a 2-core CPU this was
+    2.5-10x faster forward (1.3x with the backward) than group norm followed by a broadcast
+    multiply-add. Other layouts (channels-last) take the two-step path."""
     n, c = h.shape[:2]
     gain = 1 + scale
     if not h.is_contiguous():
