@@ -128,3 +128,21 @@ def test_bad_inputs_are_rejected():
     with pytest.raises(ValueError):
         GaussianMixtureDenoiser(torch.tensor([1.0]), torch.zeros(2, 2), torch.ones(2, 2))
     assert math.isfinite(float(g.log_prob(torch.zeros(1, 4), 0.0)))
+
+
+def test_empirical_denoiser_by_class():
+    g = torch.Generator().manual_seed(3)
+    pts = torch.randn(7, 2, 2, generator=g, dtype=torch.float64)
+    labels = torch.tensor([0, 1, 0, 2, 1, 0, 2])
+    e = EmpiricalDenoiser(pts, labels, null_cond=3)
+    x = torch.randn(4, 2, 2, generator=g, dtype=torch.float64)
+    cond = torch.tensor([2, 0, 3, 1])
+    out = e(x, 0.8, cond)
+    for row, c in enumerate(cond.tolist()):
+        subset = pts if c == 3 else pts[labels == c]
+        assert torch.allclose(out[row], EmpiricalDenoiser(subset)(x[row : row + 1], 0.8)[0])
+    assert torch.allclose(e(x, 0.8), EmpiricalDenoiser(pts)(x, 0.8))  # no cond: all points
+    with pytest.raises(ValueError, match="without points"):
+        e(x, 0.8, torch.tensor([5, 0, 0, 0]))
+    with pytest.raises(ValueError, match="labels"):
+        EmpiricalDenoiser(pts)(x, 0.8, cond)

@@ -186,12 +186,16 @@ class EmpiricalDenoiser:
 
     Args:
         points: ``M x d`` or ``M x sample_shape`` data points.
+        labels: optional ``(M,)`` integer class of each point; with it, ``D(x, sigma, cond)``
+            is the ideal class-conditional denoiser (the sum runs over the points of class
+            ``cond[n]`` only), and rows whose ``cond`` equals ``null_cond`` use all points.
+        null_cond: the label that stands for "no class" (classifier-free guidance's null class).
 
     Sampling its probability-flow ODE to sigma = 0 reproduces training points (memorisation),
     which makes it a reference for what a perfectly trained network would do.
     """
 
-    def __init__(self, points: Tensor):
+    def __init__(self, points: Tensor, labels: Tensor | None = None, null_cond: int | None = None):
         points = torch.as_tensor(points, dtype=torch.float64)
         if points.ndim < 2 or len(points) == 0:
             raise ValueError("points must be M x d (or M x sample_shape) with M >= 1")
@@ -199,14 +203,26 @@ class EmpiricalDenoiser:
         self.points = points.reshape(len(points), -1)
         self.dim = self.points.shape[1]
         self._sq_norms = (self.points**2).sum(dim=1)
+        self.labels = None if labels is None else torch.as_tensor(labels, device=points.device)
+        if self.labels is not None and self.labels.shape != (len(points),):
+            raise ValueError(f"labels must have shape ({len(points)},)")
+        self.null_cond = null_cond
 
-    def __call__(self, x: Tensor, sigma: Tensor | float) -> Tensor:
+    def __call__(self, x: Tensor, sigma: Tensor | float, cond: Tensor | None = None) -> Tensor:
         flat = _flatten(x, self.dim)
         s = _sigma_column(sigma, len(flat))
         if bool((s <= 0).any()):
             raise ValueError("EmpiricalDenoiser needs sigma > 0")
         # ||x - p||^2 up to a per-row constant, which softmax ignores.
         logits = (flat @ self.points.T - 0.5 * self._sq_norms) / s**2
+        if cond is not None:
+            if self.labels is None:
+                raise ValueError("cond needs points with labels")
+            cond = torch.as_tensor(cond, device=self.labels.device).reshape(-1, 1)
+            allowed = (self.labels[None, :] == cond) | (cond == self.null_cond)
+            if not bool(allowed.any(1).all()):
+                raise ValueError("cond names a class without points")
+            logits = logits.masked_fill(~allowed, -math.inf)
         out = torch.softmax(logits, dim=1) @ self.points
         return out.reshape(x.shape).to(x.dtype)
 

@@ -33,7 +33,7 @@ from ..samplers import sample
 from .checkpoint import list_checkpoints, load_state, save_checkpoint, set_rng_state
 from .distributed import DistInfo, cleanup, setup
 from .ema import EMA
-from .loss import DEFAULT_WEIGHTING, denoising_loss
+from .loss import DEFAULT_WEIGHTING, denoising_loss, empirical_reference
 
 SCHEDULE_DEFAULTS = {"edm": {}, "linear": {}, "cosine": {}, "vp": {}, "ve": {"sigma_max": 80.0}}
 
@@ -58,6 +58,9 @@ class TrainConfig:
     weighting: str | None = None  # default: the natural weighting of the prediction
     classes: bool = True  # condition on labels when the data has them
     label_dropout: float = 0.1
+    # "sample": regress on x0; "empirical": on the training set's exact posterior mean
+    # E[x0 | x, label] (same optimum, less gradient noise; small data sets only)
+    target: str = "sample"
     accumulation: int = 1
     bf16: bool = False
     channels_last: bool = False
@@ -87,6 +90,8 @@ class TrainConfig:
             raise ValueError("lr must be positive")
         if self.lr_schedule not in ("constant", "cosine"):
             raise ValueError("lr_schedule must be constant or cosine")
+        if self.target not in ("sample", "empirical"):
+            raise ValueError("target must be sample or empirical")
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
@@ -151,6 +156,12 @@ class Trainer:
             self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
         )
         self.weighting = cfg.weighting or DEFAULT_WEIGHTING[cfg.prediction]
+        self.reference = None
+        if cfg.target == "empirical":
+            null = self.num_classes if self.num_classes else None
+            self.reference = empirical_reference(
+                data, hflip=cfg.hflip, null_cond=null, device=self.dist.device
+            )
         self.step = 0
         self._tensorboard = None  # created on first log; False when TensorBoard is missing
         self.ddp = (
@@ -242,9 +253,13 @@ class Trainer:
                 self.ddp.no_sync() if dist.world > 1 and m + 1 < cfg.accumulation else nullcontext()
             )
             autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+            target = None
+            if self.reference is not None:  # E[x0 | x, cond] over the training set
+                x = x0 + sigma.view(-1, 1, 1, 1) * noise
+                target = self.reference(x, sigma, cond)
             with sync, autocast:
                 loss = denoising_loss(
-                    self.ddp, x0, sigma, noise, weighting=self.weighting, cond=cond
+                    self.ddp, x0, sigma, noise, weighting=self.weighting, cond=cond, target=target
                 ).mean()
             (loss / cfg.accumulation).backward()
             total += float(loss.detach()) / cfg.accumulation
