@@ -26,26 +26,30 @@ def denoising_loss(
     *,
     weighting: str,
     cond=None,
-    target: Tensor | None = None,
+    reference=None,
 ) -> Tensor:
-    """Per-sample loss ``lambda(sigma) * mean_pixels (D(x0 + sigma n, sigma) - target)^2``.
+    """Per-sample loss ``lambda(sigma) * mean_pixels (D(x0 + sigma n, sigma) - target)^2``,
+    where the target is ``x0``, or ``reference(x0 + sigma n, sigma, cond)`` when given.
 
     Args:
         denoiser: ``D(x, sigma, cond)``.
         x0: clean images ``N x C x H x W`` in [-1, 1]; sigma: ``(N,)`` noise levels;
         noise: standard normal noise like ``x0``.
         weighting: a name from :data:`diffvision.process.LOSS_WEIGHTS`.
-        target: what D should output; default ``x0``. Any target ``t(x)`` with
-            ``E[t(x) | x] = E[x0 | x]`` gives the same expected gradient (the loss differs by a
+        reference: optional ``R(x, sigma, cond)`` whose output is the target. Any target with
+            ``E[target | x] = E[x0 | x]`` gives the same expected gradient (the loss differs by a
             constant in expectation); the posterior mean itself (the training set's, from
-            :func:`empirical_reference`) has the least variance.
+            :func:`empirical_reference`) has the least variance. Run without autocast.
     Returns:
         ``(N,)`` float32 losses.
     """
     x = x0 + _per_sample(sigma, x0) * noise
     denoised = denoiser(x, sigma, cond)
     weight = loss_weight(sigma.float(), weighting, sigma_data=getattr(denoiser, "sigma_data", 0.5))
-    target = x0 if target is None else target
+    target = x0
+    if reference is not None:
+        with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
+            target = reference(x, sigma, cond)
     return weight * (denoised.float() - target.float()).pow(2).flatten(1).mean(1)
 
 

@@ -253,13 +253,15 @@ class Trainer:
                 self.ddp.no_sync() if dist.world > 1 and m + 1 < cfg.accumulation else nullcontext()
             )
             autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.bf16)
-            target = None
-            if self.reference is not None:  # E[x0 | x, cond] over the training set
-                x = x0 + sigma.view(-1, 1, 1, 1) * noise
-                target = self.reference(x, sigma, cond)
             with sync, autocast:
                 loss = denoising_loss(
-                    self.ddp, x0, sigma, noise, weighting=self.weighting, cond=cond, target=target
+                    self.ddp,
+                    x0,
+                    sigma,
+                    noise,
+                    weighting=self.weighting,
+                    cond=cond,
+                    reference=self.reference,  # None: x0 is the target
                 ).mean()
             (loss / cfg.accumulation).backward()
             total += float(loss.detach()) / cfg.accumulation
