@@ -15,7 +15,8 @@ are noised to sigma and denoised by the null branch (UniPC, 20 steps from sigma)
 keeps its label and the chi-square p of the labels against those of the start are listed per
 sigma, next to the same run of the exact (empirical) denoiser of the training digits. An exact
 denoiser keeps the labels balanced from every sigma; the sigma where the model's p drops is where
-its null branch goes wrong.
+its null branch goes wrong. It also measures how far samples are from the nearest training digit
+(copies would be near 0; two training digits are about 0.25 apart, per-pixel RMS).
 
 Meant for a GPU (each variant trains in well under a minute there); the same code runs on the CPU.
 Run: python bench/demo_variants.py --device cuda  ->  bench/results/demo_variants.{json,md}
@@ -145,6 +146,27 @@ def from_real(denoiser, clf, device: str, copies: int = 4, seed: int = 0) -> dic
     return out
 
 
+def nearest_rms(images: torch.Tensor, train: torch.Tensor) -> float:
+    """Median over ``images`` of the per-pixel RMS distance to the nearest of ``train``."""
+    flat = images.clamp(-1, 1).reshape(len(images), -1).to(train)
+    return float((torch.cdist(flat, train).min(1).values / flat.shape[1] ** 0.5).median())
+
+
+def copies(model, train: torch.Tensor, device: str, n: int = 1000, seed: int = 5) -> dict:
+    """Are samples copies of training digits? Nearest-training-digit distance (see
+    :func:`nearest_rms`) of ``n`` null-class and ``n`` class-conditional samples (UniPC 20)."""
+    gen = torch.Generator().manual_seed(seed)
+    out = {}
+    for name, cond in (("null", torch.full((n,), 10)), ("conditional", torch.arange(n) % 10)):
+        with torch.no_grad():
+            images = sample(
+                model, (n, 1, 8, 8), sampler="unipc", steps=20, cond=cond.to(device),
+                device=device, generator=gen,
+            )  # fmt: skip
+        out[name] = nearest_rms(images, train)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cuda")
@@ -174,8 +196,12 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     if args.model:
         data = digits()
-        exact = EmpiricalDenoiser(data.batch(torch.arange(len(data)))[0].to(args.device))
+        train = data.batch(torch.arange(len(data)))[0].to(args.device)
+        exact = EmpiricalDenoiser(train)
         result["from_real_exact"] = from_real(exact, clf, args.device)
+        flat = train.reshape(len(train), -1)
+        others = torch.cdist(flat, flat).fill_diagonal_(float("inf")).min(1).values
+        result["train_nearest_rms"] = float((others / flat.shape[1] ** 0.5).median())
     for folder in args.model:
         model = diffvision.load(folder, device=args.device)
         row = {"change": "trained folder", "steps": model.config.get("training", {}).get("steps")}
@@ -185,6 +211,7 @@ def main() -> None:
             return model(x, sigma, torch.full((len(x),), 10, device=x.device))
 
         row["from_real"] = from_real(null_branch, clf, args.device)
+        row["nearest_training_rms"] = copies(model, train.reshape(len(train), -1), args.device)
         result["rows"][folder] = row
         write(result, args.out, "demo_folders")
     for name in [] if args.model else args.variants.split(","):
@@ -270,6 +297,20 @@ def markdown(result: dict) -> str:
                 f"{run[str(s)]['kept']:.3f}; p = {run[str(s)]['p']:.2g}" for s in FROM_REAL_SIGMAS
             )
             lines.append(f"| {name} | {cells} |")
+    if "train_nearest_rms" in result:
+        lines += [
+            "",
+            "Copies? Median per-pixel RMS distance of 1,000 samples (UniPC 20) to the nearest "
+            f"training digit; between a training digit and the nearest other: "
+            f"{result['train_nearest_rms']:.3f}.",
+            "",
+            "| model | null class | class-conditional |",
+            "|---|---:|---:|",
+        ]
+        for name, row in result["rows"].items():
+            if "nearest_training_rms" in row:
+                near = row["nearest_training_rms"]
+                lines.append(f"| {name} | {near['null']:.3f} | {near['conditional']:.3f} |")
     return "\n".join(lines) + "\n"
 
 
