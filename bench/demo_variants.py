@@ -211,7 +211,7 @@ def main() -> None:
             return model(x, sigma, torch.full((len(x),), 10, device=x.device))
 
         row["from_real"] = from_real(null_branch, clf, args.device)
-        row["nearest_training_rms"] = copies(model, train.reshape(len(train), -1), args.device)
+        row["nearest_training_rms"] = copies(model, flat, args.device)
         result["rows"][folder] = row
         write(result, args.out, "demo_folders")
     for name in [] if args.model else args.variants.split(","):

@@ -158,9 +158,8 @@ class Trainer:
         self.weighting = cfg.weighting or DEFAULT_WEIGHTING[cfg.prediction]
         self.reference = None
         if cfg.target == "empirical":
-            null = self.num_classes if self.num_classes else None
             self.reference = empirical_reference(
-                data, hflip=cfg.hflip, null_cond=null, device=self.dist.device
+                data, hflip=cfg.hflip, null_cond=self.model.null_cond, device=self.dist.device
             )
         self.step = 0
         self._tensorboard = None  # created on first log; False when TensorBoard is missing
