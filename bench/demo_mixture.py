@@ -26,15 +26,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from scipy.stats import chisquare
 from torch import nn
 
 import diffvision
+from demo_checkpoints import balance  # bench/, next to this script
 from diffvision.data import digits
-from diffvision.demo import SAMPLER, SAMPLER_STEPS, classify, digit_classifier
-from diffvision.samplers import sample
+from diffvision.demo import digit_classifier
 
 RESULTS = Path(__file__).parent / "results"
 SIGMA_RANGE = (0.05, 80.0)  # classifier training noise, log-uniform
@@ -99,26 +97,10 @@ def class_mixture(model, clf, classes: int = 10):
     return denoiser
 
 
-def counts(denoiser, clf, n: int, seed: int) -> dict:
+def timed(denoiser, clf, n: int, seed: int) -> dict:
     start = time.time()
-    with torch.no_grad():
-        images = sample(
-            denoiser,
-            (n, 1, 8, 8),
-            sampler=SAMPLER,
-            steps=SAMPLER_STEPS,
-            sigma_min=0.002,  # the demo model's range (EDM's)
-            sigma_max=80.0,
-            generator=torch.Generator().manual_seed(seed),
-        )
-    found = np.bincount(classify(clf, images), minlength=10)
-    chi = chisquare(found)
-    return {
-        "counts": found.tolist(),
-        "chi2": float(chi.statistic),
-        "p": float(chi.pvalue),
-        "sample_seconds": round(time.time() - start, 1),
-    }
+    row = balance(denoiser, clf, n, seed)
+    return {**row, "sample_seconds": round(time.time() - start, 1)}
 
 
 def main() -> None:
@@ -148,11 +130,11 @@ def main() -> None:
     def null_branch(x, sigma):
         return model(x, sigma, torch.full((len(x),), 10))
 
-    result["rows"]["null branch (the demo's)"] = counts(null_branch, digit_clf, args.n, args.seed)
+    result["rows"]["null branch (the demo's)"] = timed(null_branch, digit_clf, args.n, args.seed)
     for spec in args.classifiers.split(","):
         steps, seed = map(int, spec.split(":"))
         clf, seconds = train_classifier(steps, seed)
-        row = counts(class_mixture(model, clf), digit_clf, args.n, args.seed)
+        row = timed(class_mixture(model, clf), digit_clf, args.n, args.seed)
         row["classifier_train_seconds"] = round(seconds, 1)
         result["rows"][f"mixture, classifier {steps} steps, seed {seed}"] = row
         print(spec, row, file=sys.stderr, flush=True)
