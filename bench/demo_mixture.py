@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 import diffvision
-from demo_checkpoints import balance  # bench/, next to this script
+from demo_checkpoints import balance, null_branch  # bench/, next to this script
 from diffvision.data import digits
 from diffvision.demo import digit_classifier
 
@@ -127,10 +127,8 @@ def main() -> None:
         "rows": {},
     }
 
-    def null_branch(x, sigma):
-        return model(x, sigma, torch.full((len(x),), 10))
-
-    result["rows"]["null branch (the demo's)"] = timed(null_branch, digit_clf, args.n, args.seed)
+    null = null_branch(model)
+    result["rows"]["null branch (the demo's)"] = timed(null, digit_clf, args.n, args.seed)
     for spec in args.classifiers.split(","):
         steps, seed = map(int, spec.split(":"))
         clf, seconds = train_classifier(steps, seed)
