@@ -24,49 +24,30 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import torch
-from scipy.stats import chisquare
 
 import diffvision
 from diffvision.data import digits
-from diffvision.demo import DEMO_CONFIG, SAMPLER, SAMPLER_STEPS, classify, digit_classifier
-from diffvision.samplers import sample
+from diffvision.demo import DEMO_CONFIG, digit_classifier, null_class_samples
 from diffvision.train import TrainConfig, train
 from diffvision.train.checkpoint import list_checkpoints
 
 RESULTS = Path(__file__).parent / "results"
-NULL = 10  # the digits model's null class
-
-
-def null_branch(model):
-    return lambda x, sigma: model(x, sigma, torch.full((len(x),), NULL))
 
 
 def autoguided(good, bad, weight: float):
-    """Autoguidance on the null class (Karras et al. 2024, eq. 1)."""
+    """Autoguidance (Karras et al. 2024, eq. 1), a ``D(x, sigma, cond)`` like its two models."""
 
-    def denoiser(x, sigma):
-        cond = torch.full((len(x),), NULL)
+    def denoiser(x, sigma, cond):
         d_bad = bad(x, sigma, cond)
         return d_bad + weight * (good(x, sigma, cond) - d_bad)
 
     return denoiser
 
 
-def balance(denoiser, clf, n: int, seed: int) -> dict:
-    with torch.no_grad():
-        images = sample(
-            denoiser,
-            (n, 1, 8, 8),
-            sampler=SAMPLER,
-            steps=SAMPLER_STEPS,
-            sigma_min=0.002,  # the demo model's range (EDM's)
-            sigma_max=80.0,
-            generator=torch.Generator().manual_seed(seed),
-        )
-    counts = np.bincount(classify(clf, images), minlength=10)
-    chi = chisquare(counts)
+def balance(model, clf, n: int, seed: int) -> dict:
+    """Counts and chi-square of ``n`` null-class samples of ``model``, as the demo draws them."""
+    _, counts, chi = null_class_samples(model, n, torch.Generator().manual_seed(seed), clf)
     return {"counts": counts.tolist(), "chi2": float(chi.statistic), "p": float(chi.pvalue)}
 
 
@@ -108,7 +89,7 @@ def main() -> None:
         "autoguidance": {},
     }
     for step, model in sorted(models.items()):
-        result["checkpoints"][step] = balance(null_branch(model), clf, args.n, args.seed)
+        result["checkpoints"][step] = balance(model, clf, args.n, args.seed)
         print(step, result["checkpoints"][step], file=sys.stderr, flush=True)
     for bad in map(int, args.bad.split(",")):
         for w in map(float, args.weights.split(",")):

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 import diffvision
-from demo_checkpoints import balance, null_branch  # bench/, next to this script
+from demo_checkpoints import balance  # bench/, next to this script
 from diffvision.data import digits
 from diffvision.demo import digit_classifier
 
@@ -84,9 +84,10 @@ def train_classifier(steps: int, seed: int, batch: int = 256) -> tuple[NoiseClas
 
 
 def class_mixture(model, clf, classes: int = 10):
-    """``D(x, sigma) = sum_c softmax(clf(x, sigma))_c D(x, sigma, c)`` (all classes, one call)."""
+    """``D(x, sigma) = sum_c softmax(clf(x, sigma))_c D(x, sigma, c)`` (all classes, one call);
+    ``null`` (the null label the demo's counting passes) is not used: the mixture replaces it."""
 
-    def denoiser(x, sigma):
+    def denoiser(x, sigma, null):
         n = len(x)
         sigma = torch.as_tensor(sigma, dtype=x.dtype).expand(n)
         weights = clf(x, sigma).softmax(1).T  # classes x n
@@ -127,8 +128,7 @@ def main() -> None:
         "rows": {},
     }
 
-    null = null_branch(model)
-    result["rows"]["null branch (the demo's)"] = timed(null, digit_clf, args.n, args.seed)
+    result["rows"]["null branch (the demo's)"] = timed(model, digit_clf, args.n, args.seed)
     for spec in args.classifiers.split(","):
         steps, seed = map(int, spec.split(":"))
         clf, seconds = train_classifier(steps, seed)

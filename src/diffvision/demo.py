@@ -75,8 +75,9 @@ def classify(clf, images: torch.Tensor) -> np.ndarray:
     return clf.predict(pixels)
 
 
-def _unconditional(model, n: int, gen: torch.Generator, clf):
-    """``n`` null-class samples, their class counts and the chi-square result against uniform."""
+def null_class_samples(model, n: int, gen: torch.Generator, clf):
+    """``n`` null-class samples of ``model`` (any ``D(x, sigma, cond)``; EDM's sigma range when it
+    has none), their class counts and the chi-square result against uniform."""
     from scipy.stats import chisquare
 
     with torch.no_grad():
@@ -97,7 +98,7 @@ def unconditional_counts(model, seed: int, n: int = 1000, clf=None) -> tuple[lis
     against uniform."""
     if clf is None:
         clf, _ = digit_classifier(0)
-    _, counts, chi = _unconditional(model, n, torch.Generator().manual_seed(seed), clf)
+    _, counts, chi = null_class_samples(model, n, torch.Generator().manual_seed(seed), clf)
     return counts.tolist(), float(chi.pvalue)
 
 
@@ -122,7 +123,7 @@ def quality_checks(
             guidance=guidance,
             generator=gen,
         )
-    uncond_images, counts, chi = _unconditional(model, 10 * n_per_class, gen, clf)
+    uncond_images, counts, chi = null_class_samples(model, 10 * n_per_class, gen, clf)
     agree = float((classify(clf, cond_images) == labels.numpy()).mean())
     return {
         "classifier_held_out_accuracy": held_out,
