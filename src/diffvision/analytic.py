@@ -226,6 +226,25 @@ class EmpiricalDenoiser:
         out = torch.softmax(logits, dim=1) @ self.points
         return out.reshape(x.shape).to(x.dtype)
 
+    def class_log_posterior(self, x: Tensor, sigma: Tensor | float) -> Tensor:
+        """Exact ``log p(c | x, sigma)`` of the labelled data (uniform over points, so a class's
+        prior is its share of the points): ``log sum_{i in c} softmax_i``. Shape ``N x K`` with
+        ``K = max label + 1``, float64; a class without points gets ``-inf``."""
+        if self.labels is None:
+            raise ValueError("class_log_posterior needs points with labels")
+        flat = _flatten(x, self.dim)
+        s = _sigma_column(sigma, len(flat))
+        if bool((s <= 0).any()):
+            raise ValueError("EmpiricalDenoiser needs sigma > 0")
+        log_w = torch.log_softmax((flat @ self.points.T - 0.5 * self._sq_norms) / s**2, dim=1)
+        classes = int(self.labels.max()) + 1
+        out = torch.full((len(flat), classes), -math.inf, dtype=torch.float64)
+        for c in range(classes):
+            members = self.labels == c
+            if bool(members.any()):
+                out[:, c] = torch.logsumexp(log_w[:, members], dim=1)
+        return out
+
     def log_prob(self, x: Tensor, sigma: Tensor | float) -> Tensor:
         """Log-density (nats) of the mixture ``(1/M) sum_i N(p_i, sigma^2 I)``; shape ``(N,)``."""
         flat = _flatten(x, self.dim)

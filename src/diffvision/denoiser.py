@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from .process import Schedule, _per_sample
 
-__all__ = ["PREDICTIONS", "Denoiser", "guided"]
+__all__ = ["PREDICTIONS", "ClassMixture", "Denoiser", "guided"]
 
 PREDICTIONS = ("eps", "x0", "v", "edm")
 
@@ -165,3 +165,70 @@ def guided(
         return d_null + scale * (d_cond - d_null)
 
     return guided_denoiser
+
+
+class ClassMixture:
+    """An unconditional denoiser built from the class-conditional branches of ``denoiser``,
+    weighted by a class posterior (Bayes' rule for ``x = x0 + sigma * noise``)::
+
+        E[x0 | x] = sum_c p(c | x, sigma) E[x0 | x, c],  so  D(x, sigma) = sum_c p_c D(x, sigma, c)
+
+    With the exact posterior and exact class branches this *is* the unconditional denoiser; with a
+    learned classifier it replaces a model's null branch, which must pick the class by itself.
+
+    Args:
+        denoiser: a class-conditional ``D(x, sigma, cond)`` (``cond``: ``(N,)`` labels).
+        class_logits: ``f(x, sigma) -> N x K`` logits (or log-probabilities) of ``p(c | x, sigma)``
+            for ``x`` of shape ``N x ...`` and ``sigma`` of shape ``(N,)``, e.g. a
+            :class:`~diffvision.nets.classifier.NoiseClassifier`.
+        min_prob: classes with ``p_c < min_prob`` are skipped and the rest renormalised (the most
+            likely class is always kept). The result moves by at most ``(dropped mass) * max |D_c -
+            D_c'|`` per element, the dropped mass being below ``K * min_prob``; 0 evaluates every
+            class of nonzero weight (exact). Late in sampling one or two classes carry all the
+            mass, so this halves the cost (digits demo: 5.2 of 10 classes per call).
+        max_batch: at most this many (sample, class) pairs per call of ``denoiser``.
+
+    ``evaluations`` counts the (sample, class) pairs evaluated and ``rows`` the samples, so
+    ``evaluations / rows`` is the mean number of classes per sample and call.
+    """
+
+    def __init__(
+        self,
+        denoiser: Callable[..., Tensor],
+        class_logits: Callable[[Tensor, Tensor], Tensor],
+        *,
+        min_prob: float = 1e-4,
+        max_batch: int = 2048,
+    ):
+        if not 0 <= min_prob < 1:
+            raise ValueError("min_prob must be in [0, 1)")
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self.denoiser, self.class_logits = denoiser, class_logits
+        self.min_prob, self.max_batch = min_prob, max_batch
+        self.sigma_min = getattr(denoiser, "sigma_min", 0.002)
+        self.sigma_max = getattr(denoiser, "sigma_max", 80.0)
+        self.schedule = getattr(denoiser, "schedule", None)
+        self.evaluations = self.rows = 0
+
+    def weights(self, x: Tensor, sigma: Tensor) -> Tensor:
+        """The mixture weights ``N x K``: the posterior, pruned below ``min_prob``, renormalised."""
+        p = torch.softmax(self.class_logits(x, sigma).to(x.dtype), dim=1)
+        keep = p >= self.min_prob
+        keep[torch.arange(len(p), device=p.device), p.argmax(1)] = True
+        p = p * keep
+        return p / p.sum(1, keepdim=True)
+
+    def __call__(self, x: Tensor, sigma: Tensor | float) -> Tensor:
+        n = x.shape[0]
+        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(n)
+        w = self.weights(x, sigma)
+        rows, labels = w.nonzero(as_tuple=True)
+        out = torch.zeros_like(x)
+        for i in range(0, len(rows), self.max_batch):
+            r, c = rows[i : i + self.max_batch], labels[i : i + self.max_batch]
+            d = self.denoiser(x[r], sigma[r], c)
+            out.index_add_(0, r, _per_sample(w[r, c], d) * d)
+        self.evaluations += len(rows)
+        self.rows += n
+        return out

@@ -15,12 +15,14 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..denoiser import Denoiser
+from ..nets.classifier import NoiseClassifier, NoiseClassifierConfig
 from ..nets.features import FeatureNet, FeatureNetConfig
 from ..nets.unet import UNet, UNetConfig
 from ..process import get_schedule
 
 FORMAT = "diffvision-model"
 VERSION = 1
+CLASSIFIER_FORMAT = "diffvision-noise-classifier"
 
 
 def _state(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -163,3 +165,44 @@ def load(folder: str | Path, *, ema: bool = True, device: str | torch.device = "
     _load_weights(denoiser.net, weights)
     denoiser.config = config
     return denoiser.to(device).eval()
+
+
+def save_classifier(folder: str | Path, clf: NoiseClassifier, info: dict) -> Path:
+    """Add a noise classifier to a model folder: ``classifier.safetensors`` then
+    ``classifier.json`` (its config and ``info``), each written to a temporary file and renamed.
+    Returns the path of ``classifier.json``."""
+    folder = Path(folder)
+    read_config(folder)  # a model folder, not any directory
+    config = {"format": CLASSIFIER_FORMAT, "version": VERSION, "net": clf.config.to_dict()}
+    config["info"] = info
+    weights, meta = folder / "classifier.safetensors", folder / "classifier.json"
+    for path, write in (
+        (weights, lambda tmp: save_file(_state(clf), str(tmp))),
+        (meta, lambda tmp: tmp.write_text(json.dumps(config, indent=1))),
+    ):
+        tmp = path.with_name(path.name + ".tmp")
+        write(tmp)
+        os.replace(tmp, path)
+    return meta
+
+
+def load_classifier(
+    folder: str | Path, *, device: str | torch.device = "cpu"
+) -> NoiseClassifier | None:
+    """The noise classifier of a model folder (eval mode), or None when it has none."""
+    meta = Path(folder) / "classifier.json"
+    if not meta.is_file():
+        return None
+    try:
+        config = json.loads(meta.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{meta} is not valid JSON: {err}") from None
+    if config.get("format") != CLASSIFIER_FORMAT or config.get("version", 0) > VERSION:
+        raise ValueError(f"{meta} is not a diffvision noise classifier this version can read")
+    try:
+        clf = NoiseClassifier(NoiseClassifierConfig(**config["net"]))
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{meta} has an invalid classifier config: {err}") from None
+    _load_weights(clf, meta.with_suffix(".safetensors"))
+    clf.info = config.get("info", {})
+    return clf.to(device).eval()
