@@ -60,6 +60,8 @@ def test_train_sample_info_round_trip(tmp_path):
         "16",
         "--checkpoint-every",
         "2",
+        "--classifier-steps",
+        "3",
         "--out",
         str(out),
         "--quiet",
@@ -94,12 +96,41 @@ def test_train_sample_info_round_trip(tmp_path):
     result = run("sample", str(model), "--n", "3", "--steps", "2", "--out", str(folder))
     assert result.returncode == 0, result.stderr
     assert len(list(folder.glob("*.png"))) == 3
+    # The resumed run kept --classifier-steps: the folder has a classifier, and unconditional
+    # sampling uses the class-posterior mixture unless the null class is asked for.
+    assert "class-posterior mixture" in result.stdout
+    null = run(
+        "sample",
+        str(model),
+        "--n",
+        "2",
+        "--steps",
+        "2",
+        "--unconditional",
+        "null",
+        "--out",
+        str(tmp_path / "null.png"),
+    )
+    assert null.returncode == 0 and "mixture" not in null.stdout
 
     info = run("info", str(model))
     assert info.returncode == 0 and "classes:     10" in info.stdout
+    assert "classifier:  noise-aware, 3 steps" in info.stdout
 
     bad = run("sample", str(model), "--sampler", "plms", "--out", str(grid))
     assert bad.returncode == 2 and "unknown sampler" in bad.stderr
     bad = run("sample", str(model), "--class", "12", "--out", str(grid))
     assert bad.returncode == 2 and "0..9" in bad.stderr
     assert Path(grid).stat().st_size > 0
+
+
+def test_mixture_needs_a_classifier(tiny_digits_model, tmp_path):
+    bad = run(
+        "sample",
+        str(tiny_digits_model),
+        "--unconditional",
+        "mixture",
+        "--out",
+        str(tmp_path / "x.png"),
+    )
+    assert bad.returncode == 2 and "no noise classifier" in bad.stderr

@@ -81,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="regress on the clean image, or on the training set's exact posterior mean "
         "(same optimum, less gradient noise; data sets up to 64 M values, e.g. digits, MNIST)",
     )
+    t.add_argument(
+        "--classifier-steps",
+        type=int,
+        default=0,
+        help="after training a class model, fit a noise-aware classifier for this many steps "
+        "(e.g. 4000; seconds for small images) and save it with the model: `diffvision sample` "
+        "then draws unconditional images as the class-posterior mixture of the class branches",
+    )
     t.add_argument("--accumulation", type=_positive(int), default=1, help="gradient accumulation")
     t.add_argument("--ema", type=float, default=0.999, help="EMA decay")
     t.add_argument("--hflip", action="store_true", help="random horizontal flips")
@@ -116,6 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--class", dest="label", type=int, help="class label (class-conditional models)")
     s.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale")
+    s.add_argument(
+        "--unconditional",
+        choices=("auto", "mixture", "null"),
+        default="auto",
+        help="without --class, for a class model: `mixture` mixes the class branches by the "
+        "folder's noise classifier (see train --classifier-steps), `null` uses the null class; "
+        "auto: mixture when the folder has a classifier",
+    )
     s.add_argument("--batch", type=_positive(int), default=256, help="images per batch")
     s.add_argument("--no-ema", action="store_true", help="use the raw instead of the EMA weights")
     s.add_argument("--device", default="auto", help="auto | cpu | cuda")
@@ -174,6 +190,7 @@ def cmd_train(args) -> int:
             classes=args.classes,
             label_dropout=args.label_dropout,
             target=args.target,
+            classifier_steps=args.classifier_steps,
             accumulation=args.accumulation,
             ema_decay=args.ema,
             hflip=args.hflip,
@@ -244,7 +261,8 @@ def cmd_sample(args) -> int:
     import torch
 
     from .. import samplers
-    from ..io import load, read_config, save_grid, save_images
+    from ..denoiser import ClassMixture
+    from ..io import load, load_classifier, read_config, save_grid, save_images
     from ..train.distributed import resolve_device
 
     samplers.get(args.sampler)  # validate early
@@ -263,6 +281,15 @@ def cmd_sample(args) -> int:
             raise UsageError(f"--class must be in 0..{num_classes - 1}")
     elif args.guidance != 1.0:
         raise UsageError("--guidance needs --class")
+    elif num_classes and args.unconditional != "null":
+        clf = load_classifier(args.model, device=device)
+        if clf is None and args.unconditional == "mixture":
+            raise UsageError(
+                f"{args.model} has no noise classifier (train with --classifier-steps)"
+            )
+        if clf is not None:
+            model = ClassMixture(model, clf)
+            print("unconditional: class-posterior mixture of the class branches")
     gen = torch.Generator().manual_seed(args.seed)
     parts = []
     with torch.no_grad():
@@ -318,6 +345,13 @@ def cmd_info(args) -> int:
         lines.append(
             f"training:    {training.get('steps')} steps, batch {training.get('batch')}, "
             f"lr {training.get('lr')}"
+        )
+    classifier = Path(args.model) / "classifier.json"
+    if classifier.is_file():
+        info = json.loads(classifier.read_text()).get("info", {})
+        lines.append(
+            f"classifier:  noise-aware, {info.get('steps')} steps (unconditional sampling by "
+            "the class-posterior mixture)"
         )
     lines.append(f"samplers:    {', '.join(SAMPLERS)}")
     print("\n".join(lines))

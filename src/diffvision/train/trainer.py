@@ -26,11 +26,12 @@ from ..data.dataset import ImageData
 from ..data.transforms import hflip
 from ..denoiser import PREDICTIONS, Denoiser
 from ..io.images import save_grid
-from ..io.model_folder import model_config, save_model_folder
+from ..io.model_folder import model_config, save_classifier, save_model_folder
 from ..nets.unet import PRESETS, build_unet
 from ..process import LOSS_WEIGHTS, get_schedule
 from ..samplers import sample
 from .checkpoint import list_checkpoints, load_state, save_checkpoint, set_rng_state
+from .classifier import train_noise_classifier
 from .distributed import DistInfo, cleanup, setup
 from .ema import EMA
 from .loss import DEFAULT_WEIGHTING, denoising_loss, empirical_reference
@@ -71,6 +72,10 @@ class TrainConfig:
     keep_checkpoints: int = 2
     sample_every: int = 0  # 0: a grid at each checkpoint and at the end
     log_every: int = 10
+    # After training a class-conditional model: fit a noise-aware classifier p(c | x, sigma) for
+    # this many steps and save it in the model folder (unconditional sampling by the mixture
+    # sum_c p(c | x, sigma) D(x, sigma, c), see denoiser.ClassMixture); 0: none.
+    classifier_steps: int = 0
 
     def validate(self) -> None:
         if self.preset not in PRESETS:
@@ -92,6 +97,8 @@ class TrainConfig:
             raise ValueError("lr_schedule must be constant or cosine")
         if self.target not in ("sample", "empirical"):
             raise ValueError("target must be sample or empirical")
+        if self.classifier_steps < 0:
+            raise ValueError("classifier_steps must be 0 or more")
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
@@ -384,6 +391,14 @@ class Trainer:
                 self.out / "model", self.config(), self.model.net, self.ema.module.net
             )
             self.save_grid()
+            if cfg.classifier_steps and self.num_classes:
+                clf, info = train_noise_classifier(
+                    self.data,
+                    steps=cfg.classifier_steps,
+                    seed=cfg.seed,
+                    device=self.dist.device,
+                )
+                save_classifier(folder, clf, info)
         self.dist.barrier()
         return folder
 
