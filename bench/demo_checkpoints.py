@@ -28,7 +28,7 @@ import torch
 
 import diffvision
 from diffvision.data import digits
-from diffvision.demo import DEMO_CONFIG, digit_classifier, null_class_samples
+from diffvision.demo import DEMO_CONFIG, digit_classifier, unconditional_samples
 from diffvision.train import TrainConfig, train
 from diffvision.train.checkpoint import list_checkpoints
 
@@ -47,7 +47,7 @@ def autoguided(good, bad, weight: float):
 
 def balance(model, clf, n: int, seed: int) -> dict:
     """Counts and chi-square of ``n`` null-class samples of ``model``, as the demo draws them."""
-    _, counts, chi = null_class_samples(model, n, torch.Generator().manual_seed(seed), clf)
+    _, counts, chi = unconditional_samples(model, n, torch.Generator().manual_seed(seed), clf)
     return {"counts": counts.tolist(), "chi2": float(chi.statistic), "p": float(chi.pvalue)}
 
 

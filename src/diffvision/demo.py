@@ -1,4 +1,5 @@
-"""``diffvision demo``: train a class-conditional model on the built-in digits on the CPU, sample
+"""``diffvision demo``: train a class-conditional model on the built-in digits on the CPU (and a
+noise-aware classifier for unconditional sampling by the class-posterior mixture), sample
 unconditional and class-conditional grids, check them with a digit classifier and write an HTML
 report (grids, loss curve, settings, checks, time and peak memory)."""
 
@@ -17,7 +18,9 @@ import numpy as np
 import torch
 
 from .data import digits
+from .denoiser import ClassMixture
 from .io.images import make_grid, to_pil
+from .io.model_folder import load_classifier
 from .samplers import sample
 from .train import TrainConfig, Trainer
 
@@ -42,6 +45,9 @@ DEMO_CONFIG = TrainConfig(
     checkpoint_every=1000,
     keep_checkpoints=1,
     log_every=25,
+    # The null branch alone leaves the classes unbalanced (bench/results/demo_checkpoints.md);
+    # unconditional samples mix the class branches by a noise-aware classifier instead.
+    classifier_steps=4000,
 )
 SAMPLER, SAMPLER_STEPS, GUIDANCE = "unipc", 20, 1.0
 N_PER_CLASS = 100
@@ -75,9 +81,11 @@ def classify(clf, images: torch.Tensor) -> np.ndarray:
     return clf.predict(pixels)
 
 
-def null_class_samples(model, n: int, gen: torch.Generator, clf):
-    """``n`` null-class samples of ``model`` (any ``D(x, sigma, cond)``; EDM's sigma range when it
-    has none), their class counts and the chi-square result against uniform."""
+def unconditional_samples(model, n: int, gen: torch.Generator, clf, *, null: int | None = 10):
+    """``n`` unconditional samples of ``model``, their class counts and the chi-square result
+    against uniform. ``model`` is a class model sampled with the ``null`` label (its null branch)
+    or, with ``null=None``, an unconditional ``D(x, sigma)`` such as a
+    :class:`~diffvision.denoiser.ClassMixture`. EDM's sigma range when the model has none."""
     from scipy.stats import chisquare
 
     with torch.no_grad():
@@ -86,26 +94,47 @@ def null_class_samples(model, n: int, gen: torch.Generator, clf):
             (n, 1, 8, 8),
             sampler=SAMPLER,
             steps=SAMPLER_STEPS,
-            cond=torch.full((n,), 10),
+            cond=None if null is None else torch.full((n,), null),
             generator=gen,
         )
     counts = np.bincount(classify(clf, images), minlength=10)
     return images, counts, chisquare(counts)
 
 
-def unconditional_counts(model, seed: int, n: int = 1000, clf=None) -> tuple[list[int], float]:
-    """Class counts of ``n`` unconditional (null-class) samples and the chi-square p-value
-    against uniform."""
+def unconditional_counts(
+    model, seed: int, n: int = 1000, clf=None, *, null: int | None = 10
+) -> tuple[list[int], float]:
+    """Class counts of ``n`` unconditional samples (see :func:`unconditional_samples`) and the
+    chi-square p-value against uniform."""
     if clf is None:
         clf, _ = digit_classifier(0)
-    _, counts, chi = null_class_samples(model, n, torch.Generator().manual_seed(seed), clf)
+    gen = torch.Generator().manual_seed(seed)
+    _, counts, chi = unconditional_samples(model, n, gen, clf, null=null)
     return counts.tolist(), float(chi.pvalue)
 
 
+def demo_mixture(model, folder: Path) -> ClassMixture:
+    """The demo's unconditional denoiser: ``model``'s class branches mixed by the noise
+    classifier saved in ``folder`` (``DEMO_CONFIG.classifier_steps`` > 0)."""
+    clf = load_classifier(folder)
+    if clf is None:
+        raise ValueError(f"{folder} has no noise classifier")
+    return ClassMixture(model, clf)
+
+
 def quality_checks(
-    model, *, seed: int = 0, n_per_class: int = N_PER_CLASS, guidance: float = GUIDANCE
+    model,
+    *,
+    mixture=None,
+    seed: int = 0,
+    n_per_class: int = N_PER_CLASS,
+    guidance: float = GUIDANCE,
 ) -> dict:
     """Class-conditional agreement and unconditional class balance of a digits model.
+
+    Unconditional samples come from ``mixture`` (an unconditional ``D(x, sigma)``, the demo's
+    class-posterior mixture) when given, else from the null branch; the null branch is counted
+    too, from the same noise, for comparison.
 
     Returns a dict with the classifier's held-out accuracy, the fraction of class-conditional
     samples labelled as the class asked for, and for unconditional samples the class counts
@@ -123,7 +152,20 @@ def quality_checks(
             guidance=guidance,
             generator=gen,
         )
-    uncond_images, counts, chi = null_class_samples(model, 10 * n_per_class, gen, clf)
+    n = 10 * n_per_class
+    state = gen.get_state()
+    null_images, null_counts, null_chi = unconditional_samples(model, n, gen, clf)
+    uncond = {"unconditional": "null class", "_images": (cond_images, null_images)}
+    if mixture is not None:
+        gen.set_state(state)  # the same starting noise as the null branch
+        images, counts, chi = unconditional_samples(mixture, n, gen, clf, null=None)
+        uncond = {"unconditional": "class-posterior mixture", "_images": (cond_images, images)}
+        uncond["null_class_counts"] = null_counts.tolist()
+        uncond["null_class_chi_square"] = float(null_chi.statistic)
+        uncond["null_class_chi_square_p"] = float(null_chi.pvalue)
+        uncond["mixture_classes_per_call"] = mixture.evaluations / max(1, mixture.rows)
+    else:
+        counts, chi = null_counts, null_chi
     agree = float((classify(clf, cond_images) == labels.numpy()).mean())
     return {
         "classifier_held_out_accuracy": held_out,
@@ -134,7 +176,7 @@ def quality_checks(
         "chi_square_p": float(chi.pvalue),
         "samples_per_check": len(labels),
         "sampler": f"{SAMPLER}, {SAMPLER_STEPS} steps",
-        "_images": (cond_images, uncond_images),
+        **uncond,
     }
 
 
@@ -172,9 +214,13 @@ def run_demo(
     seed: int = 0,
     progress: bool = True,
     n_per_class: int = N_PER_CLASS,
+    classifier_steps: int | None = None,
 ) -> Path:
-    """Train, sample, check, report. Returns the path of ``report.html``."""
+    """Train, sample, check, report. Returns the path of ``report.html``. ``steps`` and
+    ``classifier_steps`` override the demo's (for quick tests; 0 classifier steps: null class)."""
     cfg = TrainConfig(**{**asdict(DEMO_CONFIG), "seed": seed})
+    if classifier_steps is not None:
+        cfg.classifier_steps = classifier_steps
     if steps is not None:
         cfg.steps = steps
         cfg.checkpoint_every = min(cfg.checkpoint_every, steps)
@@ -187,7 +233,8 @@ def run_demo(
         trainer.close()
     train_seconds = time.time() - start
     model = trainer.ema.module.eval()
-    checks = quality_checks(model, seed=seed, n_per_class=n_per_class)
+    mixture = demo_mixture(model, out / "model") if cfg.classifier_steps else None
+    checks = quality_checks(model, mixture=mixture, seed=seed, n_per_class=n_per_class)
     cond_images, uncond_images = checks.pop("_images")
     sample_seconds = time.time() - start - train_seconds
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -199,6 +246,7 @@ def run_demo(
     uncond_png.save(out / "samples_unconditional.png")
     summary = {
         "train_seconds": round(train_seconds, 1),
+        "classifier_seconds": mixture.class_logits.info["seconds"] if mixture else None,
         "sample_and_check_seconds": round(sample_seconds, 1),
         "peak_memory_mib": round(peak_mib, 1),
         "threads": torch.get_num_threads(),
@@ -221,6 +269,16 @@ def run_demo(
 
 def _html(summary: dict, cond_uri: str, uncond_uri: str, loss_uri: str) -> str:
     c = summary["checks"]
+    null_line = ""
+    if "null_class_counts" in c:
+        null_line = (
+            f"\n<li>For comparison, the null class from the same noise: counts "
+            f"{c['null_class_counts']}, chi-square {c['null_class_chi_square']:.1f}, "
+            f"p = {c['null_class_chi_square_p']:.3f}. The mixture evaluates "
+            f"{c['mixture_classes_per_call']:.1f} of 10 class branches per sample and step; its "
+            f"classifier trained in {summary['classifier_seconds']} s (part of the training "
+            "time).</li>"
+        )
     settings = "".join(
         f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
         for k, v in summary["settings"].items()
@@ -236,15 +294,16 @@ td{{padding:0 1em 0 0}}</style></head><body>
 Model folder: <code>{html.escape(summary["model"])}</code>.</p>
 <h2>Class-conditional samples (one row per digit, guidance {c["guidance"]})</h2>
 <img src="{cond_uri}" alt="class-conditional samples">
-<h2>Unconditional samples</h2>
+<h2>Unconditional samples ({html.escape(c["unconditional"])})</h2>
 <img src="{uncond_uri}" alt="unconditional samples">
 <h2>Checks</h2>
 <ul>
 <li>Digit classifier (SVM, held-out accuracy {c["classifier_held_out_accuracy"]:.3f}) labels
 {100 * c["conditional_agreement"]:.1f}% of {c["samples_per_check"]} class-conditional samples as
 the class asked for.</li>
-<li>Unconditional class counts {c["unconditional_counts"]}: chi-square {c["chi_square"]:.1f},
-p = {c["chi_square_p"]:.3f} against uniform.</li>
+<li>Unconditional class counts ({html.escape(c["unconditional"])})
+{c["unconditional_counts"]}: chi-square {c["chi_square"]:.1f}, p = {c["chi_square_p"]:.3f} against
+uniform.</li>{null_line}
 <li>Sampler: {html.escape(c["sampler"])}.</li>
 </ul>
 <h2>Training loss</h2>
