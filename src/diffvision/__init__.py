@@ -5,14 +5,15 @@ The central object is the denoiser ``D(x, sigma, cond) -> x0 estimate`` in sigma
 """
 
 from . import analytic, process, samplers
-from .denoiser import Denoiser, guided
-from .io.model_folder import load
+from .denoiser import ClassMixture, Denoiser, guided
+from .io.model_folder import load, load_classifier
 from .process import add_noise, get_schedule, loss_weight
 from .samplers import likelihood, sample, sigma_steps
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ClassMixture",
     "Denoiser",
     "__version__",
     "add_noise",
@@ -21,6 +22,7 @@ __all__ = [
     "guided",
     "likelihood",
     "load",
+    "load_classifier",
     "loss_weight",
     "process",
     "sample",
