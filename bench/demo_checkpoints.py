@@ -45,9 +45,11 @@ def autoguided(good, bad, weight: float):
     return denoiser
 
 
-def balance(model, clf, n: int, seed: int) -> dict:
-    """Counts and chi-square of ``n`` null-class samples of ``model``, as the demo draws them."""
-    _, counts, chi = unconditional_samples(model, n, torch.Generator().manual_seed(seed), clf)
+def balance(model, clf, n: int, seed: int, *, null: int | None = 10) -> dict:
+    """Counts and chi-square of ``n`` unconditional samples of ``model`` (null-class samples; with
+    ``null=None`` an unconditional denoiser's), as the demo draws them."""
+    gen = torch.Generator().manual_seed(seed)
+    _, counts, chi = unconditional_samples(model, n, gen, clf, null=null)
     return {"counts": counts.tolist(), "chi2": float(chi.statistic), "p": float(chi.pvalue)}
 
 
