@@ -47,7 +47,7 @@ DEMO_CONFIG = TrainConfig(
     log_every=25,
     # The null branch alone leaves the classes unbalanced (bench/results/demo_checkpoints.md);
     # unconditional samples mix the class branches by a noise-aware classifier instead.
-    classifier_steps=4000,
+    classifier_steps=8000,
 )
 SAMPLER, SAMPLER_STEPS, GUIDANCE = "unipc", 20, 1.0
 N_PER_CLASS = 100
