@@ -10,7 +10,7 @@ def test_demo_writes_report(tmp_path):
     assert report.name == "report.html" and "data:image/png;base64," in text
     assert "held-out accuracy" in text and "chi-square" in text
     assert "Unconditional samples (class-posterior mixture)" in text
-    assert "the null class from the same noise" in text
+    assert "branches per sample and step" in text
     assert (tmp_path / "model" / "classifier.safetensors").is_file()
     for name in ("samples_conditional.png", "samples_unconditional.png", "loss.png", "demo.json"):
         assert (tmp_path / name).is_file()
