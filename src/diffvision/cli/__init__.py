@@ -86,8 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="after training a class model, fit a noise-aware classifier for this many steps "
-        "(e.g. 4000; seconds for small images) and save it with the model: `diffvision sample` "
-        "then draws unconditional images as the class-posterior mixture of the class branches",
+        "(e.g. 8000; under a minute for small images) and save it with the model: "
+        "`diffvision sample` then draws unconditional images as the class-posterior mixture of "
+        "the class branches",
     )
     t.add_argument("--accumulation", type=_positive(int), default=1, help="gradient accumulation")
     t.add_argument("--ema", type=float, default=0.999, help="EMA decay")
