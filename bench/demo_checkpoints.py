@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from dataclasses import asdict
@@ -31,6 +30,7 @@ from diffvision.data import digits
 from diffvision.demo import DEMO_CONFIG, digit_classifier, unconditional_samples
 from diffvision.train import TrainConfig, train
 from diffvision.train.checkpoint import list_checkpoints
+from run_header import run_header  # bench/, next to this script
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -76,12 +76,7 @@ def main() -> None:
     clf, held_out = digit_classifier(0)
     last = max(models)
     result = {
-        "benchmark": "demo_checkpoints",
-        "command": " ".join(["python bench/demo_checkpoints.py", *sys.argv[1:]]),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "machine": platform.machine(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
+        **run_header("demo_checkpoints"),
         "train_seconds": round(train_seconds, 1),
         "classifier_held_out_accuracy": held_out,
         "n": args.n,

@@ -22,12 +22,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
-
-import torch
 
 import diffvision
 from demo_checkpoints import balance  # bench/, next to this script
@@ -35,6 +32,7 @@ from diffvision.data import digits
 from diffvision.demo import digit_classifier
 from diffvision.denoiser import ClassMixture
 from diffvision.train.classifier import train_noise_classifier
+from run_header import run_header  # bench/, next to this script
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -61,12 +59,7 @@ def main() -> None:
     model = diffvision.load(args.model)
     digit_clf, held_out = digit_classifier(0)
     result = {
-        "benchmark": "demo_mixture",
-        "command": " ".join(["python bench/demo_mixture.py", *sys.argv[1:]]),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "machine": platform.machine(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
+        **run_header("demo_mixture"),
         "model": str(args.model),
         "n": args.n,
         "sampling_seed": args.seed,

@@ -185,7 +185,7 @@ class ClassMixture:
             likely class is always kept). The result moves by at most ``(dropped mass) * max |D_c -
             D_c'|`` per element, the dropped mass being below ``K * min_prob``; 0 evaluates every
             class of nonzero weight (exact). Late in sampling one or two classes carry all the
-            mass, so this halves the cost (digits demo: 5.2 of 10 classes per call).
+            mass, so this halves the cost (digits demo: 5.0-5.1 of 10 classes per call).
         max_batch: at most this many (sample, class) pairs per call of ``denoiser`` (bounds the
             memory: 1,000 demo digits peak at 1.2 GiB resident with 1,024, 1.5 GiB with 2,048).
 

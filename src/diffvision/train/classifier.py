@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from ..data import ImageData
 from ..nets.classifier import NoiseClassifier, NoiseClassifierConfig
+from ..process import add_noise
 
 
 def train_noise_classifier(
@@ -61,7 +62,7 @@ def train_noise_classifier(
         sigma = (
             math.log(lo) + (math.log(hi) - math.log(lo)) * torch.rand(batch, generator=gen)
         ).exp()
-        noisy = images + sigma.view(-1, 1, 1, 1) * torch.randn(images.shape, generator=gen)
+        noisy = add_noise(images, sigma, torch.randn(images.shape, generator=gen))
         loss = F.cross_entropy(clf(noisy.to(device), sigma.to(device)), labels.to(device))
         for group in opt.param_groups:
             group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
