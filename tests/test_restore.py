@@ -247,3 +247,38 @@ def test_sdedit_and_errors(prior):
         solve(prior, op, y, solver="repaint")
     with pytest.raises(ValueError, match="denoising"):
         solve(prior, Inpaint(box_mask(H, H, (0, 0, 2, 2))), y, solver="mmse")
+
+
+def test_warm_start_forgets_a_bad_start_from_high_noise_and_keeps_a_good_one_from_low(prior):
+    op = Inpaint(box_mask(H, H, (2, 2, 4, 4)))
+    x, y = truth_and_y(prior, op)
+    m, _ = exact_posterior(prior, op, y)
+    naive = op.project(prior.mean.view(1, C, H, H), y)  # a poor start: the prior mean in the hole
+
+    def run(start, start_sigma):
+        return solve(
+            prior,
+            op,
+            y,
+            solver="ddnm",
+            steps=40,
+            n_samples=1000,
+            generator=torch.Generator().manual_seed(6),
+            start=start,
+            start_sigma=start_sigma,
+        )
+
+    # From sigma 10 (20 x the prior's std) the start's offset survives in E[x0 | x_sigma] with
+    # weight ~ 0.25 / (0.25 + 100) < 0.3%: the result is the cold start's, within its bias.
+    high = run(naive, 10.0)
+    assert relative_error(prior, high.mean, m) < 0.13
+    assert relative_error(prior, high.mean, m) < 0.5 * relative_error(prior, naive, m)
+    assert torch.allclose(op.forward(high.samples.flatten(0, 1)), y.expand(1000, -1, -1, -1))
+    # From sigma 0.05 the start's content survives: started from the truth, the result is much
+    # closer to it than the exact posterior mean (what a cold start aims at) is.
+    low = run(x, 0.05)
+    assert (low.mean - x).norm() < 0.5 * (m - x).norm()
+    with pytest.raises(ValueError, match="start must be"):
+        run(x[..., :4], 0.5)
+    with pytest.raises(ValueError, match="start_sigma"):
+        run(x, 100.0)

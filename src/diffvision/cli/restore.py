@@ -48,6 +48,19 @@ def add_parser(sub) -> None:
     r.add_argument("--kernel", default="gauss:2", help="deblur: gauss:STD | motion:LENGTH:ANGLE")
     r.add_argument("--solver", help="mmse | posterior | ddnm | dps | repaint | sdedit")
     r.add_argument("--steps", type=_positive(int), default=50, help="sampler steps")
+    r.add_argument(
+        "--start",
+        choices=("auto", "noise", "classical"),
+        default="auto",
+        help="ddnm, dps, repaint: from pure noise, or from a classical restoration (biharmonic "
+        "fill, bicubic upscaling) noised to --start-sigma; auto: classical for inpaint",
+    )
+    r.add_argument(
+        "--start-sigma",
+        type=_positive(float),
+        default=38.0,
+        help="noise std (0-255 scale) added to the classical start",
+    )
     r.add_argument("--samples", type=_positive(int), default=1, help="K > 1: mean and std map")
     r.add_argument("--tile", type=_positive(int), help="tile size (default: the model's size)")
     r.add_argument("--overlap", type=int, help="tile overlap in pixels (default tile / 4)")
@@ -118,6 +131,21 @@ def _operator(args, clean_shape):
     return R.Colorize(sigma)
 
 
+def _start_options(args, solver: str, operator, y) -> dict:
+    """``start`` and ``start_sigma`` for the solver, or nothing (a start from pure noise)."""
+    from ..restore.starts import classical_start
+
+    warm = ("ddnm", "dps", "repaint")
+    start = args.start
+    if start == "auto":
+        start = "classical" if args.task == "inpaint" and solver in warm else "noise"
+    if start == "noise":
+        return {}
+    if solver not in warm or args.task == "deblur":
+        raise UsageError("--start classical works with ddnm, dps, repaint (not for deblur)")
+    return {"start": classical_start(operator, y), "start_sigma": args.start_sigma / 127.5}
+
+
 def cmd_restore(args) -> int:
     import torch
 
@@ -160,6 +188,7 @@ def cmd_restore(args) -> int:
     if min(h, w) < tile:
         raise UsageError(f"the image ({h} x {w}) is smaller than a tile ({tile} px)")
     solver = args.solver or DEFAULT_SOLVER[args.task]
+    options = _start_options(args, solver, operator, y)
     with torch.no_grad():
         result = solve_tiled(
             prior,
@@ -172,12 +201,14 @@ def cmd_restore(args) -> int:
             steps=args.steps,
             generator=gen,
             n_samples=args.samples,
+            **options,
         )
     mean, std = (result.mean, result.std) if args.samples > 1 else (result, None)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     to_pil(mean[0]).save(out)
-    print(f"wrote {out} ({solver}, {args.steps} steps, {w} x {h})")
+    how = f", from a classical start at sigma {args.start_sigma:g}" if options else ""
+    print(f"wrote {out} ({solver}, {args.steps} steps{how}, {w} x {h})")
     if std is not None:
         std_path = out.with_name(out.stem + "_std.png")
         to_pil((std[0] / std.max().clamp(min=1e-8)) * 2 - 1).save(std_path)

@@ -42,12 +42,29 @@ def _range(denoiser) -> tuple[float, float]:
     return getattr(denoiser, "sigma_min", 0.002), getattr(denoiser, "sigma_max", 80.0)
 
 
-def _noise_start(denoiser, operator: Operator, y: Tensor, steps: int, generator):
-    """The full step sequence (Karras, the model's range) and pure noise at its top, shaped
-    like the restored image (``A^+ y``): the start of every method that samples from scratch."""
+def _noise_start(
+    denoiser, operator: Operator, y: Tensor, steps: int, generator, start=None, start_sigma=0.3
+):
+    """Where ``ddnm``, ``dps`` and ``repaint`` begin: by default the full step sequence (Karras,
+    the model's range) and pure noise at its top, shaped like the restored image (``A^+ y``).
+
+    With ``start`` (an estimate shaped like the restored image, e.g. a classical restoration):
+    ``start`` noised to ``start_sigma`` and the steps from there down, the warm start of
+    "Come-closer-diffuse-faster" (Chung, Sim & Ye, CVPR 2022, Sec. 3): the forward process
+    forgets the start's errors at scales below ``start_sigma`` and the prior redraws them, while
+    its coarse content survives."""
     lo, hi = _range(denoiser)
-    sigmas = sigma_steps("karras", steps, lo, hi)
-    return sigmas, float(sigmas[0]) * randn_like(operator.pinv(y), generator)
+    if start is None:
+        sigmas = sigma_steps("karras", steps, lo, hi)
+        return sigmas, float(sigmas[0]) * randn_like(operator.pinv(y), generator)
+    if not lo < start_sigma <= hi:
+        raise ValueError(f"start_sigma must be in ({lo}, {hi}]")
+    expected = operator.pinv(y[:1]).shape[1:]
+    if start.ndim != 4 or start.shape[1:] != expected or len(start) not in (1, len(y)):
+        raise ValueError(f"start must be N x {' x '.join(map(str, expected))} like the result")
+    sigmas = sigma_steps("karras", steps, lo, start_sigma)
+    start = start.to(y).expand(len(y), -1, -1, -1)
+    return sigmas, start + start_sigma * randn_like(start, generator)
 
 
 # ----------------------------------------------------------------------------- the methods
@@ -70,7 +87,16 @@ def posterior(
 
 
 def ddnm(
-    denoiser, operator: Operator, y: Tensor, *, steps=50, generator=None, sampler="ddpm", **opts
+    denoiser,
+    operator: Operator,
+    y: Tensor,
+    *,
+    steps=50,
+    generator=None,
+    sampler="ddpm",
+    start=None,
+    start_sigma=0.3,
+    **opts,
 ) -> Tensor:
     """DDNM (Wang, Yu & Zhang 2023): after each denoiser call, replace the range-space part of
     the estimate by ``A^+ y`` (Eq. 7: ``x0 <- A^+ y + (I - A^+ A) x0``).
@@ -78,7 +104,8 @@ def ddnm(
     With noise (DDNM+, Eq. 17-19 in sigma space): along each singular direction the gain
     ``1 / s`` of the pseudo-inverse is capped at ``sigma / sigma_y``, so that the noise of y
     passed into the estimate never exceeds the current noise level (the paper's matching
-    reduction of the sampler's injected noise is omitted).
+    reduction of the sampler's injected noise is omitted). ``start``, ``start_sigma``: a warm
+    start (see :func:`_noise_start`).
     """
     s_y = operator.sigma
 
@@ -89,7 +116,7 @@ def ddnm(
             return x0 + operator.pinv_capped(residual, sigma / s_y)
         return x0 + operator.pinv(residual)
 
-    sigmas, x = _noise_start(denoiser, operator, y, steps, generator)
+    sigmas, x = _noise_start(denoiser, operator, y, steps, generator, start, start_sigma)
     return get_sampler(sampler)(projected, x, sigmas, generator=generator, **opts)
 
 
@@ -102,6 +129,8 @@ def dps(
     generator=None,
     sampler="ddpm",
     step_size=1.0,
+    start=None,
+    start_sigma=0.3,
     **opts,
 ) -> Tensor:
     """Diffusion posterior sampling (Chung et al. 2023): add the gradient of the measurement
@@ -114,7 +143,8 @@ def dps(
     PiGDM (Song et al. 2023) does; DPS's per-step normalisation ``zeta / ||y - A x0||`` is
     replaced by this weight, which makes the step independent of the sampler and step count.
     ``step_size`` scales it (1 = the Gaussian approximation). Needs a differentiable denoiser
-    (every network and ``analytic`` model is)."""
+    (every network and ``analytic`` model is). ``start``, ``start_sigma``: a warm start (see
+    :func:`_noise_start`)."""
     s_y2 = operator.sigma**2
 
     def guided(x, sigma):
@@ -126,7 +156,7 @@ def dps(
         s2 = sigma.view(-1, *[1] * (x.ndim - 1)) ** 2
         return x0.detach() - step_size * s2 / (s_y2 + s2) * grad
 
-    sigmas, x = _noise_start(denoiser, operator, y, steps, generator)
+    sigmas, x = _noise_start(denoiser, operator, y, steps, generator, start, start_sigma)
     return get_sampler(sampler)(guided, x, sigmas, generator=generator, **opts)
 
 
@@ -140,20 +170,23 @@ def repaint(
     sampler="ddpm",
     jump_length=10,
     jump_n_sample=10,
+    start=None,
+    start_sigma=0.3,
     **opts,
 ) -> Tensor:
     """RePaint (Lugmayr et al. 2022) for inpainting: after each reverse step to sigma_next, the
     observed pixels are replaced by y noised to sigma_next (Eq. 8); every ``jump_length`` steps
     the last ``jump_length`` steps are undone by the forward process and redone,
     ``jump_n_sample - 1`` extra times (the resampling of Sec. 4.2). NFE is about
-    ``steps * jump_n_sample``. Noise in y is not modelled (the paper's setting)."""
+    ``steps * jump_n_sample``. Noise in y is not modelled (the paper's setting). ``start``,
+    ``start_sigma``: a warm start (see :func:`_noise_start`)."""
     if not isinstance(operator, Inpaint):
         raise ValueError("repaint solves inpainting only; use ddnm or dps for other operators")
     if jump_length < 1 or jump_n_sample < 1:
         raise ValueError("jump_length and jump_n_sample must be >= 1")
     step = get_sampler(sampler)
     mask = operator.mask.to(y)
-    sigmas, x = _noise_start(denoiser, operator, y, steps, generator)
+    sigmas, x = _noise_start(denoiser, operator, y, steps, generator, start, start_sigma)
     path = repaint_schedule(steps, jump_length, jump_n_sample)
     for a, b in itertools.pairwise(path):
         s_a, s_b = float(sigmas[a]), float(sigmas[b])
@@ -234,7 +267,8 @@ def solve(
         project: for noise-free measurements, end with ``x + A^+ (y - A x)`` so that the result
             agrees with y exactly (a no-op for ``ddnm`` and ``repaint``, which already do).
         options: passed to the method (e.g. ``sampler``, ``step_size``, ``jump_length``,
-            ``strength``) and through it to the sampler (e.g. ``eta``).
+            ``strength``; ``start`` and ``start_sigma`` for a warm start of ``ddnm``, ``dps``
+            and ``repaint``) and through it to the sampler (e.g. ``eta``).
 
     Returns:
         ``N x C x H x W`` restored images (not clipped), or a :class:`Restoration`.
@@ -246,6 +280,9 @@ def solve(
     run = METHODS[solver]
     op = operator.repeat(n_samples) if n_samples > 1 else operator
     ys = torch.cat([y] * n_samples) if n_samples > 1 else y
+    start = options.get("start")
+    if n_samples > 1 and start is not None and len(start) == len(y):
+        options["start"] = torch.cat([start] * n_samples)
     x = run(denoiser, op, ys, steps=steps, generator=generator, **options)
     if project and operator.sigma == 0:
         x = op.project(x, ys)

@@ -9,7 +9,7 @@ import math
 import torch
 from torch import Tensor
 
-from .operators import Operator
+from .operators import Inpaint, Operator
 from .solvers import Restoration, solve
 
 
@@ -111,12 +111,56 @@ def solve_tiled(
     overlap: int = 8,
     batch: int = 256,
     shift: bool = True,
+    window: bool = True,
     **options,
 ) -> Tensor | Restoration:
     """:func:`~diffvision.restore.solve` on whole images with a model trained on ``tile`` x
     ``tile`` patches, through :class:`TiledDenoiser` (``shift``: move the tile grid between
     calls). Same arguments and return type as ``solve``; images smaller than a tile are solved
-    directly."""
+    directly.
+
+    ``window``: for noise-free inpainting, solve only the rectangle around the hole that tiles
+    touching it can reach (the hole's bounding box grown by ``tile`` pixels) and keep y
+    elsewhere: the prior is local, the observed pixels are final, so the rest of the image only
+    costs time (a 128 px box in a 512 px photo: 7x fewer tiles)."""
     h, w = operator.pinv(y[:1]).shape[-2:]
     prior = denoiser if min(h, w) <= tile else TiledDenoiser(denoiser, tile, overlap, batch, shift)
-    return solve(prior, operator, y, **options)
+    box = _hole_window(operator, tile) if window and prior is not denoiser else None
+    if box is None:
+        return solve(prior, operator, y, **options)
+    part = (..., slice(box[0], box[1]), slice(box[2], box[3]))
+    if options.get("start") is not None:
+        options["start"] = options["start"][part]
+    inner = solve(prior, Inpaint(operator.mask[part]), y[part], **options)
+    n = options.get("n_samples", 1)
+    if n == 1:
+        return _paste(y, inner, part)
+    samples = _paste(y.expand(n, *y.shape), inner.samples, part)
+    return Restoration(_paste(y, inner.mean, part), _paste(0 * y, inner.std, part), samples)
+
+
+def _hole_window(operator: Operator, margin: int) -> tuple[int, int, int, int] | None:
+    """Rows ``r0:r1`` and columns ``c0:c1`` of the hole of a noise-free ``Inpaint`` (all images
+    together) grown by ``margin``; None for other operators, no hole, or a window as large as
+    the image."""
+    if not isinstance(operator, Inpaint) or operator.sigma > 0:
+        return None
+    hole = (operator.mask == 0).any(0).any(0)  # H x W
+    if not bool(hole.any()):
+        return None
+    rows = torch.nonzero(hole.any(1)).flatten()
+    cols = torch.nonzero(hole.any(0)).flatten()
+    h, w = hole.shape
+    box = (
+        max(int(rows[0]) - margin, 0),
+        min(int(rows[-1]) + 1 + margin, h),
+        max(int(cols[0]) - margin, 0),
+        min(int(cols[-1]) + 1 + margin, w),
+    )
+    return None if box == (0, h, 0, w) else box
+
+
+def _paste(outside: Tensor, inside: Tensor, part) -> Tensor:
+    out = outside.expand(*inside.shape[:-2], *outside.shape[-2:]).clone()
+    out[part] = inside
+    return out
