@@ -135,15 +135,16 @@ def main() -> None:
     print(markdown(result))
 
 
-def markdown(result: dict) -> str:
+def markdown(result: dict, title: str = "Box inpainting probes", caveat: str = "") -> str:
+    """A table of PSNR per method (rows) and photo (columns) with the run's header."""
     methods = list(next(iter(result["rows"].values())))
     photos = list(result["rows"])
     lines = [
-        "# Box inpainting probes",
+        f"# {title}",
         "",
         f"Made by `{result['command']}` on {result['date']} ({result['machine']}, torch "
         f"{result['torch']}), {result['seconds']} s. PSNR (dB) of the whole photo; central box "
-        f"of side min(H, W) / 4; means of {result['samples']} draws.",
+        f"of side min(H, W) / 4; means of {result['samples']} draws.{caveat}",
         "",
         "| method | " + " | ".join(photos) + " | mean |",
         "|---|" + "---:|" * (len(photos) + 1),

@@ -1,7 +1,8 @@
 """A picture of restoration results: one held-out photo crop, each task with one solver.
 
-Rows: denoise (sigma 25, mmse), box inpainting (repaint), 4x super-resolution (ddnm, mean of 4
-samples), deblur (dps), colorize (ddnm): the solvers of the README's table. Columns: measurement
+Rows: denoise (sigma 25, mmse), box inpainting (ddnm from the biharmonic fill, mean of 8),
+4x super-resolution (ddnm, mean of 4 samples), deblur (dps), colorize (ddnm): the solvers of the
+README's table. Columns: measurement
 (brought to full size by the pseudo-inverse) | result | ground truth. The operators and solver
 settings of bench/restoration.py, on a central crop (the box is a quarter of the crop's side).
 
@@ -22,7 +23,7 @@ from restoration import prepare, run_solver, tasks
 
 SOLVER = {  # task -> (solver, samples averaged)
     "denoise": ("mmse", 1),
-    "inpaint": ("repaint", 1),
+    "inpaint": ("ddnm+warm", 8),
     "superres": ("ddnm", 4),
     "deblur": ("dps", 1),
     "colorize": ("ddnm", 1),
@@ -36,6 +37,7 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=128)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--overlap", type=int, default=8)
+    parser.add_argument("--start-sigma", type=float, default=0.3, help="of the warm start")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     model = diffvision.load(args.model)

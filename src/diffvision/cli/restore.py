@@ -59,7 +59,8 @@ def add_parser(sub) -> None:
         "--start-sigma",
         type=_positive(float),
         default=38.0,
-        help="noise std (0-255 scale) added to the classical start",
+        help="noise std (0-255 scale) added to the classical start (default 38: 0.3 in the "
+        "model's [-1, 1] units)",
     )
     r.add_argument("--samples", type=_positive(int), default=1, help="K > 1: mean and std map")
     r.add_argument("--tile", type=_positive(int), help="tile size (default: the model's size)")
