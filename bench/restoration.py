@@ -57,6 +57,7 @@ from diffvision.restore import (
     box_mask,
     gaussian_kernel,
 )
+from diffvision.restore.solvers import START_SIGMA
 from diffvision.restore.starts import classical_start
 from diffvision.restore.tiles import solve_tiled
 
@@ -247,7 +248,10 @@ def main() -> None:
     parser.add_argument("--overlap", type=int, default=8, help="tile overlap (pixels)")
     parser.add_argument("--samples", type=int, default=1, help="posterior samples averaged")
     parser.add_argument(
-        "--start-sigma", type=float, default=0.3, help="noise level of +warm starts ([-1, 1] units)"
+        "--start-sigma",
+        type=float,
+        default=START_SIGMA,
+        help="noise level of +warm starts ([-1, 1] units)",
     )
     parser.add_argument("--tasks", default="denoise,inpaint,superres,deblur,colorize")
     parser.add_argument(

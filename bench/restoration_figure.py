@@ -19,6 +19,7 @@ import torch
 import diffvision
 from diffvision.data import held_out_photos
 from diffvision.io.images import make_grid, to_pil
+from diffvision.restore.solvers import START_SIGMA
 from restoration import prepare, run_solver, tasks
 
 SOLVER = {  # task -> (solver, samples averaged)
@@ -37,7 +38,7 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=128)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--overlap", type=int, default=8)
-    parser.add_argument("--start-sigma", type=float, default=0.3, help="of the warm start")
+    parser.add_argument("--start-sigma", type=float, default=START_SIGMA, help="of the warm start")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     model = diffvision.load(args.model)

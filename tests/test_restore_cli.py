@@ -116,7 +116,7 @@ def test_restore_command(tiny_digits_model, tmp_path):
         (["inpaint"], "exactly one of"),
         (["denoise"], "needs --sigma"),
         (["deblur", "--kernel", "box:3"], "--kernel must be"),
-        (["deblur", "--start", "classical"], "--start classical works with"),
+        (["deblur", "--start", "classical"], "no classical start for Deblur"),
         (["inpaint", "--box", "1,1,4,4", "--solver", "sdedit", "--start", "classical"], "works"),
     ]:
         bad = run("restore", args[0], str(model), str(image), *args[1:], "--out", str(out))

@@ -142,9 +142,13 @@ def _start_options(args, solver: str, operator, y) -> dict:
         start = "classical" if args.task == "inpaint" and solver in warm else "noise"
     if start == "noise":
         return {}
-    if solver not in warm or args.task == "deblur":
-        raise UsageError("--start classical works with ddnm, dps, repaint (not for deblur)")
-    return {"start": classical_start(operator, y), "start_sigma": args.start_sigma / 127.5}
+    if solver not in warm:
+        raise UsageError("--start classical works with ddnm, dps, repaint")
+    try:
+        start = classical_start(operator, y)
+    except ValueError as err:
+        raise UsageError(f"--start classical: {err}") from None
+    return {"start": start, "start_sigma": args.start_sigma / 127.5}
 
 
 def cmd_restore(args) -> int:

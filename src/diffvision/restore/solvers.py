@@ -22,6 +22,8 @@ from ..samplers.base import randn_like
 from .operators import Denoise, Inpaint, Operator
 
 SOLVERS = ("mmse", "posterior", "ddnm", "dps", "repaint", "sdedit")
+#: Default noise level of a warm start (``start_sigma``), in the model's [-1, 1] units.
+START_SIGMA = 0.3
 
 
 @dataclass
@@ -43,7 +45,13 @@ def _range(denoiser) -> tuple[float, float]:
 
 
 def _noise_start(
-    denoiser, operator: Operator, y: Tensor, steps: int, generator, start=None, start_sigma=0.3
+    denoiser,
+    operator: Operator,
+    y: Tensor,
+    steps: int,
+    generator,
+    start=None,
+    start_sigma=START_SIGMA,
 ):
     """Where ``ddnm``, ``dps`` and ``repaint`` begin: by default the full step sequence (Karras,
     the model's range) and pure noise at its top, shaped like the restored image (``A^+ y``).
@@ -95,7 +103,7 @@ def ddnm(
     generator=None,
     sampler="ddpm",
     start=None,
-    start_sigma=0.3,
+    start_sigma=START_SIGMA,
     **opts,
 ) -> Tensor:
     """DDNM (Wang, Yu & Zhang 2023): after each denoiser call, replace the range-space part of
@@ -130,7 +138,7 @@ def dps(
     sampler="ddpm",
     step_size=1.0,
     start=None,
-    start_sigma=0.3,
+    start_sigma=START_SIGMA,
     **opts,
 ) -> Tensor:
     """Diffusion posterior sampling (Chung et al. 2023): add the gradient of the measurement
@@ -171,7 +179,7 @@ def repaint(
     jump_length=10,
     jump_n_sample=10,
     start=None,
-    start_sigma=0.3,
+    start_sigma=START_SIGMA,
     **opts,
 ) -> Tensor:
     """RePaint (Lugmayr et al. 2022) for inpainting: after each reverse step to sigma_next, the
