@@ -17,12 +17,12 @@ replicated; whole, or the central --crop x --crop pixels; sides cut to a multipl
 The model sees 32 x 32 tiles (--overlap pixels shared, blended); operators act on the whole
 image (noise-free inpainting is solved on the hole grown by a tile, the rest is y). A solver
 named "NAME+warm" starts from the classical start of `diffvision.restore.starts` (biharmonic
-fill, bicubic upscaling) noised to --start-sigma, "NAME+warmS" to S (Chung, Sim & Ye 2022),
-instead of pure noise.
-With --samples K > 1 each sampling solver draws K restorations in one batch and two rows are
-written: the first sample (seconds: the run's divided by K) and the mean of the K (the
-posterior-mean estimate, which is what PSNR rewards; seconds: the whole run). --solvers picks
-the diffvision solvers per task and their sample counts (to fit a time budget).
+fill, bicubic upscaling, Wiener deconvolution) noised to --start-sigma, "NAME+warmS" to S
+(Chung, Sim & Ye 2022), instead of pure noise. With --samples K > 1 each sampling solver draws
+K restorations in one batch and two rows are written: the first sample (seconds: the run's
+divided by K) and the mean of the K (the posterior-mean estimate, which is what PSNR rewards;
+seconds: the whole run). --solvers picks the diffvision solvers per task and their sample
+counts (to fit a time budget).
 
 PSNR and SSIM (data range [0, 255], whole image) and seconds per image. Measurements and samples
 are drawn with fixed seeds. Goal (issue 4): the best diffvision solver beats every classical
@@ -216,8 +216,8 @@ def run_solver(model, op, y, how: str, k: int, args) -> tuple[torch.Tensor, torc
     """One diffvision solver on the whole image (tiled): (estimate, first sample or None).
 
     ``how``: a solver name, with "+warm" for a warm start from the classical start (biharmonic
-    fill, bicubic upscaling) noised to --start-sigma ("+warmS": to S). With k > 1 the estimate
-    is the mean of k posterior samples (mmse is one estimate)."""
+    fill, bicubic upscaling, Wiener deconvolution) noised to --start-sigma ("+warmS": to S).
+    With k > 1 the estimate is the mean of k posterior samples (mmse is one estimate)."""
     k = 1 if how == "mmse" else k
     solver, warm = how.split("+warm")[0], warm_sigma(how, args)
     options = {"jump_length": 5, "jump_n_sample": 2} if solver == "repaint" else {}

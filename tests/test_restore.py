@@ -97,6 +97,19 @@ def test_transpose_and_pseudo_inverse(op):
     assert torch.allclose(op.pinv(v), ref, atol=1e-6)
 
 
+@pytest.mark.parametrize(
+    "op", [Deblur(gaussian_kernel(3, 1.0)), Deblur(motion_kernel(5, 30.0))], ids=["gauss", "motion"]
+)
+def test_regularized_inverse_is_tikhonov(op):
+    a = matrix(op)
+    y = torch.randn(1, C, H, H, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    lam = 0.01
+    ref = torch.linalg.solve(a.T @ a + lam * torch.eye(D, dtype=torch.float64), a.T @ y.flatten())
+    assert torch.allclose(op.regularized_inverse(y, lam).flatten(), ref, atol=1e-10)
+    with pytest.raises(ValueError, match="lam"):
+        op.regularized_inverse(y, 0.0)
+
+
 def test_colorize_operator():
     op = Colorize()
     x = torch.randn(2, 3, 4, 4, dtype=torch.float64)

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from diffvision.analytic import GaussianDenoiser
-from diffvision.restore import Denoise, Inpaint, box_mask, solve
+from diffvision.restore import Denoise, Inpaint, Operator, box_mask, solve
 from diffvision.restore.tiles import TiledDenoiser, blend_window, solve_tiled, tile_starts
 from tests.cli_run import run
 
@@ -116,7 +116,7 @@ def test_restore_command(tiny_digits_model, tmp_path):
         (["inpaint"], "exactly one of"),
         (["denoise"], "needs --sigma"),
         (["deblur", "--kernel", "box:3"], "--kernel must be"),
-        (["deblur", "--start", "classical"], "no classical start for Deblur"),
+        (["denoise", "--sigma", "25", "--start", "classical"], "works with ddnm, dps, repaint"),
         (["inpaint", "--box", "1,1,4,4", "--solver", "sdedit", "--start", "classical"], "works"),
     ]:
         bad = run("restore", args[0], str(model), str(image), *args[1:], "--out", str(out))
@@ -152,8 +152,10 @@ def test_classical_starts():
     assert torch.allclose(classical_start(sr, sr.forward(flat)), flat, atol=1e-6)
     noisy = torch.randn(1, 1, 8, 8)
     assert torch.equal(classical_start(Denoise(0.1), noisy), noisy)
+    blur = Deblur(gaussian_kernel(3, 1.0), sigma=0.05)  # Wiener: lam = (0.05 / 0.5)^2
+    assert torch.equal(classical_start(blur, noisy), blur.regularized_inverse(noisy, 0.01))
     with pytest.raises(ValueError, match="no classical start"):
-        classical_start(Deblur(gaussian_kernel(3, 1.0)), noisy)
+        classical_start(Operator(), noisy)
 
 
 def test_tiled_inpainting_solves_only_around_the_hole():

@@ -53,7 +53,8 @@ def add_parser(sub) -> None:
         choices=("auto", "noise", "classical"),
         default="auto",
         help="ddnm, dps, repaint: from pure noise, or from a classical restoration (biharmonic "
-        "fill, bicubic upscaling) noised to --start-sigma; auto: classical for inpaint",
+        "fill, bicubic upscaling, Wiener deconvolution) noised to --start-sigma; auto: "
+        "classical for inpaint",
     )
     r.add_argument(
         "--start-sigma",

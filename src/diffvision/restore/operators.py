@@ -207,6 +207,14 @@ class Deblur(Operator):
     def pinv_capped(self, r, cap):
         return self._apply(r, lambda k: self._gain(k, cap))
 
+    def regularized_inverse(self, y: Tensor, lam: float) -> Tensor:
+        """Tikhonov's ``(A^T A + lam I)^-1 A^T y``, exact per frequency: ``conj(K) Y / (|K|^2 +
+        lam)``. With ``lam = sigma_y^2 / sigma_x^2`` it is the Wiener filter for a signal of
+        flat spectrum and variance ``sigma_x^2`` per pixel."""
+        if lam <= 0:
+            raise ValueError("lam must be > 0")
+        return self._apply(y, lambda k: k.conj() / (k.abs() ** 2 + lam))
+
 
 class Colorize(Operator):
     """RGB to grey: ``A x`` is the mean of the three channels (``N x 1 x H x W``).

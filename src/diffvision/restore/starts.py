@@ -1,5 +1,6 @@
 """Classical restorations to warm-start a diffusion solver from (``solve(..., start=...)``): a
-smooth fill of an inpainting hole, a bicubic upscaling, the noisy image itself."""
+smooth fill of an inpainting hole, a bicubic upscaling, a Wiener deconvolution, the noisy image
+itself."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .operators import Colorize, Denoise, Inpaint, Operator, SuperResolution
+from .operators import Colorize, Deblur, Denoise, Inpaint, Operator, SuperResolution
+
+#: Per-pixel std of images in [-1, 1] assumed by the deblurring start (the EDM sigma_data).
+SIGNAL_STD = 0.5
 
 
 def classical_start(operator: Operator, y: Tensor) -> Tensor:
@@ -18,15 +22,19 @@ def classical_start(operator: Operator, y: Tensor) -> Tensor:
     - ``Inpaint``: scikit-image's biharmonic fill of the hole (smooth, continues the border's
       values and gradients);
     - ``SuperResolution``: bicubic upscaling;
+    - ``Deblur``: the Wiener filter for a flat signal spectrum of std ``SIGNAL_STD`` (Tikhonov
+      with ``lam = (sigma_y / SIGNAL_STD)^2``), the truncated pseudo-inverse without noise;
     - ``Denoise``, ``Colorize``: ``A^+ y`` (the noisy image; the grey image in every channel).
-
-    Deblurring has none here (an unregularised inverse amplifies the noise): pass your own.
     """
     if isinstance(operator, Inpaint):
         return _biharmonic(y, operator.mask)
     if isinstance(operator, SuperResolution):
         size = (y.shape[-2] * operator.factor, y.shape[-1] * operator.factor)
         return F.interpolate(y, size=size, mode="bicubic", align_corners=False)
+    if isinstance(operator, Deblur):
+        if operator.sigma == 0:
+            return operator.pinv(y)
+        return operator.regularized_inverse(y, (operator.sigma / SIGNAL_STD) ** 2)
     if isinstance(operator, Denoise | Colorize):
         return operator.pinv(y)
     raise ValueError(f"no classical start for {type(operator).__name__}; pass start= yourself")
