@@ -198,18 +198,18 @@ def solver_plan(task: str, defaults, spec: str | None, samples: int) -> dict[str
     for item in spec.split(","):
         name, _, k = item.partition("*")
         where, _, solver = name.rpartition(":")
-        if where in ("", task) and solver.split("+warm")[0] in defaults:
+        if where in ("", task) and split_spec(solver)[0] in defaults:
             plan[solver] = int(k) if k else samples
     return plan
 
 
-def warm_sigma(how: str, args) -> float | None:
-    """The warm start's sigma of a solver spec ("ddnm+warm0.6": 0.6; "ddnm+warm": --start-sigma;
-    "ddnm": None)."""
-    if "+warm" not in how:
-        return None
-    given = how.split("+warm")[1]
-    return float(given) if given else args.start_sigma
+def split_spec(how: str, default_sigma: float = START_SIGMA) -> tuple[str, float | None]:
+    """A solver spec's solver and warm-start sigma: "ddnm+warm0.6" -> ("ddnm", 0.6),
+    "ddnm+warm" -> ("ddnm", default_sigma), "ddnm" -> ("ddnm", None)."""
+    solver, warm, given = how.partition("+warm")
+    if not warm:
+        return solver, None
+    return solver, float(given) if given else default_sigma
 
 
 def run_solver(model, op, y, how: str, k: int, args) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -219,7 +219,7 @@ def run_solver(model, op, y, how: str, k: int, args) -> tuple[torch.Tensor, torc
     fill, bicubic upscaling, Wiener deconvolution) noised to --start-sigma ("+warmS": to S).
     With k > 1 the estimate is the mean of k posterior samples (mmse is one estimate)."""
     k = 1 if how == "mmse" else k
-    solver, warm = how.split("+warm")[0], warm_sigma(how, args)
+    solver, warm = split_spec(how, args.start_sigma)
     options = {"jump_length": 5, "jump_n_sample": 2} if solver == "repaint" else {}
     if warm:
         options.update(start=classical_start(op, y), start_sigma=warm)
@@ -301,9 +301,8 @@ def main() -> None:
                 t0 = time.time()
                 est, first = run_solver(model, op, y, how, k, args)
                 seconds = time.time() - t0
-                label = "diffvision " + how.split("+warm")[0]
-                if "+warm" in how:
-                    label += f" from classical at {warm_sigma(how, args)}"
+                solver, warm = split_spec(how, args.start_sigma)
+                label = f"diffvision {solver}" + (f" from classical at {warm}" if warm else "")
                 if first is None:
                     record(name, task, label, est, x, seconds)
                 else:  # one sample, and the mean of all (seconds: per sample, and for all)

@@ -31,11 +31,9 @@ def classical_start(operator: Operator, y: Tensor) -> Tensor:
     if isinstance(operator, SuperResolution):
         size = (y.shape[-2] * operator.factor, y.shape[-1] * operator.factor)
         return F.interpolate(y, size=size, mode="bicubic", align_corners=False)
-    if isinstance(operator, Deblur):
-        if operator.sigma == 0:
-            return operator.pinv(y)
+    if isinstance(operator, Deblur) and operator.sigma > 0:
         return operator.regularized_inverse(y, (operator.sigma / SIGNAL_STD) ** 2)
-    if isinstance(operator, Denoise | Colorize):
+    if isinstance(operator, Deblur | Denoise | Colorize):
         return operator.pinv(y)
     raise ValueError(f"no classical start for {type(operator).__name__}; pass start= yourself")
 

@@ -132,11 +132,13 @@ def solve_tiled(
     if options.get("start") is not None:
         options["start"] = options["start"][part]
     inner = solve(prior, Inpaint(operator.mask[part]), y[part], **options)
-    n = options.get("n_samples", 1)
-    if n == 1:
+    if not isinstance(inner, Restoration):
         return _paste(y, inner, part)
-    samples = _paste(y.expand(n, *y.shape), inner.samples, part)
-    return Restoration(_paste(y, inner.mean, part), _paste(0 * y, inner.std, part), samples)
+    return Restoration(
+        _paste(y, inner.mean, part),
+        _paste(torch.zeros_like(y), inner.std, part),
+        _paste(y, inner.samples, part),
+    )
 
 
 def _hole_window(operator: Operator, margin: int) -> tuple[int, int, int, int] | None:
@@ -161,6 +163,7 @@ def _hole_window(operator: Operator, margin: int) -> tuple[int, int, int, int] |
 
 
 def _paste(outside: Tensor, inside: Tensor, part) -> Tensor:
+    """``outside`` (broadcast to ``inside``'s leading dimensions) with ``inside`` at ``part``."""
     out = outside.expand(*inside.shape[:-2], *outside.shape[-2:]).clone()
     out[part] = inside
     return out
