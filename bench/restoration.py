@@ -363,6 +363,14 @@ def goals(rows) -> dict:
     return out
 
 
+def _training_extras(training: dict) -> str:
+    """ ", cosine lr, flips, bf16" for the settings that differ from the trainer's defaults."""
+    extras = [f"{training['lr_schedule']} lr"] if training.get("lr_schedule") == "cosine" else []
+    extras += ["flips"] if training.get("hflip") else []
+    extras += ["bf16 autocast"] if training.get("bf16") else []
+    return "".join(f", {e}" for e in extras)
+
+
 def markdown(result: dict) -> str:
     rows = result["rows"]
     p, s, t = _mean_by(rows, "psnr"), _mean_by(rows, "ssim"), _mean_by(rows, "seconds")
@@ -374,7 +382,8 @@ def markdown(result: dict) -> str:
         f"`{result['command']}` on {result['machine']}, torch {result['torch']}, "
         f"{result['threads']} threads, {result['date']}; {result['seconds']} s in all.",
         f"Model: `photos` 32 x 32 RGB patches, {training.get('steps')} steps, batch "
-        f"{training.get('batch')} (trained on this CPU). Photos: {', '.join(photos)} "
+        f"{training.get('batch')}{_training_extras(training)} (trained on this CPU). "
+        f"Photos: {', '.join(photos)} "
         f"({'central crops' if result.get('crop') else 'whole, tiled'}); PSNR / SSIM averaged "
         "over them; seconds per image (for one sample where a mean of several is listed too).",
         "",

@@ -135,16 +135,16 @@ def _operator(args, clean_shape):
 
 def _start_options(args, solver: str, operator, y) -> dict:
     """``start`` and ``start_sigma`` for the solver, or nothing (a start from pure noise)."""
+    from ..restore.solvers import WARM_SOLVERS
     from ..restore.starts import classical_start
 
-    warm = ("ddnm", "dps", "repaint")
     start = args.start
     if start == "auto":
-        start = "classical" if args.task == "inpaint" and solver in warm else "noise"
+        start = "classical" if args.task == "inpaint" and solver in WARM_SOLVERS else "noise"
     if start == "noise":
         return {}
-    if solver not in warm:
-        raise UsageError("--start classical works with ddnm, dps, repaint")
+    if solver not in WARM_SOLVERS:
+        raise UsageError(f"--start classical works with {', '.join(WARM_SOLVERS)}")
     try:
         start = classical_start(operator, y)
     except ValueError as err:

@@ -9,6 +9,7 @@ has a sampling loop of its own.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
 from dataclasses import dataclass
@@ -313,3 +314,7 @@ METHODS = {
     "repaint": repaint,
     "sdedit": sdedit,
 }
+#: The methods that take a warm start (``start``, ``start_sigma``).
+WARM_SOLVERS = tuple(
+    n for n, run in METHODS.items() if "start" in inspect.signature(run).parameters
+)
