@@ -4,9 +4,10 @@ for a linear operator with Gaussian noise is Gaussian and known in closed form.
 Tolerances: sample means over K draws carry Monte-Carlo error sqrt(tr Sigma_post / K); we state
 errors relative to ||m_post - m_prior|| (how far y moves the estimate), where that MC error is
 < 0.6% at K = 1000. ddnm, repaint and dps are approximate posterior samplers: on this prior
-their error falls with steps and then levels off at a bias of 4-11% (measured at 160 steps:
-ddnm 8.6% inpainting / 3.7% 2x super-resolution, repaint 10.8%, dps 8.4% inpainting); the
-tests require the fall from 10 to 40 steps and an error below 13% at 40 steps.
+their error falls with steps and then levels off at a bias of the method's own. That bias
+differs a lot from one measurement to the next (5% to 36% for ddnm's box inpainting over 12
+draws), so those tests pool 12 measurements (ground truths drawn through the Cholesky factor,
+which is unique, so the draws are the same on every machine; eigenvector bases are not).
 """
 
 import pytest
@@ -48,9 +49,10 @@ def matrix(op, shape=(C, H, H)):
 
 
 def exact_posterior(prior, op, y):
-    """Mean (image-shaped) and covariance of p(x | y) for y = A x + sigma n."""
-    a, cov, mean = matrix(op), prior.covariance(), prior.mean
-    yv = y.reshape(-1)
+    """Means (``N x C x H x W``, one per measurement) and the covariance of p(x | y) for
+    y = A x + sigma n."""
+    a, cov, mean = matrix(op), prior.covariance(), prior.mean.reshape(-1, 1)
+    yv = y.reshape(len(y), -1).T  # one measurement per column
     if op.sigma > 0:
         post = torch.linalg.inv(torch.linalg.inv(cov) + a.T @ a / op.sigma**2)
         m = post @ (torch.linalg.solve(cov, mean) + a.T @ yv / op.sigma**2)
@@ -58,17 +60,23 @@ def exact_posterior(prior, op, y):
         gain = cov @ a.T @ torch.linalg.pinv(a @ cov @ a.T)
         m = mean + gain @ (yv - a @ mean)
         post = cov - gain @ a @ cov
-    return m.view(1, C, H, H), post
+    return m.T.reshape(len(y), C, H, H), post
 
 
-def truth_and_y(prior, op, seed=0):
+def truth_and_y(prior, op, seed=0, n=1):
+    """``n`` ground truths from the prior and their measurements. The draw goes through the
+    Cholesky factor of the covariance (unique, unlike an eigenvector basis), so it is the same
+    on every machine."""
     g = torch.Generator().manual_seed(seed)
-    x = prior.sample(1, generator=g)
+    eps = torch.randn(n, D, generator=g, dtype=torch.float64)
+    chol = torch.linalg.cholesky(prior.covariance())
+    x = (prior.mean.reshape(1, -1) + eps @ chol.T).view(n, C, H, H)
     return x, op.measure(x, g)
 
 
 def relative_error(prior, estimate, exact):
-    return float((estimate - exact).norm() / (exact - prior.mean.view(exact.shape)).norm())
+    """||estimate - exact|| / ||exact - prior mean||, pooled over the batch."""
+    return float((estimate - exact).norm() / (exact - prior.mean.view(1, *exact.shape[1:])).norm())
 
 
 @pytest.mark.parametrize(
@@ -172,33 +180,39 @@ def test_posterior_samples_match_the_exact_posterior(prior):
     ids=["ddnm-inpaint", "repaint-inpaint", "dps-inpaint", "ddnm-superres"],
 )
 def test_approximate_solvers_approach_the_posterior_mean(prior, solver, op):
-    _, y = truth_and_y(prior, op)
+    _, y = truth_and_y(prior, op, n=12)
     m, _ = exact_posterior(prior, op, y)
     opts = {"jump_length": 5, "jump_n_sample": 2} if solver == "repaint" else {}
     errors = {}
-    for steps in (10, 40):
+    for steps in (10, 40, 160):
         r = solve(
             prior,
             op,
             y,
             solver=solver,
             steps=steps,
-            n_samples=1000,
+            n_samples=250,
             generator=torch.Generator().manual_seed(3),
             **opts,
         )
+        # Pooled over the 12 measurements; the Monte-Carlo error of a mean of 250 (~1.2% of the
+        # norm) adds to the method's bias in quadrature, below 0.1%.
         errors[steps] = relative_error(prior, r.mean, m)
         # Noise-free: the known part is kept exactly, and it has no uncertainty.
         assert torch.allclose(
-            op.forward(r.samples.flatten(0, 1)), y.expand(1000, -1, -1, -1), atol=1e-9
+            op.forward(r.samples.flatten(0, 1)), y.repeat(250, 1, 1, 1), atol=1e-9
         )
         if isinstance(op, Inpaint):
             assert float((r.std * op.mask).abs().max()) < 1e-9
-    assert errors[40] < errors[10] and errors[40] < 0.13, errors
+    # The error falls towards the method's own bias (its value at 160 steps: measured 18.9% ddnm,
+    # 12.8% repaint, 17.7% dps inpainting, 4.3% ddnm 2x super-resolution): for a first-order
+    # method the gap shrinks ~4x from 10 to 40 steps (measured 3.6x-6.4x); we require 2x.
+    gap10, gap40 = errors[10] - errors[160], errors[40] - errors[160]
+    assert 0 < gap40 < 0.5 * gap10, errors
     # Filling the unseen part with the prior mean ignores the prior's correlations; the
-    # solvers must do much better than that.
+    # solvers must do much better than that (measured: 0.13-0.41 of its error).
     naive = op.project(prior.mean.view(1, C, H, H), y)
-    assert errors[40] < 0.5 * relative_error(prior, naive, m)
+    assert errors[160] < 0.5 * relative_error(prior, naive, m), errors
 
 
 @pytest.mark.parametrize(
@@ -264,29 +278,32 @@ def test_sdedit_and_errors(prior):
 
 def test_warm_start_forgets_a_bad_start_from_high_noise_and_keeps_a_good_one_from_low(prior):
     op = Inpaint(box_mask(H, H, (2, 2, 4, 4)))
-    x, y = truth_and_y(prior, op)
+    x, y = truth_and_y(prior, op, n=12)
     m, _ = exact_posterior(prior, op, y)
     naive = op.project(prior.mean.view(1, C, H, H), y)  # a poor start: the prior mean in the hole
 
-    def run(start, start_sigma):
+    def run(start, start_sigma=None):
+        warm = {} if start is None else {"start": start, "start_sigma": start_sigma}
         return solve(
             prior,
             op,
             y,
             solver="ddnm",
             steps=40,
-            n_samples=1000,
+            n_samples=250,
             generator=torch.Generator().manual_seed(6),
-            start=start,
-            start_sigma=start_sigma,
+            **warm,
         )
 
     # From sigma 10 (20 x the prior's std) the start's offset survives in E[x0 | x_sigma] with
-    # weight ~ 0.25 / (0.25 + 100) < 0.3%: the result is the cold start's, within its bias.
+    # weight ~ 0.25 / (0.25 + 100) < 0.3%, i.e. < 0.0014 of relative error (the start's is
+    # 0.46): the result is the cold start's (error 0.204) or better (its 40 steps are finer),
+    # up to Monte-Carlo error (< 0.001); measured 0.196.
+    cold = relative_error(prior, run(None).mean, m)
     high = run(naive, 10.0)
-    assert relative_error(prior, high.mean, m) < 0.13
+    assert relative_error(prior, high.mean, m) < cold + 0.0025
     assert relative_error(prior, high.mean, m) < 0.5 * relative_error(prior, naive, m)
-    assert torch.allclose(op.forward(high.samples.flatten(0, 1)), y.expand(1000, -1, -1, -1))
+    assert torch.allclose(op.forward(high.samples.flatten(0, 1)), y.repeat(250, 1, 1, 1))
     # From sigma 0.05 the start's content survives: started from the truth, the result is much
     # closer to it than the exact posterior mean (what a cold start aims at) is.
     low = run(x, 0.05)
