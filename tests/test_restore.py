@@ -6,8 +6,8 @@ errors relative to ||m_post - m_prior|| (how far y moves the estimate), where th
 < 0.6% at K = 1000. ddnm, repaint and dps are approximate posterior samplers: on this prior
 their error falls with steps and then levels off at a bias of the method's own. That bias
 differs a lot from one measurement to the next (5% to 36% for ddnm's box inpainting over 12
-draws), so those tests pool 12 measurements (ground truths drawn through the Cholesky factor,
-which is unique, so the draws are the same on every machine; eigenvector bases are not).
+draws), so those tests pool 12 measurements (the prior draws them through its Cholesky
+factor, so they are the same on every machine).
 """
 
 import pytest
@@ -64,13 +64,10 @@ def exact_posterior(prior, op, y):
 
 
 def truth_and_y(prior, op, seed=0, n=1):
-    """``n`` ground truths from the prior and their measurements. The draw goes through the
-    Cholesky factor of the covariance (unique, unlike an eigenvector basis), so it is the same
-    on every machine."""
+    """``n`` ground truths from the prior (the same draws on every machine) and their
+    measurements."""
     g = torch.Generator().manual_seed(seed)
-    eps = torch.randn(n, D, generator=g, dtype=torch.float64)
-    chol = torch.linalg.cholesky(prior.covariance())
-    x = (prior.mean.reshape(1, -1) + eps @ chol.T).view(n, C, H, H)
+    x = prior.sample(n, generator=g)
     return x, op.measure(x, g)
 
 

@@ -108,8 +108,20 @@ class GaussianDenoiser:
         """``n`` exact samples of the noisy marginal at ``sigma`` (0: the data), float64,
         shaped ``n x sample_shape``."""
         eps = torch.randn(n, self.dim, generator=generator, dtype=torch.float64)
-        z = eps * (self.eigvals + sigma**2).sqrt()
-        return self._from_eig(z).reshape(n, *self.sample_shape)
+        return self._draw(eps, sigma).reshape(n, *self.sample_shape)
+
+    def _draw(self, eps: Tensor, sigma: float) -> Tensor:
+        """``mean + L eps``: samples of ``N(mean, cov + sigma^2 I)`` from standard normal ``eps``
+        (``n x d``), with L the Cholesky factor. L is unique, so a seeded draw is the same on
+        every machine, where an eigenvector basis is not (its signs, and its axes within a
+        repeated eigenvalue, depend on the LAPACK build). A covariance that is singular at this
+        sigma is drawn in the eigenbasis instead."""
+        if self.eigvecs is not None:
+            eye = torch.eye(self.dim, dtype=torch.float64)
+            chol, info = torch.linalg.cholesky_ex(self.covariance() + sigma**2 * eye)
+            if int(info) == 0:
+                return self.mean + eps @ chol.T
+        return self._from_eig(eps * (self.eigvals + sigma**2).sqrt())
 
     def covariance(self) -> Tensor:
         """The ``d x d`` data covariance."""
@@ -175,8 +187,7 @@ class GaussianMixtureDenoiser:
         out = torch.empty(n, self.dim, dtype=torch.float64)
         for k, c in enumerate(self.components):
             sel = labels == k
-            z = eps[sel] * (c.eigvals + sigma**2).sqrt()
-            out[sel] = c._from_eig(z)
+            out[sel] = c._draw(eps[sel], sigma)
         return out.reshape(n, *self.sample_shape), labels
 
 
