@@ -22,7 +22,6 @@ from ..samplers import sigma_steps
 from ..samplers.base import randn_like
 from .operators import Denoise, Inpaint, Operator
 
-SOLVERS = ("mmse", "posterior", "ddnm", "dps", "repaint", "sdedit")
 #: Default noise level of a warm start (``start_sigma``), in the model's [-1, 1] units.
 START_SIGMA = 0.3
 
@@ -314,6 +313,8 @@ METHODS = {
     "repaint": repaint,
     "sdedit": sdedit,
 }
+#: The method names, in the order of ``METHODS``.
+SOLVERS = tuple(METHODS)
 #: The methods that take a warm start (``start``, ``start_sigma``).
 WARM_SOLVERS = tuple(
     n for n, run in METHODS.items() if "start" in inspect.signature(run).parameters
