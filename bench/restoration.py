@@ -225,21 +225,23 @@ def run_solver(model, op, y, how: str, k: int, args) -> tuple[torch.Tensor, torc
     options = {"jump_length": 5, "jump_n_sample": 2} if solver == "repaint" else {}
     if warm:
         options.update(start=classical_start(op, y), start_sigma=warm)
+    if warm:
+        options["start"] = options["start"].to(args.device)
     with torch.no_grad():  # dps turns gradients on where it needs them
         out = solve_tiled(
             model,
             op,
-            y,
-            tile=32,
+            y.to(args.device),
+            tile=args.tile,
             overlap=args.overlap,
-            batch=256,
+            batch=args.tile_batch,
             solver=solver,
             steps=args.steps,
             n_samples=k,
             generator=torch.Generator().manual_seed(1),
             **options,
         )
-    return (out, None) if k == 1 else (out.mean, out.samples[0])
+    return (out.cpu(), None) if k == 1 else (out.mean.cpu(), out.samples[0].cpu())
 
 
 def main() -> None:
@@ -248,6 +250,8 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=0, help="central crop (pixels, 0: whole)")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--overlap", type=int, default=8, help="tile overlap (pixels)")
+    parser.add_argument("--tile-batch", type=int, default=256, help="tiles per denoiser call")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (the solvers' device)")
     parser.add_argument("--samples", type=int, default=1, help="posterior samples averaged")
     parser.add_argument(
         "--start-sigma",
@@ -273,7 +277,9 @@ def main() -> None:
             f"no model folder at {args.model}: train the prior first (command at the top of "
             "this script)"
         )
-    model = diffvision.load(args.model)
+    model = diffvision.load(args.model, device=args.device)
+    config = json.loads((args.model / "config.json").read_text())
+    args.tile = config["sample_shape"][-1]  # the model's training patch size
     photos = held_out_photos(3)
     if args.photos:
         photos = {k: photos[k] for k in args.photos.split(",")}
@@ -322,7 +328,6 @@ def main() -> None:
                 t0 = time.time()
                 est = baseline()
                 record(name, task, label, est, x, time.time() - t0)
-    config = json.loads((args.model / "config.json").read_text())
     result = {
         "benchmark": "restoration",
         "command": "python bench/restoration.py " + " ".join(sys.argv[1:]),
@@ -331,7 +336,12 @@ def main() -> None:
         "machine": platform.machine(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "model": {"training": config.get("training"), "data": config.get("data")},
+        "device": str(args.device),
+        "model": {
+            "training": config.get("training"),
+            "data": config.get("data"),
+            "hardware": config.get("hardware"),
+        },
         "seconds": round(time.time() - start_all, 1),
         "rows": rows,
         "goals": goals(rows),
@@ -381,18 +391,30 @@ def _training_extras(training: dict) -> str:
     return "".join(f", {e}" for e in extras)
 
 
+def _trained_on(result: dict) -> str:
+    """Where the prior was trained, from its config's hardware record (older models have none;
+    those in this repository's results were all trained on the benchmark's own CPU)."""
+    hw = result["model"].get("hardware")
+    if not hw:
+        return "trained on this CPU"
+    where = f"{hw['name']} GPU" if hw["device"] == "cuda" else f"CPU ({hw['name']})"
+    return f"trained on {where}, {hw['processes']} process(es)"
+
+
 def markdown(result: dict) -> str:
     rows = result["rows"]
     p, s, t = _mean_by(rows, "psnr"), _mean_by(rows, "ssim"), _mean_by(rows, "seconds")
     photos = sorted({r["photo"] for r in rows})
     training = result["model"].get("training") or {}
+    size = (result["model"].get("data") or {}).get("size", "?")
     lines = [
         "# Restoration on held-out photos",
         "",
-        f"`{result['command']}` on {result['machine']}, torch {result['torch']}, "
+        f"`{result['command']}` on {result['machine']} ({result.get('device', 'cpu')}), "
+        f"torch {result['torch']}, "
         f"{result['threads']} threads, {result['date']}; {result['seconds']} s in all.",
-        f"Model: `photos` 32 x 32 RGB patches, {training.get('steps')} steps, batch "
-        f"{training.get('batch')}{_training_extras(training)} (trained on this CPU). "
+        f"Model: `photos` {size} x {size} RGB patches, {training.get('steps')} steps, batch "
+        f"{training.get('batch')}{_training_extras(training)} ({_trained_on(result)}). "
         f"Photos: {', '.join(photos)} "
         f"({'central crops' if result.get('crop') else 'whole, tiled'}); PSNR / SSIM averaged "
         "over them; seconds per image (for one sample where a mean of several is listed too).",

@@ -113,7 +113,9 @@ def test_training_reduces_the_loss(data):
 def test_bf16_and_accumulation_run(tmp_path, data):
     cfg = TrainConfig(**{**CFG, "steps": 2, "bf16": True, "accumulation": 2, "channels_last": True})
     folder = train(cfg, data, tmp_path, progress=False)
-    assert (folder / "config.json").is_file()
+    hardware = json.loads((folder / "config.json").read_text())["hardware"]
+    assert hardware["device"] == "cpu" and hardware["processes"] == 1
+    assert hardware["threads"] == torch.get_num_threads()
     with pytest.raises(ValueError, match="divisible"):
         Trainer(TrainConfig(**{**CFG, "batch": 15, "accumulation": 2}), data, tmp_path)
 
@@ -125,6 +127,8 @@ def test_torchrun_two_processes(tmp_path, torchrun_worker):
     assert ranks[0]["sha256"] == ranks[1]["sha256"]
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step_00000003"]
     assert (tmp_path / "model" / "model.safetensors").is_file()
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert config["hardware"]["processes"] == 2
 
 
 def test_learning_rate_schedules():

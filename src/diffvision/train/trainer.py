@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import platform
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -187,8 +188,21 @@ class Trainer:
             sample_shape=[self.data.channels, self.data.size, self.data.size],
             data=self.data.describe(),
             training=asdict(self.cfg),
+            hardware=self.hardware(),
             **extra,
         )
+
+    def hardware(self) -> dict:
+        """Where the model was trained (for benchmark reports): device kind and name, processes
+        and CPU threads per process."""
+        dev = self.dist.device
+        name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor()
+        return {
+            "device": dev.type,
+            "name": name or platform.machine(),
+            "processes": self.dist.world,
+            "threads": torch.get_num_threads(),
+        }
 
     # --------------------------------------------------------------------------- resume
     def resume(self) -> bool:
