@@ -337,6 +337,7 @@ def main() -> None:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "device": str(args.device),
+        "gpu": torch.cuda.get_device_name() if str(args.device).startswith("cuda") else None,
         "model": {
             "training": config.get("training"),
             "data": config.get("data"),
