@@ -105,3 +105,29 @@ def test_torchrun_nccl(tmp_path, torchrun_worker):
     assert {r["world"] for r in ranks} == {nproc}
     assert len({r["sha256"] for r in ranks}) == 1
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step_00000003"]
+
+
+def test_restore_command_on_cuda_matches_cpu(tiny_digits_model, tmp_path):
+    """`diffvision restore --device cuda` (a class-conditional model used through its null
+    class, a classical start moved to the GPU, two samples) writes the CPU's image. The command
+    runs with cuDNN's default TF32 convolutions, so the 8-bit outputs may differ by rounding:
+    at most 2 grey levels, where a wrong device, class or start would differ by tens."""
+    import numpy as np
+    from PIL import Image
+
+    from tests.cli_run import run
+
+    image = tmp_path / "in.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(image)
+    outs = {}
+    for device in ("cpu", "cuda"):
+        outs[device] = tmp_path / f"{device}.png"
+        result = run(
+            "restore", "inpaint", str(tiny_digits_model), str(image), "--box", "4,4,6,6",
+            "--samples", "2", "--tile", "8", "--overlap", "2", "--steps", "3",
+            "--device", device, "--out", str(outs[device]),
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+    a, b = (np.asarray(Image.open(outs[d]), dtype=int) for d in ("cpu", "cuda"))
+    assert np.abs(a - b).max() <= 2

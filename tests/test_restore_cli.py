@@ -133,6 +133,14 @@ def test_restore_command(tiny_digits_model, tmp_path):
         str(out),
     )
     assert bad.returncode == 2 and "image not found" in bad.stderr
+    result = run("restore", "denoise", str(model), str(image), "--sigma", "25", "--simulate",
+                 "--device", "cpu", "--out", str(out), *common)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    if not torch.cuda.is_available():
+        bad = run("restore", "denoise", str(model), str(image), "--sigma", "5", "--device",
+                  "cuda", "--out", str(out))  # fmt: skip
+        assert bad.returncode == 2 and "no CUDA device" in bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1
 
 
 def test_classical_starts():

@@ -68,6 +68,7 @@ def add_parser(sub) -> None:
     r.add_argument("--overlap", type=int, help="tile overlap in pixels (default tile / 4)")
     r.add_argument("--batch", type=_positive(int), default=128, help="tiles per network call")
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--device", default="auto", help="auto | cpu | cuda")
     r.add_argument("--simulate", action="store_true", help="INPUT is clean: degrade it first")
     r.add_argument("--side-by-side", help="also write input | result | uncertainty as one PNG")
 
@@ -159,7 +160,9 @@ def cmd_restore(args) -> int:
     from ..io.images import read_image, to_pil
     from ..metrics import psnr
     from ..restore.tiles import solve_tiled
+    from ..train.distributed import resolve_device
 
+    device = resolve_device(args.device)
     config = read_config(args.model)
     shape = config.get("sample_shape") or []
     if len(shape) != 3:
@@ -167,9 +170,13 @@ def cmd_restore(args) -> int:
     channels, size = shape[0], shape[-1]
     if args.task == "colorize" and channels != 3:
         raise UsageError("colorize needs an RGB model")
-    model = load(args.model)
+    model = load(args.model, device=device)
     null = getattr(model, "null_cond", None)  # class-conditional models: their null class
-    prior = model if null is None else (lambda x, s: model(x, s, torch.full((len(x),), null)))
+
+    def unconditional(x, sigma):
+        return model(x, sigma, torch.full((len(x),), null, device=x.device))
+
+    prior = model if null is None else unconditional
     image = read_image(args.input, channels)
     gen = torch.Generator().manual_seed(args.seed)
     factor = args.factor if args.task == "superres" else 1
@@ -194,12 +201,14 @@ def cmd_restore(args) -> int:
     if min(h, w) < tile:
         raise UsageError(f"the image ({h} x {w}) is smaller than a tile ({tile} px)")
     solver = args.solver or DEFAULT_SOLVER[args.task]
-    options = _start_options(args, solver, operator, y)
+    options = _start_options(args, solver, operator, y)  # classical starts: on the CPU
+    if "start" in options:
+        options["start"] = options["start"].to(device)
     with torch.no_grad():
         result = solve_tiled(
             prior,
             operator,
-            y,
+            y.to(device),
             tile=tile,
             overlap=overlap,
             batch=args.batch,
@@ -210,6 +219,7 @@ def cmd_restore(args) -> int:
             **options,
         )
     mean, std = (result.mean, result.std) if args.samples > 1 else (result, None)
+    mean, std = mean.cpu(), None if std is None else std.cpu()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     to_pil(mean[0]).save(out)
