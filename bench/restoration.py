@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import platform
 import sys
 import time
@@ -214,8 +215,9 @@ def split_spec(how: str, default_sigma: float = START_SIGMA) -> tuple[str, float
     return solver, float(given) if given else default_sigma
 
 
-def run_solver(model, op, y, how: str, k: int, args) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """One diffvision solver on the whole image (tiled): (estimate, first sample or None).
+def run_solver(model, op, y, how: str, k: int, args):
+    """One diffvision solver on the whole image (tiled): (estimate, first sample, per-pixel std),
+    the last two None for one sample.
 
     ``how``: a solver name, with "+warm" for a warm start from the classical start (biharmonic
     fill, bicubic upscaling, Wiener deconvolution) noised to --start-sigma ("+warmS": to S).
@@ -241,7 +243,9 @@ def run_solver(model, op, y, how: str, k: int, args) -> tuple[torch.Tensor, torc
             generator=torch.Generator().manual_seed(1),
             **options,
         )
-    return (out.cpu(), None) if k == 1 else (out.mean.cpu(), out.samples[0].cpu())
+    if k == 1:
+        return out.cpu(), None, None
+    return out.mean.cpu(), out.samples[0].cpu(), out.std.cpu()
 
 
 def main() -> None:
@@ -286,16 +290,17 @@ def main() -> None:
     rows = []
     start_all = time.time()
 
-    def record(name, task, label, est, x, seconds):
-        est = est.clamp(-1, 1).float()
+    def record(name, task, label, est, x, seconds, std=None, k=1):
         row = {
             "photo": name,
             "task": task,
             "method": label,
-            "psnr": float(torch.as_tensor(psnr(est, x)).mean()),
-            "ssim": float(torch.as_tensor(ssim(est, x)).mean()),
+            "psnr": float(torch.as_tensor(psnr(est.clamp(-1, 1).float(), x)).mean()),
+            "ssim": float(torch.as_tensor(ssim(est.clamp(-1, 1).float(), x)).mean()),
             "seconds": round(seconds, 2),
         }
+        if std is not None:
+            row["uncertainty"] = calibration(est, std, x, k)
         rows.append(row)
         print(
             f"{name:>10} {task:>9} {label:>30}: PSNR {row['psnr']:6.2f} "
@@ -315,7 +320,7 @@ def main() -> None:
             y = op.measure(x.double(), torch.Generator().manual_seed(0)).float()
             for how, k in plan.items():
                 t0 = time.time()
-                est, first = run_solver(model, op, y, how, k, args)
+                est, first, std = run_solver(model, op, y, how, k, args)
                 seconds = time.time() - t0
                 solver, warm = split_spec(how, args.start_sigma)
                 label = f"diffvision {solver}" + (f" from classical at {warm}" if warm else "")
@@ -323,7 +328,7 @@ def main() -> None:
                     record(name, task, label, est, x, seconds)
                 else:  # one sample, and the mean of all (seconds: per sample, and for all)
                     record(name, task, label, first, x, seconds / k)
-                    record(name, task, f"{label}, mean of {k}", est, x, seconds)
+                    record(name, task, f"{label}, mean of {k}", est, x, seconds, std, k)
             for label, baseline in classical_baselines(task, y, op, sigma255).items():
                 t0 = time.time()
                 est = baseline()
@@ -351,6 +356,25 @@ def main() -> None:
     (args.out / "restoration.json").write_text(json.dumps(result, indent=1))
     (args.out / "restoration.md").write_text(markdown(result))
     print(markdown(result))
+
+
+def calibration(mean: torch.Tensor, std: torch.Tensor, x: torch.Tensor, k: int) -> dict:
+    """How well the per-pixel std of K posterior samples predicts the error of their mean, over
+    the values the measurement leaves uncertain (std > 0; the hole, for noise-free inpainting):
+    the fraction of errors within 2 std and RMS error / RMS std, each beside its value for a
+    calibrated Gaussian posterior sampled K times: (x - mean) / s is then t-distributed with
+    K - 1 degrees of freedom times sqrt(1 + 1/K), and E[(x - mean)^2] / E[s^2] = 1 + 1/K."""
+    from scipy.stats import t
+
+    free = std > 1e-6
+    err, s = (mean.double() - x.double())[free], std.double()[free]
+    inflate = math.sqrt(1 + 1 / k)
+    return {
+        "within_2std": float((err.abs() <= 2 * s).double().mean()),
+        "within_2std_calibrated": float(2 * t.cdf(2 / inflate, k - 1) - 1),
+        "rms_error_over_std": float(err.pow(2).mean().sqrt() / s.pow(2).mean().sqrt()),
+        "rms_error_over_std_calibrated": inflate,
+    }
 
 
 def _mean_by(rows, key):
@@ -402,6 +426,30 @@ def _trained_on(result: dict) -> str:
     return f"trained on {where}, {hw['processes']} process(es)"
 
 
+def _uncertainty_lines(rows) -> list[str]:
+    """Markdown table of the rows' uncertainty calibration, averaged over the photos."""
+    rated = [r for r in rows if "uncertainty" in r]
+    if not rated:
+        return []
+    lines = [
+        "",
+        "Uncertainty of the sample means (values the measurement leaves uncertain; a calibrated "
+        "posterior would give the bracketed values):",
+        "",
+        "| task | method | errors within 2 std | RMS error / RMS std |",
+        "|---|---|---|---|",
+    ]
+    for task, method in dict.fromkeys((r["task"], r["method"]) for r in rated):
+        u = [r["uncertainty"] for r in rated if (r["task"], r["method"]) == (task, method)]
+        mean = {key: float(np.mean([v[key] for v in u])) for key in u[0]}
+        lines.append(
+            f"| {task} | {method} | {mean['within_2std']:.1%} "
+            f"({mean['within_2std_calibrated']:.1%}) | {mean['rms_error_over_std']:.2f} "
+            f"({mean['rms_error_over_std_calibrated']:.2f}) |"
+        )
+    return lines
+
+
 def markdown(result: dict) -> str:
     rows = result["rows"]
     p, s, t = _mean_by(rows, "psnr"), _mean_by(rows, "ssim"), _mean_by(rows, "seconds")
@@ -428,6 +476,7 @@ def markdown(result: dict) -> str:
             f"| {task} | {method} | {value:.2f} | {s[(task, method)]:.3f} | "
             f"{t[(task, method)]:.1f} |"
         )
+    lines += _uncertainty_lines(rows)
     lines += [
         "",
         "Goals (best diffvision solver vs best classical baseline by mean PSNR; met when better "
