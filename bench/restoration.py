@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import math
 import platform
 import sys
 import time
@@ -50,7 +49,7 @@ import torch
 
 import diffvision
 from diffvision.data import held_out_photos
-from diffvision.metrics import psnr, ssim
+from diffvision.metrics import psnr, ssim, uncertainty_calibration
 from diffvision.restore import (
     Colorize,
     Deblur,
@@ -300,7 +299,7 @@ def main() -> None:
             "seconds": round(seconds, 2),
         }
         if std is not None:
-            row["uncertainty"] = calibration(est, std, x, k)
+            row["uncertainty"] = uncertainty_calibration(est, std, x, k)
         rows.append(row)
         print(
             f"{name:>10} {task:>9} {label:>30}: PSNR {row['psnr']:6.2f} "
@@ -356,25 +355,6 @@ def main() -> None:
     (args.out / "restoration.json").write_text(json.dumps(result, indent=1))
     (args.out / "restoration.md").write_text(markdown(result))
     print(markdown(result))
-
-
-def calibration(mean: torch.Tensor, std: torch.Tensor, x: torch.Tensor, k: int) -> dict:
-    """How well the per-pixel std of K posterior samples predicts the error of their mean, over
-    the values the measurement leaves uncertain (std > 0; the hole, for noise-free inpainting):
-    the fraction of errors within 2 std and RMS error / RMS std, each beside its value for a
-    calibrated Gaussian posterior sampled K times: (x - mean) / s is then t-distributed with
-    K - 1 degrees of freedom times sqrt(1 + 1/K), and E[(x - mean)^2] / E[s^2] = 1 + 1/K."""
-    from scipy.stats import t
-
-    free = std > 1e-6
-    err, s = (mean.double() - x.double())[free], std.double()[free]
-    inflate = math.sqrt(1 + 1 / k)
-    return {
-        "within_2std": float((err.abs() <= 2 * s).double().mean()),
-        "within_2std_calibrated": float(2 * t.cdf(2 / inflate, k - 1) - 1),
-        "rms_error_over_std": float(err.pow(2).mean().sqrt() / s.pow(2).mean().sqrt()),
-        "rms_error_over_std_calibrated": inflate,
-    }
 
 
 def _mean_by(rows, key):

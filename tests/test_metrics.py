@@ -13,6 +13,7 @@ from diffvision.metrics import (
     random_patches,
     sliced_wasserstein,
     ssim,
+    uncertainty_calibration,
 )
 
 
@@ -171,3 +172,37 @@ def test_agrees_with_torchmetrics():
     kid.update(b, real=False)
     ours, _ = kernel_distance(a, b, subsets=1, subset_size=400)
     assert ours == pytest.approx(float(kid.compute()[0]), rel=1e-9)
+
+
+@pytest.mark.parametrize("k", [2, 4, 8])
+def test_uncertainty_calibration_of_an_exact_gaussian_posterior(k):
+    """Truth and K samples drawn from the same Gaussian posterior per value: the measured
+    coverage and RMS ratio equal their calibrated values within 5 standard errors; a map that
+    claims half the true std (overconfident) is caught; values with zero std are left out."""
+    n = 200_000
+    g = torch.Generator().manual_seed(k)
+    centre = torch.randn(n, generator=g)
+    x = centre + torch.randn(n, generator=g)
+    samples = centre + torch.randn(k, n, generator=g)
+    mean, std = samples.mean(0), samples.std(0)
+    c = uncertainty_calibration(mean, std, x, k)
+    p = c["within_2std_calibrated"]
+    assert abs(c["within_2std"] - p) < 5 * math.sqrt(p * (1 - p) / n)
+    # RMS ratio: relative SE of mean(err^2) is sqrt(2 / n), of mean(s^2) sqrt(2 / ((K - 1) n));
+    # the square root halves their combination.
+    rel = 0.5 * math.sqrt(2 / n + 2 / ((k - 1) * n))
+    ratio = c["rms_error_over_std_calibrated"]
+    assert abs(c["rms_error_over_std"] - ratio) < 5 * rel * ratio
+    over = uncertainty_calibration(mean, 0.5 * std, x, k)
+    assert over["within_2std"] < p - 0.1 and over["rms_error_over_std"] > 1.9 * ratio
+    known = uncertainty_calibration(
+        torch.cat([mean, torch.zeros(1000)]),
+        torch.cat([std, torch.zeros(1000)]),
+        torch.cat([x, torch.full((1000,), 50.0)]),  # huge errors where std is 0: not counted
+        k,
+    )
+    assert known == c
+    with pytest.raises(ValueError, match="k >= 2"):
+        uncertainty_calibration(mean, std, x, 1)
+    with pytest.raises(ValueError, match="nothing is uncertain"):
+        uncertainty_calibration(mean, torch.zeros(n), x, k)

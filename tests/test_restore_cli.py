@@ -134,8 +134,10 @@ def test_restore_command(tiny_digits_model, tmp_path):
     )
     assert bad.returncode == 2 and "image not found" in bad.stderr
     result = run("restore", "denoise", str(model), str(image), "--sigma", "25", "--simulate",
-                 "--device", "cpu", "--out", str(out), *common)  # fmt: skip
+                 "--device", "cpu", "--solver", "posterior", "--samples", "2", "--out", str(out),
+                 *common)  # fmt: skip
     assert result.returncode == 0, result.stderr
+    assert "of errors within 2 std (65% if calibrated)" in result.stdout  # t_1 at 2 / sqrt(1.5)
     if not torch.cuda.is_available():
         bad = run("restore", "denoise", str(model), str(image), "--sigma", "5", "--device",
                   "cuda", "--out", str(out))  # fmt: skip

@@ -158,7 +158,7 @@ def cmd_restore(args) -> int:
 
     from ..io import load, read_config
     from ..io.images import read_image, to_pil
-    from ..metrics import psnr
+    from ..metrics import psnr, uncertainty_calibration
     from ..restore.tiles import solve_tiled
     from ..train.distributed import resolve_device
 
@@ -232,6 +232,13 @@ def cmd_restore(args) -> int:
     if clean is not None:
         value = float(torch.as_tensor(psnr(mean.clamp(-1, 1), clean)).mean())
         print(f"PSNR {value:.2f} dB against the clean input")
+        if std is not None and bool((std > 1e-6).any()):
+            c = uncertainty_calibration(mean, std, clean, args.samples)
+            print(
+                f"uncertainty: {c['within_2std']:.0%} of errors within 2 std "
+                f"({c['within_2std_calibrated']:.0%} if calibrated), RMS error / RMS std "
+                f"{c['rms_error_over_std']:.2f} ({c['rms_error_over_std_calibrated']:.2f})"
+            )
     if args.side_by_side:
         shown = operator.pinv(y)  # the measurement, brought to the output's size
         panels = [shown.expand(-1, mean.shape[1], -1, -1), mean]

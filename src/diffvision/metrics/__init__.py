@@ -1,6 +1,8 @@
 """Evaluation metrics: distribution distances on features, Inception-v3 features from a local
-file, PSNR / SSIM on images; model evaluation (:mod:`.evaluate`)."""
+file, PSNR / SSIM on images, calibration of restoration uncertainty; model evaluation
+(:mod:`.evaluate`)."""
 
+from .calibration import uncertainty_calibration
 from .distribution import (
     frechet_distance,
     frechet_from_moments,
@@ -23,4 +25,5 @@ __all__ = [
     "random_patches",
     "sliced_wasserstein",
     "ssim",
+    "uncertainty_calibration",
 ]
