@@ -11,12 +11,7 @@
 # Writes $OUT/{log.txt, A.json, B.json, C32.json, A/, B/} (models: config.json + ema.safetensors).
 # Table: python bench/inpaint_priors_report.py bench/results/inpaint_priors_gpu (JSONs renamed).
 set -u
-cd "$(dirname "$0")/.."
-OUT=${OUT:-/tmp/out}
-mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=4
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl
-export PYTHONPATH=$PWD/src:/tmp/site
+source "$(dirname "$0")/gpu_env.sh"
 LOG=/tmp/log
 { date; nvidia-smi -L; python3 -c "import torch, cv2, pywt, skimage; print(torch.__version__, cv2.__version__, pywt.__version__, skimage.__version__)"; } > $LOG.setup 2>&1
 SOLVERS='inpaint:ddnm+warm0.3*32,inpaint:ddnm+warm0.6*32,inpaint:ddnm+warm1.0*32,inpaint:ddnm*32,inpaint:repaint*32'

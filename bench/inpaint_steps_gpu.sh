@@ -6,12 +6,7 @@
 # in .whl/ (see inpaint_priors_gpu.sh).
 # Writes $OUT/{log.txt, C32_50.json, B_50.json}.
 set -u
-cd "$(dirname "$0")/.."
-OUT=${OUT:-/tmp/out}
-mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=4
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl
-export PYTHONPATH=$PWD/src:/tmp/site
+source "$(dirname "$0")/gpu_env.sh"
 SOLVERS='inpaint:ddnm+warm0.3*32,inpaint:ddnm+warm0.6*32,inpaint:ddnm+warm1.0*32,inpaint:repaint*32'
 
 score() {  # name model seconds

@@ -225,9 +225,7 @@ def run_solver(model, op, y, how: str, k: int, args):
     solver, warm = split_spec(how, args.start_sigma)
     options = {"jump_length": 5, "jump_n_sample": 2} if solver == "repaint" else {}
     if warm:
-        options.update(start=classical_start(op, y), start_sigma=warm)
-    if warm:
-        options["start"] = options["start"].to(args.device)
+        options.update(start=classical_start(op, y).to(args.device), start_sigma=warm)
     with torch.no_grad():  # dps turns gradients on where it needs them
         out = solve_tiled(
             model,
@@ -290,12 +288,13 @@ def main() -> None:
     start_all = time.time()
 
     def record(name, task, label, est, x, seconds, std=None, k=1):
+        shown = est.clamp(-1, 1).float()
         row = {
             "photo": name,
             "task": task,
             "method": label,
-            "psnr": float(torch.as_tensor(psnr(est.clamp(-1, 1).float(), x)).mean()),
-            "ssim": float(torch.as_tensor(ssim(est.clamp(-1, 1).float(), x)).mean()),
+            "psnr": float(torch.as_tensor(psnr(shown, x)).mean()),
+            "ssim": float(torch.as_tensor(ssim(shown, x)).mean()),
             "seconds": round(seconds, 2),
         }
         if std is not None:
