@@ -137,6 +137,26 @@ def test_noise_classifier_learns_the_exact_posterior():
     )
 
 
+def test_noise_classifier_sees_the_models_flips():
+    """With ``hflip`` the classifier learns the flipped data the model was trained on. Here the
+    class is which column of a 2 x 2 image is bright, so flips make it unknowable: at low noise
+    the classifier is sure without flips and near 50/50 with them (a flag it ignored would fail)."""
+    left = torch.tensor([[230, 25], [230, 25]], dtype=torch.uint8).expand(50, 1, 2, 2)
+    images = torch.cat([left, left.flip(-1)])
+    labels = torch.arange(2).repeat_interleave(50)
+    data = ImageData(images, channels=1, size=2, labels=labels, class_names=["left", "right"])
+    x = torch.tensor([[[0.8, -0.8], [0.8, -0.8]]]).expand(2, 1, 2, 2).clone()
+    x[1] = x[1].flip(-1)
+    sure = {}
+    for flips in (False, True):
+        clf, info = train_noise_classifier(data, steps=300, hidden=16, depth=1, hflip=flips)
+        assert info["hflip"] is flips
+        with torch.no_grad():
+            p = torch.softmax(clf(x, torch.full((2,), 0.05)), 1)
+        sure[flips] = float(p[torch.arange(2), torch.arange(2)].min())
+    assert sure[False] > 0.9 and abs(sure[True] - 0.5) < 0.1, sure  # measured 0.97, 0.49
+
+
 def test_classifier_round_trips_through_a_model_folder(tmp_path):
     data = _tiny_labelled_images(torch.Generator().manual_seed(6))
     clf, info = train_noise_classifier(data, steps=5, hidden=16, depth=1, seed=1)

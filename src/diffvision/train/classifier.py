@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import ImageData
+from ..data.transforms import hflip as flip_images
 from ..nets.classifier import NoiseClassifier, NoiseClassifierConfig
 from ..process import add_noise
 
@@ -25,6 +26,7 @@ def train_noise_classifier(
     hidden: int = 256,
     depth: int = 3,
     seed: int = 0,
+    hflip: bool = False,
     device: str | torch.device = "cpu",
     progress=None,
 ) -> tuple[NoiseClassifier, dict]:
@@ -34,7 +36,8 @@ def train_noise_classifier(
     ``sigma_range`` (data units, images in [-1, 1]) and Gaussian noise; AdamW (weight decay 1e-4)
     with a cosine learning rate from ``lr`` to 0. All of it is seeded by ``seed`` (the global
     random state is left as it was). The classifier sees all of ``data``: it is meant to give the
-    posterior of the distribution the diffusion model learned, i.e. of the training set.
+    posterior of the distribution the diffusion model learned, i.e. of the training set, with the
+    same random horizontal flips when the model was trained with them (``hflip``).
 
     Returns:
         the classifier in eval mode and a JSON-able ``info`` dict (settings, the mean loss of the
@@ -59,6 +62,8 @@ def train_noise_classifier(
     clf.train()
     for step in range(steps):
         images, labels = data.batch(torch.randint(0, len(data), (batch,), generator=gen))
+        if hflip:
+            images = flip_images(images, torch.rand(batch, generator=gen) < 0.5)
         sigma = (
             math.log(lo) + (math.log(hi) - math.log(lo)) * torch.rand(batch, generator=gen)
         ).exp()
@@ -80,6 +85,7 @@ def train_noise_classifier(
         "lr": lr,
         "sigma_range": [lo, hi],
         "seed": seed,
+        "hflip": hflip,
         "final_loss": sum(tail) / len(tail),
         "seconds": round(time.time() - start, 1),
         "data": data.describe(),

@@ -410,6 +410,7 @@ class Trainer:
                     self.data,
                     steps=cfg.classifier_steps,
                     seed=cfg.seed,
+                    hflip=cfg.hflip,
                     device=self.dist.device,
                 )
                 save_classifier(folder, clf, info)
