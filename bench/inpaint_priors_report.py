@@ -18,9 +18,10 @@ BASELINE = "skimage_biharmonic"
 
 
 def prior(result: dict) -> str:
-    """ "64 px, 2400 x 128, H200" from a result's model record."""
+    """ "64 px, 2400 steps x batch 128, NVIDIA H200" from a result's model record (no hardware
+    record: the 2-core bench CPU, where every older model was trained)."""
     m = result["model"]
-    t, hw = m["training"], m.get("hardware") or {"device": "cpu", "name": "the bench CPU"}
+    t, hw = m["training"], m.get("hardware") or {"device": "cpu"}
     where = hw["name"] if hw["device"] == "cuda" else "2-core CPU"
     return f"{m['data']['size']} px, {t['steps']} steps x batch {t['batch']}, {where}"
 
