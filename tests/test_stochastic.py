@@ -9,6 +9,7 @@ so the discretisation bias is below that resolution; the negative controls show 
 catch a biased sampler (too few steps, too large a Langevin step).
 """
 
+import itertools
 import math
 
 import pytest
@@ -83,3 +84,46 @@ def test_stochastic_samplers_are_seeded(mixture2d):
     b = get("pc")(mixture2d, x, sig, generator=torch.Generator().manual_seed(3))
     c = get("pc")(mixture2d, x, sig, generator=torch.Generator().manual_seed(4))
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+@pytest.mark.parametrize(("eta", "variance"), [(1.0, "small"), (0.5, "small"), (1.0, "large")])
+def test_ancestral_step_coefficients(eta, variance):
+    from diffvision.samplers import ancestral_step
+
+    s, s_next = 2.0, 0.5
+    keep, std = ancestral_step(s, s_next, eta=eta, variance=variance)
+    if variance == "small":  # DDIM (Song et al. 2021, eq. 12): the step keeps the level s_next
+        up = eta * s_next * math.sqrt(s**2 - s_next**2) / s
+        assert math.isclose(std, up) and math.isclose((keep * s) ** 2 + std**2, s_next**2)
+    else:  # DDPM's beta in sigma space, with the posterior mean's weight (s_next / s)^2
+        beta = (s**2 - s_next**2) * (1 + s_next**2) / (1 + s**2)
+        assert math.isclose(keep, (s_next / s) ** 2) and math.isclose(std, math.sqrt(beta))
+    assert ancestral_step(s, 0.0, eta=eta, variance=variance) == (0.0, 0.0)
+    with pytest.raises(ValueError, match="variance"):
+        ancestral_step(s, s_next, variance="huge")
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+def test_noise_filter_shapes_the_fresh_noise(mixture2d, sampler):
+    x = torch.randn(64, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 80
+    sig = sigma_steps("karras", 8)
+    opts = {"eta": 1.0} if sampler == "ddim" else {}
+
+    def run_with(seed, noise_filter=None):
+        g = torch.Generator().manual_seed(seed)
+        return get(sampler)(mixture2d, x, sig, generator=g, noise_filter=noise_filter, **opts)
+
+    calls = []
+
+    def identity(z, s, s_next):
+        calls.append((s, s_next))
+        return z
+
+    # The identity filter is the default; it sees every step that adds noise (not the last).
+    assert torch.equal(run_with(3, identity), run_with(3))
+    levels = sig.tolist()
+    assert calls == list(itertools.pairwise(levels[:-1]))
+    # A filter that removes the noise makes the result independent of the random draws.
+    silent = run_with(3, lambda z, s, s_next: 0 * z)
+    assert torch.equal(silent, run_with(4, lambda z, s, s_next: 0 * z))
+    assert not torch.equal(silent, run_with(3))

@@ -18,12 +18,13 @@ from .base import Callback, randn_like
 from .likelihood import LikelihoodResult, dequantize, likelihood
 from .ode import dpmpp_2m, dpmpp_3m, euler, heun, ipndm, unipc
 from .steps import STEP_KINDS, ddpm_timesteps, sigma_steps
-from .stochastic import ddim, ddpm, euler_maruyama, pc
+from .stochastic import ancestral_step, ddim, ddpm, euler_maruyama, pc
 
 __all__ = [
     "SAMPLERS",
     "STEP_KINDS",
     "LikelihoodResult",
+    "ancestral_step",
     "ddim",
     "ddpm",
     "ddpm_timesteps",

@@ -27,6 +27,8 @@ from torch import Tensor
 
 Callback = Callable[[dict], None]
 DenoiserFn = Callable[[Tensor, Tensor], Tensor]
+#: ``noise_filter(z, s, s_next)``: an ancestral step's standard-normal draw, reshaped.
+NoiseFilter = Callable[[Tensor, float, float], Tensor]
 
 
 def as_floats(sigmas: Tensor | Sequence[float]) -> list[float]:

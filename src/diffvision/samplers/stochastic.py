@@ -13,9 +13,9 @@ import math
 
 from torch import Tensor
 
-from .base import Callback, DenoiserFn, as_floats, denoise, randn_like, report
+from .base import Callback, DenoiserFn, NoiseFilter, as_floats, denoise, randn_like, report
 
-__all__ = ["ddim", "ddpm", "euler_maruyama", "pc"]
+__all__ = ["ancestral_step", "ddim", "ddpm", "euler_maruyama", "pc"]
 
 
 def _posterior(s: float, s_next: float, eta: float) -> tuple[float, float]:
@@ -31,6 +31,33 @@ def _posterior(s: float, s_next: float, eta: float) -> tuple[float, float]:
     return sigma_down, sigma_up
 
 
+def ancestral_step(
+    s: float, s_next: float, *, eta: float = 1.0, variance: str = "small"
+) -> tuple[float, float]:
+    """``(keep, std)`` of one ancestral step from ``s`` to ``s_next``:
+    ``x_next = D + keep * (x - D) + std * z``.
+
+    ``variance="small"``: the DDIM step with ``eta`` (eta = 1: the DDPM posterior, whose
+    ``keep`` is ``(s_next / s)^2``); ``"large"``: DDPM's beta variance in sigma space,
+    ``(s^2 - s_next^2)(1 + s_next^2) / (1 + s^2)`` (a VP notion), with the same ``keep``. A step
+    to ``s_next = 0`` returns the estimate: ``(0, 0)``."""
+    if variance not in ("small", "large"):
+        raise ValueError("variance must be 'small' or 'large'")
+    if s_next == 0:
+        return 0.0, 0.0
+    if variance == "large":
+        return (s_next / s) ** 2, math.sqrt((s**2 - s_next**2) * (1 + s_next**2) / (1 + s**2))
+    sigma_down, sigma_up = _posterior(s, s_next, eta)
+    return sigma_down / s, sigma_up
+
+
+def _add_noise(x, std, s, s_next, generator, noise_filter):
+    if std <= 0:
+        return x
+    z = randn_like(x, generator)
+    return x + std * (noise_filter(z, s, s_next) if noise_filter is not None else z)
+
+
 def ddim(
     denoiser: DenoiserFn,
     x: Tensor,
@@ -39,18 +66,19 @@ def ddim(
     generator=None,
     callback: Callback | None = None,
     eta: float = 0.0,
+    noise_filter: NoiseFilter | None = None,
 ) -> Tensor:
     """DDIM (Song, Meng & Ermon 2021). ``eta = 0``: deterministic (identical to :func:`euler`);
-    ``eta = 1``: the DDPM posterior with the "small" variance. NFE = number of steps."""
+    ``eta = 1``: the DDPM posterior with the "small" variance. NFE = number of steps.
+    ``noise_filter``: see :func:`ddpm`."""
     if eta < 0:
         raise ValueError("eta must be >= 0")
     sig = as_floats(sigmas)
     for i, (s, s_next) in enumerate(itertools.pairwise(sig)):
         denoised = denoise(denoiser, x, s)
-        sigma_down, sigma_up = _posterior(s, s_next, eta)
-        x = denoised + sigma_down * (x - denoised) / s
-        if sigma_up > 0:
-            x = x + sigma_up * randn_like(x, generator)
+        keep, std = ancestral_step(s, s_next, eta=eta)
+        x = denoised + keep * (x - denoised)
+        x = _add_noise(x, std, s, s_next, generator, noise_filter)
         report(callback, i, s, s_next, x, denoised)
     return x
 
@@ -63,6 +91,7 @@ def ddpm(
     generator=None,
     callback: Callback | None = None,
     variance: str = "small",
+    noise_filter: NoiseFilter | None = None,
 ) -> Tensor:
     """Ancestral sampling of DDPM's Markov chain (Ho et al. 2020, Algorithm 2, eq. 11).
 
@@ -70,20 +99,19 @@ def ddpm(
     ``beta = 1 - abar_t / abar_next``; its mean in sigma space is
     ``D + (s_next/s)^2 (x - D)``. ``variance``: ``small`` (posterior variance beta-tilde, in
     sigma space ``s_next^2 (s^2 - s_next^2) / s^2``) or ``large`` (beta, in sigma space
-    ``(s^2 - s_next^2)(1 + s_next^2)/(1 + s^2)``; a VP notion). NFE = number of steps.
+    ``(s^2 - s_next^2)(1 + s_next^2)/(1 + s^2)``; a VP notion); see :func:`ancestral_step`.
+    NFE = number of steps.
+
+    ``noise_filter(z, s, s_next)``: maps each step's standard-normal draw ``z`` to the noise
+    added (times the step's std); by default ``z`` itself. DDNM+ uses it to leave room for the
+    measurement noise that its denoiser passes on (:func:`diffvision.restore.solvers.ddnm`).
     """
-    if variance not in ("small", "large"):
-        raise ValueError("variance must be 'small' or 'large'")
     sig = as_floats(sigmas)
     for i, (s, s_next) in enumerate(itertools.pairwise(sig)):
+        keep, std = ancestral_step(s, s_next, variance=variance)
         denoised = denoise(denoiser, x, s)
-        x = denoised + (s_next / s) ** 2 * (x - denoised)
-        if s_next > 0:
-            if variance == "small":
-                var = s_next**2 * (s**2 - s_next**2) / s**2
-            else:
-                var = (s**2 - s_next**2) * (1 + s_next**2) / (1 + s**2)
-            x = x + math.sqrt(var) * randn_like(x, generator)
+        x = denoised + keep * (x - denoised)
+        x = _add_noise(x, std, s, s_next, generator, noise_filter)
         report(callback, i, s, s_next, x, denoised)
     return x
 
