@@ -60,6 +60,29 @@ class Operator:
         scale = (cap * self.singular).clamp(max=1).view(-1, *[1] * (r.ndim - 1))
         return scale * self.pinv(r)
 
+    def spectral(self, v: Tensor, fn) -> Tensor:
+        """``V diag(fn(s)) V^T v``: scale each right-singular direction of A (image space) by a
+        function ``fn`` of its singular value ``s`` (a float64 tensor; 0 in A's null space).
+        This default is exact for operators whose singular values all equal ``singular``:
+        ``fn(0) (v - A^+ A v) + fn(singular) A^+ A v``."""
+        on_range = self.pinv(self.forward(v))
+        null, rng = (float(fn(torch.tensor(s, dtype=torch.float64))) for s in (0.0, self.singular))
+        return null * (v - on_range) + rng * on_range
+
+    def noise_left(self, z: Tensor, cap: float) -> Tensor:
+        """The share of a sampler step's noise ``z`` that DDNM+ still injects once y's noise,
+        passed through :meth:`pinv_capped` at ``cap``, has taken its part (Wang et al. 2023,
+        Eq. 19). ``cap`` is the gain at which y's noise alone fills the step's std: along each
+        singular direction the gain ``g = min(1 / s, cap)`` passes a fraction ``g / cap`` of
+        it, so ``z`` is scaled there by ``sqrt(1 - (g / cap)^2)``; A's null space keeps all of
+        ``z``. One ``cap > 0`` for the batch. Through :meth:`spectral`."""
+
+        def keep(sv):
+            gain = torch.where(sv > 0, torch.clamp(1 / sv.clamp(min=1e-300), max=cap), 0.0)
+            return torch.sqrt((1 - (gain / cap) ** 2).clamp(min=0))
+
+        return self.spectral(z, keep)
+
     def repeat(self, k: int) -> Operator:
         """The operator for a batch repeated ``k`` times (``torch.cat([y] * k)``)."""
         return self
@@ -206,6 +229,13 @@ class Deblur(Operator):
 
     def pinv_capped(self, r, cap):
         return self._apply(r, lambda k: self._gain(k, cap))
+
+    def spectral(self, v, fn):
+        def multiplier(k):  # per frequency: fn(|K|), |K| counted as 0 where A^+ truncates it
+            kept = k.abs() > self.rcond * k.abs().max()
+            return fn(torch.where(kept, k.abs(), torch.zeros_like(k.abs())))
+
+        return self._apply(v, multiplier)
 
     def regularized_inverse(self, y: Tensor, lam: float) -> Tensor:
         """Tikhonov's ``(A^T A + lam I)^-1 A^T y``, exact per frequency: ``conj(K) Y / (|K|^2 +

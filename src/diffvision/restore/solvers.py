@@ -4,7 +4,8 @@
 Every method works in sigma space (``x = x0 + sigma * noise``) and runs the core samplers of
 :mod:`diffvision.samplers`, either with a modified denoiser (``ddnm``, ``dps``) or on pieces of
 the step sequence between which it touches ``x`` (``repaint``, ``sdedit``, ``posterior``); none
-has a sampling loop of its own.
+has a sampling loop of its own. ``Operator.spectral`` (a function of A's singular values applied
+in image space, SVD-free) lets the noise-aware methods treat each singular direction apart.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..samplers import ancestral_step, sigma_steps
 from ..samplers import get as get_sampler
-from ..samplers import sigma_steps
 from ..samplers.base import randn_like
-from .operators import Denoise, Inpaint, Operator
+from .operators import Denoise, Operator
 
 #: Default noise level of a warm start (``start_sigma``), in the model's [-1, 1] units.
 START_SIGMA = 0.3
@@ -109,23 +110,63 @@ def ddnm(
     """DDNM (Wang, Yu & Zhang 2023): after each denoiser call, replace the range-space part of
     the estimate by ``A^+ y`` (Eq. 7: ``x0 <- A^+ y + (I - A^+ A) x0``).
 
-    With noise (DDNM+, Eq. 17-19 in sigma space): along each singular direction the gain
-    ``1 / s`` of the pseudo-inverse is capped at ``sigma / sigma_y``, so that the noise of y
-    passed into the estimate never exceeds the current noise level (the paper's matching
-    reduction of the sampler's injected noise is omitted). ``start``, ``start_sigma``: a warm
-    start (see :func:`_noise_start`).
+    With noise, DDNM+ (Eq. 17-19 in sigma space) keeps each step's total noise at what the
+    sampler expects. A step ``x_next = x0 + keep (x - x0) + std z`` carries the noise of y
+    that the correction puts into x0 with weight ``a = 1 - keep``; along a singular direction
+    ``s`` the correction's gain ``1 / s`` is capped at ``std / (a sigma_y)`` (so y's noise
+    passed on is at most the step's ``std``) and the fresh noise there is cut to the remainder
+    (``Operator.noise_left``). Needs an ancestral sampler that injects noise: ``ddpm`` or
+    ``ddim`` with ``eta > 0``. The last step (``std = 0``) adds no correction.
+
+    The rule counts y's noise as if it were fresh at every step, but it is the same noise each
+    time: DDNM+ is accurate at few steps and drifts towards y as steps grow (exact Gaussian
+    prior, denoising: 5% error at 10 steps, 21% at 160; a 2 px blur of photos: 27.9 dB at 10
+    steps, 16.9 at 40). :func:`repaint` converges for noisy y. ``start``, ``start_sigma``: a
+    warm start (see :func:`_noise_start`).
     """
-    s_y = operator.sigma
-
-    def projected(x, sigma):
-        x0 = denoiser(x, sigma)
-        residual = y - operator.forward(x0)
-        if s_y > 0:
-            return x0 + operator.pinv_capped(residual, sigma / s_y)
-        return x0 + operator.pinv(residual)
-
     sigmas, x = _noise_start(denoiser, operator, y, steps, generator, start, start_sigma)
-    return get_sampler(sampler)(projected, x, sigmas, generator=generator, **opts)
+    if operator.sigma == 0:
+
+        def projected(x, sigma):
+            x0 = denoiser(x, sigma)
+            return x0 + operator.pinv(y - operator.forward(x0))
+
+        return get_sampler(sampler)(projected, x, sigmas, generator=generator, **opts)
+
+    caps = _ddnm_plus_caps(sigmas.tolist(), operator.sigma, sampler, opts)
+
+    def cap_at(s: float) -> float:  # the cap of the step that starts at level s
+        return min(caps.items(), key=lambda item: abs(item[0] - s))[1]
+
+    def corrected(x, sigma):
+        x0 = denoiser(x, sigma)
+        cap = cap_at(float(sigma[0]))
+        if cap == 0:
+            return x0
+        caps_n = torch.full((len(x),), cap, dtype=torch.float64, device=x.device)
+        return x0 + operator.pinv_capped(y - operator.forward(x0), caps_n)
+
+    def noise_left(z, s, s_next):
+        return operator.noise_left(z, cap_at(s))
+
+    return get_sampler(sampler)(
+        corrected, x, sigmas, generator=generator, noise_filter=noise_left, **opts
+    )
+
+
+def _ddnm_plus_caps(levels: list[float], sigma_y: float, sampler: str, opts) -> dict:
+    """Level -> DDNM+'s gain cap ``std / (a sigma_y)`` for each step of an ancestral sampler."""
+    if sampler == "ddpm":
+        shape = {"variance": opts.get("variance", "small")}
+    elif sampler == "ddim" and opts.get("eta", 0.0) > 0:
+        shape = {"eta": opts["eta"]}
+    else:
+        raise ValueError("ddnm with measurement noise needs sampler ddpm, or ddim with eta > 0")
+    caps = {}
+    for s, s_next in itertools.pairwise(levels):
+        keep, std = ancestral_step(s, s_next, **shape)
+        caps[s] = std / ((1 - keep) * sigma_y) if keep < 1 else 0.0
+    return caps
 
 
 def dps(
@@ -182,28 +223,54 @@ def repaint(
     start_sigma=START_SIGMA,
     **opts,
 ) -> Tensor:
-    """RePaint (Lugmayr et al. 2022) for inpainting: after each reverse step to sigma_next, the
-    observed pixels are replaced by y noised to sigma_next (Eq. 8); every ``jump_length`` steps
-    the last ``jump_length`` steps are undone by the forward process and redone,
-    ``jump_n_sample - 1`` extra times (the resampling of Sec. 4.2). NFE is about
-    ``steps * jump_n_sample``. Noise in y is not modelled (the paper's setting). ``start``,
-    ``start_sigma``: a warm start (see :func:`_noise_start`)."""
-    if not isinstance(operator, Inpaint):
-        raise ValueError("repaint solves inpainting only; use ddnm or dps for other operators")
+    """RePaint (Lugmayr et al. 2022): after each reverse step to sigma_next, what y observes is
+    replaced by y noised to sigma_next (Eq. 8); every ``jump_length`` steps the last
+    ``jump_length`` steps are undone by the forward process and redone, ``jump_n_sample - 1``
+    extra times (the resampling of Sec. 4.2). NFE is about ``steps * jump_n_sample``;
+    ``jump_n_sample=1`` gives the replacement alone.
+
+    For any linear operator with noise (our extension; RePaint is noise-free inpainting): along
+    a right-singular direction of A with singular value s, ``A^+ y`` sees x through noise of
+    std ``rho = sigma_y / s``. Once ``rho <= sigma_next`` that direction is set to ``A^+ y``
+    plus fresh noise of std ``sqrt(sigma_next^2 - rho^2)``, so that x holds noise of exactly
+    sigma_next there whatever the number of steps; above, y is noisier than x and the step
+    keeps the sampler's value (see :func:`observe`). For noise-free inpainting this is Eq. 8:
+    the observed pixels become y noised to sigma_next. ``start``, ``start_sigma``: a warm start
+    (see :func:`_noise_start`)."""
     if jump_length < 1 or jump_n_sample < 1:
         raise ValueError("jump_length and jump_n_sample must be >= 1")
     step = get_sampler(sampler)
-    mask = operator.mask.to(y)
+    y_bar = operator.pinv(y)
     sigmas, x = _noise_start(denoiser, operator, y, steps, generator, start, start_sigma)
     path = repaint_schedule(steps, jump_length, jump_n_sample)
     for a, b in itertools.pairwise(path):
         s_a, s_b = float(sigmas[a]), float(sigmas[b])
-        if b > a:  # one reverse step, then the observed pixels from y at the new level
+        if b > a:  # one reverse step, then what y observes at the new level
             x = step(denoiser, x, sigmas[a : b + 1], generator=generator, **opts)
-            noisy_y = y + s_b * randn_like(y, generator) if s_b > 0 else y
-            x = mask * noisy_y + (1 - mask) * x
+            x = observe(operator, x, y_bar, s_b, generator)
         else:  # back up by the forward process: x_b = x_a + sqrt(s_b^2 - s_a^2) noise
             x = x + math.sqrt(s_b**2 - s_a**2) * randn_like(x, generator)
+    return x
+
+
+def observe(operator: Operator, x: Tensor, y_bar: Tensor, level: float, generator=None):
+    """``x`` at noise level ``level`` with the directions that ``y_bar = A^+ y`` sees through
+    less noise than ``level`` (``sigma_y / s <= level``) replaced by ``y_bar`` plus fresh noise
+    of std ``sqrt(level^2 - (sigma_y / s)^2)``: a draw of x at that level given y there, as the
+    forward process from y makes it. Noise-free: A's whole row space, noised to ``level``."""
+    s_y = operator.sigma
+
+    def seen(sv):  # singular values sv (float64 tensor, 0 in the null space) -> 1 or 0
+        return ((sv > 0) & (s_y <= level * sv)).double()
+
+    x = x + operator.spectral(y_bar - x, seen)
+    if level > 0:
+
+        def fresh(sv):
+            rho = torch.where(sv > 0, s_y / sv.clamp(min=1e-300), 0.0)
+            return seen(sv) * torch.sqrt((level**2 - rho**2).clamp(min=0))
+
+        x = x + operator.spectral(randn_like(x, generator), fresh)
     return x
 
 
@@ -268,7 +335,8 @@ def solve(
         operator: the measurement (:mod:`diffvision.restore.operators`), with its noise sigma.
         y: measurements, ``N x ...`` as ``operator.forward`` makes them.
         solver: ``mmse`` or ``posterior`` (denoising), ``ddnm``, ``dps``, ``repaint``
-            (inpainting), ``sdedit``.
+            (RePaint's replacement for any linear operator; with noise it converges as steps
+            grow, where ``ddnm``'s DDNM+ does not), ``sdedit``.
         steps: sampler steps (``repaint`` multiplies them by its resampling).
         n_samples: K > 1 draws K restorations per image and returns a :class:`Restoration`
             (mean, per-pixel std, samples); ``mmse`` is a single estimate and needs K = 1.
