@@ -10,8 +10,9 @@ replicated; whole, or the central --crop x --crop pixels; sides cut to a multipl
   Telea and Navier-Stokes inpainting and scikit-image biharmonic inpainting;
 - 4x super-resolution (antialiased bicubic downsampling): ddnm, dps  vs  bicubic and Lanczos
   upscaling (PIL);
-- deblur, Gaussian kernel std 2 px (13 x 13, circular) with noise sigma 2: ddnm, dps  vs
-  scikit-image Wiener and Richardson-Lucy (30 iterations);
+- deblur, Gaussian kernel std 2 px (13 x 13, circular) with noise sigma 2: ddnm (DDNM+), repaint
+  (its replacement for noisy y, no resampling), dps  vs  scikit-image Wiener and Richardson-Lucy
+  (30 iterations);
 - colorize: ddnm  vs  the grey image itself.
 
 The model sees 32 x 32 tiles (--overlap pixels shared, blended); operators act on the whole
@@ -185,7 +186,11 @@ def tasks(h: int, w: int):
         "denoise": (Denoise(25 / 127.5), ("mmse", "posterior", "ddnm"), 25),
         "inpaint": (Inpaint(box_mask(h, w, box)), ("ddnm", "repaint", "dps"), 0),
         "superres": (SuperResolution(4, "bicubic"), ("ddnm", "dps"), 0),
-        "deblur": (Deblur(gaussian_kernel(13, 2.0), sigma=2 / 127.5), ("ddnm", "dps"), 2),
+        "deblur": (
+            Deblur(gaussian_kernel(13, 2.0), sigma=2 / 127.5),
+            ("ddnm", "repaint", "dps"),
+            2,
+        ),
         "colorize": (Colorize(), ("ddnm",), 0),
     }
 
@@ -223,7 +228,9 @@ def run_solver(model, op, y, how: str, k: int, args):
     With k > 1 the estimate is the mean of k posterior samples (mmse is one estimate)."""
     k = 1 if how == "mmse" else k
     solver, warm = split_spec(how, args.start_sigma)
-    options = {"jump_length": 5, "jump_n_sample": 2} if solver == "repaint" else {}
+    options = {}
+    if solver == "repaint":  # resampling for inpainting only (as the restore command does)
+        options = {"jump_length": 5, "jump_n_sample": 2 if isinstance(op, Inpaint) else 1}
     if warm:
         options.update(start=classical_start(op, y).to(args.device), start_sigma=warm)
     with torch.no_grad():  # dps turns gradients on where it needs them
