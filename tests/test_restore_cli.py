@@ -111,6 +111,10 @@ def test_restore_command(tiny_digits_model, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert Image.open(out).size == (32, 32)
+    result = run("restore", "deblur", str(model), str(image), "--kernel", "gauss:1", "--sigma",
+                 "2", "--simulate", "--out", str(out), *common)  # fmt: skip
+    assert result.returncode == 0, result.stderr  # deblurring's default: repaint, no resampling
+    assert "(repaint, 3 steps, --resample 1" in result.stdout and "PSNR" in result.stdout
     for args, message in [
         (["colorize"], "RGB model"),
         (["inpaint"], "exactly one of"),
@@ -118,6 +122,7 @@ def test_restore_command(tiny_digits_model, tmp_path):
         (["deblur", "--kernel", "box:3"], "--kernel must be"),
         (["denoise", "--sigma", "25", "--start", "classical"], "works with ddnm, dps, repaint"),
         (["inpaint", "--box", "1,1,4,4", "--solver", "sdedit", "--start", "classical"], "works"),
+        (["deblur", "--sigma", "2", "--solver", "ddnm", "--resample", "3"], "repaint solver only"),
     ]:
         bad = run("restore", args[0], str(model), str(image), *args[1:], "--out", str(out))
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr
