@@ -219,6 +219,11 @@ def split_spec(how: str, default_sigma: float = START_SIGMA) -> tuple[str, float
     return solver, float(given) if given else default_sigma
 
 
+def patch_size(config: dict) -> int:
+    """The model's training patch size (its tiles' side) from its config."""
+    return config["sample_shape"][-1]
+
+
 def run_solver(model, op, y, how: str, k: int, args):
     """One diffvision solver on the whole image (tiled): (estimate, first sample, per-pixel std),
     the last two None for one sample.
@@ -287,7 +292,7 @@ def main() -> None:
         )
     model = diffvision.load(args.model, device=args.device)
     config = json.loads((args.model / "config.json").read_text())
-    args.tile = config["sample_shape"][-1]  # the model's training patch size
+    args.tile = patch_size(config)
     photos = held_out_photos(3)
     if args.photos:
         photos = {k: photos[k] for k in args.photos.split(",")}
