@@ -121,8 +121,8 @@ def ddnm(
     The rule counts y's noise as if it were fresh at every step, but it is the same noise each
     time: DDNM+ is accurate at few steps and drifts towards y as steps grow (exact Gaussian
     prior, denoising: 5% error at 10 steps, 21% at 160; a 2 px blur of photo crops, mean of 4:
-    28.3 dB at 10 steps, 17.3 at 40). :func:`repaint` converges for noisy y. ``start``, ``start_sigma``: a
-    warm start (see :func:`_noise_start`).
+    28.3 dB at 10 steps, 17.3 at 40). :func:`repaint` converges for noisy y. ``start``,
+    ``start_sigma``: a warm start (see :func:`_noise_start`).
     """
     sigmas, x = _noise_start(denoiser, operator, y, steps, generator, start, start_sigma)
     if operator.sigma == 0:
