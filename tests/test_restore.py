@@ -381,6 +381,30 @@ def test_repaint_with_noise_converges_to_the_exact_posterior(prior, op):
     assert abs(1 - spread[160]) < 0.15, spread
 
 
+def test_solvers_keep_float32_with_noisy_measurements(prior):
+    # A network takes float32 only: no solver may hand its denoiser float64 (DDNM+'s caps and
+    # the spectral filters are computed in float64).
+    seen = set()
+
+    def network(x, sigma):
+        seen.add((x.dtype, sigma.dtype))
+        return prior(x, sigma)
+
+    truth = prior.sample(2, generator=torch.Generator().manual_seed(8)).float()
+    for op in [
+        Denoise(0.1),
+        Inpaint(random_mask(H, H, 0.5, torch.Generator().manual_seed(0)), sigma=0.1),
+        SuperResolution(2, "pool", sigma=0.1),
+        SuperResolution(2, "bicubic", sigma=0.1),
+        Deblur(gaussian_kernel(3, 1.0), sigma=0.1),
+    ]:
+        y = op.measure(truth, torch.Generator().manual_seed(9))
+        for solver in ("ddnm", "repaint", "dps"):
+            out = solve(network, op, y, solver=solver, steps=3, generator=torch.Generator())
+            assert out.dtype == torch.float32, (type(op).__name__, solver)
+    assert seen == {(torch.float32, torch.float32)}
+
+
 def test_sdedit_and_errors(prior):
     op = Denoise(0.1)
     _, y = truth_and_y(prior, op)

@@ -143,7 +143,7 @@ def ddnm(
         cap = cap_at(float(sigma[0]))
         if cap == 0:
             return x0
-        caps_n = torch.full((len(x),), cap, dtype=torch.float64, device=x.device)
+        caps_n = torch.full((len(x),), cap, dtype=x.dtype, device=x.device)
         return x0 + operator.pinv_capped(y - operator.forward(x0), caps_n)
 
     def noise_left(z, s, s_next):
