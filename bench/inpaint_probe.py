@@ -135,16 +135,22 @@ def main() -> None:
     print(markdown(result))
 
 
-def markdown(result: dict, title: str = "Box inpainting probes", caveat: str = "") -> str:
-    """A table of PSNR per method (rows) and photo (columns) with the run's header."""
+def markdown(
+    result: dict,
+    title: str = "Box inpainting probes",
+    caveat: str = "",
+    setting: str = "PSNR (dB) of the whole photo; central box of side min(H, W) / 4; means of "
+    "{samples} draws.",
+) -> str:
+    """A table of PSNR per method (rows) and photo (columns) with the run's header; ``setting``
+    (formatted with the result's fields) says what was measured."""
     methods = list(next(iter(result["rows"].values())))
     photos = list(result["rows"])
     lines = [
         f"# {title}",
         "",
         f"Made by `{result['command']}` on {result['date']} ({result['machine']}, torch "
-        f"{result['torch']}), {result['seconds']} s. PSNR (dB) of the whole photo; central box "
-        f"of side min(H, W) / 4; means of {result['samples']} draws.{caveat}",
+        f"{result['torch']}), {result['seconds']} s. {setting.format(**result)}{caveat}",
         "",
         "| method | " + " | ".join(photos) + " | mean |",
         "|---|" + "---:|" * (len(photos) + 1),

@@ -110,10 +110,10 @@ def test_restore_command(tiny_digits_model, tmp_path):
         "restore", "superres", str(model), str(image), "--factor", "2", "--out", str(out), *common
     )
     assert result.returncode == 0, result.stderr
-    assert Image.open(out).size == (32, 32)
+    assert Image.open(out).size == (32, 32) and "(ddnm, 3 steps" in result.stdout  # noise-free
     result = run("restore", "deblur", str(model), str(image), "--kernel", "gauss:1", "--sigma",
                  "2", "--simulate", "--out", str(out), *common)  # fmt: skip
-    assert result.returncode == 0, result.stderr  # deblurring's default: repaint, no resampling
+    assert result.returncode == 0, result.stderr  # noisy y: repaint, no resampling
     assert "(repaint, 3 steps, --resample 1" in result.stdout and "PSNR" in result.stdout
     for args, message in [
         (["colorize"], "RGB model"),

@@ -9,13 +9,15 @@ from pathlib import Path
 from .common import UsageError, _formatter, _positive
 
 TASKS = ("denoise", "inpaint", "superres", "deblur", "colorize")
-DEFAULT_SOLVER = {
-    "denoise": "mmse",
-    "inpaint": "ddnm",
-    "superres": "ddnm",
-    "deblur": "repaint",  # with noise; ddnm's DDNM+ drifts at the default 50 steps
-    "colorize": "ddnm",
-}
+
+
+def default_solver(task: str, sigma: float) -> str:
+    """mmse for denoising; ddnm for a noise-free measurement; repaint for a noisy one, where
+    ddnm's DDNM+ drifts towards y at the default 50 steps (bench/results/restoration_noisy.md,
+    restoration_deblur_steps40.md)."""
+    if task == "denoise":
+        return "mmse"
+    return "repaint" if sigma > 0 else "ddnm"
 
 
 def add_parser(sub) -> None:
@@ -47,13 +49,17 @@ def add_parser(sub) -> None:
     r.add_argument("--factor", type=_positive(int), default=4, help="superres: scale factor")
     r.add_argument("--method", default="bicubic", help="superres: bicubic | pool")
     r.add_argument("--kernel", default="gauss:2", help="deblur: gauss:STD | motion:LENGTH:ANGLE")
-    r.add_argument("--solver", help="mmse | posterior | ddnm | dps | repaint | sdedit")
+    r.add_argument(
+        "--solver",
+        help="mmse | posterior | ddnm | dps | repaint | sdedit (default: mmse for denoise, "
+        "repaint with --sigma > 0, else ddnm)",
+    )
     r.add_argument("--steps", type=_positive(int), default=50, help="sampler steps")
     r.add_argument(
         "--resample",
         type=_positive(int),
         help="repaint: passes over each stretch of 10 steps (RePaint's resampling; default 10 "
-        "for inpaint, 1 for the other tasks)",
+        "for noise-free inpainting, 1 otherwise)",
     )
     r.add_argument(
         "--start",
@@ -207,12 +213,13 @@ def cmd_restore(args) -> int:
         raise UsageError("--overlap must be in [0, --tile)")
     if min(h, w) < tile:
         raise UsageError(f"the image ({h} x {w}) is smaller than a tile ({tile} px)")
-    solver = args.solver or DEFAULT_SOLVER[args.task]
+    solver = args.solver or default_solver(args.task, operator.sigma)
     if args.resample is not None and solver != "repaint":
         raise UsageError("--resample works with the repaint solver only")
     options = _start_options(args, solver, operator, y)  # classical starts: on the CPU
     if solver == "repaint":
-        options["jump_n_sample"] = args.resample or (10 if args.task == "inpaint" else 1)
+        noise_free_inpaint = args.task == "inpaint" and operator.sigma == 0
+        options["jump_n_sample"] = args.resample or (10 if noise_free_inpaint else 1)
     if "start" in options:
         options["start"] = options["start"].to(device)
     with torch.no_grad():
