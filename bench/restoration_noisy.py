@@ -30,8 +30,8 @@ from restoration import RESULTS, prepare
 from run_header import run_header
 
 
-def problems(size: int) -> dict:
-    mask = random_mask(size, size, 0.5, torch.Generator().manual_seed(0))
+def problems(h: int, w: int) -> dict:
+    mask = random_mask(h, w, 0.5, torch.Generator().manual_seed(0))
     return {
         "4x SR, sigma 5": SuperResolution(4, "bicubic", sigma=5 / 127.5),
         "50% random pixels, sigma 10": Inpaint(mask, sigma=10 / 127.5),
@@ -49,7 +49,7 @@ def main() -> None:
     for name, image in held_out_photos(3).items():
         x = prepare(image, args.crop)
         rows[name] = {}
-        for label, op in problems(x.shape[-1]).items():
+        for label, op in problems(*x.shape[-2:]).items():
             y = op.measure(x, torch.Generator().manual_seed(0))
             for solver in ("ddnm", "repaint"):
                 for steps in (10, 50):
