@@ -37,6 +37,7 @@ from diffvision.restore.tiles import TiledDenoiser
 from diffvision.samplers import get as get_sampler
 from diffvision.samplers import sigma_steps
 from restoration import RESULTS, classical_baselines, prepare, tasks
+from run_header import save_result
 
 MARGIN = 64
 
@@ -129,10 +130,7 @@ def main() -> None:
         "seconds": round(time.time() - start_all, 1),
         "rows": rows,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "inpaint_probe.json").write_text(json.dumps(result, indent=1))
-    (args.out / "inpaint_probe.md").write_text(markdown(result))
-    print(markdown(result))
+    save_result(args.out, "inpaint_probe", result, markdown(result))
 
 
 def markdown(

@@ -33,7 +33,7 @@ from diffvision.restore.starts import classical_start
 from diffvision.restore.tiles import solve_tiled
 from inpaint_probe import markdown as probe_table
 from restoration import RESULTS, prepare, tasks
-from run_header import run_header
+from run_header import run_header, save_result
 
 PHOTOS = ("grace_hopper", "sklearn-china", "stereo_motorcycle", "sklearn-flower")
 
@@ -91,10 +91,7 @@ def main() -> None:
         "samples": args.samples,
         "rows": rows,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "inpaint_warm_train.json").write_text(json.dumps(result, indent=1))
-    (args.out / "inpaint_warm_train.md").write_text(markdown(result))
-    print(markdown(result))
+    save_result(args.out, "inpaint_warm_train", result, markdown(result))
 
 
 def markdown(result: dict) -> str:

@@ -27,7 +27,7 @@ from diffvision.restore import Inpaint, SuperResolution, random_mask
 from diffvision.restore.tiles import solve_tiled
 from inpaint_probe import markdown as probe_table
 from restoration import RESULTS, prepare
-from run_header import run_header
+from run_header import run_header, save_result
 
 
 def problems(h: int, w: int) -> dict:
@@ -67,10 +67,7 @@ def main() -> None:
         "crop": args.crop,
         "rows": rows,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "restoration_noisy.json").write_text(json.dumps(result, indent=1))
-    (args.out / "restoration_noisy.md").write_text(markdown(result))
-    print(markdown(result))
+    save_result(args.out, "restoration_noisy", result, markdown(result))
 
 
 def markdown(result: dict) -> str:

@@ -1,10 +1,12 @@
-"""The fields every bench result starts with: what ran, when, where."""
+"""The fields every bench result starts with (what ran, when, where), and where it is written."""
 
 from __future__ import annotations
 
+import json
 import platform
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -20,3 +22,11 @@ def run_header(benchmark: str) -> dict:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }
+
+
+def save_result(out: Path, name: str, result: dict, markdown: str) -> None:
+    """Write ``out/name.json`` (the result) and ``out/name.md`` (its table), and print the table."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(result, indent=1))
+    (out / f"{name}.md").write_text(markdown)
+    print(markdown)

@@ -76,6 +76,12 @@ def relative_error(prior, estimate, exact):
     return float((estimate - exact).norm() / (exact - prior.mean.view(1, *exact.shape[1:])).norm())
 
 
+def draws(prior, op, y, solver, steps, seed, **opts):
+    """250 posterior draws per measurement from ``solver`` (a :class:`Restoration`)."""
+    gen = torch.Generator().manual_seed(seed)
+    return solve(prior, op, y, solver=solver, steps=steps, n_samples=250, generator=gen, **opts)
+
+
 @pytest.mark.parametrize(
     "op",
     [
@@ -238,16 +244,7 @@ def test_approximate_solvers_approach_the_posterior_mean(prior, solver, op):
     opts = {"jump_length": 5, "jump_n_sample": 2} if solver == "repaint" else {}
     errors = {}
     for steps in (10, 40, 160):
-        r = solve(
-            prior,
-            op,
-            y,
-            solver=solver,
-            steps=steps,
-            n_samples=250,
-            generator=torch.Generator().manual_seed(3),
-            **opts,
-        )
+        r = draws(prior, op, y, solver, steps, 3, **opts)
         # Pooled over the 12 measurements; the Monte-Carlo error of a mean of 250 (~1.2% of the
         # norm) adds to the method's bias in quadrature, below 0.1%.
         errors[steps] = relative_error(prior, r.mean, m)
@@ -313,16 +310,7 @@ def test_ddnm_plus_is_accurate_at_few_steps_and_drifts_with_many(prior, op):
     m, _ = exact_posterior(prior, op, y)
     errors = {}
     for steps in (10, 160):
-        r = solve(
-            prior,
-            op,
-            y,
-            solver="ddnm",
-            steps=steps,
-            n_samples=250,
-            generator=torch.Generator().manual_seed(3),
-        )
-        errors[steps] = relative_error(prior, r.mean, m)
+        errors[steps] = relative_error(prior, draws(prior, op, y, "ddnm", steps, 3).mean, m)
     assert errors[10] < 0.12 and errors[160] > 1.5 * errors[10], errors
 
 
@@ -360,16 +348,7 @@ def test_repaint_with_noise_converges_to_the_exact_posterior(prior, op):
     m, post = exact_posterior(prior, op, y)
     errors, spread = {}, {}
     for steps in (40, 160):
-        r = solve(
-            prior,
-            op,
-            y,
-            solver="repaint",
-            jump_n_sample=1,
-            steps=steps,
-            n_samples=250,
-            generator=torch.Generator().manual_seed(6),
-        )
+        r = draws(prior, op, y, "repaint", steps, 6, jump_n_sample=1)
         errors[steps] = relative_error(prior, r.mean, m)
         spread[steps] = float(r.std.pow(2).mean(0).sum() / post.diagonal().sum())
     # Measured: denoise 0.042 -> 0.013, deblur 0.046 -> 0.026 (a first-order method's error
