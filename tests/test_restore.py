@@ -295,11 +295,12 @@ def test_noisy_solutions_are_consistent_with_y(prior, solver, op):
     assert relative_error(prior, r.mean, m) < relative_error(prior, op.pinv(y), m)
 
 
-@pytest.mark.parametrize(
-    "op",
-    [Denoise(0.2), Deblur(gaussian_kernel(3, 1.0), sigma=0.05)],
-    ids=["denoise", "deblur"],
-)
+# Noisy measurements on which DDNM+ and repaint are compared with the exact posterior.
+NOISY_OPS = [Denoise(0.2), Deblur(gaussian_kernel(3, 1.0), sigma=0.05)]
+NOISY_IDS = ["denoise", "deblur"]
+
+
+@pytest.mark.parametrize("op", NOISY_OPS, ids=NOISY_IDS)
 def test_ddnm_plus_is_accurate_at_few_steps_and_drifts_with_many(prior, op):
     # DDNM+ cuts each step's fresh noise by what y's noise fills (Eq. 19). Measured errors of
     # the mean of 250 (pooled over 12 measurements; Monte-Carlo error ~1.2%): 10 steps 0.048
@@ -333,11 +334,7 @@ def test_observe_keeps_the_noise_at_the_level(op):
     assert float((cov - torch.eye(len(cov), dtype=torch.float64)).abs().max()) < 5 * (2 / n) ** 0.5
 
 
-@pytest.mark.parametrize(
-    "op",
-    [Denoise(0.2), Deblur(gaussian_kernel(3, 1.0), sigma=0.05)],
-    ids=["denoise", "deblur"],
-)
+@pytest.mark.parametrize("op", NOISY_OPS, ids=NOISY_IDS)
 def test_repaint_with_noise_converges_to_the_exact_posterior(prior, op):
     # repaint's replacement for noisy y (x's directions that y sees through noise rho below the
     # new level are set to A^+ y plus the missing sqrt(level^2 - rho^2) of noise) keeps the
