@@ -172,6 +172,7 @@ def cmd_restore(args) -> int:
     from ..io import load, read_config
     from ..io.images import read_image, to_pil
     from ..metrics import psnr, uncertainty_calibration
+    from ..metrics.calibration import CERTAIN_STD
     from ..restore.tiles import solve_tiled
     from ..train.distributed import resolve_device
 
@@ -252,7 +253,7 @@ def cmd_restore(args) -> int:
     if clean is not None:
         value = float(torch.as_tensor(psnr(mean.clamp(-1, 1), clean)).mean())
         print(f"PSNR {value:.2f} dB against the clean input")
-        if std is not None and bool((std > 1e-6).any()):
+        if std is not None and bool((std > CERTAIN_STD).any()):
             c = uncertainty_calibration(mean, std, clean, args.samples)
             print(
                 f"uncertainty: {c['within_2std']:.0%} of errors within 2 std "

@@ -7,6 +7,10 @@ import math
 
 from torch import Tensor
 
+#: A per-pixel std at or below this is taken as certain (e.g. the known pixels of noise-free
+#: inpainting, whose samples agree to round-off).
+CERTAIN_STD = 1e-6
+
 
 def uncertainty_calibration(mean: Tensor, std: Tensor, x: Tensor, k: int) -> dict[str, float]:
     """How well the per-pixel std of K posterior samples predicts the error of their mean.
@@ -18,7 +22,7 @@ def uncertainty_calibration(mean: Tensor, std: Tensor, x: Tensor, k: int) -> dic
         x: the true images, same shape.
         k: the number of samples (>= 2).
 
-    Returns, over the values the measurement leaves uncertain (std > 1e-6; for noise-free
+    Returns, over the values the measurement leaves uncertain (std > ``CERTAIN_STD``; for noise-free
     inpainting, the hole): ``within_2std``, the fraction of errors ``|x - mean|`` at most 2 std,
     and ``rms_error_over_std``, RMS error / RMS std; each with its value for a calibrated Gaussian
     posterior sampled K times (``..._calibrated``). There ``(x - mean) / s`` is Student-t with
@@ -29,7 +33,7 @@ def uncertainty_calibration(mean: Tensor, std: Tensor, x: Tensor, k: int) -> dic
 
     if k < 2:
         raise ValueError("calibration needs k >= 2 samples")
-    free = std > 1e-6
+    free = std > CERTAIN_STD
     if not bool(free.any()):
         raise ValueError("std is zero everywhere: nothing is uncertain")
     err, s = (mean.double() - x.double())[free], std.double()[free]
