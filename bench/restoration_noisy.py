@@ -1,5 +1,7 @@
 """Which solver for a noisy measurement at the restore command's 50 steps: `ddnm` (DDNM+) or
-`repaint` (its replacement for noisy y, no resampling), at 10 and 50 steps.
+`repaint` (its replacement for noisy y), at 10 and 50 steps without resampling, and at 50
+steps with RePaint's resampling (2 and 4 passes, jump length 10; 2x and 4x the network
+calls).
 
 Problems: 4x super-resolution (antialiased bicubic) with noise sigma 5, and inpainting of 50%
 random pixels with noise sigma 10 (0-255 scale), on the central --crop x --crop pixels of the
@@ -38,6 +40,17 @@ def problems(h: int, w: int) -> dict:
     }
 
 
+#: (solver, steps, RePaint passes) of each row.
+RUNS = [
+    ("ddnm", 10, 1),
+    ("ddnm", 50, 1),
+    ("repaint", 10, 1),
+    ("repaint", 50, 1),
+    ("repaint", 50, 2),
+    ("repaint", 50, 4),
+]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, default=Path("runs/photos/model"))
@@ -51,16 +64,17 @@ def main() -> None:
         rows[name] = {}
         for label, op in problems(*x.shape[-2:]).items():
             y = op.measure(x, torch.Generator().manual_seed(0))
-            for solver in ("ddnm", "repaint"):
-                for steps in (10, 50):
-                    options = {"jump_n_sample": 1} if solver == "repaint" else {}
-                    with torch.no_grad():
-                        est = solve_tiled(
+            for solver, steps, passes in RUNS:
+                options = {"jump_n_sample": passes} if solver == "repaint" else {}
+                with torch.no_grad():
+                    est = solve_tiled(
                             model, op, y, tile=32, overlap=8, solver=solver, steps=steps,
                             generator=torch.Generator().manual_seed(1), **options,
                         )  # fmt: skip
-                    key = f"{label}: {solver}, {steps} steps"
-                    rows[name][key] = float(psnr(est.clamp(-1, 1), x))
+                key = f"{label}: {solver}, {steps} steps" + (
+                    f", resample {passes}" if passes > 1 else ""
+                )
+                rows[name][key] = float(psnr(est.clamp(-1, 1), x))
         print(name, json.dumps(rows[name]), file=sys.stderr, flush=True)
     result = run_header("restoration_noisy") | {
         "seconds": round(time.time() - begin, 1),

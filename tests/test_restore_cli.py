@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from diffvision.analytic import GaussianDenoiser
+from diffvision.cli.restore import default_resample, default_solver
 from diffvision.restore import Denoise, Inpaint, Operator, box_mask, solve
 from diffvision.restore.tiles import TiledDenoiser, blend_window, solve_tiled, tile_starts
 from tests.cli_run import run
@@ -213,3 +214,13 @@ def test_tiled_inpainting_solves_only_around_the_hole():
     # 0.144 * sqrt(4 / 12000) = 0.0026; 5 standard errors allowed.
     assert abs(float(holes[True].mean() - holes[False].mean())) < 0.025
     assert abs(float(holes[True].var() - holes[False].var())) < 0.013
+
+
+def test_default_solver_and_resampling():
+    # mmse for denoising; ddnm for noise-free measurements; repaint for noisy ones, which
+    # resamples twice for inpainting (bench/results/restoration_noisy.md) and not otherwise.
+    assert default_solver("denoise", 0.1) == "mmse"
+    assert [default_solver(t, 0.0) for t in ("inpaint", "superres", "deblur")] == ["ddnm"] * 3
+    assert [default_solver(t, 0.1) for t in ("inpaint", "superres", "deblur")] == ["repaint"] * 3
+    assert (default_resample("inpaint", 0.0), default_resample("inpaint", 0.1)) == (10, 2)
+    assert default_resample("superres", 0.1) == default_resample("deblur", 0.1) == 1
