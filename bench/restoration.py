@@ -6,8 +6,9 @@ replicated; whole, or the central --crop x --crop pixels; sides cut to a multipl
 
 - denoise, Gaussian noise sigma 25 (0-255 scale): mmse, posterior, ddnm  vs  scikit-image
   NL-means, TV (Chambolle) and wavelet (BayesShrink) denoising, and BM3D if `bm3d` is installed;
-- inpaint, a central square box of side min(H, W) / 4, noise-free: ddnm, repaint, dps  vs  OpenCV
-  Telea and Navier-Stokes inpainting and scikit-image biharmonic inpainting;
+- inpaint, a central square box of side min(H, W) / 4 (--box: another side in pixels),
+  noise-free: ddnm, repaint, dps  vs  OpenCV Telea and Navier-Stokes inpainting and scikit-image
+  biharmonic inpainting;
 - 4x super-resolution (antialiased bicubic downsampling): ddnm, dps  vs  bicubic and Lanczos
   upscaling (PIL);
 - deblur, Gaussian kernel std 2 px (13 x 13, circular) with noise sigma 2: ddnm (DDNM+), repaint
@@ -178,9 +179,10 @@ def prepare(image: torch.Tensor, crop: int) -> torch.Tensor:
     return x[..., : x.shape[-2] // 4 * 4, : x.shape[-1] // 4 * 4]
 
 
-def tasks(h: int, w: int):
-    """task -> (operator, diffvision solvers, noise sigma on the 0-255 scale)."""
-    b = min(h, w) // 4
+def tasks(h: int, w: int, box_side: int = 0):
+    """task -> (operator, diffvision solvers, noise sigma on the 0-255 scale); the inpainting
+    hole is a central square of side ``box_side`` pixels (0: min(h, w) / 4)."""
+    b = box_side or min(h, w) // 4
     box = ((w - b) // 2, (h - b) // 2, b, b)
     return {
         "denoise": (Denoise(25 / 127.5), ("mmse", "posterior", "ddnm"), 25),
@@ -234,7 +236,7 @@ def run_solver(model, op, y, how: str, k: int, args):
     k = 1 if how == "mmse" else k
     solver, warm = split_spec(how, args.start_sigma)
     options = {}
-    if solver == "repaint":  # resampling for inpainting only (as the restore command does)
+    if solver == "repaint":  # resampling for inpainting only (2 passes; the command's default: 10)
         options = {"jump_length": 5, "jump_n_sample": 2 if isinstance(op, Inpaint) else 1}
     if warm:
         options.update(start=classical_start(op, y).to(args.device), start_sigma=warm)
@@ -280,6 +282,9 @@ def main() -> None:
         "samples; +warm: from the classical start)",
     )
     parser.add_argument("--photos", default=None, help="comma-separated held-out names")
+    parser.add_argument(
+        "--box", type=int, default=0, help="inpaint: side of the hole (pixels, 0: min(H, W) / 4)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     for module in ("cv2", "pywt"):  # the classical baselines' packages (pywt: wavelet denoising)
@@ -321,7 +326,7 @@ def main() -> None:
     for name, image in photos.items():
         x = prepare(image, args.crop)
         h, w = x.shape[-2:]
-        for task, (op, solvers, sigma255) in tasks(h, w).items():
+        for task, (op, solvers, sigma255) in tasks(h, w, args.box).items():
             if task not in args.tasks.split(","):
                 continue
             if task == "colorize" and bool((x[:, 0] == x[:, 1]).all()):
@@ -347,6 +352,7 @@ def main() -> None:
         "benchmark": "restoration",
         "command": "python bench/restoration.py " + " ".join(sys.argv[1:]),
         "crop": args.crop,
+        "box": args.box,
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "machine": platform.machine(),
         "torch": torch.__version__,
@@ -457,7 +463,12 @@ def markdown(result: dict) -> str:
         f"{training.get('batch')}{_training_extras(training)} ({_trained_on(result)}). "
         f"Photos: {', '.join(photos)} "
         f"({'central crops' if result.get('crop') else 'whole, tiled'}); PSNR / SSIM averaged "
-        "over them; seconds per image (for one sample where a mean of several is listed too).",
+        "over them; seconds per image (for one sample where a mean of several is listed too)."
+        + (
+            f" Inpainting hole: a central box of side {result['box']} px."
+            if result.get("box")
+            else ""
+        ),
         "",
         "| task | method | PSNR (dB) | SSIM | s / image |",
         "|---|---|---|---|---|",
