@@ -68,9 +68,9 @@ def main() -> None:
                 options = {"jump_n_sample": passes} if solver == "repaint" else {}
                 with torch.no_grad():
                     est = solve_tiled(
-                            model, op, y, tile=32, overlap=8, solver=solver, steps=steps,
-                            generator=torch.Generator().manual_seed(1), **options,
-                        )  # fmt: skip
+                        model, op, y, tile=32, overlap=8, solver=solver, steps=steps,
+                        generator=torch.Generator().manual_seed(1), **options,
+                    )  # fmt: skip
                 key = f"{label}: {solver}, {steps} steps" + (
                     f", resample {passes}" if passes > 1 else ""
                 )
