@@ -87,7 +87,7 @@ def main() -> None:
 def markdown(result: dict) -> str:
     return probe_table(
         result,
-        "Noisy measurements: DDNM+ or repaint, at 10 and 50 steps",
+        "Noisy measurements: DDNM+ or repaint, at 10 and 50 steps, and with resampling",
         setting="PSNR (dB) of the central {crop} x {crop} crop; one sample each.",
     )
 
