@@ -45,7 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
               diffvision train --out runs/digits --resume      (continue an interrupted run)
               torchrun --nproc_per_node=2 -m diffvision train --data faces --out runs/faces"""),
     )
-    t.add_argument("--data", help="image folder, or digits | faces | shapes | mnist:FOLDER")
+    t.add_argument(
+        "--data",
+        help="image folder, or digits | faces | shapes | photos | deadleaves | mnist:FOLDER;"
+        " several joined by + are pooled (e.g. photos+deadleaves)",
+    )
     t.add_argument("--size", type=_positive(int), help="image size in pixels (default: the data's)")
     t.add_argument("--channels", type=int, choices=(1, 3), help="1 grey, 3 RGB (folders: auto)")
     t.add_argument("--preset", default="small", help="network size: tiny | small | base")
@@ -234,6 +238,8 @@ def _absolute_spec(spec: str) -> str:
     """The data spec with any path made absolute, so --resume works from another folder."""
     from ..data import BUILTIN
 
+    if "+" in spec and not Path(spec).exists():
+        return "+".join(_absolute_spec(part) for part in spec.split("+"))
     if spec in BUILTIN:
         return spec
     if spec.startswith("mnist:"):

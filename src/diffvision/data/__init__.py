@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from .builtin import BUILTIN, digits, faces, mnist, read_idx, shapes
 from .dataset import ImageData
+from .deadleaves import deadleaves
 from .folder import load_image_folder
 from .photos import HELD_OUT, held_out_photos, photos
 
@@ -13,6 +16,7 @@ __all__ = [
     "BUILTIN",
     "HELD_OUT",
     "ImageData",
+    "deadleaves",
     "digits",
     "faces",
     "held_out_photos",
@@ -28,16 +32,21 @@ __all__ = [
 def load_data(spec: str, size: int | None = None, *, channels: int | None = None) -> ImageData:
     """Load data by a command-line style spec.
 
-    ``digits``, ``faces``, ``shapes``, ``photos``, ``photos-grey`` (built in; ``size``
-    optional), ``mnist:FOLDER`` (the MNIST IDX files in FOLDER), or a path to an image folder
-    (``size`` required).
+    ``digits``, ``faces``, ``shapes``, ``photos``, ``photos-grey``, ``deadleaves`` (built in;
+    ``size`` optional), ``mnist:FOLDER`` (the MNIST IDX files in FOLDER), a path to an image
+    folder (``size`` required), or several of these joined by ``+`` (their images pooled, without
+    labels; e.g. ``photos+deadleaves``).
     """
+    if "+" in spec and not Path(spec).exists():
+        return _pooled([load_data(part, size, channels=channels) for part in spec.split("+")])
     if spec == "digits":
         return digits(size)
     if spec == "faces":
         return faces(size)
     if spec == "shapes":
         return shapes(size or 32)
+    if spec == "deadleaves":
+        return deadleaves(size or 32, channels=channels or 3)
     if spec in ("photos", "photos-grey"):
         return photos(size or 32, channels=1 if spec == "photos-grey" or channels == 1 else 3)
     if spec == "mnist":
@@ -53,3 +62,20 @@ def load_data(spec: str, size: int | None = None, *, channels: int | None = None
     if size is None:
         raise ValueError("an image folder needs --size")
     return load_image_folder(path, size, channels=channels)
+
+
+def _pooled(parts: list[ImageData]) -> ImageData:
+    """The images of several data sets of one shape, as one unlabelled set."""
+    shapes_ = {(p.channels, p.size) for p in parts}
+    if len(shapes_) != 1:
+        raise ValueError(
+            "pooled data sets must share channels and size; got "
+            + ", ".join(f"{p.name} {p.channels}x{p.size}" for p in parts)
+        )
+    if any(p.decode is not None for p in parts):
+        images = [p.uint8(i) for p in parts for i in range(len(p))]
+        images = torch.stack(images)
+    else:
+        images = torch.cat([p.images for p in parts])
+    channels, size = shapes_.pop()
+    return ImageData(images, channels=channels, size=size, name="+".join(p.name for p in parts))

@@ -12,7 +12,7 @@ import torch
 from .dataset import ImageData
 from .transforms import array_to_uint8
 
-BUILTIN = ("digits", "mnist", "faces", "shapes", "photos", "photos-grey")
+BUILTIN = ("digits", "mnist", "faces", "shapes", "photos", "photos-grey", "deadleaves")
 
 
 def digits(size: int | None = None) -> ImageData:

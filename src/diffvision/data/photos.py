@@ -80,6 +80,18 @@ def training_photos() -> dict[str, np.ndarray]:
     return out
 
 
+def photo_pixels(n: int, *, channels: int = 3, seed: int = 0) -> np.ndarray:
+    """``n`` pixel colours drawn from the training photographs (each photo equally often),
+    uint8 ``n x channels`` (``channels`` 1: luma)."""
+    rng = np.random.default_rng(seed)
+    pictures = [_channels(a, channels) for a in training_photos().values()]
+    out = np.empty((n, channels), dtype=np.uint8)
+    for i, k in enumerate(rng.integers(0, len(pictures), n)):
+        p = pictures[k]
+        out[i] = p[:, rng.integers(0, p.shape[1]), rng.integers(0, p.shape[2])].numpy()
+    return out
+
+
 def held_out_photos(channels: int = 3) -> dict[str, Tensor]:
     """The held-out photographs, whole, as uint8 ``C x H x W`` tensors (``channels`` 1: luma)."""
     return {name: _channels(_skimage(name), channels) for name in HELD_OUT}
