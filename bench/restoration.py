@@ -452,14 +452,15 @@ def markdown(result: dict) -> str:
     p, s, t = _mean_by(rows, "psnr"), _mean_by(rows, "ssim"), _mean_by(rows, "seconds")
     photos = sorted({r["photo"] for r in rows})
     training = result["model"].get("training") or {}
-    size = (result["model"].get("data") or {}).get("size", "?")
+    data = result["model"].get("data") or {}
+    size, data_name = data.get("size", "?"), data.get("name", "photos")
     lines = [
         "# Restoration on held-out photos",
         "",
         f"`{result['command']}` on {result['machine']} ({result.get('device', 'cpu')}), "
         f"torch {result['torch']}, "
         f"{result['threads']} threads, {result['date']}; {result['seconds']} s in all.",
-        f"Model: `photos` {size} x {size} RGB patches, {training.get('steps')} steps, batch "
+        f"Model: `{data_name}` {size} x {size} RGB patches, {training.get('steps')} steps, batch "
         f"{training.get('batch')}{_training_extras(training)} ({_trained_on(result)}). "
         f"Photos: {', '.join(photos)} "
         f"({'central crops' if result.get('crop') else 'whole, tiled'}); PSNR / SSIM averaged "

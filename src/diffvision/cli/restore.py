@@ -82,9 +82,8 @@ def add_parser(sub) -> None:
     r.add_argument(
         "--start-sigma",
         type=_positive(float),
-        default=38.0,
-        help="noise std (0-255 scale) added to the classical start (default 38: 0.3 in the "
-        "model's [-1, 1] units)",
+        help="noise std (0-255 scale) added to the classical start (default: the library's "
+        "START_SIGMA, 0.3 in the model's [-1, 1] units, i.e. 38.25)",
     )
     r.add_argument("--samples", type=_positive(int), default=1, help="K > 1: mean and std map")
     r.add_argument("--tile", type=_positive(int), help="tile size (default: the model's size)")
@@ -159,7 +158,7 @@ def _operator(args, clean_shape):
 
 def _start_options(args, solver: str, operator, y) -> dict:
     """``start`` and ``start_sigma`` for the solver, or nothing (a start from pure noise)."""
-    from ..restore.solvers import WARM_SOLVERS
+    from ..restore.solvers import START_SIGMA, WARM_SOLVERS
     from ..restore.starts import classical_start
 
     start = args.start
@@ -173,7 +172,8 @@ def _start_options(args, solver: str, operator, y) -> dict:
         start = classical_start(operator, y)
     except ValueError as err:
         raise UsageError(f"--start classical: {err}") from None
-    return {"start": start, "start_sigma": args.start_sigma / 127.5}
+    sigma = START_SIGMA if args.start_sigma is None else args.start_sigma / 127.5
+    return {"start": start, "start_sigma": sigma}
 
 
 def cmd_restore(args) -> int:
@@ -251,7 +251,9 @@ def cmd_restore(args) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     to_pil(mean[0]).save(out)
-    how = f", from a classical start at sigma {args.start_sigma:g}" if "start" in options else ""
+    how = ""
+    if "start" in options:  # its noise level on the 0-255 scale, as --start-sigma takes it
+        how = f", from a classical start at sigma {options['start_sigma'] * 127.5:g}"
     if solver == "repaint":
         how += f", --resample {options['jump_n_sample']}"
     print(f"wrote {out} ({solver}, {args.steps} steps{how}, {w} x {h})")
