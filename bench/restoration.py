@@ -33,7 +33,8 @@ baseline on PSNR for denoising, box inpainting and 4x SR.
 Run: python bench/restoration.py --model runs/photos/model  ->  bench/results/restoration.{json,md}
 (needs pip install -e '.[bench]'; train the prior first, 49 min on a 2-core CPU: diffvision train
 --data photos --size 32 --steps 6000 --batch 32 --lr-schedule cosine --hflip --bf16
---channels-last --out runs/photos).
+--channels-last --out runs/photos; with --data photos+deadleaves instead, the prior of
+bench/results/restoration_leaves.md).
 """
 
 from __future__ import annotations
