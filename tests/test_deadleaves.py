@@ -11,8 +11,9 @@ from diffvision.data.deadleaves import dead_leaves, deadleaves, disc_radii
 
 def test_disc_radii_follow_the_inverse_cube_law():
     """Kolmogorov-Smirnov against the exact CDF of density r^-3 on [r_min, r_max]. With a fixed
-    seed the p-value is a fixed number; a sampler of another law (e.g. r^-2, or uniform) gives
-    p < 1e-30 at this n, so the threshold 1e-3 separates them with a wide margin."""
+    seed the p-value is a fixed number; a sampler of another law (e.g. log-uniform radii,
+    density r^-1) gives p < 1e-30 at this n, so the threshold 1e-3 separates them with a wide
+    margin."""
     r_min, r_max, n = 2.0, 200.0, 20000
     r = disc_radii(np.random.default_rng(0), n, r_min, r_max)
     assert r.min() >= r_min and r.max() <= r_max
@@ -21,7 +22,7 @@ def test_disc_radii_follow_the_inverse_cube_law():
         return (r_min**-2 - np.asarray(x) ** -2) / (r_min**-2 - r_max**-2)
 
     assert kstest(r, cdf).pvalue > 1e-3
-    # The test has power: the r^-2 law (log-uniform radii) is rejected outright.
+    # The test has power: the r^-1 law (log-uniform radii) is rejected outright.
     log_uniform = np.exp(np.random.default_rng(0).uniform(np.log(r_min), np.log(r_max), n))
     assert kstest(log_uniform, cdf).pvalue < 1e-30
 

@@ -73,8 +73,7 @@ def _pooled(parts: list[ImageData]) -> ImageData:
             + ", ".join(f"{p.name} {p.channels}x{p.size}" for p in parts)
         )
     if any(p.decode is not None for p in parts):
-        images = [p.uint8(i) for p in parts for i in range(len(p))]
-        images = torch.stack(images)
+        images = torch.stack([p.uint8(i) for p in parts for i in range(len(p))])
     else:
         images = torch.cat([p.images for p in parts])
     channels, size = shapes_.pop()
