@@ -236,10 +236,11 @@ def cmd_train(args) -> int:
 
 def _absolute_spec(spec: str) -> str:
     """The data spec with any path made absolute, so --resume works from another folder."""
-    from ..data import BUILTIN
+    from ..data import BUILTIN, pooled_parts
 
-    if "+" in spec and not Path(spec).exists():
-        return "+".join(_absolute_spec(part) for part in spec.split("+"))
+    parts = pooled_parts(spec)
+    if parts:
+        return "+".join(_absolute_spec(part) for part in parts)
     if spec in BUILTIN:
         return spec
     if spec.startswith("mnist:"):

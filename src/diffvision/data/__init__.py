@@ -24,6 +24,7 @@ __all__ = [
     "load_image_folder",
     "mnist",
     "photos",
+    "pooled_parts",
     "read_idx",
     "shapes",
 ]
@@ -37,8 +38,9 @@ def load_data(spec: str, size: int | None = None, *, channels: int | None = None
     folder (``size`` required), or several of these joined by ``+`` (their images pooled, without
     labels; e.g. ``photos+deadleaves``).
     """
-    if "+" in spec and not Path(spec).exists():
-        return _pooled([load_data(part, size, channels=channels) for part in spec.split("+")])
+    parts = pooled_parts(spec)
+    if parts:
+        return _pooled([load_data(part, size, channels=channels) for part in parts])
     if spec == "digits":
         return digits(size)
     if spec == "faces":
@@ -62,6 +64,12 @@ def load_data(spec: str, size: int | None = None, *, channels: int | None = None
     if size is None:
         raise ValueError("an image folder needs --size")
     return load_image_folder(path, size, channels=channels)
+
+
+def pooled_parts(spec: str) -> list[str]:
+    """The specs that ``A+B`` pools, or [] for a single spec (a folder whose name holds a ``+``
+    is a single spec)."""
+    return spec.split("+") if "+" in spec and not Path(spec).exists() else []
 
 
 def _pooled(parts: list[ImageData]) -> ImageData:
