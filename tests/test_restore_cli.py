@@ -108,6 +108,7 @@ def test_restore_command(tiny_digits_model, tmp_path):
     assert Image.open(side).size == (48, 16) and (tmp_path / "out_std.png").is_file()
     # inpainting's default (--start auto), at the library's START_SIGMA (0.3 = 38.25 / 127.5)
     assert "from a classical start at sigma 38.25," in result.stdout
+    assert "start's own coarse errors are not in this map" in result.stdout
     result = run(
         "restore", "superres", str(model), str(image), "--factor", "2", "--out", str(out), *common
     )

@@ -261,6 +261,11 @@ def cmd_restore(args) -> int:
         std_path = out.with_name(out.stem + "_std.png")
         to_pil((std[0] / std.max().clamp(min=1e-8)) * 2 - 1).save(std_path)
         print(f"uncertainty (per-pixel std, scaled to its maximum): {std_path}")
+        if "start" in options:  # the draws share the start's coarse content and its errors
+            print(
+                "  (the draws differ only where the start's noise hid it: the start's own coarse "
+                "errors are not in this map; --start noise gives the prior's full spread)"
+            )
     if clean is not None:
         value = float(torch.as_tensor(psnr(mean.clamp(-1, 1), clean)).mean())
         print(f"PSNR {value:.2f} dB against the clean input")
