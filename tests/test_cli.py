@@ -28,6 +28,9 @@ def test_help_has_examples(command, capsys):
         (["sample", "no/such/model", "--out", "a.png"], "model folder not found"),
         (["info", "."], "not a diffvision model folder"),
         (["train", "--data", "mnist", "--out", "x"], "mnist:FOLDER"),
+        (["sample", "m", "--guidance", "nan", "--out", "a.png"], "not a finite number: 'nan'"),
+        (["train", "--data", "digits", "--label-dropout", "inf", "--out", "x"], "finite"),
+        (["train", "--data", "digits", "--warmup", "-1", "--out", "x"], "warmup must be"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, message, capsys, tmp_path, monkeypatch):

@@ -10,6 +10,8 @@ draws), so those tests pool 12 measurements (the prior draws them through its Ch
 factor, so they are the same on every machine).
 """
 
+import math
+
 import pytest
 import torch
 
@@ -106,6 +108,16 @@ def test_transpose_and_pseudo_inverse(op):
     rcond = getattr(op, "rcond", 1e-10)
     ref = (torch.linalg.pinv(a, rtol=rcond) @ v.reshape(2, -1).T).T.reshape(x.shape)
     assert torch.allclose(op.pinv(v), ref, atol=1e-6)
+
+
+def test_operators_reject_bad_noise_levels_and_kernels():
+    for bad in (-0.1, math.nan, math.inf):
+        with pytest.raises(ValueError, match="sigma must be"):
+            Denoise(bad)
+    with pytest.raises(ValueError, match="positive odd"):
+        motion_kernel(-5)
+    with pytest.raises(ValueError, match="std positive"):
+        gaussian_kernel(5, math.nan)
 
 
 @pytest.mark.parametrize(

@@ -145,6 +145,20 @@ def test_learning_rate_schedules():
         TrainConfig(lr_schedule="step").validate()
 
 
+def test_config_rejects_bad_numbers():
+    """nan passes every `x < 0` check, so the checks are written as `not x >= 0`."""
+    for bad, message in [
+        ({"warmup": -5}, "warmup"),
+        ({"label_dropout": float("nan")}, "label_dropout"),
+        ({"label_dropout": 1.5}, "label_dropout"),
+        ({"lr": float("inf")}, "lr must be"),
+        ({"grad_clip": -1.0}, "grad_clip"),
+        ({"weight_decay": float("nan")}, "weight_decay"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            TrainConfig(**bad).validate()
+
+
 def test_empirical_target_keeps_the_expected_gradient():
     """Rao-Blackwell: for D(x) = x W the per-sample gradient difference between target x0 and
     target E[x0 | x, c] is 2/d x^T (E[x0 | x, c] - x0), whose mean is 0; a target at the wrong

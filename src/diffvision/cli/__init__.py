@@ -14,7 +14,7 @@ import textwrap
 from pathlib import Path
 
 from . import evaluate, restore
-from .common import EXIT_USAGE, Parser, UsageError, _formatter, _positive
+from .common import EXIT_USAGE, Parser, UsageError, _finite, _formatter, _positive
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--label-dropout",
-        type=float,
+        type=_finite,
         default=0.1,
         help="probability of the null class (classifier-free guidance)",
     )
@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the class branches",
     )
     t.add_argument("--accumulation", type=_positive(int), default=1, help="gradient accumulation")
-    t.add_argument("--ema", type=float, default=0.999, help="EMA decay")
+    t.add_argument("--ema", type=_finite, default=0.999, help="EMA decay")
     t.add_argument("--hflip", action="store_true", help="random horizontal flips")
     t.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CPU and CUDA)")
     t.add_argument("--channels-last", action="store_true", help="channels-last memory format")
@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=_positive(int), default=20, help="sampler steps")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--class", dest="label", type=int, help="class label (class-conditional models)")
-    s.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale")
+    s.add_argument("--guidance", type=_finite, default=1.0, help="classifier-free guidance scale")
     s.add_argument(
         "--unconditional",
         choices=("auto", "mixture", "null"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 EXIT_USAGE = 2
 
@@ -22,13 +23,24 @@ def _formatter(prog):
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
 
 
+def _finite(text: str) -> float:
+    """A float argument that is a real number (argparse's float also takes nan and inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+    return value
+
+
 def _positive(kind):
     def parse(text):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if value <= 0:
+        if not (value > 0 and math.isfinite(value)):  # nan and inf are not positive numbers
             raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
         return value
 

@@ -7,7 +7,7 @@ import json
 import textwrap
 from pathlib import Path
 
-from .common import Parser, UsageError, _formatter, _positive
+from .common import Parser, UsageError, _finite, _formatter, _positive
 
 EVAL_EXAMPLES = """\
 examples:
@@ -50,7 +50,7 @@ def add_parsers(sub) -> None:
     e.add_argument(
         "--classes", help="class-conditional models: classes to sample (default all; none: null)"
     )
-    e.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale")
+    e.add_argument("--guidance", type=_finite, default=1.0, help="classifier-free guidance scale")
     e.add_argument("--sweep-steps", help="NFE values to sweep, e.g. 5,10,20,50")
     e.add_argument("--samplers", help="samplers for --sweep-steps (default unipc,dpmpp_2m,heun)")
     e.add_argument("--plot", help="PNG of the sweep (quality against NFE)")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from .common import UsageError, _formatter, _positive
+from .common import UsageError, _finite, _formatter, _positive
 
 TASKS = ("denoise", "inpaint", "superres", "deblur", "colorize")
 
@@ -52,10 +52,10 @@ def add_parser(sub) -> None:
     r.add_argument("model", help="model folder (an unconditional model)")
     r.add_argument("input", help="image file")
     r.add_argument("--out", required=True, help="output PNG")
-    r.add_argument("--sigma", type=float, default=0.0, help="noise std on the 0-255 scale")
+    r.add_argument("--sigma", type=_finite, default=0.0, help="noise std on the 0-255 scale")
     r.add_argument("--mask", help="inpaint: mask image (white = observed, black = hole)")
     r.add_argument("--box", help="inpaint: hole x,y,w,h in pixels")
-    r.add_argument("--random", type=float, help="inpaint: fraction of pixels missing")
+    r.add_argument("--random", type=_finite, help="inpaint: fraction of pixels missing")
     r.add_argument("--factor", type=_positive(int), default=4, help="superres: scale factor")
     r.add_argument("--method", default="bicubic", help="superres: bicubic | pool")
     r.add_argument("--kernel", default="gauss:2", help="deblur: gauss:STD | motion:LENGTH:ANGLE")
@@ -117,7 +117,7 @@ def _kernel(text: str):
             length, _, angle = rest.partition(":")
             size = int(length or 9)
             return motion_kernel(size + (size % 2 == 0), float(angle or 0))
-    except ValueError as err:
+    except (ValueError, OverflowError) as err:  # OverflowError: int(3 * inf)
         raise UsageError(f"--kernel {text!r}: {err}") from None
     raise UsageError(f"--kernel must be gauss:STD or motion:LENGTH:ANGLE, got {text!r}")
 

@@ -21,8 +21,8 @@ class Operator:
     name = "operator"
 
     def __init__(self, sigma: float = 0.0):
-        if sigma < 0:
-            raise ValueError("sigma must be >= 0")
+        if not (sigma >= 0 and math.isfinite(sigma)):
+            raise ValueError("sigma must be a finite number >= 0")
         self.sigma = float(sigma)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -330,7 +330,7 @@ def stroke_mask(height: int, width: int, strokes: int = 4, thickness: int = 3, g
 
 def gaussian_kernel(size: int, std: float) -> Tensor:
     """``size x size`` Gaussian blur kernel (odd size) with standard deviation ``std`` pixels."""
-    if size % 2 == 0 or std <= 0:
+    if size < 1 or size % 2 == 0 or not (std > 0 and math.isfinite(std)):
         raise ValueError("the kernel size must be odd and std positive")
     r = torch.arange(size, dtype=torch.float64) - size // 2
     g = torch.exp(-(r**2) / (2 * std**2))
@@ -340,8 +340,10 @@ def gaussian_kernel(size: int, std: float) -> Tensor:
 
 def motion_kernel(size: int, angle: float = 0.0) -> Tensor:
     """``size x size`` linear motion blur along ``angle`` degrees (anti-aliased line)."""
-    if size % 2 == 0:
-        raise ValueError("the kernel size must be odd")
+    if size < 1 or size % 2 == 0:
+        raise ValueError("the kernel size must be a positive odd number")
+    if not math.isfinite(angle):
+        raise ValueError("the angle must be a finite number")
     k = torch.zeros(size, size, dtype=torch.float64)
     c = size // 2
     a = math.radians(angle)

@@ -92,8 +92,16 @@ class TrainConfig:
         for name in ("steps", "batch", "accumulation", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
-        if self.lr <= 0:
+        if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError("lr must be positive")
+        if self.warmup < 0:
+            raise ValueError("warmup must be 0 or more")
+        if not 0 <= self.label_dropout <= 1:  # also rejects nan
+            raise ValueError("label_dropout must be in [0, 1]")
+        for name in ("weight_decay", "grad_clip"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a finite number >= 0")
         if self.lr_schedule not in ("constant", "cosine"):
             raise ValueError("lr_schedule must be constant or cosine")
         if self.target not in ("sample", "empirical"):
