@@ -96,9 +96,9 @@ def test_train_sample_info_round_trip(tmp_path):
     assert result.returncode == 0, result.stderr
     assert grid.is_file()
     folder = tmp_path / "many"
-    result = run("sample", str(model), "--n", "3", "--steps", "2", "--out", str(folder))
+    result = run("sample", str(model), "--n", "3", "--steps", "2", "--bf16", "--out", str(folder))
     assert result.returncode == 0, result.stderr
-    assert len(list(folder.glob("*.png"))) == 3
+    assert len(list(folder.glob("*.png"))) == 3 and "2 steps, bf16)" in result.stdout
     # The resumed run kept --classifier-steps: the folder has a classifier, and unconditional
     # sampling uses the class-posterior mixture unless the null class is asked for.
     assert "class-posterior mixture" in result.stdout

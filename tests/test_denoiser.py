@@ -121,3 +121,39 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="sigma must be"):
         d(torch.zeros(2, 3), torch.ones(3), torch.zeros(2))
     assert math.isclose(d.sigma_max, 50.0)
+
+
+def test_autocast_runs_the_network_in_bf16_and_keeps_the_skip_path():
+    """``Denoiser.autocast``: the network runs in bfloat16, the result stays float32, and it
+    differs from float32 by bf16 rounding times c_out, which vanishes at low sigma, where
+    c_skip x carries D. Bound: unit roundoff 2^-8 ~ 0.004 per rounding, about 20 roundings deep
+    (sqrt(20) x 0.004 ~ 0.017 typical), 3 times that for the largest of 1024 outputs: 5% of the
+    network's largest output (this seeded net: 0.8-2.9%). With ``autocast`` None an outer
+    autocast (training's --bf16) must still reach the network."""
+    from diffvision.nets.unet import build_unet
+
+    torch.manual_seed(0)
+    model = Denoiser(build_unet("tiny", in_channels=1), "edm").eval()
+    with torch.no_grad():  # the output layer starts at zero: give every weight some value
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    seen = []
+    model.net.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    x = torch.randn(4, 1, 16, 16)
+    for sigma in (0.01, 0.5, 20.0):
+        with torch.no_grad():
+            exact = model(x, sigma)
+            model.autocast = torch.bfloat16
+            low = model(x, sigma)
+            model.autocast = None
+        c_skip, c_out, _, _ = model.coefficients(torch.tensor(sigma))
+        network = (exact - c_skip * x) / c_out  # the network's own output, float32
+        assert low.dtype == torch.float32 and seen[-1] == torch.bfloat16
+        assert (low - exact).abs().max() <= 0.05 * float(c_out) * network.abs().max()
+        assert (low - exact).abs().max() > 0  # it did run in bf16
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
+        model(x, 0.5)
+    assert seen[-1] == torch.bfloat16
+    with torch.no_grad():
+        model(x, 0.5)
+    assert seen[-1] == torch.float32

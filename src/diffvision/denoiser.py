@@ -23,6 +23,7 @@ with ``a = 1/sqrt(1+sigma^2)`` (the VP scaling; 1 for VE/EDM schedules), ``s = s
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 
 import torch
 from torch import Tensor, nn
@@ -64,6 +65,10 @@ class Denoiser(nn.Module):
     Calling: ``D(x, sigma, cond=None)`` with ``x`` of shape ``N x ...`` in sigma space
     (``x = x0 + sigma * noise``), ``sigma`` a float or a tensor of shape ``(N,)``; returns the
     x0 estimate, same shape and dtype as ``x``.
+
+    ``autocast`` (default None): a dtype such as ``torch.bfloat16`` in which the *network* runs
+    (``torch.autocast``), for speed at inference; the preconditioning (``c_skip x``, which
+    carries nearly all of D at low sigma) stays in ``x``'s dtype.
     """
 
     def __init__(
@@ -85,6 +90,7 @@ class Denoiser(nn.Module):
         self.schedule = schedule
         self.sigma_data = float(sigma_data)
         self.null_cond = null_cond
+        self.autocast: torch.dtype | None = None
 
     @classmethod
     def from_eps_fn(cls, eps_fn: Callable[[Tensor, Tensor], Tensor], schedule: Schedule):
@@ -132,7 +138,11 @@ class Denoiser(nn.Module):
             )
         c_skip, c_out, c_in, c_noise = self.coefficients(sigma)
         x_in = _per_sample(c_in, x) * x
-        out = self.net(x_in, c_noise) if cond is None else self.net(x_in, c_noise, cond)
+        low = (  # None: leave any autocast the caller set (training's bf16) as it is
+            nullcontext() if self.autocast is None else torch.autocast(x.device.type, self.autocast)
+        )
+        with low:
+            out = self.net(x_in, c_noise) if cond is None else self.net(x_in, c_noise, cond)
         return _per_sample(c_skip, x) * x + _per_sample(c_out, x) * out.to(x.dtype)
 
 
