@@ -289,6 +289,7 @@ def main() -> None:
     parser.add_argument(
         "--box", type=int, default=0, help="inpaint: side of the hole (pixels, 0: min(H, W) / 4)"
     )
+    parser.add_argument("--bf16", action="store_true", help="the network in bf16 autocast")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     for module in ("cv2", "pywt"):  # the classical baselines' packages (pywt: wavelet denoising)
@@ -300,6 +301,8 @@ def main() -> None:
             "this script)"
         )
     model = diffvision.load(args.model, device=args.device)
+    if args.bf16:
+        model.autocast = torch.bfloat16
     config = json.loads((args.model / "config.json").read_text())
     args.tile = patch_size(config)
     photos = held_out_photos(3)
@@ -363,6 +366,7 @@ def main() -> None:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "device": str(args.device),
+        "bf16": args.bf16,
         "gpu": torch.cuda.get_device_name() if str(args.device).startswith("cuda") else None,
         "model": {
             "training": config.get("training"),

@@ -123,7 +123,17 @@ def test_bad_arguments():
     assert math.isclose(d.sigma_max, 50.0)
 
 
-def test_autocast_runs_the_network_in_bf16_and_keeps_the_skip_path():
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "cuda",
+            marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
+        ),
+    ],
+)
+def test_autocast_runs_the_network_in_bf16_and_keeps_the_skip_path(device):
     """``Denoiser.autocast``: the network runs in bfloat16, the result stays float32, and it
     differs from float32 by bf16 rounding times c_out, which vanishes at low sigma, where
     c_skip x carries D. Bound: unit roundoff 2^-8 ~ 0.004 per rounding, about 20 roundings deep
@@ -137,21 +147,22 @@ def test_autocast_runs_the_network_in_bf16_and_keeps_the_skip_path():
     with torch.no_grad():  # the output layer starts at zero: give every weight some value
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
+    model.to(device)
     seen = []
     model.net.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
-    x = torch.randn(4, 1, 16, 16)
+    x = torch.randn(4, 1, 16, 16).to(device)
     for sigma in (0.01, 0.5, 20.0):
         with torch.no_grad():
             exact = model(x, sigma)
             model.autocast = torch.bfloat16
             low = model(x, sigma)
             model.autocast = None
-        c_skip, c_out, _, _ = model.coefficients(torch.tensor(sigma))
+        c_skip, c_out, _, _ = model.coefficients(torch.tensor(sigma, device=device))
         network = (exact - c_skip * x) / c_out  # the network's own output, float32
         assert low.dtype == torch.float32 and seen[-1] == torch.bfloat16
         assert (low - exact).abs().max() <= 0.05 * float(c_out) * network.abs().max()
         assert (low - exact).abs().max() > 0  # it did run in bf16
-    with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
+    with torch.autocast(device, dtype=torch.bfloat16), torch.no_grad():
         model(x, 0.5)
     assert seen[-1] == torch.bfloat16
     with torch.no_grad():
