@@ -14,7 +14,15 @@ import textwrap
 from pathlib import Path
 
 from . import evaluate, restore
-from .common import EXIT_USAGE, Parser, UsageError, _finite, _formatter, _positive
+from .common import (
+    EXIT_USAGE,
+    Parser,
+    UsageError,
+    _finite,
+    _formatter,
+    _positive,
+    add_bf16_inference,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,12 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--class", dest="label", type=int, help="class label (class-conditional models)")
     s.add_argument("--guidance", type=_finite, default=1.0, help="classifier-free guidance scale")
-    s.add_argument(
-        "--bf16",
-        action="store_true",
-        help="run the network in bfloat16 autocast: faster where the hardware has bf16 (CPUs with "
-        "AVX-512 BF16 or AMX, recent GPUs), slower where it has not; results differ by rounding",
-    )
+    add_bf16_inference(s)
     s.add_argument(
         "--unconditional",
         choices=("auto", "mixture", "null"),

@@ -34,6 +34,16 @@ def _finite(text: str) -> float:
     return value
 
 
+def add_bf16_inference(parser) -> None:
+    """``--bf16`` of the commands that run a trained model (``Denoiser.autocast``)."""
+    parser.add_argument(
+        "--bf16",
+        action="store_true",
+        help="run the network in bfloat16 autocast: faster where the hardware has bf16 (CPUs with "
+        "AVX-512 BF16 or AMX, recent GPUs), slower where it has not; results differ by rounding",
+    )
+
+
 def _positive(kind):
     def parse(text):
         try:

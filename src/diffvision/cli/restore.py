@@ -6,7 +6,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from .common import UsageError, _finite, _formatter, _positive
+from .common import UsageError, _finite, _formatter, _positive, add_bf16_inference
 
 TASKS = ("denoise", "inpaint", "superres", "deblur", "colorize")
 
@@ -91,12 +91,7 @@ def add_parser(sub) -> None:
     r.add_argument("--batch", type=_positive(int), default=128, help="tiles per network call")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    r.add_argument(
-        "--bf16",
-        action="store_true",
-        help="run the network in bfloat16 autocast: faster where the hardware has bf16 (CPUs with "
-        "AVX-512 BF16 or AMX, recent GPUs), slower where it has not; results differ by rounding",
-    )
+    add_bf16_inference(r)
     r.add_argument("--simulate", action="store_true", help="INPUT is clean: degrade it first")
     r.add_argument("--side-by-side", help="also write input | result | uncertainty as one PNG")
 
