@@ -59,8 +59,7 @@ def smooth_start(model, y, mask, start, sigma0: float, k: int, steps: int = 10) 
     prior = TiledDenoiser(model, 32, 8, 256, shift=True)
 
     def projected(z, sigma):  # DDNM, Eq. 7: the observed pixels from y
-        x0 = prior(z, sigma)
-        return x0 + op.pinv(y_w - op.forward(x0))
+        return op.project(prior(z, sigma), y_w)
 
     gen = torch.Generator().manual_seed(1)
     z = start[window].expand(k, -1, -1, -1)
