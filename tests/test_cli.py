@@ -137,3 +137,27 @@ def test_mixture_needs_a_classifier(tiny_digits_model, tmp_path):
         str(tmp_path / "x.png"),
     )
     assert bad.returncode == 2 and "no noise classifier" in bad.stderr
+
+
+def test_fast_inference_is_channels_last_on_cpu_and_keeps_the_results():
+    """The commands' fast path changes the weights' memory layout (float32 rounding only: 1e-5
+    is ~100 float32 ulps of outputs of size ~1) and, with bf16, only sets the autocast dtype."""
+    import torch
+
+    from diffvision import Denoiser
+    from diffvision.cli.common import fast_inference
+    from diffvision.nets.unet import build_unet
+
+    torch.manual_seed(0)
+    model = Denoiser(build_unet("tiny", in_channels=1), "edm").eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        x = torch.randn(3, 1, 16, 16)
+        before = model(x, 0.5)
+        fast_inference(model, torch.device("cpu"), bf16=False)
+        convs = [p for p in model.parameters() if p.ndim == 4]
+        assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+        assert model.autocast is None
+        assert torch.allclose(model(x, 0.5), before, atol=1e-5)
+    assert fast_inference(model, torch.device("cpu"), bf16=True).autocast == torch.bfloat16

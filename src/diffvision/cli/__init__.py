@@ -22,6 +22,7 @@ from .common import (
     _formatter,
     _positive,
     add_bf16_inference,
+    fast_inference,
 )
 
 
@@ -285,9 +286,7 @@ def cmd_sample(args) -> int:
     samplers.get(args.sampler)  # validate early
     device = resolve_device(args.device)
     config = read_config(args.model)
-    model = load(args.model, ema=not args.no_ema, device=device)
-    if args.bf16:
-        model.autocast = torch.bfloat16
+    model = fast_inference(load(args.model, ema=not args.no_ema, device=device), device, args.bf16)
     shape = tuple(config.get("sample_shape") or ())
     if len(shape) != 3:
         raise UsageError(f"{args.model}/config.json has no sample_shape")

@@ -6,7 +6,14 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from .common import UsageError, _finite, _formatter, _positive, add_bf16_inference
+from .common import (
+    UsageError,
+    _finite,
+    _formatter,
+    _positive,
+    add_bf16_inference,
+    fast_inference,
+)
 
 TASKS = ("denoise", "inpaint", "superres", "deblur", "colorize")
 
@@ -195,9 +202,7 @@ def cmd_restore(args) -> int:
     channels, size = shape[0], shape[-1]
     if args.task == "colorize" and channels != 3:
         raise UsageError("colorize needs an RGB model")
-    model = load(args.model, device=device)
-    if args.bf16:
-        model.autocast = torch.bfloat16
+    model = fast_inference(load(args.model, device=device), device, args.bf16)
     null = getattr(model, "null_cond", None)  # class-conditional models: their null class
 
     def unconditional(x, sigma):
