@@ -23,12 +23,17 @@ def _formatter(prog):
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
 
 
-def _finite(text: str) -> float:
-    """A float argument that is a real number (argparse's float also takes nan and inf)."""
+def _number(kind, text: str):
+    """``kind(text)``, or argparse's one-line "not a number" error."""
     try:
-        value = float(text)
+        return kind(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
+def _finite(text: str) -> float:
+    """A float argument that is a real number (argparse's float also takes nan and inf)."""
+    value = _number(float, text)
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
     return value
@@ -60,10 +65,7 @@ def fast_inference(model, device, bf16: bool):
 
 def _positive(kind):
     def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        value = _number(kind, text)
         if not (value > 0 and math.isfinite(value)):  # nan and inf are not positive numbers
             raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
         return value
