@@ -35,7 +35,7 @@ from diffvision.metrics.calibration import uncertainty_calibration
 from diffvision.restore.starts import classical_start
 from diffvision.restore.tiles import solve_tiled
 from diffvision.train.loss import denoising_loss
-from restoration import RESULTS, prepare, tasks
+from restoration import RESULTS, patch_size, prepare, tasks
 from run_header import run_header, save_result
 
 
@@ -102,8 +102,7 @@ def main() -> None:
     device = torch.device(args.device)
     started = time.time()
     base = diffvision.load(args.model, device=device)
-    config = json.loads((args.model / "config.json").read_text())
-    size = config["sample_shape"][-1]
+    size = patch_size(base.config)
     photos = held_out_photos(3)
     if args.photos:
         photos = {k: photos[k] for k in args.photos.split(",")}
@@ -116,19 +115,20 @@ def main() -> None:
         fill = classical_start(op, y)
         base_psnr = float(psnr(fill.clamp(-1, 1), x).mean())
         rows.append({"photo": name, "adapt": 0, "method": "biharmonic", "psnr": base_psnr})
+        y_dev, fill_dev = y.to(device), fill.to(device)
+        mask = op.mask.expand(1, 1, *x.shape[-2:]).to(device)
         for steps in map(int, args.adapt.split(",")):
             t0 = time.time()
-            mask = op.mask.expand(1, 1, *x.shape[-2:]).to(device)
-            model = adapt(base, y.to(device), mask, size, steps, args.batch, args.lr)
+            model = adapt(base, y_dev, mask, size, steps, args.batch, args.lr)
             adapt_seconds = time.time() - t0
             for how in methods:
                 opts = {}
                 if how != "cold":
-                    opts = {"start": fill.to(device), "start_sigma": float(how[4:])}
+                    opts = {"start": fill_dev, "start_sigma": float(how[4:])}
                 t0 = time.time()
                 with torch.no_grad():
                     r = solve_tiled(
-                        model, op, y.to(device), tile=size, overlap=8,
+                        model, op, y_dev, tile=size, overlap=8,
                         batch=args.tile_batch, solver="ddnm", steps=args.steps,
                         n_samples=args.samples, generator=torch.Generator().manual_seed(1),
                         **opts,
