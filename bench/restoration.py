@@ -63,7 +63,7 @@ from diffvision.restore import (
     gaussian_kernel,
 )
 from diffvision.restore.solvers import START_SIGMA
-from diffvision.restore.starts import classical_start
+from diffvision.restore.starts import classical_start, start_error_std
 from diffvision.restore.tiles import solve_tiled
 
 RESULTS = Path(__file__).parent / "results"
@@ -228,12 +228,14 @@ def patch_size(config: dict) -> int:
 
 
 def run_solver(model, op, y, how: str, k: int, args):
-    """One diffvision solver on the whole image (tiled): (estimate, first sample, per-pixel std),
-    the last two None for one sample.
+    """One diffvision solver on the whole image (tiled): (estimate, first sample, per-pixel std,
+    k for the std's calibration), the last three None for one sample.
 
     ``how``: a solver name, with "+warm" for a warm start from the classical start (biharmonic
     fill, bicubic upscaling, Wiener deconvolution) noised to --start-sigma ("+warmS": to S).
-    With k > 1 the estimate is the mean of k posterior samples (mmse is one estimate)."""
+    With k > 1 the estimate is the mean of k posterior samples (mmse is one estimate); from an
+    inpainting fill, the std adds the fill's own error (``start_error_std``), a stated std whose
+    calibration takes k = None."""
     k = 1 if how == "mmse" else k
     solver, warm = split_spec(how, args.start_sigma)
     options = {}
@@ -241,6 +243,8 @@ def run_solver(model, op, y, how: str, k: int, args):
         options = {"jump_length": 5, "jump_n_sample": 2 if isinstance(op, Inpaint) else 1}
     if warm:
         options.update(start=classical_start(op, y).to(args.device), start_sigma=warm)
+        if k > 1 and isinstance(op, Inpaint):
+            options["start_std"] = start_error_std(op, y).to(args.device)
     with torch.no_grad():  # dps turns gradients on where it needs them
         out = solve_tiled(
             model,
@@ -256,8 +260,9 @@ def run_solver(model, op, y, how: str, k: int, args):
             **options,
         )
     if k == 1:
-        return out.cpu(), None, None
-    return out.mean.cpu(), out.samples[0].cpu(), out.std.cpu()
+        return out.cpu(), None, None, None
+    stated = "start_std" in options
+    return out.mean.cpu(), out.samples[0].cpu(), out.std.cpu(), None if stated else k
 
 
 def main() -> None:
@@ -342,7 +347,7 @@ def main() -> None:
             y = op.measure(x.double(), torch.Generator().manual_seed(0)).float()
             for how, k in plan.items():
                 t0 = time.time()
-                est, first, std = run_solver(model, op, y, how, k, args)
+                est, first, std, k_std = run_solver(model, op, y, how, k, args)
                 seconds = time.time() - t0
                 solver, warm = split_spec(how, args.start_sigma)
                 label = f"diffvision {solver}" + (f" from classical at {warm}" if warm else "")
@@ -350,7 +355,7 @@ def main() -> None:
                     record(name, task, label, est, x, seconds)
                 else:  # one sample, and the mean of all (seconds: per sample, and for all)
                     record(name, task, label, first, x, seconds / k)
-                    record(name, task, f"{label}, mean of {k}", est, x, seconds, std, k)
+                    record(name, task, f"{label}, mean of {k}", est, x, seconds, std, k_std)
             for label, baseline in classical_baselines(task, y, op, sigma255).items():
                 t0 = time.time()
                 est = baseline()
@@ -440,7 +445,9 @@ def _uncertainty_lines(rows) -> list[str]:
     lines = [
         "",
         "Uncertainty of the sample means (values the measurement leaves uncertain; a calibrated "
-        "posterior would give the bracketed values):",
+        "posterior would give the bracketed values: for K samples a Student-t's; for inpainting "
+        "from a classical fill, whose std adds the fill's own error as `start_error_std` "
+        "estimates it, a Gaussian's):",
         "",
         "| task | method | errors within 2 std | RMS error / RMS std |",
         "|---|---|---|---|",

@@ -204,5 +204,12 @@ def test_uncertainty_calibration_of_an_exact_gaussian_posterior(k):
     assert known == c
     with pytest.raises(ValueError, match="k >= 2"):
         uncertainty_calibration(mean, std, x, 1)
+    # A stated std (k=None): the exact posterior mean and std give 95.4% and 1 (same SEs).
+    exact = uncertainty_calibration(centre, torch.ones(n), x, None)
+    assert exact["within_2std_calibrated"] == pytest.approx(0.9545, abs=1e-4)
+    assert exact["rms_error_over_std_calibrated"] == 1.0
+    q = exact["within_2std_calibrated"]
+    assert abs(exact["within_2std"] - q) < 5 * math.sqrt(q * (1 - q) / n)
+    assert abs(exact["rms_error_over_std"] - 1) < 5 * math.sqrt(2 / n) / 2
     with pytest.raises(ValueError, match="nothing is uncertain"):
         uncertainty_calibration(mean, torch.zeros(n), x, k)

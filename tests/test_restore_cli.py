@@ -108,12 +108,13 @@ def test_restore_command(tiny_digits_model, tmp_path):
     assert Image.open(side).size == (48, 16) and (tmp_path / "out_std.png").is_file()
     # inpainting's default (--start auto), at the library's START_SIGMA (0.3 = 38.25 / 127.5)
     assert "from a classical start at sigma 38.25," in result.stdout
-    assert "start's own coarse errors are not in this map" in result.stdout
+    assert "plus the classical fill's own error" in result.stdout  # start_error_std
     result = run("restore", "superres", str(model), str(image), "--factor", "2", "--bf16",
-                 "--out", str(out), *common)  # fmt: skip
+                 "--start", "classical", "--samples", "2", "--out", str(out), *common)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert Image.open(out).size == (32, 32) and "(ddnm, 3 steps" in result.stdout  # noise-free
     assert ", bf16, 32 x 32)" in result.stdout
+    assert "start's own coarse errors are not in this map" in result.stdout  # no estimate
     result = run("restore", "deblur", str(model), str(image), "--kernel", "gauss:1", "--sigma",
                  "2", "--simulate", "--out", str(out), *common)  # fmt: skip
     assert result.returncode == 0, result.stderr  # noisy y: repaint, no resampling

@@ -165,9 +165,11 @@ def _operator(args, clean_shape):
 
 
 def _start_options(args, solver: str, operator, y) -> dict:
-    """``start`` and ``start_sigma`` for the solver, or nothing (a start from pure noise)."""
+    """``start`` and ``start_sigma`` for the solver, or nothing (a start from pure noise); with
+    ``--samples`` and an inpainting fill, ``start_std``, the fill's own error estimated on y."""
+    from ..restore.operators import Inpaint
     from ..restore.solvers import START_SIGMA, WARM_SOLVERS
-    from ..restore.starts import classical_start
+    from ..restore.starts import classical_start, start_error_std
 
     start = args.start
     if start == "auto":
@@ -181,7 +183,13 @@ def _start_options(args, solver: str, operator, y) -> dict:
     except ValueError as err:
         raise UsageError(f"--start classical: {err}") from None
     sigma = START_SIGMA if args.start_sigma is None else args.start_sigma / 127.5
-    return {"start": start, "start_sigma": sigma}
+    options = {"start": start, "start_sigma": sigma}
+    if args.samples > 1 and isinstance(operator, Inpaint):
+        try:
+            options["start_std"] = start_error_std(operator, y)
+        except ValueError:  # a hole too large to measure the fill on: the draws' spread only
+            pass
+    return options
 
 
 def cmd_restore(args) -> int:
@@ -238,8 +246,9 @@ def cmd_restore(args) -> int:
     options = _start_options(args, solver, operator, y)  # classical starts: on the CPU
     if solver == "repaint":
         options["jump_n_sample"] = args.resample or default_resample(args.task, operator.sigma)
-    if "start" in options:
-        options["start"] = options["start"].to(device)
+    for name in ("start", "start_std"):
+        if name in options:
+            options[name] = options[name].to(device)
     with torch.no_grad():
         result = solve_tiled(
             prior,
@@ -271,7 +280,12 @@ def cmd_restore(args) -> int:
         std_path = out.with_name(out.stem + "_std.png")
         to_pil((std[0] / std.max().clamp(min=1e-8)) * 2 - 1).save(std_path)
         print(f"uncertainty (per-pixel std, scaled to its maximum): {std_path}")
-        if "start" in options:  # the draws share the start's coarse content and its errors
+        if "start_std" in options:
+            print(
+                "  (the draws' spread plus the classical fill's own error, measured by filling "
+                "copies of the hole placed in the observed image)"
+            )
+        elif "start" in options:  # the draws share the start's coarse content and its errors
             print(
                 "  (the draws differ only where the start's noise hid it: the start's own coarse "
                 "errors are not in this map; --start noise gives the prior's full spread)"
@@ -280,7 +294,8 @@ def cmd_restore(args) -> int:
         value = float(torch.as_tensor(psnr(mean.clamp(-1, 1), clean)).mean())
         print(f"PSNR {value:.2f} dB against the clean input")
         if std is not None and bool((std > CERTAIN_STD).any()):
-            c = uncertainty_calibration(mean, std, clean, args.samples)
+            stated = "start_std" in options  # not a K-sample estimate alone: Gaussian reference
+            c = uncertainty_calibration(mean, std, clean, None if stated else args.samples)
             print(
                 f"uncertainty: {c['within_2std']:.0%} of errors within 2 std "
                 f"({c['within_2std_calibrated']:.0%} if calibrated), RMS error / RMS std "

@@ -12,7 +12,9 @@ from torch import Tensor
 CERTAIN_STD = 1e-6
 
 
-def uncertainty_calibration(mean: Tensor, std: Tensor, x: Tensor, k: int) -> dict[str, float]:
+def uncertainty_calibration(
+    mean: Tensor, std: Tensor, x: Tensor, k: int | None
+) -> dict[str, float]:
     """How well the per-pixel std of K posterior samples predicts the error of their mean.
 
     Args:
@@ -20,7 +22,9 @@ def uncertainty_calibration(mean: Tensor, std: Tensor, x: Tensor, k: int) -> dic
             shape (e.g. ``N x C x H x W`` in [-1, 1], as :class:`~diffvision.restore.Restoration`
             holds them).
         x: the true images, same shape.
-        k: the number of samples (>= 2).
+        k: the number of samples (>= 2); None where the std is not estimated from samples
+            but stated (e.g. it holds a warm start's estimated error): the reference is then a
+            Gaussian error of exactly that std, 95.4% within 2 std and an RMS ratio of 1.
 
     Returns, over the values the measurement leaves uncertain (std > ``CERTAIN_STD``; for noise-free
     inpainting, the hole): ``within_2std``, the fraction of errors ``|x - mean|`` at most 2 std,
@@ -31,16 +35,17 @@ def uncertainty_calibration(mean: Tensor, std: Tensor, x: Tensor, k: int) -> dic
     """
     from scipy.stats import t
 
-    if k < 2:
+    if k is not None and k < 2:
         raise ValueError("calibration needs k >= 2 samples")
     free = std > CERTAIN_STD
     if not bool(free.any()):
         raise ValueError("std is zero everywhere: nothing is uncertain")
     err, s = (mean.double() - x.double())[free], std.double()[free]
-    inflate = math.sqrt(1 + 1 / k)
+    inflate = 1.0 if k is None else math.sqrt(1 + 1 / k)
+    within = math.erf(2 / math.sqrt(2)) if k is None else float(2 * t.cdf(2 / inflate, k - 1) - 1)
     return {
         "within_2std": float((err.abs() <= 2 * s).double().mean()),
-        "within_2std_calibrated": float(2 * t.cdf(2 / inflate, k - 1) - 1),
+        "within_2std_calibrated": within,
         "rms_error_over_std": float(err.pow(2).mean().sqrt() / s.pow(2).mean().sqrt()),
         "rms_error_over_std_calibrated": inflate,
     }

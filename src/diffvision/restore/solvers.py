@@ -30,8 +30,8 @@ START_SIGMA = 0.3
 @dataclass
 class Restoration:
     """Result of :func:`solve` with ``n_samples > 1``: ``mean`` (``N x C x H x W``, the posterior
-    mean estimate), ``std`` (per-pixel standard deviation over the samples, same shape) and
-    ``samples`` (``K x N x C x H x W``)."""
+    mean estimate), ``std`` (per-pixel standard deviation over the samples, same shape; with
+    ``start_std``, that added in quadrature) and ``samples`` (``K x N x C x H x W``)."""
 
     mean: Tensor
     std: Tensor
@@ -326,6 +326,7 @@ def solve(
     generator: torch.Generator | None = None,
     n_samples: int = 1,
     project: bool = True,
+    start_std: Tensor | None = None,
     **options,
 ) -> Tensor | Restoration:
     """Restore images from measurements ``y = A(x) + noise``.
@@ -345,6 +346,10 @@ def solve(
         options: passed to the method (e.g. ``sampler``, ``step_size``, ``jump_length``,
             ``strength``; ``start`` and ``start_sigma`` for a warm start of ``ddnm``, ``dps``
             and ``repaint``) and through it to the sampler (e.g. ``eta``).
+        start_std: with ``start`` and K > 1, a per-pixel std of the start's own error
+            (broadcastable to ``N x C x H x W``; e.g. :func:`~diffvision.restore.starts.
+            start_error_std`), added in quadrature to the samples' std: draws from a warm start
+            share its errors at scales above ``start_sigma``, so their spread alone misses them.
 
     Returns:
         ``N x C x H x W`` restored images (not clipped), or a :class:`Restoration`.
@@ -353,6 +358,8 @@ def solve(
         raise ValueError(f"unknown solver {solver!r}; choose from {', '.join(METHODS)}")
     if n_samples < 1 or (n_samples > 1 and solver == "mmse"):
         raise ValueError("n_samples must be >= 1 (mmse gives one estimate: use posterior)")
+    if start_std is not None and options.get("start") is None:
+        raise ValueError("start_std is the error of a start: pass start too")
     run = METHODS[solver]
     op = operator.repeat(n_samples) if n_samples > 1 else operator
     ys = torch.cat([y] * n_samples) if n_samples > 1 else y
@@ -365,7 +372,10 @@ def solve(
     if n_samples == 1:
         return x
     samples = x.view(n_samples, *y.shape[:1], *x.shape[1:])
-    return Restoration(samples.mean(0), samples.std(0), samples)
+    std = samples.std(0)
+    if start_std is not None:
+        std = (std.square() + start_std.to(std).square()).sqrt()
+    return Restoration(samples.mean(0), std, samples)
 
 
 def _needs_noisy_denoise(operator: Operator, name: str) -> None:

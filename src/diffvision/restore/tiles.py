@@ -129,8 +129,9 @@ def solve_tiled(
     if box is None:
         return solve(prior, operator, y, **options)
     part = (..., slice(box[0], box[1]), slice(box[2], box[3]))
-    if options.get("start") is not None:
-        options["start"] = options["start"][part]
+    for name in ("start", "start_std"):  # shaped like the image: cut to the window too
+        if options.get(name) is not None:
+            options[name] = options[name][part]
     inner = solve(prior, Inpaint(operator.mask[part]), y[part], **options)
     if not isinstance(inner, Restoration):
         return _paste(y, inner, part)
