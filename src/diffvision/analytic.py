@@ -58,8 +58,9 @@ class GaussianDenoiser:
             if not torch.allclose(cov, cov.T, atol=1e-10):
                 raise ValueError("cov must be symmetric")
             self.eigvals, self.eigvecs = torch.linalg.eigh(cov)
+            self._cov = cov  # as given: eigh's basis depends on the LAPACK build
         elif cov.numel() == self.dim:
-            self.eigvals, self.eigvecs = cov.reshape(-1), None
+            self.eigvals, self.eigvecs, self._cov = cov.reshape(-1), None, None
         else:
             raise ValueError(f"cov must be {self.dim} variances or a {self.dim}x{self.dim} matrix")
         if bool((self.eigvals < -1e-12).any()):
@@ -112,22 +113,23 @@ class GaussianDenoiser:
 
     def _draw(self, eps: Tensor, sigma: float) -> Tensor:
         """``mean + L eps``: samples of ``N(mean, cov + sigma^2 I)`` from standard normal ``eps``
-        (``n x d``), with L the Cholesky factor. L is unique, so a seeded draw is the same on
-        every machine, where an eigenvector basis is not (its signs, and its axes within a
-        repeated eigenvalue, depend on the LAPACK build). A covariance that is singular at this
-        sigma is drawn in the eigenbasis instead."""
-        if self.eigvecs is not None:
+        (``n x d``), with L the Cholesky factor of the covariance as given (not rebuilt from
+        its eigenbasis). L is unique, so a seeded draw is the same on every machine, where an
+        eigenvector basis is not (its signs, and its axes within a repeated eigenvalue, depend
+        on the LAPACK build). A covariance that is singular at this sigma is drawn in the
+        eigenbasis instead."""
+        if self._cov is not None:
             eye = torch.eye(self.dim, dtype=torch.float64)
-            chol, info = torch.linalg.cholesky_ex(self.covariance() + sigma**2 * eye)
+            chol, info = torch.linalg.cholesky_ex(self._cov + sigma**2 * eye)
             if int(info) == 0:
                 return self.mean + eps @ chol.T
         return self._from_eig(eps * (self.eigvals + sigma**2).sqrt())
 
     def covariance(self) -> Tensor:
-        """The ``d x d`` data covariance."""
-        if self.eigvecs is None:
+        """The ``d x d`` data covariance (a copy of the one given)."""
+        if self._cov is None:
             return torch.diag(self.eigvals)
-        return (self.eigvecs * self.eigvals) @ self.eigvecs.T
+        return self._cov.clone()
 
 
 class GaussianMixtureDenoiser:
