@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from ..data import ImageData
 from ..data.transforms import hflip as flip_images
 from ..nets.classifier import NoiseClassifier, NoiseClassifierConfig
-from ..process import VE, add_noise
+from ..process import add_noise
 
 
 def train_noise_classifier(
@@ -50,7 +50,6 @@ def train_noise_classifier(
     lo, hi = sigma_range
     if not 0 < lo < hi:
         raise ValueError("sigma_range must be (low, high) with 0 < low < high")
-    levels = VE(lo, hi)  # training noise levels: log-uniform in [lo, hi]
     gen = torch.Generator().manual_seed(seed)
     config = NoiseClassifierConfig(
         data.channels, data.size, data.num_classes, hidden=hidden, depth=depth
@@ -65,7 +64,9 @@ def train_noise_classifier(
         images, labels = data.batch(torch.randint(0, len(data), (batch,), generator=gen))
         if hflip:
             images = flip_images(images, torch.rand(batch, generator=gen) < 0.5)
-        sigma = levels.sample_sigma(batch, generator=gen)
+        sigma = (
+            math.log(lo) + (math.log(hi) - math.log(lo)) * torch.rand(batch, generator=gen)
+        ).exp()
         noisy = add_noise(images, sigma, torch.randn(images.shape, generator=gen))
         loss = F.cross_entropy(clf(noisy.to(device), sigma.to(device)), labels.to(device))
         for group in opt.param_groups:
