@@ -265,7 +265,8 @@ def run_solver(model, op, y, how: str, k: int, args):
     return out.mean.cpu(), out.samples[0].cpu(), out.std.cpu(), None if stated else k
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """This script's options (other benches read its defaults for :func:`run_solver`)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, default=Path("runs/photos/model"))
     parser.add_argument("--crop", type=int, default=0, help="central crop (pixels, 0: whole)")
@@ -296,6 +297,11 @@ def main() -> None:
     )
     parser.add_argument("--bf16", action="store_true", help="the network in bf16 autocast")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    return parser
+
+
+def main() -> None:
+    parser = build_parser()
     args = parser.parse_args()
     for module in ("cv2", "pywt"):  # the classical baselines' packages (pywt: wavelet denoising)
         if importlib.util.find_spec(module) is None:

@@ -22,8 +22,7 @@ import torch
 import diffvision
 from diffvision.data import held_out_photos
 from diffvision.metrics import psnr
-from diffvision.restore.solvers import START_SIGMA
-from restoration import RESULTS, patch_size, prepare, run_solver, tasks
+from restoration import RESULTS, build_parser, patch_size, prepare, run_solver, tasks
 from run_header import run_header, save_result
 from sample_speed import MODES
 
@@ -40,11 +39,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="alternated rounds")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    run = argparse.Namespace(  # what run_solver reads: bench/restoration.py's defaults
-        device="cpu", tile_batch=256, overlap=8, seed=1, steps=args.steps,
-        start_sigma=START_SIGMA,
-        tile=patch_size(json.loads((args.model / "config.json").read_text())),
-    )  # fmt: skip
+    run = build_parser().parse_args(["--steps", str(args.steps)])  # what run_solver reads
+    run.tile = patch_size(json.loads((args.model / "config.json").read_text()))
     model = diffvision.load(args.model)
     x = prepare(held_out_photos(3)[args.photo], 0)
     problems = {
