@@ -58,7 +58,7 @@ class GaussianDenoiser:
             if not torch.allclose(cov, cov.T, atol=1e-10):
                 raise ValueError("cov must be symmetric")
             self.eigvals, self.eigvecs = torch.linalg.eigh(cov)
-            self._cov = cov  # as given: eigh's basis depends on the LAPACK build
+            self._cov = cov.clone()  # as given: eigh's basis depends on the LAPACK build
         elif cov.numel() == self.dim:
             self.eigvals, self.eigvecs, self._cov = cov.reshape(-1), None, None
         else:
