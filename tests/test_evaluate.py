@@ -149,6 +149,7 @@ def test_eval_command(tmp_path, tiny_digits_model):
         "3",
         "--bpd",
         "4",
+        "--bf16",  # sampling in bf16; bits/dim in float32 (test_bits_per_dim_runs_in_float32)
         "--json",
         str(out),
     )
@@ -188,3 +189,25 @@ def test_eval_command(tmp_path, tiny_digits_model):
     assert bad.returncode == 2 and "not a feature network" in bad.stderr
     bad = run("eval", "train-features", "digits")
     assert bad.returncode == 2 and "--out" in bad.stderr
+
+
+def test_bits_per_dim_runs_in_float32():
+    # A model set to bf16 (eval --bf16) is evaluated with its autocast off, and gets it back.
+    from diffvision.analytic import GaussianDenoiser
+    from diffvision.data import ImageData
+
+    seen = []
+
+    class Spy(GaussianDenoiser):
+        autocast = torch.bfloat16
+
+        def __call__(self, x, sigma):
+            seen.append(self.autocast)
+            return super().__call__(x, sigma)
+
+    images = torch.randint(0, 256, (3, 1, 2, 2), dtype=torch.uint8)
+    data = ImageData(images, channels=1, size=2)
+    spy = Spy(torch.zeros(1, 2, 2), torch.full((4,), 0.25))
+    result = ev.bits_per_dim(spy, data, 2, steps=4)
+    assert result["n"] == 2 and seen and set(seen) == {None}
+    assert spy.autocast == torch.bfloat16

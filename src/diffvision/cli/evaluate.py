@@ -7,7 +7,15 @@ import json
 import textwrap
 from pathlib import Path
 
-from .common import Parser, UsageError, _finite, _formatter, _positive
+from .common import (
+    Parser,
+    UsageError,
+    _finite,
+    _formatter,
+    _positive,
+    add_bf16_inference,
+    fast_inference,
+)
 
 EVAL_EXAMPLES = """\
 examples:
@@ -57,6 +65,7 @@ def add_parsers(sub) -> None:
     e.add_argument("--bpd", type=int, default=0, help="also bits/dim (PF-ODE) of N real images")
     e.add_argument("--json", help="write the full result to this JSON file")
     e.add_argument("--no-ema", action="store_true", help="use the raw instead of the EMA weights")
+    add_bf16_inference(e)  # sampling only: bits_per_dim runs in float32
 
 
 def train_features_parser() -> Parser:
@@ -109,6 +118,8 @@ def _classes(text: str | None) -> list[int] | None:
 
 
 def cmd_eval(args) -> int:
+    import torch
+
     from ..data import load_data
     from ..io import load, read_config
     from ..metrics import evaluate as ev
@@ -125,7 +136,7 @@ def cmd_eval(args) -> int:
             f"the model makes {shape[0]} x {shape[-1]} x {shape[-1]} images but {args.data} has "
             f"{data.channels} x {data.size} x {data.size}"
         )
-    model = load(args.model, ema=not args.no_ema)
+    model = fast_inference(load(args.model, ema=not args.no_ema), torch.device("cpu"), args.bf16)
     features = ev.get_features(args.features, data, args.data)
     options = {
         "n": args.n,

@@ -226,7 +226,9 @@ def evaluate(
 def bits_per_dim(denoiser, data: ImageData, n: int = 100, *, seed: int = 0, steps: int = 32):
     """Negative log-likelihood in bits/dim of ``n`` random real images (uniformly dequantised
     8-bit values) by the PF-ODE (:func:`~diffvision.samplers.likelihood`); class-conditional
-    models are evaluated through their null class. Returns ``{"mean", "std_err", "n"}``."""
+    models are evaluated through their null class, and always in float32 (a ``Denoiser``'s
+    ``autocast`` is off meanwhile: bf16 rounding would swamp the divergence estimate). Returns
+    ``{"mean", "std_err", "n"}``."""
     gen = torch.Generator().manual_seed(20_000 + seed)
     order = torch.randperm(len(data), generator=gen)[:n]
     x = dequantize(data.batch(order)[0], gen)
@@ -239,7 +241,16 @@ def bits_per_dim(denoiser, data: ImageData, n: int = 100, *, seed: int = 0, step
 
     lo = max(getattr(denoiser, "sigma_min", 0.002), 1e-3)
     hi = getattr(denoiser, "sigma_max", 80.0)
-    result = likelihood(prior, x, sigma_min=lo, sigma_max=hi, steps=steps, bins=256, generator=gen)
+    autocast = getattr(denoiser, "autocast", None)
+    try:
+        if autocast is not None:
+            denoiser.autocast = None
+        result = likelihood(
+            prior, x, sigma_min=lo, sigma_max=hi, steps=steps, bins=256, generator=gen
+        )
+    finally:
+        if autocast is not None:
+            denoiser.autocast = autocast
     bpd = result.bits_per_dim.double()
     return {"mean": float(bpd.mean()), "std_err": float(bpd.std() / len(bpd) ** 0.5), "n": n}
 
