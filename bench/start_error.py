@@ -66,11 +66,11 @@ def markdown(r: dict) -> str:
         "# The inpainting fill's estimated error against its true error",
         "",
         f"`{r['command']}` on {r['machine']}, torch {r['torch']}, {r['threads']} threads, "
-        f"{r['date']}. Held-out photos whole; biharmonic fill; `start_error_std` (8 copies of "
-        "the hole, errors pooled by distance to the nearest observed pixel). Per photo: RMS "
-        "error / RMS std over the hole (1 for a calibrated map; above 1 overconfident) and, "
-        "for all photos, errors within 2 std (95.4% calibrated) and seconds per photo (2-core "
-        "CPU: the 8 extra fills).",
+        f"{r['date']}. Held-out photos whole; biharmonic fill; `start_error_std` (up to 8 "
+        "copies of the hole, 3 for random pixels, errors pooled by distance to the nearest "
+        "observed pixel). Per photo: RMS error / RMS std over the hole (1 for a calibrated map; "
+        "above 1 overconfident) and, for all photos, errors within 2 std (95.4% calibrated) "
+        "and seconds per photo (2-core CPU: the extra fills).",
         "",
         "| mask | " + " | ".join(photos) + " | errors within 2 std | seconds |",
         "|---|" + "---|" * (len(photos) + 2),

@@ -64,14 +64,16 @@ def start_error_std(operator: Operator, y: Tensor) -> Tensor:
     ~10x the draws' RMS std). ``solve(..., start_std=...)`` adds this estimate in quadrature.
 
     How (a hold-out estimate): the hole is copied ``COPY_SPACING`` hole-widths away in each of
-    8 directions (wrapping at the edges); each copy is filled together with the hole, and the
-    fill's squared error at the copy's observed pixels, less y's noise variance, is pooled by
-    the distance to the nearest observed pixel (geometric bins, made non-decreasing with
-    distance) and read off at each hole pixel's distance. It assumes the image around the copies
+    8 directions (wrapping at the edges; shifts that coincide there are made once); each copy
+    is filled together with the hole, and the fill's squared error at the copy's observed
+    pixels, less y's noise variance, is pooled by the distance to the nearest observed pixel
+    (geometric bins, made non-decreasing with distance) and read off at each hole pixel's
+    distance. It assumes the image around the copies
     is like the image around the hole, the stationarity a smooth fill assumes too. Measured on
     the held-out photos (bench/results/restoration.md): RMS error / RMS std 1.15 (0.88-1.53 per
-    photo), 93% of errors within 2 std; for other masks bench/results/start_error.md. Costs 8
-    biharmonic fills of the hole and a copy (slow for many small holes: random pixels).
+    photo), 93% of errors within 2 std; for other masks bench/results/start_error.md. Costs up
+    to 8 biharmonic fills of the hole and a copy (3 for a hole that spans the image, e.g.
+    random pixels, whose many small holes make each fill slow).
     """
     from scipy.ndimage import distance_transform_edt
 
@@ -85,8 +87,12 @@ def start_error_std(operator: Operator, y: Tensor) -> Tensor:
         rows, cols = np.nonzero(hole)
         size = (rows.max() - rows.min() + 1, cols.max() - cols.min() + 1)
         errors, distances = [], []
-        for dr, dc in [(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1) if a or b]:
-            shift = (round(dr * COPY_SPACING * size[0]), round(dc * COPY_SPACING * size[1]))
+        shifts = {  # modulo the image: a hole spanning it (random pixels) has only 3 distinct
+            (round(dr * COPY_SPACING * size[0]) % hole.shape[0],
+             round(dc * COPY_SPACING * size[1]) % hole.shape[1]): None
+            for dr in (-1, 0, 1) for dc in (-1, 0, 1) if dr or dc
+        }  # fmt: skip
+        for shift in shifts:
             copy = np.roll(hole, shift, axis=(0, 1)) & ~hole
             if not copy.any():
                 continue
