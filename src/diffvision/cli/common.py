@@ -50,10 +50,10 @@ def add_bf16_inference(parser) -> None:
 
 
 def fast_inference(model, device, bf16: bool):
-    """What ``sample`` and ``restore`` do to a loaded model before running it: on the CPU the
-    network's weights in channels-last memory format (oneDNN's preferred layout; the same results
-    up to float32 rounding, 1.4x faster sampling in bench/results/sample_speed.md), and with
-    ``bf16`` the network in bfloat16 autocast (``Denoiser.autocast``)."""
+    """What ``sample``, ``restore`` and ``eval`` do to a loaded model before running it: on the
+    CPU the network's weights in channels-last memory format (oneDNN's preferred layout; the same
+    results up to float32 rounding, 1.4x faster sampling in bench/results/sample_speed.md), and
+    with ``bf16`` the network in bfloat16 autocast (``Denoiser.autocast``)."""
     import torch
 
     if device.type == "cpu":

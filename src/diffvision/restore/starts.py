@@ -68,12 +68,12 @@ def start_error_std(operator: Operator, y: Tensor) -> Tensor:
     is filled together with the hole, and the fill's squared error at the copy's observed
     pixels, less y's noise variance, is pooled by the distance to the nearest observed pixel
     (geometric bins, made non-decreasing with distance) and read off at each hole pixel's
-    distance. It assumes the image around the copies
-    is like the image around the hole, the stationarity a smooth fill assumes too. Measured on
-    the held-out photos (bench/results/restoration.md): RMS error / RMS std 1.15 (0.88-1.53 per
-    photo), 93% of errors within 2 std; for other masks bench/results/start_error.md. Costs up
-    to 8 biharmonic fills of the hole and a copy (3 for a hole that spans the image, e.g.
-    random pixels, whose many small holes make each fill slow).
+    distance. It assumes the image around the copies is like the image around the hole, the
+    stationarity a smooth fill assumes too. Measured on the held-out photos
+    (bench/results/restoration.md): RMS error / RMS std 1.15 (0.88-1.53 per photo), 93% of
+    errors within 2 std; for other masks bench/results/start_error.md. Costs up to 8
+    biharmonic fills of the hole and a copy (3 for a hole that spans the image, e.g. random
+    pixels, whose many small holes make each fill slow).
     """
     from scipy.ndimage import distance_transform_edt
 
