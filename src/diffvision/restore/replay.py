@@ -1,0 +1,110 @@
+"""Recalibrating a std map by replay: solve the same problem once more, one measurement down,
+where the truth is known, and scale the std map by how far off it was there.
+
+Posterior draws of a learned prior are overconfident: their spread misses the prior's own
+errors (4x super-resolution of the held-out photos, mean of 4: RMS error 2.5x the RMS std, where
+a calibrated posterior gives 1.12). Natural images look alike across scales, so a solver that
+restores ``x`` from ``y = A(x)`` is about as far off when it restores ``y`` from ``A(y)``; there
+``y`` is the truth, and the ratio of its RMS error to its RMS std says how much to widen (or
+narrow) the map. This is split-conformal calibration with the held-out set made from ``y`` itself
+by a second measurement.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..metrics.calibration import CERTAIN_STD
+from .operators import Deblur, Operator, SuperResolution
+from .solvers import Restoration
+
+
+def kernel_spread(kernel: Tensor) -> float:
+    """The larger of a blur kernel's two standard deviations along the axes, in pixels (2.0 for
+    ``gaussian_kernel(13, 2.0)`` up to truncation; about ``size / sqrt(12)`` for a motion blur
+    along an axis)."""
+    k = kernel.double() / kernel.sum()
+    r = torch.arange(k.shape[0], dtype=torch.float64)
+    spreads = []
+    for marginal in (k.sum(1), k.sum(0)):
+        centre = (marginal * r).sum()
+        spreads.append(float((marginal * (r - centre).square()).sum().sqrt()))
+    return max(spreads)
+
+
+def replay_truth(operator: Operator, y: Tensor, scale: int | None = None) -> tuple[Tensor, float]:
+    """The image that plays the truth in the replay and the variance of y's noise left in it.
+
+    - ``SuperResolution``: y itself (a natural image at 1 / factor of the scale), cut to a
+      multiple of the factor on each side; its noise variance ``sigma_y^2``.
+    - ``Deblur``: y average-pooled by ``scale`` (default: ``ceil(2 s)`` for the kernel's spread s,
+      4 for a 2 px Gaussian), which leaves a blur of at most half a pixel: a sharp natural image
+      at 1 / scale of the scale, blurred next by the same kernel, so the replay poses the same
+      problem as the original (replaying on y itself would deblur an image already smooth, an
+      easier problem); its noise variance ``sigma_y^2 / scale^2``.
+
+    y: ``N x C x h x w`` as ``operator.forward`` makes it. Other operators raise ``ValueError``:
+    their measurement is not a natural image (a grey one for ``Colorize``, a holed one for
+    ``Inpaint``, a noisy one for ``Denoise``)."""
+    if isinstance(operator, SuperResolution):
+        f = operator.factor
+        h, w = y.shape[-2] // f * f, y.shape[-1] // f * f
+        if min(h, w) == 0:
+            raise ValueError(f"y ({y.shape[-2]} x {y.shape[-1]}) is smaller than the factor {f}")
+        return y[..., :h, :w], operator.sigma**2
+    if isinstance(operator, Deblur):
+        s = scale or max(1, math.ceil(2 * kernel_spread(operator.kernel)))
+        if min(y.shape[-2:]) // s < operator.kernel.shape[0]:
+            size = f"{y.shape[-2]} x {y.shape[-1]}"
+            raise ValueError(f"y ({size}) pooled by {s} is smaller than the kernel")
+        return F.avg_pool2d(y, s), operator.sigma**2 / s**2
+    raise ValueError(f"no replay for {type(operator).__name__}: only SuperResolution and Deblur")
+
+
+def replay_factor(
+    operator: Operator,
+    y: Tensor,
+    run: Callable[[Operator, Tensor], Restoration],
+    k: int,
+    generator: torch.Generator | None = None,
+    scale: int | None = None,
+) -> Tensor:
+    """Per image, the factor that calibrates the std map of ``run`` on ``y``, measured by
+    replaying ``run`` on ``A(y)``.
+
+    Args:
+        operator: a ``SuperResolution`` or ``Deblur`` (see :func:`replay_truth`), with its noise.
+        y: the measurements, ``N x C x h x w`` in [-1, 1].
+        run: ``run(operator, y) -> Restoration``, the solver as it was run on y (same method,
+            steps, tiling, samples; it must build any warm start from the y it is given).
+        k: the number of samples ``run`` draws (>= 2).
+        generator: for the replay's measurement noise.
+        scale: for ``Deblur``, the pooling of y that makes the replay's truth
+            (:func:`replay_truth`).
+
+    Returns:
+        ``N`` factors. ``std * factor`` (per image) has on the replay the RMS error / RMS std of a
+        calibrated posterior sampled K times, ``sqrt(1 + 1/K)``
+        (:func:`~diffvision.metrics.uncertainty_calibration`). The replay's truth carries y's
+        noise, which no restoration can predict: its variance is taken off the mean squared
+        error first (a factor of 0 where nothing is left).
+    """
+    if k < 2:
+        raise ValueError("a std map needs k >= 2 samples")
+    truth, noise = replay_truth(operator, y, scale)
+    y2 = operator.measure(truth.double(), generator).to(y.dtype)
+    result = run(operator, y2)
+    err2 = (result.mean.double() - truth.double()).square()
+    std2 = result.std.double().square()
+    free = (result.std > CERTAIN_STD).double()
+    counted = free.flatten(1).sum(1).clamp(min=1)
+    mse = (err2 * free).flatten(1).sum(1) / counted - noise
+    ms = (std2 * free).flatten(1).sum(1) / counted
+    if bool((ms == 0).any()):
+        raise ValueError("the replay's std is zero everywhere: nothing to calibrate")
+    return (mse.clamp(min=0) / ms).sqrt().float() / math.sqrt(1 + 1 / k)

@@ -1,0 +1,100 @@
+"""replay_factor against exact answers.
+
+1. White Gaussian pixels under average pooling: ``y = pool(x)`` is again white, with variance
+   ``v / f^2``, so the problem looks the same one measurement down (what the replay assumes).
+   Given y, the exact posterior is ``A^+ y + (I - P) r`` with ``r ~ N(0, v I)`` (``P = A^+ A``,
+   the block average). A sampler that scales that residual by ``c`` has, per pixel of the null
+   space, error variance ``u (1 + c^2 / K)`` for its K-sample mean and sample variance ``c^2 u``
+   (``u = v (1 - 1 / f^2)``). The factor that brings the RMS ratio to a calibrated K-sample
+   posterior's ``sqrt(1 + 1/K)`` is then ``sqrt((1 / c^2 + 1 / K) / (1 + 1 / K))``, the same at
+   every scale, and replay_factor must find it.
+2. An oracle restoration of known error on a noisy deblurring problem: the replay's truth (y
+   pooled) carries y's noise, pooled too, which replay_factor must take off.
+"""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from diffvision.restore import Deblur, Inpaint, Restoration, SuperResolution, gaussian_kernel
+from diffvision.restore.replay import kernel_spread, replay_factor, replay_truth
+
+SIDE, VARIANCE = 64, 0.25  # the true images' side and per-pixel variance
+
+
+def shrunk_posterior(c: float, k: int, generator: torch.Generator):
+    """The exact white-prior posterior sampler with its spread scaled by c. The prior's variance
+    at the restored side H is ``VARIANCE (H / SIDE)^2``: pooling by f divides it by f^2."""
+
+    def run(operator, y):
+        up = operator.pinv(y)
+        v = VARIANCE * (up.shape[-1] / SIDE) ** 2
+        z = torch.randn(k, *up.shape, generator=generator, dtype=up.dtype)
+        residual = (z - operator.pinv(operator.forward(z.flatten(0, 1))).view_as(z)) * math.sqrt(v)
+        samples = up + c * residual
+        return Restoration(samples.mean(0), samples.std(0), samples)
+
+    return run
+
+
+@pytest.mark.parametrize("c,k", [(1.0, 4), (0.5, 4), (0.5, 2), (2.0, 8)])
+def test_replay_finds_the_known_overconfidence(c, k):
+    gen = torch.Generator().manual_seed(0)
+    images = 200
+    x = torch.randn(images, 1, SIDE, SIDE, generator=gen, dtype=torch.float64) * VARIANCE**0.5
+    op = SuperResolution(2, "pool")
+    factors = replay_factor(op, op.forward(x), shrunk_posterior(c, k, gen), k, gen).double()
+    # One factor per image; their mean within 3 standard errors of the exact factor (the ratio
+    # estimator's O(1 / pixels) bias is far below: 1024 pixels per image).
+    exact = math.sqrt((1 / c**2 + 1 / k) / (1 + 1 / k))
+    se = float(factors.std()) / math.sqrt(images)
+    assert abs(float(factors.mean()) - exact) < 3 * se, (float(factors.mean()), exact, se)
+
+
+def test_replay_takes_the_truths_noise_off():
+    gen = torch.Generator().manual_seed(1)
+    sigma, tau, stated, k, pool = 0.1, 0.05, 0.02, 4, 2
+    op = Deblur(gaussian_kernel(7, 1.0), sigma=sigma)
+    x = torch.randn(8, 3, SIDE, SIDE, generator=gen, dtype=torch.float64) * 0.5
+    clean = op.forward(x)
+    y = clean + sigma * torch.randn(clean.shape, generator=gen, dtype=clean.dtype)
+    truth = F.avg_pool2d(clean, pool)  # the replay's truth without y's noise
+
+    def oracle(operator, y2):  # knows the truth's clean part; errs by tau, states `stated`
+        mean = truth + tau * torch.randn(truth.shape, generator=gen, dtype=truth.dtype)
+        std = torch.full_like(mean, stated)
+        return Restoration(mean, std, torch.stack([mean, mean]))
+
+    factor = float(replay_factor(op, y, oracle, k, gen).mean())
+    # The replay's mean squared error is tau^2 plus the pooled noise's (sigma / pool)^2 = tau^2,
+    # which replay_factor takes off. Relative SE of the difference: sqrt(2 / n) * 2 (tau^2 +
+    # (sigma / pool)^2 over tau^2), halved for the square root.
+    n = truth.numel()
+    expected = tau / stated / math.sqrt(1 + 1 / k)
+    tolerance = 3 * math.sqrt(2 / n) * 2 / 2 * expected
+    assert abs(factor - expected) < tolerance, (factor, expected, tolerance)
+
+
+def test_replay_truth():
+    y = torch.randn(2, 3, 33, 34)
+    assert replay_truth(SuperResolution(4, sigma=0.1), y)[0].shape == (2, 3, 32, 32)
+    assert replay_truth(SuperResolution(4, sigma=0.1), y)[1] == pytest.approx(0.01)
+    # a 2 px Gaussian blur: pooled by 4 (at most half a pixel of blur left), noise / 16
+    wide = torch.randn(2, 3, 66, 68)
+    truth, noise = replay_truth(Deblur(gaussian_kernel(13, 2.0), sigma=0.1), wide)
+    assert torch.equal(truth, F.avg_pool2d(wide, 4)) and noise == pytest.approx(0.01 / 16)
+    assert replay_truth(Deblur(torch.ones(1, 1)), y)[0].shape == y.shape  # no blur: y itself
+    assert kernel_spread(gaussian_kernel(41, 2.0)) == pytest.approx(2.0, rel=1e-6)
+    with pytest.raises(ValueError, match="smaller than the factor"):
+        replay_truth(SuperResolution(4), torch.zeros(1, 1, 3, 8))
+    with pytest.raises(ValueError, match="smaller than the kernel"):
+        replay_truth(Deblur(gaussian_kernel(13, 2.0)), torch.zeros(1, 1, 40, 40))
+    with pytest.raises(ValueError, match="only SuperResolution and Deblur"):
+        replay_truth(Inpaint(torch.ones(8, 8)), y)
+
+
+def test_replay_needs_samples():
+    with pytest.raises(ValueError, match="k >= 2"):
+        replay_factor(SuperResolution(2), torch.zeros(1, 1, 8, 8), None, 1)
