@@ -114,11 +114,16 @@ def test_restore_command(tiny_digits_model, tmp_path):
     assert result.returncode == 0, result.stderr
     assert Image.open(out).size == (32, 32) and "(ddnm, 3 steps" in result.stdout  # noise-free
     assert ", bf16, 32 x 32)" in result.stdout
-    assert "start's own coarse errors are not in this map" in result.stdout  # no estimate
+    assert "the solver replayed on y" in result.stdout  # std map scaled by replay_factor
     result = run("restore", "deblur", str(model), str(image), "--kernel", "gauss:1", "--sigma",
-                 "2", "--simulate", "--out", str(out), *common)  # fmt: skip
+                 "2", "--simulate", "--samples", "2", "--out", str(out), *common)  # fmt: skip
     assert result.returncode == 0, result.stderr  # noisy y: repaint, no resampling
     assert "(repaint, 3 steps, --resample 1" in result.stdout and "PSNR" in result.stdout
+    assert "the solver replayed on y" in result.stdout and "of errors within 2 std" in result.stdout
+    result = run("restore", "deblur", str(model), str(image), "--kernel", "gauss:2", "--samples",
+                 "2", "--out", str(out), *common)  # fmt: skip
+    assert result.returncode == 0, result.stderr  # 16 px pooled by 4: smaller than the kernel
+    assert "(the draws' spread; not recalibrated: y (16 x 16) pooled by 4" in result.stdout
     for args, message in [
         (["colorize"], "RGB model"),
         (["inpaint"], "exactly one of"),
@@ -152,6 +157,7 @@ def test_restore_command(tiny_digits_model, tmp_path):
                  *common)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "of errors within 2 std (65% if calibrated)" in result.stdout  # t_1 at 2 / sqrt(1.5)
+    assert "not recalibrated: no replay for Denoise" in result.stdout
     if not torch.cuda.is_available():
         bad = run("restore", "denoise", str(model), str(image), "--sigma", "5", "--device",
                   "cuda", "--out", str(out))  # fmt: skip

@@ -192,6 +192,35 @@ def _start_options(args, solver: str, operator, y) -> dict:
     return options
 
 
+def _replay(args, operator, y, options, run, tile) -> tuple[float, str | None]:
+    """With ``--samples``: the factor for the std map from replaying the solver one measurement
+    down (:func:`~diffvision.restore.replay.replay_factor`), or 1 and why there is none."""
+    import torch
+
+    from ..restore.replay import replay_factor, replay_truth
+    from ..restore.starts import classical_start
+
+    if args.samples < 2:
+        return 1.0, "one sample"
+    if "start_std" in options:
+        return 1.0, "the fill's error is in the map"
+    try:
+        truth, _ = replay_truth(operator, y)
+    except ValueError as err:
+        return 1.0, f"not recalibrated: {err}"
+    if min(truth.shape[-2:]) < tile:
+        return 1.0, f"not recalibrated: the replay's image is smaller than a tile ({tile} px)"
+
+    def again(op, measured):  # the same run; a warm start is rebuilt from the replay's y
+        opts = dict(options)
+        if "start" in opts:
+            opts["start"] = classical_start(op, measured).to(opts["start"].device)
+        return run(op, measured, **opts)
+
+    gen = torch.Generator().manual_seed(args.seed + 1)
+    return float(replay_factor(operator, y, again, args.samples, gen)[0]), None
+
+
 def cmd_restore(args) -> int:
     import torch
 
@@ -249,22 +278,27 @@ def cmd_restore(args) -> int:
     for name in ("start", "start_std"):
         if name in options:
             options[name] = options[name].to(device)
-    with torch.no_grad():
-        result = solve_tiled(
-            prior,
-            operator,
-            y.to(device),
-            tile=tile,
-            overlap=overlap,
-            batch=args.batch,
-            solver=solver,
-            steps=args.steps,
-            generator=gen,
-            n_samples=args.samples,
-            **options,
-        )
+
+    def run(op, measured, **opts):
+        with torch.no_grad():
+            return solve_tiled(
+                prior,
+                op,
+                measured.to(device),
+                tile=tile,
+                overlap=overlap,
+                batch=args.batch,
+                solver=solver,
+                steps=args.steps,
+                generator=gen,
+                n_samples=args.samples,
+                **opts,
+            )
+
+    result = run(operator, y, **options)
+    factor, why_not = _replay(args, operator, y, options, run, tile)
     mean, std = (result.mean, result.std) if args.samples > 1 else (result, None)
-    mean, std = mean.cpu(), None if std is None else std.cpu()
+    mean, std = mean.cpu(), None if std is None else std.cpu() * factor
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     to_pil(mean[0]).save(out)
@@ -279,17 +313,28 @@ def cmd_restore(args) -> int:
     if std is not None:
         std_path = out.with_name(out.stem + "_std.png")
         to_pil((std[0] / std.max().clamp(min=1e-8)) * 2 - 1).save(std_path)
-        print(f"uncertainty (per-pixel std, scaled to its maximum): {std_path}")
+        print(
+            f"uncertainty (per-pixel std, scaled to its maximum, {float(std.max()) * 127.5:.1f} "
+            f"on the 0-255 scale): {std_path}"
+        )
         if "start_std" in options:
             print(
                 "  (the draws' spread plus the classical fill's own error, measured by filling "
                 "copies of the hole placed in the observed image)"
             )
+        elif why_not is None:
+            print(
+                f"  (the draws' spread times {factor:.2f}: the solver replayed on y, measured "
+                "again, with y as the truth, erred by that much more than its spread)"
+            )
         elif "start" in options:  # the draws share the start's coarse content and its errors
             print(
                 "  (the draws differ only where the start's noise hid it: the start's own coarse "
-                "errors are not in this map; --start noise gives the prior's full spread)"
+                f"errors are not in this map; --start noise gives the prior's full spread; "
+                f"{why_not})"
             )
+        else:
+            print(f"  (the draws' spread; {why_not})")
     if clean is not None:
         value = float(torch.as_tensor(psnr(mean.clamp(-1, 1), clean)).mean())
         print(f"PSNR {value:.2f} dB against the clean input")
