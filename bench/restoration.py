@@ -62,6 +62,7 @@ from diffvision.restore import (
     box_mask,
     gaussian_kernel,
 )
+from diffvision.restore.replay import replay_factor
 from diffvision.restore.solvers import START_SIGMA
 from diffvision.restore.starts import classical_start, start_error_std
 from diffvision.restore.tiles import solve_tiled
@@ -227,42 +228,65 @@ def patch_size(config: dict) -> int:
     return config["sample_shape"][-1]
 
 
-def run_solver(model, op, y, how: str, k: int, args):
-    """One diffvision solver on the whole image (tiled): (estimate, first sample, per-pixel std,
-    k for the std's calibration), the last three None for one sample.
+def solver_run(model, op, y, how: str, k: int, args):
+    """``run(operator, y) -> Restoration`` (or images, for k = 1): one diffvision solver on
+    whole images (tiled), as :func:`run_solver` runs it; and whether its std is stated (holds
+    the inpainting fill's own error) rather than K samples' spread alone.
 
     ``how``: a solver name, with "+warm" for a warm start from the classical start (biharmonic
-    fill, bicubic upscaling, Wiener deconvolution) noised to --start-sigma ("+warmS": to S).
-    With k > 1 the estimate is the mean of k posterior samples (mmse is one estimate); from an
-    inpainting fill, the std adds the fill's own error (``start_error_std``), a stated std whose
-    calibration takes k = None."""
-    k = 1 if how == "mmse" else k
+    fill, bicubic upscaling, Wiener deconvolution) of the y that ``run`` is given, noised to
+    --start-sigma ("+warmS": to S). From an inpainting fill with k > 1, the std adds the fill's
+    own error on ``y`` (``start_error_std``)."""
     solver, warm = split_spec(how, args.start_sigma)
     options = {}
     if solver == "repaint":  # resampling for inpainting only (2 passes; the command's default: 10)
         options = {"jump_length": 5, "jump_n_sample": 2 if isinstance(op, Inpaint) else 1}
-    if warm:
-        options.update(start=classical_start(op, y).to(args.device), start_sigma=warm)
-        if k > 1 and isinstance(op, Inpaint):
-            options["start_std"] = start_error_std(op, y).to(args.device)
-    with torch.no_grad():  # dps turns gradients on where it needs them
-        out = solve_tiled(
-            model,
-            op,
-            y.to(args.device),
-            tile=args.tile,
-            overlap=args.overlap,
-            batch=args.tile_batch,
-            solver=solver,
-            steps=args.steps,
-            n_samples=k,
-            generator=torch.Generator().manual_seed(args.seed),
-            **options,
-        )
+    if warm and k > 1 and isinstance(op, Inpaint):
+        options["start_std"] = start_error_std(op, y).to(args.device)
+
+    def run(o, measured):
+        opts = dict(options)
+        if warm:
+            opts.update(start=classical_start(o, measured.cpu()).to(args.device), start_sigma=warm)
+        with torch.no_grad():  # dps turns gradients on where it needs them
+            return solve_tiled(
+                model,
+                o,
+                measured.to(args.device),
+                tile=args.tile,
+                overlap=args.overlap,
+                batch=args.tile_batch,
+                solver=solver,
+                steps=args.steps,
+                n_samples=k,
+                generator=torch.Generator().manual_seed(args.seed),
+                **opts,
+            )
+
+    return run, "start_std" in options
+
+
+def run_solver(model, op, y, how: str, k: int, args):
+    """One diffvision solver on the whole image (tiled, :func:`solver_run`): (estimate, first
+    sample, per-pixel std, k for the std's calibration, replay), the last four None for one
+    sample.
+
+    With k > 1 the estimate is the mean of k posterior samples (mmse is one estimate); a stated
+    std (from an inpainting fill) takes k = None for its calibration. For super-resolution and
+    deblurring, ``replay`` holds the factor for the std map that replaying the solver one
+    measurement down finds (``replay_factor``, its default scale) and the replay's seconds;
+    None otherwise."""
+    k = 1 if how == "mmse" else k
+    run, stated = solver_run(model, op, y, how, k, args)
+    out = run(op, y)
     if k == 1:
-        return out.cpu(), None, None, None
-    stated = "start_std" in options
-    return out.mean.cpu(), out.samples[0].cpu(), out.std.cpu(), None if stated else k
+        return out.cpu(), None, None, None, None
+    replay = None
+    if isinstance(op, SuperResolution | Deblur):
+        t0 = time.time()
+        factor = replay_factor(op, y, run, k, torch.Generator().manual_seed(args.seed + 1))
+        replay = {"factor": float(factor[0]), "seconds": round(time.time() - t0, 2)}
+    return out.mean.cpu(), out.samples[0].cpu(), out.std.cpu(), None if stated else k, replay
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -322,7 +346,7 @@ def main() -> None:
     rows = []
     start_all = time.time()
 
-    def record(name, task, label, est, x, seconds, std=None, k=1):
+    def record(name, task, label, est, x, seconds, std=None, k=1, replay=None):
         shown = est.clamp(-1, 1).float()
         row = {
             "photo": name,
@@ -334,6 +358,10 @@ def main() -> None:
         }
         if std is not None:
             row["uncertainty"] = uncertainty_calibration(est, std, x, k)
+        if replay is not None:  # the std map scaled by the replay's factor
+            row["replay"] = replay
+            scaled = std * replay["factor"]
+            row["uncertainty_replay"] = uncertainty_calibration(est, scaled, x, k)
         rows.append(row)
         print(
             f"{name:>10} {task:>9} {label:>30}: PSNR {row['psnr']:6.2f} "
@@ -353,15 +381,16 @@ def main() -> None:
             y = op.measure(x.double(), torch.Generator().manual_seed(0)).float()
             for how, k in plan.items():
                 t0 = time.time()
-                est, first, std, k_std = run_solver(model, op, y, how, k, args)
-                seconds = time.time() - t0
+                est, first, std, k_std, replay = run_solver(model, op, y, how, k, args)
+                seconds = time.time() - t0 - (replay["seconds"] if replay else 0)
                 solver, warm = split_spec(how, args.start_sigma)
                 label = f"diffvision {solver}" + (f" from classical at {warm}" if warm else "")
                 if first is None:
                     record(name, task, label, est, x, seconds)
                 else:  # one sample, and the mean of all (seconds: per sample, and for all)
                     record(name, task, label, first, x, seconds / k)
-                    record(name, task, f"{label}, mean of {k}", est, x, seconds, std, k_std)
+                    label_k = f"{label}, mean of {k}"
+                    record(name, task, label_k, est, x, seconds, std, k_std, replay)
             for label, baseline in classical_baselines(task, y, op, sigma255).items():
                 t0 = time.time()
                 est = baseline()
@@ -444,7 +473,8 @@ def _trained_on(result: dict) -> str:
 
 
 def _uncertainty_lines(rows) -> list[str]:
-    """Markdown table of the rows' uncertainty calibration, averaged over the photos."""
+    """Markdown table of the rows' uncertainty calibration, averaged over the photos: the std map
+    as drawn, and where there is a replay, scaled by its factor."""
     rated = [r for r in rows if "uncertainty" in r]
     if not rated:
         return []
@@ -453,18 +483,34 @@ def _uncertainty_lines(rows) -> list[str]:
         "Uncertainty of the sample means (values the measurement leaves uncertain; a calibrated "
         "posterior would give the bracketed values: for K samples a Student-t's; for inpainting "
         "from a classical fill, whose std adds the fill's own error as `start_error_std` "
-        "estimates it, a Gaussian's):",
+        "estimates it, a Gaussian's). Scaled by replay: the std map times the factor that "
+        "`replay_factor` finds by solving again one measurement down, with y as the truth "
+        "(deblurring: y pooled by `replay_truth`'s default, 4 for this blur; "
+        "`bench/results/replay_scale.md`); factor and seconds: means over the photos:",
         "",
-        "| task | method | errors within 2 std | RMS error / RMS std |",
-        "|---|---|---|---|",
+        "| task | method | errors within 2 std | RMS error / RMS std | scaled by replay: within "
+        "2 std | RMS error / RMS std | factor | replay s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for task, method in dict.fromkeys((r["task"], r["method"]) for r in rated):
-        u = [r["uncertainty"] for r in rated if (r["task"], r["method"]) == (task, method)]
+
+    def cells(u: list[dict]) -> str:
         mean = {key: float(np.mean([v[key] for v in u])) for key in u[0]}
+        return (
+            f"{mean['within_2std']:.1%} ({mean['within_2std_calibrated']:.1%}) | "
+            f"{mean['rms_error_over_std']:.2f} ({mean['rms_error_over_std_calibrated']:.2f})"
+        )
+
+    for task, method in dict.fromkeys((r["task"], r["method"]) for r in rated):
+        group = [r for r in rated if (r["task"], r["method"]) == (task, method)]
+        replayed = "- | - | - | -"
+        if all("replay" in r for r in group):
+            factor = np.mean([r["replay"]["factor"] for r in group])
+            seconds = np.mean([r["replay"]["seconds"] for r in group])
+            replayed = (
+                f"{cells([r['uncertainty_replay'] for r in group])} | {factor:.2f} | {seconds:.1f}"
+            )
         lines.append(
-            f"| {task} | {method} | {mean['within_2std']:.1%} "
-            f"({mean['within_2std_calibrated']:.1%}) | {mean['rms_error_over_std']:.2f} "
-            f"({mean['rms_error_over_std_calibrated']:.2f}) |"
+            f"| {task} | {method} | {cells([r['uncertainty'] for r in group])} | {replayed} |"
         )
     return lines
 

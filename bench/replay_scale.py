@@ -1,0 +1,147 @@
+"""How well replaying a solver one measurement down calibrates its std map, on the held-out
+photos, and how the deblurring replay depends on its pooling scale.
+
+For each photo (whole) and task, the solver of `bench/restoration.py` draws K samples (4x
+super-resolution: ddnm; deblurring, 2 px Gaussian blur with noise 2: repaint). Their std map is
+compared with the true error of their mean as drawn, and scaled by the factor that
+`diffvision.restore.replay.replay_factor` finds: for super-resolution with y as the truth; for
+deblurring with y average-pooled by each of --scales as the truth (`replay_truth`; its default,
+ceil(2 x the kernel's spread) = 4, marked). A calibrated K-sample posterior gives RMS error / RMS
+std sqrt(1 + 1/K) and a Student-t's share of errors within 2 std
+(`diffvision.metrics.uncertainty_calibration`).
+
+Run: python bench/replay_scale.py --model runs/photos/model --bf16
+     -> bench/results/replay_scale.{json,md}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import diffvision
+from diffvision.data import held_out_photos
+from diffvision.metrics import uncertainty_calibration
+from diffvision.restore import Deblur
+from diffvision.restore.replay import kernel_spread, replay_factor
+from restoration import RESULTS, build_parser, patch_size, prepare, solver_run, tasks
+from run_header import run_header, save_result
+
+#: task -> solver spec of bench/restoration.py: the restore command's defaults for them.
+SOLVERS = {"superres": "ddnm", "deblur": "repaint"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", type=Path, default=Path("runs/photos/model"))
+    parser.add_argument("--photos", default="", help="comma-separated held-out photos (all)")
+    parser.add_argument("--samples", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--scales", default="1,2,4,8", help="deblurring replays' pooling")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast, channels-last")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    run_args = build_parser().parse_args(["--steps", str(args.steps)])  # what solver_run reads
+    run_args.tile = patch_size(json.loads((args.model / "config.json").read_text()))
+    model = diffvision.load(args.model)
+    if args.bf16:
+        model.to(memory_format=torch.channels_last)
+        model.autocast = torch.bfloat16
+    photos = held_out_photos(3)
+    if args.photos:
+        photos = {name: photos[name] for name in args.photos.split(",")}
+    k, rows = args.samples, []
+    for name, image in photos.items():
+        x = prepare(image, 0)
+        for task, how in SOLVERS.items():
+            op = tasks(*x.shape[-2:])[task][0]
+            y = op.measure(x.double(), torch.Generator().manual_seed(0)).float()
+            run, _ = solver_run(model, op, y, how, k, run_args)
+            t0 = time.time()
+            out = run(op, y)
+            row = {
+                "photo": name,
+                "task": task,
+                "seconds": round(time.time() - t0, 1),
+                "drawn": uncertainty_calibration(out.mean, out.std, x, k),
+                "replays": [],
+            }
+            default = math.ceil(2 * kernel_spread(op.kernel)) if isinstance(op, Deblur) else None
+            scales = [int(s) for s in args.scales.split(",")] if isinstance(op, Deblur) else [None]
+            for scale in scales:
+                t0 = time.time()
+                gen = torch.Generator().manual_seed(run_args.seed + 1)
+                factor = float(replay_factor(op, y, run, k, gen, scale=scale)[0])
+                row["replays"].append(
+                    {
+                        "scale": scale,
+                        "default": scale == default,
+                        "factor": factor,
+                        "seconds": round(time.time() - t0, 1),
+                        "scaled": uncertainty_calibration(out.mean, out.std * factor, x, k),
+                    }
+                )
+            rows.append(row)
+            print(name, task, row["drawn"], [(r["scale"], r["factor"]) for r in row["replays"]])
+    result = {
+        **run_header("replay_scale"),
+        "settings": vars(args) | {"model": str(args.model), "out": str(args.out)},
+        "rows": rows,
+    }
+    save_result(args.out, "replay_scale", result, markdown(result))
+
+
+def markdown(r: dict) -> str:
+    s, rows = r["settings"], r["rows"]
+    k = s["samples"]
+    photos = list(dict.fromkeys(row["photo"] for row in rows))
+    first = rows[0]["drawn"]
+    lines = [
+        "# Std maps recalibrated by replay",
+        "",
+        f"`{r['command']}` on {r['machine']}, torch {r['torch']}, {r['threads']} threads, "
+        f"{r['date']}{', bf16 autocast' if s['bf16'] else ''}. Held-out photos whole; mean of "
+        f"K = {k} draws, {s['steps']} steps. Cells: RMS error / RMS std of the std map "
+        f"(calibrated: {first['rms_error_over_std_calibrated']:.2f}); last columns: the share "
+        f"of errors within 2 std (calibrated: {first['within_2std_calibrated']:.1%}) and the "
+        "replay's factor and seconds, means over the photos.",
+        "",
+        f"| task | std map | {' | '.join(photos)} | mean | within 2 std | factor | replay s |",
+        "|---|---|" + "---|" * (len(photos) + 4),
+    ]
+    for task in dict.fromkeys(row["task"] for row in rows):
+        group = [row for row in rows if row["task"] == task]
+        drawn = [row["drawn"] for row in group]
+        lines.append(_line(task, "as drawn", drawn, None, None))
+        for i, replay in enumerate(group[0]["replays"]):
+            label = (
+                "scaled by replay on y"
+                if replay["scale"] is None
+                else (
+                    f"scaled by replay on y pooled by {replay['scale']}"
+                    + (" (default)" if replay["default"] else "")
+                )
+            )
+            reps = [row["replays"][i] for row in group]
+            factor = np.mean([rep["factor"] for rep in reps])
+            seconds = np.mean([rep["seconds"] for rep in reps])
+            lines.append(_line(task, label, [rep["scaled"] for rep in reps], factor, seconds))
+    return "\n".join(lines) + "\n"
+
+
+def _line(task, label, stats, factor, seconds) -> str:
+    ratios = [f"{u['rms_error_over_std']:.2f}" for u in stats]
+    mean_ratio = np.mean([u["rms_error_over_std"] for u in stats])
+    within = np.mean([u["within_2std"] for u in stats])
+    tail = "- | -" if factor is None else f"{factor:.2f} | {seconds:.1f}"
+    return f"| {task} | {label} | {' | '.join(ratios)} | {mean_ratio:.2f} | {within:.1%} | {tail} |"
+
+
+if __name__ == "__main__":
+    main()
