@@ -92,7 +92,13 @@ def add_parser(sub) -> None:
         help="noise std (0-255 scale) added to the classical start (default: the library's "
         "START_SIGMA, 0.3 in the model's [-1, 1] units, i.e. 38.25)",
     )
-    r.add_argument("--samples", type=_positive(int), default=1, help="K > 1: mean and std map")
+    r.add_argument(
+        "--samples",
+        type=_positive(int),
+        default=1,
+        help="K > 1: mean and std map (superres, deblur: the map scaled by a replay of the "
+        "solver one measurement down; inpaint from the fill: plus the fill's own error)",
+    )
     r.add_argument("--tile", type=_positive(int), help="tile size (default: the model's size)")
     r.add_argument("--overlap", type=int, help="tile overlap in pixels (default tile / 4)")
     r.add_argument("--batch", type=_positive(int), default=128, help="tiles per network call")
