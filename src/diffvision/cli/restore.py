@@ -331,7 +331,8 @@ def cmd_restore(args) -> int:
         elif why_not is None:
             print(
                 f"  (the draws' spread times {factor:.2f}: the solver replayed on y, measured "
-                "again, with y as the truth, erred by that much more than its spread)"
+                "again, with y (pooled, for deblur) as the truth, erred by that much more than "
+                "its spread)"
             )
         elif "start" in options:  # the draws share the start's coarse content and its errors
             print(

@@ -4,10 +4,10 @@ where the truth is known, and scale the std map by how far off it was there.
 Posterior draws of a learned prior are overconfident: their spread misses the prior's own
 errors (4x super-resolution of the held-out photos, mean of 4: RMS error 2.5x the RMS std, where
 a calibrated posterior gives 1.12). Natural images look alike across scales, so a solver that
-restores ``x`` from ``y = A(x)`` is about as far off when it restores ``y`` from ``A(y)``; there
-``y`` is the truth, and the ratio of its RMS error to its RMS std says how much to widen (or
-narrow) the map. This is split-conformal calibration with the held-out set made from ``y`` itself
-by a second measurement.
+restores ``x`` from ``y = A(x)`` is about as far off when it restores ``y`` from ``A(y)`` (for
+deblurring, a coarser copy of y: :func:`replay_truth`); there the truth is known, and the ratio
+of the RMS error to the RMS std says how much to widen (or narrow) the map. This is
+split-conformal calibration with the held-out set made from ``y`` itself by a second measurement.
 """
 
 from __future__ import annotations
