@@ -131,3 +131,23 @@ def test_restore_command_on_cuda_matches_cpu(tiny_digits_model, tmp_path):
         assert result.returncode == 0, result.stderr
     a, b = (np.asarray(Image.open(outs[d]), dtype=int) for d in ("cpu", "cuda"))
     assert np.abs(a - b).max() <= 2
+
+
+def test_restore_replay_on_cuda(tiny_digits_model, tmp_path):
+    """`diffvision restore superres --samples 2 --device cuda`: the replay's draws come back from
+    the GPU and are compared with a truth made on the CPU."""
+    import numpy as np
+    from PIL import Image
+
+    from tests.cli_run import run
+
+    image = tmp_path / "in.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(image)
+    result = run(
+        "restore", "superres", str(tiny_digits_model), str(image), "--factor", "2",
+        "--samples", "2", "--tile", "8", "--overlap", "2", "--steps", "3",
+        "--device", "cuda", "--out", str(tmp_path / "out.png"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "the solver replayed on y" in result.stdout

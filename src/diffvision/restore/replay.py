@@ -98,10 +98,11 @@ def replay_factor(
         raise ValueError("a std map needs k >= 2 samples")
     truth, noise = replay_truth(operator, y, scale)
     y2 = operator.measure(truth.double(), generator).to(y.dtype)
-    result = run(operator, y2)
-    err2 = (result.mean.double() - truth.double()).square()
-    std2 = result.std.double().square()
-    free = (result.std > CERTAIN_STD).double()
+    result = run(operator, y2)  # possibly on another device (the model's): compared on y's
+    mean, std = result.mean.to(truth.device).double(), result.std.to(truth.device).double()
+    err2 = (mean - truth.double()).square()
+    std2 = std.square()
+    free = (std > CERTAIN_STD).double()
     counted = free.flatten(1).sum(1).clamp(min=1)
     mse = (err2 * free).flatten(1).sum(1) / counted - noise
     ms = (std2 * free).flatten(1).sum(1) / counted
