@@ -124,6 +124,10 @@ def test_restore_command(tiny_digits_model, tmp_path):
                  "2", "--out", str(out), *common)  # fmt: skip
     assert result.returncode == 0, result.stderr  # 16 px pooled by 4: smaller than the kernel
     assert "(the draws' spread; not recalibrated: y (16 x 16) pooled by 4" in result.stdout
+    result = run("restore", "superres", str(model), str(image), "--factor", "2", "--samples", "2",
+                 "--tile", "24", "--overlap", "4", "--steps", "2", "--out", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr  # the replay's truth, y, is 16 px: below a tile
+    assert "not recalibrated: the replay's image is smaller than a tile (24 px)" in result.stdout
     for args, message in [
         (["colorize"], "RGB model"),
         (["inpaint"], "exactly one of"),
