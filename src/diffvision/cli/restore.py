@@ -331,8 +331,8 @@ def cmd_restore(args) -> int:
         elif why_not is None:
             print(
                 f"  (the draws' spread times {factor:.2f}: the solver replayed on y, measured "
-                "again, with y (pooled, for deblur) as the truth, erred by that much more than "
-                "its spread)"
+                f"again, with {'y pooled' if operator.name == 'deblur' else 'y'} as the truth, "
+                "erred by that much more than its spread)"
             )
         elif "start" in options:  # the draws share the start's coarse content and its errors
             print(
