@@ -162,6 +162,11 @@ def test_restore_command(tiny_digits_model, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "of errors within 2 std (65% if calibrated)" in result.stdout  # t_1 at 2 / sqrt(1.5)
     assert "not recalibrated: no replay for Denoise" in result.stdout
+    result = run("restore", "inpaint", str(model), str(image), "--random", "0.5", "--sigma", "10",
+                 "--simulate", "--samples", "2", "--out", str(out), *common)  # fmt: skip
+    assert result.returncode == 0, result.stderr  # noisy inpainting: rated in and out of the hole
+    assert "uncertainty in the hole: " in result.stdout
+    assert "uncertainty at the observed (noisy) pixels: " in result.stdout
     if not torch.cuda.is_available():
         bad = run("restore", "denoise", str(model), str(image), "--sigma", "5", "--device",
                   "cuda", "--out", str(out))  # fmt: skip

@@ -227,13 +227,36 @@ def _replay(args, operator, y, options, run, tile) -> tuple[float, str | None]:
     return float(replay_factor(operator, y, again, args.samples, gen)[0]), None
 
 
+def _print_calibration(mean, std, clean, operator, k) -> None:
+    """With ``--simulate``: how well the std map predicts the errors
+    (:func:`~diffvision.metrics.uncertainty_calibration`); for noisy inpainting separately in
+    the hole and at the observed noisy pixels, two different kinds of uncertainty."""
+    import torch
+
+    from ..metrics import uncertainty_calibration
+    from ..metrics.calibration import CERTAIN_STD
+
+    parts = {"": torch.ones_like(std, dtype=torch.bool)}
+    if getattr(operator, "mask", None) is not None and operator.sigma > 0:
+        seen = operator.mask.bool().expand_as(std)
+        parts = {" in the hole": ~seen, " at the observed (noisy) pixels": seen}
+    for where, part in parts.items():
+        if not bool((std[part] > CERTAIN_STD).any()):
+            continue
+        c = uncertainty_calibration(mean[part], std[part], clean[part], k)
+        print(
+            f"uncertainty{where}: {c['within_2std']:.0%} of errors within 2 std "
+            f"({c['within_2std_calibrated']:.0%} if calibrated), RMS error / RMS std "
+            f"{c['rms_error_over_std']:.2f} ({c['rms_error_over_std_calibrated']:.2f})"
+        )
+
+
 def cmd_restore(args) -> int:
     import torch
 
     from ..io import load, read_config
     from ..io.images import read_image, to_pil
-    from ..metrics import psnr, uncertainty_calibration
-    from ..metrics.calibration import CERTAIN_STD
+    from ..metrics import psnr
     from ..restore.tiles import solve_tiled
     from ..train.distributed import resolve_device
 
@@ -345,14 +368,9 @@ def cmd_restore(args) -> int:
     if clean is not None:
         value = float(torch.as_tensor(psnr(mean.clamp(-1, 1), clean)).mean())
         print(f"PSNR {value:.2f} dB against the clean input")
-        if std is not None and bool((std > CERTAIN_STD).any()):
-            stated = "start_std" in options  # not a K-sample estimate alone: Gaussian reference
-            c = uncertainty_calibration(mean, std, clean, None if stated else args.samples)
-            print(
-                f"uncertainty: {c['within_2std']:.0%} of errors within 2 std "
-                f"({c['within_2std_calibrated']:.0%} if calibrated), RMS error / RMS std "
-                f"{c['rms_error_over_std']:.2f} ({c['rms_error_over_std_calibrated']:.2f})"
-            )
+        if std is not None:
+            stated = "start_std" in options  # not K samples' spread alone: Gaussian reference
+            _print_calibration(mean, std, clean, operator, None if stated else args.samples)
     if args.side_by_side:
         shown = operator.pinv(y)  # the measurement, brought to the output's size
         panels = [shown.expand(-1, mean.shape[1], -1, -1), mean]
