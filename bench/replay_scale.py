@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import diffvision
 from diffvision.data import held_out_photos
 from diffvision.metrics import uncertainty_calibration
 from diffvision.restore import Deblur
-from diffvision.restore.replay import kernel_spread, replay_factor
+from diffvision.restore.replay import deblur_pooling, replay_factor
 from restoration import RESULTS, build_parser, patch_size, prepare, solver_run, tasks
 from run_header import run_header, save_result
 
@@ -72,7 +71,7 @@ def main() -> None:
                 "drawn": uncertainty_calibration(out.mean, out.std, x, k),
                 "replays": [],
             }
-            default = math.ceil(2 * kernel_spread(op.kernel)) if isinstance(op, Deblur) else None
+            default = deblur_pooling(op.kernel) if isinstance(op, Deblur) else None
             scales = [int(s) for s in args.scales.split(",")] if isinstance(op, Deblur) else [None]
             for scale in scales:
                 t0 = time.time()

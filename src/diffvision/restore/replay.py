@@ -37,13 +37,19 @@ def kernel_spread(kernel: Tensor) -> float:
     return max(spreads)
 
 
+def deblur_pooling(kernel: Tensor) -> int:
+    """The default pooling of y for a deblurring replay: ``ceil(2 s)`` for the kernel's spread s
+    (:func:`kernel_spread`), at least 1, which leaves a blur of at most half a pixel."""
+    return max(1, math.ceil(2 * kernel_spread(kernel)))
+
+
 def replay_truth(operator: Operator, y: Tensor, scale: int | None = None) -> tuple[Tensor, float]:
     """The image that plays the truth in the replay and the variance of y's noise left in it.
 
     - ``SuperResolution``: y itself (a natural image at 1 / factor of the scale), cut to a
       multiple of the factor on each side; its noise variance ``sigma_y^2``.
-    - ``Deblur``: y average-pooled by ``scale`` (default: ``ceil(2 s)`` for the kernel's spread s,
-      4 for a 2 px Gaussian), which leaves a blur of at most half a pixel: a sharp natural image
+    - ``Deblur``: y average-pooled by ``scale`` (default: :func:`deblur_pooling`, 4 for a 2 px
+      Gaussian), which leaves a blur of at most half a pixel: a sharp natural image
       at 1 / scale of the scale, blurred next by the same kernel, so the replay poses the same
       problem as the original (replaying on y itself would deblur an image already smooth, an
       easier problem); its noise variance ``sigma_y^2 / scale^2``.
@@ -58,7 +64,7 @@ def replay_truth(operator: Operator, y: Tensor, scale: int | None = None) -> tup
             raise ValueError(f"y ({y.shape[-2]} x {y.shape[-1]}) is smaller than the factor {f}")
         return y[..., :h, :w], operator.sigma**2
     if isinstance(operator, Deblur):
-        s = scale or max(1, math.ceil(2 * kernel_spread(operator.kernel)))
+        s = scale or deblur_pooling(operator.kernel)
         if min(y.shape[-2:]) // s < operator.kernel.shape[0]:
             size = f"{y.shape[-2]} x {y.shape[-1]}"
             raise ValueError(f"y ({size}) pooled by {s} is smaller than the kernel")
