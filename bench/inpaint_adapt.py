@@ -112,7 +112,7 @@ def main() -> None:
         x = prepare(image, 0)
         op = tasks(*x.shape[-2:])["inpaint"][0]
         y = op.measure(x.double(), torch.Generator().manual_seed(0)).float()
-        fill = classical_start(op, y)
+        fill = classical_start(op, y, "biharmonic")
         base_psnr = float(psnr(fill.clamp(-1, 1), x).mean())
         rows.append({"photo": name, "adapt": 0, "method": "biharmonic", "psnr": base_psnr})
         y_dev, fill_dev = y.to(device), fill.to(device)

@@ -69,7 +69,7 @@ def main() -> None:
                 scores.setdefault(name, []).append(float(psnr(fill().clamp(-1, 1), x[i : i + 1])))
         for label, (solver, options) in SOLVERS.items():
             if "start_sigma" in options:
-                options = options | {"start": classical_start(op, y)}
+                options = options | {"start": classical_start(op, y, "biharmonic")}
             t0 = time.time()
             with torch.no_grad():
                 r = solve(

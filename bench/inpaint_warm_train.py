@@ -53,10 +53,10 @@ def two_scales(model, x, op, y, factor: int, sigma0: float, k: int) -> torch.Ten
     size = (h // factor, w // factor)
     coarse_op = Inpaint((F.interpolate(op.mask, size=size, mode="area") > 0.999).float())
     coarse_y = coarse_op.forward(F.interpolate(x, size=size, mode="area"))
-    coarse_fill = classical_start(coarse_op, coarse_y)
+    coarse_fill = classical_start(coarse_op, coarse_y, "biharmonic")
     change = warm(model, coarse_op, coarse_y, coarse_fill, sigma0, k) - coarse_fill
     up = F.interpolate(change, size=(h, w), mode="bicubic", align_corners=False)
-    return warm(model, op, y, op.project(classical_start(op, y) + up, y), sigma0, k)
+    return warm(model, op, y, op.project(classical_start(op, y, "biharmonic") + up, y), sigma0, k)
 
 
 def main() -> None:
@@ -76,7 +76,7 @@ def main() -> None:
         x = prepare(torch.from_numpy(images[name]).permute(2, 0, 1), 0)
         op = tasks(*x.shape[-2:])["inpaint"][0]
         y = op.forward(x)
-        fill = classical_start(op, y)
+        fill = classical_start(op, y, "biharmonic")
         row = {"biharmonic": fill}
         for s in sigmas:
             row[f"warm from sigma {s}"] = warm(model, op, y, fill, s, args.samples)

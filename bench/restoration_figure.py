@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--start-sigma", type=float, default=START_SIGMA, help="of the warm start")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
-    args.device, args.tile_batch = "cpu", 256  # what run_solver reads besides the above
+    args.device, args.tile_batch, args.fill = "cpu", 256, "biharmonic"  # what run_solver reads too
     args.tile = patch_size(json.loads((args.model / "config.json").read_text()))
     model = diffvision.load(args.model)
     x = prepare(held_out_photos(3)[args.photo], args.crop)

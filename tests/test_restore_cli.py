@@ -109,6 +109,12 @@ def test_restore_command(tiny_digits_model, tmp_path):
     # inpainting's default (--start auto), at the library's START_SIGMA (0.3 = 38.25 / 127.5)
     assert "from a classical start at sigma 38.25," in result.stdout
     assert "plus the classical fill's own error" in result.stdout  # start_error_std
+    for fill in ("telea", "biharmonic"):  # the same run but for the fill it starts from
+        result = run("restore", "inpaint", str(model), str(image), "--box", "4,4,6,6", "--fill",
+                     fill, "--out", str(tmp_path / f"{fill}.png"), *common)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+    assert not np.array_equal(*(np.asarray(Image.open(tmp_path / f"{f}.png"))
+                                for f in ("telea", "biharmonic")))  # fmt: skip
     result = run("restore", "superres", str(model), str(image), "--factor", "2", "--bf16",
                  "--start", "classical", "--samples", "2", "--out", str(out), *common)  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -141,6 +147,7 @@ def test_restore_command(tiny_digits_model, tmp_path):
         (["denoise", "--sigma", "25", "--start", "classical"], "works with ddnm, dps, repaint"),
         (["inpaint", "--box", "1,1,4,4", "--solver", "sdedit", "--start", "classical"], "works"),
         (["deblur", "--sigma", "2", "--solver", "ddnm", "--resample", "3"], "repaint solver only"),
+        (["inpaint", "--box", "1,1,4,4", "--fill", "median"], "--fill must be one of blend,"),
     ]:
         bad = run("restore", args[0], str(model), str(image), *args[1:], "--out", str(out))
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr
@@ -184,7 +191,7 @@ def test_classical_starts():
     i, j = torch.meshgrid(torch.arange(24.0), torch.arange(20.0), indexing="ij")
     plane = torch.stack([0.03 * i - 0.02 * j - 0.2, 0.01 * i + 0.04 * j - 0.5])[None].double()
     op = Inpaint(box_mask(24, 20, (5, 6, 9, 8)))
-    filled = classical_start(op, op.forward(plane))
+    filled = classical_start(op, op.forward(plane), "biharmonic")
     assert torch.allclose(filled, plane, atol=1e-6)
     sr = SuperResolution(2, "pool")
     flat = torch.full((1, 3, 8, 8), 0.3)

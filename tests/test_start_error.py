@@ -24,29 +24,32 @@ def stationary_field(n: int, size: int, length: float, seed: int) -> torch.Tenso
     return (0.5 * x / blur.square().mean().sqrt()).float()
 
 
+@pytest.mark.parametrize("fill", ["blend", "biharmonic"])
 @pytest.mark.parametrize("sigma", [0.0, 0.05])
-def test_start_error_matches_the_fill_error_on_a_stationary_field(sigma):
+def test_start_error_matches_the_fill_error_on_a_stationary_field(sigma, fill):
     # On a stationary field the copies of the hole see the same statistics as the hole, so the
     # estimated variance must match the fill's mean squared error, at the border of the hole
     # (~0.0012 with sigma 0) and at its centre (~0.019) alike. With noise, the held-out pixels
     # of y carry it on top of the fill's error, which the estimate takes off. 400 fields; the
-    # per-field differences give the standard error; 3 of them allowed (measured: 1.7 at
-    # sigma 0, and -1.3 with 1600 fields: no bias to see).
+    # per-field differences give the standard error; 3 of them allowed (measured for the
+    # biharmonic fill: 1.7 at sigma 0, and -1.3 with 1600 fields: no bias to see). The blend's
+    # weights are fitted on the same copies its error is measured on; with 2 free weights over
+    # ~500 pixels that optimism is far below the standard error.
     n = 400
     x = stationary_field(n, 48, 3.0, seed=0)
     op = Inpaint(box_mask(48, 48, (20, 20, 8, 8)), sigma)  # copies 12 px away: inside, apart
     y = op.measure(x, torch.Generator().manual_seed(1))
-    std = start_error_std(op, y)
+    std = start_error_std(op, y, fill)
     assert std.shape == (n, 1, 48, 48) and std[op.mask.expand_as(std) == 1].abs().max() == 0
     hole = op.mask[0, 0] == 0
     estimated = std[:, 0][:, hole].double().square()
-    true = (classical_start(op, y) - x)[:, 0][:, hole].double().square()
+    true = (classical_start(op, y, fill) - x)[:, 0][:, hole].double().square()
     distance = torch.from_numpy(distance_transform_edt(hole.numpy()))[hole]
     for where in (distance < 1.5, distance >= 2.5, distance > 0):
         diff = estimated[:, where].mean(1) - true[:, where].mean(1)
         assert abs(float(diff.mean())) < 3 * float(diff.std()) / n**0.5
     ratio = float(true[:, distance >= 2.5].mean() / true[:, distance < 1.5].mean())
-    assert ratio > 5  # the profile the estimate had to follow is far from flat
+    assert ratio > 2  # the profile the estimate had to follow is far from flat (2.8-15)
 
 
 def test_start_error_needs_a_hole_with_room_around_it():

@@ -82,9 +82,17 @@ def add_parser(sub) -> None:
         "--start",
         choices=("auto", "noise", "classical"),
         default="auto",
-        help="ddnm, dps, repaint: from pure noise, or from a classical restoration (biharmonic "
-        "fill, bicubic upscaling, Wiener deconvolution) noised to --start-sigma; auto: "
-        "classical for inpaint",
+        help="ddnm, dps, repaint: from pure noise, or from a classical restoration (a fill of "
+        "the hole, see --fill; bicubic upscaling; Wiener deconvolution) noised to "
+        "--start-sigma; auto: classical for inpaint",
+    )
+    r.add_argument(
+        "--fill",
+        default="biharmonic",
+        help="inpaint: the classical fill to start from: biharmonic, navier_stokes, telea, or "
+        "blend (of those three, weighted by how well each predicts copies of the hole on "
+        "observed pixels: better on most photos, much worse where the hole is unlike its "
+        "surroundings)",
     )
     r.add_argument(
         "--start-sigma",
@@ -175,7 +183,7 @@ def _start_options(args, solver: str, operator, y) -> dict:
     ``--samples`` and an inpainting fill, ``start_std``, the fill's own error estimated on y."""
     from ..restore.operators import Inpaint
     from ..restore.solvers import START_SIGMA, WARM_SOLVERS
-    from ..restore.starts import classical_start, start_error_std
+    from ..restore.starts import FILLS, classical_start, inpaint_start
 
     start = args.start
     if start == "auto":
@@ -184,17 +192,25 @@ def _start_options(args, solver: str, operator, y) -> dict:
         return {}
     if solver not in WARM_SOLVERS:
         raise UsageError(f"--start classical works with {', '.join(WARM_SOLVERS)}")
+    if isinstance(operator, Inpaint) and args.fill not in FILLS:
+        raise UsageError(f"--fill must be one of {', '.join(FILLS)}, not {args.fill!r}")
+    sigma = START_SIGMA if args.start_sigma is None else args.start_sigma / 127.5
+    error = args.samples > 1 and isinstance(operator, Inpaint)
     try:
-        start = classical_start(operator, y)
+        if not isinstance(operator, Inpaint):
+            start, std = classical_start(operator, y), None
+        else:
+            try:
+                start, std = inpaint_start(operator, y, args.fill, error)
+            except ValueError:  # no room for copies of the hole around it
+                if not error or args.fill == "blend":  # the blend needs the copies too
+                    raise
+                start, std = classical_start(operator, y, args.fill), None  # spread only
     except ValueError as err:
         raise UsageError(f"--start classical: {err}") from None
-    sigma = START_SIGMA if args.start_sigma is None else args.start_sigma / 127.5
     options = {"start": start, "start_sigma": sigma}
-    if args.samples > 1 and isinstance(operator, Inpaint):
-        try:
-            options["start_std"] = start_error_std(operator, y)
-        except ValueError:  # a hole too large to measure the fill on: the draws' spread only
-            pass
+    if std is not None:
+        options["start_std"] = std
     return options
 
 
