@@ -1,7 +1,8 @@
 """Classical restorations to warm-start a diffusion solver from (``solve(..., start=...)``): a
-fill of an inpainting hole (a blend of three classical fills, weighted by how well each one
-predicts copies of the hole), a bicubic upscaling, a Wiener deconvolution, the noisy image
-itself; and, for the fill, an estimate of its own error (``solve(..., start_std=...)``)."""
+fill of an inpainting hole (the biharmonic one, or a blend of three classical fills weighted by
+how well each one predicts copies of the hole), a bicubic upscaling, a Wiener deconvolution,
+the noisy image itself; and, for the fill, an estimate of its own error
+(``solve(..., start_std=...)``)."""
 
 from __future__ import annotations
 
