@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from diffvision.data.photos import training_photos
-from diffvision.restore.starts import FILLS, blend_weights, fill_hole, held_out_fills
+from diffvision.restore.starts import BLENDED, blend_weights, fill_hole, held_out_fills
 from run_header import run_header, save_result
 
 RESULTS = Path(__file__).parent / "results"
-METHODS = FILLS[1:]  # biharmonic, navier_stokes, telea
+METHODS = BLENDED
 
 
 def holes(h: int, w: int):

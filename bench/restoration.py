@@ -67,7 +67,7 @@ from diffvision.restore import (
 )
 from diffvision.restore.replay import replay_factor
 from diffvision.restore.solvers import START_SIGMA
-from diffvision.restore.starts import FILLS, classical_start, fill_hole, start_error_std
+from diffvision.restore.starts import FILLS, classical_start, fill_hole
 from diffvision.restore.tiles import solve_tiled
 
 RESULTS = Path(__file__).parent / "results"
@@ -251,14 +251,13 @@ def solver_run(model, op, y, how: str, k: int, args):
     options = {}
     if solver == "repaint":  # resampling for inpainting only (2 passes; the command's default: 10)
         options = {"jump_length": 5, "jump_n_sample": 2 if isinstance(op, Inpaint) else 1}
+    if warm:  # named: made from the y that run is given (the replay's too)
+        options.update(start=args.fill if isinstance(op, Inpaint) else "classical")
+        options.update(start_sigma=warm)
     if warm and k > 1 and isinstance(op, Inpaint):
-        options["start_std"] = start_error_std(op, y, args.fill).to(args.device)
+        options["start_std"] = "estimate"
 
     def run(o, measured):
-        opts = dict(options)
-        if warm:
-            start = classical_start(o, measured.cpu(), args.fill)
-            opts.update(start=start.to(args.device), start_sigma=warm)
         with torch.no_grad():  # dps turns gradients on where it needs them
             return solve_tiled(
                 model,
@@ -271,7 +270,7 @@ def solver_run(model, op, y, how: str, k: int, args):
                 steps=args.steps,
                 n_samples=k,
                 generator=torch.Generator().manual_seed(args.seed),
-                **opts,
+                **options,
             )
 
     return run, "start_std" in options

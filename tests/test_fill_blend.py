@@ -7,7 +7,7 @@ import torch
 
 from diffvision.restore import Inpaint, box_mask
 from diffvision.restore.starts import (
-    FILLS,
+    BLENDED,
     blend_weights,
     classical_start,
     fill_hole,
@@ -69,7 +69,7 @@ def test_blend_predicts_the_copies_no_worse_than_the_mean_of_the_fills():
     # the squared error of the fills' mean; so the blend's error on the copies is at most that.
     x = photo_crop()[0].numpy()
     hole = box_mask(48, 48, (18, 18, 10, 10)).numpy() == 0
-    candidates, target, distance = held_out_fills(x, hole, FILLS[1:])
+    candidates, target, distance = held_out_fills(x, hole, BLENDED)
     assert candidates.shape == (*target.shape, 3) and distance.shape == target.shape[1:]
     w = blend_weights(candidates, target)
     blend, mean = candidates @ w, candidates.mean(-1)

@@ -147,7 +147,7 @@ def test_restore_command(tiny_digits_model, tmp_path):
         (["denoise", "--sigma", "25", "--start", "classical"], "works with ddnm, dps, repaint"),
         (["inpaint", "--box", "1,1,4,4", "--solver", "sdedit", "--start", "classical"], "works"),
         (["deblur", "--sigma", "2", "--solver", "ddnm", "--resample", "3"], "repaint solver only"),
-        (["inpaint", "--box", "1,1,4,4", "--fill", "median"], "--fill must be one of blend,"),
+        (["inpaint", "--box", "1,1,4,4", "--fill", "median"], "--fill must be one of biharmonic,"),
     ]:
         bad = run("restore", args[0], str(model), str(image), *args[1:], "--out", str(out))
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr

@@ -2,13 +2,15 @@
 really makes on a stationary Gaussian random field, and how ``solve`` adds it to the spread of
 warm-started draws."""
 
+from functools import partial
+
 import pytest
 import torch
 from scipy.ndimage import distance_transform_edt
 
 from diffvision.analytic import GaussianDenoiser
-from diffvision.restore import Deblur, Inpaint, box_mask, gaussian_kernel, solve
-from diffvision.restore.starts import classical_start, start_error_std
+from diffvision.restore import Deblur, Inpaint, SuperResolution, box_mask, gaussian_kernel, solve
+from diffvision.restore.starts import classical_start, inpaint_start, start_error_std
 from diffvision.restore.tiles import solve_tiled
 
 
@@ -87,3 +89,44 @@ def test_solve_adds_the_start_error_to_the_draws_spread():
                         steps=5, n_samples=4, start=torch.zeros_like(xb), start_sigma=0.3,
                         start_std=extra)  # fmt: skip
     assert torch.all(tiled.std >= extra) and torch.all(tiled.std[big.mask == 1] == 0)
+
+
+def test_named_starts_are_made_from_the_whole_measurement():
+    # solve(start="classical" | a fill, start_std="estimate") gives exactly what passing the
+    # tensors made by restore.starts gives; solve_tiled makes them from the whole of y before it
+    # cuts the window around the hole, so the copies of the hole lie outside that window.
+    pixelwise = GaussianDenoiser(torch.zeros(1, 8, 8).double(), torch.full((64,), 0.25))
+    x = stationary_field(1, 48, 3.0, seed=5).double()
+    op = Inpaint(box_mask(48, 48, (20, 20, 8, 8)))
+    y = op.forward(x)
+
+    def run(how, **start):
+        gen = torch.Generator().manual_seed(3)
+        return how(pixelwise, op, y, solver="ddnm", steps=4, n_samples=3, start_sigma=0.3,
+                   generator=gen, **start)  # fmt: skip
+
+    tiled = partial(solve_tiled, tile=8, overlap=2)
+    fill, std = inpaint_start(op, y, "blend")
+    named = run(tiled, start="blend", start_std="estimate")
+    given = run(tiled, start=fill, start_std=std)
+    assert torch.equal(named.mean, given.mean) and torch.equal(named.std, given.std)
+    assert bool((named.std[op.mask.expand_as(named.std) == 0] > 0).all())
+    plain = run(tiled, start="classical")
+    assert torch.equal(plain.mean, run(tiled, start=classical_start(op, y)).mean)
+    sr = SuperResolution(2)  # "classical": the operator's own start, here bicubic upscaling
+    ys = sr.forward(x)
+    gen = torch.Generator().manual_seed(4)
+    a = tiled(pixelwise, sr, ys, steps=3, start="classical", generator=gen)
+    gen = torch.Generator().manual_seed(4)
+    b = tiled(pixelwise, sr, ys, steps=3, start=classical_start(sr, ys), generator=gen)
+    assert torch.equal(a, b)
+    for bad, match in [
+        ({"start": "median"}, "start must be a tensor"),
+        ({"start": "telea", "operator": sr}, "start must be a tensor"),  # fills: inpainting
+        ({"start": fill, "start_std": "estimate"}, "named start of inpainting"),
+        ({"start": "classical", "start_std": "guess"}, "named start of inpainting"),
+        ({"start": "classical", "start_std": "estimate", "operator": sr}, "named start"),
+    ]:
+        where = bad.pop("operator", op)
+        with pytest.raises(ValueError, match=match):
+            solve(pixelwise, where, where.forward(x), steps=2, n_samples=2, **bad)

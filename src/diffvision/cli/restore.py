@@ -183,7 +183,7 @@ def _start_options(args, solver: str, operator, y) -> dict:
     ``--samples`` and an inpainting fill, ``start_std``, the fill's own error estimated on y."""
     from ..restore.operators import Inpaint
     from ..restore.solvers import START_SIGMA, WARM_SOLVERS
-    from ..restore.starts import FILLS, classical_start, inpaint_start
+    from ..restore.starts import FILLS, warm_start
 
     start = args.start
     if start == "auto":
@@ -192,22 +192,21 @@ def _start_options(args, solver: str, operator, y) -> dict:
         return {}
     if solver not in WARM_SOLVERS:
         raise UsageError(f"--start classical works with {', '.join(WARM_SOLVERS)}")
-    if isinstance(operator, Inpaint) and args.fill not in FILLS:
+    inpaint = isinstance(operator, Inpaint)
+    if inpaint and args.fill not in FILLS:
         raise UsageError(f"--fill must be one of {', '.join(FILLS)}, not {args.fill!r}")
-    sigma = START_SIGMA if args.start_sigma is None else args.start_sigma / 127.5
-    error = args.samples > 1 and isinstance(operator, Inpaint)
+    named = args.fill if inpaint else "classical"
+    error = "estimate" if args.samples > 1 and inpaint else None
     try:
-        if not isinstance(operator, Inpaint):
-            start, std = classical_start(operator, y), None
-        else:
-            try:
-                start, std = inpaint_start(operator, y, args.fill, error)
-            except ValueError:  # no room for copies of the hole around it
-                if not error or args.fill == "blend":  # the blend needs the copies too
-                    raise
-                start, std = classical_start(operator, y, args.fill), None  # spread only
+        try:
+            start, std = warm_start(operator, y, named, error)
+        except ValueError:  # no room for copies of the hole around it
+            if not error or named == "blend":  # the blend needs the copies too
+                raise
+            start, std = warm_start(operator, y, named)  # the draws' spread only
     except ValueError as err:
         raise UsageError(f"--start classical: {err}") from None
+    sigma = START_SIGMA if args.start_sigma is None else args.start_sigma / 127.5
     options = {"start": start, "start_sigma": sigma}
     if std is not None:
         options["start_std"] = std
@@ -220,7 +219,6 @@ def _replay(args, operator, y, options, run, tile) -> tuple[float, str | None]:
     import torch
 
     from ..restore.replay import replay_factor, replay_truth
-    from ..restore.starts import classical_start
 
     if args.samples < 2:
         return 1.0, "one sample"
@@ -233,10 +231,8 @@ def _replay(args, operator, y, options, run, tile) -> tuple[float, str | None]:
     if min(truth.shape[-2:]) < tile:
         return 1.0, f"not recalibrated: the replay's image is smaller than a tile ({tile} px)"
 
-    def again(op, measured):  # the same run; a warm start is rebuilt from the replay's y
-        opts = dict(options)
-        if "start" in opts:
-            opts["start"] = classical_start(op, measured).to(opts["start"].device)
+    def again(op, measured):  # the same run; a warm start is made again, from the replay's y
+        opts = {**options, "start": "classical"} if "start" in options else options
         return run(op, measured, **opts)
 
     gen = torch.Generator().manual_seed(args.seed + 1)

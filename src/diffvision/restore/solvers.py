@@ -345,11 +345,16 @@ def solve(
             agrees with y exactly (a no-op for ``ddnm`` and ``repaint``, which already do).
         options: passed to the method (e.g. ``sampler``, ``step_size``, ``jump_length``,
             ``strength``; ``start`` and ``start_sigma`` for a warm start of ``ddnm``, ``dps``
-            and ``repaint``) and through it to the sampler (e.g. ``eta``).
+            and ``repaint``) and through it to the sampler (e.g. ``eta``). ``start`` is an
+            estimate shaped like the result or a name: "classical" (made from y by
+            :func:`~diffvision.restore.starts.classical_start`: for inpainting the biharmonic
+            fill, bicubic upscaling, Wiener deconvolution) or, for inpainting, a fill of
+            :data:`~diffvision.restore.starts.FILLS`.
         start_std: with ``start`` and K > 1, a per-pixel std of the start's own error
-            (broadcastable to ``N x C x H x W``; e.g. :func:`~diffvision.restore.starts.
-            start_error_std`), added in quadrature to the samples' std: draws from a warm start
-            share its errors at scales above ``start_sigma``, so their spread alone misses them.
+            (broadcastable to ``N x C x H x W``), added in quadrature to the samples' std:
+            draws from a warm start share its errors at scales above ``start_sigma``, so their
+            spread alone misses them. "estimate", with a named inpainting start: the fill's
+            error estimated on y (:func:`~diffvision.restore.starts.start_error_std`).
 
     Returns:
         ``N x C x H x W`` restored images (not clipped), or a :class:`Restoration`.
@@ -360,6 +365,10 @@ def solve(
         raise ValueError("n_samples must be >= 1 (mmse gives one estimate: use posterior)")
     if start_std is not None and options.get("start") is None:
         raise ValueError("start_std is the error of a start: pass start too")
+    if isinstance(options.get("start"), str) or isinstance(start_std, str):
+        from .starts import warm_start  # classical restorations: scikit-image, OpenCV
+
+        options["start"], start_std = warm_start(operator, y, options["start"], start_std)
     run = METHODS[solver]
     op = operator.repeat(n_samples) if n_samples > 1 else operator
     ys = torch.cat([y] * n_samples) if n_samples > 1 else y

@@ -18,9 +18,11 @@ from .operators import Colorize, Deblur, Denoise, Inpaint, Operator, SuperResolu
 SIGNAL_STD = 0.5
 
 
-#: The classical fills of an inpainting hole (``classical_start(..., fill=...)``): scikit-image's
-#: biharmonic fill, OpenCV's Navier-Stokes and Telea fills (radius 3 px), and their blend.
-FILLS = ("blend", "biharmonic", "navier_stokes", "telea")
+#: The single classical fills of an inpainting hole: scikit-image's biharmonic fill (the
+#: default), OpenCV's Navier-Stokes and Telea fills (radius 3 px).
+BLENDED = ("biharmonic", "navier_stokes", "telea")
+#: The fills that ``classical_start(..., fill=...)`` takes: those, and their blend.
+FILLS = (*BLENDED, "blend")
 #: Ridge strength of the blend's weights (:func:`blend_weights`), as a multiple of the mean
 #: non-zero eigenvalue of the normal matrix. Chosen on the training photos, never the held-out
 #: ones, over four hole geometries (bench/fill_blend.py, bench/results/fill_blend.md).
@@ -52,6 +54,31 @@ def classical_start(operator: Operator, y: Tensor, fill: str = "biharmonic") -> 
     if isinstance(operator, Deblur | Denoise | Colorize):
         return operator.pinv(y)
     raise ValueError(f"no classical start for {type(operator).__name__}; pass start= yourself")
+
+
+def warm_start(
+    operator: Operator, y: Tensor, start, start_std=None
+) -> tuple[Tensor | None, Tensor | None]:
+    """``solve``'s ``start`` and ``start_std`` as tensors: named ones made from ``y`` here,
+    tensors (or None) passed through.
+
+    ``start``: "classical" (:func:`classical_start`'s default for the operator) or, for
+    inpainting, a fill of ``FILLS``. ``start_std``: "estimate", the fill's own error
+    (:func:`start_error_std`), for a named inpainting start only; the fill and the estimate
+    come from one set of fills of copies of the hole (:func:`inpaint_start`). Named starts are
+    made from the whole of ``y``, so a solver that cuts y into pieces resolves them first."""
+    named = isinstance(start, str)
+    if named and start != "classical" and not (start in FILLS and isinstance(operator, Inpaint)):
+        fills = f", or for inpainting one of {', '.join(FILLS)}"
+        raise ValueError(f'start must be a tensor, "classical"{fills}; not {start!r}')
+    if isinstance(start_std, str):
+        if start_std != "estimate" or not named or not isinstance(operator, Inpaint):
+            raise ValueError('start_std="estimate" goes with a named start of inpainting')
+        return inpaint_start(operator, y, "biharmonic" if start == "classical" else start)
+    if not named:
+        return start, start_std
+    fill = {} if start == "classical" else {"fill": start}
+    return classical_start(operator, y, **fill), start_std
 
 
 def start_error_std(operator: Operator, y: Tensor, fill: str = "biharmonic") -> Tensor:
@@ -101,7 +128,7 @@ def inpaint_start(
     """
     if fill not in FILLS:
         raise ValueError(f"fill must be one of {', '.join(FILLS)}, not {fill!r}")
-    methods = FILLS[1:] if fill == "blend" else (fill,)
+    methods = BLENDED if fill == "blend" else (fill,)
     holes = (operator.mask.expand(len(y), 1, *y.shape[-2:]) == 0).cpu().numpy()[:, 0]
     images = y.detach().cpu().double().numpy()
     out, std = images.copy(), np.zeros(holes.shape)

@@ -122,7 +122,13 @@ def solve_tiled(
     ``window``: for noise-free inpainting, solve only the rectangle around the hole that tiles
     touching it can reach (the hole's bounding box grown by ``tile`` pixels) and keep y
     elsewhere: the prior is local, the observed pixels are final, so the rest of the image only
-    costs time (a 128 px box in a 512 px photo: 7x fewer tiles)."""
+    costs time (a 128 px box in a 512 px photo: 7x fewer tiles). A named ``start`` (and
+    ``start_std``) is made from the whole of y first."""
+    if isinstance(options.get("start"), str) or isinstance(options.get("start_std"), str):
+        from .starts import warm_start
+
+        named = options.get("start"), options.get("start_std")
+        options["start"], options["start_std"] = warm_start(operator, y, *named)
     h, w = operator.pinv(y[:1]).shape[-2:]
     prior = denoiser if min(h, w) <= tile else TiledDenoiser(denoiser, tile, overlap, batch, shift)
     box = _hole_window(operator, tile) if window and prior is not denoiser else None
