@@ -254,3 +254,17 @@ def test_default_solver_and_resampling():
     assert [default_solver(t, 0.1) for t in ("inpaint", "superres", "deblur")] == ["repaint"] * 3
     assert (default_resample("inpaint", 0.0), default_resample("inpaint", 0.1)) == (10, 2)
     assert default_resample("superres", 0.1) == default_resample("deblur", 0.1) == 1
+
+
+def test_help_states_the_library_defaults():
+    # The command's help is written without importing torch; it spells the library's
+    # START_SIGMA and the fills by hand, so it must say what the library does.
+    from diffvision.cli import build_parser
+    from diffvision.restore.solvers import START_SIGMA
+    from diffvision.restore.starts import FILLS
+
+    restore = build_parser()._subparsers._group_actions[0].choices["restore"]
+    helps = {a.dest: a.help for a in restore._actions}
+    assert f"{START_SIGMA:g} in the model's [-1, 1] units" in helps["start_sigma"]
+    assert f"i.e. {START_SIGMA * 127.5:g}" in helps["start_sigma"]
+    assert f"start from: {', '.join(FILLS[:-1])}, or {FILLS[-1]} " in helps["fill"]
