@@ -499,3 +499,27 @@ def test_warm_start_reaches_repaint_and_dps(prior, solver):
     )
     # As in the ddnm test above: from the truth at sigma 0.05 the truth's content survives.
     assert (r.mean - x).norm() < 0.5 * (m - x).norm()
+
+
+def test_sampler_steps_counts_the_callbacks_of_every_solver():
+    # The restore command's progress bar has sampler_steps as its total: it must be the number
+    # of sampler callbacks that solve makes, for every solver, K samples and a warm start.
+    from diffvision.restore.solvers import SOLVERS, sampler_steps
+
+    pixelwise = GaussianDenoiser(torch.zeros(1, 4, 4).double(), torch.full((16,), 0.25))
+    x = torch.randn(1, 1, 4, 4, generator=torch.Generator().manual_seed(0)).double()
+    cases = [(s, {}) for s in SOLVERS] + [
+        ("repaint", {"jump_length": 3, "jump_n_sample": 4}),
+        ("ddnm", {"start": torch.zeros_like(x), "start_sigma": 0.5}),
+        ("repaint", {"start": torch.zeros_like(x), "jump_length": 2, "jump_n_sample": 2}),
+    ]
+    for solver, options in cases:
+        noisy = solver in ("mmse", "posterior")
+        op = Denoise(0.1) if noisy else Inpaint(box_mask(4, 4, (1, 1, 2, 2)))
+        seen = []
+        solve(pixelwise, op, op.forward(x), solver=solver, steps=7, n_samples=1 if noisy else 2,
+              callback=seen.append, generator=torch.Generator().manual_seed(1),
+              **options)  # fmt: skip
+        assert len(seen) == sampler_steps(solver, 7, **options), (solver, options)
+    # RePaint's defaults (jumps of 10, 10 passes): at 10 and 20 of 30 steps, 9 more passes of 10
+    assert sampler_steps("repaint", 30) == 30 + 2 * 9 * 10

@@ -67,8 +67,9 @@ def test_tiled_solve_equals_per_tile_solve_for_a_pixelwise_prior():
     assert torch.allclose(filled[keep], y[keep], atol=1e-9)
 
 
-def test_restore_command(tiny_digits_model, tmp_path):
+def test_restore_command(tiny_digits_model, tmp_path, monkeypatch):
     model = tiny_digits_model
+    monkeypatch.setenv("TQDM_MININTERVAL", "0")  # the progress bars show every step
     image = tmp_path / "in.png"
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(image)
@@ -121,6 +122,8 @@ def test_restore_command(tiny_digits_model, tmp_path):
     assert Image.open(out).size == (32, 32) and "(ddnm, 3 steps" in result.stdout  # noise-free
     assert ", bf16, 32 x 32)" in result.stdout
     assert "the solver replayed on y" in result.stdout  # std map scaled by replay_factor
+    assert "superres: 100%" in result.stderr and "replay: 100%" in result.stderr  # on stderr
+    assert "| 3/3 [" in result.stderr and "| 4/3 [" not in result.stderr  # sampler_steps
     result = run("restore", "deblur", str(model), str(image), "--kernel", "gauss:1", "--sigma",
                  "2", "--simulate", "--samples", "2", "--out", str(out), *common)  # fmt: skip
     assert result.returncode == 0, result.stderr  # noisy y: repaint, no resampling

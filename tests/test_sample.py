@@ -14,12 +14,13 @@ def test_sample_every_sampler_image_shaped():
 
     exact = GaussianDenoiser(torch.zeros(1, 4, 4), torch.full((1, 4, 4), 0.25))
     for name in SAMPLERS:
-        out = sample(
-            exact, (3, 1, 4, 4), sampler=name, steps=8, generator=torch.Generator().manual_seed(0)
-        )
+        seen = []  # one callback per step: `diffvision sample`'s progress bar counts on it
+        out = sample(exact, (3, 1, 4, 4), sampler=name, steps=8, callback=seen.append,
+                     generator=torch.Generator().manual_seed(0))  # fmt: skip
         assert (
             out.shape == (3, 1, 4, 4) and out.dtype == torch.float32 and torch.isfinite(out).all()
         )
+        assert len(seen) == 8, name
 
 
 def test_sample_is_seeded_and_uses_denoiser_range(gaussian16):

@@ -22,7 +22,9 @@ from .common import (
     _formatter,
     _positive,
     add_bf16_inference,
+    add_quiet,
     fast_inference,
+    step_bar,
 )
 
 
@@ -119,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue from the newest checkpoint in OUT (settings from it)",
     )
     t.add_argument("--stop-at", type=_positive(int), help="stop after this step (resume later)")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet(t)
 
     s = sub.add_parser(
         "sample",
@@ -139,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--class", dest="label", type=int, help="class label (class-conditional models)")
     s.add_argument("--guidance", type=_finite, default=1.0, help="classifier-free guidance scale")
     add_bf16_inference(s)
+    add_quiet(s)
     s.add_argument(
         "--unconditional",
         choices=("auto", "mixture", "null"),
@@ -174,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="training steps (default: the demo's tuned value)",
     )
     d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet(d)
     evaluate.add_parsers(sub)
     restore.add_parser(sub)
     return parser
@@ -310,8 +313,9 @@ def cmd_sample(args) -> int:
             print("unconditional: class-posterior mixture of the class branches")
     gen = torch.Generator().manual_seed(args.seed)
     parts = []
-    with torch.no_grad():
-        for start in range(0, args.n, args.batch):
+    batches = range(0, args.n, args.batch)
+    with torch.no_grad(), step_bar(len(batches) * args.steps, "sample", args.quiet) as bar:
+        for start in batches:
             n = min(args.batch, args.n - start)
             if args.label is not None:
                 cond = torch.full((n,), args.label, dtype=torch.long, device=device)
@@ -325,6 +329,7 @@ def cmd_sample(args) -> int:
                     cond=cond,
                     guidance=args.guidance,
                     device=device,
+                    callback=bar.step,
                 ).cpu()
             )
     images = torch.cat(parts)

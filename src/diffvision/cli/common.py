@@ -71,3 +71,20 @@ def _positive(kind):
         return value
 
     return parse
+
+
+def add_quiet(parser) -> None:
+    """``--quiet`` of the commands that show a progress bar."""
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def step_bar(total: int, what: str, quiet: bool = False):
+    """A progress bar on stderr for ``total`` sampler steps (none for 0 or ``quiet``; or with
+    ``TQDM_DISABLE=1``); ``bar.step`` is a sampler callback. It goes away when done, so that
+    stdout's report stays the output."""
+    from tqdm.auto import tqdm
+
+    off = {"disable": True} if total == 0 or quiet else {}  # else tqdm's default (env: TQDM_*)
+    bar = tqdm(total=total, desc=what, unit="step", leave=False, **off)
+    bar.step = lambda info: bar.update(1)
+    return bar

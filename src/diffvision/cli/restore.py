@@ -12,7 +12,9 @@ from .common import (
     _formatter,
     _positive,
     add_bf16_inference,
+    add_quiet,
     fast_inference,
+    step_bar,
 )
 
 TASKS = ("denoise", "inpaint", "superres", "deblur", "colorize")
@@ -113,6 +115,7 @@ def add_parser(sub) -> None:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--device", default="auto", help="auto | cpu | cuda")
     add_bf16_inference(r)
+    add_quiet(r)
     r.add_argument("--simulate", action="store_true", help="INPUT is clean: degrade it first")
     r.add_argument("--side-by-side", help="also write input | result | uncertainty as one PNG")
 
@@ -233,7 +236,7 @@ def _replay(args, operator, y, options, run, tile) -> tuple[float, str | None]:
 
     def again(op, measured):  # the same run; a warm start is made again, from the replay's y
         opts = {**options, "start": "classical"} if "start" in options else options
-        return run(op, measured, **opts)
+        return run(op, measured, "replay", **opts)
 
     gen = torch.Generator().manual_seed(args.seed + 1)
     return float(replay_factor(operator, y, again, args.samples, gen)[0]), None
@@ -269,6 +272,7 @@ def cmd_restore(args) -> int:
     from ..io import load, read_config
     from ..io.images import read_image, to_pil
     from ..metrics import psnr
+    from ..restore.solvers import sampler_steps
     from ..restore.tiles import solve_tiled
     from ..train.distributed import resolve_device
 
@@ -320,8 +324,9 @@ def cmd_restore(args) -> int:
         if name in options:
             options[name] = options[name].to(device)
 
-    def run(op, measured, **opts):
-        with torch.no_grad():
+    def run(op, measured, what=args.task, **opts):
+        total = sampler_steps(solver, args.steps, **opts)
+        with torch.no_grad(), step_bar(total, what, args.quiet) as bar:
             return solve_tiled(
                 prior,
                 op,
@@ -333,6 +338,7 @@ def cmd_restore(args) -> int:
                 steps=args.steps,
                 generator=gen,
                 n_samples=args.samples,
+                callback=bar.step,
                 **opts,
             )
 

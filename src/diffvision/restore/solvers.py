@@ -387,6 +387,20 @@ def solve(
     return Restoration(samples.mean(0), std, samples)
 
 
+def sampler_steps(solver: str, steps: int, **options) -> int:
+    """Sampler steps (callback calls; network calls for the ``ddpm`` default) that
+    :func:`solve` runs for ``solver`` with these ``steps`` and ``options``, for every sample at
+    once: 0 for ``mmse``, RePaint's forward moves through :func:`repaint_schedule` for
+    ``repaint``, ``steps`` for the others (from a warm start too). For progress bars."""
+    if solver == "mmse":
+        return 0
+    if solver != "repaint":
+        return steps
+    given = inspect.signature(repaint).parameters
+    jumps = [options.get(k, given[k].default) for k in ("jump_length", "jump_n_sample")]
+    return sum(b > a for a, b in itertools.pairwise(repaint_schedule(steps, *jumps)))
+
+
 def _needs_noisy_denoise(operator: Operator, name: str) -> None:
     if not isinstance(operator, Denoise) or operator.sigma <= 0:
         raise ValueError(f"{name} solves denoising (Denoise with sigma > 0); use ddnm or dps")
