@@ -211,3 +211,27 @@ def test_bits_per_dim_runs_in_float32():
     result = ev.bits_per_dim(spy, data, 2, steps=4)
     assert result["n"] == 2 and seen and set(seen) == {None}
     assert spy.autocast == torch.bfloat16
+
+
+def test_auto_features_for_built_in_sets_pooled(tmp_path, monkeypatch):
+    # --features auto trains a feature net once per built-in set, pooled ones too (a model
+    # trained on photos+deadleaves is evaluated on that pool), and loads it from the cache after.
+    from diffvision.data import load_data
+
+    monkeypatch.setenv("DIFFVISION_HOME", str(tmp_path))
+    monkeypatch.setattr(ev, "FEATURE_STEPS", 2)
+    pool = load_data("digits+digits")
+    net = ev.get_features("auto", pool, "digits+digits")
+    assert (tmp_path / "features" / "digits+digits-1x8" / "config.json").is_file()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again instead of loading the cached net")
+
+    monkeypatch.setattr("diffvision.train.features.train_feature_net", no_training)
+    again = ev.get_features("auto", pool, "digits+digits")
+    images = pool.batch(torch.arange(4))[0]
+    with torch.no_grad():
+        assert torch.equal(net(images), again(images))
+    for spec in (str(tmp_path), f"digits+{tmp_path}"):  # a folder, alone or pooled: not built in
+        with pytest.raises(ValueError, match="built-in data sets"):
+            ev.get_features("auto", pool, spec)

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..data import BUILTIN, ImageData
+from ..data import BUILTIN, ImageData, pooled_parts
 from ..samplers import dequantize, likelihood, nfe_of, sample, steps_for
 from .distribution import frechet_distance, kernel_distance, precision_recall
 
@@ -35,12 +35,13 @@ def feature_cache() -> Path:
 
 
 def default_feature_net(data: ImageData, spec: str, progress=None):
-    """The feature network for a built-in data set: loaded from :func:`feature_cache`, or trained
-    there (``train_feature_net`` with its defaults, seed 0) the first time."""
+    """The feature network for a built-in data set, or for built-in sets pooled with ``+``:
+    loaded from :func:`feature_cache`, or trained there (``train_feature_net`` with its
+    defaults, seed 0) the first time."""
     from ..io.model_folder import load_feature_net, save_feature_net
     from ..train.features import train_feature_net
 
-    if spec.split(":")[0] not in BUILTIN:
+    if any(part.split(":")[0] not in BUILTIN for part in pooled_parts(spec) or [spec]):
         raise ValueError(
             "--features auto works for the built-in data sets; for your own data run "
             "`diffvision eval train-features DATA --out FOLDER` and pass --features FOLDER"
