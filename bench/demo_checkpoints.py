@@ -17,7 +17,6 @@ Run: python bench/demo_checkpoints.py  ->  bench/results/demo_checkpoints.{json,
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import asdict
@@ -30,7 +29,7 @@ from diffvision.data import digits
 from diffvision.demo import DEMO_CONFIG, digit_classifier, unconditional_samples
 from diffvision.train import TrainConfig, train
 from diffvision.train.checkpoint import list_checkpoints
-from run_header import run_header  # bench/, next to this script
+from run_header import run_header, save_result  # bench/, next to this script
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -94,10 +93,7 @@ def main() -> None:
             result["autoguidance"][f"{bad} {w}"] = {"bad": bad, "weight": w, **row}
             print(bad, w, row, file=sys.stderr, flush=True)
     result["seconds"] = round(time.time() - start, 1)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "demo_checkpoints.json").write_text(json.dumps(result, indent=1))
-    (args.out / "demo_checkpoints.md").write_text(markdown(result, last))
-    print(markdown(result, last))
+    save_result(args.out, "demo_checkpoints", result, markdown(result, last))
 
 
 def markdown(r: dict, last: int) -> str:

@@ -21,7 +21,6 @@ Run: python bench/demo_mixture.py --model runs/demo/model
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ from diffvision.data import digits
 from diffvision.demo import digit_classifier
 from diffvision.denoiser import ClassMixture
 from diffvision.train.classifier import train_noise_classifier
-from run_header import run_header  # bench/, next to this script
+from run_header import run_header, save_result  # bench/, next to this script
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -78,10 +77,7 @@ def main() -> None:
             pruned = f"pruned below p = {min_prob:g}" if min_prob else "all ten branches"
             rows[f"mixture, classifier {steps} steps, seed {seed}, {pruned}"] = row
             print(spec, min_prob, row, file=sys.stderr, flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "demo_mixture.json").write_text(json.dumps(result, indent=1))
-    (args.out / "demo_mixture.md").write_text(markdown(result))
-    print(markdown(result))
+    save_result(args.out, "demo_mixture", result, markdown(result))
 
 
 def markdown(r: dict) -> str:

@@ -26,6 +26,7 @@ from scipy.stats import chisquare
 
 import diffvision
 from diffvision.demo import demo_mixture, run_demo, unconditional_counts
+from run_header import save_result  # bench/, next to this script
 
 RESULTS = Path(__file__).parent / "results"
 SEEDS = (1001, 1002, 1003)
@@ -82,8 +83,6 @@ def main() -> None:
             "demo_under_10_minutes": wall <= 600,
         },
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "demo_quality.json").write_text(json.dumps(result, indent=1))
     conditional = (
         f"class-conditional samples labelled as asked ({checks['samples_per_check']}, "
         f"guidance {checks['guidance']})"
@@ -132,8 +131,7 @@ and seed 1000). Chi-square against uniform has 9 degrees of freedom.
 
 Sampler: {checks["sampler"]}.
 """
-    (args.out / "demo_quality.md").write_text(md)
-    print(md)
+    save_result(args.out, "demo_quality", result, md)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ Run: python bench/quality.py [--model runs/demo/model]  ->  bench/results/qualit
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from diffvision.demo import run_demo
 from diffvision.metrics import evaluate as ev
 from diffvision.samplers import SAMPLERS
 from diffvision.train.features import train_feature_net
+from run_header import save_result  # bench/, next to this script
 
 RESULTS = Path(__file__).parent / "results"
 NFES = (5, 10, 20, 50, 100)
@@ -80,11 +80,8 @@ def main() -> None:
         "best_at_10": best,
         "goal_best_at_10_within_1.5x_of_its_100": bool(best and goal[best] <= 1.5),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "quality.json").write_text(json.dumps(result, indent=1))
+    save_result(args.out, "quality", result, markdown(result))
     ev.plot_sweep(rows, args.out / "quality.png", title="demo digits model: quality against NFE")
-    (args.out / "quality.md").write_text(markdown(result))
-    print(markdown(result))
 
 
 def markdown(result: dict) -> str:

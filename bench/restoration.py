@@ -69,6 +69,7 @@ from diffvision.restore.replay import replay_factor
 from diffvision.restore.solvers import START_SIGMA
 from diffvision.restore.starts import FILLS, classical_start, fill_hole
 from diffvision.restore.tiles import solve_tiled
+from run_header import save_result  # bench/, next to this script
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -434,10 +435,7 @@ def main() -> None:
         "rows": rows,
         "goals": goals(rows),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "restoration.json").write_text(json.dumps(result, indent=1))
-    (args.out / "restoration.md").write_text(markdown(result))
-    print(markdown(result))
+    save_result(args.out, "restoration", result, markdown(result))
 
 
 def _mean_by(rows, key):

@@ -20,7 +20,6 @@ Run: python bench/samplers.py  ->  bench/results/samplers.json and samplers.md
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import platform
 import sys
@@ -34,6 +33,7 @@ import diffvision
 from diffvision.analytic import GaussianDenoiser, GaussianMixtureDenoiser
 from diffvision.process import DiscreteVP
 from diffvision.samplers import DETERMINISTIC, SAMPLERS, get, nfe_of, sigma_steps, steps_for
+from run_header import save_result  # bench/, next to this script
 
 NFES = (5, 10, 20, 50)
 STEP_KINDS = ("karras", "loglinear", "vp", "ddpm")
@@ -257,10 +257,7 @@ def main(argv=None) -> dict:
         "floors": {"gaussian64": gauss_floor, "mixture2d": mix_floor},
         "rows": rows,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "samplers.json").write_text(json.dumps(result, indent=1))
-    (args.out / "samplers.md").write_text(markdown(result))
-    print(markdown(result))
+    save_result(args.out, "samplers", result, markdown(result))
     return result
 
 
