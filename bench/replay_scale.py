@@ -42,7 +42,12 @@ def main() -> None:
     parser.add_argument("--photos", default="", help="comma-separated held-out photos (all)")
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--scales", default="1,2,4,8", help="deblurring replays' pooling")
+    parser.add_argument(
+        "--scales",
+        default="1,2,4,8",
+        help="deblurring replays' pooling; with s (e.g. 4s) the blur left in pooled y undone",
+    )
+    parser.add_argument("--tasks", default="superres,deblur", help="of superres, deblur")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast, channels-last")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -59,6 +64,8 @@ def main() -> None:
     for name, image in photos.items():
         x = prepare(image, 0)
         for task, how in SOLVERS.items():
+            if task not in args.tasks.split(","):
+                continue
             op = tasks(*x.shape[-2:])[task][0]
             y = op.measure(x.double(), torch.Generator().manual_seed(0)).float()
             run, _ = solver_run(model, op, y, how, k, run_args)
@@ -72,15 +79,18 @@ def main() -> None:
                 "replays": [],
             }
             default = deblur_pooling(op.kernel) if isinstance(op, Deblur) else None
-            scales = [int(s) for s in args.scales.split(",")] if isinstance(op, Deblur) else [None]
-            for scale in scales:
+            scales = args.scales.split(",") if isinstance(op, Deblur) else [None]
+            for spec in scales:
+                scale = None if spec is None else int(spec.rstrip("s"))
+                sharpen = spec is not None and spec.endswith("s")
                 t0 = time.time()
                 gen = torch.Generator().manual_seed(run_args.seed + 1)
-                factor = float(replay_factor(op, y, run, k, gen, scale=scale)[0])
+                factor = float(replay_factor(op, y, run, k, gen, scale, sharpen)[0])
                 row["replays"].append(
                     {
                         "scale": scale,
-                        "default": scale == default,
+                        "sharpen": sharpen,
+                        "default": scale == default and not sharpen,
                         "factor": factor,
                         "seconds": round(time.time() - t0, 1),
                         "scaled": uncertainty_calibration(out.mean, out.std * factor, x, k),
@@ -124,6 +134,7 @@ def markdown(r: dict) -> str:
                 if replay["scale"] is None
                 else (
                     f"scaled by replay on y pooled by {replay['scale']}"
+                    + (", its blur undone" if replay.get("sharpen") else "")
                     + (" (default)" if replay["default"] else "")
                 )
             )

@@ -18,8 +18,21 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from diffvision.restore import Deblur, Inpaint, Restoration, SuperResolution, gaussian_kernel
-from diffvision.restore.replay import kernel_spread, replay_factor, replay_truth
+from diffvision.restore import (
+    Deblur,
+    Inpaint,
+    Restoration,
+    SuperResolution,
+    gaussian_kernel,
+    motion_kernel,
+)
+from diffvision.restore.replay import (
+    SHARPEN_FLOOR,
+    kernel_spread,
+    pooled_blur_spectrum,
+    replay_factor,
+    replay_truth,
+)
 
 SIDE, VARIANCE = 64, 0.25  # the true images' side and per-pixel variance
 
@@ -53,27 +66,31 @@ def test_replay_finds_the_known_overconfidence(c, k):
     assert abs(float(factors.mean()) - exact) < 3 * se, (float(factors.mean()), exact, se)
 
 
-def test_replay_takes_the_truths_noise_off():
+@pytest.mark.parametrize("sharpen", [False, True])
+def test_replay_takes_the_truths_noise_off(sharpen):
     gen = torch.Generator().manual_seed(1)
     sigma, tau, stated, k, pool = 0.1, 0.05, 0.02, 4, 2
     op = Deblur(gaussian_kernel(7, 1.0), sigma=sigma)
     x = torch.randn(8, 3, SIDE, SIDE, generator=gen, dtype=torch.float64) * 0.5
     clean = op.forward(x)
     y = clean + sigma * torch.randn(clean.shape, generator=gen, dtype=clean.dtype)
-    truth = F.avg_pool2d(clean, pool)  # the replay's truth without y's noise
+    truth = replay_truth(op, clean, pool, sharpen)[0]  # its clean part: the filter is linear
 
     def oracle(operator, y2):  # knows the truth's clean part; errs by tau, states `stated`
         mean = truth + tau * torch.randn(truth.shape, generator=gen, dtype=truth.dtype)
         std = torch.full_like(mean, stated)
         return Restoration(mean, std, torch.stack([mean, mean]))
 
-    factor = float(replay_factor(op, y, oracle, k, gen).mean())
-    # The replay's mean squared error is tau^2 plus the pooled noise's (sigma / pool)^2 = tau^2,
-    # which replay_factor takes off. Relative SE of the difference: sqrt(2 / n) * 2 (tau^2 +
-    # (sigma / pool)^2 over tau^2), halved for the square root.
-    n = truth.numel()
+    factors = replay_factor(op, y, oracle, k, gen, pool, sharpen).double()
     expected = tau / stated / math.sqrt(1 + 1 / k)
-    tolerance = 3 * math.sqrt(2 / n) * 2 / 2 * expected
+    if not sharpen:
+        # The replay's mean squared error is tau^2 plus the pooled noise's (sigma / pool)^2 =
+        # tau^2, which replay_factor takes off. Relative SE of the difference: sqrt(2 / n) * 2
+        # (tau^2 + (sigma / pool)^2 over tau^2), halved for the square root.
+        tolerance = 3 * math.sqrt(2 / truth.numel()) * 2 / 2 * expected
+    else:  # the sharpened noise is larger and correlated: the SE from the 8 images' spread
+        tolerance = 3 * float(factors.std()) / math.sqrt(len(factors))
+    factor = float(factors.mean())
     assert abs(factor - expected) < tolerance, (factor, expected, tolerance)
 
 
@@ -98,3 +115,57 @@ def test_replay_truth():
 def test_replay_needs_samples():
     with pytest.raises(ValueError, match="k >= 2"):
         replay_factor(SuperResolution(2), torch.zeros(1, 1, 8, 8), None, 1)
+
+
+@pytest.mark.parametrize("kernel", [gaussian_kernel(13, 2.0), motion_kernel(9, 30.0)])
+def test_pooled_blur_spectrum_is_the_kernel_spectrum_at_a_fraction_of_the_frequency(kernel):
+    # Pooling by p maps the fine frequency j / (p H) to the coarse j / H: the blur left in the
+    # pooled image is the kernel's spectrum on a grid p times finer, at its lowest H x W
+    # frequencies (negative ones wrapped). Deblur's own FFT spectrum of the p-times larger image
+    # is that grid, so the two agree to rounding; at p = 1 it is Deblur's spectrum itself.
+    h, w, p = 24, 20, 4
+    fine = torch.fft.fft2(torch.fft.irfft2(Deblur(kernel)._spectrum((h * p, w * p), "cpu"),
+                                           s=(h * p, w * p)))  # fmt: skip
+    rows = [j if j < h // 2 else h * p - (h - j) for j in range(h)]
+    cols = [j if j < w // 2 else w * p - (w - j) for j in range(w)]
+    expected = fine[rows][:, cols]
+    torch.testing.assert_close(pooled_blur_spectrum(kernel, p, (h, w)), expected)
+    same = torch.fft.fft2(torch.fft.irfft2(Deblur(kernel)._spectrum((h, w), "cpu"), s=(h, w)))
+    torch.testing.assert_close(pooled_blur_spectrum(kernel, 1, (h, w)), same)
+
+
+def test_sharpened_truth_undoes_the_blur_left_in_pooled_y():
+    # A cosine of fine frequency f, blurred (circularly) by a symmetric kernel, is the cosine
+    # times K(f), K the kernel's DTFT; pooling is linear and shift-invariant on the coarse grid,
+    # so y pooled is K(f) times x pooled, exactly. The sharpening filter conj(K) / (|K|^2 + lam)
+    # at the coarse frequency p f must then give K^2 / (K^2 + lam) times x pooled, lam =
+    # SHARPEN_FLOOR without noise: what a filter aligned to the wrong frequency would miss.
+    side, p = 64, 4
+    kernel = gaussian_kernel(13, 2.0)
+    op = Deblur(kernel)
+    r = torch.arange(side, dtype=torch.float64)
+    for a, b in [(1, 2), (3, 0), (2, -5)]:  # cycles per image along rows, columns
+        x = torch.cos(2 * math.pi * (a * r[:, None] + b * r[None, :]) / side)[None, None]
+        taps = torch.arange(13, dtype=torch.float64) - 6
+        phase = 2 * math.pi * (a * taps[:, None] + b * taps[None, :]) / side
+        gain = float((op.kernel * torch.cos(phase)).sum())  # K(f), real for a symmetric kernel
+        ideal = F.avg_pool2d(x, p)
+        torch.testing.assert_close(replay_truth(op, op.forward(x), p)[0], gain * ideal)
+        sharp, noise = replay_truth(op, op.forward(x), p, sharpen=True)
+        torch.testing.assert_close(sharp, gain**2 / (gain**2 + SHARPEN_FLOOR) * ideal)
+        assert noise == 0
+
+
+def test_sharpened_truth_states_the_noise_it_carries():
+    # y pure noise of std sigma: pooled by p it is white with variance sigma^2 / p^2, and the
+    # sharpening filter G leaves sigma^2 / p^2 mean |G|^2 per pixel (Parseval, circular). The
+    # per-image mean squares average to it within 3 standard errors (over 64 images).
+    sigma, p, n = 0.1, 4, 64
+    op = Deblur(gaussian_kernel(13, 2.0), sigma=sigma)
+    y = sigma * torch.randn(n, 1, 64, 64, generator=torch.Generator().manual_seed(3),
+                            dtype=torch.float64)  # fmt: skip
+    truth, noise = replay_truth(op, y, p, sharpen=True)
+    per_image = truth.square().flatten(1).mean(1)
+    se = float(per_image.std()) / math.sqrt(n)
+    assert abs(float(per_image.mean()) - noise) < 3 * se, (float(per_image.mean()), noise, se)
+    assert noise > sigma**2 / p**2  # the filter amplifies the noise it sharpens

@@ -22,6 +22,15 @@ from torch import Tensor
 from ..metrics.calibration import CERTAIN_STD
 from .operators import Deblur, Operator, SuperResolution
 from .solvers import Restoration
+from .starts import SIGNAL_STD
+
+#: The least ``lam`` of the filter that undoes the blur left in the deblurring replay's pooled
+#: truth (:func:`replay_truth`, ``sharpen``): it caps the filter's gain at 1 / (2 sqrt(lam)) = 4.
+#: The pooled image's blur is the kernel's spectrum only up to aliases, which a thin diagonal
+#: motion blur has many of; an unbounded inverse amplifies them. Chosen on the training photos,
+#: without a model, for the truth's error against the photo pooled before blurring, over 3
+#: Gaussian and 3 motion kernels, with and without noise (bench/results/replay_truth.md).
+SHARPEN_FLOOR = 1 / 64
 
 
 def kernel_spread(kernel: Tensor) -> float:
@@ -43,7 +52,35 @@ def deblur_pooling(kernel: Tensor) -> int:
     return max(1, math.ceil(2 * kernel_spread(kernel)))
 
 
-def replay_truth(operator: Operator, y: Tensor, scale: int | None = None) -> tuple[Tensor, float]:
+def pooled_blur_spectrum(kernel: Tensor, scale: int, shape: tuple[int, int]) -> Tensor:
+    """The blur that ``kernel`` leaves in an image pooled by ``scale``, as a spectrum on the
+    pooled image's ``fft2`` grid (``shape`` = its H x W): the kernel's DTFT at 1 / ``scale`` of
+    each frequency, ``K(u / scale, v / scale)`` (pooling maps the fine frequency f to the
+    coarse ``scale * f``; aliases, which the pooling's box filter damps, are left out)."""
+    k = kernel.double() / kernel.sum()
+    taps_r = torch.arange(k.shape[0], dtype=torch.float64) - k.shape[0] // 2
+    taps_c = torch.arange(k.shape[1], dtype=torch.float64) - k.shape[1] // 2
+    rows = torch.exp(-2j * math.pi * torch.fft.fftfreq(shape[0], dtype=torch.float64)[:, None]
+                     * taps_r[None, :] / scale)  # fmt: skip
+    cols = torch.exp(-2j * math.pi * torch.fft.fftfreq(shape[1], dtype=torch.float64)[:, None]
+                     * taps_c[None, :] / scale)  # fmt: skip
+    return rows @ k.to(rows.dtype) @ cols.T
+
+
+def _sharpened(
+    pooled: Tensor, noise: float, k: Tensor, floor: float = SHARPEN_FLOOR
+) -> tuple[Tensor, float]:
+    """``pooled`` through ``conj(K) / (|K|^2 + lam)`` (see :func:`replay_truth`) and its noise
+    variance after that filter (white noise of variance ``noise`` before)."""
+    lam = noise / SIGNAL_STD**2 + floor
+    gain = k.to(pooled.device).conj() / (k.to(pooled.device).abs().square() + lam)
+    sharp = torch.fft.ifft2(torch.fft.fft2(pooled.double()) * gain).real.to(pooled.dtype)
+    return sharp, noise * float(gain.abs().square().mean())
+
+
+def replay_truth(
+    operator: Operator, y: Tensor, scale: int | None = None, sharpen: bool = False
+) -> tuple[Tensor, float]:
     """The image that plays the truth in the replay and the variance of y's noise left in it.
 
     - ``SuperResolution``: y itself (a natural image at 1 / factor of the scale), cut to a
@@ -56,7 +93,13 @@ def replay_truth(operator: Operator, y: Tensor, scale: int | None = None) -> tup
 
     y: ``N x C x h x w`` as ``operator.forward`` makes it. Other operators raise ``ValueError``:
     their measurement is not a natural image (a grey one for ``Colorize``, a holed one for
-    ``Inpaint``, a noisy one for ``Denoise``)."""
+    ``Inpaint``, a noisy one for ``Denoise``).
+
+    ``sharpen`` (``Deblur``): also undo the blur left in the pooled y
+    (:func:`pooled_blur_spectrum`), so that the truth is about as sharp as the original, by
+    ``conj(K) / (|K|^2 + lam)`` with ``lam`` = its noise (``sigma_y / scale``) over a flat
+    signal of std ``SIGNAL_STD``, squared, plus ``SHARPEN_FLOOR``; the noise variance returned
+    is what the filter leaves of y's."""
     if isinstance(operator, SuperResolution):
         f = operator.factor
         h, w = y.shape[-2] // f * f, y.shape[-1] // f * f
@@ -68,7 +111,12 @@ def replay_truth(operator: Operator, y: Tensor, scale: int | None = None) -> tup
         if min(y.shape[-2:]) // s < operator.kernel.shape[0]:
             size = f"{y.shape[-2]} x {y.shape[-1]}"
             raise ValueError(f"y ({size}) pooled by {s} is smaller than the kernel")
-        return F.avg_pool2d(y, s), operator.sigma**2 / s**2
+        pooled, noise = F.avg_pool2d(y, s), operator.sigma**2 / s**2
+        if not sharpen:
+            return pooled, noise
+        return _sharpened(
+            pooled, noise, pooled_blur_spectrum(operator.kernel, s, pooled.shape[-2:])
+        )
     raise ValueError(f"no replay for {type(operator).__name__}: only SuperResolution and Deblur")
 
 
@@ -79,6 +127,7 @@ def replay_factor(
     k: int,
     generator: torch.Generator | None = None,
     scale: int | None = None,
+    sharpen: bool = False,
 ) -> Tensor:
     """Per image, the factor that calibrates the std map of ``run`` on ``y``, measured by
     replaying ``run`` on ``A(y)``.
@@ -90,8 +139,8 @@ def replay_factor(
             steps, tiling, samples; it must build any warm start from the y it is given).
         k: the number of samples ``run`` draws (>= 2).
         generator: for the replay's measurement noise.
-        scale: for ``Deblur``, the pooling of y that makes the replay's truth
-            (:func:`replay_truth`).
+        scale, sharpen: for ``Deblur``, the pooling of y that makes the replay's truth and
+            whether the blur left in it is undone (:func:`replay_truth`).
 
     Returns:
         ``N`` factors. ``std * factor`` (per image) has on the replay the RMS error / RMS std of a
@@ -102,7 +151,7 @@ def replay_factor(
     """
     if k < 2:
         raise ValueError("a std map needs k >= 2 samples")
-    truth, noise = replay_truth(operator, y, scale)
+    truth, noise = replay_truth(operator, y, scale, sharpen)
     y2 = operator.measure(truth.double(), generator).to(y.dtype)
     result = run(operator, y2)  # possibly on another device (the model's): compared on y's
     mean, std = result.mean.to(truth.device).double(), result.std.to(truth.device).double()
