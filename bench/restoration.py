@@ -510,7 +510,8 @@ def _uncertainty_lines(rows) -> list[str]:
         "from a classical fill, whose std adds the fill's own error as `start_error_std` "
         "estimates it, a Gaussian's). Scaled by replay: the std map times the factor that "
         "`replay_factor` finds by solving again one measurement down, with y as the truth "
-        "(deblurring: y pooled by `replay_truth`'s default, 4 for this blur; "
+        "(deblurring: y pooled by `replay_truth`'s default, 4 for this blur, and the blur left "
+        "in it undone; "
         "`bench/results/replay_scale.md`); factor and seconds: means over the photos:",
         "",
         "| task | method | errors within 2 std | RMS error / RMS std | scaled by replay: within "

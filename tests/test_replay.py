@@ -98,10 +98,14 @@ def test_replay_truth():
     y = torch.randn(2, 3, 33, 34)
     assert replay_truth(SuperResolution(4, sigma=0.1), y)[0].shape == (2, 3, 32, 32)
     assert replay_truth(SuperResolution(4, sigma=0.1), y)[1] == pytest.approx(0.01)
-    # a 2 px Gaussian blur: pooled by 4 (at most half a pixel of blur left), noise / 16
+    # a 2 px Gaussian blur: pooled by 4 (at most half a pixel of blur left), noise / 16; by
+    # default that blur is undone (the two tests below), the noise amplified
     wide = torch.randn(2, 3, 66, 68)
-    truth, noise = replay_truth(Deblur(gaussian_kernel(13, 2.0), sigma=0.1), wide)
+    blur = Deblur(gaussian_kernel(13, 2.0), sigma=0.1)
+    truth, noise = replay_truth(blur, wide, sharpen=False)
     assert torch.equal(truth, F.avg_pool2d(wide, 4)) and noise == pytest.approx(0.01 / 16)
+    sharp, more = replay_truth(blur, wide)
+    assert sharp.shape == truth.shape and more > noise
     assert replay_truth(Deblur(torch.ones(1, 1)), y)[0].shape == y.shape  # no blur: y itself
     assert kernel_spread(gaussian_kernel(41, 2.0)) == pytest.approx(2.0, rel=1e-6)
     with pytest.raises(ValueError, match="smaller than the factor"):
@@ -150,7 +154,7 @@ def test_sharpened_truth_undoes_the_blur_left_in_pooled_y():
         phase = 2 * math.pi * (a * taps[:, None] + b * taps[None, :]) / side
         gain = float((op.kernel * torch.cos(phase)).sum())  # K(f), real for a symmetric kernel
         ideal = F.avg_pool2d(x, p)
-        torch.testing.assert_close(replay_truth(op, op.forward(x), p)[0], gain * ideal)
+        torch.testing.assert_close(replay_truth(op, op.forward(x), p, False)[0], gain * ideal)
         sharp, noise = replay_truth(op, op.forward(x), p, sharpen=True)
         torch.testing.assert_close(sharp, gain**2 / (gain**2 + SHARPEN_FLOOR) * ideal)
         assert noise == 0

@@ -372,7 +372,8 @@ def cmd_restore(args) -> int:
         elif why_not is None:
             print(
                 f"  (the draws' spread times {factor:.2f}: the solver replayed on y, measured "
-                f"again, with {'y pooled' if operator.name == 'deblur' else 'y'} as the truth, "
+                f"again, with {'y pooled and sharpened' if operator.name == 'deblur' else 'y'} "
+                "as the truth, "
                 "erred by that much more than its spread)"
             )
         elif "start" in options:  # the draws share the start's coarse content and its errors

@@ -79,27 +79,27 @@ def _sharpened(
 
 
 def replay_truth(
-    operator: Operator, y: Tensor, scale: int | None = None, sharpen: bool = False
+    operator: Operator, y: Tensor, scale: int | None = None, sharpen: bool = True
 ) -> tuple[Tensor, float]:
     """The image that plays the truth in the replay and the variance of y's noise left in it.
 
     - ``SuperResolution``: y itself (a natural image at 1 / factor of the scale), cut to a
       multiple of the factor on each side; its noise variance ``sigma_y^2``.
     - ``Deblur``: y average-pooled by ``scale`` (default: :func:`deblur_pooling`, 4 for a 2 px
-      Gaussian), which leaves a blur of at most half a pixel: a sharp natural image
-      at 1 / scale of the scale, blurred next by the same kernel, so the replay poses the same
-      problem as the original (replaying on y itself would deblur an image already smooth, an
-      easier problem); its noise variance ``sigma_y^2 / scale^2``.
+      Gaussian), which leaves a blur of at most half a pixel, and with ``sharpen`` (the
+      default) that blur undone (:func:`pooled_blur_spectrum`) by ``conj(K) / (|K|^2 + lam)``,
+      ``lam`` = (its noise ``sigma_y / scale`` over a flat signal of std ``SIGNAL_STD``)^2 +
+      ``SHARPEN_FLOOR``: a sharp natural image at 1 / scale of the scale, blurred next by the
+      same kernel, so the replay poses the same problem as the original (replaying on y itself
+      would deblur an image already smooth, an easier problem); its noise variance
+      ``sigma_y^2 / scale^2``, times the filter's mean squared gain when sharpened. Unsharpened,
+      the truth is smoother than a photo and the replay too easy: on the held-out photos the
+      scaled map's RMS error / RMS std was 1.69 (1.12 calibrated), sharpened 1.32
+      (bench/results/replay_scale.md).
 
     y: ``N x C x h x w`` as ``operator.forward`` makes it. Other operators raise ``ValueError``:
     their measurement is not a natural image (a grey one for ``Colorize``, a holed one for
-    ``Inpaint``, a noisy one for ``Denoise``).
-
-    ``sharpen`` (``Deblur``): also undo the blur left in the pooled y
-    (:func:`pooled_blur_spectrum`), so that the truth is about as sharp as the original, by
-    ``conj(K) / (|K|^2 + lam)`` with ``lam`` = its noise (``sigma_y / scale``) over a flat
-    signal of std ``SIGNAL_STD``, squared, plus ``SHARPEN_FLOOR``; the noise variance returned
-    is what the filter leaves of y's."""
+    ``Inpaint``, a noisy one for ``Denoise``)."""
     if isinstance(operator, SuperResolution):
         f = operator.factor
         h, w = y.shape[-2] // f * f, y.shape[-1] // f * f
@@ -127,7 +127,7 @@ def replay_factor(
     k: int,
     generator: torch.Generator | None = None,
     scale: int | None = None,
-    sharpen: bool = False,
+    sharpen: bool = True,
 ) -> Tensor:
     """Per image, the factor that calibrates the std map of ``run`` on ``y``, measured by
     replaying ``run`` on ``A(y)``.
@@ -140,7 +140,7 @@ def replay_factor(
         k: the number of samples ``run`` draws (>= 2).
         generator: for the replay's measurement noise.
         scale, sharpen: for ``Deblur``, the pooling of y that makes the replay's truth and
-            whether the blur left in it is undone (:func:`replay_truth`).
+            whether the blur left in it is undone (default; :func:`replay_truth`).
 
     Returns:
         ``N`` factors. ``std * factor`` (per image) has on the replay the RMS error / RMS std of a
