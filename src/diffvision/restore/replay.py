@@ -73,7 +73,8 @@ def _sharpened(
     """``pooled`` through ``conj(K) / (|K|^2 + lam)`` (see :func:`replay_truth`) and its noise
     variance after that filter (white noise of variance ``noise`` before)."""
     lam = noise / SIGNAL_STD**2 + floor
-    gain = k.to(pooled.device).conj() / (k.to(pooled.device).abs().square() + lam)
+    k = k.to(pooled.device)
+    gain = k.conj() / (k.abs().square() + lam)
     sharp = torch.fft.ifft2(torch.fft.fft2(pooled.double()) * gain).real.to(pooled.dtype)
     return sharp, noise * float(gain.abs().square().mean())
 
