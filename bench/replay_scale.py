@@ -2,14 +2,14 @@
 photos, and how the deblurring replay depends on its pooling scale.
 
 For each photo (whole) and task, the solver of `bench/restoration.py` draws K samples (4x
-super-resolution: ddnm; deblurring, 2 px Gaussian blur with noise 2: repaint). Their std map is
-compared with the true error of their mean as drawn, and scaled by the factor that
-`diffvision.restore.replay.replay_factor` finds: for super-resolution with y as the truth; for
-deblurring with y average-pooled by each of --scales as the truth, plain or, with an "s" after
-the scale, with the blur left in it undone (`replay_truth`; its default, marked: pooled by
-ceil(2 x the kernel's spread) = 4 and sharpened, since 2026-12-04; plain before). A calibrated
-K-sample posterior gives RMS error / RMS std sqrt(1 + 1/K) and a Student-t's share of errors
-within 2 std (`diffvision.metrics.uncertainty_calibration`).
+super-resolution: ddnm; deblurring, --kernel, by default a 2 px Gaussian blur, with noise 2:
+repaint). Their std map is compared with the true error of their mean as drawn, and scaled by
+the factor that `diffvision.restore.replay.replay_factor` finds: for super-resolution with y as
+the truth; for deblurring with y average-pooled by each of --scales as the truth, plain or, with
+an "s" after the scale, with the blur left in it undone (`replay_truth`; its default, marked:
+pooled by ceil(2 x the kernel's spread), 4 for the 2 px blur, and sharpened, since 2026-12-04;
+plain before). A calibrated K-sample posterior gives RMS error / RMS std sqrt(1 + 1/K) and a
+Student-t's share of errors within 2 std (`diffvision.metrics.uncertainty_calibration`).
 
 Run: python bench/replay_scale.py --model runs/photos/model --bf16
      -> bench/results/replay_scale.{json,md}
@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 import diffvision
+from diffvision.cli.restore import _kernel as blur_kernel
 from diffvision.data import held_out_photos
 from diffvision.metrics import uncertainty_calibration
 from diffvision.restore import Deblur
@@ -49,6 +50,9 @@ def main() -> None:
         help="deblurring replays' pooling; with s (e.g. 4s) the blur left in pooled y undone",
     )
     parser.add_argument("--tasks", default="superres,deblur", help="of superres, deblur")
+    parser.add_argument(
+        "--kernel", default="gauss:2", help="deblurring's blur, as `restore --kernel` takes it"
+    )
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast, channels-last")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -68,6 +72,8 @@ def main() -> None:
             if task not in args.tasks.split(","):
                 continue
             op = tasks(*x.shape[-2:])[task][0]
+            if isinstance(op, Deblur):
+                op = Deblur(blur_kernel(args.kernel), sigma=op.sigma)
             y = op.measure(x.double(), torch.Generator().manual_seed(0)).float()
             run, _ = solver_run(model, op, y, how, k, run_args)
             t0 = time.time()
@@ -116,7 +122,8 @@ def markdown(r: dict) -> str:
         "# Std maps recalibrated by replay",
         "",
         f"`{r['command']}` on {r['machine']}, torch {r['torch']}, {r['threads']} threads, "
-        f"{r['date']}{', bf16 autocast' if s['bf16'] else ''}. Held-out photos whole; mean of "
+        f"{r['date']}{', bf16 autocast' if s['bf16'] else ''}. Held-out photos whole; deblurring "
+        f"kernel {s.get('kernel', 'gauss:2')}, noise 2 on the 0-255 scale; mean of "
         f"K = {k} draws, {s['steps']} steps. Cells: RMS error / RMS std of the std map "
         f"(calibrated: {first['rms_error_over_std_calibrated']:.2f}); last columns: the share "
         f"of errors within 2 std (calibrated: {first['within_2std_calibrated']:.1%}) and the "
@@ -138,7 +145,7 @@ def markdown(r: dict) -> str:
                 else (
                     f"scaled by replay on y pooled by {replay['scale']}"
                     + (", its blur undone" if replay.get("sharpen") else "")
-                    + (" (default)" if _is_default(replay) else "")
+                    + (" (default)" if _is_default(replay, s.get("kernel", "gauss:2")) else "")
                 )
             )
             reps = [row["replays"][i] for row in group]
@@ -148,11 +155,10 @@ def markdown(r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _is_default(replay: dict) -> bool:
+def _is_default(replay: dict, kernel: str) -> bool:
     """Whether a deblurring replay is the library's default now: pooled by `deblur_pooling`,
     sharpened (results from before 2026-12-04 stored the plain one as their default)."""
-    kernel = tasks(64, 64)["deblur"][0].kernel
-    return replay["scale"] == deblur_pooling(kernel) and replay.get("sharpen", False)
+    return replay["scale"] == deblur_pooling(blur_kernel(kernel)) and replay.get("sharpen", False)
 
 
 def _line(task, label, stats, factor, seconds) -> str:
