@@ -242,23 +242,29 @@ def _replay(args, operator, y, options, run, tile) -> tuple[float, str | None]:
     return float(replay_factor(operator, y, again, args.samples, gen)[0]), None
 
 
-def _print_calibration(mean, std, clean, operator, k) -> None:
-    """With ``--simulate``: how well the std map predicts the errors
+def _print_calibration(mean, std, clean, operator, k, stated) -> None:
+    """With ``--simulate``: how well the std map of ``k`` draws predicts the errors
     (:func:`~diffvision.metrics.uncertainty_calibration`); for noisy inpainting separately in
-    the hole and at the observed noisy pixels, two different kinds of uncertainty."""
+    the hole and at the observed noisy pixels, two different kinds of uncertainty. ``stated``:
+    the map adds the start's error (Gaussian reference) in the hole; elsewhere it is the draws'
+    spread alone (K-sample reference)."""
     import torch
 
     from ..metrics import uncertainty_calibration
     from ..metrics.calibration import CERTAIN_STD
 
-    parts = {"": torch.ones_like(std, dtype=torch.bool)}
+    everywhere = torch.ones_like(std, dtype=torch.bool)
+    parts = {"": (everywhere, None if stated else k)}
     if getattr(operator, "mask", None) is not None and operator.sigma > 0:
         seen = operator.mask.bool().expand_as(std)
-        parts = {" in the hole": ~seen, " at the observed (noisy) pixels": seen}
-    for where, part in parts.items():
+        parts = {
+            " in the hole": (~seen, None if stated else k),
+            " at the observed (noisy) pixels": (seen, k),  # the start's error is 0 there
+        }
+    for where, (part, k_part) in parts.items():
         if not bool((std[part] > CERTAIN_STD).any()):
             continue
-        c = uncertainty_calibration(mean[part], std[part], clean[part], k)
+        c = uncertainty_calibration(mean[part], std[part], clean[part], k_part)
         print(
             f"uncertainty{where}: {c['within_2std']:.0%} of errors within 2 std "
             f"({c['within_2std_calibrated']:.0%} if calibrated), RMS error / RMS std "
@@ -389,7 +395,7 @@ def cmd_restore(args) -> int:
         print(f"PSNR {value:.2f} dB against the clean input")
         if std is not None:
             stated = "start_std" in options  # not K samples' spread alone: Gaussian reference
-            _print_calibration(mean, std, clean, operator, None if stated else args.samples)
+            _print_calibration(mean, std, clean, operator, args.samples, stated)
     if args.side_by_side:
         shown = operator.pinv(y)  # the measurement, brought to the output's size
         panels = [shown.expand(-1, mean.shape[1], -1, -1), mean]
