@@ -85,7 +85,6 @@ def main() -> None:
                 "drawn": uncertainty_calibration(out.mean, out.std, x, k),
                 "replays": [],
             }
-            default = deblur_pooling(op.kernel) if isinstance(op, Deblur) else None
             scales = args.scales.split(",") if isinstance(op, Deblur) else [None]
             for spec in scales:
                 scale = None if spec is None else int(spec.rstrip("s"))
@@ -97,7 +96,6 @@ def main() -> None:
                     {
                         "scale": scale,
                         "sharpen": sharpen,
-                        "default": scale == default and sharpen,
                         "factor": factor,
                         "seconds": round(time.time() - t0, 1),
                         "scaled": uncertainty_calibration(out.mean, out.std * factor, x, k),

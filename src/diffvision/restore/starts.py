@@ -71,14 +71,16 @@ def warm_start(
     if named and start != "classical" and not (start in FILLS and isinstance(operator, Inpaint)):
         fills = f", or for inpainting one of {', '.join(FILLS)}"
         raise ValueError(f'start must be a tensor, "classical"{fills}; not {start!r}')
-    if isinstance(start_std, str):
-        if start_std != "estimate" or not named or not isinstance(operator, Inpaint):
-            raise ValueError('start_std="estimate" goes with a named start of inpainting')
-        return inpaint_start(operator, y, "biharmonic" if start == "classical" else start)
+    if isinstance(start_std, str) and (
+        start_std != "estimate" or not named or not isinstance(operator, Inpaint)
+    ):
+        raise ValueError('start_std="estimate" goes with a named start of inpainting')
     if not named:
         return start, start_std
-    fill = {} if start == "classical" else {"fill": start}
-    return classical_start(operator, y, **fill), start_std
+    fill = "biharmonic" if start == "classical" else start  # ignored but for inpainting
+    if start_std == "estimate":
+        return inpaint_start(operator, y, fill)
+    return classical_start(operator, y, fill), start_std
 
 
 def start_error_std(operator: Operator, y: Tensor, fill: str = "biharmonic") -> Tensor:
