@@ -106,7 +106,7 @@ def test_named_starts_are_made_from_the_whole_measurement():
                    generator=gen, **start)  # fmt: skip
 
     tiled = partial(solve_tiled, tile=8, overlap=2)
-    fill, std = inpaint_start(op, y, "blend")
+    fill, std = inpaint_start(op, y, "blend", kept=0.3)  # the part a start at 0.3 keeps
     named = run(tiled, start="blend", start_std="estimate")
     given = run(tiled, start=fill, start_std=std)
     assert torch.equal(named.mean, given.mean) and torch.equal(named.std, given.std)

@@ -200,16 +200,16 @@ def _start_options(args, solver: str, operator, y) -> dict:
         raise UsageError(f"--fill must be one of {', '.join(FILLS)}, not {args.fill!r}")
     named = args.fill if inpaint else "classical"
     error = "estimate" if args.samples > 1 and inpaint else None
+    sigma = START_SIGMA if args.start_sigma is None else args.start_sigma / 127.5
     try:
         try:
-            start, std = warm_start(operator, y, named, error)
+            start, std = warm_start(operator, y, named, error, sigma)
         except ValueError:  # no room for copies of the hole around it
             if not error or named == "blend":  # the blend needs the copies too
                 raise
             start, std = warm_start(operator, y, named)  # the draws' spread only
     except ValueError as err:
         raise UsageError(f"--start classical: {err}") from None
-    sigma = START_SIGMA if args.start_sigma is None else args.start_sigma / 127.5
     options = {"start": start, "start_sigma": sigma}
     if std is not None:
         options["start_std"] = std

@@ -368,7 +368,8 @@ def solve(
     if isinstance(options.get("start"), str) or isinstance(start_std, str):
         from .starts import warm_start  # classical restorations: scikit-image, OpenCV
 
-        options["start"], start_std = warm_start(operator, y, options["start"], start_std)
+        level = options.get("start_sigma", START_SIGMA)
+        options["start"], start_std = warm_start(operator, y, options["start"], start_std, level)
     run = METHODS[solver]
     op = operator.repeat(n_samples) if n_samples > 1 else operator
     ys = torch.cat([y] * n_samples) if n_samples > 1 else y

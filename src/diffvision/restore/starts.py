@@ -13,6 +13,7 @@ from scipy.ndimage import distance_transform_edt
 from torch import Tensor
 
 from .operators import Colorize, Deblur, Denoise, Inpaint, Operator, SuperResolution
+from .solvers import START_SIGMA
 
 #: Per-pixel std of images in [-1, 1] assumed by the deblurring start (the EDM sigma_data).
 SIGNAL_STD = 0.5
@@ -57,16 +58,17 @@ def classical_start(operator: Operator, y: Tensor, fill: str = "biharmonic") -> 
 
 
 def warm_start(
-    operator: Operator, y: Tensor, start, start_std=None
+    operator: Operator, y: Tensor, start, start_std=None, start_sigma: float = START_SIGMA
 ) -> tuple[Tensor | None, Tensor | None]:
     """``solve``'s ``start`` and ``start_std`` as tensors: named ones made from ``y`` here,
     tensors (or None) passed through.
 
     ``start``: "classical" (:func:`classical_start`'s default for the operator) or, for
-    inpainting, a fill of ``FILLS``. ``start_std``: "estimate", the fill's own error
-    (:func:`start_error_std`), for a named inpainting start only; the fill and the estimate
-    come from one set of fills of copies of the hole (:func:`inpaint_start`). Named starts are
-    made from the whole of ``y``, so a solver that cuts y into pieces resolves them first."""
+    inpainting, a fill of ``FILLS``. ``start_std``: "estimate", for a named inpainting start
+    only: the part of the fill's error that a warm start at ``start_sigma`` keeps
+    (:func:`start_error_std` with ``kept=start_sigma``); the fill and the estimate come from
+    one set of fills of copies of the hole (:func:`inpaint_start`). Named starts are made from
+    the whole of ``y``, so a solver that cuts y into pieces resolves them first."""
     named = isinstance(start, str)
     if named and start != "classical" and not (start in FILLS and isinstance(operator, Inpaint)):
         fills = f", or for inpainting one of {', '.join(FILLS)}"
@@ -79,14 +81,19 @@ def warm_start(
         return start, start_std
     fill = "biharmonic" if start == "classical" else start  # ignored but for inpainting
     if start_std == "estimate":
-        return inpaint_start(operator, y, fill)
+        return inpaint_start(operator, y, fill, kept=start_sigma)
     return classical_start(operator, y, fill), start_std
 
 
-def start_error_std(operator: Operator, y: Tensor, fill: str = "biharmonic") -> Tensor:
+def start_error_std(
+    operator: Operator, y: Tensor, fill: str = "biharmonic", kept: float | None = None
+) -> Tensor:
     """Per-pixel std of the error of :func:`classical_start`'s ``fill`` for inpainting
     (``Inpaint``), estimated from the observed pixels of ``y`` themselves: ``N x 1 x H x W``, 0
     where observed. :func:`inpaint_start` gives the fill and this std from one set of fills.
+    ``kept``: a warm start's noise level; the std of the part of the error that a solver
+    started there keeps instead (:func:`kept_gain`): what ``solve(..., start_std="estimate")``
+    adds to the draws' spread.
 
     Why: the draws of a warm-started solver share the start's errors at scales above its noise
     level, so their spread misses them (on the held-out photos the RMS error of the mean was
@@ -106,15 +113,20 @@ def start_error_std(operator: Operator, y: Tensor, fill: str = "biharmonic") -> 
     """
     if not isinstance(operator, Inpaint):
         raise ValueError(f"no estimate of the start's error for {type(operator).__name__}")
-    return inpaint_start(operator, y, fill)[1]
+    return inpaint_start(operator, y, fill, kept=kept)[1]
 
 
 def inpaint_start(
-    operator: Inpaint, y: Tensor, fill: str = "biharmonic", error: bool = True
+    operator: Inpaint,
+    y: Tensor,
+    fill: str = "biharmonic",
+    error: bool = True,
+    kept: float | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """The classical fill of the hole (``N x C x H x W``, y where observed) and, with ``error``,
     the std of its error (``N x 1 x H x W``, see :func:`start_error_std`), from one set of
-    fills of copies of the hole.
+    fills of copies of the hole. ``kept``: the noise level of a warm start from the fill; the
+    std is then that of the part of the error such a start keeps (:func:`kept_gain`).
 
     ``fill="blend"``: sum_j w_j fill_j over the biharmonic, Navier-Stokes and Telea fills, the
     weights (summing to 1, one set per image) fitted by :func:`blend_weights` to how the three
@@ -145,8 +157,13 @@ def inpaint_start(
         fills = np.stack([fill_hole(images[i], hole, how) for how in methods], -1)[:, hole]
         out[i][:, hole] = fills @ weights
         if error:
-            err2 = (candidates @ weights - target) ** 2 - operator.sigma**2
-            pooled = _by_distance(distance, err2.mean(0))
+            err = candidates @ weights - target
+            if kept is None:
+                err2 = (err**2).mean(0) - operator.sigma**2
+            else:
+                gain = kept_gain(out[i], kept, operator.sigma)
+                err2 = _kept_error2(err, hole_copies(hole), gain, operator.sigma)
+            pooled = _by_distance(distance, err2)
             std[i] = np.where(hole, np.sqrt(pooled(distance_transform_edt(hole))), 0.0)
     return torch.from_numpy(out).to(y), torch.from_numpy(std[:, None]).to(y) if error else None
 
@@ -176,18 +193,8 @@ def held_out_fills(image: np.ndarray, hole: np.ndarray, methods) -> tuple:
     coincide there are made once) and each copy filled together with the hole. Returns the fills
     at the copies' pixels (``C x P x M``), the image there (``C x P``) and each pixel's distance
     to the nearest observed one (``P``)."""
-    rows, cols = np.nonzero(hole)
-    size = (rows.max() - rows.min() + 1, cols.max() - cols.min() + 1)
-    shifts = {  # modulo the image: a hole spanning it (random pixels) has only 3 distinct
-        (round(dr * COPY_SPACING * size[0]) % hole.shape[0],
-         round(dc * COPY_SPACING * size[1]) % hole.shape[1]): None
-        for dr in (-1, 0, 1) for dc in (-1, 0, 1) if dr or dc
-    }  # fmt: skip
     candidates, targets, distances = [], [], []
-    for shift in shifts:
-        copy = np.roll(hole, shift, axis=(0, 1)) & ~hole
-        if not copy.any():
-            continue
+    for copy in hole_copies(hole):
         both = hole | copy
         fills = [fill_hole(image, both, how)[:, copy] for how in methods]
         candidates.append(np.stack(fills, -1))
@@ -196,6 +203,72 @@ def held_out_fills(image: np.ndarray, hole: np.ndarray, methods) -> tuple:
     if not candidates:
         raise ValueError("the hole leaves no observed pixels to measure its fill on")
     return np.concatenate(candidates, 1), np.concatenate(targets, 1), np.concatenate(distances)
+
+
+def hole_copies(hole: np.ndarray) -> list[np.ndarray]:
+    """The copies of ``hole`` (``H x W`` bool) on which :func:`held_out_fills` measures a fill:
+    the hole moved ``COPY_SPACING`` times its bounding box in each of the 8 directions (wrapping
+    at the edges; shifts that coincide there made once), less the hole itself; empty ones
+    dropped. In :func:`held_out_fills`' order."""
+    rows, cols = np.nonzero(hole)
+    size = (rows.max() - rows.min() + 1, cols.max() - cols.min() + 1)
+    shifts = {  # modulo the image: a hole spanning it (random pixels) has only 3 distinct
+        (round(dr * COPY_SPACING * size[0]) % hole.shape[0],
+         round(dc * COPY_SPACING * size[1]) % hole.shape[1]): None
+        for dr in (-1, 0, 1) for dc in (-1, 0, 1) if dr or dc
+    }  # fmt: skip
+    copies = (np.roll(hole, shift, axis=(0, 1)) & ~hole for shift in shifts)
+    return [copy for copy in copies if copy.any()]
+
+
+def kept_gain(image: np.ndarray, level: float, noise: float = 0.0) -> np.ndarray:
+    """The fraction of a start's error at each spatial frequency that a solver warm-started at
+    noise ``level`` keeps: ``P / (P + level^2)`` (``H x W``, in ``numpy.fft.fft2``'s layout),
+    with P the power spectrum of ``image`` (``C x H x W`` in [-1, 1]; a Hann-windowed
+    periodogram per pixel, mean over channels, averaged over rings of frequency) less
+    ``noise^2``; 1 at frequency 0.
+
+    Why: a warm start ``x_s = f + level * n`` from an estimate ``f = x + e`` asks the prior for x
+    given x_s. For a stationary Gaussian prior with spectrum P, the posterior mean is ``W x_s``
+    with W this gain at each frequency, so ``W e`` reaches every draw alike (the draws' spread
+    misses it) and the rest of e is drawn afresh (their spread holds it). Photos have P falling
+    steeply with frequency: a fill's coarse error is kept, its pixel-scale error redrawn. The
+    image's mean is kept whole (a prior of patches does not know it)."""
+    _, h, w = image.shape
+    window = np.outer(np.hanning(h), np.hanning(w))
+    centred = (image - image.mean((1, 2), keepdims=True)) * window
+    power = (np.abs(np.fft.fft2(centred)) ** 2).mean(0) / (window**2).sum()
+    radius = np.hypot(*np.meshgrid(np.fft.fftfreq(h), np.fft.fftfreq(w), indexing="ij"))
+    n = max(min(32, min(h, w) // 2), 1)
+    ring = np.minimum((radius / radius.max() * n).astype(int), n - 1)
+    ac = radius > 0  # frequency 0 holds no power once the mean is taken off
+    count = np.bincount(ring[ac], minlength=n)
+    mean = np.bincount(ring[ac], power[ac], minlength=n) / np.maximum(count, 1)
+    full = count > 0
+    centres = np.bincount(ring[ac], radius[ac], minlength=n)[full] / count[full]
+    p = np.maximum(np.interp(radius, centres, mean[full]) - noise**2, 0.0)
+    gain = p / (p + level**2)
+    gain[0, 0] = 1.0
+    return gain
+
+
+def _kept_error2(err: np.ndarray, copies, gain: np.ndarray, noise: float) -> np.ndarray:
+    """Squared error (mean over channels) at the copies' pixels of the part of a fill's error
+    ``err`` (``C x P``, the copies' pixels in :func:`hole_copies`' order) that a warm start keeps
+    (filtered by ``gain``), less what y's white noise of std ``noise`` contributes to it
+    (``noise^2`` times the copy's indicator convolved with the filter's squared impulse
+    response)."""
+    response2 = np.fft.fft2(np.real(np.fft.ifft2(gain)) ** 2)
+    out, at = [], 0
+    for copy in copies:
+        n = int(copy.sum())
+        image = np.zeros((len(err), *copy.shape))
+        image[:, copy] = err[:, at : at + n]
+        kept = np.real(np.fft.ifft2(np.fft.fft2(image) * gain))[:, copy]
+        noise2 = np.real(np.fft.ifft2(np.fft.fft2(copy.astype(float)) * response2))[copy]
+        out.append((kept**2).mean(0) - noise**2 * noise2)
+        at += n
+    return np.concatenate(out)
 
 
 def blend_weights(candidates: np.ndarray, target: np.ndarray, shrink: float = BLEND_SHRINK):

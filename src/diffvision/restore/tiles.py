@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from .operators import Inpaint, Operator
-from .solvers import Restoration, solve
+from .solvers import START_SIGMA, Restoration, solve
 
 
 def tile_starts(length: int, tile: int, overlap: int, offset: int = 0) -> list[int]:
@@ -128,7 +128,8 @@ def solve_tiled(
         from .starts import warm_start
 
         named = options.get("start"), options.get("start_std")
-        options["start"], options["start_std"] = warm_start(operator, y, *named)
+        level = options.get("start_sigma", START_SIGMA)
+        options["start"], options["start_std"] = warm_start(operator, y, *named, level)
     h, w = operator.pinv(y[:1]).shape[-2:]
     prior = denoiser if min(h, w) <= tile else TiledDenoiser(denoiser, tile, overlap, batch, shift)
     box = _hole_window(operator, tile) if window and prior is not denoiser else None

@@ -1,0 +1,158 @@
+"""Noisy random-pixel inpainting from the biharmonic fill: is the hole's std map calibrated when
+it adds the fill's whole error to the draws' spread, or only the part a warm start keeps?
+
+For each photo (the central --crop px of it; the training photos, or the held-out ones) a
+random mask hides --missing of the pixels and y carries noise --sigma (0-255 scale). The
+solver is the restore command's default for it (`repaint` from the biharmonic fill at sigma
+0.3, --resample 2 passes, --steps) drawing K = --samples restorations. Their mean's error in
+the hole is compared with three std maps:
+- the draws' spread alone;
+- the spread plus the fill's whole error estimated on y (`start_error_std(op, y)`, what
+  `solve(..., start_std="estimate")` added before 2026-12-04);
+- the spread plus the part of it a start at sigma 0.3 keeps (`start_error_std(op, y,
+  kept=0.3)`, the error filtered by `kept_gain`: what it adds now).
+Both sums are added in quadrature, as `solve` does.
+
+References (`diffvision.metrics.uncertainty_calibration`): a calibrated K-sample spread gives
+RMS error / RMS std sqrt(1 + 1/K) and a Student-t's share within 2 std; a stated Gaussian std 1
+and 95.4%. A sum of the two lies between them, near the one that dominates it.
+
+Run: python bench/noisy_inpaint_map.py --model runs/photos/model --photos training --bf16
+     -> bench/results/noisy_inpaint_map_training.{json,md}  (--photos held-out: ..._held-out)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import diffvision
+from diffvision.data import held_out_photos
+from diffvision.data.photos import training_photos
+from diffvision.metrics import uncertainty_calibration
+from diffvision.restore import Inpaint, random_mask
+from diffvision.restore.solvers import START_SIGMA
+from diffvision.restore.starts import inpaint_start
+from diffvision.restore.tiles import solve_tiled
+from restoration import patch_size
+from run_header import run_header, save_result
+
+RESULTS = Path(__file__).parent / "results"
+MAPS = ("spread only", "spread + whole fill error", "spread + kept fill error")
+
+
+def crops(which: str, size: int) -> dict[str, torch.Tensor]:
+    """name -> 1 x 3 x size x size in [-1, 1], the central crop of each photo at least that
+    big."""
+    if which == "training":
+        photos = {k: torch.from_numpy(v).permute(2, 0, 1) for k, v in training_photos().items()}
+    else:
+        photos = held_out_photos(3)
+    out = {}
+    for name, image in photos.items():
+        h, w = image.shape[-2:]
+        if min(h, w) >= size:
+            r, c = (h - size) // 2, (w - size) // 2
+            out[name] = image[None, :, r : r + size, c : c + size].double() / 127.5 - 1
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", type=Path, default=Path("runs/photos/model"))
+    parser.add_argument("--photos", choices=("training", "held-out"), default="training")
+    parser.add_argument("--crop", type=int, default=128)
+    parser.add_argument("--missing", type=float, default=0.5)
+    parser.add_argument("--sigma", type=float, default=10.0, help="noise, 0-255 scale")
+    parser.add_argument("--samples", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--resample", type=int, default=2)
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast, channels-last")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    model = diffvision.load(args.model)
+    tile = patch_size(json.loads((args.model / "config.json").read_text()))
+    if args.bf16:
+        model.to(memory_format=torch.channels_last)
+        model.autocast = torch.bfloat16
+    k, rows = args.samples, []
+    for name, x in crops(args.photos, args.crop).items():
+        mask = random_mask(args.crop, args.crop, args.missing, torch.Generator().manual_seed(0))
+        op = Inpaint(mask, args.sigma / 127.5)
+        y = op.measure(x, torch.Generator().manual_seed(0))
+        t0 = time.time()
+        fill, whole = inpaint_start(op, y, "biharmonic")
+        kept = inpaint_start(op, y, "biharmonic", kept=START_SIGMA)[1]
+        fill_s = time.time() - t0
+        with torch.no_grad():
+            out = solve_tiled(model, op, y.float(), tile=tile, overlap=tile // 4,
+                              solver="repaint", steps=args.steps, jump_n_sample=args.resample,
+                              n_samples=k, start=fill.float(), start_sigma=START_SIGMA,
+                              generator=torch.Generator().manual_seed(0))  # fmt: skip
+        mean, spread = out.mean.double(), out.std.double()
+        hole = (op.mask == 0).expand_as(mean)
+        row = {
+            "photo": name,
+            "psnr": float(10 * torch.log10(4 / (mean - x).square().mean())),
+            "seconds": round(time.time() - t0, 1),
+            "fill_seconds": round(fill_s, 1),
+        }
+        for label, extra in zip(MAPS, (None, whole, kept), strict=True):
+            std = spread if extra is None else (spread.square() + extra.double().square()).sqrt()
+            row[label] = {
+                "K": uncertainty_calibration(mean[hole], std[hole], x[hole], k),
+                "stated": uncertainty_calibration(mean[hole], std[hole], x[hole], None),
+            }
+        rows.append(row)
+        print(name, {m: round(row[m]["K"]["rms_error_over_std"], 2) for m in MAPS}, flush=True)
+    name = f"noisy_inpaint_map_{args.photos}"
+    result = {
+        **run_header("noisy_inpaint_map"),
+        "settings": vars(args) | {"model": str(args.model), "out": str(args.out)},
+        "rows": rows,
+    }
+    save_result(args.out, name, result, markdown(result))
+
+
+def markdown(r: dict) -> str:
+    s, rows = r["settings"], r["rows"]
+    ref = rows[0][MAPS[0]]["K"]
+    lines = [
+        f"# Noisy random-pixel inpainting: the hole's std map ({s['photos']} photos)",
+        "",
+        f"`{r['command']}` on {r['machine']}, torch {r['torch']}, {r['threads']} threads, "
+        f"{r['date']}{', bf16 autocast' if s['bf16'] else ''}. Central {s['crop']} px crops; "
+        f"{s['missing']:.0%} of the pixels missing at random, noise {s['sigma']:g} (0-255); "
+        f"`repaint` from the biharmonic fill at sigma 0.3, {s['steps']} steps, "
+        f"--resample {s['resample']}, mean of K = {s['samples']}. Cells: RMS error / RMS std "
+        f"over the hole; calibrated: {ref['rms_error_over_std_calibrated']:.2f} for a "
+        "K-sample spread, 1.00 for a stated Gaussian std (a sum lies between). Last rows: "
+        f"the median over the photos, and the share of errors within 2 std, mean over them "
+        f"(calibrated {ref['within_2std_calibrated']:.1%} and 95.4%).",
+        "",
+        "| photo | PSNR | " + " | ".join(MAPS) + " |",
+        "|---|---|" + "---|" * len(MAPS),
+    ]
+    for row in rows:
+        cells = [f"{row[m]['K']['rms_error_over_std']:.2f}" for m in MAPS]
+        lines.append(f"| {row['photo']} | {row['psnr']:.2f} | " + " | ".join(cells) + " |")
+    medians = [statistics.median(row[m]["K"]["rms_error_over_std"] for row in rows) for m in MAPS]
+    within = [np.mean([row[m]["K"]["within_2std"] for row in rows]) for m in MAPS]
+    psnr = statistics.mean(row["psnr"] for row in rows)
+    lines.append(
+        f"| **median** | {psnr:.2f} (mean) | " + " | ".join(f"**{v:.2f}**" for v in medians) + " |"
+    )
+    lines.append("| within 2 std | | " + " | ".join(f"{v:.1%}" for v in within) + " |")
+    seconds = statistics.mean(row["seconds"] for row in rows)
+    lines += ["", f"Seconds per photo (fills and solver): {seconds:.0f} on average.", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
