@@ -246,25 +246,25 @@ def _print_calibration(mean, std, clean, operator, k, stated) -> None:
     """With ``--simulate``: how well the std map of ``k`` draws predicts the errors
     (:func:`~diffvision.metrics.uncertainty_calibration`); for noisy inpainting separately in
     the hole and at the observed noisy pixels, two different kinds of uncertainty. ``stated``:
-    the map adds the start's error (Gaussian reference) in the hole; elsewhere it is the draws'
-    spread alone (K-sample reference)."""
+    the start's error std that the map adds to the draws' spread (in the hole), or None; the
+    reference then lies between the K-sample one and a Gaussian's."""
     import torch
 
     from ..metrics import uncertainty_calibration
     from ..metrics.calibration import CERTAIN_STD
 
+    if stated is not None:
+        stated = stated.to(std).expand_as(std)
     everywhere = torch.ones_like(std, dtype=torch.bool)
-    parts = {"": (everywhere, None if stated else k)}
+    parts = {"": everywhere}
     if getattr(operator, "mask", None) is not None and operator.sigma > 0:
         seen = operator.mask.bool().expand_as(std)
-        parts = {
-            " in the hole": (~seen, None if stated else k),
-            " at the observed (noisy) pixels": (seen, k),  # the start's error is 0 there
-        }
-    for where, (part, k_part) in parts.items():
+        parts = {" in the hole": ~seen, " at the observed (noisy) pixels": seen}
+    for where, part in parts.items():
         if not bool((std[part] > CERTAIN_STD).any()):
             continue
-        c = uncertainty_calibration(mean[part], std[part], clean[part], k_part)
+        known = None if stated is None else stated[part]  # 0 at the observed pixels
+        c = uncertainty_calibration(mean[part], std[part], clean[part], k, known)
         print(
             f"uncertainty{where}: {c['within_2std']:.0%} of errors within 2 std "
             f"({c['within_2std_calibrated']:.0%} if calibrated), RMS error / RMS std "
@@ -394,7 +394,8 @@ def cmd_restore(args) -> int:
         value = float(torch.as_tensor(psnr(mean.clamp(-1, 1), clean)).mean())
         print(f"PSNR {value:.2f} dB against the clean input")
         if std is not None:
-            stated = "start_std" in options  # not K samples' spread alone: Gaussian reference
+            stated = options.get("start_std")  # added to the draws' spread
+            stated = None if stated is None else stated.cpu() * factor
             _print_calibration(mean, std, clean, operator, args.samples, stated)
     if args.side_by_side:
         shown = operator.pinv(y)  # the measurement, brought to the output's size
