@@ -247,7 +247,8 @@ def solver_run(model, op, y, how: str, k: int, args):
     ``how``: a solver name, with "+warm" for a warm start from the classical start (the --fill
     of the hole, bicubic upscaling, Wiener deconvolution) of the y that ``run`` is given, noised
     to --start-sigma ("+warmS": to S). From an inpainting fill with k > 1, the std adds the
-    fill's own error on ``y`` (``start_error_std``)."""
+    fill's own error on ``y``, the part a start at its level keeps (``start_error_std(...,
+    kept=)``; the whole error until 2026-12-04)."""
     solver, warm = split_spec(how, args.start_sigma)
     options = {}
     if solver == "repaint":  # resampling for inpainting only (2 passes; the command's default: 10)
@@ -508,7 +509,8 @@ def _uncertainty_lines(rows) -> list[str]:
         "Uncertainty of the sample means (values the measurement leaves uncertain; a calibrated "
         "posterior would give the bracketed values: for K samples a Student-t's; for inpainting "
         "from a classical fill, whose std adds the fill's own error as `start_error_std` "
-        "estimates it, a Gaussian's). Scaled by replay: the std map times the factor that "
+        "estimates it (the part the start keeps, since 2026-12-04), a Gaussian's). Scaled by "
+        "replay: the std map times the factor that "
         "`replay_factor` finds by solving again one measurement down, with y as the truth "
         "(deblurring: y pooled by `replay_truth`'s default, 4 for this blur, and the blur left "
         "in it undone; "

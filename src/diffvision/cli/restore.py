@@ -107,7 +107,8 @@ def add_parser(sub) -> None:
         type=_positive(int),
         default=1,
         help="K > 1: mean and std map (superres, deblur: the map scaled by a replay of the "
-        "solver one measurement down; inpaint from the fill: plus the fill's own error)",
+        "solver one measurement down; inpaint from the fill: plus the part of the fill's "
+        "error the start keeps)",
     )
     r.add_argument("--tile", type=_positive(int), help="tile size (default: the model's size)")
     r.add_argument("--overlap", type=int, help="tile overlap in pixels (default tile / 4)")
@@ -183,7 +184,8 @@ def _operator(args, clean_shape):
 
 def _start_options(args, solver: str, operator, y) -> dict:
     """``start`` and ``start_sigma`` for the solver, or nothing (a start from pure noise); with
-    ``--samples`` and an inpainting fill, ``start_std``, the fill's own error estimated on y."""
+    ``--samples`` and an inpainting fill, ``start_std``, the part of the fill's error estimated
+    on y that a start at ``start_sigma`` keeps."""
     from ..restore.operators import Inpaint
     from ..restore.solvers import START_SIGMA, WARM_SOLVERS
     from ..restore.starts import FILLS, warm_start
@@ -373,7 +375,8 @@ def cmd_restore(args) -> int:
         if "start_std" in options:
             print(
                 "  (the draws' spread plus the classical fill's own error, measured by filling "
-                "copies of the hole placed in the observed image)"
+                "copies of the hole placed in the observed image: the part of it that the "
+                "warm start keeps)"
             )
         elif why_not is None:
             print(
