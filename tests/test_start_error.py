@@ -19,6 +19,7 @@ from diffvision.restore import (
     random_mask,
     solve,
 )
+from diffvision.restore.solvers import Restoration
 from diffvision.restore.starts import (
     _kept_error2,
     classical_start,
@@ -213,3 +214,30 @@ def test_a_warm_start_keeps_a_box_fills_error_but_redraws_scattered_pixels():
         hole = op.mask.expand_as(whole) == 0
         ratio = float(kept[hole].square().mean().sqrt() / whole[hole].square().mean().sqrt())
         assert low < ratio <= high, ratio
+
+
+def test_one_sample_spares_the_error_estimate(monkeypatch):
+    # With n_samples=1 there is no std map to add the fill's error to: start_std="estimate" is
+    # still checked, but the copies of the hole are not filled, and the draw is the one made
+    # without it.
+    import diffvision.restore.starts as starts
+
+    pixelwise = GaussianDenoiser(torch.zeros(1, 8, 8).double(), torch.full((64,), 0.25))
+
+    def run(how, op, x, **more):
+        gen = torch.Generator().manual_seed(5)
+        return how(pixelwise, op, op.forward(x), solver="ddnm", steps=3, start="classical",
+                   generator=gen, **more)  # fmt: skip
+
+    tiled = partial(solve_tiled, tile=8, overlap=2)
+    for how, size, box in ((solve, 8, (3, 3, 2, 2)), (tiled, 24, (8, 8, 6, 6))):
+        x = stationary_field(1, size, 3.0, seed=6).double()
+        problem = how, Inpaint(box_mask(size, size, box)), x
+        plain = run(*problem)
+        with monkeypatch.context() as patch:
+            patch.setattr(starts, "held_out_fills", lambda *a: pytest.fail("copies filled"))
+            assert torch.equal(run(*problem, start_std="estimate"), plain)
+        with pytest.raises(ValueError, match="named start of inpainting"):
+            run(*problem, start_std="guess")
+        made = run(*problem, start_std="estimate", n_samples=2)  # made then
+        assert isinstance(made, Restoration)

@@ -369,7 +369,8 @@ def solve(
         from .starts import warm_start  # classical restorations: scikit-image, OpenCV
 
         level = options.get("start_sigma", START_SIGMA)
-        options["start"], start_std = warm_start(operator, y, options["start"], start_std, level)
+        named = options["start"], start_std
+        options["start"], start_std = warm_start(operator, y, *named, level, n_samples)
     run = METHODS[solver]
     op = operator.repeat(n_samples) if n_samples > 1 else operator
     ys = torch.cat([y] * n_samples) if n_samples > 1 else y

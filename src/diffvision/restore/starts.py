@@ -58,7 +58,12 @@ def classical_start(operator: Operator, y: Tensor, fill: str = "biharmonic") -> 
 
 
 def warm_start(
-    operator: Operator, y: Tensor, start, start_std=None, start_sigma: float = START_SIGMA
+    operator: Operator,
+    y: Tensor,
+    start,
+    start_std=None,
+    start_sigma: float = START_SIGMA,
+    samples: int = 2,
 ) -> tuple[Tensor | None, Tensor | None]:
     """``solve``'s ``start`` and ``start_std`` as tensors: named ones made from ``y`` here,
     tensors (or None) passed through.
@@ -67,8 +72,10 @@ def warm_start(
     inpainting, a fill of ``FILLS``. ``start_std``: "estimate", for a named inpainting start
     only: the part of the fill's error that a warm start at ``start_sigma`` keeps
     (:func:`start_error_std` with ``kept=start_sigma``); the fill and the estimate come from
-    one set of fills of copies of the hole (:func:`inpaint_start`). Named starts are made from
-    the whole of ``y``, so a solver that cuts y into pieces resolves them first."""
+    one set of fills of copies of the hole (:func:`inpaint_start`); with ``samples`` 1 (no std
+    map to add it to) it is checked but not made (None), which spares the copies' fills. Named
+    starts are made from the whole of ``y``, so a solver that cuts y into pieces resolves them
+    first."""
     named = isinstance(start, str)
     if named and start != "classical" and not (start in FILLS and isinstance(operator, Inpaint)):
         fills = f", or for inpainting one of {', '.join(FILLS)}"
@@ -80,9 +87,9 @@ def warm_start(
     if not named:
         return start, start_std
     fill = "biharmonic" if start == "classical" else start  # ignored but for inpainting
-    if start_std == "estimate":
+    if start_std == "estimate" and samples > 1:
         return inpaint_start(operator, y, fill, kept=start_sigma)
-    return classical_start(operator, y, fill), start_std
+    return classical_start(operator, y, fill), None if start_std == "estimate" else start_std
 
 
 def start_error_std(

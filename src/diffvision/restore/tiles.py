@@ -129,7 +129,8 @@ def solve_tiled(
 
         named = options.get("start"), options.get("start_std")
         level = options.get("start_sigma", START_SIGMA)
-        options["start"], options["start_std"] = warm_start(operator, y, *named, level)
+        k = options.get("n_samples", 1)
+        options["start"], options["start_std"] = warm_start(operator, y, *named, level, k)
     h, w = operator.pinv(y[:1]).shape[-2:]
     prior = denoiser if min(h, w) <= tile else TiledDenoiser(denoiser, tile, overlap, batch, shift)
     box = _hole_window(operator, tile) if window and prior is not denoiser else None
