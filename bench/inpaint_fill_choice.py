@@ -30,6 +30,7 @@ import torch
 from scipy.ndimage import binary_dilation
 
 import diffvision
+from diffvision.cli.common import fast_inference
 from diffvision.data.photos import training_photos
 from diffvision.restore.starts import BLENDED, fill_hole
 from diffvision.restore.tiles import TiledDenoiser
@@ -51,9 +52,8 @@ def main() -> None:
     args = parser.parse_args()
     sigmas = [float(s) for s in args.sigmas.split(",")]
     model = diffvision.load(args.model)
-    if args.bf16:
-        model.to(memory_format=torch.channels_last)
-        model.autocast = torch.bfloat16
+    if args.bf16:  # what `restore --bf16` does on the CPU: channels-last, bf16 autocast
+        fast_inference(model, torch.device("cpu"), bf16=True)
     tile = patch_size(json.loads((args.model / "config.json").read_text()))
     prior = TiledDenoiser(model, tile, tile // 4, shift=False)
     t0, rows = time.time(), []

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 import diffvision
+from diffvision.cli.common import fast_inference
 from diffvision.data import held_out_photos
 from diffvision.data.photos import training_photos
 from diffvision.metrics import uncertainty_calibration
@@ -78,9 +79,8 @@ def main() -> None:
     args = parser.parse_args()
     model = diffvision.load(args.model)
     tile = patch_size(json.loads((args.model / "config.json").read_text()))
-    if args.bf16:
-        model.to(memory_format=torch.channels_last)
-        model.autocast = torch.bfloat16
+    if args.bf16:  # what `restore --bf16` does on the CPU: channels-last, bf16 autocast
+        fast_inference(model, torch.device("cpu"), bf16=True)
     k, rows = args.samples, []
     for name, x in crops(args.photos, args.crop).items():
         mask = random_mask(args.crop, args.crop, args.missing, torch.Generator().manual_seed(0))

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 import diffvision
+from diffvision.cli.common import fast_inference
 from diffvision.cli.restore import _kernel as blur_kernel
 from diffvision.data import held_out_photos
 from diffvision.metrics import uncertainty_calibration
@@ -59,9 +60,8 @@ def main() -> None:
     run_args = build_parser().parse_args(["--steps", str(args.steps)])  # what solver_run reads
     run_args.tile = patch_size(json.loads((args.model / "config.json").read_text()))
     model = diffvision.load(args.model)
-    if args.bf16:
-        model.to(memory_format=torch.channels_last)
-        model.autocast = torch.bfloat16
+    if args.bf16:  # what `restore --bf16` does on the CPU: channels-last, bf16 autocast
+        fast_inference(model, torch.device("cpu"), bf16=True)
     photos = held_out_photos(3)
     if args.photos:
         photos = {name: photos[name] for name in args.photos.split(",")}
