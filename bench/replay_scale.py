@@ -75,7 +75,7 @@ def main() -> None:
             if isinstance(op, Deblur):
                 op = Deblur(blur_kernel(args.kernel), sigma=op.sigma)
             y = op.measure(x.double(), torch.Generator().manual_seed(0)).float()
-            run, _ = solver_run(model, op, y, how, k, run_args)
+            run = solver_run(model, op, y, how, k, run_args)
             t0 = time.time()
             out = run(op, y)
             row = {

@@ -241,14 +241,13 @@ def patch_size(config: dict) -> int:
 
 def solver_run(model, op, y, how: str, k: int, args):
     """``run(operator, y) -> Restoration`` (or images, for k = 1): one diffvision solver on
-    whole images (tiled), as :func:`run_solver` runs it; and whether its std is stated (holds
-    the inpainting fill's own error) rather than K samples' spread alone.
+    whole images (tiled), as :func:`run_solver` runs it.
 
     ``how``: a solver name, with "+warm" for a warm start from the classical start (the --fill
     of the hole, bicubic upscaling, Wiener deconvolution) of the y that ``run`` is given, noised
     to --start-sigma ("+warmS": to S). From an inpainting fill with k > 1, the std adds the
     fill's own error on ``y``, the part a start at its level keeps (``start_error_std(...,
-    kept=)``; the whole error until 2026-12-04)."""
+    kept=)``; the whole error until 2026-12-04), and the result's ``stated`` holds it."""
     solver, warm = split_spec(how, args.start_sigma)
     options = {}
     if solver == "repaint":  # resampling for inpainting only (2 passes; the command's default: 10)
@@ -275,21 +274,21 @@ def solver_run(model, op, y, how: str, k: int, args):
                 **options,
             )
 
-    return run, "start_std" in options
+    return run
 
 
 def run_solver(model, op, y, how: str, k: int, args):
     """One diffvision solver on the whole image (tiled, :func:`solver_run`): (estimate, first
-    sample, per-pixel std, k for the std's calibration, replay), the last four None for one
-    sample.
+    sample, per-pixel std, its stated part, replay), the last four None for one sample.
 
-    With k > 1 the estimate is the mean of k posterior samples (mmse is one estimate); a stated
-    std (from an inpainting fill) takes k = None for its calibration. For super-resolution and
+    With k > 1 the estimate is the mean of k posterior samples (mmse is one estimate); the
+    stated part is the inpainting fill's own error that the std adds to the samples' spread
+    (None without one; ``uncertainty_calibration(..., stated=)`` rates it). For super-resolution and
     deblurring, ``replay`` holds the factor for the std map that replaying the solver one
     measurement down finds (``replay_factor``, its default scale) and the replay's seconds;
     None otherwise."""
     k = 1 if how == "mmse" else k
-    run, stated = solver_run(model, op, y, how, k, args)
+    run = solver_run(model, op, y, how, k, args)
     out = run(op, y)
     if k == 1:
         return out.cpu(), None, None, None, None
@@ -298,7 +297,8 @@ def run_solver(model, op, y, how: str, k: int, args):
         t0 = time.time()
         factor = replay_factor(op, y, run, k, torch.Generator().manual_seed(args.seed + 1))
         replay = {"factor": float(factor[0]), "seconds": round(time.time() - t0, 2)}
-    return out.mean.cpu(), out.samples[0].cpu(), out.std.cpu(), None if stated else k, replay
+    stated = None if out.stated is None else out.stated.cpu()
+    return out.mean.cpu(), out.samples[0].cpu(), out.std.cpu(), stated, replay
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -360,7 +360,7 @@ def main() -> None:
     rows = []
     start_all = time.time()
 
-    def record(name, task, label, est, x, seconds, std=None, k=1, replay=None):
+    def record(name, task, label, est, x, seconds, std=None, k=1, replay=None, stated=None):
         shown = est.clamp(-1, 1).float()
         row = {
             "photo": name,
@@ -371,7 +371,7 @@ def main() -> None:
             "seconds": round(seconds, 2),
         }
         if std is not None:
-            row["uncertainty"] = uncertainty_calibration(est, std, x, k)
+            row["uncertainty"] = uncertainty_calibration(est, std, x, k, stated)
         if replay is not None:  # the std map scaled by the replay's factor
             row["replay"] = replay
             scaled = std * replay["factor"]
@@ -395,7 +395,7 @@ def main() -> None:
             y = op.measure(x.double(), torch.Generator().manual_seed(0)).float()
             for how, k in plan.items():
                 t0 = time.time()
-                est, first, std, k_std, replay = run_solver(model, op, y, how, k, args)
+                est, first, std, stated, replay = run_solver(model, op, y, how, k, args)
                 seconds = time.time() - t0 - (replay["seconds"] if replay else 0)
                 solver, warm = split_spec(how, args.start_sigma)
                 label = f"diffvision {solver}" + (f" from classical at {warm}" if warm else "")
@@ -404,7 +404,7 @@ def main() -> None:
                 else:  # one sample, and the mean of all (seconds: per sample, and for all)
                     record(name, task, label, first, x, seconds / k)
                     label_k = f"{label}, mean of {k}"
-                    record(name, task, label_k, est, x, seconds, std, k_std, replay)
+                    record(name, task, label_k, est, x, seconds, std, k, replay, stated)
             if any(split_spec(how)[1] for how in plan):  # the warm start alone
                 t0 = time.time()
                 est = classical_start(op, y, args.fill)
@@ -509,7 +509,8 @@ def _uncertainty_lines(rows) -> list[str]:
         "Uncertainty of the sample means (values the measurement leaves uncertain; a calibrated "
         "posterior would give the bracketed values: for K samples a Student-t's; for inpainting "
         "from a classical fill, whose std adds the fill's own error as `start_error_std` "
-        "estimates it (the part the start keeps, since 2026-12-04), a Gaussian's). Scaled by "
+        "estimates it (the part the start keeps, since 2026-12-04), the mixed reference of "
+        "`uncertainty_calibration(..., stated=)`; older result files: a Gaussian's). Scaled by "
         "replay: the std map times the factor that "
         "`replay_factor` finds by solving again one measurement down, with y as the truth "
         "(deblurring: y pooled by `replay_truth`'s default, 4 for this blur, and the blur left "

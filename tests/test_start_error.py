@@ -96,6 +96,7 @@ def test_solve_adds_the_start_error_to_the_draws_spread():
     spread, both = run(), run(start_std=extra)
     assert torch.equal(both.mean, spread.mean)
     assert torch.allclose(both.std.square(), spread.std.square() + extra.square())
+    assert spread.stated is None and torch.equal(both.stated, extra)  # what the std added
     with pytest.raises(ValueError, match="pass start too"):
         solve(pixelwise, op, y, n_samples=2, start_std=extra)
     # Whole images by tiles: the estimate is cut to the window around the hole with the start.
@@ -106,6 +107,7 @@ def test_solve_adds_the_start_error_to_the_draws_spread():
                         steps=5, n_samples=4, start=torch.zeros_like(xb), start_sigma=0.3,
                         start_std=extra)  # fmt: skip
     assert torch.all(tiled.std >= extra) and torch.all(tiled.std[big.mask == 1] == 0)
+    assert torch.equal(tiled.stated, extra)  # pasted back whole: zero outside the window
 
 
 def test_named_starts_are_made_from_the_whole_measurement():

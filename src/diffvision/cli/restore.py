@@ -397,7 +397,7 @@ def cmd_restore(args) -> int:
         value = float(torch.as_tensor(psnr(mean.clamp(-1, 1), clean)).mean())
         print(f"PSNR {value:.2f} dB against the clean input")
         if std is not None:
-            stated = options.get("start_std")  # added to the draws' spread
+            stated = result.stated  # the fill's error added to the draws' spread
             stated = None if stated is None else stated.cpu() * factor
             _print_calibration(mean, std, clean, operator, args.samples, stated)
     if args.side_by_side:

@@ -31,11 +31,14 @@ START_SIGMA = 0.3
 class Restoration:
     """Result of :func:`solve` with ``n_samples > 1``: ``mean`` (``N x C x H x W``, the posterior
     mean estimate), ``std`` (per-pixel standard deviation over the samples, same shape; with
-    ``start_std``, that added in quadrature) and ``samples`` (``K x N x C x H x W``)."""
+    ``start_std``, that added in quadrature), ``samples`` (``K x N x C x H x W``) and ``stated``
+    (the ``start_std`` added, shaped like ``std``; None without one: what
+    :func:`~diffvision.metrics.uncertainty_calibration` takes as ``stated``)."""
 
     mean: Tensor
     std: Tensor
     samples: Tensor
+    stated: Tensor | None = None
 
     def __iter__(self):  # unpacks as (mean, std)
         return iter((self.mean, self.std))
@@ -385,8 +388,9 @@ def solve(
     samples = x.view(n_samples, *y.shape[:1], *x.shape[1:])
     std = samples.std(0)
     if start_std is not None:
-        std = (std.square() + start_std.to(std).square()).sqrt()
-    return Restoration(samples.mean(0), std, samples)
+        start_std = start_std.to(std).expand_as(std)
+        std = (std.square() + start_std.square()).sqrt()
+    return Restoration(samples.mean(0), std, samples, start_std)
 
 
 def sampler_steps(solver: str, steps: int, **options) -> int:

@@ -143,10 +143,12 @@ def solve_tiled(
     inner = solve(prior, Inpaint(operator.mask[part]), y[part], **options)
     if not isinstance(inner, Restoration):
         return _paste(y, inner, part)
+    zeros = torch.zeros_like(y)  # the observed pixels are certain
     return Restoration(
         _paste(y, inner.mean, part),
-        _paste(torch.zeros_like(y), inner.std, part),
+        _paste(zeros, inner.std, part),
         _paste(y, inner.samples, part),
+        None if inner.stated is None else _paste(zeros, inner.stated, part),
     )
 
 
