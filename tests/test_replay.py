@@ -10,6 +10,11 @@
    every scale, and replay_factor must find it.
 2. An oracle restoration of known error on a noisy deblurring problem: the replay's truth (y
    pooled) carries y's noise, pooled too, which replay_factor must take off.
+3. Denoising white Gaussian pixels (variance v) at noise sigma: the exact posterior is
+   ``N(v / (v + s^2) y, u)`` with ``u = v s^2 / (v + s^2)`` at noise s. A sampler that scales
+   its spread by c is off by the same factor as in 1 at every noise level, so the recorrupted
+   replay (at ``s = sigma sqrt(1 + a^2)``, against a truth with noise of variance
+   ``sigma^2 (1 + 1 / a^2)``) must find it too.
 """
 
 import math
@@ -20,6 +25,7 @@ import torch.nn.functional as F
 
 from diffvision.restore import (
     Deblur,
+    Denoise,
     Inpaint,
     Restoration,
     SuperResolution,
@@ -31,6 +37,7 @@ from diffvision.restore.replay import (
     kernel_spread,
     pooled_blur_spectrum,
     replay_factor,
+    replay_problem,
     replay_truth,
 )
 
@@ -64,6 +71,45 @@ def test_replay_finds_the_known_overconfidence(c, k):
     exact = math.sqrt((1 / c**2 + 1 / k) / (1 + 1 / k))
     se = float(factors.std()) / math.sqrt(images)
     assert abs(float(factors.mean()) - exact) < 3 * se, (float(factors.mean()), exact, se)
+
+
+@pytest.mark.parametrize("c,k,a", [(1.0, 4, 0.5), (0.5, 4, 0.5), (0.5, 2, 1.0), (2.0, 8, 0.25)])
+def test_denoising_replay_finds_the_known_overconfidence(c, k, a):
+    gen = torch.Generator().manual_seed(5)
+    images, sigma = 200, 0.3
+    x = torch.randn(images, 1, 32, 32, generator=gen, dtype=torch.float64) * VARIANCE**0.5
+    op = Denoise(sigma)
+
+    def run(operator, y):  # the exact posterior at the operator's noise, spread scaled by c
+        s2 = operator.sigma**2
+        u = VARIANCE * s2 / (VARIANCE + s2)
+        z = torch.randn(k, *y.shape, generator=gen, dtype=y.dtype)
+        samples = VARIANCE / (VARIANCE + s2) * y + c * math.sqrt(u) * z
+        return Restoration(samples.mean(0), samples.std(0), samples)
+
+    y = op.measure(x, gen)
+    factors = replay_factor(op, y, run, k, gen, recorrupt=a).double()
+    exact = math.sqrt((1 / c**2 + 1 / k) / (1 + 1 / k))
+    se = float(factors.std()) / math.sqrt(images)
+    assert abs(float(factors.mean()) - exact) < 3 * se, (float(factors.mean()), exact, se)
+
+
+def test_denoising_replay_splits_the_noise_into_independent_parts():
+    # y2 - x and truth - x: Gaussian, variances sigma^2 (1 + a^2) and sigma^2 (1 + 1 / a^2),
+    # uncorrelated (each within 5 SE over 10^6 values); the operator's noise is y2's.
+    gen = torch.Generator().manual_seed(6)
+    sigma, a, n = 0.2, 0.5, 1_000_000
+    x = torch.rand(1, 1, 1000, 1000, generator=gen, dtype=torch.float64)
+    y = Denoise(sigma).measure(x, gen)
+    again, y2, truth, noise = replay_problem(Denoise(sigma), y, gen, recorrupt=a)
+    d2, dt = (y2 - x).flatten(), (truth - x).flatten()
+    v2, vt = sigma**2 * (1 + a**2), sigma**2 * (1 + 1 / a**2)
+    assert again.sigma**2 == pytest.approx(v2) and noise == pytest.approx(vt)
+    for d, v in ((d2, v2), (dt, vt)):
+        assert abs(float(d.var()) - v) < 5 * v * math.sqrt(2 / n)
+    assert abs(float((d2 * dt).mean())) < 5 * math.sqrt(v2 * vt / n)
+    with pytest.raises(ValueError, match="needs noise"):
+        replay_problem(Denoise(0.0), y, gen)
 
 
 @pytest.mark.parametrize("sharpen", [False, True])

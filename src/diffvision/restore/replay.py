@@ -8,6 +8,8 @@ restores ``x`` from ``y = A(x)`` is about as far off when it restores ``y`` from
 deblurring, a coarser copy of y: :func:`replay_truth`); there the truth is known, and the ratio
 of the RMS error to the RMS std says how much to widen (or narrow) the map. This is
 split-conformal calibration with the held-out set made from ``y`` itself by a second measurement.
+Denoising has no coarser copy of y to play the truth; its replay splits y's noise in two
+instead (:func:`replay_problem`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..metrics.calibration import CERTAIN_STD
-from .operators import Deblur, Operator, SuperResolution
+from .operators import Deblur, Denoise, Operator, SuperResolution
 from .solvers import Restoration
 from .starts import SIGNAL_STD
 
@@ -31,6 +33,11 @@ from .starts import SIGNAL_STD
 #: without a model, for the truth's error against the photo pooled before blurring, over 3
 #: Gaussian and 3 motion kernels, with and without noise (bench/results/replay_truth.md).
 SHARPEN_FLOOR = 1 / 64
+
+#: ``a`` of the denoising replay (:func:`replay_problem`): y + a z is denoised, at sqrt(1 + a^2)
+#: times y's noise level, against y - z / a, whose noise has 1 + 1 / a^2 times y's variance.
+#: Smaller: a replay at y's own level but a noisier truth, so a noisier factor.
+RECORRUPT = 0.5
 
 
 def kernel_spread(kernel: Tensor) -> float:
@@ -118,7 +125,47 @@ def replay_truth(
         return _sharpened(
             pooled, noise, pooled_blur_spectrum(operator.kernel, s, pooled.shape[-2:])
         )
-    raise ValueError(f"no replay for {type(operator).__name__}: only SuperResolution and Deblur")
+    raise ValueError(
+        f"no replay truth for {type(operator).__name__}: only SuperResolution and Deblur "
+        "(Denoise: replay_problem)"
+    )
+
+
+def replay_problem(
+    operator: Operator,
+    y: Tensor,
+    generator: torch.Generator | None = None,
+    scale: int | None = None,
+    sharpen: bool = True,
+    recorrupt: float = RECORRUPT,
+) -> tuple[Operator, Tensor, Tensor, float]:
+    """The problem a replay solves: ``(operator, y2, truth, noise)``, where the solver restores
+    ``truth`` from ``y2`` measured by ``operator``, and ``noise`` is the variance of the noise
+    in ``truth`` (independent of ``y2``), which no restoration can predict.
+
+    - ``SuperResolution``, ``Deblur``: the same operator, ``truth`` from :func:`replay_truth`
+      and ``y2`` its measurement (fresh noise of the operator's sigma, from ``generator``).
+    - ``Denoise`` at sigma > 0 (the recorruption of Pang et al. 2021, "Recorrupted-to-
+      Recorrupted", CVPR): with ``z ~ N(0, sigma^2 I)`` from ``generator`` and
+      ``a = recorrupt``, ``y2 = y + a z`` is denoised by ``Denoise(sigma sqrt(1 + a^2))`` and
+      ``truth = y - z / a``. Both are the clean image plus Gaussian noise, ``n + a z`` and
+      ``n - z / a``, whose covariance ``sigma^2 - sigma^2`` is 0: the truth's noise (variance
+      ``sigma^2 (1 + 1 / a^2)``) is independent of y2, so it adds exactly its variance to the
+      expected squared error of any estimate made from y2.
+
+    y: ``N x C x h x w`` as ``operator.forward`` makes it. Other operators raise ``ValueError``
+    (see :func:`replay_truth`)."""
+    if not isinstance(operator, Denoise):
+        truth, noise = replay_truth(operator, y, scale, sharpen)
+        return operator, operator.measure(truth.double(), generator).to(y.dtype), truth, noise
+    if operator.sigma <= 0 or recorrupt <= 0:
+        raise ValueError("a denoising replay needs noise in y (sigma > 0) and recorrupt > 0")
+    a = recorrupt
+    z = torch.randn(y.shape, generator=generator, dtype=torch.float64) * operator.sigma
+    z, y64 = z.to(y.device), y.double()
+    again = Denoise(operator.sigma * math.sqrt(1 + a * a))
+    truth = (y64 - z / a).to(y.dtype)
+    return again, (y64 + a * z).to(y.dtype), truth, operator.sigma**2 * (1 + 1 / a**2)
 
 
 def replay_factor(
@@ -129,12 +176,14 @@ def replay_factor(
     generator: torch.Generator | None = None,
     scale: int | None = None,
     sharpen: bool = True,
+    recorrupt: float = RECORRUPT,
 ) -> Tensor:
     """Per image, the factor that calibrates the std map of ``run`` on ``y``, measured by
-    replaying ``run`` on ``A(y)``.
+    replaying ``run`` on ``A(y)`` (for denoising, on y recorrupted: :func:`replay_problem`).
 
     Args:
-        operator: a ``SuperResolution`` or ``Deblur`` (see :func:`replay_truth`), with its noise.
+        operator: a ``SuperResolution``, ``Deblur`` (see :func:`replay_truth`) or noisy
+            ``Denoise``, with its noise.
         y: the measurements, ``N x C x h x w`` in [-1, 1].
         run: ``run(operator, y) -> Restoration``, the solver as it was run on y (same method,
             steps, tiling, samples; it must build any warm start from the y it is given).
@@ -142,19 +191,19 @@ def replay_factor(
         generator: for the replay's measurement noise.
         scale, sharpen: for ``Deblur``, the pooling of y that makes the replay's truth and
             whether the blur left in it is undone (default; :func:`replay_truth`).
+        recorrupt: for ``Denoise``, the split of y's noise (:func:`replay_problem`).
 
     Returns:
         ``N`` factors. ``std * factor`` (per image) has on the replay the RMS error / RMS std of a
         calibrated posterior sampled K times, ``sqrt(1 + 1/K)``
-        (:func:`~diffvision.metrics.uncertainty_calibration`). The replay's truth carries y's
-        noise, which no restoration can predict: its variance is taken off the mean squared
-        error first (a factor of 0 where nothing is left).
+        (:func:`~diffvision.metrics.uncertainty_calibration`). The replay's truth carries noise
+        (y's, or for denoising its split), which no restoration can predict: its variance is
+        taken off the mean squared error first (a factor of 0 where nothing is left).
     """
     if k < 2:
         raise ValueError("a std map needs k >= 2 samples")
-    truth, noise = replay_truth(operator, y, scale, sharpen)
-    y2 = operator.measure(truth.double(), generator).to(y.dtype)
-    result = run(operator, y2)  # possibly on another device (the model's): compared on y's
+    again, y2, truth, noise = replay_problem(operator, y, generator, scale, sharpen, recorrupt)
+    result = run(again, y2)  # possibly on another device (the model's): compared on y's
     mean, std = result.mean.to(truth.device).double(), result.std.to(truth.device).double()
     err2 = (mean - truth.double()).square()
     std2 = std.square()
