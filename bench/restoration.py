@@ -283,17 +283,17 @@ def run_solver(model, op, y, how: str, k: int, args):
 
     With k > 1 the estimate is the mean of k posterior samples (mmse is one estimate); the
     stated part is the inpainting fill's own error that the std adds to the samples' spread
-    (None without one; ``uncertainty_calibration(..., stated=)`` rates it). For super-resolution and
-    deblurring, ``replay`` holds the factor for the std map that replaying the solver one
-    measurement down finds (``replay_factor``, its default scale) and the replay's seconds;
-    None otherwise."""
+    (None without one; ``uncertainty_calibration(..., stated=)`` rates it). For super-resolution,
+    deblurring and denoising, ``replay`` holds the factor for the std map that replaying the
+    solver one measurement down (denoising: on y recorrupted) finds (``replay_factor``, its
+    defaults) and the replay's seconds; None otherwise."""
     k = 1 if how == "mmse" else k
     run = solver_run(model, op, y, how, k, args)
     out = run(op, y)
     if k == 1:
         return out.cpu(), None, None, None, None
     replay = None
-    if isinstance(op, SuperResolution | Deblur):
+    if isinstance(op, SuperResolution | Deblur) or (isinstance(op, Denoise) and op.sigma > 0):
         t0 = time.time()
         factor = replay_factor(op, y, run, k, torch.Generator().manual_seed(args.seed + 1))
         replay = {"factor": float(factor[0]), "seconds": round(time.time() - t0, 2)}
@@ -514,7 +514,8 @@ def _uncertainty_lines(rows) -> list[str]:
         "replay: the std map times the factor that "
         "`replay_factor` finds by solving again one measurement down, with y as the truth "
         "(deblurring: y pooled by `replay_truth`'s default, 4 for this blur, and the blur left "
-        "in it undone; "
+        "in it undone; denoising: y plus more noise, against y less that noise, "
+        "`replay_problem`; "
         "`bench/results/replay_scale.md`); factor and seconds: means over the photos:",
         "",
         "| task | method | errors within 2 std | RMS error / RMS std | scaled by replay: within "

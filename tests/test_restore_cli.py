@@ -122,14 +122,16 @@ def test_restore_command(tiny_digits_model, tmp_path, monkeypatch):
     assert result.returncode == 0, result.stderr
     assert Image.open(out).size == (32, 32) and "(ddnm, 3 steps" in result.stdout  # noise-free
     assert ", bf16, 32 x 32)" in result.stdout
-    assert "the solver replayed on y" in result.stdout  # std map scaled by replay_factor
+    assert "the solver, replayed on y" in result.stdout  # std map scaled by replay_factor
     assert "superres: 100%" in result.stderr and "replay: 100%" in result.stderr  # on stderr
     assert "| 3/3 [" in result.stderr and "| 4/3 [" not in result.stderr  # sampler_steps
     result = run("restore", "deblur", str(model), str(image), "--kernel", "gauss:1", "--sigma",
                  "2", "--simulate", "--samples", "2", "--out", str(out), *common)  # fmt: skip
     assert result.returncode == 0, result.stderr  # noisy y: repaint, no resampling
     assert "(repaint, 3 steps, --resample 1" in result.stdout and "PSNR" in result.stdout
-    assert "the solver replayed on y" in result.stdout and "of errors within 2 std" in result.stdout
+    assert (
+        "the solver, replayed on y" in result.stdout and "of errors within 2 std" in result.stdout
+    )
     result = run("restore", "deblur", str(model), str(image), "--kernel", "gauss:2", "--samples",
                  "2", "--out", str(out), *common)  # fmt: skip
     assert result.returncode == 0, result.stderr  # 16 px pooled by 4: smaller than the kernel
@@ -172,7 +174,8 @@ def test_restore_command(tiny_digits_model, tmp_path, monkeypatch):
                  *common)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "of errors within 2 std (65% if calibrated)" in result.stdout  # t_1 at 2 / sqrt(1.5)
-    assert "not recalibrated: no replay for Denoise" in result.stdout
+    assert "replayed on y plus more noise" in result.stdout  # replay_problem's recorruption
+    assert "denoise: 100%" in result.stderr and "replay: 100%" in result.stderr
     result = run("restore", "inpaint", str(model), str(image), "--random", "0.5", "--sigma", "10",
                  "--simulate", "--samples", "2", "--out", str(out), *common)  # fmt: skip
     assert result.returncode == 0, result.stderr  # noisy inpainting: rated in and out of the hole

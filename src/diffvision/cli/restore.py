@@ -107,8 +107,8 @@ def add_parser(sub) -> None:
         type=_positive(int),
         default=1,
         help="K > 1: mean and std map (superres, deblur: the map scaled by a replay of the "
-        "solver one measurement down; inpaint from the fill: plus the part of the fill's "
-        "error the start keeps)",
+        "solver one measurement down; denoise: by a replay on y with its noise split in two; "
+        "inpaint from the fill: plus the part of the fill's error the start keeps)",
     )
     r.add_argument("--tile", type=_positive(int), help="tile size (default: the model's size)")
     r.add_argument("--overlap", type=int, help="tile overlap in pixels (default tile / 4)")
@@ -223,14 +223,14 @@ def _replay(args, operator, y, options, run, tile) -> tuple[float, str | None]:
     down (:func:`~diffvision.restore.replay.replay_factor`), or 1 and why there is none."""
     import torch
 
-    from ..restore.replay import replay_factor, replay_truth
+    from ..restore.replay import replay_factor, replay_problem
 
     if args.samples < 2:
         return 1.0, "one sample"
     if "start_std" in options:
         return 1.0, "the fill's error is in the map"
-    try:
-        truth, _ = replay_truth(operator, y)
+    try:  # the replay's problem, made here to check it (its noise: a throwaway draw)
+        truth = replay_problem(operator, y, torch.Generator().manual_seed(0))[2]
     except ValueError as err:
         return 1.0, f"not recalibrated: {err}"
     if min(truth.shape[-2:]) < tile:
@@ -379,10 +379,12 @@ def cmd_restore(args) -> int:
                 "warm start keeps)"
             )
         elif why_not is None:
+            replayed = {
+                "deblur": "on y, measured again, with y pooled and sharpened as the truth",
+                "denoise": "on y plus more noise, with y less that noise (scaled) as the truth",
+            }.get(operator.name, "on y, measured again, with y as the truth")
             print(
-                f"  (the draws' spread times {factor:.2f}: the solver replayed on y, measured "
-                f"again, with {'y pooled and sharpened' if operator.name == 'deblur' else 'y'} "
-                "as the truth, "
+                f"  (the draws' spread times {factor:.2f}: the solver, replayed {replayed}, "
                 "erred by that much more than its spread)"
             )
         elif "start" in options:  # the draws share the start's coarse content and its errors
