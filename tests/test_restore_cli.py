@@ -281,3 +281,21 @@ def test_help_states_the_library_defaults():
     assert f"{START_SIGMA:g} in the model's [-1, 1] units" in helps["start_sigma"]
     assert f"i.e. {START_SIGMA * 127.5:g}" in helps["start_sigma"]
     assert f"start from: {', '.join(FILLS[:-1])}, or {FILLS[-1]} " in helps["fill"]
+
+
+def test_a_replay_factor_of_zero_leaves_the_map_as_drawn(monkeypatch):
+    # On a small image the replay's truth noise can swamp its error (replay_factor clamps the
+    # difference at 0): the command then keeps the draws' spread and says why, instead of
+    # a map of zeros (which --simulate could not even rate).
+    import types
+
+    import diffvision.restore.replay as replay
+    from diffvision.cli.restore import _replay
+
+    monkeypatch.setattr(replay, "replay_factor", lambda *args, **kwargs: torch.zeros(1))
+    args = types.SimpleNamespace(samples=2, seed=0)
+    factor, why = _replay(args, Denoise(0.1), torch.zeros(1, 3, 64, 64), {}, None, 32)
+    assert (
+        factor == 1.0
+        and why == "not recalibrated: the replay's error was lost in its truth's noise"
+    )

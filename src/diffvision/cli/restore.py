@@ -241,7 +241,10 @@ def _replay(args, operator, y, options, run, tile) -> tuple[float, str | None]:
         return run(op, measured, "replay", **opts)
 
     gen = torch.Generator().manual_seed(args.seed + 1)
-    return float(replay_factor(operator, y, again, args.samples, gen)[0]), None
+    factor = float(replay_factor(operator, y, again, args.samples, gen)[0])
+    if factor == 0:  # a small image: the truth's noise swamped the replay's error
+        return 1.0, "not recalibrated: the replay's error was lost in its truth's noise"
+    return factor, None
 
 
 def _print_calibration(mean, std, clean, operator, k, stated) -> None:
