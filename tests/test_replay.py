@@ -73,7 +73,7 @@ def test_replay_finds_the_known_overconfidence(c, k):
     assert abs(float(factors.mean()) - exact) < 3 * se, (float(factors.mean()), exact, se)
 
 
-@pytest.mark.parametrize("c,k,a", [(1.0, 4, 0.5), (0.5, 4, 0.5), (0.5, 2, 1.0), (2.0, 8, 0.25)])
+@pytest.mark.parametrize("c,k,a", [(1.0, 4, 0.5), (0.5, 4, 2.0), (0.5, 2, 1.0), (2.0, 8, 0.25)])
 def test_denoising_replay_finds_the_known_overconfidence(c, k, a):
     gen = torch.Generator().manual_seed(5)
     images, sigma = 200, 0.3
