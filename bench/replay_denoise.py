@@ -21,7 +21,6 @@ Run: python bench/replay_denoise.py --model runs/photos/model --bf16 --set train
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from pathlib import Path
@@ -29,14 +28,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import diffvision
-from diffvision.cli.common import fast_inference
 from diffvision.data import held_out_photos
 from diffvision.data.photos import training_photos
 from diffvision.metrics import psnr, uncertainty_calibration
 from diffvision.restore import Denoise
 from diffvision.restore.replay import RECORRUPT, replay_factor
-from restoration import RESULTS, build_parser, patch_size, prepare, solver_run
+from restoration import RESULTS, prepare, solver_run, solver_setup
 from run_header import run_header, save_result
 
 
@@ -62,11 +59,7 @@ def main() -> None:
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast, channels-last")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    run_args = build_parser().parse_args(["--steps", str(args.steps)])  # what solver_run reads
-    run_args.tile = patch_size(json.loads((args.model / "config.json").read_text()))
-    model = diffvision.load(args.model)
-    if args.bf16:  # what `restore --bf16` does on the CPU: channels-last, bf16 autocast
-        fast_inference(model, torch.device("cpu"), bf16=True)
+    model, run_args = solver_setup(args.model, args.steps, args.bf16)
     k, rows = args.samples, []
     splits = [float(a) for a in args.recorrupt.split(",")]
     for name, image in photo_set(args.set, args.photos).items():

@@ -18,21 +18,18 @@ Run: python bench/replay_scale.py --model runs/photos/model --bf16
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-import diffvision
-from diffvision.cli.common import fast_inference
 from diffvision.cli.restore import _kernel as blur_kernel
 from diffvision.data import held_out_photos
 from diffvision.metrics import uncertainty_calibration
 from diffvision.restore import Deblur
 from diffvision.restore.replay import deblur_pooling, replay_factor
-from restoration import RESULTS, build_parser, patch_size, prepare, solver_run, tasks
+from restoration import RESULTS, prepare, solver_run, solver_setup, tasks
 from run_header import run_header, save_result
 
 #: task -> solver spec of bench/restoration.py: the restore command's defaults for them.
@@ -57,11 +54,7 @@ def main() -> None:
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast, channels-last")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    run_args = build_parser().parse_args(["--steps", str(args.steps)])  # what solver_run reads
-    run_args.tile = patch_size(json.loads((args.model / "config.json").read_text()))
-    model = diffvision.load(args.model)
-    if args.bf16:  # what `restore --bf16` does on the CPU: channels-last, bf16 autocast
-        fast_inference(model, torch.device("cpu"), bf16=True)
+    model, run_args = solver_setup(args.model, args.steps, args.bf16)
     photos = held_out_photos(3)
     if args.photos:
         photos = {name: photos[name] for name in args.photos.split(",")}

@@ -239,6 +239,20 @@ def patch_size(config: dict) -> int:
     return config["sample_shape"][-1]
 
 
+def solver_setup(model_dir: Path, steps: int, bf16: bool):
+    """For benches that call :func:`solver_run`: the model loaded from ``model_dir`` (with
+    ``bf16``, as `restore --bf16` runs it on the CPU: channels-last, bf16 autocast) and this
+    script's default options with ``steps`` and the model's tile."""
+    from diffvision.cli.common import fast_inference
+
+    run_args = build_parser().parse_args(["--steps", str(steps)])
+    run_args.tile = patch_size(json.loads((model_dir / "config.json").read_text()))
+    model = diffvision.load(model_dir)
+    if bf16:
+        fast_inference(model, torch.device("cpu"), bf16=True)
+    return model, run_args
+
+
 def solver_run(model, op, y, how: str, k: int, args):
     """``run(operator, y) -> Restoration`` (or images, for k = 1): one diffvision solver on
     whole images (tiled), as :func:`run_solver` runs it.
