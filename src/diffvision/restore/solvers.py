@@ -368,12 +368,7 @@ def solve(
         raise ValueError("n_samples must be >= 1 (mmse gives one estimate: use posterior)")
     if start_std is not None and options.get("start") is None:
         raise ValueError("start_std is the error of a start: pass start too")
-    if isinstance(options.get("start"), str) or isinstance(start_std, str):
-        from .starts import warm_start  # classical restorations: scikit-image, OpenCV
-
-        level = options.get("start_sigma", START_SIGMA)
-        named = options["start"], start_std
-        options["start"], start_std = warm_start(operator, y, *named, level, n_samples)
+    start_std = resolve_starts(operator, y, start_std, n_samples, options)
     run = METHODS[solver]
     op = operator.repeat(n_samples) if n_samples > 1 else operator
     ys = torch.cat([y] * n_samples) if n_samples > 1 else y
@@ -391,6 +386,21 @@ def solve(
         start_std = start_std.to(std).expand_as(std)
         std = (std.square() + start_std.square()).sqrt()
     return Restoration(samples.mean(0), std, samples, start_std)
+
+
+def resolve_starts(
+    operator: Operator, y: Tensor, start_std, n_samples: int, options: dict
+) -> Tensor | None:
+    """A named ``options["start"]`` or ``start_std`` (see :func:`solve`) made into tensors from
+    ``y`` by :func:`~diffvision.restore.starts.warm_start` at ``options``' ``start_sigma``:
+    sets ``options["start"]`` and returns the start's std (tensors and None pass through)."""
+    if isinstance(options.get("start"), str) or isinstance(start_std, str):
+        from .starts import warm_start  # classical restorations: scikit-image, OpenCV
+
+        level = options.get("start_sigma", START_SIGMA)
+        named = options.get("start"), start_std
+        options["start"], start_std = warm_start(operator, y, *named, level, n_samples)
+    return start_std
 
 
 def sampler_steps(solver: str, steps: int, **options) -> int:

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from .operators import Inpaint, Operator
-from .solvers import START_SIGMA, Restoration, solve
+from .solvers import Restoration, resolve_starts, solve
 
 
 def tile_starts(length: int, tile: int, overlap: int, offset: int = 0) -> list[int]:
@@ -124,13 +124,8 @@ def solve_tiled(
     elsewhere: the prior is local, the observed pixels are final, so the rest of the image only
     costs time (a 128 px box in a 512 px photo: 7x fewer tiles). A named ``start`` (and
     ``start_std``) is made from the whole of y first."""
-    if isinstance(options.get("start"), str) or isinstance(options.get("start_std"), str):
-        from .starts import warm_start
-
-        named = options.get("start"), options.get("start_std")
-        level = options.get("start_sigma", START_SIGMA)
-        k = options.get("n_samples", 1)
-        options["start"], options["start_std"] = warm_start(operator, y, *named, level, k)
+    k = options.get("n_samples", 1)  # named starts: from the whole of y, before the window
+    options["start_std"] = resolve_starts(operator, y, options.get("start_std"), k, options)
     h, w = operator.pinv(y[:1]).shape[-2:]
     prior = denoiser if min(h, w) <= tile else TiledDenoiser(denoiser, tile, overlap, batch, shift)
     box = _hole_window(operator, tile) if window and prior is not denoiser else None
