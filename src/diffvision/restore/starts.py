@@ -161,7 +161,8 @@ def inpaint_start(
             continue
         weights = np.ones(1)
         if fill == "blend" or error:
-            candidates, target, distance = held_out_fills(images[i], hole, methods)
+            copies = hole_copies(hole)
+            candidates, target, distance = held_out_fills(images[i], hole, methods, copies)
             if fill == "blend":
                 weights = blend_weights(candidates, target)
         fills = np.stack([fill_hole(images[i], hole, how) for how in methods], -1)[:, hole]
@@ -172,7 +173,7 @@ def inpaint_start(
                 err2 = (err**2).mean(0) - operator.sigma**2
             else:
                 gain = kept_gain(out[i], kept, operator.sigma)
-                err2 = _kept_error2(err, hole_copies(hole), gain, operator.sigma)
+                err2 = _kept_error2(err, copies, gain, operator.sigma)
             pooled = _by_distance(distance, err2)
             std[i] = np.where(hole, np.sqrt(pooled(distance_transform_edt(hole))), 0.0)
     return torch.from_numpy(out).to(y), torch.from_numpy(std[:, None]).to(y) if error else None
@@ -197,14 +198,15 @@ def fill_hole(image: np.ndarray, hole: np.ndarray, how: str) -> np.ndarray:
     return filled.astype(image.dtype) / 127.5 - 1
 
 
-def held_out_fills(image: np.ndarray, hole: np.ndarray, methods) -> tuple:
+def held_out_fills(image: np.ndarray, hole: np.ndarray, methods, copies=None) -> tuple:
     """How each fill of ``methods`` predicts observed pixels: the hole is copied
     ``COPY_SPACING`` hole-widths away in the 8 directions (wrapping at the edges; shifts that
-    coincide there are made once) and each copy filled together with the hole. Returns the fills
-    at the copies' pixels (``C x P x M``), the image there (``C x P``) and each pixel's distance
-    to the nearest observed one (``P``)."""
+    coincide there are made once; ``copies``: :func:`hole_copies` of ``hole`` where the caller
+    has them already) and each copy filled together with the hole. Returns the fills at the
+    copies' pixels (``C x P x M``), the image there (``C x P``) and each pixel's distance to the
+    nearest observed one (``P``)."""
     candidates, targets, distances = [], [], []
-    for copy in hole_copies(hole):
+    for copy in hole_copies(hole) if copies is None else copies:
         both = hole | copy
         fills = [fill_hole(image, both, how)[:, copy] for how in methods]
         candidates.append(np.stack(fills, -1))
