@@ -78,6 +78,9 @@ def test_start_error_needs_a_hole_with_room_around_it():
     everything = Inpaint(torch.zeros(16, 16))
     with pytest.raises(ValueError, match="no observed pixels"):
         start_error_std(everything, y)
+    for fill in ("biharmonic", "telea"):  # the fill alone, too (scikit-image's error was cryptic)
+        with pytest.raises(ValueError, match="covers the whole image"):
+            classical_start(everything, y, fill)
     assert start_error_std(Inpaint(torch.ones(16, 16)), y).abs().max() == 0  # no hole
 
 

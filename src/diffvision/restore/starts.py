@@ -159,6 +159,8 @@ def inpaint_start(
     for i, hole in enumerate(holes):
         if not hole.any():
             continue
+        if hole.all():
+            raise ValueError("the hole covers the whole image: no observed pixels to fill it from")
         weights = np.ones(1)
         if fill == "blend" or error:
             copies = hole_copies(hole)
