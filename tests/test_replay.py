@@ -34,6 +34,7 @@ from diffvision.restore import (
 )
 from diffvision.restore.replay import (
     SHARPEN_FLOOR,
+    NoReplayError,
     kernel_spread,
     pooled_blur_spectrum,
     replay_factor,
@@ -162,9 +163,15 @@ def test_replay_truth():
         replay_truth(Inpaint(torch.ones(8, 8)), y)
 
 
-def test_replay_needs_samples():
+def test_replay_needs_samples_and_room():
     with pytest.raises(ValueError, match="k >= 2"):
         replay_factor(SuperResolution(2), torch.zeros(1, 1, 8, 8), None, 1)
+    # NoReplayError comes before the solver runs (run=None would fail): the truth, y, is 8 px
+    with pytest.raises(NoReplayError, match=r"\(8 x 8\) is smaller than a tile \(9 px\)"):
+        replay_factor(SuperResolution(2), torch.zeros(1, 1, 8, 8), None, 2, min_size=9)
+    for operator in (Inpaint(torch.ones(8, 8)), Denoise(0.0)):  # no replay: NoReplayError too
+        with pytest.raises(NoReplayError):
+            replay_factor(operator, torch.zeros(1, 1, 8, 8), None, 2)
 
 
 @pytest.mark.parametrize("kernel", [gaussian_kernel(13, 2.0), motion_kernel(9, 30.0)])

@@ -139,7 +139,9 @@ def test_restore_command(tiny_digits_model, tmp_path, monkeypatch):
     result = run("restore", "superres", str(model), str(image), "--factor", "2", "--samples", "2",
                  "--tile", "24", "--overlap", "4", "--steps", "2", "--out", str(out))  # fmt: skip
     assert result.returncode == 0, result.stderr  # the replay's truth, y, is 16 px: below a tile
-    assert "not recalibrated: the replay's image is smaller than a tile (24 px)" in result.stdout
+    assert "not recalibrated: the replay's image (16 x 16) is smaller than a tile (24 px)" in (
+        result.stdout
+    )
     for args, message in [
         (["colorize"], "RGB model"),
         (["inpaint"], "exactly one of"),

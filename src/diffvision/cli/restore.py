@@ -223,25 +223,22 @@ def _replay(args, operator, y, options, run, tile) -> tuple[float, str | None]:
     down (:func:`~diffvision.restore.replay.replay_factor`), or 1 and why there is none."""
     import torch
 
-    from ..restore.replay import replay_factor, replay_problem
+    from ..restore.replay import NoReplayError, replay_factor
 
     if args.samples < 2:
         return 1.0, "one sample"
     if "start_std" in options:
         return 1.0, "the fill's error is in the map"
-    try:  # the replay's problem, made here to check it (its noise: a throwaway draw)
-        truth = replay_problem(operator, y, torch.Generator().manual_seed(0))[2]
-    except ValueError as err:
-        return 1.0, f"not recalibrated: {err}"
-    if min(truth.shape[-2:]) < tile:
-        return 1.0, f"not recalibrated: the replay's image is smaller than a tile ({tile} px)"
 
     def again(op, measured):  # the same run; a warm start is made again, from the replay's y
         opts = {**options, "start": "classical"} if "start" in options else options
         return run(op, measured, "replay", **opts)
 
     gen = torch.Generator().manual_seed(args.seed + 1)
-    factor = float(replay_factor(operator, y, again, args.samples, gen)[0])
+    try:  # NoReplayError: before the replay runs (no replay for the task, or y too small)
+        factor = float(replay_factor(operator, y, again, args.samples, gen, min_size=tile)[0])
+    except NoReplayError as err:
+        return 1.0, f"not recalibrated: {err}"
     if factor == 0:  # a small image: the truth's noise swamped the replay's error
         return 1.0, "not recalibrated: the replay's error was lost in its truth's noise"
     return factor, None

@@ -44,6 +44,10 @@ SHARPEN_FLOOR = 1 / 64
 RECORRUPT = 2.0
 
 
+class NoReplayError(ValueError):
+    """``y`` admits no replay: its operator has none, or y is too small for one."""
+
+
 def kernel_spread(kernel: Tensor) -> float:
     """The larger of a blur kernel's two standard deviations along the axes, in pixels (2.0 for
     ``gaussian_kernel(13, 2.0)`` up to truncation; about ``size / sqrt(12)`` for a motion blur
@@ -111,27 +115,28 @@ def replay_truth(
 
     y: ``N x C x h x w`` as ``operator.forward`` makes it. Other operators raise ``ValueError``:
     their measurement is not a natural image (a grey one for ``Colorize``, a holed one for
-    ``Inpaint``, a noisy one for ``Denoise``)."""
+    ``Inpaint``, a noisy one for ``Denoise``). Raises :class:`NoReplayError` (a ``ValueError``)
+    where there is none."""
     if isinstance(operator, SuperResolution):
         f = operator.factor
         h, w = y.shape[-2] // f * f, y.shape[-1] // f * f
         if min(h, w) == 0:
-            raise ValueError(f"y ({y.shape[-2]} x {y.shape[-1]}) is smaller than the factor {f}")
+            raise NoReplayError(f"y ({y.shape[-2]} x {y.shape[-1]}) is smaller than the factor {f}")
         return y[..., :h, :w], operator.sigma**2
     if isinstance(operator, Deblur):
         s = scale or deblur_pooling(operator.kernel)
         if min(y.shape[-2:]) // s < operator.kernel.shape[0]:
             size = f"{y.shape[-2]} x {y.shape[-1]}"
-            raise ValueError(f"y ({size}) pooled by {s} is smaller than the kernel")
+            raise NoReplayError(f"y ({size}) pooled by {s} is smaller than the kernel")
         pooled, noise = F.avg_pool2d(y, s), operator.sigma**2 / s**2
         if not sharpen:
             return pooled, noise
         return _sharpened(
             pooled, noise, pooled_blur_spectrum(operator.kernel, s, pooled.shape[-2:])
         )
-    raise ValueError(
-        f"no replay truth for {type(operator).__name__}: only SuperResolution and Deblur "
-        "(Denoise: replay_problem)"
+    raise NoReplayError(
+        f"no replay for {type(operator).__name__}: only SuperResolution and Deblur have a "
+        "replay truth, and noisy Denoise a replay problem"
     )
 
 
@@ -157,13 +162,13 @@ def replay_problem(
       ``sigma^2 (1 + 1 / a^2)``) is independent of y2, so it adds exactly its variance to the
       expected squared error of any estimate made from y2.
 
-    y: ``N x C x h x w`` as ``operator.forward`` makes it. Other operators raise ``ValueError``
-    (see :func:`replay_truth`)."""
+    y: ``N x C x h x w`` as ``operator.forward`` makes it. Other operators, and a noise-free
+    ``Denoise``, raise :class:`NoReplayError` (see :func:`replay_truth`)."""
     if not isinstance(operator, Denoise):
         truth, noise = replay_truth(operator, y, scale, sharpen)
         return operator, operator.measure(truth.double(), generator).to(y.dtype), truth, noise
     if operator.sigma <= 0 or recorrupt <= 0:
-        raise ValueError("a denoising replay needs noise in y (sigma > 0) and recorrupt > 0")
+        raise NoReplayError("a denoising replay needs noise in y (sigma > 0) and recorrupt > 0")
     a = recorrupt
     z = torch.randn(y.shape, generator=generator, dtype=torch.float64) * operator.sigma
     z, y64 = z.to(y.device), y.double()
@@ -181,6 +186,7 @@ def replay_factor(
     scale: int | None = None,
     sharpen: bool = True,
     recorrupt: float = RECORRUPT,
+    min_size: int = 0,
 ) -> Tensor:
     """Per image, the factor that calibrates the std map of ``run`` on ``y``, measured by
     replaying ``run`` on ``A(y)`` (for denoising, on y recorrupted: :func:`replay_problem`).
@@ -196,6 +202,8 @@ def replay_factor(
         scale, sharpen: for ``Deblur``, the pooling of y that makes the replay's truth and
             whether the blur left in it is undone (default; :func:`replay_truth`).
         recorrupt: for ``Denoise``, the split of y's noise (:func:`replay_problem`).
+        min_size: the least side of the replay's image that ``run`` can take (a tiled
+            solver's tile); smaller raises :class:`NoReplayError` before ``run`` is called.
 
     Returns:
         ``N`` factors. ``std * factor`` (per image) has on the replay the RMS error / RMS std of a
@@ -207,6 +215,9 @@ def replay_factor(
     if k < 2:
         raise ValueError("a std map needs k >= 2 samples")
     again, y2, truth, noise = replay_problem(operator, y, generator, scale, sharpen, recorrupt)
+    if min(truth.shape[-2:]) < min_size:
+        size = f"{truth.shape[-2]} x {truth.shape[-1]}"
+        raise NoReplayError(f"the replay's image ({size}) is smaller than a tile ({min_size} px)")
     result = run(again, y2)  # possibly on another device (the model's): compared on y's
     mean, std = result.mean.to(truth.device).double(), result.std.to(truth.device).double()
     err2 = (mean - truth.double()).square()
