@@ -24,13 +24,16 @@ import torch
 import torch.nn.functional as F
 
 from diffvision.restore import (
+    Colorize,
     Deblur,
     Denoise,
     Inpaint,
     Restoration,
     SuperResolution,
+    box_mask,
     gaussian_kernel,
     motion_kernel,
+    random_mask,
 )
 from diffvision.restore.replay import (
     SHARPEN_FLOOR,
@@ -38,9 +41,11 @@ from diffvision.restore.replay import (
     kernel_spread,
     pooled_blur_spectrum,
     replay_factor,
+    replay_holes,
     replay_problem,
     replay_truth,
 )
+from diffvision.restore.starts import hole_copies
 
 SIDE, VARIANCE = 64, 0.25  # the true images' side and per-pixel variance
 
@@ -53,19 +58,23 @@ def shrunk_posterior(c: float, k: int, generator: torch.Generator):
         up = operator.pinv(y)
         v = VARIANCE * (up.shape[-1] / SIDE) ** 2
         z = torch.randn(k, *up.shape, generator=generator, dtype=up.dtype)
-        residual = (z - operator.pinv(operator.forward(z.flatten(0, 1))).view_as(z)) * math.sqrt(v)
+        many = operator.repeat(k)  # z's k copies of the batch (an inpainting replay's masks)
+        residual = (z - many.pinv(many.forward(z.flatten(0, 1))).view_as(z)) * math.sqrt(v)
         samples = up + c * residual
         return Restoration(samples.mean(0), samples.std(0), samples)
 
     return run
 
 
+BOX = Inpaint(box_mask(SIDE, SIDE, (24, 24, 16, 16)))  # its 8 copies: 8 disjoint 16 px boxes
+
+
+@pytest.mark.parametrize("op", [SuperResolution(2, "pool"), BOX], ids=["superres", "inpaint"])
 @pytest.mark.parametrize("c,k", [(1.0, 4), (0.5, 4), (0.5, 2), (2.0, 8)])
-def test_replay_finds_the_known_overconfidence(c, k):
+def test_replay_finds_the_known_overconfidence(c, k, op):
     gen = torch.Generator().manual_seed(0)
     images = 200
     x = torch.randn(images, 1, SIDE, SIDE, generator=gen, dtype=torch.float64) * VARIANCE**0.5
-    op = SuperResolution(2, "pool")
     factors = replay_factor(op, op.forward(x), shrunk_posterior(c, k, gen), k, gen).double()
     # One factor per image; their mean within 3 standard errors of the exact factor (the ratio
     # estimator's O(1 / pixels) bias is far below: 1024 pixels per image).
@@ -163,13 +172,32 @@ def test_replay_truth():
         replay_truth(Inpaint(torch.ones(8, 8)), y)
 
 
+def test_inpainting_replay_hides_copies_of_the_hole_where_y_is_the_truth():
+    y = BOX.forward(torch.randn(2, 3, SIDE, SIDE, generator=torch.Generator().manual_seed(3)))
+    again, y2, truth, noise = replay_problem(BOX, y)
+    hole = BOX.mask[0, 0] == 0
+    copies = torch.from_numpy(replay_holes(hole.numpy()))
+    assert int(copies.sum()) == 8 * 16 * 16 and not bool((copies & hole).any())
+    assert torch.equal(again.mask[0, 0] == 0, hole | copies) and noise == 0
+    assert torch.equal(y2, y * again.mask) and bool((y2[..., copies] == 0).all())
+    assert bool(truth[..., hole].isnan().all()) and torch.equal(truth[..., ~hole], y[..., ~hole])
+    # random pixels: the copies overlap, so only the first is hidden (y known on all of it)
+    holes = random_mask(SIDE, SIDE, 0.5, torch.Generator().manual_seed(0)) == 0
+    first = hole_copies(holes.numpy())[0]
+    assert (replay_holes(holes.numpy()) == first).all()
+    with pytest.raises(NoReplayError, match="noisy inpainting"):
+        replay_problem(Inpaint(BOX.mask, sigma=0.1), y)
+    with pytest.raises(NoReplayError, match="no room"):  # nothing observed to hide
+        replay_problem(Inpaint(torch.zeros(SIDE, SIDE)), y)
+
+
 def test_replay_needs_samples_and_room():
     with pytest.raises(ValueError, match="k >= 2"):
         replay_factor(SuperResolution(2), torch.zeros(1, 1, 8, 8), None, 1)
     # NoReplayError comes before the solver runs (run=None would fail): the truth, y, is 8 px
     with pytest.raises(NoReplayError, match=r"\(8 x 8\) is smaller than a tile \(9 px\)"):
         replay_factor(SuperResolution(2), torch.zeros(1, 1, 8, 8), None, 2, min_size=9)
-    for operator in (Inpaint(torch.ones(8, 8)), Denoise(0.0)):  # no replay: NoReplayError too
+    for operator in (Colorize(), Denoise(0.0)):  # no replay: NoReplayError too
         with pytest.raises(NoReplayError):
             replay_factor(operator, torch.zeros(1, 1, 8, 8), None, 2)
 

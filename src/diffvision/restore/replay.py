@@ -9,7 +9,8 @@ deblurring, a coarser copy of y: :func:`replay_truth`); there the truth is known
 of the RMS error to the RMS std says how much to widen (or narrow) the map. This is
 split-conformal calibration with the held-out set made from ``y`` itself by a second measurement.
 Denoising has no coarser copy of y to play the truth; its replay splits y's noise in two
-instead (:func:`replay_problem`).
+instead (:func:`replay_problem`). Noise-free inpainting replays on copies of the hole moved
+into the observed pixels, where y is the truth.
 """
 
 from __future__ import annotations
@@ -17,14 +18,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ..metrics.calibration import CERTAIN_STD
-from .operators import Deblur, Denoise, Operator, SuperResolution
+from .operators import Deblur, Denoise, Inpaint, Operator, SuperResolution
 from .solvers import Restoration
-from .starts import SIGNAL_STD
+from .starts import SIGNAL_STD, hole_copies
 
 #: The least ``lam`` of the filter that undoes the blur left in the deblurring replay's pooled
 #: truth (:func:`replay_truth`, ``sharpen``): it caps the filter's gain at 1 / (2 sqrt(lam)) = 4.
@@ -136,8 +138,21 @@ def replay_truth(
         )
     raise NoReplayError(
         f"no replay for {type(operator).__name__}: only SuperResolution and Deblur have a "
-        "replay truth, and noisy Denoise a replay problem"
+        "replay truth, and noisy Denoise and noise-free Inpaint a replay problem"
     )
+
+
+def replay_holes(hole: np.ndarray) -> np.ndarray:
+    """Where an inpainting replay hides y (``H x W`` bool): the copies of ``hole`` that
+    :func:`~diffvision.restore.starts.start_error_std` fills (``hole_copies``: moved 1.5 times
+    its bounding box in the 8 directions), taken in their order, each only where it overlaps
+    none taken before (so each is a hole of its own, and y is known on all of them: a box's
+    8 copies; random pixels, whose copies overlap, 1). Empty where there is no room."""
+    held = np.zeros_like(hole)
+    for copy in hole_copies(hole) if hole.any() else []:
+        if not (copy & held).any():
+            held |= copy
+    return held
 
 
 def replay_problem(
@@ -162,8 +177,20 @@ def replay_problem(
       ``sigma^2 (1 + 1 / a^2)``) is independent of y2, so it adds exactly its variance to the
       expected squared error of any estimate made from y2.
 
-    y: ``N x C x h x w`` as ``operator.forward`` makes it. Other operators, and a noise-free
-    ``Denoise``, raise :class:`NoReplayError` (see :func:`replay_truth`)."""
+    - ``Inpaint`` without noise: y's hole, and :func:`replay_holes` (copies of it moved into the
+      observed pixels) hidden too, so ``Inpaint(mask less the copies)`` and ``y2 = y`` there;
+      ``truth = y`` on the copies and NaN in the original hole, where it is unknown (the solver
+      keeps y elsewhere, with std 0, so only the copies count: :func:`replay_factor` skips NaN).
+      It assumes the image around the copies is like the image around the hole, as the fill's
+      error estimate does. With noise, y's observed pixels are both the replay's measurement
+      and its truth, whose noise would then not be independent: no replay (its std map is
+      calibrated by the fill's error estimate instead, ``start_error_std(..., kept=)``).
+
+    y: ``N x C x h x w`` as ``operator.forward`` makes it. Other operators, a noise-free
+    ``Denoise``, a noisy ``Inpaint`` and one with no room for copies of its hole raise
+    :class:`NoReplayError` (see :func:`replay_truth`)."""
+    if isinstance(operator, Inpaint):
+        return _inpainting_replay(operator, y)
     if not isinstance(operator, Denoise):
         truth, noise = replay_truth(operator, y, scale, sharpen)
         return operator, operator.measure(truth.double(), generator).to(y.dtype), truth, noise
@@ -175,6 +202,21 @@ def replay_problem(
     again = Denoise(operator.sigma * math.sqrt(1 + a * a))
     truth = (y64 - z / a).to(y.dtype)
     return again, (y64 + a * z).to(y.dtype), truth, operator.sigma**2 * (1 + 1 / a**2)
+
+
+def _inpainting_replay(operator: Inpaint, y: Tensor) -> tuple[Operator, Tensor, Tensor, float]:
+    """:func:`replay_problem` for noise-free inpainting."""
+    if operator.sigma > 0:
+        raise NoReplayError(
+            "a noisy inpainting has no replay (y's noisy pixels would be its truth too)"
+        )
+    masks = operator.mask.expand(len(y), 1, *y.shape[-2:]).cpu()
+    held = torch.from_numpy(np.stack([replay_holes(m[0].numpy() == 0) for m in masks]))[:, None]
+    if not bool(held.flatten(1).any(1).all()):
+        raise NoReplayError("no room in the observed pixels for a copy of the hole")
+    kept = (masks * ~held).to(operator.mask)
+    truth = torch.where(masks.bool().to(y.device), y, torch.full_like(y, math.nan))
+    return Inpaint(kept), y * kept.to(y), truth, 0.0
 
 
 def replay_factor(
@@ -189,11 +231,12 @@ def replay_factor(
     min_size: int = 0,
 ) -> Tensor:
     """Per image, the factor that calibrates the std map of ``run`` on ``y``, measured by
-    replaying ``run`` on ``A(y)`` (for denoising, on y recorrupted: :func:`replay_problem`).
+    replaying ``run`` on ``A(y)`` (for denoising, on y recorrupted; for inpainting, on y with
+    copies of the hole hidden too: :func:`replay_problem`).
 
     Args:
-        operator: a ``SuperResolution``, ``Deblur`` (see :func:`replay_truth`) or noisy
-            ``Denoise``, with its noise.
+        operator: a ``SuperResolution``, ``Deblur`` (see :func:`replay_truth`), noisy
+            ``Denoise`` or noise-free ``Inpaint`` (see :func:`replay_problem`), with its noise.
         y: the measurements, ``N x C x h x w`` in [-1, 1].
         run: ``run(operator, y) -> Restoration``, the solver as it was run on y (same method,
             steps, tiling, samples; it must build any warm start from the y it is given).
@@ -220,9 +263,10 @@ def replay_factor(
         raise NoReplayError(f"the replay's image ({size}) is smaller than a tile ({min_size} px)")
     result = run(again, y2)  # possibly on another device (the model's): compared on y's
     mean, std = result.mean.to(truth.device).double(), result.std.to(truth.device).double()
-    err2 = (mean - truth.double()).square()
+    known = truth.isfinite()  # NaN: unknown (an inpainting replay's original hole)
+    err2 = torch.where(known, mean - truth.double(), 0.0).square()
     std2 = std.square()
-    free = (std > CERTAIN_STD).double()
+    free = ((std > CERTAIN_STD) & known).double()
     counted = free.flatten(1).sum(1).clamp(min=1)
     mse = (err2 * free).flatten(1).sum(1) / counted - noise
     ms = (std2 * free).flatten(1).sum(1) / counted
