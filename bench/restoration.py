@@ -65,7 +65,7 @@ from diffvision.restore import (
     box_mask,
     gaussian_kernel,
 )
-from diffvision.restore.replay import replay_factor
+from diffvision.restore.replay import NoReplayError, replay_factor
 from diffvision.restore.solvers import START_SIGMA
 from diffvision.restore.starts import FILLS, classical_start, fill_hole
 from diffvision.restore.tiles import solve_tiled
@@ -297,20 +297,24 @@ def run_solver(model, op, y, how: str, k: int, args):
 
     With k > 1 the estimate is the mean of k posterior samples (mmse is one estimate); the
     stated part is the inpainting fill's own error that the std adds to the samples' spread
-    (None without one; ``uncertainty_calibration(..., stated=)`` rates it). For super-resolution,
-    deblurring and denoising, ``replay`` holds the factor for the std map that replaying the
-    solver one measurement down (denoising: on y recorrupted) finds (``replay_factor``, its
-    defaults) and the replay's seconds; None otherwise."""
+    (None without one; ``uncertainty_calibration(..., stated=)`` rates it). Without one,
+    ``replay`` holds the factor for the std map that replaying the solver one measurement down
+    (denoising: on y recorrupted; inpainting: with copies of the hole hidden in y) finds
+    (``replay_factor``, its defaults) and the replay's seconds; None where there is no replay
+    (colorizing, noisy inpainting)."""
     k = 1 if how == "mmse" else k
     run = solver_run(model, op, y, how, k, args)
     out = run(op, y)
     if k == 1:
         return out.cpu(), None, None, None, None
     replay = None
-    if isinstance(op, SuperResolution | Deblur) or (isinstance(op, Denoise) and op.sigma > 0):
+    if out.stated is None:  # a fill's error in the map calibrates it instead
         t0 = time.time()
-        factor = replay_factor(op, y, run, k, torch.Generator().manual_seed(args.seed + 1))
-        replay = {"factor": float(factor[0]), "seconds": round(time.time() - t0, 2)}
+        try:
+            factor = replay_factor(op, y, run, k, torch.Generator().manual_seed(args.seed + 1))
+            replay = {"factor": float(factor[0]), "seconds": round(time.time() - t0, 2)}
+        except NoReplayError:  # colorizing, noisy inpainting
+            pass
     stated = None if out.stated is None else out.stated.cpu()
     return out.mean.cpu(), out.samples[0].cpu(), out.std.cpu(), stated, replay
 
@@ -528,8 +532,9 @@ def _uncertainty_lines(rows) -> list[str]:
         "replay: the std map times the factor that "
         "`replay_factor` finds by solving again one measurement down, with y as the truth "
         "(deblurring: y pooled by `replay_truth`'s default, 4 for this blur, and the blur left "
-        "in it undone; denoising: y plus more noise, against y less that noise, "
-        "`replay_problem`; "
+        "in it undone; denoising: y plus more noise, against y less that noise; noise-free "
+        "inpainting from pure noise: y with copies of the hole hidden too, against y on "
+        "them; `replay_problem`; "
         "`bench/results/replay_scale.md`); factor and seconds: means over the photos:",
         "",
         "| task | method | errors within 2 std | RMS error / RMS std | scaled by replay: within "

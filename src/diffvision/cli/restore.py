@@ -108,7 +108,8 @@ def add_parser(sub) -> None:
         default=1,
         help="K > 1: mean and std map (superres, deblur: the map scaled by a replay of the "
         "solver one measurement down; denoise: by a replay on y with its noise split in two; "
-        "inpaint from the fill: plus the part of the fill's error the start keeps)",
+        "inpaint from the fill: plus the part of the fill's error the start keeps; inpaint "
+        "from noise: scaled by a replay with copies of the hole hidden in y)",
     )
     r.add_argument("--tile", type=_positive(int), help="tile size (default: the model's size)")
     r.add_argument("--overlap", type=int, help="tile overlap in pixels (default tile / 4)")
@@ -382,6 +383,7 @@ def cmd_restore(args) -> int:
             replayed = {
                 "deblur": "on y, measured again, with y pooled and sharpened as the truth",
                 "denoise": "on y plus more noise, with y less that noise (scaled) as the truth",
+                "inpaint": "on y with copies of the hole hidden too, y the truth there",
             }.get(operator.name, "on y, measured again, with y as the truth")
             print(
                 f"  (the draws' spread times {factor:.2f}: the solver, replayed {replayed}, "
