@@ -117,6 +117,13 @@ def test_restore_command(tiny_digits_model, tmp_path, monkeypatch):
         assert result.returncode == 0, result.stderr
     assert not np.array_equal(*(np.asarray(Image.open(tmp_path / f"{f}.png"))
                                 for f in ("telea", "biharmonic")))  # fmt: skip
+    # from pure noise: the map scaled by the inpainting replay; noisy: no replay, and it says so
+    for sigma, said in [("0", "replayed on y with copies of the hole hidden too"),
+                        ("5", "not recalibrated: a noisy inpainting has no replay")]:  # fmt: skip
+        result = run("restore", "inpaint", str(model), str(image), "--box", "4,4,6,6", "--sigma",
+                     sigma, "--start", "noise", "--samples", "2", "--out", str(out),
+                     *common)  # fmt: skip
+        assert result.returncode == 0 and said in result.stdout, result.stdout + result.stderr
     result = run("restore", "superres", str(model), str(image), "--factor", "2", "--bf16",
                  "--start", "classical", "--samples", "2", "--out", str(out), *common)  # fmt: skip
     assert result.returncode == 0, result.stderr
