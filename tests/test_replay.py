@@ -36,6 +36,8 @@ from diffvision.restore import (
     random_mask,
 )
 from diffvision.restore.replay import (
+    REPLAY_COPIES,
+    REPLAY_DIRECTIONS,
     SHARPEN_FLOOR,
     NoReplayError,
     kernel_spread,
@@ -66,7 +68,7 @@ def shrunk_posterior(c: float, k: int, generator: torch.Generator):
     return run
 
 
-BOX = Inpaint(box_mask(SIDE, SIDE, (24, 24, 16, 16)))  # its 8 copies: 8 disjoint 16 px boxes
+BOX = Inpaint(box_mask(SIDE, SIDE, (24, 24, 16, 16)))  # replayed on 2 copies, 24 px left and right
 
 
 @pytest.mark.parametrize("op", [SuperResolution(2, "pool"), BOX], ids=["superres", "inpaint"])
@@ -177,13 +179,15 @@ def test_inpainting_replay_hides_copies_of_the_hole_where_y_is_the_truth():
     again, y2, truth, noise = replay_problem(BOX, y)
     hole = BOX.mask[0, 0] == 0
     copies = torch.from_numpy(replay_holes(hole.numpy()))
-    assert int(copies.sum()) == 8 * 16 * 16 and not bool((copies & hole).any())
+    assert int(copies.sum()) == REPLAY_COPIES * 16 * 16 and not bool((copies & hole).any())
+    assert torch.equal(copies, hole.roll(24, 1) | hole.roll(-24, 1))  # left and right first
+    assert int(torch.from_numpy(replay_holes(hole.numpy(), 8)).sum()) == 8 * 16 * 16
     assert torch.equal(again.mask[0, 0] == 0, hole | copies) and noise == 0
     assert torch.equal(y2, y * again.mask) and bool((y2[..., copies] == 0).all())
     assert bool(truth[..., hole].isnan().all()) and torch.equal(truth[..., ~hole], y[..., ~hole])
     # random pixels: the copies overlap, so only the first is hidden (y known on all of it)
     holes = random_mask(SIDE, SIDE, 0.5, torch.Generator().manual_seed(0)) == 0
-    first = hole_copies(holes.numpy())[0]
+    first = hole_copies(holes.numpy(), REPLAY_DIRECTIONS)[0]
     assert (replay_holes(holes.numpy()) == first).all()
     with pytest.raises(NoReplayError, match="noisy inpainting"):
         replay_problem(Inpaint(BOX.mask, sigma=0.1), y)

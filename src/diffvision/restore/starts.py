@@ -219,17 +219,21 @@ def held_out_fills(image: np.ndarray, hole: np.ndarray, methods, copies=None) ->
     return np.concatenate(candidates, 1), np.concatenate(targets, 1), np.concatenate(distances)
 
 
-def hole_copies(hole: np.ndarray) -> list[np.ndarray]:
+#: The 8 directions (rows, columns) in which :func:`hole_copies` moves the hole, in its order.
+DIRECTIONS = tuple((dr, dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1) if dr or dc)
+
+
+def hole_copies(hole: np.ndarray, directions=DIRECTIONS) -> list[np.ndarray]:
     """The copies of ``hole`` (``H x W`` bool) on which :func:`held_out_fills` measures a fill:
-    the hole moved ``COPY_SPACING`` times its bounding box in each of the 8 directions (wrapping
-    at the edges; shifts that coincide there made once), less the hole itself; empty ones
-    dropped. In :func:`held_out_fills`' order."""
+    the hole moved ``COPY_SPACING`` times its bounding box in each of ``directions`` (default:
+    the 8; wrapping at the edges; shifts that coincide there made once), less the hole itself;
+    empty ones dropped. In the order of ``directions``."""
     rows, cols = np.nonzero(hole)
     size = (rows.max() - rows.min() + 1, cols.max() - cols.min() + 1)
     shifts = {  # modulo the image: a hole spanning it (random pixels) has only 3 distinct
         (round(dr * COPY_SPACING * size[0]) % hole.shape[0],
          round(dc * COPY_SPACING * size[1]) % hole.shape[1]): None
-        for dr in (-1, 0, 1) for dc in (-1, 0, 1) if dr or dc
+        for dr, dc in directions
     }  # fmt: skip
     copies = (np.roll(hole, shift, axis=(0, 1)) & ~hole for shift in shifts)
     return [copy for copy in copies if copy.any()]
