@@ -49,8 +49,8 @@ RECORRUPT = 2.0
 #: How many copies of the hole an inpainting replay hides (:func:`replay_holes`). The replay
 #: solves the window around the hole and its copies, where the run solved the hole's: for a
 #: central box of side w = 128 in a 512 px photo (tile 32) all 8 copies make it the whole photo,
-#: 7x the run's tiles (14 min a photo at 8 samples on 2 cores), the two beside it 192 x 512 px,
-#: 2.7x. Fixed by that cost, not by how well the map came out.
+#: 7x the run's tiles (about 15 min for camera at 8 samples on 2 cores); the two beside it,
+#: 192 x 512 px, 2.7x. Fixed by that cost, not by how well the map came out.
 REPLAY_COPIES = 2
 #: The order in which :func:`replay_holes` takes the copies: along the rows first.
 REPLAY_DIRECTIONS = ((0, -1), (0, 1), (-1, 0), (1, 0), (-1, -1), (-1, 1), (1, -1), (1, 1))
