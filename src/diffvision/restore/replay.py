@@ -162,7 +162,9 @@ def replay_holes(hole: np.ndarray, copies: int = REPLAY_COPIES) -> np.ndarray:
     held = np.zeros_like(hole)
     taken = 0
     for copy in hole_copies(hole, REPLAY_DIRECTIONS) if hole.any() else []:
-        if taken < copies and not (copy & held).any():
+        if taken == copies:
+            break
+        if not (copy & held).any():
             held |= copy
             taken += 1
     return held
