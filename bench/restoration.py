@@ -6,9 +6,9 @@ replicated; whole, or the central --crop x --crop pixels; sides cut to a multipl
 
 - denoise, Gaussian noise sigma 25 (0-255 scale): mmse, posterior, ddnm  vs  scikit-image
   NL-means, TV (Chambolle) and wavelet (BayesShrink) denoising, and BM3D if `bm3d` is installed;
-- inpaint, a central square box of side min(H, W) / 4 (--box: another side in pixels),
-  noise-free: ddnm, repaint, dps  vs  OpenCV Telea and Navier-Stokes inpainting and scikit-image
-  biharmonic inpainting;
+- inpaint, a central square box of side min(H, W) / 4 (--box: another side in pixels; --random
+  P: instead, a fraction P of the pixels missing at random), noise-free: ddnm, repaint, dps  vs
+  OpenCV Telea and Navier-Stokes inpainting and scikit-image biharmonic inpainting;
 - 4x super-resolution (antialiased bicubic downsampling): ddnm, dps  vs  bicubic and Lanczos
   upscaling (PIL);
 - deblur, Gaussian kernel std 2 px (13 x 13, circular) with noise sigma 2: ddnm (DDNM+), repaint
@@ -64,6 +64,7 @@ from diffvision.restore import (
     SuperResolution,
     box_mask,
     gaussian_kernel,
+    random_mask,
 )
 from diffvision.restore.replay import NoReplayError, replay_factor
 from diffvision.restore.solvers import START_SIGMA
@@ -182,14 +183,20 @@ def prepare(image: torch.Tensor, crop: int) -> torch.Tensor:
     return x[..., : x.shape[-2] // 4 * 4, : x.shape[-1] // 4 * 4]
 
 
-def tasks(h: int, w: int, box_side: int = 0):
+def tasks(h: int, w: int, box_side: int = 0, missing: float = 0.0):
     """task -> (operator, diffvision solvers, noise sigma on the 0-255 scale); the inpainting
-    hole is a central square of side ``box_side`` pixels (0: min(h, w) / 4)."""
+    hole is a central square of side ``box_side`` pixels (0: min(h, w) / 4), or with
+    ``missing`` > 0 that fraction of the pixels, drawn independently (seed 0)."""
     b = box_side or min(h, w) // 4
     box = ((w - b) // 2, (h - b) // 2, b, b)
+    hole = (
+        random_mask(h, w, missing, torch.Generator().manual_seed(0))
+        if missing
+        else box_mask(h, w, box)
+    )
     return {
         "denoise": (Denoise(25 / 127.5), ("mmse", "posterior", "ddnm"), 25),
-        "inpaint": (Inpaint(box_mask(h, w, box)), ("ddnm", "repaint", "dps"), 0),
+        "inpaint": (Inpaint(hole), ("ddnm", "repaint", "dps"), 0),
         "superres": (SuperResolution(4, "bicubic"), ("ddnm", "dps"), 0),
         "deblur": (
             Deblur(gaussian_kernel(13, 2.0), sigma=2 / 127.5),
@@ -350,6 +357,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--box", type=int, default=0, help="inpaint: side of the hole (pixels, 0: min(H, W) / 4)"
     )
     parser.add_argument(
+        "--random",
+        type=float,
+        default=0.0,
+        help="inpaint: this fraction of the pixels missing at random instead of a box",
+    )
+    parser.add_argument(
         "--fill", default="biharmonic", choices=FILLS, help="inpaint: the classical fill of +warm"
     )
     parser.add_argument("--bf16", action="store_true", help="the network in bf16 autocast")
@@ -404,7 +417,7 @@ def main() -> None:
     for name, image in photos.items():
         x = prepare(image, args.crop)
         h, w = x.shape[-2:]
-        for task, (op, solvers, sigma255) in tasks(h, w, args.box).items():
+        for task, (op, solvers, sigma255) in tasks(h, w, args.box, args.random).items():
             if task not in args.tasks.split(","):
                 continue
             if task == "colorize" and bool((x[:, 0] == x[:, 1]).all()):
@@ -436,6 +449,7 @@ def main() -> None:
         "command": "python bench/restoration.py " + " ".join(sys.argv[1:]),
         "crop": args.crop,
         "box": args.box,
+        "random": args.random,
         "fill": args.fill,
         "seed": args.seed,
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
@@ -585,6 +599,11 @@ def markdown(result: dict) -> str:
         + (
             f" Inpainting hole: a central box of side {result['box']} px."
             if result.get("box")
+            else ""
+        )
+        + (
+            f" Inpainting hole: {result['random']:.0%} of the pixels, missing at random."
+            if result.get("random")
             else ""
         )
         + (
