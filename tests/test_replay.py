@@ -193,6 +193,24 @@ def test_inpainting_replay_hides_copies_of_the_hole_where_y_is_the_truth():
         replay_problem(Inpaint(BOX.mask, sigma=0.1), y)
     with pytest.raises(NoReplayError, match="no room"):  # nothing observed to hide
         replay_problem(Inpaint(torch.zeros(SIDE, SIDE)), y)
+    with pytest.raises(NoReplayError, match="no hole"):
+        replay_problem(Inpaint(torch.ones(SIDE, SIDE)), y)
+
+
+def test_inpainting_replay_leaves_an_image_with_no_hole_as_it_is():
+    # A batch of a boxed image and one with no hole: copies are hidden in the first only, and
+    # the second, whose std is zero everywhere, gets the factor 1 (nothing to scale).
+    masks = torch.stack([BOX.mask[0], torch.ones(1, SIDE, SIDE)])
+    op = Inpaint(masks)
+    gen = torch.Generator().manual_seed(4)
+    y = op.forward(torch.randn(2, 1, SIDE, SIDE, generator=gen, dtype=torch.float64))
+    again = replay_problem(op, y)[0]
+    assert int((again.mask[0] == 0).sum()) == (1 + REPLAY_COPIES) * 16 * 16
+    assert bool((again.mask[1] == 1).all())
+    factors = replay_factor(op, y, shrunk_posterior(0.5, 4, gen), 4, gen)
+    assert float(factors[1]) == 1.0 and float(factors[0]) > 1.2  # exact: 1.84, 512 pixels
+    with pytest.raises(ValueError, match="zero everywhere"):  # nothing in any image
+        replay_factor(op, y, lambda o, m: Restoration(m, torch.zeros_like(m), None), 4, gen)
 
 
 def test_replay_needs_samples_and_room():

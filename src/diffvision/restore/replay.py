@@ -202,8 +202,9 @@ def replay_problem(
       calibrated by the fill's error estimate instead, ``start_error_std(..., kept=)``).
 
     y: ``N x C x h x w`` as ``operator.forward`` makes it. Other operators, a noise-free
-    ``Denoise``, a noisy ``Inpaint`` and one with no room for copies of its hole raise
-    :class:`NoReplayError` (see :func:`replay_truth`)."""
+    ``Denoise``, a noisy ``Inpaint``, one with no hole and one with no room for copies of a
+    hole raise :class:`NoReplayError` (see :func:`replay_truth`). In a batch, images with no
+    hole are left as they are (no copies: nothing to replay there)."""
     if isinstance(operator, Inpaint):
         return _inpainting_replay(operator, y)
     if not isinstance(operator, Denoise):
@@ -227,7 +228,10 @@ def _inpainting_replay(operator: Inpaint, y: Tensor) -> tuple[Operator, Tensor, 
         )
     masks = operator.mask.expand(len(y), 1, *y.shape[-2:]).cpu()
     held = torch.from_numpy(np.stack([replay_holes(m[0].numpy() == 0) for m in masks]))[:, None]
-    if not bool(held.flatten(1).any(1).all()):
+    holed = (masks == 0).flatten(1).any(1)  # an image with no hole needs no replay
+    if not bool(holed.any()):
+        raise NoReplayError("y has no hole: nothing to replay")
+    if not bool(held.flatten(1).any(1)[holed].all()):
         raise NoReplayError("no room in the observed pixels for a copy of the hole")
     kept = (masks * ~held).to(operator.mask)
     truth = torch.where(masks.bool().to(y.device), y, torch.full_like(y, math.nan))
@@ -268,7 +272,9 @@ def replay_factor(
         calibrated posterior sampled K times, ``sqrt(1 + 1/K)``
         (:func:`~diffvision.metrics.uncertainty_calibration`). The replay's truth carries noise
         (y's, or for denoising its split), which no restoration can predict: its variance is
-        taken off the mean squared error first (a factor of 0 where nothing is left).
+        taken off the mean squared error first (a factor of 0 where nothing is left). 1 for an
+        image whose replay has a std of zero everywhere (an inpainting with no hole in a
+        batch): nothing to scale; ``ValueError`` where that is every image.
     """
     if k < 2:
         raise ValueError("a std map needs k >= 2 samples")
@@ -285,6 +291,7 @@ def replay_factor(
     counted = free.flatten(1).sum(1).clamp(min=1)
     mse = (err2 * free).flatten(1).sum(1) / counted - noise
     ms = (std2 * free).flatten(1).sum(1) / counted
-    if bool((ms == 0).any()):
+    if bool((ms == 0).all()):
         raise ValueError("the replay's std is zero everywhere: nothing to calibrate")
-    return (mse.clamp(min=0) / ms).sqrt().float() / math.sqrt(1 + 1 / k)
+    factor = (mse.clamp(min=0) / ms.clamp(min=1e-300)).sqrt() / math.sqrt(1 + 1 / k)
+    return torch.where(ms > 0, factor, 1.0).float()  # 1: nothing to scale in that image
