@@ -163,6 +163,9 @@ def test_restore_command(tiny_digits_model, tmp_path, monkeypatch):
         (["inpaint", "--box", "1,1,4,4", "--solver", "sdedit", "--start", "classical"], "works"),
         (["deblur", "--sigma", "2", "--solver", "ddnm", "--resample", "3"], "repaint solver only"),
         (["inpaint", "--box", "1,1,4,4", "--fill", "median"], "--fill must be one of biharmonic,"),
+        (["inpaint", "--random", "0"], "--random must be in (0, 1), the fraction missing, not 0"),
+        (["inpaint", "--random", "1.5"], "not 1.5"),
+        (["inpaint", "--random", "1e-9"], "the mask has no hole"),  # none drawn at 16 x 16
     ]:
         bad = run("restore", args[0], str(model), str(image), *args[1:], "--out", str(out))
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr

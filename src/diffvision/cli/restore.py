@@ -174,7 +174,15 @@ def _operator(args, clean_shape):
             box = [int(v) for v in _numbers(args.box, 4, "--box")]
             mask = R.box_mask(h, w, tuple(box))
         else:
+            if not 0 < args.random < 1:
+                raise UsageError(
+                    f"--random must be in (0, 1), the fraction missing, not {args.random:g}"
+                )
             mask = R.random_mask(h, w, args.random, torch.Generator().manual_seed(args.seed))
+        if bool(mask.all()):
+            raise UsageError(
+                "the mask has no hole (0, black, marks a missing pixel): nothing to inpaint"
+            )
         return R.Inpaint(mask, sigma)
     if args.task == "superres":
         return R.SuperResolution(args.factor, args.method, sigma)
