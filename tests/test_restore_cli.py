@@ -1,5 +1,6 @@
 """``diffvision restore`` end to end on a tiny model, and whole images by tiles."""
 
+import argparse
 import itertools
 import re
 
@@ -9,7 +10,8 @@ import torch
 from PIL import Image
 
 from diffvision.analytic import GaussianDenoiser
-from diffvision.cli.restore import default_resample, default_solver
+from diffvision.cli.common import UsageError
+from diffvision.cli.restore import _start_options, default_resample, default_solver
 from diffvision.restore import Denoise, Inpaint, Operator, box_mask, solve
 from diffvision.restore.tiles import TiledDenoiser, blend_window, solve_tiled, tile_starts
 from tests.cli_run import run
@@ -269,6 +271,23 @@ def test_tiled_inpainting_solves_only_around_the_hole():
     # 0.144 * sqrt(4 / 12000) = 0.0026; 5 standard errors allowed.
     assert abs(float(holes[True].mean() - holes[False].mean())) < 0.025
     assert abs(float(holes[True].var() - holes[False].var())) < 0.013
+
+
+def test_no_copies_of_the_hole_leave_the_map_as_drawn():
+    # An 11 px box in a 16 px image: every move of it (round(1.5 * 11) = 16 px) wraps onto
+    # itself, so the fill's error cannot be measured. The map is then the draws' spread (no
+    # start_std), except for the blend, which needs the copies to fit its weights.
+    op = Inpaint(box_mask(16, 16, (2, 2, 11, 11)))
+    y = op.forward(torch.rand(1, 1, 16, 16) * 2 - 1)
+    args = argparse.Namespace(start="auto", task="inpaint", fill="biharmonic", samples=2,
+                              start_sigma=None)  # fmt: skip
+    options = _start_options(args, "ddnm", op, y)
+    assert options["start"].shape == y.shape and "start_std" not in options
+    boxed = _start_options(args, "ddnm", Inpaint(box_mask(16, 16, (2, 2, 6, 6))), y)
+    assert boxed["start_std"].shape == y.shape  # room for copies: the fill's error is measured
+    args.fill = "blend"
+    with pytest.raises(UsageError, match="no copy of the hole fits in the observed pixels"):
+        _start_options(args, "ddnm", op, y)
 
 
 def test_default_solver_and_resampling():

@@ -197,7 +197,7 @@ def _start_options(args, solver: str, operator, y) -> dict:
     on y that a start at ``start_sigma`` keeps."""
     from ..restore.operators import Inpaint
     from ..restore.solvers import START_SIGMA, WARM_SOLVERS
-    from ..restore.starts import FILLS, warm_start
+    from ..restore.starts import FILLS, NoCopiesError, warm_start
 
     start = args.start
     if start == "auto":
@@ -213,12 +213,11 @@ def _start_options(args, solver: str, operator, y) -> dict:
     error = "estimate" if args.samples > 1 and inpaint else None
     sigma = START_SIGMA if args.start_sigma is None else args.start_sigma / 127.5
     try:
-        try:
-            start, std = warm_start(operator, y, named, error, sigma)
-        except ValueError:  # no room for copies of the hole around it
-            if not error or named == "blend":  # the blend needs the copies too
-                raise
-            start, std = warm_start(operator, y, named)  # the draws' spread only
+        start, std = warm_start(operator, y, named, error, sigma)
+    except NoCopiesError as err:  # nothing to measure the fill's error on
+        if named == "blend":  # the blend needs the copies too
+            raise UsageError(f"--start classical: {err}") from None
+        start, std = warm_start(operator, y, named)  # the map: the draws' spread only
     except ValueError as err:
         raise UsageError(f"--start classical: {err}") from None
     options = {"start": start, "start_sigma": sigma}

@@ -200,13 +200,19 @@ def fill_hole(image: np.ndarray, hole: np.ndarray, how: str) -> np.ndarray:
     return filled.astype(image.dtype) / 127.5 - 1
 
 
+class NoCopiesError(ValueError):
+    """No copy of the hole lies in the observed pixels (:func:`hole_copies` is empty: every move
+    of it wraps around the image onto the hole, as for a box of 2/3 of the image's sides), so a
+    fill cannot be measured on y."""
+
+
 def held_out_fills(image: np.ndarray, hole: np.ndarray, methods, copies=None) -> tuple:
     """How each fill of ``methods`` predicts observed pixels: the hole is copied
     ``COPY_SPACING`` hole-widths away in the 8 directions (wrapping at the edges; shifts that
     coincide there are made once; ``copies``: :func:`hole_copies` of ``hole`` where the caller
     has them already) and each copy filled together with the hole. Returns the fills at the
     copies' pixels (``C x P x M``), the image there (``C x P``) and each pixel's distance to the
-    nearest observed one (``P``)."""
+    nearest observed one (``P``). Raises :class:`NoCopiesError` where there are no copies."""
     candidates, targets, distances = [], [], []
     for copy in hole_copies(hole) if copies is None else copies:
         both = hole | copy
@@ -215,7 +221,9 @@ def held_out_fills(image: np.ndarray, hole: np.ndarray, methods, copies=None) ->
         targets.append(image[:, copy])
         distances.append(distance_transform_edt(both)[copy])
     if not candidates:
-        raise ValueError("the hole leaves no observed pixels to measure its fill on")
+        raise NoCopiesError(
+            "no copy of the hole fits in the observed pixels to measure its fill on"
+        )
     return np.concatenate(candidates, 1), np.concatenate(targets, 1), np.concatenate(distances)
 
 
