@@ -293,5 +293,5 @@ def replay_factor(
     ms = (std2 * free).flatten(1).sum(1) / counted
     if bool((ms == 0).all()):
         raise ValueError("the replay's std is zero everywhere: nothing to calibrate")
-    factor = (mse.clamp(min=0) / ms.clamp(min=1e-300)).sqrt() / math.sqrt(1 + 1 / k)
+    factor = (mse.clamp(min=0) / ms).sqrt() / math.sqrt(1 + 1 / k)  # NaN where ms = 0
     return torch.where(ms > 0, factor, 1.0).float()  # 1: nothing to scale in that image
