@@ -39,7 +39,7 @@ def main() -> None:
     save = restoration.save_result
 
     def save_probe(out, name, result, markdown):  # the command that really ran
-        command = result["command"].replace("bench/restoration.py", Path(__file__).name, 1)
+        command = result["command"].replace("restoration.py", Path(__file__).name, 1)
         result["command"] = command.replace(".py", f".py --thin {args.thin:g}", 1)
         save(out, name, result, restoration.markdown(result))
 
