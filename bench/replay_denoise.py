@@ -28,22 +28,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diffvision.data import held_out_photos
-from diffvision.data.photos import training_photos
 from diffvision.metrics import psnr, uncertainty_calibration
 from diffvision.restore import Denoise
 from diffvision.restore.replay import RECORRUPT, replay_factor
-from restoration import RESULTS, prepare, solver_run, solver_setup
+from restoration import RESULTS, photo_set, prepare, solver_run, solver_setup
 from run_header import run_header, save_result
-
-
-def photo_set(which: str, n: int) -> dict[str, torch.Tensor]:
-    """uint8 ``C x H x W`` photos by name: the held-out ones, or the first ``n`` training ones
-    (``n`` 0: all)."""
-    if which == "held-out":
-        return held_out_photos(3)
-    chosen = list(training_photos().items())[: n or None]
-    return {name: torch.from_numpy(np.array(a)).permute(2, 0, 1) for name, a in chosen}
 
 
 def main() -> None:

@@ -2,7 +2,9 @@
 baselines, in one run on one machine.
 
 For each held-out photo (scikit-image camera, astronaut, coffee, chelsea; RGB, the grey camera
-replicated; whole, or the central --crop x --crop pixels; sides cut to a multiple of 4) and task:
+replicated; whole, or the central --crop x --crop pixels; sides cut to a multiple of 4) and task
+(--set training: the prior's training photos instead, to tune a choice on before it is checked
+on the held-out ones; --photos: some of them, by name):
 
 - denoise, Gaussian noise sigma 25 (0-255 scale): mmse, posterior, ddnm  vs  scikit-image
   NL-means, TV (Chambolle) and wavelet (BayesShrink) denoising, and BM3D if `bm3d` is installed;
@@ -55,6 +57,7 @@ import torch
 
 import diffvision
 from diffvision.data import held_out_photos
+from diffvision.data.photos import training_photos
 from diffvision.metrics import psnr, ssim, uncertainty_calibration
 from diffvision.restore import (
     Colorize,
@@ -170,6 +173,15 @@ def classical_baselines(task: str, y: torch.Tensor, op, sigma255: float) -> dict
             ),
         }
     return {"grey": lambda: op.pinv(y)}
+
+
+def photo_set(which: str, n: int) -> dict[str, torch.Tensor]:
+    """uint8 ``C x H x W`` photos by name: the held-out ones, or the first ``n`` training ones
+    (``n`` 0: all)."""
+    if which == "held-out":
+        return held_out_photos(3)
+    chosen = list(training_photos().items())[: n or None]
+    return {name: torch.from_numpy(np.array(a)).permute(2, 0, 1) for name, a in chosen}
 
 
 def prepare(image: torch.Tensor, crop: int) -> torch.Tensor:
@@ -349,7 +361,13 @@ def build_parser() -> argparse.ArgumentParser:
         help='only these diffvision solvers, e.g. "mmse,posterior,inpaint:ddnm+warm*4" (*K: '
         "samples; +warm: from the classical start)",
     )
-    parser.add_argument("--photos", default=None, help="comma-separated held-out names")
+    parser.add_argument(
+        "--set",
+        choices=("held-out", "training"),
+        default="held-out",
+        help="the photos: the held-out ones, or the prior's training photos (to tune on)",
+    )
+    parser.add_argument("--photos", default=None, help="comma-separated names from --set")
     parser.add_argument(
         "--seed", type=int, default=1, help="seed of the solvers' noise (the measurement's: 0)"
     )
@@ -385,8 +403,11 @@ def main() -> None:
         model.autocast = torch.bfloat16
     config = json.loads((args.model / "config.json").read_text())
     args.tile = patch_size(config)
-    photos = held_out_photos(3)
+    photos = photo_set(args.set, 0)
     if args.photos:
+        unknown = set(args.photos.split(",")) - set(photos)
+        if unknown:
+            parser.error(f"--photos: not in the {args.set} set: {', '.join(sorted(unknown))}")
         photos = {k: photos[k] for k in args.photos.split(",")}
     rows = []
     start_all = time.time()
@@ -447,6 +468,7 @@ def main() -> None:
     result = {
         "benchmark": "restoration",
         "command": "python bench/restoration.py " + " ".join(sys.argv[1:]),
+        "set": args.set,
         "crop": args.crop,
         "box": args.box,
         "random": args.random,
@@ -586,7 +608,7 @@ def markdown(result: dict) -> str:
     data = result["model"].get("data") or {}
     size, data_name = data.get("size", "?"), data.get("name", "photos")
     lines = [
-        "# Restoration on held-out photos",
+        f"# Restoration on {result.get('set', 'held-out')} photos",
         "",
         f"`{result['command']}` on {result['machine']} ({result.get('device', 'cpu')}), "
         f"torch {result['torch']}, "

@@ -19,6 +19,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -35,6 +36,7 @@ from diffvision.restore import (
     motion_kernel,
     random_mask,
 )
+from diffvision.restore.operators import stroke_mask
 from diffvision.restore.replay import (
     REPLAY_COPIES,
     REPLAY_DIRECTIONS,
@@ -195,6 +197,40 @@ def test_inpainting_replay_hides_copies_of_the_hole_where_y_is_the_truth():
         replay_problem(Inpaint(torch.zeros(SIDE, SIDE)), y)
     with pytest.raises(NoReplayError, match="no hole"):
         replay_problem(Inpaint(torch.ones(SIDE, SIDE)), y)
+
+
+def _mean_gap(missing, where):
+    """Mean over ``where`` of the distance to the nearest pixel not ``missing``, by brute force
+    (the rule's own reference: no distance transform)."""
+    seen = np.argwhere(~missing)
+    points = np.argwhere(where)
+    d2 = ((points[:, None, :] - seen[None, :, :]) ** 2).sum(-1).min(1)
+    return float(np.sqrt(d2).mean())
+
+
+def test_inpainting_replay_thins_a_scattered_hole_to_its_sparseness_and_keeps_a_box_whole():
+    # 50% random pixels of a 128 px square: the one copy hides half the observed pixels (a
+    # 75%-missing replay), so it is thinned until its mean gap is within 1% of the hole's;
+    # a box's and strokes' copies are as sparse as the hole already and stay whole.
+    side, gen = 128, torch.Generator().manual_seed(0)
+    holes = {
+        "random": random_mask(side, side, 0.5, gen) == 0,
+        "box": box_mask(side, side, (48, 48, 32, 32)) == 0,
+        "strokes": stroke_mask(side, side, generator=gen) == 0,
+    }
+    for name, hole in holes.items():
+        hole = hole.numpy()
+        whole = replay_holes(hole, min_pixels=hole.size)  # no thinning: too few would be left
+        held = replay_holes(hole, min_pixels=256)
+        assert not (held & ~whole).any() and (replay_holes(hole, min_pixels=256) == held).all()
+        target = _mean_gap(hole, hole)
+        if name == "random":
+            assert _mean_gap(hole | whole, whole) > 1.1 * target  # exact: 1.19 vs 1.03
+            assert abs(_mean_gap(hole | held, held) - target) <= 0.01 * target
+            assert 256 <= held.sum() <= whole.sum() / 4  # 1/8 of the copy: 1,024 pixels
+            assert (replay_holes(hole, min_pixels=held.sum() + 1) != held).any()  # the floor
+        else:
+            assert (held == whole).all() and whole.sum() > hole.sum() / 2
 
 
 def test_inpainting_replay_leaves_an_image_with_no_hole_as_it_is():
