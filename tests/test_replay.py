@@ -227,7 +227,8 @@ def test_inpainting_replay_thins_a_scattered_hole_to_its_sparseness_and_keeps_a_
         if name == "random":
             assert _mean_gap(hole | whole, whole) > 1.1 * target  # exact: 1.19 vs 1.03
             assert abs(_mean_gap(hole | held, held) - target) <= 0.01 * target
-            assert 256 <= held.sum() <= whole.sum() / 4  # 1/8 of the copy: 1,024 pixels
+            # halved 3 times: 1/2 and 1/4 are 4.1% and 1.6% off, 1/8 0.6%, so not to 1/16
+            assert abs(held.sum() / whole.sum() - 1 / 8) < 0.02 and held.sum() >= 256
             assert (replay_holes(hole, min_pixels=held.sum() + 1) != held).any()  # the floor
         else:
             assert (held == whole).all() and whole.sum() > hole.sum() / 2
