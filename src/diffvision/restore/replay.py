@@ -54,8 +54,9 @@ RECORRUPT = 2.0
 #: 192 x 512 px, 2.7x. Fixed by that cost, not by how well the map came out.
 REPLAY_COPIES = 2
 #: How near (relative) the mean gap of an inpainting replay's hidden pixels must come to that
-#: of y's hole before :func:`replay_holes` stops thinning them: about twice the standard error
-#: of the mean gap of 2,000 pixels of a 50%-random hole (gaps of 1 or sqrt(2) px, std 0.2).
+#: of y's hole before :func:`replay_holes` stops thinning them: four standard errors of the
+#: mean gap over 2,000 pixels of a 50%-random hole (gaps 1.03 +- 0.12 px), so that sampling
+#: noise in the gap does not decide where the thinning stops.
 REPLAY_GAP_TOLERANCE = 0.01
 #: The fewest pixels :func:`replay_holes` thins the copies of a hole to: a 32 px tile's worth.
 #: Fewer make the replay's factor noisier (its errors are correlated over a few pixels).
@@ -181,7 +182,8 @@ def replay_holes(
     hole (random pixels) needs it: its one copy hides half the observed pixels at 50% missing,
     so the replay would solve a 75%-missing problem (mean gap 1.20 px against 1.03 for a
     256 px square; 1/8 of the copy: 1.04). A box's or a stroke's copies are kept whole: their
-    gaps are the hole's, and a thinned copy's are all about 1 px."""
+    gaps are near the hole's (a box's copies at the image's edge up to 25% wider), and a
+    thinned copy's, all about 1 px, would be farther off."""
     held = np.zeros_like(hole)
     taken = 0
     for copy in hole_copies(hole, REPLAY_DIRECTIONS) if hole.any() else []:
