@@ -9,7 +9,8 @@ on the held-out ones; --photos: some of them, by name):
 - denoise, Gaussian noise sigma 25 (0-255 scale): mmse, posterior, ddnm  vs  scikit-image
   NL-means, TV (Chambolle) and wavelet (BayesShrink) denoising, and BM3D if `bm3d` is installed;
 - inpaint, a central square box of side min(H, W) / 4 (--box: another side in pixels; --random
-  P: instead, a fraction P of the pixels missing at random), noise-free: ddnm, repaint, dps  vs
+  P: instead, a fraction P of the pixels missing at random; --strokes N: N random strokes),
+  noise-free: ddnm, repaint, dps  vs
   OpenCV Telea and Navier-Stokes inpainting and scikit-image biharmonic inpainting;
 - 4x super-resolution (antialiased bicubic downsampling): ddnm, dps  vs  bicubic and Lanczos
   upscaling (PIL);
@@ -68,6 +69,7 @@ from diffvision.restore import (
     box_mask,
     gaussian_kernel,
     random_mask,
+    stroke_mask,
 )
 from diffvision.restore.replay import NoReplayError, replay_factor
 from diffvision.restore.solvers import START_SIGMA
@@ -195,17 +197,19 @@ def prepare(image: torch.Tensor, crop: int) -> torch.Tensor:
     return x[..., : x.shape[-2] // 4 * 4, : x.shape[-1] // 4 * 4]
 
 
-def tasks(h: int, w: int, box_side: int = 0, missing: float = 0.0):
+def tasks(h: int, w: int, box_side: int = 0, missing: float = 0.0, strokes=(0, 0)):
     """task -> (operator, diffvision solvers, noise sigma on the 0-255 scale); the inpainting
     hole is a central square of side ``box_side`` pixels (0: min(h, w) / 4), or with
-    ``missing`` > 0 that fraction of the pixels, drawn independently (seed 0)."""
+    ``missing`` > 0 that fraction of the pixels, drawn independently, or with ``strokes``
+    ``(n, width)``, n > 0, n random strokes ``width`` pixels wide (``stroke_mask``; seed 0)."""
     b = box_side or min(h, w) // 4
     box = ((w - b) // 2, (h - b) // 2, b, b)
-    hole = (
-        random_mask(h, w, missing, torch.Generator().manual_seed(0))
-        if missing
-        else box_mask(h, w, box)
-    )
+    if missing:
+        hole = random_mask(h, w, missing, torch.Generator().manual_seed(0))
+    elif strokes[0]:
+        hole = stroke_mask(h, w, *strokes, generator=torch.Generator().manual_seed(0))
+    else:
+        hole = box_mask(h, w, box)
     return {
         "denoise": (Denoise(25 / 127.5), ("mmse", "posterior", "ddnm"), 25),
         "inpaint": (Inpaint(hole), ("ddnm", "repaint", "dps"), 0),
@@ -381,6 +385,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="inpaint: this fraction of the pixels missing at random instead of a box",
     )
     parser.add_argument(
+        "--strokes",
+        type=int,
+        default=0,
+        help="inpaint: this many random strokes instead of a box (stroke_mask, seed 0)",
+    )
+    parser.add_argument("--stroke-width", type=int, default=6, help="inpaint: strokes' width (px)")
+    parser.add_argument(
         "--fill", default="biharmonic", choices=FILLS, help="inpaint: the classical fill of +warm"
     )
     parser.add_argument("--bf16", action="store_true", help="the network in bf16 autocast")
@@ -391,6 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main() -> None:
     parser = build_parser()
     args = parser.parse_args()
+    if sum(bool(v) for v in (args.box, args.random, args.strokes)) > 1:
+        parser.error("one inpainting hole at a time: --box, --random or --strokes")
     if importlib.util.find_spec("pywt") is None:  # wavelet denoising, a classical baseline
         parser.error("pywt is missing: pip install -e '.[bench]'")
     if not (args.model / "config.json").is_file():
@@ -438,7 +451,9 @@ def main() -> None:
     for name, image in photos.items():
         x = prepare(image, args.crop)
         h, w = x.shape[-2:]
-        for task, (op, solvers, sigma255) in tasks(h, w, args.box, args.random).items():
+        for task, (op, solvers, sigma255) in tasks(
+            h, w, args.box, args.random, (args.strokes, args.stroke_width)
+        ).items():
             if task not in args.tasks.split(","):
                 continue
             if task == "colorize" and bool((x[:, 0] == x[:, 1]).all()):
@@ -472,6 +487,7 @@ def main() -> None:
         "crop": args.crop,
         "box": args.box,
         "random": args.random,
+        "strokes": [args.strokes, args.stroke_width] if args.strokes else None,
         "fill": args.fill,
         "seed": args.seed,
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
@@ -626,6 +642,11 @@ def markdown(result: dict) -> str:
         + (
             f" Inpainting hole: {result['random']:.0%} of the pixels, missing at random."
             if result.get("random")
+            else ""
+        )
+        + (
+            " Inpainting hole: {} random strokes {} px wide.".format(*result["strokes"])
+            if result.get("strokes")
             else ""
         )
         + (
