@@ -12,7 +12,7 @@ from PIL import Image
 from diffvision.analytic import GaussianDenoiser
 from diffvision.cli.common import UsageError
 from diffvision.cli.restore import _start_options, default_resample, default_solver
-from diffvision.restore import Denoise, Inpaint, Operator, box_mask, solve
+from diffvision.restore import Denoise, Inpaint, Operator, box_mask, solve, stroke_mask
 from diffvision.restore.tiles import TiledDenoiser, blend_window, solve_tiled, tile_starts
 from tests.cli_run import run
 
@@ -119,6 +119,15 @@ def test_restore_command(tiny_digits_model, tmp_path, monkeypatch):
         assert result.returncode == 0, result.stderr
     assert not np.array_equal(*(np.asarray(Image.open(tmp_path / f"{f}.png"))
                                 for f in ("telea", "biharmonic")))  # fmt: skip
+    # strokes: the command draws stroke_mask's strokes from --seed and keeps y outside them
+    result = run("restore", "inpaint", str(model), str(image), "--strokes", "2", "--stroke-width",
+                 "2", "--simulate", "--out", str(out), *common)  # fmt: skip
+    assert result.returncode == 0 and "PSNR" in result.stdout, result.stderr
+    hole = stroke_mask(16, 16, 2, 2, generator=torch.Generator().manual_seed(0)) == 0
+    changed = np.asarray(Image.open(out)) != np.asarray(Image.open(image))
+    changed = torch.from_numpy(changed.reshape(16, 16, -1).any(-1))
+    assert bool(hole.any()) and torch.equal(changed & ~hole, torch.zeros_like(hole))
+    assert bool(changed[hole].float().mean() > 0.5)
     # from pure noise: the map scaled by the inpainting replay; noisy: no replay, and it says so
     for sigma, said in [("0", "replayed on y with copies of the hole hidden too"),
                         ("5", "not recalibrated: a noisy inpainting has no replay")]:  # fmt: skip
@@ -168,6 +177,9 @@ def test_restore_command(tiny_digits_model, tmp_path, monkeypatch):
         (["inpaint", "--random", "0"], "--random must be in (0, 1), the fraction missing, not 0"),
         (["inpaint", "--random", "1.5"], "not 1.5"),
         (["inpaint", "--random", "1e-9"], "the mask has no hole"),  # none drawn at 16 x 16
+        (["inpaint", "--strokes", "0"], "must be positive: '0'"),
+        (["inpaint", "--strokes", "2", "--stroke-width", "-1"], "must be positive: '-1'"),
+        (["inpaint", "--box", "1,1,4,4", "--strokes", "2"], "exactly one of"),
     ]:
         bad = run("restore", args[0], str(model), str(image), *args[1:], "--out", str(out))
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr

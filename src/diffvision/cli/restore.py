@@ -65,6 +65,12 @@ def add_parser(sub) -> None:
     r.add_argument("--mask", help="inpaint: mask image (white = observed, black = hole)")
     r.add_argument("--box", help="inpaint: hole x,y,w,h in pixels")
     r.add_argument("--random", type=_finite, help="inpaint: fraction of pixels missing")
+    r.add_argument(
+        "--strokes", type=_positive(int), help="inpaint: this many random strokes (scratches)"
+    )
+    r.add_argument(
+        "--stroke-width", type=_positive(int), default=3, help="inpaint: strokes' width (px)"
+    )
     r.add_argument("--factor", type=_positive(int), default=4, help="superres: scale factor")
     r.add_argument("--method", default="bicubic", help="superres: bicubic | pool")
     r.add_argument("--kernel", default="gauss:2", help="deblur: gauss:STD | motion:LENGTH:ANGLE")
@@ -163,9 +169,9 @@ def _operator(args, clean_shape):
             raise UsageError("denoise needs --sigma (the noise level on the 0-255 scale)")
         return R.Denoise(sigma)
     if args.task == "inpaint":
-        given = [v is not None for v in (args.mask, args.box, args.random)]
+        given = [v is not None for v in (args.mask, args.box, args.random, args.strokes)]
         if sum(given) != 1:
-            raise UsageError("inpaint needs exactly one of --mask, --box, --random")
+            raise UsageError("inpaint needs exactly one of --mask, --box, --random, --strokes")
         if args.mask:
             mask = (read_image(args.mask, 1)[0, 0] > 0).float()
             if mask.shape != (h, w):
@@ -173,6 +179,9 @@ def _operator(args, clean_shape):
         elif args.box:
             box = [int(v) for v in _numbers(args.box, 4, "--box")]
             mask = R.box_mask(h, w, tuple(box))
+        elif args.strokes:
+            gen = torch.Generator().manual_seed(args.seed)
+            mask = R.stroke_mask(h, w, args.strokes, args.stroke_width, generator=gen)
         else:
             if not 0 < args.random < 1:
                 raise UsageError(
