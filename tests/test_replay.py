@@ -87,6 +87,34 @@ def test_replay_finds_the_known_overconfidence(c, k, op):
     assert abs(float(factors.mean()) - exact) < 3 * se, (float(factors.mean()), exact, se)
 
 
+@pytest.mark.parametrize("c,d", [(1.0, 1.0), (0.5, 2.0), (2.0, 0.5)])
+def test_replay_with_a_stated_part_finds_the_known_overconfidence(c, d):
+    # The mean errs by an extra N(0, e^2) beside its draws' (spread scaled by c), and the std
+    # adds e / d in quadrature as its stated part (as a warm start's kept fill error is): the
+    # factor that brings the map to the mixed reference of uncertainty_calibration(stated=) is
+    # sqrt((e^2 + (1 + c^2/K) sigma^2) / (e^2 / d^2 + (1 + 1/K) c^2 sigma^2)), 1 for c = d = 1.
+    gen = torch.Generator().manual_seed(6)
+    k, e, images = 4, 0.3, 200
+    op = SuperResolution(2, "pool")
+    x = torch.randn(images, 1, SIDE, SIDE, generator=gen, dtype=torch.float64) * VARIANCE**0.5
+    draws = shrunk_posterior(c, k, gen)
+
+    def run(operator, y):
+        out = draws(operator, y)
+        extra = torch.randn(out.mean.shape, generator=gen, dtype=out.mean.dtype) * e
+        stated = torch.full_like(out.std, e / d)
+        std = (out.std.square() + stated.square()).sqrt()
+        return Restoration(out.mean + extra, std, out.samples, stated)
+
+    factors = replay_factor(op, op.forward(x), run, k, gen).double()
+    sigma2 = VARIANCE / 4 * (1 - 1 / 4)  # the replay restores side SIDE / 2 from 2x2 means
+    exact = math.sqrt(
+        (e**2 + (1 + c**2 / k) * sigma2) / (e**2 / d**2 + (1 + 1 / k) * c**2 * sigma2)
+    )
+    se = float(factors.std()) / math.sqrt(images)
+    assert abs(float(factors.mean()) - exact) < 3 * se, (float(factors.mean()), exact, se)
+
+
 @pytest.mark.parametrize("c,k,a", [(1.0, 4, 0.5), (0.5, 4, 2.0), (0.5, 2, 1.0), (2.0, 8, 0.25)])
 def test_denoising_replay_finds_the_known_overconfidence(c, k, a):
     gen = torch.Generator().manual_seed(5)

@@ -316,11 +316,14 @@ def replay_factor(
     Returns:
         ``N`` factors. ``std * factor`` (per image) has on the replay the RMS error / RMS std of a
         calibrated posterior sampled K times, ``sqrt(1 + 1/K)``
-        (:func:`~diffvision.metrics.uncertainty_calibration`). The replay's truth carries noise
-        (y's, or for denoising its split), which no restoration can predict: its variance is
-        taken off the mean squared error first (a factor of 0 where nothing is left). 1 for an
-        image whose replay has a std of zero everywhere (an inpainting with no hole in a
-        batch): nothing to scale; ``ValueError`` where that is every image.
+        (:func:`~diffvision.metrics.uncertainty_calibration`); where the run's std adds a stated
+        part (``Restoration.stated``, a warm start's kept fill error), the mixed reference of
+        ``uncertainty_calibration(..., stated=)`` on the replay, between that and 1. The
+        replay's truth carries noise (y's, or for denoising its split), which no restoration
+        can predict: its variance is taken off the mean squared error first (a factor of 0
+        where nothing is left). 1 for an image whose replay has a std of zero everywhere (an
+        inpainting with no hole in a batch): nothing to scale; ``ValueError`` where that is
+        every image.
     """
     if k < 2:
         raise ValueError("a std map needs k >= 2 samples")
@@ -339,5 +342,11 @@ def replay_factor(
     ms = (std2 * free).flatten(1).sum(1) / counted
     if bool((ms == 0).all()):
         raise ValueError("the replay's std is zero everywhere: nothing to calibrate")
-    factor = (mse.clamp(min=0) / ms).sqrt() / math.sqrt(1 + 1 / k)  # NaN where ms = 0
+    calibrated = torch.full_like(ms, 1 + 1 / k)  # the K-sample spread's E[err^2] / E[s^2]
+    if result.stated is not None:  # a stated part e: E[err^2] = e^2 + (1 + 1/K) s^2
+        e2 = result.stated.to(truth.device).double().expand_as(std2).square()
+        s2 = (std2 - e2).clamp(min=0)
+        mixed = ((e2 + (1 + 1 / k) * s2) * free).flatten(1).sum(1)
+        calibrated = mixed / ((e2 + s2) * free).flatten(1).sum(1).clamp(min=1e-300)
+    factor = (mse.clamp(min=0) / ms / calibrated).sqrt()  # NaN where ms = 0
     return torch.where(ms > 0, factor, 1.0).float()  # 1: nothing to scale in that image
