@@ -320,7 +320,8 @@ def run_solver(model, op, y, how: str, k: int, args):
 
     With k > 1 the estimate is the mean of k posterior samples (mmse is one estimate); the
     stated part is the inpainting fill's own error that the std adds to the samples' spread
-    (None without one; ``uncertainty_calibration(..., stated=)`` rates it). Without one,
+    (None without one; ``uncertainty_calibration(..., stated=)`` rates it). Without one (or with
+    --replay-warm),
     ``replay`` holds the factor for the std map that replaying the solver one measurement down
     (denoising: on y recorrupted; inpainting: with copies of the hole hidden in y) finds
     (``replay_factor``, its defaults) and the replay's seconds; None where there is no replay
@@ -331,7 +332,7 @@ def run_solver(model, op, y, how: str, k: int, args):
     if k == 1:
         return out.cpu(), None, None, None, None
     replay = None
-    if out.stated is None:  # a fill's error in the map calibrates it instead
+    if out.stated is None or args.replay_warm:  # else: a fill's error in the map calibrates it
         t0 = time.time()
         try:
             factor = replay_factor(op, y, run, k, torch.Generator().manual_seed(args.seed + 1))
@@ -394,6 +395,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--fill", default="biharmonic", choices=FILLS, help="inpaint: the classical fill of +warm"
     )
+    parser.add_argument(
+        "--replay-warm",
+        action="store_true",
+        help="inpaint: replay warm starts too (their std holds the fill's error already)",
+    )
     parser.add_argument("--bf16", action="store_true", help="the network in bf16 autocast")
     parser.add_argument("--out", type=Path, default=RESULTS)
     return parser
@@ -440,7 +446,8 @@ def main() -> None:
         if replay is not None:  # the std map scaled by the replay's factor
             row["replay"] = replay
             scaled = std * replay["factor"]
-            row["uncertainty_replay"] = uncertainty_calibration(est, scaled, x, k)
+            kept = None if stated is None else stated * replay["factor"]
+            row["uncertainty_replay"] = uncertainty_calibration(est, scaled, x, k, kept)
         rows.append(row)
         print(
             f"{name:>10} {task:>9} {label:>30}: PSNR {row['psnr']:6.2f} "
