@@ -320,12 +320,11 @@ def run_solver(model, op, y, how: str, k: int, args):
 
     With k > 1 the estimate is the mean of k posterior samples (mmse is one estimate); the
     stated part is the inpainting fill's own error that the std adds to the samples' spread
-    (None without one; ``uncertainty_calibration(..., stated=)`` rates it). Without one (or with
-    --replay-warm),
-    ``replay`` holds the factor for the std map that replaying the solver one measurement down
-    (denoising: on y recorrupted; inpainting: with copies of the hole hidden in y) finds
-    (``replay_factor``, its defaults) and the replay's seconds; None where there is no replay
-    (colorizing, noisy inpainting)."""
+    (None without one; ``uncertainty_calibration(..., stated=)`` rates it). Without one (or
+    with --replay-warm), ``replay`` holds the factor for the std map that replaying the solver
+    one measurement down (denoising: on y recorrupted; inpainting: with copies of the hole
+    hidden in y) finds (``replay_factor``, its defaults) and the replay's seconds; None where
+    there is no replay (colorizing, noisy inpainting)."""
     k = 1 if how == "mmse" else k
     run = solver_run(model, op, y, how, k, args)
     out = run(op, y)
