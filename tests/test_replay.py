@@ -35,8 +35,8 @@ from diffvision.restore import (
     gaussian_kernel,
     motion_kernel,
     random_mask,
+    stroke_mask,
 )
-from diffvision.restore.operators import stroke_mask
 from diffvision.restore.replay import (
     REPLAY_COPIES,
     REPLAY_DIRECTIONS,
