@@ -56,7 +56,7 @@ def uncertainty_calibration(
     if stated is not None:
         e2 = stated.double().expand_as(std)[free].square()
         s2 = (s.square() - e2).clamp(min=0)
-        inflate = math.sqrt(float((e2 + (1 + 1 / k) * s2).sum() / (e2 + s2).sum()))
+        inflate = math.sqrt(float(mixed_error_ratio(e2, s2, k)))
         within = _mixed_within(e2 / s2.clamp(min=1e-300), k)
     return {
         "within_2std": float((err.abs() <= 2 * s).double().mean()),
@@ -64,6 +64,15 @@ def uncertainty_calibration(
         "rms_error_over_std": float(err.pow(2).mean().sqrt() / s.pow(2).mean().sqrt()),
         "rms_error_over_std_calibrated": inflate,
     }
+
+
+def mixed_error_ratio(e2: Tensor, s2: Tensor, k: int, dim: int | None = None) -> Tensor:
+    """E[error^2] / E[std^2] of a calibrated mean whose ``std^2 = s^2 + e^2`` adds a stated
+    variance ``e2`` to a K-sample spread ``s2``: ``sum(e^2 + (1 + 1/K) s^2) / sum(e^2 + s^2)``
+    (over ``dim``, or all values); ``1 + 1/K`` where e = 0, 1 where s = 0."""
+    total = (e2 + s2).sum() if dim is None else (e2 + s2).sum(dim)
+    mixed = e2 + (1 + 1 / k) * s2
+    return (mixed.sum() if dim is None else mixed.sum(dim)) / total.clamp(min=1e-300)
 
 
 def _mixed_within(ratio: Tensor, k: int) -> float:

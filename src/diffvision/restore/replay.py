@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from scipy.ndimage import distance_transform_edt
 from torch import Tensor
 
-from ..metrics.calibration import CERTAIN_STD
+from ..metrics.calibration import CERTAIN_STD, mixed_error_ratio
 from .operators import Deblur, Denoise, Inpaint, Operator, SuperResolution
 from .solvers import Restoration
 from .starts import SIGNAL_STD, hole_copies
@@ -346,7 +346,6 @@ def replay_factor(
     if result.stated is not None:  # a stated part e: E[err^2] = e^2 + (1 + 1/K) s^2
         e2 = result.stated.to(truth.device).double().expand_as(std2).square()
         s2 = (std2 - e2).clamp(min=0)
-        mixed = ((e2 + (1 + 1 / k) * s2) * free).flatten(1).sum(1)
-        calibrated = mixed / ((e2 + s2) * free).flatten(1).sum(1).clamp(min=1e-300)
+        calibrated = mixed_error_ratio((e2 * free).flatten(1), (s2 * free).flatten(1), k, 1)
     factor = (mse.clamp(min=0) / ms / calibrated).sqrt()  # NaN where ms = 0
     return torch.where(ms > 0, factor, 1.0).float()  # 1: nothing to scale in that image
