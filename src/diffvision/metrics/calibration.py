@@ -70,9 +70,7 @@ def mixed_error_ratio(e2: Tensor, s2: Tensor, k: int, dim: int | None = None) ->
     """E[error^2] / E[std^2] of a calibrated mean whose ``std^2 = s^2 + e^2`` adds a stated
     variance ``e2`` to a K-sample spread ``s2``: ``sum(e^2 + (1 + 1/K) s^2) / sum(e^2 + s^2)``
     (over ``dim``, or all values); ``1 + 1/K`` where e = 0, 1 where s = 0."""
-    total = (e2 + s2).sum() if dim is None else (e2 + s2).sum(dim)
-    mixed = e2 + (1 + 1 / k) * s2
-    return (mixed.sum() if dim is None else mixed.sum(dim)) / total.clamp(min=1e-300)
+    return (e2 + (1 + 1 / k) * s2).sum(dim) / (e2 + s2).sum(dim).clamp(min=1e-300)
 
 
 def _mixed_within(ratio: Tensor, k: int) -> float:
