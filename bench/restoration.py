@@ -71,9 +71,9 @@ from diffvision.restore import (
     random_mask,
     stroke_mask,
 )
-from diffvision.restore.replay import NoReplayError, replay_factor
+from diffvision.restore.replay import NoReplayError, replay_factor, replay_thins
 from diffvision.restore.solvers import START_SIGMA
-from diffvision.restore.starts import FILLS, classical_start, fill_hole
+from diffvision.restore.starts import FILLS, NoCopiesError, classical_start, fill_hole
 from diffvision.restore.tiles import solve_tiled
 from run_header import save_result  # bench/, next to this script
 
@@ -320,8 +320,9 @@ def run_solver(model, op, y, how: str, k: int, args):
 
     With k > 1 the estimate is the mean of k posterior samples (mmse is one estimate); the
     stated part is the inpainting fill's own error that the std adds to the samples' spread
-    (None without one; ``uncertainty_calibration(..., stated=)`` rates it). Without one (or
-    with --replay-warm), ``replay`` holds the factor for the std map that replaying the solver
+    (None without one; ``uncertainty_calibration(..., stated=)`` rates it). Without one (with
+    one: for a scattered hole, ``replay_thins``, as the command does, or with --replay-warm),
+    ``replay`` holds the factor for the std map that replaying the solver
     one measurement down (denoising: on y recorrupted; inpainting: with copies of the hole
     hidden in y) finds (``replay_factor``, its defaults) and the replay's seconds; None where
     there is no replay (colorizing, noisy inpainting)."""
@@ -331,12 +332,12 @@ def run_solver(model, op, y, how: str, k: int, args):
     if k == 1:
         return out.cpu(), None, None, None, None
     replay = None
-    if out.stated is None or args.replay_warm:  # else: a fill's error in the map calibrates it
+    if out.stated is None or args.replay_warm or replay_thins(op):  # else: a box's fill error
         t0 = time.time()
         try:
             factor = replay_factor(op, y, run, k, torch.Generator().manual_seed(args.seed + 1))
             replay = {"factor": float(factor[0]), "seconds": round(time.time() - t0, 2)}
-        except NoReplayError:  # colorizing, noisy inpainting
+        except (NoReplayError, NoCopiesError):  # colorizing, noisy inpainting; no copies
             pass
     stated = None if out.stated is None else out.stated.cpu()
     return out.mean.cpu(), out.samples[0].cpu(), out.std.cpu(), stated, replay
@@ -397,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--replay-warm",
         action="store_true",
-        help="inpaint: replay warm starts too (their std holds the fill's error already)",
+        help="inpaint: replay warm starts for boxes and strokes too (scattered holes' always)",
     )
     parser.add_argument("--bf16", action="store_true", help="the network in bf16 autocast")
     parser.add_argument("--out", type=Path, default=RESULTS)

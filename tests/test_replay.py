@@ -47,6 +47,7 @@ from diffvision.restore.replay import (
     replay_factor,
     replay_holes,
     replay_problem,
+    replay_thins,
     replay_truth,
 )
 from diffvision.restore.starts import hole_copies
@@ -260,6 +261,11 @@ def test_inpainting_replay_thins_a_scattered_hole_to_its_sparseness_and_keeps_a_
             assert (replay_holes(hole, min_pixels=held.sum() + 1) != held).any()  # the floor
         else:
             assert (held == whole).all() and whole.sum() > hole.sum() / 2
+        assert replay_thins(Inpaint(~torch.from_numpy(hole))) == (name == "random")  # to 1/4
+    small = random_mask(16, 16, 0.5, gen)  # a copy of 64 px: below the floor
+    assert replay_holes(small.numpy() == 0).any() and not replay_thins(Inpaint(small))
+    both = torch.stack([~holes["random"], ~holes["box"]])[:, None]  # a batch: every image's
+    assert not replay_thins(Inpaint(both)) and replay_thins(Inpaint(both[:1]))
 
 
 def test_inpainting_replay_leaves_an_image_with_no_hole_as_it_is():

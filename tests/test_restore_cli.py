@@ -12,7 +12,15 @@ from PIL import Image
 from diffvision.analytic import GaussianDenoiser
 from diffvision.cli.common import UsageError
 from diffvision.cli.restore import _start_options, default_resample, default_solver
-from diffvision.restore import Denoise, Inpaint, Operator, box_mask, solve, stroke_mask
+from diffvision.restore import (
+    Denoise,
+    Inpaint,
+    Operator,
+    box_mask,
+    random_mask,
+    solve,
+    stroke_mask,
+)
 from diffvision.restore.tiles import TiledDenoiser, blend_window, solve_tiled, tile_starts
 from tests.cli_run import run
 
@@ -342,3 +350,36 @@ def test_a_replay_factor_of_zero_leaves_the_map_as_drawn(monkeypatch):
         factor == 1.0
         and why == "not recalibrated: the replay's error was lost in its truth's noise"
     )
+
+
+def test_a_warm_start_is_replayed_where_the_replay_thins_the_hole(monkeypatch):
+    # With the fill's error in the map (start_std), the command replays a warm start only for a
+    # hole whose replay copies replay_holes thins (random pixels): there a replay mends the map,
+    # for a box it made it worse. The replay remakes the start and the fill's error from the
+    # replay's own y: the fill by name (--fill), its error as "estimate".
+    import types
+
+    import diffvision.restore.replay as replay
+    from diffvision.cli.restore import _replay
+
+    calls = []
+
+    def factor(operator, y, again, k, generator, min_size=0):
+        calls.append(again(operator, y))
+        return torch.full((1,), 1.5)
+
+    monkeypatch.setattr(replay, "replay_factor", factor)
+    args = types.SimpleNamespace(samples=2, seed=0, fill="telea")
+    y = torch.zeros(1, 1, 128, 128)
+    warm = {"start": y, "start_sigma": 0.3, "start_std": y}
+    scattered = Inpaint(random_mask(128, 128, 0.5, torch.Generator().manual_seed(0)))
+    box = Inpaint(box_mask(128, 128, (48, 48, 32, 32)))
+
+    def run(op, measured, what, **options):
+        return options
+
+    assert _replay(args, scattered, y, warm, run, 32) == (1.5, None)
+    assert calls == [{"start": "telea", "start_sigma": 0.3, "start_std": "estimate"}]
+    assert _replay(args, box, y, warm, run, 32) == (1.0, "the fill's error is in the map")
+    assert len(calls) == 1
+    assert _replay(args, box, y, {}, run, 32) == (1.5, None) and calls[-1] == {}  # from noise

@@ -240,21 +240,28 @@ def _replay(args, operator, y, options, run, tile) -> tuple[float, str | None]:
     down (:func:`~diffvision.restore.replay.replay_factor`), or 1 and why there is none."""
     import torch
 
-    from ..restore.replay import NoReplayError, replay_factor
+    from ..restore.operators import Inpaint
+    from ..restore.replay import NoReplayError, replay_factor, replay_thins
+    from ..restore.starts import NoCopiesError
 
     if args.samples < 2:
         return 1.0, "one sample"
-    if "start_std" in options:
+    inpaint = isinstance(operator, Inpaint)
+    if "start_std" in options and not replay_thins(operator):  # a box's: no replay
         return 1.0, "the fill's error is in the map"
 
     def again(op, measured):  # the same run; a warm start is made again, from the replay's y
-        opts = {**options, "start": "classical"} if "start" in options else options
+        opts = dict(options)
+        if "start" in options:
+            opts["start"] = args.fill if inpaint else "classical"
+        if "start_std" in options:  # the replay's fill's error, on the replay's y
+            opts["start_std"] = "estimate"
         return run(op, measured, "replay", **opts)
 
     gen = torch.Generator().manual_seed(args.seed + 1)
     try:  # NoReplayError: before the replay runs (no replay for the task, or y too small)
         factor = float(replay_factor(operator, y, again, args.samples, gen, min_size=tile)[0])
-    except NoReplayError as err:
+    except (NoReplayError, NoCopiesError) as err:  # NoCopiesError: no copies in the replay's y
         return 1.0, f"not recalibrated: {err}"
     if factor == 0:  # a small image: the truth's noise swamped the replay's error
         return 1.0, "not recalibrated: the replay's error was lost in its truth's noise"
@@ -390,10 +397,13 @@ def cmd_restore(args) -> int:
             f"on the 0-255 scale): {std_path}"
         )
         if "start_std" in options:
+            scaled = {None: f"; all times {factor:.2f}, from a replay on y with copies of the "
+                      "hole hidden too", "the fill's error is in the map": ""}  # fmt: skip
+            scaled = scaled.get(why_not, f"; {why_not}")
             print(
                 "  (the draws' spread plus the classical fill's own error, measured by filling "
                 "copies of the hole placed in the observed image: the part of it that the "
-                "warm start keeps)"
+                f"warm start keeps{scaled})"
             )
         elif why_not is None:
             replayed = {

@@ -208,6 +208,21 @@ def replay_holes(
     return held & (draw < keep)
 
 
+def replay_thins(operator: Inpaint) -> bool:
+    """Whether :func:`replay_holes` thins the copies of the hole of every image of ``operator``:
+    a scattered hole, such as random pixels, whose replay hides a sparse sample of the observed
+    pixels spread over the image (a box's or a stroke's replay hides a few whole copies of it).
+    Where the std map of a warm start holds the fill's error (``Restoration.stated``), the
+    command and ``bench/restoration.py`` replay it only then: for random pixels a replay mends
+    the map, for a box it made it worse (README, "Inpainting")."""
+    for mask in operator.mask.cpu():
+        hole = mask[0].numpy() == 0
+        whole = replay_holes(hole, min_pixels=hole.size + 1)  # too few left to thin: kept whole
+        if not (whole & ~replay_holes(hole)).any():
+            return False
+    return True
+
+
 def _mean_gap(missing: np.ndarray, where: np.ndarray) -> float:
     """Mean over ``where`` of the distance (pixels) to the nearest pixel not ``missing``
     (infinite if every pixel is missing)."""
