@@ -114,8 +114,9 @@ def add_parser(sub) -> None:
         default=1,
         help="K > 1: mean and std map (superres, deblur: the map scaled by a replay of the "
         "solver one measurement down; denoise: by a replay on y with its noise split in two; "
-        "inpaint from the fill: plus the part of the fill's error the start keeps; inpaint "
-        "from noise: scaled by a replay with copies of the hole hidden in y)",
+        "inpaint from the fill: plus the part of the fill's error the start keeps, and for "
+        "scattered holes scaled by a replay; inpaint from noise: scaled by a replay with "
+        "copies of the hole hidden in y)",
     )
     r.add_argument("--tile", type=_positive(int), help="tile size (default: the model's size)")
     r.add_argument("--overlap", type=int, help="tile overlap in pixels (default tile / 4)")
