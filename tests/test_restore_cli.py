@@ -136,6 +136,14 @@ def test_restore_command(tiny_digits_model, tmp_path, monkeypatch):
     changed = torch.from_numpy(changed.reshape(16, 16, -1).any(-1))
     assert bool(hole.any()) and torch.equal(changed & ~hole, torch.zeros_like(hole))
     assert bool(changed[hole].float().mean() > 0.5)
+    # a scattered hole from the fill (the default start): the map, the fill's error in it too,
+    # scaled by a replay of the warm start (replay_thins: true for 50% of a 96 px image)
+    big = tmp_path / "big.png"
+    Image.fromarray(rng.integers(0, 255, (96, 96), dtype=np.uint8)).save(big)
+    result = run("restore", "inpaint", str(model), str(big), "--random", "0.5", "--samples", "2",
+                 "--simulate", "--out", str(out), *common)  # fmt: skip
+    assert result.returncode == 0 and "replay: 100%" in result.stderr, result.stderr
+    assert re.search(r"warm start keeps; all times \d+\.\d\d, from a replay", result.stdout)
     # from pure noise: the map scaled by the inpainting replay; noisy: no replay, and it says so
     for sigma, said in [("0", "replayed on y with copies of the hole hidden too"),
                         ("5", "not recalibrated: a noisy inpainting has no replay")]:  # fmt: skip

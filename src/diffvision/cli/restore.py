@@ -398,9 +398,11 @@ def cmd_restore(args) -> int:
             f"on the 0-255 scale): {std_path}"
         )
         if "start_std" in options:
-            scaled = {None: f"; all times {factor:.2f}, from a replay on y with copies of the "
-                      "hole hidden too", "the fill's error is in the map": ""}  # fmt: skip
-            scaled = scaled.get(why_not, f"; {why_not}")
+            if why_not is None:  # a scattered hole's warm start, replayed
+                scaled = f"; all times {factor:.2f}, from a replay on y with copies of the hole "
+                scaled += "hidden too"
+            else:
+                scaled = "" if why_not == "the fill's error is in the map" else f"; {why_not}"
             print(
                 "  (the draws' spread plus the classical fill's own error, measured by filling "
                 "copies of the hole placed in the observed image: the part of it that the "
