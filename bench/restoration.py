@@ -322,10 +322,10 @@ def run_solver(model, op, y, how: str, k: int, args):
     stated part is the inpainting fill's own error that the std adds to the samples' spread
     (None without one; ``uncertainty_calibration(..., stated=)`` rates it). Without one (with
     one: for a scattered hole, ``replay_thins``, as the command does, or with --replay-warm),
-    ``replay`` holds the factor for the std map that replaying the solver
-    one measurement down (denoising: on y recorrupted; inpainting: with copies of the hole
-    hidden in y) finds (``replay_factor``, its defaults) and the replay's seconds; None where
-    there is no replay (colorizing, noisy inpainting)."""
+    ``replay`` holds the factor for the std map that replaying the solver one measurement down
+    (denoising: on y recorrupted; inpainting: with copies of the hole hidden in y) finds
+    (``replay_factor``, its defaults) and the replay's seconds; None where there is no replay
+    (colorizing, noisy inpainting)."""
     k = 1 if how == "mmse" else k
     run = solver_run(model, op, y, how, k, args)
     out = run(op, y)

@@ -248,7 +248,7 @@ def _replay(args, operator, y, options, run, tile) -> tuple[float, str | None]:
     if args.samples < 2:
         return 1.0, "one sample"
     inpaint = isinstance(operator, Inpaint)
-    if "start_std" in options and not replay_thins(operator):  # a box's: no replay
+    if "start_std" in options and not replay_thins(operator):  # a box, strokes: none
         return 1.0, "the fill's error is in the map"
 
     def again(op, measured):  # the same run; a warm start is made again, from the replay's y
