@@ -49,6 +49,7 @@ from diffvision.restore.replay import (
     replay_problem,
     replay_thins,
     replay_truth,
+    scattered,
 )
 from diffvision.restore.starts import hole_copies
 
@@ -262,10 +263,14 @@ def test_inpainting_replay_thins_a_scattered_hole_to_its_sparseness_and_keeps_a_
         else:
             assert (held == whole).all() and whole.sum() > hole.sum() / 2
         assert replay_thins(Inpaint(~torch.from_numpy(hole))) == (name == "random")  # to 1/4
+        assert scattered(Inpaint(~torch.from_numpy(hole))) == (name == "random")
     small = random_mask(16, 16, 0.5, gen)  # a copy of 64 px: below the floor
     assert replay_holes(small.numpy() == 0).any() and not replay_thins(Inpaint(small))
+    assert scattered(Inpaint(small))  # but scattered all the same: no floor
+    assert not scattered(Inpaint(box_mask(16, 16, (4, 4, 4, 4))))
     both = torch.stack([~holes["random"], ~holes["box"]])[:, None]  # a batch: every image's
     assert not replay_thins(Inpaint(both)) and replay_thins(Inpaint(both[:1]))
+    assert not scattered(Inpaint(both)) and scattered(Inpaint(both[:1]))
 
 
 def test_inpainting_replay_leaves_an_image_with_no_hole_as_it_is():

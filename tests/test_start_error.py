@@ -18,6 +18,7 @@ from diffvision.restore import (
     gaussian_kernel,
     random_mask,
     solve,
+    stroke_mask,
 )
 from diffvision.restore.solvers import Restoration
 from diffvision.restore.starts import (
@@ -128,7 +129,7 @@ def test_named_starts_are_made_from_the_whole_measurement():
                    generator=gen, **start)  # fmt: skip
 
     tiled = partial(solve_tiled, tile=8, overlap=2)
-    fill, std = inpaint_start(op, y, "blend", kept=0.3)  # the part a start at 0.3 keeps
+    fill, std = inpaint_start(op, y, "blend")  # a box: the fill's whole error
     named = run(tiled, start="blend", start_std="estimate")
     given = run(tiled, start=fill, start_std=std)
     assert torch.equal(named.mean, given.mean) and torch.equal(named.std, given.std)
@@ -152,6 +153,29 @@ def test_named_starts_are_made_from_the_whole_measurement():
         where = bad.pop("operator", op)
         with pytest.raises(ValueError, match=match):
             solve(pixelwise, where, where.forward(x), steps=2, n_samples=2, **bad)
+
+
+def test_the_estimate_keeps_the_whole_error_of_a_box_and_strokes_but_not_of_random_pixels():
+    # solve(start_std="estimate") states the fill's whole error where the hole is a box or
+    # strokes, and the part a start at start_sigma keeps where it is scattered (random pixels,
+    # `scattered`): what the photos' maps measured (bench/results/inpaint_map_*). The two
+    # differ on each of these holes (the test fails if either is used for both).
+    pixelwise = GaussianDenoiser(torch.zeros(1, 8, 8).double(), torch.full((64,), 0.25))
+    x = stationary_field(1, 48, 3.0, seed=5).double()
+    gen = torch.Generator().manual_seed(1)
+    for mask, only_kept in [
+        (box_mask(48, 48, (20, 20, 8, 8)), False),
+        (stroke_mask(48, 48, 2, 3, generator=gen), False),
+        (random_mask(48, 48, 0.5, gen), True),
+    ]:
+        op = Inpaint(mask)
+        y = op.forward(x)
+        out = solve_tiled(pixelwise, op, y, tile=8, overlap=2, solver="ddnm", steps=2,
+                          n_samples=2, start="biharmonic", start_sigma=0.2,
+                          start_std="estimate")  # fmt: skip
+        whole, kept = start_error_std(op, y), start_error_std(op, y, kept=0.2)
+        assert not torch.allclose(whole, kept)
+        assert torch.equal(out.stated, (kept if only_kept else whole).expand_as(out.stated))
 
 
 def test_kept_gain_of_white_noise_is_its_wiener_gain():

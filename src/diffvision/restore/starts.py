@@ -70,11 +70,12 @@ def warm_start(
 
     ``start``: "classical" (:func:`classical_start`'s default for the operator) or, for
     inpainting, a fill of ``FILLS``. ``start_std``: "estimate", for a named inpainting start
-    only: the part of the fill's error that a warm start at ``start_sigma`` keeps
-    (:func:`start_error_std` with ``kept=start_sigma``); the fill and the estimate come from
-    one set of fills of copies of the hole (:func:`inpaint_start`); with ``samples`` 1 (no std
-    map to add it to) it is checked but not made (None), which spares the copies' fills. Named
-    starts are made from the whole of ``y``, so a solver that cuts y into pieces resolves them
+    only: the fill's error (:func:`start_error_std`), for a scattered hole (random pixels,
+    :func:`~diffvision.restore.replay.scattered`) only the part that a warm start at
+    ``start_sigma`` keeps (``kept=start_sigma``); the fill and the estimate come from one set
+    of fills of copies of the hole (:func:`inpaint_start`); with ``samples`` 1 (no std map to
+    add it to) it is checked but not made (None), which spares the copies' fills. Named starts
+    are made from the whole of ``y``, so a solver that cuts y into pieces resolves them
     first."""
     named = isinstance(start, str)
     if named and start != "classical" and not (start in FILLS and isinstance(operator, Inpaint)):
@@ -88,7 +89,9 @@ def warm_start(
         return start, start_std
     fill = "biharmonic" if start == "classical" else start  # ignored but for inpainting
     if start_std == "estimate" and samples > 1:
-        return inpaint_start(operator, y, fill, kept=start_sigma)
+        from .replay import scattered  # replay builds on this module
+
+        return inpaint_start(operator, y, fill, kept=start_sigma if scattered(operator) else None)
     return classical_start(operator, y, fill), None if start_std == "estimate" else start_std
 
 
