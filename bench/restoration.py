@@ -283,8 +283,9 @@ def solver_run(model, op, y, how: str, k: int, args):
     ``how``: a solver name, with "+warm" for a warm start from the classical start (the --fill
     of the hole, bicubic upscaling, Wiener deconvolution) of the y that ``run`` is given, noised
     to --start-sigma ("+warmS": to S). From an inpainting fill with k > 1, the std adds the
-    fill's own error on ``y``, the part a start at its level keeps (``start_error_std(...,
-    kept=)``; the whole error until 2026-12-04), and the result's ``stated`` holds it."""
+    fill's own error on ``y`` (``start_error_std``; for a scattered hole, ``replay.scattered``,
+    the part a start at its level keeps, ``kept=``: the whole error until 2026-12-04, the kept
+    part for every hole on 2026-12-04 and 05, the rule since), and ``stated`` holds it."""
     solver, warm = split_spec(how, args.start_sigma)
     options = {}
     if solver == "repaint":  # resampling for inpainting only (2 passes; the command's default: 10)
@@ -586,7 +587,9 @@ def _uncertainty_lines(rows) -> list[str]:
         "Uncertainty of the sample means (values the measurement leaves uncertain; a calibrated "
         "posterior would give the bracketed values: for K samples a Student-t's; for inpainting "
         "from a classical fill, whose std adds the fill's own error as `start_error_std` "
-        "estimates it (the part the start keeps, since 2026-12-04), the mixed reference of "
+        "estimates it (for every hole the part the start keeps on 2026-12-04 and 05; since "
+        "then only for scattered holes, the whole error for boxes and strokes), the mixed "
+        "reference of "
         "`uncertainty_calibration(..., stated=)`; older result files: a Gaussian's). Scaled by "
         "replay: the std map times the factor that "
         "`replay_factor` finds by solving again one measurement down, with y as the truth "

@@ -121,6 +121,7 @@ def test_restore_command(tiny_digits_model, tmp_path, monkeypatch):
     # inpainting's default (--start auto), at the library's START_SIGMA (0.3 = 38.25 / 127.5)
     assert "from a classical start at sigma 38.25," in result.stdout
     assert "plus the classical fill's own error" in result.stdout  # start_error_std
+    assert "observed image: all of it)" in result.stdout  # a box: all of it (replay.scattered)
     for fill in ("telea", "biharmonic"):  # the same run but for the fill it starts from
         result = run("restore", "inpaint", str(model), str(image), "--box", "4,4,6,6", "--fill",
                      fill, "--out", str(tmp_path / f"{fill}.png"), *common)  # fmt: skip

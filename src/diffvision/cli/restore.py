@@ -114,8 +114,8 @@ def add_parser(sub) -> None:
         default=1,
         help="K > 1: mean and std map (superres, deblur: the map scaled by a replay of the "
         "solver one measurement down; denoise: by a replay on y with its noise split in two; "
-        "inpaint from the fill: plus the part of the fill's error the start keeps, and for "
-        "scattered holes scaled by a replay; inpaint from noise: scaled by a replay with "
+        "inpaint from the fill: plus the fill's error (for scattered holes the part the "
+        "start keeps, and the map scaled by a replay); inpaint from noise: scaled by a replay with "
         "copies of the hole hidden in y)",
     )
     r.add_argument("--tile", type=_positive(int), help="tile size (default: the model's size)")
@@ -203,8 +203,8 @@ def _operator(args, clean_shape):
 
 def _start_options(args, solver: str, operator, y) -> dict:
     """``start`` and ``start_sigma`` for the solver, or nothing (a start from pure noise); with
-    ``--samples`` and an inpainting fill, ``start_std``, the part of the fill's error estimated
-    on y that a start at ``start_sigma`` keeps."""
+    ``--samples`` and an inpainting fill, ``start_std``: "estimate", the fill's error estimated
+    on y (for a scattered hole the part a start at ``start_sigma`` keeps)."""
     from ..restore.operators import Inpaint
     from ..restore.solvers import START_SIGMA, WARM_SOLVERS
     from ..restore.starts import FILLS, NoCopiesError, warm_start
@@ -305,6 +305,7 @@ def cmd_restore(args) -> int:
     from ..io import load, read_config
     from ..io.images import read_image, to_pil
     from ..metrics import psnr
+    from ..restore.replay import scattered
     from ..restore.solvers import sampler_steps
     from ..restore.tiles import solve_tiled
     from ..train.distributed import resolve_device
@@ -403,10 +404,12 @@ def cmd_restore(args) -> int:
                 scaled += "hidden too"
             else:
                 scaled = "" if why_not == "the fill's error is in the map" else f"; {why_not}"
+            part = (
+                "the part of it that the warm start keeps" if scattered(operator) else "all of it"
+            )
             print(
                 "  (the draws' spread plus the classical fill's own error, measured by filling "
-                "copies of the hole placed in the observed image: the part of it that the "
-                f"warm start keeps{scaled})"
+                f"copies of the hole placed in the observed image: {part}{scaled})"
             )
         elif why_not is None:
             replayed = {

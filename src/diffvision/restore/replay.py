@@ -351,7 +351,7 @@ def replay_factor(
         ``N`` factors. ``std * factor`` (per image) has on the replay the RMS error / RMS std of a
         calibrated posterior sampled K times, ``sqrt(1 + 1/K)``
         (:func:`~diffvision.metrics.uncertainty_calibration`); where the run's std adds a stated
-        part (``Restoration.stated``, a warm start's kept fill error), the mixed reference of
+        part (``Restoration.stated``, a warm start's fill error), the mixed reference of
         ``uncertainty_calibration(..., stated=)`` on the replay, between that and 1. The
         replay's truth carries noise (y's, or for denoising its split), which no restoration
         can predict: its variance is taken off the mean squared error first (a factor of 0

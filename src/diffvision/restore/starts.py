@@ -103,7 +103,8 @@ def start_error_std(
     where observed. :func:`inpaint_start` gives the fill and this std from one set of fills.
     ``kept``: a warm start's noise level; the std of the part of the error that a solver
     started there keeps instead (:func:`kept_gain`): what ``solve(..., start_std="estimate")``
-    adds to the draws' spread.
+    adds to the draws' spread for a scattered hole (random pixels); for a box or strokes it adds
+    the whole error (:func:`~diffvision.restore.replay.scattered`, with the runs behind it).
 
     Why: the draws of a warm-started solver share the start's errors at scales above its noise
     level, so their spread misses them (on the held-out photos the RMS error of the mean was
