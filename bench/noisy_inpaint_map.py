@@ -7,10 +7,10 @@ For each photo (the central --crop px of it; the training photos, or the held-ou
 picks some) a hole hides pixels: by default a random mask hides --missing of them and y carries
 noise --sigma (0-255 scale); with --hole strokes, --strokes random strokes --stroke-width px
 wide (`stroke_mask`, seed 0), with --hole box a central square of side --crop / 4 (both
-noise-free with --sigma 0). The solver (--solver) starts from the
-biharmonic fill at sigma 0.3 and draws K = --samples restorations: `repaint` with --resample
-passes (the restore command's default for noisy holes) or `ddnm` (its default for noise-free
-ones). Their mean's error in the hole is compared with three std maps:
+noise-free with --sigma 0). The solver (--solver) starts from the biharmonic fill at sigma 0.3
+and draws K = --samples restorations: `repaint` with --resample passes (the restore command's
+default for noisy holes) or `ddnm` (its default for noise-free ones). Their mean's error in
+the hole is compared with three std maps:
 - the draws' spread alone;
 - the spread plus the fill's whole error estimated on y (`start_error_std(op, y)`, what
   `solve(..., start_std="estimate")` added before 2026-12-04);

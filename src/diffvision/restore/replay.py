@@ -235,7 +235,9 @@ def scattered(operator: Inpaint) -> bool:
     draws; RMS error / RMS std over its calibrated value, medians over the photos;
     ``bench/results/inpaint_map_*``): 8 strokes 6 px wide, whole 0.98 (training photos, 10
     steps) and 0.88 (held-out, 50 steps) against kept 1.40 and 1.20; a 64 px box, 1.39
-    against 1.55; 50% random pixels, whole 0.68 against kept 1.40 (then replayed), and with
+    against 1.55 (held-out quarter-size boxes, ``bench/results/restoration_inpaint_whole.md``
+    and ``..._kept.md``: 1.15 against 1.22, 1.00 calibrated); 50% random pixels, whole 0.68
+    against kept 1.40 (then replayed), and with
     noise 10 (``repaint``) 0.60 against 1.13. The draws of a model redraw a scattered hole's
     pixel-scale error, as the Gaussian gain says, but keep nearly all of a box's or a stroke's.
     """
