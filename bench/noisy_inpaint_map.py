@@ -25,7 +25,7 @@ within 2 std; a stated Gaussian std 1 and 95.4%; a sum of the two lies between t
 Run: python bench/noisy_inpaint_map.py --model runs/photos/model --photos training --bf16
      -> bench/results/noisy_inpaint_map_training.{json,md}  (--photos held-out: ..._held-out)
      python bench/noisy_inpaint_map.py --hole strokes --sigma 0 --solver ddnm --crop 256 ...
-     -> bench/results/inpaint_map_strokes_training.{json,md}  (inpaint_map_{hole}_...)
+     -> bench/results/inpaint_map_strokes_training.{json,md}  (inpaint_map_{hole}[_noisy]_...)
 """
 
 from __future__ import annotations
@@ -133,9 +133,10 @@ def main() -> None:
             row[label] = uncertainty_calibration(mean[hole], std[hole], x[hole], k, extra[hole])
         rows.append(row)
         print(name, {m: round(_off(row[m]), 2) for m in MAPS}, flush=True)
-    noisy = args.hole == "random" and args.sigma  # the first runs' name
-    name = "noisy_inpaint_map" if noisy else f"inpaint_map_{args.hole}"
-    name += f"_{args.photos}"
+    if args.hole == "random" and args.sigma:  # the first runs' name
+        name = f"noisy_inpaint_map_{args.photos}"
+    else:
+        name = f"inpaint_map_{args.hole}{'_noisy' if args.sigma else ''}_{args.photos}"
     result = {
         **run_header("noisy_inpaint_map"),
         "settings": vars(args) | {"model": str(args.model), "out": str(args.out)},
