@@ -231,15 +231,16 @@ def scattered(operator: Inpaint) -> bool:
 
     A warm start's stated error depends on it (``restore.starts.warm_start``): for a scattered
     hole the part of the fill's error that the start keeps (``kept_gain``), for others the
-    whole of it. Measured with the default solver (``ddnm`` from the biharmonic fill at 0.3, 4
-    draws; RMS error / RMS std over its calibrated value, medians over the photos;
-    ``bench/results/inpaint_map_*``): 8 strokes 6 px wide, whole 0.98 (training photos, 10
-    steps) and 0.88 (held-out, 50 steps) against kept 1.40 and 1.20; a 64 px box, 1.39
-    against 1.55 (held-out quarter-size boxes, ``bench/results/restoration_inpaint_whole.md``
-    and ``..._kept.md``: 1.15 against 1.22, 1.00 calibrated); 50% random pixels, whole 0.68
-    against kept 1.40 (then replayed), and with
-    noise 10 (``repaint``) 0.60 against 1.13. The draws of a model redraw a scattered hole's
-    pixel-scale error, as the Gaussian gain says, but keep nearly all of a box's or a stroke's.
+    whole of it. Measured with the default solvers (``ddnm`` from the biharmonic fill at 0.3, 4
+    draws; with noise ``repaint``; RMS error / RMS std over its calibrated value, medians over
+    the photos; ``bench/results/inpaint_map_*``): 8 strokes 6 px wide, whole 0.98 (training
+    photos, 10 steps) and 0.88 (held-out, 50 steps) against kept 1.40 and 1.20 (with noise
+    10, training photos: 0.93 against 1.31); a 64 px box, 1.39 against 1.55 (held-out
+    quarter-size boxes, ``bench/results/restoration_inpaint_whole.md`` and ``..._kept.md``:
+    1.15 against 1.22, 1.00 calibrated); 50% random pixels, whole 0.68 against kept 1.40
+    (then replayed), and with noise 10 0.60 against 1.13. The draws of a model redraw a
+    scattered hole's pixel-scale error, as the Gaussian gain says, but keep nearly all of a
+    box's or a stroke's.
     """
     return replay_thins(operator, min_pixels=1)
 
