@@ -115,8 +115,8 @@ def add_parser(sub) -> None:
         help="K > 1: mean and std map (superres, deblur: the map scaled by a replay of the "
         "solver one measurement down; denoise: by a replay on y with its noise split in two; "
         "inpaint from the fill: plus the fill's error (for scattered holes the part the "
-        "start keeps, and the map scaled by a replay); inpaint from noise: scaled by a replay with "
-        "copies of the hole hidden in y)",
+        "start keeps, and without noise the map scaled by a replay); inpaint from noise: "
+        "scaled by a replay with copies of the hole hidden in y)",
     )
     r.add_argument("--tile", type=_positive(int), help="tile size (default: the model's size)")
     r.add_argument("--overlap", type=int, help="tile overlap in pixels (default tile / 4)")
