@@ -181,6 +181,8 @@ def test_restore_command(tiny_digits_model, tmp_path, monkeypatch):
         (["colorize"], "RGB model"),
         (["inpaint"], "exactly one of"),
         (["denoise"], "needs --sigma"),
+        (["denoise", "--sigma", "-3"], "--sigma is a noise std on the 0-255 scale, >= 0, not -3"),
+        (["inpaint", "--box", "1,1,4,4", "--sigma", "-3"], ">= 0, not -3"),
         (["deblur", "--kernel", "box:3"], "--kernel must be"),
         (["deblur", "--kernel", "motion:-5"], "positive odd"),
         (["deblur", "--kernel", "gauss:inf"], "--kernel 'gauss:inf'"),

@@ -163,6 +163,8 @@ def _operator(args, clean_shape):
     from .. import restore as R
     from ..io.images import read_image
 
+    if args.sigma < 0:
+        raise UsageError(f"--sigma is a noise std on the 0-255 scale, >= 0, not {args.sigma:g}")
     sigma = args.sigma / 127.5
     h, w = clean_shape
     if args.task == "denoise":
