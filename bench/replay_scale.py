@@ -1,5 +1,6 @@
 """How well replaying a solver one measurement down calibrates its std map, on the held-out
-photos, and how the deblurring replay depends on its pooling scale.
+photos, and how the deblurring replay depends on its pooling scale (--set training: on the
+prior's training photos instead, to choose a scale on before it is checked on the held-out ones).
 
 For each photo (whole) and task, the solver of `bench/restoration.py` draws K samples (4x
 super-resolution: ddnm; deblurring, --kernel, by default a 2 px Gaussian blur, with noise 2:
@@ -13,6 +14,9 @@ Student-t's share of errors within 2 std (`diffvision.metrics.uncertainty_calibr
 
 Run: python bench/replay_scale.py --model runs/photos/model --bf16
      -> bench/results/replay_scale.{json,md}
+     python bench/replay_scale.py --model runs/photos/model --bf16 --set training --tasks deblur \
+         --photos rocket,sklearn-china,stereo_motorcycle,grace_hopper --scales 4s,6s,8s
+     -> bench/results/replay_scale_training.{json,md}
 """
 
 from __future__ import annotations
@@ -25,11 +29,10 @@ import numpy as np
 import torch
 
 from diffvision.cli.restore import _kernel as blur_kernel
-from diffvision.data import held_out_photos
 from diffvision.metrics import uncertainty_calibration
 from diffvision.restore import Deblur
 from diffvision.restore.replay import deblur_pooling, replay_factor
-from restoration import RESULTS, prepare, solver_run, solver_setup, tasks
+from restoration import RESULTS, photo_set, prepare, solver_run, solver_setup, tasks
 from run_header import run_header, save_result
 
 #: task -> solver spec of bench/restoration.py: the restore command's defaults for them.
@@ -39,7 +42,13 @@ SOLVERS = {"superres": "ddnm", "deblur": "repaint"}
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, default=Path("runs/photos/model"))
-    parser.add_argument("--photos", default="", help="comma-separated held-out photos (all)")
+    parser.add_argument(
+        "--set",
+        choices=("held-out", "training"),
+        default="held-out",
+        help="the photos: the held-out ones, or the prior's training photos (to tune on)",
+    )
+    parser.add_argument("--photos", default="", help="comma-separated names from --set (all)")
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument(
@@ -55,8 +64,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     model, run_args = solver_setup(args.model, args.steps, args.bf16)
-    photos = held_out_photos(3)
+    photos = photo_set(args.set, 0)
     if args.photos:
+        unknown = set(args.photos.split(",")) - set(photos)
+        if unknown:
+            parser.error(f"--photos: not in the {args.set} set: {', '.join(sorted(unknown))}")
         photos = {name: photos[name] for name in args.photos.split(",")}
     k, rows = args.samples, []
     for name, image in photos.items():
@@ -101,7 +113,8 @@ def main() -> None:
         "settings": vars(args) | {"model": str(args.model), "out": str(args.out)},
         "rows": rows,
     }
-    save_result(args.out, "replay_scale", result, markdown(result))
+    name = "replay_scale" + ("_training" if args.set == "training" else "")
+    save_result(args.out, name, result, markdown(result))
 
 
 def markdown(r: dict) -> str:
@@ -109,11 +122,12 @@ def markdown(r: dict) -> str:
     k = s["samples"]
     photos = list(dict.fromkeys(row["photo"] for row in rows))
     first = rows[0]["drawn"]
+    where = {"training": "Training photos (seen by the prior)"}.get(s.get("set"), "Held-out photos")
     lines = [
         "# Std maps recalibrated by replay",
         "",
         f"`{r['command']}` on {r['machine']}, torch {r['torch']}, {r['threads']} threads, "
-        f"{r['date']}{', bf16 autocast' if s['bf16'] else ''}. Held-out photos whole; deblurring "
+        f"{r['date']}{', bf16 autocast' if s['bf16'] else ''}. {where} whole; deblurring "
         f"kernel {s.get('kernel', 'gauss:2')}, noise 2 on the 0-255 scale; mean of "
         f"K = {k} draws, {s['steps']} steps. Cells: RMS error / RMS std of the std map "
         f"(calibrated: {first['rms_error_over_std_calibrated']:.2f}); last columns: the share "
