@@ -27,8 +27,12 @@ def prior(result: dict) -> str:
 
 
 def solver_steps(result: dict) -> int:
+    """The solver's steps: recorded in results since 2026-12-05; in the GPU study's files (run
+    2026-11-27), read from the command, where the bench's default, 10, is not written."""
+    if "steps" in result:
+        return result["steps"]
     found = re.search(r"--steps (\d+)", result["command"])
-    return int(found.group(1)) if found else 10  # the bench's default
+    return int(found.group(1)) if found else 10
 
 
 def main() -> None:

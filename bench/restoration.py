@@ -493,6 +493,7 @@ def main() -> None:
         "command": "python bench/restoration.py " + " ".join(sys.argv[1:]),
         "set": args.set,
         "crop": args.crop,
+        "steps": args.steps,
         "box": args.box,
         "random": args.random,
         "strokes": [args.strokes, args.stroke_width] if args.strokes else None,
