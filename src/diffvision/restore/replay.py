@@ -235,7 +235,8 @@ def scattered(operator: Inpaint) -> bool:
     draws; with noise ``repaint``; RMS error / RMS std over its calibrated value, medians over
     the photos; ``bench/results/inpaint_map_*``): 8 strokes 6 px wide, whole 0.98 (training
     photos, 10 steps) and 0.88 (held-out, 50 steps) against kept 1.40 and 1.20 (with noise
-    10, training photos: 0.93 against 1.31); a 64 px box, 1.39 against 1.55 (held-out
+    10, training photos: 0.93 against 1.31); a 64 px box, 1.39 against 1.55 (with noise 10:
+    1.36 against 1.50; held-out crops 0.86 against 0.92, camera 2.01; held-out
     quarter-size boxes, ``bench/results/restoration_inpaint_whole.md`` and ``..._kept.md``:
     1.15 against 1.22, 1.00 calibrated); 50% random pixels, whole 0.68 against kept 1.40
     (then replayed), and with noise 10 0.60 against 1.13. The draws of a model redraw a
