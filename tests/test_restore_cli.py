@@ -100,6 +100,7 @@ def test_restore_command(tiny_digits_model, tmp_path, monkeypatch):
     )
     assert result.returncode == 0, result.stderr
     assert "PSNR" in result.stdout and Image.open(out).size == (16, 16)
+    assert "(mmse, one denoiser call, 16 x 16)" in result.stdout  # --steps does not apply
     side = tmp_path / "side.png"
     result = run(
         "restore",

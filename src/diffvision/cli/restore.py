@@ -392,7 +392,8 @@ def cmd_restore(args) -> int:
         how += f", --resample {options['jump_n_sample']}"
     if args.bf16:
         how += ", bf16"
-    print(f"wrote {out} ({solver}, {args.steps} steps{how}, {w} x {h})")
+    steps = "one denoiser call" if solver == "mmse" else f"{args.steps} steps"  # no sampling
+    print(f"wrote {out} ({solver}, {steps}{how}, {w} x {h})")
     if std is not None:
         std_path = out.with_name(out.stem + "_std.png")
         to_pil((std[0] / std.max().clamp(min=1e-8)) * 2 - 1).save(std_path)
