@@ -29,13 +29,12 @@ import torch
 import torch.nn.functional as F
 
 import diffvision
-from diffvision.data.photos import held_out_photos
 from diffvision.metrics import psnr
 from diffvision.metrics.calibration import uncertainty_calibration
 from diffvision.restore.starts import classical_start
 from diffvision.restore.tiles import solve_tiled
 from diffvision.train.loss import denoising_loss
-from restoration import RESULTS, patch_size, prepare, tasks
+from restoration import RESULTS, named_photos, patch_size, prepare, tasks
 from run_header import run_header, save_result
 
 
@@ -103,9 +102,7 @@ def main() -> None:
     started = time.time()
     base = diffvision.load(args.model, device=device)
     size = patch_size(base.config)
-    photos = held_out_photos(3)
-    if args.photos:
-        photos = {k: photos[k] for k in args.photos.split(",")}
+    photos = named_photos(parser, "held-out", args.photos)
     methods = [f"warm{s}" for s in args.sigmas.split(",")] + ([] if args.no_cold else ["cold"])
     rows = []
     for name, image in photos.items():

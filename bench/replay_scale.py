@@ -32,7 +32,7 @@ from diffvision.cli.restore import _kernel as blur_kernel
 from diffvision.metrics import uncertainty_calibration
 from diffvision.restore import Deblur
 from diffvision.restore.replay import deblur_pooling, replay_factor
-from restoration import RESULTS, photo_set, prepare, solver_run, solver_setup, tasks
+from restoration import RESULTS, named_photos, prepare, solver_run, solver_setup, tasks
 from run_header import run_header, save_result
 
 #: task -> solver spec of bench/restoration.py: the restore command's defaults for them.
@@ -64,12 +64,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     model, run_args = solver_setup(args.model, args.steps, args.bf16)
-    photos = photo_set(args.set, 0)
-    if args.photos:
-        unknown = set(args.photos.split(",")) - set(photos)
-        if unknown:
-            parser.error(f"--photos: not in the {args.set} set: {', '.join(sorted(unknown))}")
-        photos = {name: photos[name] for name in args.photos.split(",")}
+    photos = named_photos(parser, args.set, args.photos)
     k, rows = args.samples, []
     for name, image in photos.items():
         x = prepare(image, 0)

@@ -186,6 +186,18 @@ def photo_set(which: str, n: int) -> dict[str, torch.Tensor]:
     return {name: torch.from_numpy(np.array(a)).permute(2, 0, 1) for name, a in chosen}
 
 
+def named_photos(parser, which: str, names: str | None) -> dict[str, torch.Tensor]:
+    """``photo_set(which, 0)``, only ``names`` (comma-separated; all where empty) in their order;
+    an unknown name is ``parser``'s usage error."""
+    photos = photo_set(which, 0)
+    if not names:
+        return photos
+    unknown = set(names.split(",")) - set(photos)
+    if unknown:
+        parser.error(f"--photos: not in the {which} set: {', '.join(sorted(unknown))}")
+    return {name: photos[name] for name in names.split(",")}
+
+
 def prepare(image: torch.Tensor, crop: int) -> torch.Tensor:
     """uint8 ``C x H x W`` photo -> ``1 x C x H x W`` in [-1, 1]: the central ``crop`` x ``crop``
     pixels (0: whole), sides cut to a multiple of 4 (for 4x super-resolution)."""
@@ -423,12 +435,7 @@ def main() -> None:
         model.autocast = torch.bfloat16
     config = json.loads((args.model / "config.json").read_text())
     args.tile = patch_size(config)
-    photos = photo_set(args.set, 0)
-    if args.photos:
-        unknown = set(args.photos.split(",")) - set(photos)
-        if unknown:
-            parser.error(f"--photos: not in the {args.set} set: {', '.join(sorted(unknown))}")
-        photos = {k: photos[k] for k in args.photos.split(",")}
+    photos = named_photos(parser, args.set, args.photos)
     rows = []
     start_all = time.time()
 
