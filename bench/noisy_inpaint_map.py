@@ -41,29 +41,23 @@ import torch
 
 import diffvision
 from diffvision.cli.common import fast_inference
-from diffvision.data import held_out_photos
-from diffvision.data.photos import training_photos
 from diffvision.metrics import uncertainty_calibration
 from diffvision.restore import Inpaint, box_mask, random_mask, stroke_mask
 from diffvision.restore.solvers import START_SIGMA
 from diffvision.restore.starts import inpaint_start
 from diffvision.restore.tiles import solve_tiled
-from restoration import patch_size
+from restoration import named_photos, patch_size
 from run_header import run_header, save_result
 
 RESULTS = Path(__file__).parent / "results"
 MAPS = ("spread only", "spread + whole fill error", "spread + kept fill error")
 
 
-def crops(which: str, size: int) -> dict[str, torch.Tensor]:
-    """name -> 1 x 3 x size x size in [-1, 1], the central crop of each photo at least that
-    big."""
-    if which == "training":
-        photos = {k: torch.from_numpy(v).permute(2, 0, 1) for k, v in training_photos().items()}
-    else:
-        photos = held_out_photos(3)
+def crops(parser, which: str, size: int, names: str | None) -> dict[str, torch.Tensor]:
+    """name -> 1 x 3 x size x size in [-1, 1], the central crop of each photo of the set
+    (``names`` of it, comma-separated, where given) at least that big."""
     out = {}
-    for name, image in photos.items():
+    for name, image in named_photos(parser, which, names).items():
         h, w = image.shape[-2:]
         if min(h, w) >= size:
             r, c = (h - size) // 2, (w - size) // 2
@@ -93,9 +87,7 @@ def main() -> None:
     tile = patch_size(json.loads((args.model / "config.json").read_text()))
     if args.bf16:  # what `restore --bf16` does on the CPU: channels-last, bf16 autocast
         fast_inference(model, torch.device("cpu"), bf16=True)
-    photos = crops(args.photos, args.crop)
-    if args.names:
-        photos = {name: photos[name] for name in args.names.split(",")}
+    photos = crops(parser, args.photos, args.crop, args.names)
     options = {"jump_n_sample": args.resample} if args.solver == "repaint" else {}
     k, rows = args.samples, []
     for name, x in photos.items():

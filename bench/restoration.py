@@ -194,7 +194,7 @@ def named_photos(parser, which: str, names: str | None) -> dict[str, torch.Tenso
         return photos
     unknown = set(names.split(",")) - set(photos)
     if unknown:
-        parser.error(f"--photos: not in the {which} set: {', '.join(sorted(unknown))}")
+        parser.error(f"no such photo in the {which} set: {', '.join(sorted(unknown))}")
     return {name: photos[name] for name in names.split(",")}
 
 
