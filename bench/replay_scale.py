@@ -117,7 +117,8 @@ def markdown(r: dict) -> str:
     k = s["samples"]
     photos = list(dict.fromkeys(row["photo"] for row in rows))
     first = rows[0]["drawn"]
-    where = {"training": "Training photos (seen by the prior)"}.get(s.get("set"), "Held-out photos")
+    training = s.get("set") == "training"  # older results: held-out, with no "set"
+    where = "Training photos (seen by the prior)" if training else "Held-out photos"
     lines = [
         "# Std maps recalibrated by replay",
         "",
