@@ -61,6 +61,36 @@ def test_folder_errors(tmp_path):
         load_image_folder(tmp_path, 8)
 
 
+def test_16_bit_images_keep_their_scale(tmp_path):
+    # PIL's convert("L") clips 16-bit values at 255 (a mid-grey 16-bit image turns white); the
+    # readers divide by 65535 instead. Values chosen so that clipping and scaling differ.
+    from diffvision.io.images import read_image
+
+    ramp = np.linspace(0, 65535, 48, dtype=np.float64).round().astype(np.uint16).reshape(6, 8)
+    Image.fromarray(ramp).save(tmp_path / "ramp.png")  # decodes as "I;16"
+    Image.fromarray(ramp.astype(np.int32)).save(tmp_path / "ramp.tif")  # decodes as "I"
+    for name in ("ramp.png", "ramp.tif"):
+        x = read_image(tmp_path / name, 3)
+        assert x.shape == (1, 3, 6, 8) and torch.equal(x[0, 0], x[0, 2])
+        # float32 division and rescaling: a few ulp of 1
+        np.testing.assert_allclose(x[0, 1].double().numpy(), ramp / 65535 * 2 - 1, atol=1e-6)
+    data = load_image_folder(tmp_path, 6)  # 6 x 8: no resize, the central 6 columns
+    assert data.channels == 1
+    for i in range(2):
+        eight_bit = ((data[i][0][0].double() + 1) * 127.5).numpy()
+        np.testing.assert_allclose(eight_bit, ramp[:, 1:7] / 257, atol=0.5 + 1e-6)  # rounding
+
+
+def test_float_images_are_refused_by_name(tmp_path):
+    from diffvision.io.images import read_image
+
+    Image.fromarray(np.full((6, 8), 0.5, np.float32)).save(tmp_path / "float.tif")
+    with pytest.raises(ValueError, match=r"float\.tif.*floating-point"):
+        read_image(tmp_path / "float.tif", 1)
+    with pytest.raises(ValueError, match=r"float\.tif.*floating-point"):
+        load_image_folder(tmp_path, 6)
+
+
 def test_builtin_sets():
     d = digits()
     assert (len(d), d.channels, d.size, d.num_classes) == (1797, 1, 8, 10)

@@ -8,7 +8,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .dataset import ImageData
-from .transforms import resize_center_crop, to_uint8_tensor
+from .transforms import GREY_MODES, resize_center_crop, to_uint8_tensor
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 CACHE_LIMIT_BYTES = 4 << 30
@@ -61,9 +61,7 @@ def load_image_folder(
     if not paths:
         raise ValueError(f"no images ({', '.join(sorted(EXTENSIONS))}) found under {root}")
     if channels is None:
-        channels = (
-            1 if all(_open(p).mode in ("1", "L", "LA", "I", "I;16", "F") for p in paths) else 3
-        )
+        channels = 1 if all(_open(p).mode in GREY_MODES for p in paths) else 3
     if channels not in (1, 3):
         raise ValueError("channels must be 1 or 3")
 
@@ -78,7 +76,11 @@ def load_image_folder(
             class_names = []
 
     def decode(path: Path) -> torch.Tensor:
-        return to_uint8_tensor(resize_center_crop(_open(path), size), channels)
+        image = resize_center_crop(_open(path), size)
+        try:
+            return to_uint8_tensor(image, channels)
+        except ValueError as err:  # a float image, or 32-bit integers past 16 bits
+            raise ValueError(f"cannot read image {path}: {err}") from None
 
     if len(paths) * channels * size * size <= cache_limit_bytes:
         images = torch.stack([decode(p) for p in paths])

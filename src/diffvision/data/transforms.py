@@ -20,13 +20,38 @@ def resize_center_crop(image: Image.Image, size: int) -> Image.Image:
     return image.crop((left, top, left + size, top + size))
 
 
+#: PIL's modes of one-channel images, 8- and 16-bit integer and float.
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
+#: The 16-bit greyscale modes (PNG and TIFF decode to "I;16"; older Pillow and some files give
+#: "I", 32-bit, holding the same 0-65535 values).
+WIDE_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
+
+
+def to_unit_array(image: Image.Image, channels: int) -> np.ndarray:
+    """PIL image -> float32 ``H x W x C`` in [0, 1] (``channels`` 1: grayscale, 3: RGB; a
+    grey image is repeated in the three channels, colour is averaged by PIL's luma weights).
+
+    8-bit images are divided by 255 and 16-bit greyscale ones by 65535, so their full depth is
+    kept (PIL's own ``convert("L")`` clips 16-bit values at 255, which would make such an image
+    white). Raises ValueError for a float image (mode "F": its range is unknown) and for
+    32-bit integers outside 0-65535."""
+    if image.mode == "F":
+        raise ValueError("a floating-point image has no known range: save it as 8- or 16-bit")
+    if image.mode in WIDE_MODES:
+        array = np.asarray(image).astype(np.float32)
+        if array.size and (array.min() < 0 or array.max() > 65535):
+            raise ValueError("a 32-bit integer image outside 0-65535: save it as 8- or 16-bit")
+        array = array[:, :, None] / 65535
+        return np.repeat(array, channels, axis=2)
+    array = np.asarray(image.convert("L" if channels == 1 else "RGB"), dtype=np.float32)
+    return (array[:, :, None] if array.ndim == 2 else array) / 255
+
+
 def to_uint8_tensor(image: Image.Image, channels: int) -> Tensor:
-    """PIL image -> uint8 ``C x H x W`` (``channels`` 1: grayscale, 3: RGB)."""
-    image = image.convert("L" if channels == 1 else "RGB")
-    array = np.asarray(image, dtype=np.uint8)
-    if array.ndim == 2:
-        array = array[:, :, None]
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+    """PIL image -> uint8 ``C x H x W`` (``channels`` 1: grayscale, 3: RGB; 16-bit images
+    rounded to 8 bits, see :func:`to_unit_array`)."""
+    array = np.round(to_unit_array(image, channels) * 255).astype(np.uint8)
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
 def array_to_uint8(images: np.ndarray, size: int | None) -> Tensor:

@@ -1,4 +1,5 @@
-"""Writing images: tensors in [-1, 1] to uint8, grids and PNG files."""
+"""Image files: reading one (8- or 16-bit) into [-1, 1]; writing tensors in [-1, 1] as uint8,
+grids and PNG files."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
+
+from ..data.transforms import to_unit_array
 
 
 def to_uint8(images: Tensor) -> Tensor:
@@ -67,10 +70,7 @@ def read_image(path: str | Path, channels: int) -> Tensor:
         raise ValueError(f"image not found: {path}")
     try:
         with Image.open(path) as image:
-            image = image.convert("L" if channels == 1 else "RGB")
-    except (OSError, SyntaxError) as err:
+            array = to_unit_array(image, channels)
+    except (OSError, SyntaxError, ValueError) as err:
         raise ValueError(f"cannot read image {path}: {err}") from None
-    array = np.asarray(image, dtype=np.float32)
-    if array.ndim == 2:
-        array = array[:, :, None]
-    return torch.from_numpy(array.copy()).permute(2, 0, 1)[None] / 127.5 - 1
+    return torch.from_numpy(array).permute(2, 0, 1)[None] * 2 - 1
