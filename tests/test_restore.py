@@ -441,6 +441,10 @@ def test_sdedit_and_errors(prior):
         solve(prior, op, y, solver="ddnm", sampler="ddim")  # DDNM+ needs the step's noise
     with pytest.raises(ValueError, match="denoising"):
         solve(prior, Inpaint(box_mask(H, H, (0, 0, 2, 2))), y, solver="mmse")
+    with pytest.raises(ValueError, match="n_samples must be >= 1, not 0"):
+        solve(prior, op, y, solver="posterior", n_samples=0)
+    with pytest.raises(ValueError, match=r"mmse gives one estimate.*use posterior"):
+        solve(prior, op, y, solver="mmse", n_samples=2)
 
 
 def test_warm_start_forgets_a_bad_start_from_high_noise_and_keeps_a_good_one_from_low(prior):

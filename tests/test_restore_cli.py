@@ -188,6 +188,7 @@ def test_restore_command(tiny_digits_model, tmp_path, monkeypatch):
         (["deblur", "--kernel", "motion:-5"], "positive odd"),
         (["deblur", "--kernel", "gauss:inf"], "--kernel 'gauss:inf'"),
         (["denoise", "--sigma", "nan"], "not a finite number"),
+        (["denoise", "--sigma", "25", "--samples", "2"], "mmse gives one estimate"),
         (["inpaint", "--box", "1,1,4,4", "--samples", "inf"], "not a number"),
         (["inpaint", "--box", "1,1,4,4", "--start-sigma", "nan"], "must be positive"),
         (["denoise", "--sigma", "25", "--start", "classical"], "works with ddnm, dps, repaint"),

@@ -364,8 +364,10 @@ def solve(
     """
     if solver not in METHODS:
         raise ValueError(f"unknown solver {solver!r}; choose from {', '.join(METHODS)}")
-    if n_samples < 1 or (n_samples > 1 and solver == "mmse"):
-        raise ValueError("n_samples must be >= 1 (mmse gives one estimate: use posterior)")
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be >= 1, not {n_samples}")
+    if n_samples > 1 and solver == "mmse":
+        raise ValueError("mmse gives one estimate, the posterior mean: for samples use posterior")
     if start_std is not None and options.get("start") is None:
         raise ValueError("start_std is the error of a start: pass start too")
     start_std = resolve_starts(operator, y, start_std, n_samples, options)
