@@ -124,6 +124,9 @@ def test_train_sample_info_round_trip(tmp_path):
     assert bad.returncode == 2 and "unknown sampler" in bad.stderr
     bad = run("sample", str(model), "--class", "12", "--out", str(grid))
     assert bad.returncode == 2 and "0..9" in bad.stderr
+    bad = run("sample", str(model), "--out", str(tmp_path / "grid.jpg"))  # before sampling
+    assert bad.returncode == 2 and "argument --out: must be a .png file or a folder" in bad.stderr
+    assert not (tmp_path / "grid.jpg").exists()
     assert Path(grid).stat().st_size > 0
 
 

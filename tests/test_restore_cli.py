@@ -216,6 +216,13 @@ def test_restore_command(tiny_digits_model, tmp_path, monkeypatch):
         str(out),
     )
     assert bad.returncode == 2 and "image not found" in bad.stderr
+    text = str(tmp_path / "r.txt")  # refused when the arguments are parsed, before any work
+    bad = run("restore", "denoise", str(model), str(image), "--sigma", "5", "--out", text)
+    assert bad.returncode == 2 and "argument --out: not an image file" in bad.stderr
+    bad = run("restore", "denoise", str(model), str(image), "--sigma", "5", "--out", str(out),
+              "--side-by-side", text)  # fmt: skip
+    assert bad.returncode == 2 and "argument --side-by-side: not an image file" in bad.stderr
+    assert not (tmp_path / "r.txt").exists()
     result = run("restore", "denoise", str(model), str(image), "--sigma", "25", "--simulate",
                  "--device", "cpu", "--solver", "posterior", "--samples", "2", "--out", str(out),
                  *common)  # fmt: skip

@@ -24,6 +24,7 @@ from .common import (
     add_bf16_inference,
     add_quiet,
     fast_inference,
+    grid_or_folder,
     step_bar,
 )
 
@@ -153,7 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch", type=_positive(int), default=256, help="images per batch")
     s.add_argument("--no-ema", action="store_true", help="use the raw instead of the EMA weights")
     s.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    s.add_argument("--out", required=True, help="FILE.png (a grid) or a folder (one PNG each)")
+    s.add_argument(
+        "--out",
+        required=True,
+        type=grid_or_folder,
+        help="FILE.png (a grid) or a folder (one PNG each)",
+    )
 
     i = sub.add_parser(
         "info",
@@ -335,11 +341,9 @@ def cmd_sample(args) -> int:
     images = torch.cat(parts)
     out = Path(args.out)
     how = f" ({args.sampler}, {args.steps} steps{', bf16' if args.bf16 else ''})"
-    if out.suffix.lower() == ".png":
+    if out.suffix.lower() == ".png":  # else a folder: grid_or_folder checked --out
         save_grid(out, images, upscale=max(1, 64 // shape[-1]))
         print(f"wrote a grid of {len(images)} images to {out}{how}")
-    elif out.suffix:
-        raise UsageError(f"--out must be a .png file or a folder, got {out}")
     else:
         save_images(out, images)
         print(f"wrote {len(images)} images to {out}/{how}")

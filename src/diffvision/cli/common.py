@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 
 EXIT_USAGE = 2
 
@@ -71,6 +72,24 @@ def _positive(kind):
         return value
 
     return parse
+
+
+def image_file(text: str) -> str:
+    """An output path whose extension PIL can write (.png, .jpg, .tif, ...): checked when the
+    arguments are parsed, not after the work that it would hold."""
+    from PIL import Image
+
+    fmt = Image.registered_extensions().get(Path(text).suffix.lower())
+    if fmt not in Image.SAVE:
+        raise argparse.ArgumentTypeError(f"not an image file to write (.png, .jpg, .tif): {text!r}")
+    return text
+
+
+def grid_or_folder(text: str) -> str:
+    """``sample``'s output: a .png file (one grid) or a folder (no extension)."""
+    if Path(text).suffix.lower() not in ("", ".png"):
+        raise argparse.ArgumentTypeError(f"must be a .png file or a folder, got {text!r}")
+    return text
 
 
 def add_quiet(parser) -> None:

@@ -14,6 +14,7 @@ from .common import (
     add_bf16_inference,
     add_quiet,
     fast_inference,
+    image_file,
     step_bar,
 )
 
@@ -60,7 +61,9 @@ def add_parser(sub) -> None:
     r.add_argument("task", choices=TASKS, help="what to undo")
     r.add_argument("model", help="model folder (an unconditional model)")
     r.add_argument("input", help="image file")
-    r.add_argument("--out", required=True, help="output PNG")
+    r.add_argument(
+        "--out", required=True, type=image_file, help="output image (.png; .jpg, .tif, ...)"
+    )
     r.add_argument("--sigma", type=_finite, default=0.0, help="noise std on the 0-255 scale")
     r.add_argument("--mask", help="inpaint: mask image (white = observed, black = hole)")
     r.add_argument("--box", help="inpaint: hole x,y,w,h in pixels")
@@ -126,7 +129,11 @@ def add_parser(sub) -> None:
     add_bf16_inference(r)
     add_quiet(r)
     r.add_argument("--simulate", action="store_true", help="INPUT is clean: degrade it first")
-    r.add_argument("--side-by-side", help="also write input | result | uncertainty as one PNG")
+    r.add_argument(
+        "--side-by-side",
+        type=image_file,
+        help="also write input | result | uncertainty as one image",
+    )
 
 
 def _numbers(text: str, count: int, what: str) -> list[float]:
