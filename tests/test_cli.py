@@ -73,6 +73,10 @@ def test_train_sample_info_round_trip(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "--resume" in result.stdout
+    spec = (out / "run.json").read_text()
+    again = run("train", "--data", "shapes", "--out", str(out), "--quiet")  # forgot --resume
+    assert again.returncode == 2 and "holds a run (checkpoints up to step 2)" in again.stderr
+    assert "continue it with --resume" in again.stderr and (out / "run.json").read_text() == spec
     result = run("train", "--out", str(out), "--resume", "--quiet")
     assert result.returncode == 0, result.stderr
     model = out / "model"

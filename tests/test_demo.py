@@ -1,11 +1,24 @@
 """The demo pipeline end to end with very few steps (the real quality numbers come from
 bench/demo_quality.py, which trains the full demo configuration)."""
 
+import json
+
+import pytest
+
+from diffvision.data import digits
 from diffvision.demo import run_demo
 
 
 def test_demo_writes_report(tmp_path):
+    # Leftovers of an earlier demo in the folder (its demo.json marks it): replaced, not mixed in.
+    (tmp_path / "demo.json").write_text("{}")
+    (tmp_path / "checkpoints" / "step_00000999").mkdir(parents=True)
+    (tmp_path / "checkpoints" / "step_00000999" / "state.pt").write_bytes(b"")
+    (tmp_path / "metrics.jsonl").write_text('{"step": 2, "loss": 99.0}\n')
     report = run_demo(tmp_path, steps=3, progress=False, n_per_class=4, classifier_steps=20)
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step_00000003"]
+    log = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert log and all(r["loss"] != 99.0 for r in log)
     text = report.read_text()
     assert report.name == "report.html" and "data:image/png;base64," in text
     assert "held-out accuracy" in text and "chi-square" in text
@@ -15,6 +28,15 @@ def test_demo_writes_report(tmp_path):
     for name in ("samples_conditional.png", "samples_unconditional.png", "loss.png", "demo.json"):
         assert (tmp_path / name).is_file()
     assert (tmp_path / "model" / "ema.safetensors").is_file()
+
+
+def test_demo_refuses_a_folder_with_another_run(tmp_path):
+    from diffvision.train import TrainConfig, train
+
+    train(TrainConfig(preset="tiny", steps=2, batch=8), digits(), tmp_path, progress=False)
+    with pytest.raises(ValueError, match=r"holds a run .*the demo trains afresh"):
+        run_demo(tmp_path, steps=3, progress=False)
+    assert not (tmp_path / "demo.json").exists()
 
 
 def test_balance_check_passes_for_the_exact_denoiser_of_digits():

@@ -79,6 +79,28 @@ def test_resume_rejects_changed_settings(tmp_path, data):
         train(TrainConfig(**{**CFG, "lr": 5e-4}), data, tmp_path, progress=False, resume=True)
 
 
+def test_a_fresh_run_refuses_a_folder_that_holds_one(tmp_path, data):
+    # Before: the new run's checkpoints were pruned as older than the old run's, and a resume
+    # then continued the old run.
+    train(TrainConfig(**CFG), data, tmp_path, progress=False, stop_at=4)
+    before = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    with pytest.raises(ValueError, match=r"holds a run \(checkpoints up to step 4\).*resume=True"):
+        train(TrainConfig(**{**CFG, "steps": 2}), data, tmp_path, progress=False)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == before
+    train(TrainConfig(**CFG), data, tmp_path, progress=False, resume=True)  # resuming is fine
+    for old in (tmp_path / "checkpoints").iterdir():
+        (old / "state.pt").unlink()  # incomplete checkpoints do not count; the model does
+    with pytest.raises(ValueError, match=r"holds a run \(a trained model\)"):
+        train(TrainConfig(**CFG), data, tmp_path, progress=False)
+
+
+def test_a_fresh_run_starts_a_fresh_metrics_log(tmp_path, data):
+    (tmp_path / "metrics.jsonl").write_text('{"step": 3, "loss": 99.0}\n{"step": 50}\n')
+    Trainer(TrainConfig(**CFG), data, tmp_path, device="cpu").fit(progress=False)
+    log = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6] and 99.0 not in [r["loss"] for r in log]
+
+
 def test_batch_positions_cover_each_epoch_once():
     n, batch = 10, 4
     stream = torch.cat([batch_positions(s, batch, n, seed=0) for s in range(5)])

@@ -10,6 +10,7 @@ import html
 import io
 import json
 import resource
+import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -23,6 +24,7 @@ from .io.images import make_grid, to_pil
 from .io.model_folder import load_classifier
 from .samplers import sample
 from .train import TrainConfig, Trainer
+from .train.checkpoint import check_fresh
 
 #: The demo configuration (8x8 digits, small U-Net, EDM). Trains in minutes on 2 CPU cores.
 DEMO_CONFIG = TrainConfig(
@@ -221,6 +223,12 @@ def run_demo(
         cfg.steps = steps
         cfg.checkpoint_every = min(cfg.checkpoint_every, steps)
     out.mkdir(parents=True, exist_ok=True)
+    summary_path = out / "demo.json"  # written first as a mark of the demo's folder
+    if summary_path.is_file():  # an earlier demo's, finished or not: its run is replaced
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    else:
+        check_fresh(out, "the demo trains afresh: give it another --out, or delete that folder")
+    summary_path.write_text(json.dumps({"settings": asdict(cfg), "finished": False}, indent=1))
     start = time.time()
     trainer = Trainer(cfg, digits(), out, device="cpu")
     try:
@@ -250,7 +258,7 @@ def run_demo(
         "checks": checks,
         "model": str(out / "model"),
     }
-    (out / "demo.json").write_text(json.dumps(summary, indent=1))
+    summary_path.write_text(json.dumps(summary, indent=1))
     report = out / "report.html"
     report.write_text(
         _html(

@@ -193,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_train(args) -> int:
     from ..data import load_data
     from ..train import TrainConfig, train
+    from ..train.checkpoint import check_fresh
 
     out = Path(args.out)
     if args.resume:
@@ -200,6 +201,8 @@ def cmd_train(args) -> int:
     else:
         if not args.data:
             raise UsageError("--data is required (or --resume an existing run)")
+        # before loading the data, and before run.json is written over
+        check_fresh(out, "continue it with --resume, or train into another --out")
         data = load_data(args.data, args.size, channels=args.channels)
         cfg = TrainConfig(
             preset=args.preset,

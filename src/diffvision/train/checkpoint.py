@@ -57,5 +57,19 @@ def list_checkpoints(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[len(PREFIX) :]))
 
 
+def check_fresh(out: Path, hint: str) -> None:
+    """Refuse to start a new run in ``out`` where one is already: its checkpoints would be
+    pruned as older than the old run's, a later resume would pick the old run's newest, and its
+    model folder would be overwritten. ``hint``: what to do instead (how to resume it)."""
+    found = list_checkpoints(out / "checkpoints")
+    if found:
+        what = f"checkpoints up to step {int(found[-1].name[len(PREFIX) :])}"
+    elif (out / "model" / "config.json").is_file():
+        what = "a trained model"
+    else:
+        return
+    raise ValueError(f"{out} already holds a run ({what}): {hint}")
+
+
 def load_state(folder: Path) -> dict:
     return torch.load(folder / "state.pt", map_location="cpu", weights_only=True)

@@ -31,7 +31,13 @@ from ..io.model_folder import model_config, save_classifier, save_model_folder
 from ..nets.unet import PRESETS, build_unet
 from ..process import LOSS_WEIGHTS, get_schedule
 from ..samplers import sample
-from .checkpoint import list_checkpoints, load_state, save_checkpoint, set_rng_state
+from .checkpoint import (
+    check_fresh,
+    list_checkpoints,
+    load_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from .classifier import train_noise_classifier
 from .distributed import DistInfo, cleanup, setup
 from .ema import EMA
@@ -232,10 +238,11 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         set_rng_state(state["rng"])
         self.step = int(state["step"])
-        self._trim_metrics()
         return True
 
     def _trim_metrics(self) -> None:
+        """Drop the log lines past the step the run starts from: those of the stretch after a
+        resumed checkpoint, or of an earlier run in the folder, which a fresh run replaces."""
         path = self.out / "metrics.jsonl"
         if self.dist.main and path.is_file():
             keep = [
@@ -367,6 +374,7 @@ class Trainer:
 
         cfg = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
+        self._trim_metrics()
         end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
         bar = tqdm(
             total=cfg.steps,
@@ -453,6 +461,8 @@ def train(
     """Train a denoiser on ``data`` and write ``out/model`` (config.json, model.safetensors,
     ema.safetensors); ``out`` also receives ``metrics.jsonl``, ``samples/`` and
     ``checkpoints/``. With ``resume`` it continues from the newest checkpoint."""
+    if not resume:
+        check_fresh(Path(out), "continue it with resume=True, or train into another folder")
     trainer = Trainer(cfg, data, out, device=device)
     try:
         if resume:
