@@ -189,6 +189,9 @@ def test_eval_command(tmp_path, tiny_digits_model):
     assert bad.returncode == 2 and "not a feature network" in bad.stderr
     bad = run("eval", "train-features", "digits")
     assert bad.returncode == 2 and "--out" in bad.stderr
+    bad = run("eval", str(tiny_digits_model), "--data", "digits", "--sweep-steps", "2",
+              "--plot", str(tmp_path / "sweep.txt"))  # fmt: skip
+    assert bad.returncode == 2 and "argument --plot: not a plot file" in bad.stderr  # before it
 
 
 def test_bits_per_dim_runs_in_float32():

@@ -3,6 +3,7 @@ sampler / NFE sweep with a plot) and ``diffvision eval train-features`` (domain 
 
 from __future__ import annotations
 
+import argparse
 import json
 import textwrap
 from pathlib import Path
@@ -16,6 +17,17 @@ from .common import (
     add_bf16_inference,
     fast_inference,
 )
+
+
+def _plot_file(text: str) -> str:
+    """``--plot``: a file type matplotlib writes, checked before the sweep it would plot."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    kinds = FigureCanvasBase.get_supported_filetypes()
+    if Path(text).suffix.lower().lstrip(".") not in kinds:
+        raise argparse.ArgumentTypeError(f"not a plot file (.png, .pdf, .svg): {text!r}")
+    return text
+
 
 EVAL_EXAMPLES = """\
 examples:
@@ -61,7 +73,7 @@ def add_parsers(sub) -> None:
     e.add_argument("--guidance", type=_finite, default=1.0, help="classifier-free guidance scale")
     e.add_argument("--sweep-steps", help="NFE values to sweep, e.g. 5,10,20,50")
     e.add_argument("--samplers", help="samplers for --sweep-steps (default unipc,dpmpp_2m,heun)")
-    e.add_argument("--plot", help="PNG of the sweep (quality against NFE)")
+    e.add_argument("--plot", type=_plot_file, help="PNG of the sweep (quality against NFE)")
     e.add_argument("--bpd", type=int, default=0, help="also bits/dim (PF-ODE) of N real images")
     e.add_argument("--json", help="write the full result to this JSON file")
     e.add_argument("--no-ema", action="store_true", help="use the raw instead of the EMA weights")
