@@ -64,7 +64,7 @@ def test_folder_errors(tmp_path):
 def test_16_bit_images_keep_their_scale(tmp_path):
     # PIL's convert("L") clips 16-bit values at 255 (a mid-grey 16-bit image turns white); the
     # readers divide by 65535 instead. Values chosen so that clipping and scaling differ.
-    from diffvision.io.images import read_image
+    from diffvision.io.images import read_image, to_pil16
 
     ramp = np.linspace(0, 65535, 48, dtype=np.float64).round().astype(np.uint16).reshape(6, 8)
     Image.fromarray(ramp).save(tmp_path / "ramp.png")  # decodes as "I;16"
@@ -74,6 +74,7 @@ def test_16_bit_images_keep_their_scale(tmp_path):
         assert x.shape == (1, 3, 6, 8) and torch.equal(x[0, 0], x[0, 2])
         # float32 division and rescaling: a few ulp of 1
         np.testing.assert_allclose(x[0, 1].double().numpy(), ramp / 65535 * 2 - 1, atol=1e-6)
+        assert np.array_equal(np.asarray(to_pil16(x[0, :1])), ramp)  # written back exactly
     data = load_image_folder(tmp_path, 6)  # 6 x 8: no resize, the central 6 columns
     assert data.channels == 1
     for i in range(2):

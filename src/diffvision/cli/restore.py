@@ -19,6 +19,8 @@ from .common import (
 )
 
 TASKS = ("denoise", "inpaint", "superres", "deblur", "colorize")
+#: Output files that hold 16-bit greyscale: a 16-bit input's result is written at that depth.
+DEEP_FILES = (".png", ".tif", ".tiff")
 
 
 def default_solver(task: str, sigma: float) -> str:
@@ -62,7 +64,11 @@ def add_parser(sub) -> None:
     r.add_argument("model", help="model folder (an unconditional model)")
     r.add_argument("input", help="image file")
     r.add_argument(
-        "--out", required=True, type=image_file, help="output image (.png; .jpg, .tif, ...)"
+        "--out",
+        required=True,
+        type=image_file,
+        help="output image (.png; .jpg, .tif, ...); 16-bit for a 16-bit greyscale input and model "
+        "to .png or .tif",
     )
     r.add_argument("--sigma", type=_finite, default=0.0, help="noise std on the 0-255 scale")
     r.add_argument("--mask", help="inpaint: mask image (white = observed, black = hole)")
@@ -312,7 +318,7 @@ def cmd_restore(args) -> int:
     import torch
 
     from ..io import load, read_config
-    from ..io.images import read_image, to_pil
+    from ..io.images import is_16_bit, read_image, to_pil, to_pil16
     from ..metrics import psnr
     from ..restore.replay import scattered
     from ..restore.solvers import sampler_steps
@@ -391,7 +397,8 @@ def cmd_restore(args) -> int:
     mean, std = mean.cpu(), None if std is None else std.cpu() * factor
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    to_pil(mean[0]).save(out)
+    deep = channels == 1 and out.suffix.lower() in DEEP_FILES and is_16_bit(args.input)
+    (to_pil16 if deep else to_pil)(mean[0]).save(out)  # 16-bit in, 16-bit out
     how = ""
     if "start" in options:  # its noise level on the 0-255 scale, as --start-sigma takes it
         how = f", from a classical start at sigma {options['start_sigma'] * 127.5:g}"

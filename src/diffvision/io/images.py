@@ -11,12 +11,25 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from ..data.transforms import to_unit_array
+from ..data.transforms import WIDE_MODES, to_unit_array
 
 
 def to_uint8(images: Tensor) -> Tensor:
     """``N x C x H x W`` float in [-1, 1] -> uint8 (clipped, rounded)."""
     return ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
+
+
+def to_pil16(image: Tensor) -> Image.Image:
+    """``1 x H x W`` float in [-1, 1] -> 16-bit greyscale PIL image (mode "I;16", clipped and
+    rounded to 0-65535; PNG and TIFF keep all 16 bits)."""
+    unit = (image.detach().double().clamp(-1, 1)[0].cpu().numpy() + 1) / 2
+    return Image.fromarray(np.round(unit * 65535).astype(np.uint16))
+
+
+def is_16_bit(path: str | Path) -> bool:
+    """Whether an image file is 16-bit greyscale (read from its header)."""
+    with Image.open(path) as image:
+        return image.mode in WIDE_MODES
 
 
 def make_grid(images: Tensor, nrow: int | None = None, pad: int = 1) -> Tensor:
