@@ -176,9 +176,15 @@ def test_eval_command(tmp_path, tiny_digits_model):
         "euler",
         "--plot",
         str(plot),
+        "--json",
+        str(out),
     )
     assert result.returncode == 0, result.stderr
     assert plot.is_file() and "floor" in result.stdout
+    # One seed: no spread over seeds, written as null (strict JSON has no NaN).
+    saved = json.loads(out.read_text(), parse_constant=lambda name: pytest.fail(name))
+    assert saved["sweep"][0]["metrics"]["fd"]["std"] is None
+    assert saved["sweep"][0]["metrics"]["fd"]["mean"] > 0
     bad = run(
         "eval", str(tiny_digits_model), "--data", "digits", "--features", str(tmp_path / "x.pth")
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import textwrap
 from pathlib import Path
 
@@ -27,6 +28,18 @@ def _plot_file(text: str) -> str:
     if Path(text).suffix.lower().lstrip(".") not in kinds:
         raise argparse.ArgumentTypeError(f"not a plot file (.png, .pdf, .svg): {text!r}")
     return text
+
+
+def _nan_to_null(value):
+    """``value`` with every NaN float made None: strict JSON has no NaN (the spread over one
+    seed, or the standard error of one image's bits/dim, is undefined)."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_null(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_nan_to_null(v) for v in value]
+    return value
 
 
 EVAL_EXAMPLES = """\
@@ -182,6 +195,6 @@ def cmd_eval(args) -> int:
         print(f"bits/dim {bpd['mean']:.3f} ± {bpd['std_err']:.3f} ({args.bpd} real images)")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=1))
+        Path(args.json).write_text(json.dumps(_nan_to_null(result), indent=1, allow_nan=False))
         print(f"wrote {args.json}")
     return 0
