@@ -216,7 +216,6 @@ def test_restore_command(tiny_digits_model, tmp_path, monkeypatch):
         str(out),
     )
     assert bad.returncode == 2 and "image not found" in bad.stderr
-    text = str(tmp_path / "r.txt")  # refused when the arguments are parsed, before any work
     deep = tmp_path / "in16.png"  # a 16-bit input's result keeps 16 bits where the file can
     Image.fromarray(rng.integers(0, 65535, (16, 16), dtype=np.uint16)).save(deep)
     for name, mode in (("out16.png", "I;16"), ("out16.tif", "I;16"), ("out16.jpg", "L")):
@@ -225,6 +224,7 @@ def test_restore_command(tiny_digits_model, tmp_path, monkeypatch):
         assert result.returncode == 0, result.stderr
         with Image.open(tmp_path / name) as written:
             assert written.mode == mode
+    text = str(tmp_path / "r.txt")  # refused when the arguments are parsed, before any work
     bad = run("restore", "denoise", str(model), str(image), "--sigma", "5", "--out", text)
     assert bad.returncode == 2 and "argument --out: not an image file" in bad.stderr
     bad = run("restore", "denoise", str(model), str(image), "--sigma", "5", "--out", str(out),
