@@ -2,6 +2,7 @@
 of the data from a mode-dropping one and reports per-class accuracy; ``diffvision eval``."""
 
 import json
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -102,6 +103,10 @@ def test_evaluate_reports_per_class_accuracy(data, feature_net):
     # Samples of an exact class model are that class's training digits: the classifier labels
     # them about as well as its held-out digits (which it never saw).
     assert result["accuracy"] > info["holdout_accuracy"] - 0.05
+    # One seed: the spread is undefined, and the table shows the mean alone, not "± nan".
+    text = ev.format_result(result)
+    assert "nan" not in text and "1 seed (no spread)" in text
+    assert ev.plus_minus(2.5, 0.25) == "2.5 ± 0.25" and ev.plus_minus(2.5, math.nan) == "2.5"
     with pytest.raises(ValueError, match=r"0\.\.9"):
         ev.evaluate(exact, data, net, n=20, seeds=(0,), steps=2, classes=[12])
     with pytest.raises(ValueError, match="floor needs"):
@@ -121,7 +126,8 @@ def test_sweep_table_and_plot(data, feature_net, tmp_path):
         ("heun", 3),
         ("heun", 9),
     ]
-    assert "real vs real floor" in ev.format_sweep(rows)
+    table = ev.format_sweep(rows)
+    assert "real vs real floor" in table and "nan" not in table  # one seed: no "± nan"
     png = ev.plot_sweep(rows, tmp_path / "sweep.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
 
@@ -180,7 +186,7 @@ def test_eval_command(tmp_path, tiny_digits_model):
         str(out),
     )
     assert result.returncode == 0, result.stderr
-    assert plot.is_file() and "floor" in result.stdout
+    assert plot.is_file() and "floor" in result.stdout and "nan" not in result.stdout
     # One seed: no spread over seeds, written as null (strict JSON has no NaN).
     saved = json.loads(out.read_text(), parse_constant=lambda name: pytest.fail(name))
     assert saved["sweep"][0]["metrics"]["fd"]["std"] is None

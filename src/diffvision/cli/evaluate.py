@@ -192,7 +192,8 @@ def cmd_eval(args) -> int:
     if args.bpd > 0:
         bpd = ev.bits_per_dim(model, data, args.bpd)
         result["bits_per_dim"] = bpd
-        print(f"bits/dim {bpd['mean']:.3f} ± {bpd['std_err']:.3f} ({args.bpd} real images)")
+        spread = "" if math.isnan(bpd["std_err"]) else f" ± {bpd['std_err']:.3f}"
+        print(f"bits/dim {bpd['mean']:.3f}{spread} ({args.bpd} real images)")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(_nan_to_null(result), indent=1, allow_nan=False))

@@ -281,18 +281,24 @@ def sweep(
     return rows
 
 
+def plus_minus(mean: float, spread: float) -> str:
+    """``"mean ± spread"``, or the mean alone where the spread is undefined (NaN: one seed)."""
+    return f"{mean:.4g}" if math.isnan(spread) else f"{mean:.4g} ± {spread:.2g}"
+
+
 def format_result(result: dict) -> str:
     """A one-screen text table of an :func:`evaluate` result."""
+    n_seeds = len(result["seeds"])
     lines = [
         f"{result['sampler']}, {result['steps']} steps, N = {result['n']}, "
-        f"{len(result['seeds'])} seeds, {result['seconds_per_sample'] * 1e3:.2f} ms/sample",
+        f"{n_seeds} seed{'s' if n_seeds > 1 else ' (no spread)'}, "
+        f"{result['seconds_per_sample'] * 1e3:.2f} ms/sample",
         f"{'metric':<10} {'model':>22} {'real vs real':>22}",
     ]
     for key in METRICS:
         m, f = result["metrics"][key], result["floor"][key]
-        lines.append(
-            f"{key:<10} {m['mean']:>12.4g} ± {m['std']:<8.2g} {f['mean']:>12.4g} ± {f['std']:<8.2g}"
-        )
+        model, floor = plus_minus(m["mean"], m["std"]), plus_minus(f["mean"], f["std"])
+        lines.append(f"{key:<10} {model:>22} {floor:>22}")
     if "class_accuracy" in result:
         per = "  ".join(f"{c}:{a:.2f}" for c, a in result["class_accuracy"].items())
         lines.append(f"classifier accuracy {result['accuracy']:.3f} ({per})")
@@ -305,10 +311,10 @@ def format_sweep(rows: list[dict]) -> str:
     for r in rows:
         fd = r["metrics"]["fd"]
         acc = f"{r['accuracy']:.3f}" if "accuracy" in r else "-"
-        fd_text = f"{fd['mean']:.4g} ± {fd['std']:.2g}"
+        fd_text = plus_minus(fd["mean"], fd["std"])
         lines.append(f"{r['sampler']:<15} {r['nfe']:>4} {r['steps']:>5} {fd_text:>20} {acc:>9}")
     floor = rows[0]["floor"]["fd"]
-    lines.append(f"real vs real floor FD {floor['mean']:.4g} ± {floor['std']:.2g}")
+    lines.append(f"real vs real floor FD {plus_minus(floor['mean'], floor['std'])}")
     return "\n".join(lines)
 
 
