@@ -187,6 +187,8 @@ def test_restore_command(tiny_digits_model, tmp_path, monkeypatch):
         (["deblur", "--kernel", "box:3"], "--kernel must be"),
         (["deblur", "--kernel", "motion:-5"], "positive odd"),
         (["deblur", "--kernel", "gauss:inf"], "--kernel 'gauss:inf'"),
+        (["deblur", "--kernel", "motion:0"], "one pixel, no blur"),  # was taken as the identity
+        (["deblur", "--kernel", "gauss:0.2"], "one pixel, no blur"),
         (["denoise", "--sigma", "nan"], "not a finite number"),
         (["denoise", "--sigma", "25", "--samples", "2"], "mmse gives one estimate"),
         (["inpaint", "--box", "1,1,4,4", "--samples", "inf"], "not a number"),

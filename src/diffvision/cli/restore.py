@@ -82,7 +82,11 @@ def add_parser(sub) -> None:
     )
     r.add_argument("--factor", type=_positive(int), default=4, help="superres: scale factor")
     r.add_argument("--method", default="bicubic", help="superres: bicubic | pool")
-    r.add_argument("--kernel", default="gauss:2", help="deblur: gauss:STD | motion:LENGTH:ANGLE")
+    r.add_argument(
+        "--kernel",
+        default="gauss:2",
+        help="deblur: gauss:STD (pixels) | motion:LENGTH:ANGLE (pixels, degrees)",
+    )
     r.add_argument(
         "--solver",
         help="mmse | posterior | ddnm | dps | repaint | sdedit (default: mmse for denoise, "
@@ -156,17 +160,22 @@ def _kernel(text: str):
     from ..restore import gaussian_kernel, motion_kernel
 
     kind, _, rest = text.partition(":")
+    kernel = None
     try:
         if kind == "gauss":
             std = float(rest or 2)
-            return gaussian_kernel(2 * int(3 * std) + 1, std)
-        if kind == "motion":
+            kernel = gaussian_kernel(2 * int(3 * std) + 1, std)
+        elif kind == "motion":
             length, _, angle = rest.partition(":")
             size = int(length or 9)
-            return motion_kernel(size + (size % 2 == 0), float(angle or 0))
+            kernel = motion_kernel(size + (size % 2 == 0), float(angle or 0))
     except (ValueError, OverflowError) as err:  # OverflowError: int(3 * inf)
         raise UsageError(f"--kernel {text!r}: {err}") from None
-    raise UsageError(f"--kernel must be gauss:STD or motion:LENGTH:ANGLE, got {text!r}")
+    if kernel is None:
+        raise UsageError(f"--kernel must be gauss:STD or motion:LENGTH:ANGLE, got {text!r}")
+    if kernel.numel() == 1:  # gauss:STD below 1/3 or motion:0 and motion:1 round to one pixel
+        raise UsageError(f"--kernel {text!r} is one pixel, no blur: use restore denoise")
+    return kernel
 
 
 def _operator(args, clean_shape):
