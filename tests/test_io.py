@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 import torch
@@ -42,6 +43,15 @@ def test_bad_folders(tmp_path):
         diffvision.load(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match=r"no config\.json"):
+        diffvision.load(tmp_path / "empty")
+    # A run folder given for its model folder: the message names the model inside, or says
+    # that the run has no model yet and how to continue it.
+    (tmp_path / "empty" / "run.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"run folder with no model yet .*--resume"):
+        diffvision.load(tmp_path / "empty")
+    make_folder(tmp_path / "empty" / "model")
+    inside = re.escape(str(tmp_path / "empty" / "model"))
+    with pytest.raises(ValueError, match=f"run folder, its model is {inside}"):
         diffvision.load(tmp_path / "empty")
     make_folder(tmp_path / "m")
     config = json.loads((tmp_path / "m" / "config.json").read_text())

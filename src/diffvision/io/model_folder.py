@@ -81,7 +81,14 @@ def read_config(folder: str | Path) -> dict:
         raise ValueError(f"model folder not found: {folder}")
     path = folder / "config.json"
     if not path.is_file():
-        raise ValueError(f"{folder} is not a diffvision model folder (no config.json)")
+        hint = ""
+        if (folder / "model" / "config.json").is_file():
+            hint = f": it is a run folder, its model is {folder / 'model'}"
+        elif (folder / "run.json").is_file():
+            hint = (
+                f": it is a run folder with no model yet (diffvision train --out {folder} --resume)"
+            )
+        raise ValueError(f"{folder} is not a diffvision model folder (no config.json){hint}")
     try:
         config = json.loads(path.read_text())
     except json.JSONDecodeError as err:
