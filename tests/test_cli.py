@@ -1,11 +1,16 @@
 """The command line: help texts, one-line errors with exit code 2, and a train -> sample -> info
 round trip on a tiny model."""
 
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from diffvision.cli import main
+from diffvision.train.checkpoint import list_checkpoints
 from tests.cli_run import run
 
 
@@ -168,3 +173,28 @@ def test_fast_inference_is_channels_last_on_cpu_and_keeps_the_results():
         assert model.autocast is None
         assert torch.allclose(model(x, 0.5), before, atol=1e-5)
     assert fast_inference(model, torch.device("cpu"), bf16=True).autocast == torch.bfloat16
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_training_saves_a_checkpoint_and_resumes(tmp_path, stop):
+    """Ctrl-C (SIGINT) and a scheduler's SIGTERM both stop training with a checkpoint of the step
+    reached (none is due before step 100000), and --resume continues from it."""
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "diffvision", "train", "--data", "digits", "--preset", "tiny"]
+    options = ["--steps", "100000", "--batch", "8", "--checkpoint-every", "100000", "--quiet"]
+    proc = subprocess.Popen(
+        [*command, *options, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    log, deadline = out / "metrics.jsonl", time.monotonic() + 240
+    while not (log.is_file() and log.read_text().count("\n") >= 1):  # a step was trained
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+        time.sleep(0.1)
+    proc.send_signal(stop)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and b"checkpoint was saved" in err, err
+    (saved,) = list_checkpoints(out / "checkpoints")
+    step = int(saved.name.removeprefix("step_"))
+    assert step >= 10  # the logged step, at least, was trained before the signal
+    result = run("train", "--out", str(out), "--resume", "--stop-at", str(step + 3), "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert list_checkpoints(out / "checkpoints")[-1].name == f"step_{step + 3:08d}"

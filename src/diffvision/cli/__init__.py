@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
 import sys
 import textwrap
 from pathlib import Path
@@ -425,6 +426,12 @@ def main(argv: list[str] | None = None) -> int:
             parser.print_help()
             return EXIT_USAGE
         command, run = args.command, lambda: COMMANDS[args.command](args)
+    # A scheduler's or torchrun's SIGTERM stops a command the way Ctrl-C does, so an interrupted
+    # training run saves its checkpoint (the default action would end it where it stands).
+    try:
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+    except ValueError:  # main() called outside the main thread: leave signals alone
+        previous = None
     try:
         return run()
     except (UsageError, ValueError, FileNotFoundError) as err:
@@ -433,6 +440,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 if __name__ == "__main__":
