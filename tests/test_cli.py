@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from diffvision.cli import main
 from diffvision.train.checkpoint import list_checkpoints
@@ -108,6 +109,8 @@ def test_train_sample_info_round_trip(tmp_path):
     result = run("sample", str(model), "--n", "3", "--steps", "2", "--bf16", "--out", str(folder))
     assert result.returncode == 0, result.stderr
     assert len(list(folder.glob("*.png"))) == 3 and "2 steps, bf16)" in result.stdout
+    again = run("sample", str(model), "--n", "2", "--steps", "2", "--out", str(folder))
+    assert again.returncode == 2 and "already holds samples" in again.stderr  # no silent mix
     # The resumed run kept --classifier-steps: the folder has a classifier, and unconditional
     # sampling uses the class-posterior mixture unless the null class is asked for.
     assert "class-posterior mixture" in result.stdout
@@ -198,3 +201,26 @@ def test_interrupted_training_saves_a_checkpoint_and_resumes(tmp_path, stop):
     result = run("train", "--out", str(out), "--resume", "--stop-at", str(step + 3), "--quiet")
     assert result.returncode == 0, result.stderr
     assert list_checkpoints(out / "checkpoints")[-1].name == f"step_{step + 3:08d}"
+
+
+def test_interrupted_sampling_keeps_the_batches_written(tmp_path, tiny_digits_model):
+    """Sampling into a folder writes each batch as it is done: Ctrl-C keeps them, and says how
+    many there are."""
+    folder = tmp_path / "many"
+    command = [sys.executable, "-m", "diffvision", "sample", str(tiny_digits_model)]
+    options = ["--n", "100000", "--batch", "2", "--steps", "2", "--quiet", "--out", str(folder)]
+    proc = subprocess.Popen([*command, *options], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    while not list(folder.glob("sample_*.png")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    written = sorted(p.name for p in folder.glob("sample_*.png"))
+    assert proc.returncode == 130 and f"{len(written)} images were written".encode() in err, err
+    assert written == [f"sample_{i:05d}.png" for i in range(len(written))]
+    assert not list(folder.glob("*.tmp"))  # each file is written whole, then renamed
+    for path in folder.iterdir():
+        with Image.open(path) as image:
+            image.load()  # decodes the whole file: a truncated one raises
+            assert image.size == (8, 8)

@@ -297,6 +297,10 @@ def cmd_sample(args) -> int:
     from ..train.distributed import resolve_device
 
     samplers.get(args.sampler)  # validate early
+    out = Path(args.out)
+    to_folder = out.suffix.lower() != ".png"  # grid_or_folder checked --out
+    if to_folder and any(out.glob("sample_*.png")):  # two runs' samples would mix unseen
+        raise UsageError(f"{out} already holds samples (sample_*.png): use another folder")
     device = resolve_device(args.device)
     config = read_config(args.model)
     model = fast_inference(load(args.model, ema=not args.no_ema, device=device), device, args.bf16)
@@ -322,15 +326,15 @@ def cmd_sample(args) -> int:
             model = ClassMixture(model, clf)
             print("unconditional: class-posterior mixture of the class branches")
     gen = torch.Generator().manual_seed(args.seed)
-    parts = []
+    parts, done = [], 0
     batches = range(0, args.n, args.batch)
-    with torch.no_grad(), step_bar(len(batches) * args.steps, "sample", args.quiet) as bar:
-        for start in batches:
-            n = min(args.batch, args.n - start)
-            if args.label is not None:
-                cond = torch.full((n,), args.label, dtype=torch.long, device=device)
-            parts.append(
-                samplers.sample(
+    try:
+        with torch.no_grad(), step_bar(len(batches) * args.steps, "sample", args.quiet) as bar:
+            for start in batches:
+                n = min(args.batch, args.n - start)
+                if args.label is not None:
+                    cond = torch.full((n,), args.label, dtype=torch.long, device=device)
+                images = samplers.sample(
                     model,
                     (n, *shape),
                     sampler=args.sampler,
@@ -341,16 +345,24 @@ def cmd_sample(args) -> int:
                     device=device,
                     callback=bar.step,
                 ).cpu()
-            )
-    images = torch.cat(parts)
-    out = Path(args.out)
+                if to_folder:  # each batch written as it comes: an interruption keeps them
+                    save_images(out, images, start=start)
+                else:
+                    parts.append(images)
+                done += n
+    except KeyboardInterrupt:
+        written = len(list(out.glob("sample_*.png"))) if to_folder else 0  # whole files only
+        if written:
+            print(f"interrupted; {written} images were written to {out}/", file=sys.stderr)
+            return 130
+        raise
     how = f" ({args.sampler}, {args.steps} steps{', bf16' if args.bf16 else ''})"
-    if out.suffix.lower() == ".png":  # else a folder: grid_or_folder checked --out
+    if to_folder:
+        print(f"wrote {done} images to {out}/{how}")
+    else:
+        images = torch.cat(parts)
         save_grid(out, images, upscale=max(1, 64 // shape[-1]))
         print(f"wrote a grid of {len(images)} images to {out}{how}")
-    else:
-        save_images(out, images)
-        print(f"wrote {len(images)} images to {out}/{how}")
     return 0
 
 

@@ -63,14 +63,23 @@ def save_grid(path: str | Path, images: Tensor, nrow: int | None = None, upscale
     return path
 
 
-def save_images(folder: str | Path, images: Tensor, prefix: str = "sample") -> list[Path]:
-    """Save each image as ``folder/{prefix}_{i:05d}.png``; returns the paths."""
+def save_images(
+    folder: str | Path, images: Tensor, prefix: str = "sample", start: int = 0
+) -> list[Path]:
+    """Save each image as ``folder/{prefix}_{i:05d}.png``, numbered from ``start``; returns the
+    paths. Each file is written under a temporary name and then renamed, so an interruption
+    leaves whole images only."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for i, image in enumerate(images.cpu()):
+    for i, image in enumerate(images.cpu(), start):
         path = folder / f"{prefix}_{i:05d}.png"
-        to_pil(image).save(path)
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            to_pil(image).save(tmp, format="PNG")
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)
         paths.append(path)
     return paths
 
