@@ -1,12 +1,14 @@
 """The command line: help texts, one-line errors with exit code 2, and a train -> sample -> info
 round trip on a tiny model."""
 
+import json
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -224,3 +226,39 @@ def test_interrupted_sampling_keeps_the_batches_written(tmp_path, tiny_digits_mo
         with Image.open(path) as image:
             image.load()  # decodes the whole file: a truncated one raises
             assert image.size == (8, 8)
+
+
+def test_12_bit_files_are_read_alike_in_training_and_restoration(tmp_path):
+    """A folder of 12-bit files (0-4095 in 16 bits): train finds and records white level 4095
+    (in run.json for --resume, in the model's config for info and restore), and restore reads
+    and writes a 16-bit input on that scale unless --white-level says otherwise."""
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        pixels = rng.integers(0, 4096, (8, 8), dtype=np.uint16)
+        Image.fromarray(pixels).save(tmp_path / f"cell_{i}.png")
+    out = tmp_path / "run"
+    result = run("train", "--data", str(tmp_path), "--size", "8", "--preset", "tiny", "--steps",
+                 "2", "--batch", "4", "--out", str(out), "--quiet")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "run.json").read_text())["white_level"] == 4095
+    info = run("info", str(out / "model"))
+    assert "white level: 4095" in info.stdout
+    image = np.full((16, 16), 2000, np.uint16)
+    image[:8] = 8000  # above the model's white: read as white
+    noisy = tmp_path / "noisy.png"
+    Image.fromarray(image).save(noisy)
+    for extra, top in (([], 4095), (["--white-level", "65535"], 8000)):
+        written = tmp_path / "out.png"
+        result = run("restore", "denoise", str(out / "model"), str(noisy), "--sigma", "1",
+                     "--out", str(written), "--quiet", *extra)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        restored = np.asarray(Image.open(written)).astype(np.float64)
+        # sigma 1 of 255: the result is y up to the denoiser's correction, c_out x the network's
+        # output, with EDM's c_out = sigma sigma_data / sqrt(sigma^2 + sigma_data^2) ~ sigma =
+        # 0.0078 on [-1, 1], 0.4% of white per unit of output: 1% allows outputs up to 2.5.
+        white = 4095 if not extra else 65535
+        assert abs(restored[8:].mean() - 2000) < 0.01 * white
+        assert abs(restored[:8].mean() - top) < 0.01 * white
+    bad = run("restore", "denoise", str(out / "model"), str(noisy), "--sigma", "1", "--out",
+              str(written), "--white-level", "70000")  # fmt: skip
+    assert bad.returncode == 2 and "1-65535" in bad.stderr

@@ -82,6 +82,40 @@ def test_16_bit_images_keep_their_scale(tmp_path):
         np.testing.assert_allclose(eight_bit, ramp[:, 1:7] / 257, atol=0.5 + 1e-6)  # rounding
 
 
+def test_white_level_of_12_bit_files(tmp_path):
+    # A 12-bit camera's files hold 0-4095 in 16 bits: scaled by 65535 they would use 1/16 of
+    # the range (16 grey levels once rounded to 8 bits). The folder's white level is found from
+    # its largest value, recorded, and can be given.
+    from diffvision.data.transforms import white_level_for
+    from diffvision.io.images import read_image
+
+    levels = [white_level_for(v) for v in (0, 255, 256, 3000, 4095, 4096, 65535)]
+    assert levels == [255, 255, 511, 4095, 4095, 8191, 65535]
+    with pytest.raises(ValueError, match="0-65535"):
+        white_level_for(70000)
+    ramp = np.linspace(0, 4095, 48).round().astype(np.uint16).reshape(6, 8)
+    (tmp_path / "twelve").mkdir()
+    Image.fromarray(ramp).save(tmp_path / "twelve" / "ramp.png")
+    data = load_image_folder(tmp_path / "twelve", 6)
+    assert data.white_level == 4095 and data.describe()["white_level"] == 4095
+    eight_bit = ((data[0][0][0].double() + 1) * 127.5).numpy()
+    np.testing.assert_allclose(eight_bit, ramp[:, 1:7] / 4095 * 255, atol=0.5 + 1e-4)
+    full = load_image_folder(tmp_path / "twelve", 6, white_level=65535)  # as before: dark
+    assert full.white_level == 65535 and full.images.max() == round(4095 / 257)
+    x = read_image(tmp_path / "twelve" / "ramp.png", 1, white=2047)  # values above white clip
+    np.testing.assert_allclose(x[0, 0].numpy(), np.minimum(ramp / 2047, 1) * 2 - 1, atol=1e-6)
+    # 8-bit files have no white level; folders pooled with different ones need it given.
+    write(tmp_path / "eight" / "a.png")
+    assert "white_level" not in load_image_folder(tmp_path / "eight", 6).describe()
+    wide = np.full((6, 8), 40000, np.uint16)
+    (tmp_path / "sixteen").mkdir()
+    Image.fromarray(wide).save(tmp_path / "sixteen" / "w.png")
+    pooled = f"{tmp_path / 'twelve'}+{tmp_path / 'sixteen'}"
+    with pytest.raises(ValueError, match=r"different white levels \[4095, 65535\]"):
+        load_data(pooled, 6)
+    assert load_data(pooled, 6, white_level=65535).white_level == 65535
+
+
 def test_float_images_are_refused_by_name(tmp_path):
     from diffvision.io.images import read_image
 

@@ -27,6 +27,7 @@ from .common import (
     fast_inference,
     grid_or_folder,
     step_bar,
+    white_level,
 )
 
 
@@ -65,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--size", type=_positive(int), help="image size in pixels (default: the data's)")
     t.add_argument("--channels", type=int, choices=(1, 3), help="1 grey, 3 RGB (folders: auto)")
+    t.add_argument(
+        "--white-level",
+        type=white_level,
+        help="the value of white in 16-bit files, e.g. 4095 for a 12-bit camera's (default: the "
+        "smallest 2^k - 1 at or above the folder's largest value)",
+    )
     t.add_argument("--preset", default="small", help="network size: tiny | small | base")
     t.add_argument("--steps", type=_positive(int), help="optimiser steps (default 2000)")
     t.add_argument("--batch", type=_positive(int), default=64, help="global batch size")
@@ -204,7 +211,7 @@ def cmd_train(args) -> int:
             raise UsageError("--data is required (or --resume an existing run)")
         # before loading the data, and before run.json is written over
         check_fresh(out, "continue it with --resume, or train into another --out")
-        data = load_data(args.data, args.size, channels=args.channels)
+        data = load_data(args.data, args.size, channels=args.channels, white_level=args.white_level)
         cfg = TrainConfig(
             preset=args.preset,
             steps=args.steps or 2000,
@@ -229,7 +236,12 @@ def cmd_train(args) -> int:
             seed=args.seed,
         )
         out.mkdir(parents=True, exist_ok=True)
-        spec = {"data": _absolute_spec(args.data), "size": args.size, "channels": args.channels}
+        spec = {
+            "data": _absolute_spec(args.data),
+            "size": args.size,
+            "channels": args.channels,
+            "white_level": data.white_level,  # as found: a resumed run reads files the same way
+        }
         (out / "run.json").write_text(json.dumps(spec, indent=1))
     try:
         folder = train(
@@ -285,7 +297,8 @@ def _resume_settings(out: Path, args):
     cfg = TrainConfig.from_dict(stored)
     if args.steps is not None:  # resuming may extend (or shorten) the run
         cfg.steps = args.steps
-    return cfg, load_data(spec["data"], spec["size"], channels=spec["channels"])
+    white = spec.get("white_level")
+    return cfg, load_data(spec["data"], spec["size"], channels=spec["channels"], white_level=white)
 
 
 def cmd_sample(args) -> int:
@@ -384,6 +397,8 @@ def cmd_info(args) -> int:
     data = config.get("data")
     if data:
         lines.append(f"trained on:  {data.get('name')} ({data.get('images')} images)")
+        if data.get("white_level"):
+            lines.append(f"white level: {data['white_level']} (of its 16-bit files)")
     training = config.get("training")
     if training:
         lines.append(

@@ -74,6 +74,14 @@ def _positive(kind):
     return parse
 
 
+def white_level(text: str) -> int:
+    """The value of white in 16-bit image files: an integer in 1-65535."""
+    value = _number(int, text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a 16-bit value, 1-65535: {text!r}")
+    return value
+
+
 def image_file(text: str) -> str:
     """An output path whose extension PIL can write (.png, .jpg, .tif, ...): checked when the
     arguments are parsed, not after the work that it would hold."""

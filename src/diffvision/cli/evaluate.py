@@ -155,7 +155,8 @@ def cmd_eval(args) -> int:
     if len(shape) != 3:
         raise UsageError(f"{args.model}/config.json has no sample_shape")
     size = args.size or shape[-1]
-    data = load_data(args.data, size, channels=shape[0])
+    white = config.get("data", {}).get("white_level")  # 16-bit files read as in training
+    data = load_data(args.data, size, channels=shape[0], white_level=white)
     if (data.channels, data.size) != (shape[0], shape[-1]):
         raise UsageError(
             f"the model makes {shape[0]} x {shape[-1]} x {shape[-1]} images but {args.data} has "

@@ -16,6 +16,7 @@ from .common import (
     fast_inference,
     image_file,
     step_bar,
+    white_level,
 )
 
 TASKS = ("denoise", "inpaint", "superres", "deblur", "colorize")
@@ -69,6 +70,12 @@ def add_parser(sub) -> None:
         type=image_file,
         help="output image (.png; .jpg, .tif, ...); 16-bit for a 16-bit greyscale input and model "
         "to .png or .tif",
+    )
+    r.add_argument(
+        "--white-level",
+        type=white_level,
+        help="the value of white in a 16-bit input, e.g. 4095 for a 12-bit camera's (default: the "
+        "one the model was trained with, else 65535)",
     )
     r.add_argument("--sigma", type=_finite, default=0.0, help="noise std on the 0-255 scale")
     r.add_argument("--mask", help="inpaint: mask image (white = observed, black = hole)")
@@ -349,7 +356,8 @@ def cmd_restore(args) -> int:
         return model(x, sigma, torch.full((len(x),), null, device=x.device))
 
     prior = model if null is None else unconditional
-    image = read_image(args.input, channels)
+    white = args.white_level or config.get("data", {}).get("white_level") or 65535
+    image = read_image(args.input, channels, white)
     gen = torch.Generator().manual_seed(args.seed)
     factor = args.factor if args.task == "superres" else 1
     if args.simulate:
@@ -407,7 +415,7 @@ def cmd_restore(args) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     deep = channels == 1 and out.suffix.lower() in DEEP_FILES and is_16_bit(args.input)
-    (to_pil16 if deep else to_pil)(mean[0]).save(out)  # 16-bit in, 16-bit out
+    (to_pil16(mean[0], white) if deep else to_pil(mean[0])).save(out)  # 16-bit in and out
     how = ""
     if "start" in options:  # its noise level on the 0-255 scale, as --start-sigma takes it
         how = f", from a classical start at sigma {options['start_sigma'] * 127.5:g}"

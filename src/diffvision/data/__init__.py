@@ -30,17 +30,27 @@ __all__ = [
 ]
 
 
-def load_data(spec: str, size: int | None = None, *, channels: int | None = None) -> ImageData:
+def load_data(
+    spec: str,
+    size: int | None = None,
+    *,
+    channels: int | None = None,
+    white_level: int | None = None,
+) -> ImageData:
     """Load data by a command-line style spec.
 
     ``digits``, ``faces``, ``shapes``, ``photos``, ``photos-grey``, ``deadleaves`` (built in;
     ``size`` optional), ``mnist:FOLDER`` (the MNIST IDX files in FOLDER), a path to an image
     folder (``size`` required), or several of these joined by ``+`` (their images pooled, without
-    labels; e.g. ``photos+deadleaves``).
+    labels; e.g. ``photos+deadleaves``). ``white_level``: the value of white in an image folder's
+    16-bit files (default: found from them, see :func:`load_image_folder`).
     """
     parts = pooled_parts(spec)
     if parts:
-        return _pooled([load_data(part, size, channels=channels) for part in parts])
+        loaded = [
+            load_data(part, size, channels=channels, white_level=white_level) for part in parts
+        ]
+        return _pooled(loaded)
     if spec == "digits":
         return digits(size)
     if spec == "faces":
@@ -63,7 +73,7 @@ def load_data(spec: str, size: int | None = None, *, channels: int | None = None
         )
     if size is None:
         raise ValueError("an image folder needs --size")
-    return load_image_folder(path, size, channels=channels)
+    return load_image_folder(path, size, channels=channels, white_level=white_level)
 
 
 def pooled_parts(spec: str) -> list[str]:
@@ -84,5 +94,14 @@ def _pooled(parts: list[ImageData]) -> ImageData:
         images = torch.stack([p.uint8(i) for p in parts for i in range(len(p))])
     else:
         images = torch.cat([p.images for p in parts])
+    levels = sorted({p.white_level for p in parts if p.white_level})
+    if len(levels) > 1:
+        raise ValueError(
+            f"the pooled folders' 16-bit files have different white levels {levels}: "
+            "give one (--white-level)"
+        )
     channels, size = shapes_.pop()
-    return ImageData(images, channels=channels, size=size, name="+".join(p.name for p in parts))
+    name = "+".join(p.name for p in parts)
+    return ImageData(
+        images, channels=channels, size=size, name=name, white_level=levels[0] if levels else None
+    )

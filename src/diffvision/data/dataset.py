@@ -22,6 +22,9 @@ class ImageData(Dataset):
         labels: ``(N,)`` int64 tensor or None; class_names: list of names (index = label).
         boxes: optional ``N x 4`` float tensor (x0, y0, x1, y1 in pixels); masks: optional
             ``N x H x W`` bool tensor of the object's pixels.
+        white_level: the value read as white in the 16-bit files the images came from (e.g.
+            4095 for a 12-bit camera's), recorded in a model's config so that ``restore`` and
+            ``eval`` read 16-bit files the same way; None when there were none.
     """
 
     def __init__(
@@ -34,12 +37,14 @@ class ImageData(Dataset):
         class_names: list[str] | None = None,
         decode: Callable[[object], Tensor] | None = None,
         name: str = "data",
+        white_level: int | None = None,
     ):
         if len(images) == 0:
             raise ValueError(f"{name}: no images")
         self.images = images
         self.decode = decode
         self.channels, self.size, self.name = channels, size, name
+        self.white_level = white_level  # of the 16-bit files it was read from; None: none
         self.labels = labels
         self.class_names = class_names or []
         self.boxes: Tensor | None = None
@@ -80,4 +85,5 @@ class ImageData(Dataset):
             "channels": self.channels,
             "size": self.size,
             "class_names": self.class_names,
+            **({"white_level": self.white_level} if self.white_level else {}),
         }

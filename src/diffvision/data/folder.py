@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
 from .dataset import ImageData
-from .transforms import GREY_MODES, resize_center_crop, to_uint8_tensor
+from .transforms import (
+    GREY_MODES,
+    WIDE_MODES,
+    resize_center_crop,
+    to_uint8_tensor,
+    white_level_for,
+)
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 CACHE_LIMIT_BYTES = 4 << 30
@@ -32,12 +39,32 @@ def _open(path: Path) -> Image.Image:
     return image
 
 
+def deep_white_level(paths: list[Path]) -> int | None:
+    """The white level of the 16-bit greyscale files among ``paths`` (see
+    :func:`~diffvision.data.transforms.white_level_for`), from their largest value; None when
+    there are none. Only the 16-bit files are decoded."""
+    top = None
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                if image.mode not in WIDE_MODES:
+                    continue
+                value = int(np.asarray(image).max())
+        except (UnidentifiedImageError, OSError, ValueError) as err:
+            raise ValueError(f"cannot read image {path}: {err}") from None
+        if value > 65535:
+            raise ValueError(f"cannot read image {path}: 32-bit values past 65535")
+        top = value if top is None else max(top, value)
+    return None if top is None else white_level_for(top)
+
+
 def load_image_folder(
     root: str | Path,
     size: int,
     *,
     channels: int | None = None,
     labels: bool = True,
+    white_level: int | None = None,
     cache_limit_bytes: int = CACHE_LIMIT_BYTES,
 ) -> ImageData:
     """Load a folder of images as square ``size x size`` images.
@@ -48,6 +75,8 @@ def load_image_folder(
         channels: 1 (grayscale) or 3 (RGB); default: 1 if every image is grayscale, else 3.
         labels: when every image sits in a first-level sub-folder and there are at least two,
             the sub-folder names become the classes (sorted); set False to ignore them.
+        white_level: the value of white in 16-bit files (e.g. 4095 for a 12-bit camera's);
+            default: found from the files (:func:`deep_white_level`). 8-bit files are unaffected.
         cache_limit_bytes: decoded images are kept in memory (uint8) when they fit under this.
     Raises:
         ValueError: missing or empty folder, or an unreadable image (named in the message).
@@ -64,6 +93,9 @@ def load_image_folder(
         channels = 1 if all(_open(p).mode in GREY_MODES for p in paths) else 3
     if channels not in (1, 3):
         raise ValueError("channels must be 1 or 3")
+    if white_level is not None and not 1 <= white_level <= 65535:
+        raise ValueError(f"the white level of 16-bit images is 1-65535, not {white_level}")
+    white = white_level or deep_white_level(paths)
 
     class_names, label_tensor = [], None
     parts = [p.relative_to(root).parts for p in paths]
@@ -78,7 +110,7 @@ def load_image_folder(
     def decode(path: Path) -> torch.Tensor:
         image = resize_center_crop(_open(path), size)
         try:
-            return to_uint8_tensor(image, channels)
+            return to_uint8_tensor(image, channels, white or 65535)
         except ValueError as err:  # a float image, or 32-bit integers past 16 bits
             raise ValueError(f"cannot read image {path}: {err}") from None
 
@@ -91,6 +123,7 @@ def load_image_folder(
             labels=label_tensor,
             class_names=class_names,
             name=str(root),
+            white_level=white,
         )
     return ImageData(
         paths,
@@ -100,4 +133,5 @@ def load_image_folder(
         class_names=class_names,
         decode=decode,
         name=str(root),
+        white_level=white,
     )

@@ -27,30 +27,42 @@ GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
 WIDE_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
 
 
-def to_unit_array(image: Image.Image, channels: int) -> np.ndarray:
+def white_level_for(max_value: int) -> int:
+    """The white level of 16-bit files whose largest value is ``max_value``: the smallest
+    ``2**k - 1`` (k = 8..16) at or above it, e.g. 4095 for a 12-bit camera's files, 65535 for
+    data that uses the whole range."""
+    if not 0 <= max_value <= 65535:
+        raise ValueError(f"16-bit values are 0-65535, not {max_value}")
+    return next(2**k - 1 for k in range(8, 17) if max_value <= 2**k - 1)
+
+
+def to_unit_array(image: Image.Image, channels: int, white: int = 65535) -> np.ndarray:
     """PIL image -> float32 ``H x W x C`` in [0, 1] (``channels`` 1: grayscale, 3: RGB; a
     grey image is repeated in the three channels, colour is averaged by PIL's luma weights).
 
-    8-bit images are divided by 255 and 16-bit greyscale ones by 65535, so their full depth is
-    kept (PIL's own ``convert("L")`` clips 16-bit values at 255, which would make such an image
-    white). Raises ValueError for a float image (mode "F": its range is unknown) and for
+    8-bit images are divided by 255 and 16-bit greyscale ones by ``white``, their white level
+    (65535, or e.g. 4095 for a 12-bit camera's files; values above it clip to 1), so their full
+    depth is kept (PIL's own ``convert("L")`` clips 16-bit values at 255, which would make such
+    an image white). Raises ValueError for a float image (mode "F": its range is unknown) and for
     32-bit integers outside 0-65535."""
     if image.mode == "F":
         raise ValueError("a floating-point image has no known range: save it as 8- or 16-bit")
     if image.mode in WIDE_MODES:
+        if not 1 <= white <= 65535:
+            raise ValueError(f"the white level of 16-bit images is 1-65535, not {white}")
         array = np.asarray(image).astype(np.float32)
         if array.size and (array.min() < 0 or array.max() > 65535):
             raise ValueError("a 32-bit integer image outside 0-65535: save it as 8- or 16-bit")
-        array = array[:, :, None] / 65535
+        array = np.minimum(array[:, :, None] / white, 1)
         return np.repeat(array, channels, axis=2)
     array = np.asarray(image.convert("L" if channels == 1 else "RGB"), dtype=np.float32)
     return (array[:, :, None] if array.ndim == 2 else array) / 255
 
 
-def to_uint8_tensor(image: Image.Image, channels: int) -> Tensor:
+def to_uint8_tensor(image: Image.Image, channels: int, white: int = 65535) -> Tensor:
     """PIL image -> uint8 ``C x H x W`` (``channels`` 1: grayscale, 3: RGB; 16-bit images
-    rounded to 8 bits, see :func:`to_unit_array`)."""
-    array = np.round(to_unit_array(image, channels) * 255).astype(np.uint8)
+    scaled by their white level and rounded to 8 bits, see :func:`to_unit_array`)."""
+    array = np.round(to_unit_array(image, channels, white) * 255).astype(np.uint8)
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 

@@ -19,11 +19,11 @@ def to_uint8(images: Tensor) -> Tensor:
     return ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
 
 
-def to_pil16(image: Tensor) -> Image.Image:
+def to_pil16(image: Tensor, white: int = 65535) -> Image.Image:
     """``1 x H x W`` float in [-1, 1] -> 16-bit greyscale PIL image (mode "I;16", clipped and
-    rounded to 0-65535; PNG and TIFF keep all 16 bits)."""
+    rounded to 0-``white``, the white level; PNG and TIFF keep all 16 bits)."""
     unit = (image.detach().double().clamp(-1, 1)[0].cpu().numpy() + 1) / 2
-    return Image.fromarray(np.round(unit * 65535).astype(np.uint16))
+    return Image.fromarray(np.round(unit * white).astype(np.uint16))
 
 
 def is_16_bit(path: str | Path) -> bool:
@@ -84,15 +84,16 @@ def save_images(
     return paths
 
 
-def read_image(path: str | Path, channels: int) -> Tensor:
-    """An image file as ``1 x C x H x W`` float32 in [-1, 1] (``channels`` 1: grey, 3: RGB).
-    Raises ValueError naming the file when it is missing or not an image."""
+def read_image(path: str | Path, channels: int, white: int = 65535) -> Tensor:
+    """An image file as ``1 x C x H x W`` float32 in [-1, 1] (``channels`` 1: grey, 3: RGB;
+    ``white``: the value of white in a 16-bit file, see :func:`to_unit_array`). Raises ValueError
+    naming the file when it is missing or not an image."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"image not found: {path}")
     try:
         with Image.open(path) as image:
-            array = to_unit_array(image, channels)
+            array = to_unit_array(image, channels, white)
     except (OSError, SyntaxError, ValueError) as err:
         raise ValueError(f"cannot read image {path}: {err}") from None
     return torch.from_numpy(array).permute(2, 0, 1)[None] * 2 - 1
