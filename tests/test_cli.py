@@ -232,12 +232,13 @@ def test_12_bit_files_are_read_alike_in_training_and_restoration(tmp_path):
     """A folder of 12-bit files (0-4095 in 16 bits): train finds and records white level 4095
     (in run.json for --resume, in the model's config for info and restore), and restore reads
     and writes a 16-bit input on that scale unless --white-level says otherwise."""
-    rng = np.random.default_rng(0)
+    rng, cells = np.random.default_rng(0), tmp_path / "cells"
+    cells.mkdir()
     for i in range(4):
         pixels = rng.integers(0, 4096, (8, 8), dtype=np.uint16)
-        Image.fromarray(pixels).save(tmp_path / f"cell_{i}.png")
+        Image.fromarray(pixels).save(cells / f"cell_{i}.png")
     out = tmp_path / "run"
-    result = run("train", "--data", str(tmp_path), "--size", "8", "--preset", "tiny", "--steps",
+    result = run("train", "--data", str(cells), "--size", "8", "--preset", "tiny", "--steps",
                  "2", "--batch", "4", "--out", str(out), "--quiet")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert json.loads((out / "run.json").read_text())["white_level"] == 4095
@@ -262,3 +263,13 @@ def test_12_bit_files_are_read_alike_in_training_and_restoration(tmp_path):
     bad = run("restore", "denoise", str(out / "model"), str(noisy), "--sigma", "1", "--out",
               str(written), "--white-level", "70000")  # fmt: skip
     assert bad.returncode == 2 and "1-65535" in bad.stderr
+    # A level given to train is kept by --resume (found again, it would be 4095).
+    again = tmp_path / "again"
+    result = run("train", "--data", str(cells), "--size", "8", "--preset", "tiny", "--steps",
+                 "2", "--batch", "4", "--white-level", "65535", "--stop-at", "1", "--out",
+                 str(again), "--quiet")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    result = run("train", "--out", str(again), "--resume", "--quiet")
+    assert result.returncode == 0, result.stderr
+    config = json.loads((again / "model" / "config.json").read_text())
+    assert config["data"]["white_level"] == 65535
