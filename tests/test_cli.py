@@ -2,6 +2,7 @@
 round trip on a tiny model."""
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -24,6 +25,34 @@ def test_help_has_examples(command, capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "example" in out and f"diffvision {command}" in out
+
+
+def test_every_option_is_explained_with_its_default():
+    """Each option of each command has a help text, and the text shows the default where there
+    is one (a user should not need the source to learn --batch's or --seed's default)."""
+    import argparse
+
+    from diffvision.cli import build_parser
+    from diffvision.cli.evaluate import train_features_parser
+
+    def parsers(parser):
+        yield parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from parsers(sub)
+
+    for parser in [*parsers(build_parser()), train_features_parser()]:
+        options = parser.format_help().split("\noptions:\n")[1].split("\n\n")[0]
+        for action in parser._actions:
+            if not action.option_strings or action.help == argparse.SUPPRESS:
+                continue
+            name = action.option_strings[0]
+            assert action.help, f"{parser.prog} {name} has no help"
+            if action.default not in (None, False, argparse.SUPPRESS):
+                start = re.search(rf"^  {re.escape(name)}[ ,\n]", options, re.MULTILINE).start()
+                shown = options[start:].split("\n  -")[0]
+                assert "default" in shown, f"{parser.prog} {name}: default not shown"
 
 
 @pytest.mark.parametrize(
@@ -180,23 +209,46 @@ def test_fast_inference_is_channels_last_on_cpu_and_keeps_the_results():
     assert fast_inference(model, torch.device("cpu"), bf16=True).autocast == torch.bfloat16
 
 
+def _default_sigint():
+    # A shell running the tests in the background ignores SIGINT, and children inherit that: the
+    # command would then not see Ctrl-C at all. A terminal's user has it at its default.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def signal_when(args, ready, stop):
+    """Run ``diffvision ARGS``, send it ``stop`` once ``ready()`` holds (polled for up to 240 s)
+    and wait for it to end; returns its exit code and stderr. The process never outlives this."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "diffvision", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        preexec_fn=_default_sigint,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not ready():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.1)
+        proc.send_signal(stop)
+        _, err = proc.communicate(timeout=120)
+        return proc.returncode, err.decode()
+    finally:
+        proc.kill()  # only if it still runs (a failed check above)
+
+
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_training_saves_a_checkpoint_and_resumes(tmp_path, stop):
     """Ctrl-C (SIGINT) and a scheduler's SIGTERM both stop training with a checkpoint of the step
     reached (none is due before step 100000), and --resume continues from it."""
-    out = tmp_path / "run"
-    command = [sys.executable, "-m", "diffvision", "train", "--data", "digits", "--preset", "tiny"]
-    options = ["--steps", "100000", "--batch", "8", "--checkpoint-every", "100000", "--quiet"]
-    proc = subprocess.Popen(
-        [*command, *options, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    log, deadline = out / "metrics.jsonl", time.monotonic() + 240
-    while not (log.is_file() and log.read_text().count("\n") >= 1):  # a step was trained
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
-        time.sleep(0.1)
-    proc.send_signal(stop)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and b"checkpoint was saved" in err, err
+    out, log = tmp_path / "run", tmp_path / "run" / "metrics.jsonl"
+    args = ["train", "--data", "digits", "--preset", "tiny", "--steps", "100000", "--batch", "8",
+            "--checkpoint-every", "100000", "--quiet", "--out", str(out)]  # fmt: skip
+
+    def trained():  # a step logged
+        return log.is_file() and log.read_text().count("\n") >= 1
+
+    code, err = signal_when(args, trained, stop)
+    assert code == 130 and "checkpoint was saved" in err, err
     (saved,) = list_checkpoints(out / "checkpoints")
     step = int(saved.name.removeprefix("step_"))
     assert step >= 10  # the logged step, at least, was trained before the signal
@@ -209,17 +261,11 @@ def test_interrupted_sampling_keeps_the_batches_written(tmp_path, tiny_digits_mo
     """Sampling into a folder writes each batch as it is done: Ctrl-C keeps them, and says how
     many there are."""
     folder = tmp_path / "many"
-    command = [sys.executable, "-m", "diffvision", "sample", str(tiny_digits_model)]
-    options = ["--n", "100000", "--batch", "2", "--steps", "2", "--quiet", "--out", str(folder)]
-    proc = subprocess.Popen([*command, *options], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 240
-    while not list(folder.glob("sample_*.png")):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    args = ["sample", str(tiny_digits_model), "--n", "100000", "--batch", "2", "--steps", "2",
+            "--quiet", "--out", str(folder)]  # fmt: skip
+    code, err = signal_when(args, lambda: any(folder.glob("sample_*.png")), signal.SIGINT)
     written = sorted(p.name for p in folder.glob("sample_*.png"))
-    assert proc.returncode == 130 and f"{len(written)} images were written".encode() in err, err
+    assert code == 130 and f"{len(written)} images were written" in err, err
     assert written == [f"sample_{i:05d}.png" for i in range(len(written))]
     assert not list(folder.glob("*.tmp"))  # each file is written whole, then renamed
     for path in folder.iterdir():

@@ -119,9 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--hflip", action="store_true", help="random horizontal flips")
     t.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CPU and CUDA)")
     t.add_argument("--channels-last", action="store_true", help="channels-last memory format")
-    t.add_argument("--checkpoint-every", type=_positive(int), default=500)
+    t.add_argument(
+        "--checkpoint-every", type=_positive(int), default=500, help="steps between checkpoints"
+    )
     t.add_argument("--keep", type=_positive(int), default=2, help="checkpoints to keep")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order, noise")
     t.add_argument("--device", default="auto", help="auto | cpu | cuda")
     t.add_argument("--out", required=True, help="run folder (model in OUT/model)")
     t.add_argument(
@@ -146,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n", type=_positive(int), default=64, help="number of images")
     s.add_argument("--sampler", default="unipc", help="sampler name (see `diffvision info`)")
     s.add_argument("--steps", type=_positive(int), default=20, help="sampler steps")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="seed of the sampling noise")
     s.add_argument("--class", dest="label", type=int, help="class label (class-conditional models)")
     s.add_argument("--guidance", type=_finite, default=1.0, help="classifier-free guidance scale")
     add_bf16_inference(s)
@@ -190,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="training steps (default: the demo's tuned value)",
     )
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--seed", type=int, default=0, help="seed of training and sampling")
     add_quiet(d)
     evaluate.add_parsers(sub)
     restore.add_parser(sub)

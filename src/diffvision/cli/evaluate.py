@@ -107,8 +107,8 @@ def train_features_parser() -> Parser:
     p.add_argument("data", help="digits | faces | shapes | mnist:FOLDER | image folder")
     p.add_argument("--size", type=_positive(int), help="image size (folders: required)")
     p.add_argument("--steps", type=_positive(int), default=500, help="training steps")
-    p.add_argument("--batch", type=_positive(int), default=128)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=_positive(int), default=128, help="images per step")
+    p.add_argument("--seed", type=int, default=0, help="seed of initialisation and data order")
     p.add_argument("--out", required=True, help="output folder")
     return p
 
