@@ -116,6 +116,25 @@ def test_white_level_of_12_bit_files(tmp_path):
     assert load_data(pooled, 6, white_level=65535).white_level == 65535
 
 
+def test_exif_orientation_is_applied(tmp_path):
+    # Phones store a portrait photo sideways with EXIF orientation 6 (rotate 90 degrees
+    # clockwise to show); read as stored, it would be restored or trained on lying on its side.
+    from diffvision.io.images import read_image
+
+    stored = np.zeros((10, 20), np.uint8)
+    stored[:, :10] = 255  # left half white as stored: the top half as shown
+    exif = Image.Exif()
+    exif[0x0112] = 6  # the Orientation tag
+    (tmp_path / "f").mkdir()
+    Image.fromarray(stored).save(tmp_path / "f" / "phone.png", exif=exif)
+    Image.fromarray(stored.astype(np.uint16) * 257).save(tmp_path / "deep.png", exif=exif)
+    for name in ("f/phone.png", "deep.png"):
+        x = read_image(tmp_path / name, 1)[0, 0]
+        assert x.shape == (20, 10) and (x[:10] == 1).all() and (x[10:] == -1).all()
+    square = load_image_folder(tmp_path / "f", 10).images[0, 0]  # the central 10 rows
+    assert (square[:5] == 255).all() and (square[5:] == 0).all()
+
+
 def test_float_images_are_refused_by_name(tmp_path):
     from diffvision.io.images import read_image
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .dataset import ImageData
 from .transforms import (
@@ -108,7 +108,8 @@ def load_image_folder(
             class_names = []
 
     def decode(path: Path) -> torch.Tensor:
-        image = resize_center_crop(_open(path), size)
+        # upright as a viewer shows it: phones store photos sideways with an EXIF orientation
+        image = resize_center_crop(ImageOps.exif_transpose(_open(path)), size)
         try:
             return to_uint8_tensor(image, channels, white or 65535)
         except ValueError as err:  # a float image, or 32-bit integers past 16 bits

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch import Tensor
 
 from ..data.transforms import WIDE_MODES, to_unit_array
@@ -87,13 +87,15 @@ def save_images(
 def read_image(path: str | Path, channels: int, white: int = 65535) -> Tensor:
     """An image file as ``1 x C x H x W`` float32 in [-1, 1] (``channels`` 1: grey, 3: RGB;
     ``white``: the value of white in a 16-bit file, see :func:`to_unit_array`). Raises ValueError
-    naming the file when it is missing or not an image."""
+    naming the file when it is missing or not an image. An EXIF orientation (phone photos) is
+    applied, so the image is the way viewers show it."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"image not found: {path}")
     try:
         with Image.open(path) as image:
-            array = to_unit_array(image, channels, white)
+            # upright as a viewer shows it (an EXIF orientation applied), as the result is saved
+            array = to_unit_array(ImageOps.exif_transpose(image), channels, white)
     except (OSError, SyntaxError, ValueError) as err:
         raise ValueError(f"cannot read image {path}: {err}") from None
     return torch.from_numpy(array).permute(2, 0, 1)[None] * 2 - 1
