@@ -27,6 +27,15 @@ def test_help_has_examples(command, capsys):
     assert "example" in out and f"diffvision {command}" in out
 
 
+def test_version(capsys):
+    import diffvision
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith(f"diffvision {diffvision.__version__} (torch ")
+
+
 def test_every_option_is_explained_with_its_default():
     """Each option of each command has a help text, and the text shows the default where there
     is one (a user should not need the source to learn --batch's or --seed's default)."""

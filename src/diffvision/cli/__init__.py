@@ -34,7 +34,7 @@ from .common import (
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="diffvision",
-        description="Diffusion models for imaging and vision: train, sample, inspect.",
+        description="Diffusion models for imaging and vision: train, sample, restore, evaluate.",
         formatter_class=_formatter,
         epilog=textwrap.dedent("""\
             examples:
@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
               diffvision eval runs/digits/model --data digits
               diffvision restore denoise runs/photos/model noisy.png --sigma 25 --out clean.png"""),
     )
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
     t = sub.add_parser(
@@ -197,6 +198,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_parsers(sub)
     restore.add_parser(sub)
     return parser
+
+
+def _version() -> str:
+    """diffvision's version, with the torch it runs on (for bug reports)."""
+    import torch
+
+    from .. import __version__
+
+    return f"diffvision {__version__} (torch {torch.__version__}, Python {sys.version.split()[0]})"
 
 
 # ------------------------------------------------------------------------------- commands
