@@ -1,11 +1,42 @@
 """Running the ``diffvision`` command in a subprocess, as a user would."""
 
+import signal
 import subprocess
 import sys
+import time
+
+#: The command line of ``diffvision`` in this interpreter.
+DIFFVISION = [sys.executable, "-m", "diffvision"]
 
 
 def run(*args):
     """``python -m diffvision ARGS``: the completed process (stdout, stderr as text)."""
-    return subprocess.run(
-        [sys.executable, "-m", "diffvision", *args], capture_output=True, text=True, timeout=300
+    return subprocess.run([*DIFFVISION, *args], capture_output=True, text=True, timeout=300)
+
+
+def _default_sigint():
+    # A shell running the tests in the background ignores SIGINT, and children inherit that: the
+    # command would then not see Ctrl-C at all. A terminal's user has it at its default.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def signal_when(argv, ready, stop, env=None):
+    """Run ``argv``, send it ``stop`` once ``ready()`` holds (polled for up to 240 s) and wait
+    for it to end; returns its exit code and stderr. The process never outlives this."""
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        preexec_fn=_default_sigint,
+        env=env,
     )
+    try:
+        deadline = time.monotonic() + 240
+        while not ready():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.1)
+        proc.send_signal(stop)
+        _, err = proc.communicate(timeout=120)
+        return proc.returncode, err.decode()
+    finally:
+        proc.kill()  # only if it still runs (a failed check above)

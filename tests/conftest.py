@@ -70,22 +70,28 @@ def tiny_digits_model(tmp_path_factory):
 
 
 @pytest.fixture
-def torchrun_worker(tmp_path):
-    """``run(nproc, device)`` trains ``ddp_worker.py`` under ``torchrun --standalone`` in tmp_path
-    and returns each rank's digest (``world``, ``sha256``); fails with torchrun's stderr."""
-    worker = Path(__file__).with_name("ddp_worker.py")
+def torchrun_env():
+    """The environment of a torchrun launch from the tests: one thread per rank, and this
+    checkout importable (for ``ddp_worker.py``)."""
     paths = [str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]
-    env = {
+    return {
         **os.environ,
         "OMP_NUM_THREADS": "1",
         "PYTHONPATH": os.pathsep.join(p for p in paths if p),
     }
 
+
+@pytest.fixture
+def torchrun_worker(tmp_path, torchrun_env):
+    """``run(nproc, device)`` trains ``ddp_worker.py`` under ``torchrun --standalone`` in tmp_path
+    and returns each rank's digest (``world``, ``sha256``); fails with torchrun's stderr."""
+    worker = Path(__file__).with_name("ddp_worker.py")
+
     def run(nproc: int, device: str = "cpu") -> list[dict]:
         result = subprocess.run(
             [sys.executable, "-m", "torch.distributed.run", "--standalone",
              f"--nproc_per_node={nproc}", str(worker), str(tmp_path), device],
-            capture_output=True, text=True, timeout=300, env=env,
+            capture_output=True, text=True, timeout=300, env=torchrun_env,
         )  # fmt: skip
         assert result.returncode == 0, result.stderr[-3000:]
         return [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(nproc)]

@@ -4,9 +4,6 @@ round trip on a tiny model."""
 import json
 import re
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +12,7 @@ from PIL import Image
 
 from diffvision.cli import main
 from diffvision.train.checkpoint import list_checkpoints
-from tests.cli_run import run
+from tests.cli_run import DIFFVISION, run, signal_when
 
 
 @pytest.mark.parametrize("command", ["train", "sample", "info", "demo", "eval", "restore"])
@@ -218,33 +215,6 @@ def test_fast_inference_is_channels_last_on_cpu_and_keeps_the_results():
     assert fast_inference(model, torch.device("cpu"), bf16=True).autocast == torch.bfloat16
 
 
-def _default_sigint():
-    # A shell running the tests in the background ignores SIGINT, and children inherit that: the
-    # command would then not see Ctrl-C at all. A terminal's user has it at its default.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def signal_when(args, ready, stop):
-    """Run ``diffvision ARGS``, send it ``stop`` once ``ready()`` holds (polled for up to 240 s)
-    and wait for it to end; returns its exit code and stderr. The process never outlives this."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "diffvision", *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        preexec_fn=_default_sigint,
-    )
-    try:
-        deadline = time.monotonic() + 240
-        while not ready():
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
-            time.sleep(0.1)
-        proc.send_signal(stop)
-        _, err = proc.communicate(timeout=120)
-        return proc.returncode, err.decode()
-    finally:
-        proc.kill()  # only if it still runs (a failed check above)
-
-
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_training_saves_a_checkpoint_and_resumes(tmp_path, stop):
     """Ctrl-C (SIGINT) and a scheduler's SIGTERM both stop training with a checkpoint of the step
@@ -256,7 +226,7 @@ def test_interrupted_training_saves_a_checkpoint_and_resumes(tmp_path, stop):
     def trained():  # a step logged
         return log.is_file() and log.read_text().count("\n") >= 1
 
-    code, err = signal_when(args, trained, stop)
+    code, err = signal_when([*DIFFVISION, *args], trained, stop)
     assert code == 130 and "checkpoint was saved" in err, err
     (saved,) = list_checkpoints(out / "checkpoints")
     step = int(saved.name.removeprefix("step_"))
@@ -272,7 +242,11 @@ def test_interrupted_sampling_keeps_the_batches_written(tmp_path, tiny_digits_mo
     folder = tmp_path / "many"
     args = ["sample", str(tiny_digits_model), "--n", "100000", "--batch", "2", "--steps", "2",
             "--quiet", "--out", str(folder)]  # fmt: skip
-    code, err = signal_when(args, lambda: any(folder.glob("sample_*.png")), signal.SIGINT)
+
+    def begun():  # a batch written
+        return any(folder.glob("sample_*.png"))
+
+    code, err = signal_when([*DIFFVISION, *args], begun, signal.SIGINT)
     written = sorted(p.name for p in folder.glob("sample_*.png"))
     assert code == 130 and f"{len(written)} images were written" in err, err
     assert written == [f"sample_{i:05d}.png" for i in range(len(written))]

@@ -1,5 +1,7 @@
 import json
 import os
+import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,7 +11,9 @@ from safetensors.torch import load_file
 import diffvision
 from diffvision.data import digits
 from diffvision.train import TrainConfig, Trainer, denoising_loss, train
+from diffvision.train.checkpoint import list_checkpoints
 from diffvision.train.trainer import batch_positions
+from tests.cli_run import signal_when
 
 CFG = dict(
     preset="tiny",
@@ -151,6 +155,35 @@ def test_torchrun_two_processes(tmp_path, torchrun_worker):
     assert (tmp_path / "model" / "model.safetensors").is_file()
     config = json.loads((tmp_path / "model" / "config.json").read_text())
     assert config["hardware"]["processes"] == 2
+
+
+def test_torchrun_stopped_by_sigterm_saves_a_checkpoint(tmp_path, torchrun_env):
+    """A scheduler stops a multi-process run by sending torchrun SIGTERM; torchrun passes it to
+    every rank. Training ends with a checkpoint of the step reached (none is due before step
+    100000), said once (by rank 0), and no rank is left running."""
+    out, log = tmp_path / "run", tmp_path / "run" / "metrics.jsonl"
+    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+            "-m", "diffvision", "train", "--data", "digits", "--preset", "tiny", "--steps",
+            "100000", "--batch", "8", "--checkpoint-every", "100000", "--quiet", "--out",
+            str(out)]  # fmt: skip
+
+    def trained():  # a step logged
+        return log.is_file() and log.read_text().count("\n") >= 1
+
+    _, err = signal_when(argv, trained, signal.SIGTERM, env=torchrun_env)
+    assert err.count("interrupted; a checkpoint was saved") == 1, err[-3000:]
+    (saved,) = list_checkpoints(out / "checkpoints")
+    assert int(saved.name.removeprefix("step_")) >= 10  # the logged step, at least
+    config = json.loads((saved / "config.json").read_text())
+    assert config["hardware"]["processes"] == 2
+    if Path("/proc").is_dir():  # Linux: no process of the run is left
+        left = []
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                left += [cmdline] if str(out).encode() in cmdline.read_bytes() else []
+            except OSError:  # a process that ended while listed
+                pass
+        assert not left
 
 
 def test_learning_rate_schedules():

@@ -214,6 +214,7 @@ def cmd_train(args) -> int:
     from ..data import load_data
     from ..train import TrainConfig, train
     from ..train.checkpoint import check_fresh
+    from ..train.distributed import launched_main
 
     out = Path(args.out)
     if args.resume:
@@ -266,15 +267,16 @@ def cmd_train(args) -> int:
             stop_at=args.stop_at,
         )
     except KeyboardInterrupt:
-        print(
-            f"interrupted; a checkpoint was saved. Continue with: diffvision train --out {out} "
-            "--resume",
-            file=sys.stderr,
-        )
+        if launched_main():  # under torchrun every rank is stopped; one says so
+            print(
+                f"interrupted; a checkpoint was saved. Continue with: diffvision train --out "
+                f"{out} --resume",
+                file=sys.stderr,
+            )
         return 130
     if folder is not None:
         print(f"model written to {folder}")
-    elif args.stop_at:
+    elif args.stop_at and launched_main():
         print(
             f"stopped at step {args.stop_at}; continue with: diffvision train --out {out} --resume"
         )

@@ -36,6 +36,12 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def launched_main() -> bool:
+    """Whether this process is rank 0 of a torchrun launch, or not launched by torchrun (read
+    from the environment: also before the process group is joined, or after it is left)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def setup(device: str = "auto") -> DistInfo:
     """Join the process group when launched by torchrun (WORLD_SIZE > 1): gloo on the CPU, nccl
     on CUDA with one GPU per local rank. Otherwise a single process."""
