@@ -1,4 +1,5 @@
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +65,7 @@ def test_folder_errors(tmp_path):
 def test_16_bit_images_keep_their_scale(tmp_path):
     # PIL's convert("L") clips 16-bit values at 255 (a mid-grey 16-bit image turns white); the
     # readers divide by 65535 instead. Values chosen so that clipping and scaling differ.
-    from diffvision.io.images import read_image, to_pil16
+    from diffvision.io.images import read_image, save_16_bit
 
     ramp = np.linspace(0, 65535, 48, dtype=np.float64).round().astype(np.uint16).reshape(6, 8)
     Image.fromarray(ramp).save(tmp_path / "ramp.png")  # decodes as "I;16"
@@ -74,7 +75,8 @@ def test_16_bit_images_keep_their_scale(tmp_path):
         assert x.shape == (1, 3, 6, 8) and torch.equal(x[0, 0], x[0, 2])
         # float32 division and rescaling: a few ulp of 1
         np.testing.assert_allclose(x[0, 1].double().numpy(), ramp / 65535 * 2 - 1, atol=1e-6)
-        assert np.array_equal(np.asarray(to_pil16(x[0, :1])), ramp)  # written back exactly
+        save_16_bit(tmp_path / "back.png", x[0, :1])
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "back.png")), ramp)  # exactly
     data = load_image_folder(tmp_path, 6)  # 6 x 8: no resize, the central 6 columns
     assert data.channels == 1
     for i in range(2):
@@ -133,6 +135,69 @@ def test_exif_orientation_is_applied(tmp_path):
         assert x.shape == (20, 10) and (x[:10] == 1).all() and (x[10:] == -1).all()
     square = load_image_folder(tmp_path / "f", 10).images[0, 0]  # the central 10 rows
     assert (square[:5] == 255).all() and (square[5:] == 0).all()
+
+
+def with_orientation(png: Path, orientation: int) -> None:
+    """Give a PNG written by OpenCV (which writes no EXIF) an EXIF orientation: an eXIf chunk
+    after IHDR (PNG 1.5), holding the TIFF-form EXIF without its "Exif\\0\\0" prefix."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = exif.tobytes()[6:]
+    chunk = len(data).to_bytes(4, "big") + b"eXIf" + data
+    chunk += zlib.crc32(b"eXIf" + data).to_bytes(4, "big")
+    raw = png.read_bytes()
+    end_of_ihdr = 8 + 4 + 4 + 13 + 4  # signature, length, type, IHDR data, CRC
+    png.write_bytes(raw[:end_of_ihdr] + chunk + raw[end_of_ihdr:])
+
+
+def test_orientations_match_pil():
+    from PIL import ImageOps
+
+    from diffvision.data.transforms import ORIENT
+
+    stored = np.arange(6 * 8 * 3, dtype=np.uint8).reshape(6, 8, 3)
+    for orientation in range(1, 9):
+        image = Image.fromarray(stored)
+        exif = image.getexif()
+        exif[0x0112] = orientation
+        image.info["exif"] = exif.tobytes()
+        shown = np.asarray(ImageOps.exif_transpose(image))
+        assert np.array_equal(ORIENT[orientation](stored), shown), orientation
+
+
+def test_16_bit_colour_files_are_read_at_depth(tmp_path):
+    # PIL decodes 48- and 64-bit PNG and TIFF files to 8 bits per channel (the low byte lost);
+    # they are read by OpenCV instead, upright, and written back at 16 bits.
+    import cv2
+
+    from diffvision.io.images import read_image, save_16_bit
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 65536, (6, 8, 3), dtype=np.uint16)
+    for name in ("c.png", "c.tif"):
+        cv2.imwrite(str(tmp_path / name), rgb[:, :, ::-1])  # OpenCV writes BGR
+        x = read_image(tmp_path / name, 3)[0].permute(1, 2, 0).double().numpy()
+        np.testing.assert_allclose(x, rgb / 65535 * 2 - 1, atol=1e-6)  # float32 rounding
+    rgba = np.concatenate([rgb, np.full((6, 8, 1), 65535, np.uint16)], 2)
+    cv2.imwrite(str(tmp_path / "a.png"), rgba[:, :, [2, 1, 0, 3]])
+    assert torch.equal(read_image(tmp_path / "a.png", 3), read_image(tmp_path / "c.png", 3))
+    grey = read_image(tmp_path / "c.png", 1)[0, 0].double().numpy()  # luma, as PIL's "L"
+    luma = rgb @ np.array([0.299, 0.587, 0.114]) / 65535 * 2 - 1
+    np.testing.assert_allclose(grey, luma, atol=1e-5)
+    with_orientation(tmp_path / "c.png", 6)  # shown turned 90 degrees clockwise
+    turned = read_image(tmp_path / "c.png", 3)[0].permute(1, 2, 0).double().numpy()
+    np.testing.assert_allclose(turned, np.rot90(rgb, -1) / 65535 * 2 - 1, atol=1e-6)
+    save_16_bit(tmp_path / "back.png", read_image(tmp_path / "c.tif", 3)[0])
+    assert np.array_equal(
+        cv2.imread(str(tmp_path / "back.png"), cv2.IMREAD_UNCHANGED), rgb[:, :, ::-1]
+    )
+    # A folder of 12-bit colour files: white level 4095, the whole 8-bit range used.
+    (tmp_path / "twelve").mkdir()
+    cv2.imwrite(str(tmp_path / "twelve" / "t.png"), (rgb >> 4)[:, :, ::-1])
+    data = load_image_folder(tmp_path / "twelve", 6)
+    assert data.channels == 3 and data.white_level == 4095
+    eight_bit = data.images[0].permute(1, 2, 0).double().numpy()
+    np.testing.assert_allclose(eight_bit, (rgb >> 4)[:, 1:7] / 4095 * 255, atol=0.5 + 1e-4)
 
 
 def test_float_images_are_refused_by_name(tmp_path):

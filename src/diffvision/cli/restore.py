@@ -20,7 +20,7 @@ from .common import (
 )
 
 TASKS = ("denoise", "inpaint", "superres", "deblur", "colorize")
-#: Output files that hold 16-bit greyscale: a 16-bit input's result is written at that depth.
+#: Output files that hold 16 bits per channel: a 16-bit input's result is written at that depth.
 DEEP_FILES = (".png", ".tif", ".tiff")
 
 
@@ -68,8 +68,8 @@ def add_parser(sub) -> None:
         "--out",
         required=True,
         type=image_file,
-        help="output image (.png; .jpg, .tif, ...); 16-bit for a 16-bit greyscale input and model "
-        "to .png or .tif",
+        help="output image (.png; .jpg, .tif, ...); 16 bits per channel for a 16-bit input to .png "
+        "or .tif",
     )
     r.add_argument(
         "--white-level",
@@ -334,7 +334,7 @@ def cmd_restore(args) -> int:
     import torch
 
     from ..io import load, read_config
-    from ..io.images import is_16_bit, read_image, to_pil, to_pil16
+    from ..io.images import is_16_bit, read_image, save_16_bit, to_pil
     from ..metrics import psnr
     from ..restore.replay import scattered
     from ..restore.solvers import sampler_steps
@@ -414,8 +414,11 @@ def cmd_restore(args) -> int:
     mean, std = mean.cpu(), None if std is None else std.cpu() * factor
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    deep = channels == 1 and out.suffix.lower() in DEEP_FILES and is_16_bit(args.input)
-    (to_pil16(mean[0], white) if deep else to_pil(mean[0])).save(out)  # 16-bit in and out
+    deep = out.suffix.lower() in DEEP_FILES and is_16_bit(args.input)
+    if deep:  # 16 bits in, 16 bits out
+        save_16_bit(out, mean[0], white)
+    else:
+        to_pil(mean[0]).save(out)
     how = ""
     if "start" in options:  # its noise level on the 0-255 scale, as --start-sigma takes it
         how = f", from a classical start at sigma {options['start_sigma'] * 127.5:g}"

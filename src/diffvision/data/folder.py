@@ -6,14 +6,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from .dataset import ImageData
 from .transforms import (
     GREY_MODES,
     WIDE_MODES,
-    resize_center_crop,
-    to_uint8_tensor,
+    deep_colour_pixels,
+    is_deep_colour,
+    read_square,
     white_level_for,
 )
 
@@ -40,16 +41,19 @@ def _open(path: Path) -> Image.Image:
 
 
 def deep_white_level(paths: list[Path]) -> int | None:
-    """The white level of the 16-bit greyscale files among ``paths`` (see
+    """The white level of the 16-bit files among ``paths``, grey or colour (see
     :func:`~diffvision.data.transforms.white_level_for`), from their largest value; None when
     there are none. Only the 16-bit files are decoded."""
     top = None
     for path in paths:
         try:
             with Image.open(path) as image:
-                if image.mode not in WIDE_MODES:
+                if image.mode in WIDE_MODES:
+                    value = int(np.asarray(image).max())
+                elif is_deep_colour(image):
+                    value = int(deep_colour_pixels(path).max())
+                else:
                     continue
-                value = int(np.asarray(image).max())
         except (UnidentifiedImageError, OSError, ValueError) as err:
             raise ValueError(f"cannot read image {path}: {err}") from None
         if value > 65535:
@@ -109,10 +113,9 @@ def load_image_folder(
 
     def decode(path: Path) -> torch.Tensor:
         # upright as a viewer shows it: phones store photos sideways with an EXIF orientation
-        image = resize_center_crop(ImageOps.exif_transpose(_open(path)), size)
         try:
-            return to_uint8_tensor(image, channels, white or 65535)
-        except ValueError as err:  # a float image, or 32-bit integers past 16 bits
+            return read_square(path, size, channels, white or 65535)
+        except (UnidentifiedImageError, OSError, ValueError) as err:  # also float images
             raise ValueError(f"cannot read image {path}: {err}") from None
 
     if len(paths) * channels * size * size <= cache_limit_bytes:

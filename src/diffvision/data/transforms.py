@@ -1,10 +1,13 @@
-"""Image decoding and geometry: PIL image -> uint8 tensor of a fixed square size."""
+"""Image decoding and geometry: image files (8- and 16-bit, upright) -> arrays in [0, 1] and
+uint8 tensors of a fixed square size."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch import Tensor
 
 
@@ -59,11 +62,76 @@ def to_unit_array(image: Image.Image, channels: int, white: int = 65535) -> np.n
     return (array[:, :, None] if array.ndim == 2 else array) / 255
 
 
-def to_uint8_tensor(image: Image.Image, channels: int, white: int = 65535) -> Tensor:
-    """PIL image -> uint8 ``C x H x W`` (``channels`` 1: grayscale, 3: RGB; 16-bit images
-    scaled by their white level and rounded to 8 bits, see :func:`to_unit_array`)."""
-    array = np.round(to_unit_array(image, channels, white) * 255).astype(np.uint8)
-    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+#: ITU-R 601-2 luma weights of R, G, B (those of PIL's ``convert("L")``).
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+#: Each EXIF orientation (1-8) as numpy: the stored ``H x W (x C)`` array -> the image as shown.
+ORIENT = {
+    1: lambda a: a,
+    2: lambda a: a[:, ::-1],  # mirrored left-right
+    3: lambda a: a[::-1, ::-1],  # turned 180 degrees
+    4: lambda a: a[::-1],  # mirrored top-bottom
+    5: lambda a: a.swapaxes(0, 1),  # transposed
+    6: lambda a: np.rot90(a, -1),  # turned 90 degrees clockwise
+    7: lambda a: a[::-1, ::-1].swapaxes(0, 1),  # transverse
+    8: lambda a: np.rot90(a, 1),  # turned 90 degrees anticlockwise
+}
+
+
+def is_deep_colour(image: Image.Image) -> bool:
+    """Whether an opened (not yet loaded) PIL image is a 16-bit-per-channel colour file (a 48-
+    or 64-bit PNG or TIFF), which PIL would decode to 8 bits per channel."""
+    rawmodes = [t.args[0] if isinstance(t.args, tuple) else t.args for t in image.tile]
+    return image.mode in ("RGB", "RGBA") and any(";16" in str(m) for m in rawmodes)
+
+
+def deep_colour_pixels(path: str | Path, orientation: int = 1) -> np.ndarray:
+    """A 16-bit colour file's pixels (see :func:`is_deep_colour`), ``H x W x 3`` uint16 RGB
+    (alpha dropped), turned by an EXIF ``orientation``."""
+    import cv2
+
+    pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if pixels is None or pixels.dtype != np.uint16 or pixels.ndim != 3:
+        raise ValueError("OpenCV could not read it as 16-bit colour")
+    rgb = pixels[:, :, 2::-1]  # OpenCV's BGR(A) -> RGB
+    return np.ascontiguousarray(ORIENT.get(orientation, ORIENT[1])(rgb))
+
+
+def read_unit_array(path: str | Path, channels: int, white: int = 65535) -> np.ndarray:
+    """An image file -> float32 ``H x W x C`` in [0, 1] at its full depth, upright (its EXIF
+    orientation applied, as viewers show it). 8-bit files are divided by 255; 16-bit ones, grey
+    (see :func:`to_unit_array`) or colour (read by OpenCV: PIL decodes them to 8 bits), by
+    ``white``, values above it clipping to 1. Colour becomes grey by :data:`LUMA`."""
+    with Image.open(path) as image:
+        if not is_deep_colour(image):
+            return to_unit_array(ImageOps.exif_transpose(image), channels, white)
+        orientation = image.getexif().get(0x0112, 1)
+    if not 1 <= white <= 65535:
+        raise ValueError(f"the white level of 16-bit images is 1-65535, not {white}")
+    rgb = np.minimum(deep_colour_pixels(path, orientation) / np.float32(white), 1)
+    rgb = rgb.astype(np.float32)
+    return rgb if channels == 3 else rgb @ LUMA[:, None]
+
+
+def read_square(path: str | Path, size: int, channels: int, white: int = 65535) -> Tensor:
+    """An image file -> uint8 ``C x size x size``: upright, resized and centre-cropped
+    (:func:`resize_center_crop`), 16-bit files scaled by ``white`` (see :func:`read_unit_array`)
+    and resized before they are rounded to 8 bits."""
+    with Image.open(path) as image:
+        deep = image.mode in WIDE_MODES or is_deep_colour(image)
+        if not deep:  # 8 bits: resized as 8-bit L or RGB (a palette image too, not by nearest)
+            image = ImageOps.exif_transpose(image)
+            if image.mode == "F":
+                to_unit_array(image, channels)  # raises: a float image's range is unknown
+            small = resize_center_crop(image.convert("L" if channels == 1 else "RGB"), size)
+            array = np.asarray(small)
+            array = array[:, :, None] if array.ndim == 2 else array
+            return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+    unit = read_unit_array(path, channels, white)
+    planes = [
+        resize_center_crop(Image.fromarray(unit[:, :, c].copy()), size) for c in range(channels)
+    ]
+    array = np.clip(np.round(np.stack([np.asarray(p) for p in planes], 2) * 255), 0, 255)
+    return torch.from_numpy(array.astype(np.uint8)).permute(2, 0, 1).contiguous()
 
 
 def array_to_uint8(images: np.ndarray, size: int | None) -> Tensor:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torch import Tensor
 
-from ..data.transforms import WIDE_MODES, to_unit_array
+from ..data.transforms import WIDE_MODES, is_deep_colour, read_unit_array
 
 
 def to_uint8(images: Tensor) -> Tensor:
@@ -19,17 +19,26 @@ def to_uint8(images: Tensor) -> Tensor:
     return ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
 
 
-def to_pil16(image: Tensor, white: int = 65535) -> Image.Image:
-    """``1 x H x W`` float in [-1, 1] -> 16-bit greyscale PIL image (mode "I;16", clipped and
-    rounded to 0-``white``, the white level; PNG and TIFF keep all 16 bits)."""
-    unit = (image.detach().double().clamp(-1, 1)[0].cpu().numpy() + 1) / 2
-    return Image.fromarray(np.round(unit * white).astype(np.uint16))
+def save_16_bit(path: str | Path, image: Tensor, white: int = 65535) -> Path:
+    """Save ``C x H x W`` float in [-1, 1] as a 16-bit greyscale (C = 1) or 48-bit colour
+    (C = 3) PNG or TIFF, clipped and rounded to 0-``white`` (the white level). Written by
+    OpenCV, which PIL cannot do for colour."""
+    import cv2
+
+    unit = (image.detach().double().clamp(-1, 1).cpu().numpy() + 1) / 2
+    pixels = np.round(unit * white).astype(np.uint16).transpose(1, 2, 0)
+    if pixels.shape[2] == 3:
+        pixels = pixels[:, :, ::-1]  # RGB -> OpenCV's BGR
+    path = Path(path)
+    if not cv2.imwrite(str(path), np.ascontiguousarray(pixels)):
+        raise ValueError(f"cannot write a 16-bit image to {path}")
+    return path
 
 
 def is_16_bit(path: str | Path) -> bool:
-    """Whether an image file is 16-bit greyscale (read from its header)."""
+    """Whether an image file holds 16 bits per channel, grey or colour (read from its header)."""
     with Image.open(path) as image:
-        return image.mode in WIDE_MODES
+        return image.mode in WIDE_MODES or is_deep_colour(image)
 
 
 def make_grid(images: Tensor, nrow: int | None = None, pad: int = 1) -> Tensor:
@@ -93,9 +102,7 @@ def read_image(path: str | Path, channels: int, white: int = 65535) -> Tensor:
     if not path.is_file():
         raise ValueError(f"image not found: {path}")
     try:
-        with Image.open(path) as image:
-            # upright as a viewer shows it (an EXIF orientation applied), as the result is saved
-            array = to_unit_array(ImageOps.exif_transpose(image), channels, white)
+        array = read_unit_array(path, channels, white)  # upright, as the result is saved
     except (OSError, SyntaxError, ValueError) as err:
         raise ValueError(f"cannot read image {path}: {err}") from None
     return torch.from_numpy(array).permute(2, 0, 1)[None] * 2 - 1
