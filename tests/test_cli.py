@@ -257,32 +257,41 @@ def test_interrupted_sampling_keeps_the_batches_written(tmp_path, tiny_digits_mo
             assert image.size == (8, 8)
 
 
-def test_12_bit_files_are_read_alike_in_training_and_restoration(tmp_path):
-    """A folder of 12-bit files (0-4095 in 16 bits): train finds and records white level 4095
-    (in run.json for --resume, in the model's config for info and restore), and restore reads
-    and writes a 16-bit input on that scale unless --white-level says otherwise."""
+@pytest.mark.parametrize("channels", [1, 3])
+def test_12_bit_files_are_read_alike_in_training_and_restoration(tmp_path, channels):
+    """A folder of 12-bit files (0-4095 in 16 bits; grey, or colour in 48-bit PNGs): train finds
+    and records white level 4095 (in run.json for --resume, in the model's config for info and
+    restore), and restore reads and writes a 16-bit input on that scale, at 16 bits per channel,
+    unless --white-level says otherwise."""
+    import cv2
+
+    def write16(path, pixels):  # OpenCV writes 16-bit grey and colour (BGR); PIL cannot colour
+        cv2.imwrite(str(path), pixels if pixels.ndim == 2 else pixels[:, :, ::-1])
+
+    shape = (8, 8) if channels == 1 else (8, 8, 3)
     rng, cells = np.random.default_rng(0), tmp_path / "cells"
     cells.mkdir()
     for i in range(4):
-        pixels = rng.integers(0, 4096, (8, 8), dtype=np.uint16)
-        Image.fromarray(pixels).save(cells / f"cell_{i}.png")
+        write16(cells / f"cell_{i}.png", rng.integers(0, 4096, shape, dtype=np.uint16))
     out = tmp_path / "run"
     result = run("train", "--data", str(cells), "--size", "8", "--preset", "tiny", "--steps",
                  "2", "--batch", "4", "--out", str(out), "--quiet")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert json.loads((out / "run.json").read_text())["white_level"] == 4095
     info = run("info", str(out / "model"))
-    assert "white level: 4095" in info.stdout
-    image = np.full((16, 16), 2000, np.uint16)
+    assert "white level: 4095" in info.stdout and f"image:       {channels} x 8 x 8" in info.stdout
+    image = np.full((16, 16, 3)[: len(shape)], 2000, np.uint16)
     image[:8] = 8000  # above the model's white: read as white
     noisy = tmp_path / "noisy.png"
-    Image.fromarray(image).save(noisy)
+    write16(noisy, image)
     for extra, top in (([], 4095), (["--white-level", "65535"], 8000)):
         written = tmp_path / "out.png"
         result = run("restore", "denoise", str(out / "model"), str(noisy), "--sigma", "1",
                      "--out", str(written), "--quiet", *extra)  # fmt: skip
         assert result.returncode == 0, result.stderr
-        restored = np.asarray(Image.open(written)).astype(np.float64)
+        restored = cv2.imread(str(written), cv2.IMREAD_UNCHANGED)
+        assert restored.dtype == np.uint16 and restored.shape == image.shape
+        restored = restored.astype(np.float64)
         # sigma 1 of 255: the result is y up to the denoiser's correction, c_out x the network's
         # output, with EDM's c_out = sigma sigma_data / sqrt(sigma^2 + sigma_data^2) ~ sigma =
         # 0.0078 on [-1, 1], 0.4% of white per unit of output: 1% allows outputs up to 2.5.
@@ -292,6 +301,8 @@ def test_12_bit_files_are_read_alike_in_training_and_restoration(tmp_path):
     bad = run("restore", "denoise", str(out / "model"), str(noisy), "--sigma", "1", "--out",
               str(written), "--white-level", "70000")  # fmt: skip
     assert bad.returncode == 2 and "1-65535" in bad.stderr
+    if channels == 3:
+        return
     # A level given to train is kept by --resume (found again, it would be 4095).
     again = tmp_path / "again"
     result = run("train", "--data", str(cells), "--size", "8", "--preset", "tiny", "--steps",
