@@ -92,9 +92,13 @@ def _positive(kind):
 
 def white_level(text: str) -> int:
     """The value of white in 16-bit image files: an integer in 1-65535."""
+    from ..data.transforms import check_white
+
     value = _number(int, text)
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a 16-bit value, 1-65535: {text!r}")
+    try:
+        check_white(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
     return value
 
 

@@ -12,6 +12,7 @@ from .dataset import ImageData
 from .transforms import (
     GREY_MODES,
     WIDE_MODES,
+    check_white,
     deep_colour_pixels,
     is_deep_colour,
     read_square,
@@ -97,8 +98,8 @@ def load_image_folder(
         channels = 1 if all(_open(p).mode in GREY_MODES for p in paths) else 3
     if channels not in (1, 3):
         raise ValueError("channels must be 1 or 3")
-    if white_level is not None and not 1 <= white_level <= 65535:
-        raise ValueError(f"the white level of 16-bit images is 1-65535, not {white_level}")
+    if white_level is not None:
+        check_white(white_level)
     white = white_level or deep_white_level(paths)
 
     class_names, label_tensor = [], None

@@ -39,6 +39,17 @@ def white_level_for(max_value: int) -> int:
     return next(2**k - 1 for k in range(8, 17) if max_value <= 2**k - 1)
 
 
+def _refuse_float(image: Image.Image) -> None:
+    if image.mode == "F":
+        raise ValueError("a floating-point image has no known range: save it as 8- or 16-bit")
+
+
+def check_white(white: int) -> None:
+    """Raise ValueError unless ``white`` is a 16-bit white level, 1-65535."""
+    if not 1 <= white <= 65535:
+        raise ValueError(f"the white level of 16-bit images is 1-65535, not {white}")
+
+
 def to_unit_array(image: Image.Image, channels: int, white: int = 65535) -> np.ndarray:
     """PIL image -> float32 ``H x W x C`` in [0, 1] (``channels`` 1: grayscale, 3: RGB; a
     grey image is repeated in the three channels, colour is averaged by PIL's luma weights).
@@ -48,11 +59,9 @@ def to_unit_array(image: Image.Image, channels: int, white: int = 65535) -> np.n
     depth is kept (PIL's own ``convert("L")`` clips 16-bit values at 255, which would make such
     an image white). Raises ValueError for a float image (mode "F": its range is unknown) and for
     32-bit integers outside 0-65535."""
-    if image.mode == "F":
-        raise ValueError("a floating-point image has no known range: save it as 8- or 16-bit")
+    _refuse_float(image)
     if image.mode in WIDE_MODES:
-        if not 1 <= white <= 65535:
-            raise ValueError(f"the white level of 16-bit images is 1-65535, not {white}")
+        check_white(white)
         array = np.asarray(image).astype(np.float32)
         if array.size and (array.min() < 0 or array.max() > 65535):
             raise ValueError("a 32-bit integer image outside 0-65535: save it as 8- or 16-bit")
@@ -105,8 +114,7 @@ def read_unit_array(path: str | Path, channels: int, white: int = 65535) -> np.n
         if not is_deep_colour(image):
             return to_unit_array(ImageOps.exif_transpose(image), channels, white)
         orientation = image.getexif().get(0x0112, 1)
-    if not 1 <= white <= 65535:
-        raise ValueError(f"the white level of 16-bit images is 1-65535, not {white}")
+    check_white(white)
     rgb = np.minimum(deep_colour_pixels(path, orientation) / np.float32(white), 1)
     rgb = rgb.astype(np.float32)
     return rgb if channels == 3 else rgb @ LUMA[:, None]
@@ -119,9 +127,8 @@ def read_square(path: str | Path, size: int, channels: int, white: int = 65535) 
     with Image.open(path) as image:
         deep = image.mode in WIDE_MODES or is_deep_colour(image)
         if not deep:  # 8 bits: resized as 8-bit L or RGB (a palette image too, not by nearest)
+            _refuse_float(image)
             image = ImageOps.exif_transpose(image)
-            if image.mode == "F":
-                to_unit_array(image, channels)  # raises: a float image's range is unknown
             small = resize_center_crop(image.convert("L" if channels == 1 else "RGB"), size)
             array = np.asarray(small)
             array = array[:, :, None] if array.ndim == 2 else array
