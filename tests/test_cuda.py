@@ -151,3 +151,29 @@ def test_restore_replay_on_cuda(tiny_digits_model, tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "the solver replayed on y" in result.stdout
+
+
+def test_eval_command_on_cuda_matches_cpu(tiny_digits_model, tmp_path):
+    """`diffvision eval --device cuda` samples on the GPU from the same CPU-drawn noise and
+    scores on the CPU: its Fréchet distance is the CPU's up to rounding (cuDNN's TF32; 1%),
+    where a wrong device, label or noise would move it by the seed-to-seed spread (~10%)."""
+    import json
+
+    from tests.cli_run import run
+
+    feats = tmp_path / "features"
+    result = run("eval", "train-features", "digits", "--steps", "20", "--out", str(feats))
+    assert result.returncode == 0, result.stderr
+    fd = {}
+    for device in ("cpu", "cuda"):
+        out = tmp_path / f"{device}.json"
+        result = run(
+            "eval", str(tiny_digits_model), "--data", "digits", "--features", str(feats),
+            "--n", "100", "--seeds", "1", "--steps", "3", "--bpd", "2", "--device", device,
+            "--json", str(out),
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        saved = json.loads(out.read_text())
+        fd[device] = saved["metrics"]["fd"]["mean"]
+        assert saved["bits_per_dim"]["n"] == 2
+    assert abs(fd["cuda"] - fd["cpu"]) <= 0.01 * fd["cpu"]

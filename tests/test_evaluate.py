@@ -176,6 +176,8 @@ def test_eval_command(tmp_path, tiny_digits_model):
         "30",
         "--seeds",
         "1",
+        "--device",
+        "cpu",
         "--sweep-steps",
         "2,3",
         "--samplers",
@@ -191,6 +193,9 @@ def test_eval_command(tmp_path, tiny_digits_model):
     saved = json.loads(out.read_text(), parse_constant=lambda name: pytest.fail(name))
     assert saved["sweep"][0]["metrics"]["fd"]["std"] is None
     assert saved["sweep"][0]["metrics"]["fd"]["mean"] > 0
+    if not torch.cuda.is_available():  # test_cuda.py runs it where there is a GPU
+        bad = run("eval", str(tiny_digits_model), "--data", "digits", "--device", "cuda")
+        assert bad.returncode == 2 and "no CUDA device is available" in bad.stderr
     bad = run(
         "eval", str(tiny_digits_model), "--data", "digits", "--features", str(tmp_path / "x.pth")
     )

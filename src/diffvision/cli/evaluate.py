@@ -90,6 +90,7 @@ def add_parsers(sub) -> None:
     e.add_argument("--bpd", type=int, default=0, help="also bits/dim (PF-ODE) of N real images")
     e.add_argument("--json", help="write the full result to this JSON file")
     e.add_argument("--no-ema", action="store_true", help="use the raw instead of the EMA weights")
+    e.add_argument("--device", default="auto", help="auto | cpu | cuda (metrics: on the CPU)")
     add_bf16_inference(e)  # sampling only: bits_per_dim runs in float32
 
 
@@ -143,13 +144,13 @@ def _classes(text: str | None) -> list[int] | None:
 
 
 def cmd_eval(args) -> int:
-    import torch
-
     from ..data import load_data
     from ..io import load, read_config
     from ..metrics import evaluate as ev
     from ..samplers import get
+    from ..train.distributed import resolve_device
 
+    device = resolve_device(args.device)  # before any work
     config = read_config(args.model)
     shape = config.get("sample_shape") or []
     if len(shape) != 3:
@@ -162,13 +163,14 @@ def cmd_eval(args) -> int:
             f"the model makes {shape[0]} x {shape[-1]} x {shape[-1]} images but {args.data} has "
             f"{data.channels} x {data.size} x {data.size}"
         )
-    model = fast_inference(load(args.model, ema=not args.no_ema), torch.device("cpu"), args.bf16)
+    model = fast_inference(load(args.model, ema=not args.no_ema, device=device), device, args.bf16)
     features = ev.get_features(args.features, data, args.data)
     options = {
         "n": args.n,
         "seeds": list(range(args.seeds)),
         "classes": _classes(args.classes),
         "guidance": args.guidance,
+        "device": device,
     }
     if args.sweep_steps:
         names = (args.samplers or "unipc,dpmpp_2m,heun").split(",")
@@ -191,7 +193,7 @@ def cmd_eval(args) -> int:
         print(ev.format_result(result))
         result = {"model": str(args.model), "data": args.data, **result}
     if args.bpd > 0:
-        bpd = ev.bits_per_dim(model, data, args.bpd)
+        bpd = ev.bits_per_dim(model, data, args.bpd, device=device)
         result["bits_per_dim"] = bpd
         spread = "" if math.isnan(bpd["std_err"]) else f" ± {bpd['std_err']:.3f}"
         print(f"bits/dim {bpd['mean']:.3f}{spread} ({args.bpd} real images)")

@@ -120,14 +120,16 @@ def generate(
     labels: Tensor | None = None,
     guidance: float = 1.0,
     batch: int = 500,
+    device: torch.device | str = "cpu",
 ) -> tuple[Tensor, float]:
-    """``n`` samples (clamped to [-1, 1]) and the seconds per sample it took."""
+    """``n`` samples (clamped to [-1, 1], on the CPU) and the seconds per sample it took;
+    sampled on ``device`` (where the denoiser is), from the same CPU-drawn noise anywhere."""
     gen = torch.Generator().manual_seed(seed)
     out, start = [], time.perf_counter()
     with torch.no_grad():
         for lo in range(0, n, batch):
             m = min(batch, n - lo)
-            cond = labels[lo : lo + m] if labels is not None else None
+            cond = labels[lo : lo + m].to(device) if labels is not None else None
             x = sample(
                 denoiser,
                 (m, *shape),
@@ -136,8 +138,9 @@ def generate(
                 generator=gen,
                 cond=cond,
                 guidance=guidance,
+                device=device,
             )
-            out.append(x.clamp(-1, 1))
+            out.append(x.clamp(-1, 1).cpu())
     return torch.cat(out), (time.perf_counter() - start) / n
 
 
@@ -164,6 +167,7 @@ def evaluate(
     classes: Sequence[int] | None = None,
     guidance: float = 1.0,
     samples: list | None = None,
+    device: torch.device | str = "cpu",
 ) -> dict:
     """Evaluate a model against real data.
 
@@ -175,7 +179,8 @@ def evaluate(
     Returns a JSON-able dict: ``metrics`` and ``floor`` (each metric's mean and std over seeds),
     ``per_seed``, ``seconds_per_sample`` and, when ``features`` has a classifier and the model is
     class-conditional, ``class_accuracy`` (per requested class, pooled over seeds) and
-    ``accuracy``. ``samples`` (a list), if given, receives the first seed's images.
+    ``accuracy``. ``samples`` (a list), if given, receives the first seed's images. ``device``:
+    where the denoiser is and samples; the metrics are computed on the CPU.
     """
     shape = (data.channels, data.size, data.size)
     labels = _labels_for(denoiser, n, classes)
@@ -191,6 +196,7 @@ def evaluate(
             seed=seed,
             labels=labels,
             guidance=guidance,
+            device=device,
         )
         if samples is not None and not samples:
             samples.append(images)
@@ -224,15 +230,23 @@ def evaluate(
     return result
 
 
-def bits_per_dim(denoiser, data: ImageData, n: int = 100, *, seed: int = 0, steps: int = 32):
+def bits_per_dim(
+    denoiser,
+    data: ImageData,
+    n: int = 100,
+    *,
+    seed: int = 0,
+    steps: int = 32,
+    device: torch.device | str = "cpu",
+):
     """Negative log-likelihood in bits/dim of ``n`` random real images (uniformly dequantised
     8-bit values) by the PF-ODE (:func:`~diffvision.samplers.likelihood`); class-conditional
     models are evaluated through their null class, and always in float32 (a ``Denoiser``'s
-    ``autocast`` is off meanwhile: bf16 rounding would swamp the divergence estimate). Returns
-    ``{"mean", "std_err", "n"}``."""
+    ``autocast`` is off meanwhile: bf16 rounding would swamp the divergence estimate), on
+    ``device`` (where the denoiser is). Returns ``{"mean", "std_err", "n"}``."""
     gen = torch.Generator().manual_seed(20_000 + seed)
     order = torch.randperm(len(data), generator=gen)[:n]
-    x = dequantize(data.batch(order)[0], gen)
+    x = dequantize(data.batch(order)[0], gen).to(device)
     null = getattr(denoiser, "null_cond", None)
     prior = denoiser
     if null is not None and _labels_for(denoiser, 1, None) is not None:
