@@ -255,3 +255,35 @@ def test_auto_features_for_built_in_sets_pooled(tmp_path, monkeypatch):
     for spec in (str(tmp_path), f"digits+{tmp_path}"):  # a folder, alone or pooled: not built in
         with pytest.raises(ValueError, match="built-in data sets"):
             ev.get_features("auto", pool, spec)
+
+
+def test_interrupted_sweep_keeps_the_runs_done(tmp_path, tiny_digits_model, feature_net,
+                                               monkeypatch, capsys):  # fmt: skip
+    """`eval --sweep-steps --json`: each run is printed and written as it ends, so Ctrl-C in
+    the second run leaves the first one on disk, marked incomplete."""
+    from diffvision.cli import main
+
+    real, calls = ev.evaluate, []
+
+    def second_is_interrupted(*args, **kwargs):
+        calls.append(kwargs["steps"])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ev, "evaluate", second_is_interrupted)
+    out = tmp_path / "sweep.json"
+    code = main(["eval", str(tiny_digits_model), "--data", "digits", "--features",
+                 str(feature_net[2]), "--n", "30", "--seeds", "1", "--sweep-steps", "2,3",
+                 "--samplers", "euler", "--json", str(out)])  # fmt: skip
+    assert code == 130 and calls == [2, 3]
+    assert "euler, NFE 2: FD " in capsys.readouterr().out
+    saved = json.loads(out.read_text())
+    assert saved["complete"] is False and [r["nfe"] for r in saved["sweep"]] == [2]
+    assert not list(tmp_path.glob("*.tmp"))
+    monkeypatch.setattr(ev, "evaluate", real)
+    code = main(["eval", str(tiny_digits_model), "--data", "digits", "--features",
+                 str(feature_net[2]), "--n", "30", "--seeds", "1", "--sweep-steps", "2,3",
+                 "--samplers", "euler", "--json", str(out)])  # fmt: skip
+    saved = json.loads(out.read_text())
+    assert code == 0 and saved["complete"] is True and len(saved["sweep"]) == 2

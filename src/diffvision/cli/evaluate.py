@@ -176,11 +176,22 @@ def cmd_eval(args) -> int:
         names = (args.samplers or "unipc,dpmpp_2m,heun").split(",")
         for name in names:
             get(name)
+        done = []
+
+        def progress(row):  # each run as it ends; with --json, the rows so far are on disk
+            done.append(row)
+            fd = row["metrics"]["fd"]
+            print(f"{row['sampler']}, NFE {row['nfe']}: FD {ev.plus_minus(fd['mean'], fd['std'])}")
+            if args.json:
+                _write_json(args.json, {**header, "sweep": done, "complete": False})
+
+        header = {"model": str(args.model), "data": args.data}
+        nfes = _int_list(args.sweep_steps)
         rows = ev.sweep(
-            model, data, features, samplers=names, nfes=_int_list(args.sweep_steps), **options
+            model, data, features, samplers=names, nfes=nfes, progress=progress, **options
         )
         print(ev.format_sweep(rows))
-        result = {"model": str(args.model), "data": args.data, "sweep": rows}
+        result = {**header, "sweep": rows, "complete": True}
         if args.plot:
             print(f"plot: {ev.plot_sweep(rows, args.plot, title=str(args.model))}")
     else:
@@ -198,7 +209,16 @@ def cmd_eval(args) -> int:
         spread = "" if math.isnan(bpd["std_err"]) else f" ± {bpd['std_err']:.3f}"
         print(f"bits/dim {bpd['mean']:.3f}{spread} ({args.bpd} real images)")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(_nan_to_null(result), indent=1, allow_nan=False))
+        _write_json(args.json, result)
         print(f"wrote {args.json}")
     return 0
+
+
+def _write_json(path: str, result: dict) -> None:
+    """``result`` as strict JSON (NaN as null), replacing ``path`` whole (written, then
+    renamed: an interruption leaves the last complete file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(_nan_to_null(result), indent=1, allow_nan=False))
+    tmp.replace(path)
