@@ -413,3 +413,32 @@ def test_a_warm_start_is_replayed_where_the_replay_thins_the_hole(monkeypatch):
     assert _replay(args, box, y, warm, run, 32) == (1.0, "the fill's error is in the map")
     assert len(calls) == 1
     assert _replay(args, box, y, {}, run, 32) == (1.5, None) and calls[-1] == {}  # from noise
+
+
+def test_inpaint_the_transparent_pixels(tiny_digits_model, tmp_path):
+    """`restore inpaint --mask alpha`: the input's transparent pixels (erased in an editor,
+    soft edges included) are the hole; the opaque ones are kept as they are."""
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 256, (16, 16), dtype=np.uint8)
+    alpha = np.full((16, 16), 255, np.uint8)
+    alpha[4:10, 5:11] = 0
+    alpha[4:10, 11] = 128  # a soft edge: hole too
+    rgba = np.stack([grey, grey, grey, alpha], 2)
+    erased = tmp_path / "erased.png"
+    Image.fromarray(rgba).save(erased)
+    out = tmp_path / "out.png"
+    result = run("restore", "inpaint", str(tiny_digits_model), str(erased), "--mask", "alpha",
+                 "--tile", "8", "--overlap", "2", "--steps", "3", "--quiet",
+                 "--out", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    restored = np.asarray(Image.open(out), dtype=int)
+    kept = alpha == 255
+    assert np.abs(restored[kept] - grey[kept]).max() <= 1  # noise-free: y kept (rounding)
+    assert np.abs(restored[~kept] - grey[~kept]).mean() > 10  # the hole is the prior's
+    assert np.abs(restored[4:10, 11] - grey[4:10, 11]).mean() > 10  # the soft edge too
+    opaque = tmp_path / "opaque.png"
+    Image.fromarray(grey).save(opaque)
+    bad = run("restore", "inpaint", str(tiny_digits_model), str(opaque), "--mask", "alpha",
+              "--out", str(out))  # fmt: skip
+    assert bad.returncode == 2 and "has no alpha channel" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1

@@ -78,7 +78,11 @@ def add_parser(sub) -> None:
         "one the model was trained with, else 65535)",
     )
     r.add_argument("--sigma", type=_finite, default=0.0, help="noise std on the 0-255 scale")
-    r.add_argument("--mask", help="inpaint: mask image (white = observed, black = hole)")
+    r.add_argument(
+        "--mask",
+        help="inpaint: mask image (white = observed, black = hole), or `alpha`: the input's "
+        "transparent pixels (erased in an editor) are the hole",
+    )
     r.add_argument("--box", help="inpaint: hole x,y,w,h in pixels")
     r.add_argument("--random", type=_finite, help="inpaint: fraction of pixels missing")
     r.add_argument(
@@ -190,7 +194,7 @@ def _operator(args, clean_shape):
     import torch
 
     from .. import restore as R
-    from ..io.images import read_image
+    from ..io.images import read_alpha, read_image
 
     if args.sigma < 0:
         raise UsageError(f"--sigma is a noise std on the 0-255 scale, >= 0, not {args.sigma:g}")
@@ -204,7 +208,9 @@ def _operator(args, clean_shape):
         given = [v is not None for v in (args.mask, args.box, args.random, args.strokes)]
         if sum(given) != 1:
             raise UsageError("inpaint needs exactly one of --mask, --box, --random, --strokes")
-        if args.mask:
+        if args.mask == "alpha":  # observed where fully opaque: soft eraser edges are hole too
+            mask = (read_alpha(args.input) == 1).float()  # the input's own size, upright
+        elif args.mask:
             mask = (read_image(args.mask, 1)[0, 0] > 0).float()
             if mask.shape != (h, w):
                 raise UsageError(f"--mask is {tuple(mask.shape)}, the image is {(h, w)}")

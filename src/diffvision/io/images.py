@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch import Tensor
 
 from ..data.transforms import WIDE_MODES, is_deep_colour, read_unit_array
@@ -91,6 +91,20 @@ def save_images(
             tmp.unlink(missing_ok=True)
         paths.append(path)
     return paths
+
+
+def read_alpha(path: str | Path) -> Tensor:
+    """An image file's alpha channel (or palette transparency) as ``H x W`` float32 in [0, 1],
+    upright like :func:`read_image`. Raises ValueError naming the file when it has none."""
+    try:
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image)
+            if "A" not in image.getbands() and "transparency" not in image.info:
+                raise ValueError("it has no alpha channel (no transparent pixels)")
+            alpha = np.asarray(image.convert("RGBA").getchannel("A"), dtype=np.float32) / 255
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ValueError(f"cannot read the transparency of {path}: {err}") from None
+    return torch.from_numpy(alpha)
 
 
 def read_image(path: str | Path, channels: int, white: int = 65535) -> Tensor:
