@@ -442,3 +442,38 @@ def test_inpaint_the_transparent_pixels(tiny_digits_model, tmp_path):
               "--out", str(out))  # fmt: skip
     assert bad.returncode == 2 and "has no alpha channel" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_restore_a_folder(tiny_digits_model, tmp_path):
+    """A folder INPUT (a stack of frames, say) is restored image by image with the model loaded
+    once: each result under its input's name and sub-folder in the --out folder."""
+    rng = np.random.default_rng(0)
+    frames = tmp_path / "frames"
+    (frames / "b").mkdir(parents=True)
+    for name in ("a.png", "b/c.png"):
+        Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)).save(frames / name)
+    out, side = tmp_path / "clean", tmp_path / "side"
+    result = run("restore", "denoise", str(tiny_digits_model), str(frames), "--sigma", "25",
+                 "--tile", "8", "--out", str(out), "--side-by-side", str(side))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.png")) == ["a.png", "b/c.png"]
+    assert (side / "b" / "c.png").is_file() and "restored 2 images" in result.stdout
+    one = tmp_path / "one.png"  # the same as restoring the file alone
+    result = run("restore", "denoise", str(tiny_digits_model), str(frames / "b" / "c.png"),
+                 "--sigma", "25", "--tile", "8", "--out", str(one))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert np.array_equal(np.asarray(Image.open(one)), np.asarray(Image.open(out / "b" / "c.png")))
+    (tmp_path / "empty").mkdir()
+    for source, target, message in [
+        (frames, tmp_path / "x.png", "for a folder of inputs, --out and --side-by-side are"),
+        (frames / "a.png", tmp_path / "dir", "for one input image, --out and --side-by-side"),
+        (tmp_path / "empty", tmp_path / "dir", "no images (.png, .jpg, .tif, ...) found"),
+        (tmp_path / "none", tmp_path / "dir", "image not found"),
+    ]:
+        bad = run("restore", "denoise", str(tiny_digits_model), str(source), "--sigma", "25",
+                  "--out", str(target))  # fmt: skip
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(frames / "tiny.png")  # too small: named
+    bad = run("restore", "denoise", str(tiny_digits_model), str(frames), "--sigma", "25",
+              "--tile", "8", "--out", str(out))  # fmt: skip
+    assert bad.returncode == 2 and "tiny.png: the image (4 x 4) is smaller" in bad.stderr

@@ -113,6 +113,12 @@ def image_file(text: str) -> str:
     return text
 
 
+def image_file_or_folder(text: str) -> str:
+    """An output image file (see :func:`image_file`) or a folder (no extension), for commands
+    that take one input image or a folder of them."""
+    return text if Path(text).suffix == "" else image_file(text)
+
+
 def grid_or_folder(text: str) -> str:
     """``sample``'s output: a .png file (one grid) or a folder (no extension)."""
     if Path(text).suffix.lower() not in ("", ".png"):

@@ -3,6 +3,7 @@ colorize an image with a trained unconditional model (whole images by overlappin
 
 from __future__ import annotations
 
+import argparse
 import textwrap
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from .common import (
     add_bf16_inference,
     add_quiet,
     fast_inference,
-    image_file,
+    image_file_or_folder,
     step_bar,
     white_level,
 )
@@ -63,13 +64,13 @@ def add_parser(sub) -> None:
     )
     r.add_argument("task", choices=TASKS, help="what to undo")
     r.add_argument("model", help="model folder (an unconditional model)")
-    r.add_argument("input", help="image file")
+    r.add_argument("input", help="image file, or a folder of them (searched recursively)")
     r.add_argument(
         "--out",
         required=True,
-        type=image_file,
-        help="output image (.png; .jpg, .tif, ...); 16 bits per channel for a 16-bit input to .png "
-        "or .tif",
+        type=image_file_or_folder,
+        help="output image (.png; .jpg, .tif, ...; 16 bits per channel for a 16-bit input to .png "
+        "or .tif), or for a folder INPUT a folder (each result under the input's name)",
     )
     r.add_argument(
         "--white-level",
@@ -152,8 +153,8 @@ def add_parser(sub) -> None:
     r.add_argument("--simulate", action="store_true", help="INPUT is clean: degrade it first")
     r.add_argument(
         "--side-by-side",
-        type=image_file,
-        help="also write input | result | uncertainty as one image",
+        type=image_file_or_folder,
+        help="also write input | result | uncertainty as one image (a folder for a folder INPUT)",
     )
 
 
@@ -339,14 +340,21 @@ def _print_calibration(mean, std, clean, operator, k, stated) -> None:
 def cmd_restore(args) -> int:
     import torch
 
+    from ..data.folder import find_images
     from ..io import load, read_config
-    from ..io.images import is_16_bit, read_image, save_16_bit, to_pil
-    from ..metrics import psnr
-    from ..restore.replay import scattered
-    from ..restore.solvers import sampler_steps
-    from ..restore.tiles import solve_tiled
     from ..train.distributed import resolve_device
 
+    source = Path(args.input)
+    if not source.exists():
+        raise UsageError(f"image not found: {source}")
+    outputs = [Path(p) for p in (args.out, args.side_by_side) if p]
+    if source.is_dir() and any(p.suffix for p in outputs):
+        raise UsageError("for a folder of inputs, --out and --side-by-side are folders")
+    if not source.is_dir() and any(not p.suffix for p in outputs):
+        raise UsageError("for one input image, --out and --side-by-side are image files")
+    files = find_images(source) if source.is_dir() else [source]
+    if not files:
+        raise UsageError(f"no images (.png, .jpg, .tif, ...) found under {source}")
     device = resolve_device(args.device)
     config = read_config(args.model)
     shape = config.get("sample_shape") or []
@@ -363,6 +371,34 @@ def cmd_restore(args) -> int:
 
     prior = model if null is None else unconditional
     white = args.white_level or config.get("data", {}).get("white_level") or 65535
+    if not source.is_dir():
+        _restore_file(args, prior, channels, size, white, device)
+        return 0
+    for path in files:  # each under its name and sub-folder, one report each
+        name = path.relative_to(source)
+        one = argparse.Namespace(**vars(args))
+        one.input, one.out = str(path), str(Path(args.out) / name)
+        if args.side_by_side:
+            one.side_by_side = str(Path(args.side_by_side) / name.with_suffix(".png"))
+        print(f"{path}:")
+        try:
+            _restore_file(one, prior, channels, size, white, device)
+        except (UsageError, ValueError) as err:  # name the file; those done are kept
+            raise UsageError(f"{path}: {err}") from None
+    print(f"restored {len(files)} images into {args.out}/")
+    return 0
+
+
+def _restore_file(args, prior, channels: int, size: int, white: int, device) -> None:
+    """Restore ``args.input`` into ``args.out`` (and ``args.side_by_side``) and report it."""
+    import torch
+
+    from ..io.images import is_16_bit, read_image, save_16_bit, to_pil
+    from ..metrics import psnr
+    from ..restore.replay import scattered
+    from ..restore.solvers import sampler_steps
+    from ..restore.tiles import solve_tiled
+
     image = read_image(args.input, channels, white)
     gen = torch.Generator().manual_seed(args.seed)
     factor = args.factor if args.task == "superres" else 1
@@ -485,6 +521,6 @@ def cmd_restore(args) -> int:
         if std is not None:
             panels.append((std / std.max().clamp(min=1e-8) * 2 - 1).expand_as(mean))
         strip = torch.cat([p[0].clamp(-1, 1) for p in panels], dim=-1)
+        Path(args.side_by_side).parent.mkdir(parents=True, exist_ok=True)
         to_pil(strip).save(args.side_by_side)
         print(f"side by side: {args.side_by_side}")
-    return 0
