@@ -167,6 +167,9 @@ def test_train_sample_info_round_trip(tmp_path):
 
     info = run("info", str(model))
     assert info.returncode == 0 and "classes:     10" in info.stdout
+    assert "training:    4 steps, batch 16" in info.stdout
+    checkpoint = run("info", str(out / "checkpoints" / "step_00000002"))  # loads as a model
+    assert "training:    2 of 4 steps (a checkpoint), batch 16" in checkpoint.stdout
     assert "classifier:  noise-aware, 3 steps" in info.stdout
 
     bad = run("sample", str(model), "--sampler", "plms", "--out", str(grid))

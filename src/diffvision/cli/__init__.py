@@ -415,9 +415,11 @@ def cmd_info(args) -> int:
             lines.append(f"white level: {data['white_level']} (of its 16-bit files)")
     training = config.get("training")
     if training:
+        steps = training.get("steps")
+        done = config.get("step", steps)  # older folders: their planned steps
+        trained = f"{done} steps" if done == steps else f"{done} of {steps} steps (a checkpoint)"
         lines.append(
-            f"training:    {training.get('steps')} steps, batch {training.get('batch')}, "
-            f"lr {training.get('lr')}"
+            f"training:    {trained}, batch {training.get('batch')}, lr {training.get('lr')}"
         )
     classifier = Path(args.model) / "classifier.json"
     if classifier.is_file():

@@ -202,6 +202,7 @@ class Trainer:
             sample_shape=[self.data.channels, self.data.size, self.data.size],
             data=self.data.describe(),
             training=asdict(self.cfg),
+            step=self.step,  # the steps trained (a checkpoint's: fewer than training["steps"])
             hardware=self.hardware(),
             **extra,
         )
