@@ -458,6 +458,11 @@ def test_restore_a_folder(tiny_digits_model, tmp_path):
     assert result.returncode == 0, result.stderr
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*.png")) == ["a.png", "b/c.png"]
     assert (side / "b" / "c.png").is_file() and "restored 2 images" in result.stdout
+    result = run("restore", "denoise", str(tiny_digits_model), str(frames), "--sigma", "25",
+                 "--tile", "8", "--simulate", "--out", str(tmp_path / "sim"))  # fmt: skip
+    psnrs = [float(v) for v in re.findall(r"PSNR ([\d.]+) dB against", result.stdout)]
+    (mean,) = re.findall(r"mean PSNR ([\d.]+) dB over the 2 images", result.stdout)
+    assert len(psnrs) == 2 and abs(float(mean) - sum(psnrs) / 2) <= 0.01  # printed to 0.01
     one = tmp_path / "one.png"  # the same as restoring the file alone
     result = run("restore", "denoise", str(tiny_digits_model), str(frames / "b" / "c.png"),
                  "--sigma", "25", "--tile", "8", "--out", str(one))  # fmt: skip

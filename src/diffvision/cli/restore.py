@@ -374,6 +374,7 @@ def cmd_restore(args) -> int:
     if not source.is_dir():
         _restore_file(args, prior, channels, size, white, device)
         return 0
+    scores = []  # PSNR of each image, with --simulate
     for path in files:  # each under its name and sub-folder, one report each
         name = path.relative_to(source)
         one = argparse.Namespace(**vars(args))
@@ -382,15 +383,18 @@ def cmd_restore(args) -> int:
             one.side_by_side = str(Path(args.side_by_side) / name.with_suffix(".png"))
         print(f"{path}:")
         try:
-            _restore_file(one, prior, channels, size, white, device)
+            scores.append(_restore_file(one, prior, channels, size, white, device))
         except (UsageError, ValueError) as err:  # name the file; those done are kept
             raise UsageError(f"{path}: {err}") from None
     print(f"restored {len(files)} images into {args.out}/")
+    if args.simulate:
+        print(f"mean PSNR {sum(scores) / len(scores):.2f} dB over the {len(scores)} images")
     return 0
 
 
-def _restore_file(args, prior, channels: int, size: int, white: int, device) -> None:
-    """Restore ``args.input`` into ``args.out`` (and ``args.side_by_side``) and report it."""
+def _restore_file(args, prior, channels: int, size: int, white: int, device) -> float | None:
+    """Restore ``args.input`` into ``args.out`` (and ``args.side_by_side``) and report it;
+    returns the PSNR (dB) against the clean input with ``--simulate``, else None."""
     import torch
 
     from ..io.images import is_16_bit, read_image, save_16_bit, to_pil
@@ -508,9 +512,10 @@ def _restore_file(args, prior, channels: int, size: int, white: int, device) -> 
             )
         else:
             print(f"  (the draws' spread; {why_not})")
+    score = None
     if clean is not None:
-        value = float(torch.as_tensor(psnr(mean.clamp(-1, 1), clean)).mean())
-        print(f"PSNR {value:.2f} dB against the clean input")
+        score = float(torch.as_tensor(psnr(mean.clamp(-1, 1), clean)).mean())
+        print(f"PSNR {score:.2f} dB against the clean input")
         if std is not None:
             stated = result.stated  # the fill's error added to the draws' spread
             stated = None if stated is None else stated.cpu() * factor
@@ -524,3 +529,4 @@ def _restore_file(args, prior, channels: int, size: int, white: int, device) -> 
         Path(args.side_by_side).parent.mkdir(parents=True, exist_ok=True)
         to_pil(strip).save(args.side_by_side)
         print(f"side by side: {args.side_by_side}")
+    return score
