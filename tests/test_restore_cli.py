@@ -457,7 +457,7 @@ def test_restore_a_folder(tiny_digits_model, tmp_path):
                  "--tile", "8", "--out", str(out), "--side-by-side", str(side))  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*.png")) == ["a.png", "b/c.png"]
-    assert (side / "b" / "c.png").is_file() and "restored 2 images" in result.stdout
+    assert (side / "b" / "c.png").is_file() and "restored 2 of 2 images" in result.stdout
     result = run("restore", "denoise", str(tiny_digits_model), str(frames), "--sigma", "25",
                  "--tile", "8", "--simulate", "--out", str(tmp_path / "sim"))  # fmt: skip
     psnrs = [float(v) for v in re.findall(r"PSNR ([\d.]+) dB against", result.stdout)]
@@ -478,7 +478,11 @@ def test_restore_a_folder(tiny_digits_model, tmp_path):
         bad = run("restore", "denoise", str(tiny_digits_model), str(source), "--sigma", "25",
                   "--out", str(target))  # fmt: skip
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr
-    Image.fromarray(np.zeros((4, 4), np.uint8)).save(frames / "tiny.png")  # too small: named
+    # One image too small: named, and the others are still restored (exit code 2 at the end).
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(frames / "0_tiny.png")  # the first
+    again = tmp_path / "again"
     bad = run("restore", "denoise", str(tiny_digits_model), str(frames), "--sigma", "25",
-              "--tile", "8", "--out", str(out))  # fmt: skip
-    assert bad.returncode == 2 and "tiny.png: the image (4 x 4) is smaller" in bad.stderr
+              "--tile", "8", "--out", str(again))  # fmt: skip
+    assert bad.returncode == 2 and "0_tiny.png: the image (4 x 4) is smaller" in bad.stderr
+    assert "1 images failed" in bad.stderr and "restored 2 of 3 images" in bad.stdout
+    assert sorted(str(p.relative_to(again)) for p in again.rglob("*.png")) == ["a.png", "b/c.png"]

@@ -4,10 +4,12 @@ colorize an image with a trained unconditional model (whole images by overlappin
 from __future__ import annotations
 
 import argparse
+import sys
 import textwrap
 from pathlib import Path
 
 from .common import (
+    EXIT_USAGE,
     UsageError,
     _finite,
     _formatter,
@@ -374,7 +376,7 @@ def cmd_restore(args) -> int:
     if not source.is_dir():
         _restore_file(args, prior, channels, size, white, device)
         return 0
-    scores = []  # PSNR of each image, with --simulate
+    scores, failed = [], []  # PSNR of each image (with --simulate); the images that failed
     for path in files:  # each under its name and sub-folder, one report each
         name = path.relative_to(source)
         one = argparse.Namespace(**vars(args))
@@ -384,11 +386,15 @@ def cmd_restore(args) -> int:
         print(f"{path}:")
         try:
             scores.append(_restore_file(one, prior, channels, size, white, device))
-        except (UsageError, ValueError) as err:  # name the file; those done are kept
-            raise UsageError(f"{path}: {err}") from None
-    print(f"restored {len(files)} images into {args.out}/")
-    if args.simulate:
+        except (UsageError, ValueError) as err:  # named, and the others still restored
+            print(f"diffvision restore: error: {path}: {err}", file=sys.stderr)
+            failed.append(path)
+    print(f"restored {len(scores)} of {len(files)} images into {args.out}/")
+    if args.simulate and scores:
         print(f"mean PSNR {sum(scores) / len(scores):.2f} dB over the {len(scores)} images")
+    if failed:
+        print(f"diffvision restore: {len(failed)} images failed (above)", file=sys.stderr)
+        return EXIT_USAGE
     return 0
 
 
