@@ -40,3 +40,9 @@ def signal_when(argv, ready, stop, env=None):
         return proc.returncode, err.decode()
     finally:
         proc.kill()  # only if it still runs (a failed check above)
+
+
+def logged(run_folder):
+    """A ``ready`` for :func:`signal_when`: true once a training run has logged a step."""
+    log = run_folder / "metrics.jsonl"
+    return lambda: log.is_file() and log.read_text().count("\n") >= 1

@@ -12,7 +12,7 @@ from PIL import Image
 
 from diffvision.cli import main
 from diffvision.train.checkpoint import list_checkpoints
-from tests.cli_run import DIFFVISION, run, signal_when
+from tests.cli_run import DIFFVISION, logged, run, signal_when
 
 
 @pytest.mark.parametrize("command", ["train", "sample", "info", "demo", "eval", "restore"])
@@ -222,14 +222,10 @@ def test_fast_inference_is_channels_last_on_cpu_and_keeps_the_results():
 def test_interrupted_training_saves_a_checkpoint_and_resumes(tmp_path, stop):
     """Ctrl-C (SIGINT) and a scheduler's SIGTERM both stop training with a checkpoint of the step
     reached (none is due before step 100000), and --resume continues from it."""
-    out, log = tmp_path / "run", tmp_path / "run" / "metrics.jsonl"
+    out = tmp_path / "run"
     args = ["train", "--data", "digits", "--preset", "tiny", "--steps", "100000", "--batch", "8",
             "--checkpoint-every", "100000", "--quiet", "--out", str(out)]  # fmt: skip
-
-    def trained():  # a step logged
-        return log.is_file() and log.read_text().count("\n") >= 1
-
-    code, err = signal_when([*DIFFVISION, *args], trained, stop)
+    code, err = signal_when([*DIFFVISION, *args], logged(out), stop)
     assert code == 130 and "checkpoint was saved" in err, err
     (saved,) = list_checkpoints(out / "checkpoints")
     step = int(saved.name.removeprefix("step_"))

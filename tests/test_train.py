@@ -13,7 +13,7 @@ from diffvision.data import digits
 from diffvision.train import TrainConfig, Trainer, denoising_loss, train
 from diffvision.train.checkpoint import list_checkpoints
 from diffvision.train.trainer import batch_positions
-from tests.cli_run import signal_when
+from tests.cli_run import logged, signal_when
 
 CFG = dict(
     preset="tiny",
@@ -161,16 +161,12 @@ def test_torchrun_stopped_by_sigterm_saves_a_checkpoint(tmp_path, torchrun_env):
     """A scheduler stops a multi-process run by sending torchrun SIGTERM; torchrun passes it to
     every rank. Training ends with a checkpoint of the step reached (none is due before step
     100000), said once (by rank 0), and no rank is left running."""
-    out, log = tmp_path / "run", tmp_path / "run" / "metrics.jsonl"
+    out = tmp_path / "run"
     argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
             "-m", "diffvision", "train", "--data", "digits", "--preset", "tiny", "--steps",
             "100000", "--batch", "8", "--checkpoint-every", "100000", "--quiet", "--out",
             str(out)]  # fmt: skip
-
-    def trained():  # a step logged
-        return log.is_file() and log.read_text().count("\n") >= 1
-
-    _, err = signal_when(argv, trained, signal.SIGTERM, env=torchrun_env)
+    _, err = signal_when(argv, logged(out), signal.SIGTERM, env=torchrun_env)
     assert err.count("interrupted; a checkpoint was saved") == 1, err[-3000:]
     (saved,) = list_checkpoints(out / "checkpoints")
     assert int(saved.name.removeprefix("step_")) >= 10  # the logged step, at least
