@@ -93,6 +93,12 @@ def is_deep_colour(image: Image.Image) -> bool:
     return image.mode in ("RGB", "RGBA") and any(";16" in str(m) for m in rawmodes)
 
 
+def is_16_bit_image(image: Image.Image) -> bool:
+    """Whether an opened (not yet loaded) PIL image holds 16 bits per channel, grey
+    (:data:`WIDE_MODES`) or colour (:func:`is_deep_colour`)."""
+    return image.mode in WIDE_MODES or is_deep_colour(image)
+
+
 def deep_colour_pixels(path: str | Path, orientation: int = 1) -> np.ndarray:
     """A 16-bit colour file's pixels (see :func:`is_deep_colour`), ``H x W x 3`` uint16 RGB
     (alpha dropped), turned by an EXIF ``orientation``."""
@@ -125,8 +131,9 @@ def read_square(path: str | Path, size: int, channels: int, white: int = 65535) 
     (:func:`resize_center_crop`), 16-bit files scaled by ``white`` (see :func:`read_unit_array`)
     and resized before they are rounded to 8 bits."""
     with Image.open(path) as image:
-        deep = image.mode in WIDE_MODES or is_deep_colour(image)
-        if not deep:  # 8 bits: resized as 8-bit L or RGB (a palette image too, not by nearest)
+        if not is_16_bit_image(
+            image
+        ):  # 8 bits: resized as 8-bit L or RGB (a palette image too, not by nearest)
             _refuse_float(image)
             image = ImageOps.exif_transpose(image)
             small = resize_center_crop(image.convert("L" if channels == 1 else "RGB"), size)

@@ -11,7 +11,7 @@ import torch
 from PIL import Image, ImageOps
 from torch import Tensor
 
-from ..data.transforms import WIDE_MODES, is_deep_colour, read_unit_array
+from ..data.transforms import is_16_bit_image, read_unit_array
 
 
 def to_uint8(images: Tensor) -> Tensor:
@@ -38,7 +38,7 @@ def save_16_bit(path: str | Path, image: Tensor, white: int = 65535) -> Path:
 def is_16_bit(path: str | Path) -> bool:
     """Whether an image file holds 16 bits per channel, grey or colour (read from its header)."""
     with Image.open(path) as image:
-        return image.mode in WIDE_MODES or is_deep_colour(image)
+        return is_16_bit_image(image)
 
 
 def make_grid(images: Tensor, nrow: int | None = None, pad: int = 1) -> Tensor:
