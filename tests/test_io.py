@@ -1,4 +1,5 @@
 import json
+import os
 import re
 
 import pytest
@@ -7,6 +8,7 @@ import torch
 import diffvision
 from diffvision.denoiser import Denoiser
 from diffvision.io import make_grid, model_config, read_config, save_grid, save_model_folder
+from diffvision.io.atomic import write_whole
 from diffvision.nets import build_unet
 from diffvision.process import EDM
 
@@ -87,3 +89,18 @@ def test_grid(tmp_path):
     from PIL import Image
 
     assert Image.open(path).size == (2 * 16, 2 * 11)
+
+
+def test_a_file_is_written_whole_or_not_at_all(tmp_path):
+    path = tmp_path / "grid.png"
+    path.write_bytes(b"the old file")
+
+    def interrupted(tmp):
+        tmp.write_bytes(b"half a file")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_whole(path, interrupted)
+    assert path.read_bytes() == b"the old file" and os.listdir(tmp_path) == ["grid.png"]
+    save_grid(path, torch.zeros(2, 1, 4, 4))  # PIL picks PNG by the temporary name's suffix
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and os.listdir(tmp_path) == ["grid.png"]

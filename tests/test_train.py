@@ -99,7 +99,9 @@ def test_a_fresh_run_refuses_a_folder_that_holds_one(tmp_path, data):
 
 
 def test_a_fresh_run_starts_a_fresh_metrics_log(tmp_path, data):
-    (tmp_path / "metrics.jsonl").write_text('{"step": 3, "loss": 99.0}\n{"step": 50}\n')
+    # the last line torn, as when a process is killed while it writes it
+    old = '{"step": 3, "loss": 99.0}\n{"step": 50}\n{"step": 51, "lo'
+    (tmp_path / "metrics.jsonl").write_text(old)
     Trainer(TrainConfig(**CFG), data, tmp_path, device="cpu").fit(progress=False)
     log = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6] and 99.0 not in [r["loss"] for r in log]

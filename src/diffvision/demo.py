@@ -20,6 +20,7 @@ import torch
 
 from .data import digits
 from .denoiser import ClassMixture
+from .io.atomic import write_text_whole, write_whole
 from .io.images import make_grid, to_pil
 from .io.model_folder import load_classifier
 from .samplers import sample
@@ -228,7 +229,9 @@ def run_demo(
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     else:
         check_fresh(out, "the demo trains afresh: give it another --out, or delete that folder")
-    summary_path.write_text(json.dumps({"settings": asdict(cfg), "finished": False}, indent=1))
+    write_text_whole(
+        summary_path, json.dumps({"settings": asdict(cfg), "finished": False}, indent=1)
+    )
     start = time.time()
     trainer = Trainer(cfg, digits(), out, device="cpu")
     try:
@@ -246,8 +249,8 @@ def run_demo(
     row = min(10, n_per_class)
     cond_png = to_pil(make_grid(per_class, nrow=row), upscale=6)
     uncond_png = to_pil(make_grid(uncond_images[:100], nrow=10), upscale=6)
-    cond_png.save(out / "samples_conditional.png")
-    uncond_png.save(out / "samples_unconditional.png")
+    write_whole(out / "samples_conditional.png", cond_png.save)
+    write_whole(out / "samples_unconditional.png", uncond_png.save)
     summary = {
         "train_seconds": round(train_seconds, 1),
         "classifier_seconds": mixture.class_logits.info["seconds"] if mixture else None,
@@ -258,15 +261,16 @@ def run_demo(
         "checks": checks,
         "model": str(out / "model"),
     }
-    summary_path.write_text(json.dumps(summary, indent=1))
+    write_text_whole(summary_path, json.dumps(summary, indent=1))
     report = out / "report.html"
-    report.write_text(
+    write_text_whole(
+        report,
         _html(
             summary,
             _png_data_uri(cond_png),
             _png_data_uri(uncond_png),
             _loss_curve(out / "metrics.jsonl"),
-        )
+        ),
     )
     return report
 

@@ -212,6 +212,7 @@ def _version() -> str:
 # ------------------------------------------------------------------------------- commands
 def cmd_train(args) -> int:
     from ..data import load_data
+    from ..io.atomic import write_text_whole
     from ..train import TrainConfig, train
     from ..train.checkpoint import check_fresh
     from ..train.distributed import launched_main
@@ -255,7 +256,7 @@ def cmd_train(args) -> int:
             "channels": args.channels,
             "white_level": data.white_level,  # as found: a resumed run reads files the same way
         }
-        (out / "run.json").write_text(json.dumps(spec, indent=1))
+        write_text_whole(out / "run.json", json.dumps(spec, indent=1))
     try:
         folder = train(
             cfg,

@@ -217,8 +217,9 @@ def cmd_eval(args) -> int:
 def _write_json(path: str, result: dict) -> None:
     """``result`` as strict JSON (NaN as null), replacing ``path`` whole (written, then
     renamed: an interruption leaves the last complete file)."""
+    from ..io.atomic import write_text_whole
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_nan_to_null(result), indent=1, allow_nan=False))
-    tmp.replace(path)
+    text = json.dumps(_nan_to_null(result), indent=1, allow_nan=False)
+    write_text_whole(path, text)

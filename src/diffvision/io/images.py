@@ -12,6 +12,7 @@ from PIL import Image, ImageOps
 from torch import Tensor
 
 from ..data.transforms import is_16_bit_image, read_unit_array
+from .atomic import write_whole
 
 
 def to_uint8(images: Tensor) -> Tensor:
@@ -22,7 +23,7 @@ def to_uint8(images: Tensor) -> Tensor:
 def save_16_bit(path: str | Path, image: Tensor, white: int = 65535) -> Path:
     """Save ``C x H x W`` float in [-1, 1] as a 16-bit greyscale (C = 1) or 48-bit colour
     (C = 3) PNG or TIFF, clipped and rounded to 0-``white`` (the white level). Written by
-    OpenCV, which PIL cannot do for colour."""
+    OpenCV, which PIL cannot do for colour; whole or not at all (:func:`write_whole`)."""
     import cv2
 
     unit = (image.detach().double().clamp(-1, 1).cpu().numpy() + 1) / 2
@@ -30,9 +31,12 @@ def save_16_bit(path: str | Path, image: Tensor, white: int = 65535) -> Path:
     if pixels.shape[2] == 3:
         pixels = pixels[:, :, ::-1]  # RGB -> OpenCV's BGR
     path = Path(path)
-    if not cv2.imwrite(str(path), np.ascontiguousarray(pixels)):
-        raise ValueError(f"cannot write a 16-bit image to {path}")
-    return path
+
+    def write(tmp: Path) -> None:
+        if not cv2.imwrite(str(tmp), np.ascontiguousarray(pixels)):
+            raise ValueError(f"cannot write a 16-bit image to {path}")
+
+    return write_whole(path, write)
 
 
 def is_16_bit(path: str | Path) -> bool:
@@ -68,28 +72,20 @@ def save_grid(path: str | Path, images: Tensor, nrow: int | None = None, upscale
     """Save ``N x C x H x W`` images in [-1, 1] as one PNG grid; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    to_pil(make_grid(images.cpu(), nrow), upscale).save(path)
-    return path
+    return write_whole(path, to_pil(make_grid(images.cpu(), nrow), upscale).save)
 
 
 def save_images(
     folder: str | Path, images: Tensor, prefix: str = "sample", start: int = 0
 ) -> list[Path]:
     """Save each image as ``folder/{prefix}_{i:05d}.png``, numbered from ``start``; returns the
-    paths. Each file is written under a temporary name and then renamed, so an interruption
-    leaves whole images only."""
+    paths. Each file is written whole (:func:`write_whole`), so an interruption leaves whole
+    images only."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i, image in enumerate(images.cpu(), start):
-        path = folder / f"{prefix}_{i:05d}.png"
-        tmp = path.with_name(path.name + ".tmp")
-        try:
-            to_pil(image).save(tmp, format="PNG")
-            tmp.replace(path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        paths.append(path)
+        paths.append(write_whole(folder / f"{prefix}_{i:05d}.png", to_pil(image).save))
     return paths
 
 

@@ -19,6 +19,7 @@ from ..nets.classifier import NoiseClassifier, NoiseClassifierConfig
 from ..nets.features import FeatureNet, FeatureNetConfig
 from ..nets.unet import UNet, UNetConfig
 from ..process import get_schedule
+from .atomic import write_text_whole, write_whole
 
 FORMAT = "diffvision-model"
 VERSION = 1
@@ -176,21 +177,15 @@ def load(folder: str | Path, *, ema: bool = True, device: str | torch.device = "
 
 def save_classifier(folder: str | Path, clf: NoiseClassifier, info: dict) -> Path:
     """Add a noise classifier to a model folder: ``classifier.safetensors`` then
-    ``classifier.json`` (its config and ``info``), each written to a temporary file and renamed.
+    ``classifier.json`` (its config and ``info``), each written whole (:func:`write_whole`).
     Returns the path of ``classifier.json``."""
     folder = Path(folder)
     read_config(folder)  # a model folder, not any directory
     config = {"format": CLASSIFIER_FORMAT, "version": VERSION, "net": clf.config.to_dict()}
     config["info"] = info
-    weights, meta = folder / "classifier.safetensors", folder / "classifier.json"
-    for path, write in (
-        (weights, lambda tmp: save_file(_state(clf), str(tmp))),
-        (meta, lambda tmp: tmp.write_text(json.dumps(config, indent=1))),
-    ):
-        tmp = path.with_name(path.name + ".tmp")
-        write(tmp)
-        os.replace(tmp, path)
-    return meta
+    write_whole(folder / "classifier.safetensors", lambda tmp: save_file(_state(clf), str(tmp)))
+    text = json.dumps(config, indent=1)
+    return write_text_whole(folder / "classifier.json", text)
 
 
 def load_classifier(

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..io.atomic import write_whole
 from ..io.model_folder import save_model_folder
 
 PREFIX = "step_"
@@ -41,9 +42,8 @@ def set_rng_state(state: dict) -> None:
 def save_checkpoint(root: Path, step: int, config: dict, model, ema, optimizer, keep: int) -> Path:
     """Write ``root/step_XXXXXXXX`` atomically and delete all but the newest ``keep``."""
     folder = save_model_folder(root / f"{PREFIX}{step:08d}", config, model, ema)
-    tmp = folder / "state.pt.tmp"
-    torch.save({"step": step, "optimizer": optimizer.state_dict(), "rng": rng_state()}, tmp)
-    tmp.replace(folder / "state.pt")
+    state = {"step": step, "optimizer": optimizer.state_dict(), "rng": rng_state()}
+    write_whole(folder / "state.pt", lambda tmp: torch.save(state, tmp))
     for old in list_checkpoints(root)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return folder

@@ -26,6 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..data.dataset import ImageData
 from ..data.transforms import hflip
 from ..denoiser import PREDICTIONS, Denoiser
+from ..io.atomic import write_text_whole
 from ..io.images import save_grid
 from ..io.model_folder import model_config, save_classifier, save_model_folder
 from ..nets.unet import PRESETS, build_unet
@@ -146,6 +147,15 @@ def batch_positions(step: int, batch: int, n: int, seed: int) -> torch.Tensor:
     return torch.tensor(out, dtype=torch.long)
 
 
+def _logged_step(line: str) -> int | None:
+    """The step of a ``metrics.jsonl`` line; None for an empty or torn one (a process killed
+    while it wrote its last line)."""
+    try:
+        return json.loads(line).get("step", 0)
+    except json.JSONDecodeError:
+        return None
+
+
 class Trainer:
     """Builds the model for a data set and trains it; see :func:`train`."""
 
@@ -249,9 +259,10 @@ class Trainer:
             keep = [
                 line
                 for line in path.read_text().splitlines()
-                if line and json.loads(line).get("step", 0) <= self.step
+                if _logged_step(line) is not None and _logged_step(line) <= self.step
             ]
-            path.write_text("".join(line + "\n" for line in keep))
+            text = "".join(line + "\n" for line in keep)  # the log whole, even if interrupted
+            write_text_whole(path, text)
 
     # --------------------------------------------------------------------------- one step
     def train_step(self) -> float:
