@@ -2,7 +2,9 @@
 
 import argparse
 import itertools
+import json
 import re
+import signal
 
 import numpy as np
 import pytest
@@ -22,7 +24,7 @@ from diffvision.restore import (
     stroke_mask,
 )
 from diffvision.restore.tiles import TiledDenoiser, blend_window, solve_tiled, tile_starts
-from tests.cli_run import run
+from tests.cli_run import DIFFVISION, run, signal_when
 
 
 def test_tiles_cover_and_blend():
@@ -458,11 +460,39 @@ def test_restore_a_folder(tiny_digits_model, tmp_path):
     assert result.returncode == 0, result.stderr
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*.png")) == ["a.png", "b/c.png"]
     assert (side / "b" / "c.png").is_file() and "restored 2 of 2 images" in result.stdout
+    # run again: a record in --out (restore.json) says what is done with which settings
+    before = {p: p.stat().st_mtime_ns for p in [*out.rglob("*.png"), *side.rglob("*.png")]}
+    (out / "a.png").unlink()  # one result gone: only that image is restored again
+    again = run("restore", "denoise", str(tiny_digits_model), str(frames), "--sigma", "25",
+                "--tile", "8", "--out", str(out), "--side-by-side", str(side))  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert "1 of 2 images restored by an earlier run" in again.stdout
+    assert f"{frames / 'a.png'}:" in again.stdout and "c.png:" not in again.stdout
+    assert "restored 2 of 2 images" in again.stdout
+    assert all(p.stat().st_mtime_ns == t for p, t in before.items() if p.name != "a.png")
+    for options, message in [  # other settings, or files not written by a restore
+        (
+            ["--sigma", "15", "--out", str(out)],
+            "holds results restored with other settings (sigma)",
+        ),
+        (["--sigma", "25", "--out", str(side)], "a.png is already there (2 results would be"),
+        (["--sigma", "25", "--out", str(frames / "clean")], "is inside the input folder"),
+    ]:
+        bad = run("restore", "denoise", str(tiny_digits_model), str(frames), "--tile", "8",
+                  *options)  # fmt: skip
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+    bad = run("restore", "denoise", str(tiny_digits_model), str(frames / "a.png"), "--sigma", "25",
+              "--out", str(frames / "a.png"))  # fmt: skip
+    assert bad.returncode == 2 and "a.png is the input: write the results elsewhere" in bad.stderr
     result = run("restore", "denoise", str(tiny_digits_model), str(frames), "--sigma", "25",
                  "--tile", "8", "--simulate", "--out", str(tmp_path / "sim"))  # fmt: skip
     psnrs = [float(v) for v in re.findall(r"PSNR ([\d.]+) dB against", result.stdout)]
     (mean,) = re.findall(r"mean PSNR ([\d.]+) dB over the 2 images", result.stdout)
     assert len(psnrs) == 2 and abs(float(mean) - sum(psnrs) / 2) <= 0.01  # printed to 0.01
+    result = run("restore", "denoise", str(tiny_digits_model), str(frames), "--sigma", "25",
+                 "--tile", "8", "--simulate", "--out", str(tmp_path / "sim"))  # fmt: skip
+    assert "2 of 2 images restored by an earlier run" in result.stdout  # all skipped
+    assert f"mean PSNR {mean} dB over the 2 images" in result.stdout  # from the record
     one = tmp_path / "one.png"  # the same as restoring the file alone
     result = run("restore", "denoise", str(tiny_digits_model), str(frames / "b" / "c.png"),
                  "--sigma", "25", "--tile", "8", "--out", str(one))  # fmt: skip
@@ -486,3 +516,24 @@ def test_restore_a_folder(tiny_digits_model, tmp_path):
     assert bad.returncode == 2 and "0_tiny.png: the image (4 x 4) is smaller" in bad.stderr
     assert "1 images failed" in bad.stderr and "restored 2 of 3 images" in bad.stdout
     assert sorted(str(p.relative_to(again)) for p in again.rglob("*.png")) == ["a.png", "b/c.png"]
+
+
+def test_restoring_a_folder_goes_on_where_it_was_stopped(tiny_digits_model, tmp_path):
+    """Ctrl-C in a folder's restoration: the images done are kept, and the same command again
+    restores only the others."""
+    rng = np.random.default_rng(0)
+    frames, out = tmp_path / "frames", tmp_path / "clean"
+    frames.mkdir()
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (32, 32), dtype=np.uint8)).save(frames / f"{i}.png")
+    args = ["restore", "denoise", str(tiny_digits_model), str(frames), "--sigma", "25", "--tile",
+            "8", "--solver", "posterior", "--steps", "100", "--out", str(out)]  # fmt: skip
+    record = out / "restore.json"
+    code, err = signal_when([*DIFFVISION, *args], record.is_file, signal.SIGINT)
+    done = json.loads(record.read_text())["images"]
+    assert code == 130 and f"interrupted; {len(done)} of 6 images are restored in" in err, err
+    assert 1 <= len(done) < 6 and all((out / name).is_file() for name in done)
+    again = run(*args)
+    assert again.returncode == 0, again.stderr
+    assert f"{len(done)} of 6 images restored by an earlier run" in again.stdout
+    assert "restored 6 of 6 images" in again.stdout and len(list(out.glob("*.png"))) == 6

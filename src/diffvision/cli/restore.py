@@ -3,13 +3,10 @@ colorize an image with a trained unconditional model (whole images by overlappin
 
 from __future__ import annotations
 
-import argparse
-import sys
 import textwrap
 from pathlib import Path
 
 from .common import (
-    EXIT_USAGE,
     UsageError,
     _finite,
     _formatter,
@@ -21,6 +18,7 @@ from .common import (
     step_bar,
     white_level,
 )
+from .restore_folder import restore_folder
 
 TASKS = ("denoise", "inpaint", "superres", "deblur", "colorize")
 #: Output files that hold 16 bits per channel: a 16-bit input's result is written at that depth.
@@ -354,6 +352,11 @@ def cmd_restore(args) -> int:
         raise UsageError("for a folder of inputs, --out and --side-by-side are folders")
     if not source.is_dir() and any(not p.suffix for p in outputs):
         raise UsageError("for one input image, --out and --side-by-side are image files")
+    for target in outputs:  # the input overwritten, or results taken as inputs by a rerun
+        where = target.resolve()
+        if where == source.resolve() or (source.is_dir() and source.resolve() in where.parents):
+            what = "the input" if where == source.resolve() else "inside the input folder"
+            raise UsageError(f"{target} is {what}: write the results elsewhere")
     files = find_images(source) if source.is_dir() else [source]
     if not files:
         raise UsageError(f"no images (.png, .jpg, .tif, ...) found under {source}")
@@ -376,26 +379,9 @@ def cmd_restore(args) -> int:
     if not source.is_dir():
         _restore_file(args, prior, channels, size, white, device)
         return 0
-    scores, failed = [], []  # PSNR of each image (with --simulate); the images that failed
-    for path in files:  # each under its name and sub-folder, one report each
-        name = path.relative_to(source)
-        one = argparse.Namespace(**vars(args))
-        one.input, one.out = str(path), str(Path(args.out) / name)
-        if args.side_by_side:
-            one.side_by_side = str(Path(args.side_by_side) / name.with_suffix(".png"))
-        print(f"{path}:")
-        try:
-            scores.append(_restore_file(one, prior, channels, size, white, device))
-        except (UsageError, ValueError) as err:  # named, and the others still restored
-            print(f"diffvision restore: error: {path}: {err}", file=sys.stderr)
-            failed.append(path)
-    print(f"restored {len(scores)} of {len(files)} images into {args.out}/")
-    if args.simulate and scores:
-        print(f"mean PSNR {sum(scores) / len(scores):.2f} dB over the {len(scores)} images")
-    if failed:
-        print(f"diffvision restore: {len(failed)} images failed (above)", file=sys.stderr)
-        return EXIT_USAGE
-    return 0
+    return restore_folder(
+        args, files, lambda one: _restore_file(one, prior, channels, size, white, device)
+    )
 
 
 def _restore_file(args, prior, channels: int, size: int, white: int, device) -> float | None:

@@ -136,6 +136,21 @@ def _load_weights(module: nn.Module, weights: Path) -> None:
         raise ValueError(f"{weights} does not match its config.json: {str(err)[:300]}") from None
 
 
+def model_digest(folder: str | Path) -> str:
+    """SHA-256 (hex) of a model folder's config and weights (``config.json`` and its
+    ``*.safetensors`` files, by name): the same digest means the same model."""
+    import hashlib
+
+    folder = Path(folder)
+    digest = hashlib.sha256()
+    for path in [folder / "config.json", *sorted(folder.glob("*.safetensors"))]:
+        digest.update(path.name.encode() + b"\0")
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
 def save_feature_net(folder: str | Path, net: FeatureNet, info: dict) -> Path:
     """Write a feature network as a model folder (``net.kind = "features"``, ``info`` kept as the
     ``features`` entry: task, held-out score, data)."""

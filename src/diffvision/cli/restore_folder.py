@@ -1,0 +1,116 @@
+"""``diffvision restore TASK MODEL FOLDER --out FOLDER``: a folder of images restored one by one,
+with a record (``restore.json`` in the output folder) of the settings and of each image done, so
+a rerun after an interruption restores only the images not done yet."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from .common import EXIT_USAGE, UsageError
+
+RECORD = "restore.json"
+#: Options that do not change a result: where it is written, how it is shown, where it is run.
+NOT_SETTINGS = ("command", "out", "side_by_side", "quiet", "device", "batch")
+
+
+def settings_of(args: argparse.Namespace) -> dict:
+    """What the results of a restore depend on: the options but the ones in NOT_SETTINGS, the
+    input folder's absolute path and the model's content (the SHA-256 of its files)."""
+    from ..io.model_folder import model_digest
+
+    settings = {k: v for k, v in sorted(vars(args).items()) if k not in NOT_SETTINGS}
+    settings["input"] = str(Path(args.input).resolve())
+    settings["model"] = model_digest(args.model)  # moved or copied, the same model
+    return settings
+
+
+def _targets(args: argparse.Namespace, name: Path) -> list[Path]:
+    """The files that restoring the input ``name`` (relative to the input folder) writes."""
+    targets = [Path(args.out) / name]
+    if args.side_by_side:
+        targets.append(Path(args.side_by_side) / name.with_suffix(".png"))
+    return targets
+
+
+def _earlier_results(args, names: list[Path], settings: dict) -> dict[str, dict]:
+    """The images that an earlier run into ``--out`` restored with the same settings (name ->
+    {"psnr": dB or None}); raises UsageError where ``--out`` holds results of other settings, or
+    files a result would overwrite without a record of them."""
+    record_path = Path(args.out) / RECORD
+    if not record_path.is_file():
+        clash = [t for name in names for t in _targets(args, name) if t.exists()]
+        if clash:
+            raise UsageError(
+                f"{clash[0]} is already there ({len(clash)} results would be overwritten), not "
+                f"written by a restore that left a record ({RECORD}): give another --out"
+            )
+        return {}
+    try:
+        record = json.loads(record_path.read_text())
+        old, images = record["settings"], record["images"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise UsageError(f"cannot read {record_path} ({err}): give another --out") from None
+    if old != settings:
+        differ = sorted(k for k in old.keys() | settings.keys() if old.get(k) != settings.get(k))
+        raise UsageError(
+            f"{args.out} holds results restored with other settings ({', '.join(differ)}): give "
+            f"another --out, or delete the folder to restore into it again"
+        )
+    return images
+
+
+def restore_folder(
+    args: argparse.Namespace,
+    files: list[Path],
+    restore_one: Callable[[argparse.Namespace], float | None],
+) -> int:
+    """Restore each of ``files`` (under the folder ``args.input``) with ``restore_one`` (which
+    takes the arguments of one file and returns its PSNR or None), skipping those that an
+    earlier run with the same settings restored; returns the exit code (2 if any failed)."""
+    from ..io.atomic import write_text_whole
+
+    source, out = Path(args.input), Path(args.out)
+    names = [path.relative_to(source) for path in files]
+    settings = settings_of(args)
+    done = _earlier_results(args, names, settings)
+    skipped = [n for n in names if str(n) in done and all(t.exists() for t in _targets(args, n))]
+    if skipped:
+        print(f"{len(skipped)} of {len(names)} images restored by an earlier run into {out}/ "
+              f"with the same settings (its {RECORD}): skipped")  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    failed = []
+    try:
+        for path, name in zip(files, names, strict=True):
+            if name in skipped:
+                continue
+            one = argparse.Namespace(**vars(args))
+            one.input = str(path)
+            one.out, *side = map(str, _targets(args, name))
+            one.side_by_side = side[0] if side else None
+            print(f"{path}:")
+            try:
+                done[str(name)] = {"psnr": restore_one(one)}
+            except (UsageError, ValueError) as err:  # named, and the others still restored
+                print(f"diffvision restore: error: {path}: {err}", file=sys.stderr)
+                failed.append(path)
+                done.pop(str(name), None)  # not done (again): an earlier result is not kept
+            record = {"settings": settings, "images": done}
+            write_text_whole(out / RECORD, json.dumps(record, indent=1))
+    except KeyboardInterrupt:
+        count = sum(str(n) in done for n in names)
+        print(f"interrupted; {count} of {len(names)} images are restored in {out}/ (the same "
+              "command restores the others)", file=sys.stderr)  # fmt: skip
+        return 130
+    restored = [n for n in names if str(n) in done]
+    print(f"restored {len(restored)} of {len(names)} images into {out}/")
+    scores = [done[str(n)]["psnr"] for n in restored if done[str(n)].get("psnr") is not None]
+    if args.simulate and scores:
+        print(f"mean PSNR {sum(scores) / len(scores):.2f} dB over the {len(scores)} images")
+    if failed:
+        print(f"diffvision restore: {len(failed)} images failed (above)", file=sys.stderr)
+        return EXIT_USAGE
+    return 0
