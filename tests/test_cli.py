@@ -55,7 +55,7 @@ def test_every_option_is_explained_with_its_default():
                 continue
             name = action.option_strings[0]
             assert action.help, f"{parser.prog} {name} has no help"
-            if action.default not in (None, False, argparse.SUPPRESS):
+            if action.default not in (None, argparse.SUPPRESS) and action.nargs != 0:  # 0 too
                 start = re.search(rf"^  {re.escape(name)}[ ,\n]", options, re.MULTILINE).start()
                 shown = options[start:].split("\n  -")[0]
                 assert "default" in shown, f"{parser.prog} {name}: default not shown"

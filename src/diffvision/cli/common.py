@@ -22,14 +22,16 @@ class Parser(argparse.ArgumentParser):
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Examples kept as written; an option's default appended to its help where it has one
-    (not None or False) and the help does not already state it."""
+    (not None, nor the False of a flag; 0 is shown) and the help does not already state it."""
 
     def _get_help_string(self, action):
         text = action.help or ""
         default = action.default
         if (
             action.option_strings
-            and default not in (None, False, argparse.SUPPRESS)
+            and default is not None
+            and default is not argparse.SUPPRESS
+            and action.nargs != 0  # a flag's False
             and "default" not in text
         ):
             text += " (default: %(default)s)" if text else "default: %(default)s"
