@@ -1,9 +1,13 @@
 """Running the ``diffvision`` command in a subprocess, as a user would."""
 
+import contextlib
+import io
 import signal
 import subprocess
 import sys
 import time
+
+from diffvision.cli import main
 
 #: The command line of ``diffvision`` in this interpreter.
 DIFFVISION = [sys.executable, "-m", "diffvision"]
@@ -12,6 +16,18 @@ DIFFVISION = [sys.executable, "-m", "diffvision"]
 def run(*args):
     """``python -m diffvision ARGS``: the completed process (stdout, stderr as text)."""
     return subprocess.run([*DIFFVISION, *args], capture_output=True, text=True, timeout=300)
+
+
+def run_here(*args):
+    """``diffvision ARGS`` in this process, for the many quick refusals (no interpreter to start,
+    about 3 s each): a result with the same fields as :func:`run`'s."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exit_:  # argparse's usage errors
+            code = exit_.code
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 def _default_sigint():

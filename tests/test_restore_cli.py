@@ -24,7 +24,7 @@ from diffvision.restore import (
     stroke_mask,
 )
 from diffvision.restore.tiles import TiledDenoiser, blend_window, solve_tiled, tile_starts
-from tests.cli_run import DIFFVISION, run, signal_when
+from tests.cli_run import DIFFVISION, run, run_here, signal_when
 
 
 def test_tiles_cover_and_blend():
@@ -205,8 +205,9 @@ def test_restore_command(tiny_digits_model, tmp_path, monkeypatch):
         (["inpaint", "--strokes", "0"], "must be positive: '0'"),
         (["inpaint", "--strokes", "2", "--stroke-width", "-1"], "must be positive: '-1'"),
         (["inpaint", "--box", "1,1,4,4", "--strokes", "2"], "exactly one of"),
+        (["denoise", "--sigma", "25", "--solver", "foo"], "unknown solver 'foo'; choose from mmse"),
     ]:
-        bad = run("restore", args[0], str(model), str(image), *args[1:], "--out", str(out))
+        bad = run_here("restore", args[0], str(model), str(image), *args[1:], "--out", str(out))
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr
         assert len(bad.stderr.strip().splitlines()) == 1
     bad = run(
@@ -478,8 +479,8 @@ def test_restore_a_folder(tiny_digits_model, tmp_path):
         (["--sigma", "25", "--out", str(side)], "a.png is already there (2 results would be"),
         (["--sigma", "25", "--out", str(frames / "clean")], "is inside the input folder"),
     ]:
-        bad = run("restore", "denoise", str(tiny_digits_model), str(frames), "--tile", "8",
-                  *options)  # fmt: skip
+        bad = run_here("restore", "denoise", str(tiny_digits_model), str(frames), "--tile", "8",
+                       *options)  # fmt: skip
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr
     bad = run("restore", "denoise", str(tiny_digits_model), str(frames / "a.png"), "--sigma", "25",
               "--out", str(frames / "a.png"))  # fmt: skip
@@ -505,8 +506,8 @@ def test_restore_a_folder(tiny_digits_model, tmp_path):
         (tmp_path / "empty", tmp_path / "dir", "no images (.png, .jpg, .tif, ...) found"),
         (tmp_path / "none", tmp_path / "dir", "image not found"),
     ]:
-        bad = run("restore", "denoise", str(tiny_digits_model), str(source), "--sigma", "25",
-                  "--out", str(target))  # fmt: skip
+        bad = run_here("restore", "denoise", str(tiny_digits_model), str(source), "--sigma",
+                       "25", "--out", str(target))  # fmt: skip
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr
     # One image too small: named, and the others are still restored (exit code 2 at the end).
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(frames / "0_tiny.png")  # the first

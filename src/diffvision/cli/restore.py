@@ -342,8 +342,11 @@ def cmd_restore(args) -> int:
 
     from ..data.folder import find_images
     from ..io import load, read_config
+    from ..restore.solvers import SOLVERS
     from ..train.distributed import resolve_device
 
+    if args.solver is not None and args.solver not in SOLVERS:  # before any work, once
+        raise UsageError(f"unknown solver {args.solver!r}; choose from {', '.join(SOLVERS)}")
     source = Path(args.input)
     if not source.exists():
         raise UsageError(f"image not found: {source}")
