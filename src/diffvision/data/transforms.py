@@ -131,9 +131,8 @@ def read_square(path: str | Path, size: int, channels: int, white: int = 65535) 
     (:func:`resize_center_crop`), 16-bit files scaled by ``white`` (see :func:`read_unit_array`)
     and resized before they are rounded to 8 bits."""
     with Image.open(path) as image:
-        if not is_16_bit_image(
-            image
-        ):  # 8 bits: resized as 8-bit L or RGB (a palette image too, not by nearest)
+        # 8 bits: resized as 8-bit L or RGB (a palette image too, not by nearest)
+        if not is_16_bit_image(image):
             _refuse_float(image)
             image = ImageOps.exif_transpose(image)
             small = resize_center_crop(image.convert("L" if channels == 1 else "RGB"), size)
