@@ -12,7 +12,7 @@ from PIL import Image
 
 from diffvision.cli import main
 from diffvision.train.checkpoint import list_checkpoints
-from tests.cli_run import DIFFVISION, logged, run, signal_when
+from tests.cli_run import DIFFVISION, logged, run, run_here, signal_when
 
 
 @pytest.mark.parametrize("command", ["train", "sample", "info", "demo", "eval", "restore"])
@@ -146,8 +146,13 @@ def test_train_sample_info_round_trip(tmp_path):
     result = run("sample", str(model), "--n", "3", "--steps", "2", "--bf16", "--out", str(folder))
     assert result.returncode == 0, result.stderr
     assert len(list(folder.glob("*.png"))) == 3 and "2 steps, bf16)" in result.stdout
-    again = run("sample", str(model), "--n", "2", "--steps", "2", "--out", str(folder))
-    assert again.returncode == 2 and "already holds samples" in again.stderr  # no silent mix
+    again = run_here("sample", str(model), "--n", "2", "--steps", "2", "--out", str(folder))
+    assert again.returncode == 2 and "samples made with other settings (bf16)" in again.stderr
+    (folder / "sample.json").unlink()  # samples of unknown settings: no silent mix either
+    again = run_here(
+        "sample", str(model), "--n", "3", "--steps", "2", "--bf16", "--out", str(folder)
+    )
+    assert again.returncode == 2 and "without a record of their settings" in again.stderr
     # The resumed run kept --classifier-steps: the folder has a classifier, and unconditional
     # sampling uses the class-posterior mixture unless the null class is asked for.
     assert "class-posterior mixture" in result.stdout
@@ -247,13 +252,28 @@ def test_interrupted_sampling_keeps_the_batches_written(tmp_path, tiny_digits_mo
 
     code, err = signal_when([*DIFFVISION, *args], begun, signal.SIGINT)
     written = sorted(p.name for p in folder.glob("sample_*.png"))
-    assert code == 130 and f"{len(written)} images were written" in err, err
+    assert code == 130 and f"{len(written)} of the 100000 images are in" in err, err
     assert written == [f"sample_{i:05d}.png" for i in range(len(written))]
-    assert not list(folder.glob("*.tmp"))  # each file is written whole, then renamed
-    for path in folder.iterdir():
+    assert not list(folder.glob(".*"))  # each file is written whole, then renamed
+    kept = {}
+    for path in folder.glob("sample_*.png"):
         with Image.open(path) as image:
             image.load()  # decodes the whole file: a truncated one raises
             assert image.size == (8, 8)
+        kept[path.name] = path.read_bytes()
+    # The same command goes on (here to 4 images more): each batch draws its own noise, so the
+    # folder ends as one uninterrupted run's would.
+    n = str(len(written) + 4)
+    args[args.index("100000")] = n
+    result = run_here(*args)
+    assert result.returncode == 0, result.stderr
+    assert f"of the {n} images are in {folder}/ from an earlier run" in result.stdout
+    assert all((folder / name).read_bytes() == data for name, data in kept.items())
+    args[args.index(str(folder))] = str(tmp_path / "whole")
+    assert run_here(*args).returncode == 0
+    for path in (tmp_path / "whole").glob("sample_*.png"):
+        assert path.read_bytes() == (folder / path.name).read_bytes(), path.name
+    assert len(list(folder.glob("sample_*.png"))) == int(n)
 
 
 @pytest.mark.parametrize("channels", [1, 3])

@@ -474,7 +474,7 @@ def test_restore_a_folder(tiny_digits_model, tmp_path):
     for options, message in [  # other settings, or files not written by a restore
         (
             ["--sigma", "15", "--out", str(out)],
-            "holds results restored with other settings (sigma)",
+            "holds results made with other settings (sigma)",
         ),
         (["--sigma", "25", "--out", str(side)], "a.png is already there (2 results would be"),
         (["--sigma", "25", "--out", str(frames / "clean")], "is inside the input folder"),

@@ -316,21 +316,34 @@ def _resume_settings(out: Path, args):
     return cfg, load_data(spec["data"], spec["size"], channels=spec["channels"], white_level=white)
 
 
+#: sample's record in an --out folder; the options its images do not depend on.
+SAMPLE_RECORD = "sample.json"
+SAMPLE_NOT_SETTINGS = ("command", "out", "n", "quiet", "device")
+
+
 def cmd_sample(args) -> int:
     import torch
 
     from .. import samplers
     from ..denoiser import ClassMixture
     from ..io import load, load_classifier, read_config, save_grid, save_images
+    from ..seeds import derived_seed
     from ..train.distributed import resolve_device
+    from .record import read_record, settings_of, write_record
 
     samplers.get(args.sampler)  # validate early
     out = Path(args.out)
     to_folder = out.suffix.lower() != ".png"  # grid_or_folder checked --out
-    if to_folder and any(out.glob("sample_*.png")):  # two runs' samples would mix unseen
-        raise UsageError(f"{out} already holds samples (sample_*.png): use another folder")
-    device = resolve_device(args.device)
     config = read_config(args.model)
+    if to_folder:  # a record of the settings, so that the same command goes on where it stopped
+        settings = settings_of(args, SAMPLE_NOT_SETTINGS)
+        if read_record(out / SAMPLE_RECORD, settings, "samples") is None:
+            if any(out.glob("sample_*.png")):  # two runs' samples would mix unseen
+                raise UsageError(
+                    f"{out} already holds samples (sample_*.png) without a record of their "
+                    f"settings ({SAMPLE_RECORD}): use another folder"
+                )
+    device = resolve_device(args.device)
     model = fast_inference(load(args.model, ema=not args.no_ema, device=device), device, args.bf16)
     shape = tuple(config.get("sample_shape") or ())
     if len(shape) != 3:
@@ -353,13 +366,25 @@ def cmd_sample(args) -> int:
         if clf is not None:
             model = ClassMixture(model, clf)
             print("unconditional: class-posterior mixture of the class branches")
-    gen = torch.Generator().manual_seed(args.seed)
+    batches = [(start, min(args.batch, args.n - start)) for start in range(0, args.n, args.batch)]
+    kept = 0  # images of batches that an earlier run with the same settings wrote whole
+    if to_folder:  # the options checked: the record is written before any image
+        out.mkdir(parents=True, exist_ok=True)
+        write_record(out / SAMPLE_RECORD, settings)
+        whole = [
+            all((out / f"sample_{i:05d}.png").is_file() for i in range(s, s + n))
+            for s, n in batches
+        ]
+        kept = sum(n for (_, n), w in zip(batches, whole, strict=True) if w)
+        batches = [b for b, w in zip(batches, whole, strict=True) if not w]
+        if kept:
+            print(f"{kept} of the {args.n} images are in {out}/ from an earlier run with the same "
+                  f"settings ({SAMPLE_RECORD}): kept")  # fmt: skip
     parts, done = [], 0
-    batches = range(0, args.n, args.batch)
     try:
         with torch.no_grad(), step_bar(len(batches) * args.steps, "sample", args.quiet) as bar:
-            for start in batches:
-                n = min(args.batch, args.n - start)
+            for start, n in batches:
+                gen = torch.Generator().manual_seed(derived_seed(args.seed, start))  # per batch
                 if args.label is not None:
                     cond = torch.full((n,), args.label, dtype=torch.long, device=device)
                 images = samplers.sample(
@@ -379,14 +404,14 @@ def cmd_sample(args) -> int:
                     parts.append(images)
                 done += n
     except KeyboardInterrupt:
-        written = len(list(out.glob("sample_*.png"))) if to_folder else 0  # whole files only
-        if written:
-            print(f"interrupted; {written} images were written to {out}/", file=sys.stderr)
+        if to_folder:  # whole files only
+            print(f"interrupted; {kept + done} of the {args.n} images are in {out}/ (the same "
+                  "command makes the others)", file=sys.stderr)  # fmt: skip
             return 130
         raise
     how = f" ({args.sampler}, {args.steps} steps{', bf16' if args.bf16 else ''})"
     if to_folder:
-        print(f"wrote {done} images to {out}/{how}")
+        print(f"wrote {done} images to {out}/{how}" + (f"; {kept} kept" if kept else ""))
     else:
         images = torch.cat(parts)
         save_grid(out, images, upscale=max(1, 64 // shape[-1]))

@@ -5,12 +5,13 @@ a rerun after an interruption restores only the images not done yet."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from .common import EXIT_USAGE, UsageError
+from .record import read_record, write_record
+from .record import settings_of as record_settings
 
 RECORD = "restore.json"
 #: Options that do not change a result: where it is written, how it is shown, where it is run.
@@ -18,14 +19,9 @@ NOT_SETTINGS = ("command", "out", "side_by_side", "quiet", "device", "batch")
 
 
 def settings_of(args: argparse.Namespace) -> dict:
-    """What the results of a restore depend on: the options but the ones in NOT_SETTINGS, the
-    input folder's absolute path and the model's content (the SHA-256 of its files)."""
-    from ..io.model_folder import model_digest
-
-    settings = {k: v for k, v in sorted(vars(args).items()) if k not in NOT_SETTINGS}
-    settings["input"] = str(Path(args.input).resolve())
-    settings["model"] = model_digest(args.model)  # moved or copied, the same model
-    return settings
+    """What the results of a restore depend on (:func:`record.settings_of`), with the input
+    folder's absolute path."""
+    return {**record_settings(args, NOT_SETTINGS), "input": str(Path(args.input).resolve())}
 
 
 def _targets(args: argparse.Namespace, name: Path) -> list[Path]:
@@ -40,8 +36,8 @@ def _earlier_results(args, names: list[Path], settings: dict) -> dict[str, dict]
     """The images that an earlier run into ``--out`` restored with the same settings (name ->
     {"psnr": dB or None}); raises UsageError where ``--out`` holds results of other settings, or
     files a result would overwrite without a record of them."""
-    record_path = Path(args.out) / RECORD
-    if not record_path.is_file():
+    record = read_record(Path(args.out) / RECORD, settings, "results")
+    if record is None:
         clash = [t for name in names for t in _targets(args, name) if t.exists()]
         if clash:
             raise UsageError(
@@ -49,18 +45,7 @@ def _earlier_results(args, names: list[Path], settings: dict) -> dict[str, dict]
                 f"written by a restore that left a record ({RECORD}): give another --out"
             )
         return {}
-    try:
-        record = json.loads(record_path.read_text())
-        old, images = record["settings"], record["images"]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise UsageError(f"cannot read {record_path} ({err}): give another --out") from None
-    if old != settings:
-        differ = sorted(k for k in old.keys() | settings.keys() if old.get(k) != settings.get(k))
-        raise UsageError(
-            f"{args.out} holds results restored with other settings ({', '.join(differ)}): give "
-            f"another --out, or delete the folder to restore into it again"
-        )
-    return images
+    return record.get("images", {})
 
 
 def restore_folder(
@@ -71,7 +56,6 @@ def restore_folder(
     """Restore each of ``files`` (under the folder ``args.input``) with ``restore_one`` (which
     takes the arguments of one file and returns its PSNR or None), skipping those that an
     earlier run with the same settings restored; returns the exit code (2 if any failed)."""
-    from ..io.atomic import write_text_whole
 
     source, out = Path(args.input), Path(args.out)
     names = [path.relative_to(source) for path in files]
@@ -98,8 +82,7 @@ def restore_folder(
                 print(f"diffvision restore: error: {path}: {err}", file=sys.stderr)
                 failed.append(path)
                 done.pop(str(name), None)  # not done (again): an earlier result is not kept
-            record = {"settings": settings, "images": done}
-            write_text_whole(out / RECORD, json.dumps(record, indent=1))
+            write_record(out / RECORD, settings, images=done)
     except KeyboardInterrupt:
         count = sum(str(n) in done for n in names)
         print(f"interrupted; {count} of {len(names)} images are restored in {out}/ (the same "

@@ -18,7 +18,6 @@ from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors.torch import load_file
 from torch.nn.parallel import DistributedDataParallel
@@ -32,6 +31,7 @@ from ..io.model_folder import model_config, save_classifier, save_model_folder
 from ..nets.unet import PRESETS, build_unet
 from ..process import LOSS_WEIGHTS, get_schedule
 from ..samplers import sample
+from ..seeds import derived_seed
 from .checkpoint import (
     check_fresh,
     list_checkpoints,
@@ -131,10 +131,6 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
     return lr
 
 
-def _seed(*parts: int) -> int:
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
-
-
 def batch_positions(step: int, batch: int, n: int, seed: int) -> torch.Tensor:
     """Data indices of global step ``step``: positions ``[step*batch, (step+1)*batch)`` of an
     endless stream of per-epoch random permutations of ``range(n)``."""
@@ -142,7 +138,9 @@ def batch_positions(step: int, batch: int, n: int, seed: int) -> torch.Tensor:
     out = []
     while len(out) < batch:
         epoch, offset = divmod(start + len(out), n)
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(_seed(seed, epoch, 7)))
+        perm = torch.randperm(
+            n, generator=torch.Generator().manual_seed(derived_seed(seed, epoch, 7))
+        )
         out.extend(perm[offset : offset + batch - len(out)].tolist())
     return torch.tensor(out, dtype=torch.long)
 
@@ -277,7 +275,7 @@ class Trainer:
         micro = per_rank // cfg.accumulation
         total = 0.0
         for m in range(cfg.accumulation):
-            seed = _seed(cfg.seed, t, dist.rank, m)
+            seed = derived_seed(cfg.seed, t, dist.rank, m)
             gen = torch.Generator().manual_seed(seed)
             torch.manual_seed(seed)  # dropout masks
             x0, labels = self.data.batch(mine[m * micro : (m + 1) * micro])

@@ -1,0 +1,50 @@
+"""A results folder's record (``restore.json``, ``sample.json``): the settings that made the
+results in it, so that the same command run again (after an interruption, say) adds only what is
+missing, and a command with other settings is refused rather than mixing its results in."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .common import UsageError
+
+
+def settings_of(args: argparse.Namespace, ignored: tuple[str, ...]) -> dict:
+    """What a command's results depend on: its options but the ``ignored`` ones (where results
+    go, how progress is shown, where it runs), with ``args.model`` replaced by the model's
+    content, the SHA-256 of its files (a moved or copied model is the same model)."""
+    from ..io.model_folder import model_digest
+
+    settings = {k: v for k, v in sorted(vars(args).items()) if k not in ignored}
+    settings["model"] = model_digest(args.model)
+    return settings
+
+
+def read_record(path: Path, settings: dict, what: str) -> dict | None:
+    """The record at ``path`` (a dict with its ``settings`` and what the command keeps), or None
+    when there is none. Raises UsageError when it is unreadable or its settings differ from
+    ``settings`` (the message names the options that differ; ``what``: the results, e.g.
+    "samples")."""
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        old = record["settings"]
+        differ = sorted(k for k in old.keys() | settings.keys() if old.get(k) != settings.get(k))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise UsageError(f"cannot read {path} ({err}): give another --out") from None
+    if differ:
+        raise UsageError(
+            f"{path.parent} holds {what} made with other settings ({', '.join(differ)}): give "
+            "another --out, or delete that folder to start again"
+        )
+    return record
+
+
+def write_record(path: Path, settings: dict, **kept) -> None:
+    """Write the record ``{"settings": settings, **kept}`` to ``path``, whole."""
+    from ..io.atomic import write_text_whole
+
+    write_text_whole(path, json.dumps({"settings": settings, **kept}, indent=1))
