@@ -260,7 +260,7 @@ def test_interrupted_sampling_keeps_the_batches_written(tmp_path, tiny_digits_mo
         with Image.open(path) as image:
             image.load()  # decodes the whole file: a truncated one raises
             assert image.size == (8, 8)
-        kept[path.name] = path.read_bytes()
+        kept[path.name] = path.read_bytes(), path.stat().st_mtime_ns
     # The same command goes on (here to 4 images more): each batch draws its own noise, so the
     # folder ends as one uninterrupted run's would.
     n = str(len(written) + 4)
@@ -268,7 +268,10 @@ def test_interrupted_sampling_keeps_the_batches_written(tmp_path, tiny_digits_mo
     result = run_here(*args)
     assert result.returncode == 0, result.stderr
     assert f"of the {n} images are in {folder}/ from an earlier run" in result.stdout
-    assert all((folder / name).read_bytes() == data for name, data in kept.items())
+    assert all((folder / name).read_bytes() == data for name, (data, _) in kept.items())
+    whole = len(written) - len(written) % 2  # a batch cut short is made again, the others not
+    assert all((folder / f"sample_{i:05d}.png").stat().st_mtime_ns == kept[f"sample_{i:05d}.png"][1]
+               for i in range(whole))  # fmt: skip
     args[args.index(str(folder))] = str(tmp_path / "whole")
     assert run_here(*args).returncode == 0
     for path in (tmp_path / "whole").glob("sample_*.png"):
