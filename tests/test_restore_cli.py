@@ -229,6 +229,8 @@ def test_restore_command(tiny_digits_model, tmp_path, monkeypatch):
         assert result.returncode == 0, result.stderr
         with Image.open(tmp_path / name) as written:
             assert written.mode == mode
+    with Image.open(tmp_path / "out16.jpg") as jpeg:  # quality 95 (LOSSY_QUALITY), not PIL's 75
+        assert max(jpeg.quantization[0]) == (121 * (200 - 2 * 95) + 50) // 100  # libjpeg's scaling
     text = str(tmp_path / "r.txt")  # refused when the arguments are parsed, before any work
     bad = run("restore", "denoise", str(model), str(image), "--sigma", "5", "--out", text)
     assert bad.returncode == 2 and "argument --out: not an image file" in bad.stderr

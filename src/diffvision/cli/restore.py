@@ -392,8 +392,7 @@ def _restore_file(args, prior, channels: int, size: int, white: int, device) -> 
     returns the PSNR (dB) against the clean input with ``--simulate``, else None."""
     import torch
 
-    from ..io.atomic import write_whole
-    from ..io.images import is_16_bit, read_image, save_16_bit, to_pil
+    from ..io.images import is_16_bit, read_image, save_16_bit, save_image
     from ..metrics import psnr
     from ..restore.replay import scattered
     from ..restore.solvers import sampler_steps
@@ -460,7 +459,7 @@ def _restore_file(args, prior, channels: int, size: int, white: int, device) -> 
     if deep:  # 16 bits in, 16 bits out
         save_16_bit(out, mean[0], white)
     else:
-        write_whole(out, to_pil(mean[0]).save)
+        save_image(out, mean[0])
     how = ""
     if "start" in options:  # its noise level on the 0-255 scale, as --start-sigma takes it
         how = f", from a classical start at sigma {options['start_sigma'] * 127.5:g}"
@@ -472,7 +471,7 @@ def _restore_file(args, prior, channels: int, size: int, white: int, device) -> 
     print(f"wrote {out} ({solver}, {steps}{how}, {w} x {h})")
     if std is not None:
         std_path = out.with_name(out.stem + "_std.png")
-        write_whole(std_path, to_pil((std[0] / std.max().clamp(min=1e-8)) * 2 - 1).save)
+        save_image(std_path, (std[0] / std.max().clamp(min=1e-8)) * 2 - 1)
         print(
             f"uncertainty (per-pixel std, scaled to its maximum, {float(std.max()) * 127.5:.1f} "
             f"on the 0-255 scale): {std_path}"
@@ -523,6 +522,6 @@ def _restore_file(args, prior, channels: int, size: int, white: int, device) -> 
             panels.append((std / std.max().clamp(min=1e-8) * 2 - 1).expand_as(mean))
         strip = torch.cat([p[0].clamp(-1, 1) for p in panels], dim=-1)
         Path(args.side_by_side).parent.mkdir(parents=True, exist_ok=True)
-        write_whole(args.side_by_side, to_pil(strip).save)
+        save_image(args.side_by_side, strip)
         print(f"side by side: {args.side_by_side}")
     return score

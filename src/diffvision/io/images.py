@@ -68,6 +68,19 @@ def to_pil(image: Tensor, upscale: int = 1) -> Image.Image:
     return pil
 
 
+#: Quality of lossy files (JPEG, WebP) that diffvision writes: PIL's default, 75, blurs and
+#: blocks a restored image visibly; 95 is the usual choice for keeping.
+LOSSY_QUALITY = 95
+
+
+def save_image(path: str | Path, image: Tensor) -> Path:
+    """Save one ``C x H x W`` image in [-1, 1] as 8 bits per channel to any file type PIL
+    writes (by the suffix of ``path``; JPEG and WebP at :data:`LOSSY_QUALITY`), whole
+    (:func:`write_whole`). Returns the path."""
+    pil = to_pil(image)
+    return write_whole(path, lambda tmp: pil.save(tmp, quality=LOSSY_QUALITY))
+
+
 def save_grid(path: str | Path, images: Tensor, nrow: int | None = None, upscale: int = 1) -> Path:
     """Save ``N x C x H x W`` images in [-1, 1] as one PNG grid; returns the path."""
     path = Path(path)
