@@ -229,6 +229,15 @@ def test_restore_command(tiny_digits_model, tmp_path, monkeypatch):
         assert result.returncode == 0, result.stderr
         with Image.open(tmp_path / name) as written:
             assert written.mode == mode
+    colour = tmp_path / "colour.png"  # a grey model restores a colour input as grey, and says so
+    Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(colour)
+    result = run_here("restore", "denoise", str(model), str(colour), "--sigma", "5", "--quiet",
+                      "--out", str(tmp_path / "grey.png"), *common)  # fmt: skip
+    assert result.returncode == 0 and "is in colour and the model is greyscale" in result.stdout
+    assert Image.open(tmp_path / "grey.png").mode == "L"
+    result = run_here("restore", "denoise", str(model), str(deep), "--sigma", "5", "--quiet",
+                      "--out", str(tmp_path / "grey.png"), *common)  # fmt: skip
+    assert "is in colour" not in result.stdout  # grey in: no note
     with Image.open(tmp_path / "out16.jpg") as jpeg:  # quality 95 (LOSSY_QUALITY), not PIL's 75
         assert max(jpeg.quantization[0]) == (121 * (200 - 2 * 95) + 50) // 100  # libjpeg's scaling
     text = str(tmp_path / "r.txt")  # refused when the arguments are parsed, before any work

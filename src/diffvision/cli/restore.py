@@ -392,13 +392,15 @@ def _restore_file(args, prior, channels: int, size: int, white: int, device) -> 
     returns the PSNR (dB) against the clean input with ``--simulate``, else None."""
     import torch
 
-    from ..io.images import is_16_bit, read_image, save_16_bit, save_image
+    from ..io.images import is_16_bit, is_colour, read_image, save_16_bit, save_image
     from ..metrics import psnr
     from ..restore.replay import scattered
     from ..restore.solvers import sampler_steps
     from ..restore.tiles import solve_tiled
 
     image = read_image(args.input, channels, white)
+    if channels == 1 and is_colour(args.input):  # said, not silently dropped
+        print(f"note: {args.input} is in colour and the model is greyscale: restored as grey")
     gen = torch.Generator().manual_seed(args.seed)
     factor = args.factor if args.task == "superres" else 1
     if args.simulate:

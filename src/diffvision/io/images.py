@@ -45,6 +45,13 @@ def is_16_bit(path: str | Path) -> bool:
         return is_16_bit_image(image)
 
 
+def is_colour(path: str | Path) -> bool:
+    """Whether an image file holds colour (three or more colour bands: RGB, RGBA, CMYK, ...; a
+    palette image counts as not), read from its header."""
+    with Image.open(path) as image:
+        return len(set(image.getbands()) - {"A"}) >= 3
+
+
 def make_grid(images: Tensor, nrow: int | None = None, pad: int = 1) -> Tensor:
     """Tile ``N x C x H x W`` images into one ``C x H' x W'`` image (rows of ``nrow``, default
     about square), separated by ``pad`` pixels of -1 (black)."""
