@@ -2,10 +2,12 @@
 
 import contextlib
 import io
+import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from diffvision.cli import main
 
@@ -36,26 +38,61 @@ def _default_sigint():
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def signal_when(argv, ready, stop, env=None):
-    """Run ``argv``, send it ``stop`` once ``ready()`` holds (polled for up to 240 s) and wait
-    for it to end; returns its exit code and stderr. The process never outlives this."""
+def signal_when(argv, ready, stop, env=None, target=None):
+    """Run ``argv``, send ``stop`` once ``ready()`` holds (polled for up to 240 s) to it, or to
+    the process ``target(pid)`` names (one of its children, say), and wait for it to end;
+    returns its exit code and stderr. Neither it nor any process it started outlives this."""
     proc = subprocess.Popen(
         argv,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         preexec_fn=_default_sigint,
         env=env,
+        start_new_session=True,  # its own process group, killed whole below
     )
     try:
         deadline = time.monotonic() + 240
         while not ready():
             assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
             time.sleep(0.1)
-        proc.send_signal(stop)
+        os.kill(proc.pid if target is None else target(proc.pid), stop)
         _, err = proc.communicate(timeout=120)
         return proc.returncode, err.decode()
-    finally:
-        proc.kill()  # only if it still runs (a failed check above)
+    finally:  # only if any still runs (a failed check)
+        left = _descendants(proc.pid)  # listed first: once it ends they are init's children
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        for pid in left:  # torchrun's workers, each in a session of its own
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _children(pid):
+    """The children of process ``pid`` as ``(pid, environment variables)``, from /proc (Linux;
+    none elsewhere)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            environ = (stat.parent / "environ").read_bytes().split(b"\0") if ppid == pid else []
+        except (OSError, IndexError, ValueError):  # a process that ended while listed
+            continue
+        if ppid == pid:
+            found.append((int(stat.parent.name), environ))
+    return found
+
+
+def _descendants(pid):
+    children = [child for child, _ in _children(pid)]
+    return children + [d for child in children for d in _descendants(child)]
+
+
+def child_with(pid, variable):
+    """The child of process ``pid`` whose environment holds ``variable`` (e.g. ``RANK=1``)."""
+    for child, environ in _children(pid):
+        if variable.encode() in environ:
+            return child
+    raise AssertionError(f"no child of {pid} has {variable}")
 
 
 def logged(run_folder):

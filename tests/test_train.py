@@ -1,7 +1,9 @@
+import functools
 import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -12,8 +14,9 @@ import diffvision
 from diffvision.data import digits
 from diffvision.train import TrainConfig, Trainer, denoising_loss, train
 from diffvision.train.checkpoint import list_checkpoints
+from diffvision.train.stop import StopRequest
 from diffvision.train.trainer import batch_positions
-from tests.cli_run import logged, signal_when
+from tests.cli_run import child_with, logged, signal_when
 
 CFG = dict(
     preset="tiny",
@@ -49,6 +52,57 @@ def test_resume_is_bit_identical(tmp_path, data):
         for run in (full, parts)
     ]
     assert losses[0] == losses[1]
+
+
+def test_a_signal_mid_step_ends_that_step_and_resuming_is_bit_identical(tmp_path, data):
+    """SIGTERM (or Ctrl-C) in the middle of step 3, here between its optimiser and EMA updates:
+    the step is finished, the checkpoint is of step 3, and a resumed run ends as an
+    uninterrupted one. (Raised at once, the signal left a checkpoint labelled step 2 that held
+    step 3's weights, and the resumed run trained step 3 twice.)"""
+    full, parts = tmp_path / "full", tmp_path / "parts"
+    train(TrainConfig(**CFG), data, full, progress=False)
+    trainer = Trainer(TrainConfig(**CFG), data, parts, device="cpu")
+    update = trainer.ema.update
+
+    def update_signalled(model, t):
+        if t == 2:  # step 3 (t counts from 0)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.01)  # the handler runs here
+        update(model, t)
+
+    trainer.ema.update = update_signalled
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # as the command does
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            trainer.fit(progress=False)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        trainer.close()
+    assert [p.name for p in list_checkpoints(parts / "checkpoints")][-1] == "step_00000003"
+    train(TrainConfig(**CFG), data, parts, progress=False, resume=True)
+    for name in ("model.safetensors", "ema.safetensors"):
+        a, b = weights(full / "model", name), weights(parts / "model", name)
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_second_signal_stops_at_once():
+    previous = signal.getsignal(signal.SIGTERM)
+    with StopRequest() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.01)
+        assert stop.asked  # the first: asked to stop at the end of the step
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.01)
+    assert signal.getsignal(signal.SIGTERM) is previous  # handlers given back
+    ignored = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as in a background shell
+    try:
+        with StopRequest() as stop:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)
+            assert not stop.asked  # an ignored signal stays ignored
+    finally:
+        signal.signal(signal.SIGINT, ignored)
 
 
 def test_interrupted_without_resume_differs(tmp_path, data):
@@ -182,6 +236,25 @@ def test_torchrun_stopped_by_sigterm_saves_a_checkpoint(tmp_path, torchrun_env):
             except OSError:  # a process that ended while listed
                 pass
         assert not left
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the ranks in /proc (Linux)")
+def test_a_signal_to_one_rank_stops_every_rank_after_the_same_step(tmp_path, torchrun_env):
+    """Signals reach the ranks of a launch at different moments. A rank that stopped on its own
+    while another waited for it in a gradient all-reduce hung the launch until torchrun killed
+    it, with no checkpoint (seen once in a full test run, SIGTERM to torchrun). Here rank 1 alone
+    is signalled: every rank stops after the same step, rank 0 saves the checkpoint and says so,
+    and the launch ends."""
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+            "-m", "diffvision", "train", "--data", "digits", "--preset", "tiny", "--steps",
+            "100000", "--batch", "8", "--checkpoint-every", "100000", "--quiet", "--out",
+            str(out)]  # fmt: skip
+    rank_1 = functools.partial(child_with, variable="RANK=1")
+    _, err = signal_when(argv, logged(out), signal.SIGTERM, env=torchrun_env, target=rank_1)
+    assert err.count("interrupted; a checkpoint was saved") == 1, err[-3000:]
+    (saved,) = list_checkpoints(out / "checkpoints")
+    assert int(saved.name.removeprefix("step_")) >= 10  # the logged step, at least
 
 
 def test_learning_rate_schedules():

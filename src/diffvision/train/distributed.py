@@ -23,6 +23,15 @@ class DistInfo:
         if self.world > 1:
             dist.barrier()
 
+    def any(self, flag: bool) -> bool:
+        """Whether ``flag`` is true on any rank (one all-reduce of a scalar; ``flag`` itself
+        in a single process)."""
+        if self.world <= 1:
+            return flag
+        value = torch.tensor([int(flag)], device=self.device)
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return bool(value.item())
+
 
 def resolve_device(device: str) -> torch.device:
     """``auto`` (CUDA when available), ``cpu`` or ``cuda[:k]``; a clear error when CUDA is asked

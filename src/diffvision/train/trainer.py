@@ -43,6 +43,7 @@ from .classifier import train_noise_classifier
 from .distributed import DistInfo, cleanup, setup
 from .ema import EMA
 from .loss import DEFAULT_WEIGHTING, denoising_loss, empirical_reference
+from .stop import StopRequest
 
 SCHEDULE_DEFAULTS = {"edm": {}, "linear": {}, "cosine": {}, "vp": {}, "ve": {"sigma_max": 80.0}}
 
@@ -379,7 +380,9 @@ class Trainer:
     ) -> Path | None:
         """Train to ``cfg.steps`` (or stop after step ``stop_at``, leaving a checkpoint) and write
         the model folder ``out/model``; returns its path (None when stopped early or not rank 0).
-        Ctrl-C saves a checkpoint before exiting."""
+        Ctrl-C or SIGTERM ends the step in progress (on every rank), saves a checkpoint and
+        raises KeyboardInterrupt (:class:`~diffvision.train.stop.StopRequest`; a second one stops
+        at once)."""
         from tqdm.auto import tqdm
 
         cfg = self.cfg
@@ -395,28 +398,32 @@ class Trainer:
         )
         start_time, window = time.time(), []
         try:
-            while self.step < end:
-                loss = self.train_step()
-                window.append(loss)
-                bar.update(1)
-                if self.step % cfg.log_every == 0 or self.step == end:
-                    record = {
-                        "step": self.step,
-                        "loss": sum(window) / len(window),
-                        "lr": self.optimizer.param_groups[0]["lr"],
-                        "seconds": round(time.time() - start_time, 2),
-                    }
-                    window = []
-                    bar.set_postfix(loss=f"{record['loss']:.4f}")
-                    self.log(record)
-                    if on_log is not None and self.dist.main:
-                        on_log(record)
-                at_checkpoint = self.step % cfg.checkpoint_every == 0
-                if at_checkpoint or self.step == end:
-                    self.save_checkpoint()
-                every = cfg.sample_every or cfg.checkpoint_every
-                if self.step % every == 0 and self.step < cfg.steps:
-                    self.save_grid()
+            with StopRequest() as stop:
+                while self.step < end:
+                    loss = self.train_step()
+                    window.append(loss)
+                    bar.update(1)
+                    if self.step % cfg.log_every == 0 or self.step == end:
+                        record = {
+                            "step": self.step,
+                            "loss": sum(window) / len(window),
+                            "lr": self.optimizer.param_groups[0]["lr"],
+                            "seconds": round(time.time() - start_time, 2),
+                        }
+                        window = []
+                        bar.set_postfix(loss=f"{record['loss']:.4f}")
+                        self.log(record)
+                        if on_log is not None and self.dist.main:
+                            on_log(record)
+                    at_checkpoint = self.step % cfg.checkpoint_every == 0
+                    if at_checkpoint or self.step == end:
+                        self.save_checkpoint()
+                    every = cfg.sample_every or cfg.checkpoint_every
+                    if self.step % every == 0 and self.step < cfg.steps:
+                        self.save_grid()
+                    # Ctrl-C or SIGTERM, on any rank: all stop here, after the same step
+                    if self.dist.any(stop.asked):
+                        raise KeyboardInterrupt("asked to stop")
         except KeyboardInterrupt:
             bar.close()
             self.save_checkpoint()
