@@ -255,11 +255,8 @@ class Trainer:
         resumed checkpoint, or of an earlier run in the folder, which a fresh run replaces."""
         path = self.out / "metrics.jsonl"
         if self.dist.main and path.is_file():
-            keep = [
-                line
-                for line in path.read_text().splitlines()
-                if _logged_step(line) is not None and _logged_step(line) <= self.step
-            ]
+            steps = [(line, _logged_step(line)) for line in path.read_text().splitlines()]
+            keep = [line for line, step in steps if step is not None and step <= self.step]
             text = "".join(line + "\n" for line in keep)  # the log whole, even if interrupted
             write_text_whole(path, text)
 
@@ -397,6 +394,7 @@ class Trainer:
             dynamic_ncols=True,
         )
         start_time, window = time.time(), []
+        saved = None  # the step of the last checkpoint written here
         try:
             with StopRequest() as stop:
                 while self.step < end:
@@ -418,6 +416,7 @@ class Trainer:
                     at_checkpoint = self.step % cfg.checkpoint_every == 0
                     if at_checkpoint or self.step == end:
                         self.save_checkpoint()
+                        saved = self.step
                     every = cfg.sample_every or cfg.checkpoint_every
                     if self.step % every == 0 and self.step < cfg.steps:
                         self.save_grid()
@@ -426,7 +425,8 @@ class Trainer:
                         raise KeyboardInterrupt("asked to stop")
         except KeyboardInterrupt:
             bar.close()
-            self.save_checkpoint()
+            if saved != self.step:  # not written twice when the stop follows a checkpoint
+                self.save_checkpoint()
             raise
         finally:
             bar.close()
