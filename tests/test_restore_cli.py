@@ -482,7 +482,14 @@ def test_restore_a_folder(tiny_digits_model, tmp_path):
     assert f"{frames / 'a.png'}:" in again.stdout and "c.png:" not in again.stdout
     assert "restored 2 of 2 images" in again.stdout
     assert all(p.stat().st_mtime_ns == t for p, t in before.items() if p.name != "a.png")
+    # the default solver by name, and another task's option, are the same settings
+    for same in (["--solver", "mmse"], ["--kernel", "motion:9:0", "--factor", "2"]):
+        again = run_here("restore", "denoise", str(tiny_digits_model), str(frames), "--sigma",
+                         "25", "--tile", "8", "--out", str(out), "--side-by-side", str(side),
+                         *same)  # fmt: skip
+        assert again.returncode == 0 and "2 of 2 images restored by an" in again.stdout, again
     for options, message in [  # other settings, or files not written by a restore
+        (["--sigma", "25", "--solver", "posterior", "--out", str(out)], "other settings (solver)"),
         (
             ["--sigma", "15", "--out", str(out)],
             "holds results made with other settings (sigma)",
@@ -511,6 +518,27 @@ def test_restore_a_folder(tiny_digits_model, tmp_path):
     assert result.returncode == 0, result.stderr
     assert np.array_equal(np.asarray(Image.open(one)), np.asarray(Image.open(out / "b" / "c.png")))
     (tmp_path / "empty").mkdir()
+    twins, maps = tmp_path / "twins", tmp_path / "maps"  # inputs that would write one file
+    for folder, names in ((twins, ("a.png", "a.jpg")), (maps, ("a.png", "a_std.png"))):
+        folder.mkdir()
+        for name in names:
+            Image.fromarray(np.zeros((16, 16), np.uint8)).save(folder / name)
+    for source, options, message in [
+        (
+            twins,
+            ["--side-by-side", str(tmp_path / "s")],
+            f"a.jpg and a.png would both write {tmp_path / 's' / 'a.png'}",
+        ),
+        (
+            maps,
+            ["--samples", "2"],
+            f"a.png and a_std.png would both write {tmp_path / 'o' / 'a_std.png'}",
+        ),
+    ]:
+        bad = run_here("restore", "denoise", str(tiny_digits_model), str(source), "--sigma",
+                       "25", "--out", str(tmp_path / "o"), *options)  # fmt: skip
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+    assert not (tmp_path / "o").exists()  # refused before any work
     for source, target, message in [
         (frames, tmp_path / "x.png", "for a folder of inputs, --out and --side-by-side are"),
         (frames / "a.png", tmp_path / "dir", "for one input image, --out and --side-by-side"),

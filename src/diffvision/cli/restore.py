@@ -18,7 +18,7 @@ from .common import (
     step_bar,
     white_level,
 )
-from .restore_folder import restore_folder
+from .restore_folder import restore_folder, std_map_path
 
 TASKS = ("denoise", "inpaint", "superres", "deblur", "colorize")
 #: Output files that hold 16 bits per channel: a 16-bit input's result is written at that depth.
@@ -347,6 +347,10 @@ def cmd_restore(args) -> int:
 
     if args.solver is not None and args.solver not in SOLVERS:  # before any work, once
         raise UsageError(f"unknown solver {args.solver!r}; choose from {', '.join(SOLVERS)}")
+    # The defaults, by name: a folder's record then holds what was used.
+    args.solver = args.solver or default_solver(args.task, args.sigma / 127.5)
+    if args.solver == "repaint" and args.resample is None:
+        args.resample = default_resample(args.task, args.sigma / 127.5)
     source = Path(args.input)
     if not source.exists():
         raise UsageError(f"image not found: {source}")
@@ -423,12 +427,12 @@ def _restore_file(args, prior, channels: int, size: int, white: int, device) -> 
         raise UsageError("--overlap must be in [0, --tile)")
     if min(h, w) < tile:
         raise UsageError(f"the image ({h} x {w}) is smaller than a tile ({tile} px)")
-    solver = args.solver or default_solver(args.task, operator.sigma)
+    solver = args.solver
     if args.resample is not None and solver != "repaint":
         raise UsageError("--resample works with the repaint solver only")
     options = _start_options(args, solver, operator, y)  # classical starts: on the CPU
     if solver == "repaint":
-        options["jump_n_sample"] = args.resample or default_resample(args.task, operator.sigma)
+        options["jump_n_sample"] = args.resample
     for name in ("start", "start_std"):
         if name in options:
             options[name] = options[name].to(device)
@@ -472,7 +476,7 @@ def _restore_file(args, prior, channels: int, size: int, white: int, device) -> 
     steps = "one denoiser call" if solver == "mmse" else f"{args.steps} steps"  # no sampling
     print(f"wrote {out} ({solver}, {steps}{how}, {w} x {h})")
     if std is not None:
-        std_path = out.with_name(out.stem + "_std.png")
+        std_path = std_map_path(out)
         save_image(std_path, (std[0] / std.max().clamp(min=1e-8)) * 2 - 1)
         print(
             f"uncertainty (per-pixel std, scaled to its maximum, {float(std.max()) * 127.5:.1f} "

@@ -16,20 +16,50 @@ from .record import settings_of as record_settings
 RECORD = "restore.json"
 #: Options that do not change a result: where it is written, how it is shown, where it is run.
 NOT_SETTINGS = ("command", "out", "side_by_side", "quiet", "device", "batch")
+#: Options of one task: for the other tasks they change nothing.
+TASK_OPTIONS = {
+    "inpaint": ("mask", "box", "random", "strokes", "stroke_width", "fill"),
+    "superres": ("factor", "method"),
+    "deblur": ("kernel",),
+}
 
 
 def settings_of(args: argparse.Namespace) -> dict:
-    """What the results of a restore depend on (:func:`record.settings_of`), with the input
-    folder's absolute path."""
-    return {**record_settings(args, NOT_SETTINGS), "input": str(Path(args.input).resolve())}
+    """What the results of a restore depend on (:func:`record.settings_of`): the options but
+    those of other tasks, with the input folder's absolute path. ``args.solver`` and
+    ``args.resample`` are the ones used (a default given by name is the same setting)."""
+    others = tuple(o for task, opts in TASK_OPTIONS.items() if task != args.task for o in opts)
+    settings = record_settings(args, NOT_SETTINGS + others)
+    return {**settings, "input": str(Path(args.input).resolve())}
+
+
+def std_map_path(out: Path) -> Path:
+    """Where the uncertainty map of the result ``out`` is written (``--samples`` > 1)."""
+    return out.with_name(out.stem + "_std.png")
 
 
 def _targets(args: argparse.Namespace, name: Path) -> list[Path]:
     """The files that restoring the input ``name`` (relative to the input folder) writes."""
     targets = [Path(args.out) / name]
+    if args.samples > 1:
+        targets.append(std_map_path(targets[0]))
     if args.side_by_side:
         targets.append(Path(args.side_by_side) / name.with_suffix(".png"))
     return targets
+
+
+def _check_distinct(args: argparse.Namespace, names: list[Path]) -> None:
+    """Raise UsageError where two inputs would write the same file (``a.png`` and ``a.jpg``
+    both make the side-by-side ``a.png``; ``a_std.png`` is also ``a.png``'s map)."""
+    written: dict[Path, Path] = {}
+    for name in names:
+        for target in _targets(args, name):
+            if target in written:
+                raise UsageError(
+                    f"{written[target]} and {name} would both write {target}: rename one, or "
+                    "restore them into separate folders"
+                )
+            written[target] = name
 
 
 def _earlier_results(args, names: list[Path], settings: dict) -> dict[str, dict]:
@@ -59,6 +89,7 @@ def restore_folder(
 
     source, out = Path(args.input), Path(args.out)
     names = [path.relative_to(source) for path in files]
+    _check_distinct(args, names)
     settings = settings_of(args)
     done = _earlier_results(args, names, settings)
     skipped = [n for n in names if str(n) in done and all(t.exists() for t in _targets(args, n))]
