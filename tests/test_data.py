@@ -36,9 +36,11 @@ def test_folder_with_classes(tmp_path):
 def test_grayscale_detection_and_flat_folder(tmp_path):
     write(tmp_path / "a.png", mode="L", value=0)
     write(tmp_path / "b.png", mode="L", value=255)
+    write(tmp_path / "c.png", size=(6, 40), mode="L")  # short side 6
     data = load_image_folder(tmp_path, 4)
-    assert data.channels == 1 and data.labels is None
-    assert float(data[1][0].min()) == 1.0
+    assert data.channels == 1 and data.labels is None and data.upscaled == 0
+    assert [load_image_folder(tmp_path, s).upscaled for s in (6, 7, 13)] == [0, 1, 3]
+    assert float(data[1][0].min()) == 1.0 and len(data) == 3
 
 
 def test_lazy_decoding_when_over_the_cache_limit(tmp_path):
@@ -116,6 +118,7 @@ def test_white_level_of_12_bit_files(tmp_path):
     with pytest.raises(ValueError, match=r"different white levels \[4095, 65535\]"):
         load_data(pooled, 6)
     assert load_data(pooled, 6, white_level=65535).white_level == 65535
+    assert load_data(pooled, 7, white_level=65535).upscaled == 2  # each 6 x 8: counts add
 
 
 def test_exif_orientation_is_applied(tmp_path):

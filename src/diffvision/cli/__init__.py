@@ -226,6 +226,12 @@ def cmd_train(args) -> int:
         # before loading the data, and before run.json is written over
         check_fresh(out, "continue it with --resume, or train into another --out")
         data = load_data(args.data, args.size, channels=args.channels, white_level=args.white_level)
+        if data.upscaled and launched_main():  # said once, under torchrun too
+            print(
+                f"note: {data.upscaled} of the {len(data)} images are smaller than --size "
+                f"{data.size} (their short side) and are enlarged to it: samples will be no "
+                "sharper than they are"
+            )
         cfg = TrainConfig(
             preset=args.preset,
             steps=args.steps or 2000,

@@ -103,5 +103,10 @@ def _pooled(parts: list[ImageData]) -> ImageData:
     channels, size = shapes_.pop()
     name = "+".join(p.name for p in parts)
     return ImageData(
-        images, channels=channels, size=size, name=name, white_level=levels[0] if levels else None
+        images,
+        channels=channels,
+        size=size,
+        name=name,
+        white_level=levels[0] if levels else None,
+        upscaled=sum(p.upscaled for p in parts),
     )

@@ -25,6 +25,8 @@ class ImageData(Dataset):
         white_level: the value read as white in the 16-bit files the images came from (e.g.
             4095 for a 12-bit camera's), recorded in a model's config so that ``restore`` and
             ``eval`` read 16-bit files the same way; None when there were none.
+        upscaled: how many images were enlarged to ``size`` from files with a shorter side
+            (image folders; built-in sets are resized by design and count 0).
     """
 
     def __init__(
@@ -38,6 +40,7 @@ class ImageData(Dataset):
         decode: Callable[[object], Tensor] | None = None,
         name: str = "data",
         white_level: int | None = None,
+        upscaled: int = 0,
     ):
         if len(images) == 0:
             raise ValueError(f"{name}: no images")
@@ -45,6 +48,7 @@ class ImageData(Dataset):
         self.decode = decode
         self.channels, self.size, self.name = channels, size, name
         self.white_level = white_level  # of the 16-bit files it was read from; None: none
+        self.upscaled = upscaled
         self.labels = labels
         self.class_names = class_names or []
         self.boxes: Tensor | None = None

@@ -63,6 +63,15 @@ def deep_white_level(paths: list[Path]) -> int | None:
     return None if top is None else white_level_for(top)
 
 
+def short_side(path: Path) -> int:
+    """The shorter side of the image file ``path`` in pixels, from its header."""
+    try:
+        with Image.open(path) as image:
+            return min(image.size)
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise ValueError(f"cannot read image {path}: {err}") from None
+
+
 def load_image_folder(
     root: str | Path,
     size: int,
@@ -101,6 +110,7 @@ def load_image_folder(
     if white_level is not None:
         check_white(white_level)
     white = white_level or deep_white_level(paths)
+    upscaled = sum(short_side(p) < size for p in paths)
 
     class_names, label_tensor = [], None
     parts = [p.relative_to(root).parts for p in paths]
@@ -129,6 +139,7 @@ def load_image_folder(
             class_names=class_names,
             name=str(root),
             white_level=white,
+            upscaled=upscaled,
         )
     return ImageData(
         paths,
@@ -139,4 +150,5 @@ def load_image_folder(
         decode=decode,
         name=str(root),
         white_level=white,
+        upscaled=upscaled,
     )
