@@ -84,6 +84,60 @@ def test_bad_input_is_one_line_and_exit_2(args, message, capsys, tmp_path, monke
     assert message in err and len(err.splitlines()) == 1, err
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", "--data", "digits", "--out", "{f}/run"],
+        ["train", "--data", "digits", "--out", "{f}"],
+        ["demo", "--out", "{f}/demo"],
+        ["sample", "m", "--out", "{f}/grid.png"],
+        ["sample", "m", "--out", "{f}"],
+        ["sample", "m", "--out", "{d}"],
+        ["restore", "denoise", "m", "in.png", "--out", "{f}/out.png"],
+        ["restore", "denoise", "m", "in.png", "--out", "x.png", "--side-by-side", "{f}/s.png"],
+        ["eval", "m", "--data", "digits", "--json", "{f}/x.json"],
+        ["eval", "m", "--data", "digits", "--json", "{d}"],
+        ["eval", "m", "--data", "digits", "--plot", "{f}/x.png"],
+        ["eval", "train-features", "digits", "--out", "{f}/features"],
+    ],
+)
+def test_outputs_that_cannot_be_written_are_refused_first(args, capsys, tmp_path, monkeypatch):
+    """An output under a file, or a file where a folder goes (and the reverse), is refused when
+    the arguments are read: not with a traceback after the work it would hold."""
+    monkeypatch.chdir(tmp_path)
+    Path("notes").write_text("a file without an extension")
+    Path("grid.png").mkdir()
+    args = [a.format(f="notes", d="grid.png") for a in args]
+    code = exit_code(args)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    messages = ("/notes is a file", "is a file, not a folder", "is a folder, not an output file")
+    assert any(m in err for m in messages), err
+
+
+def test_a_file_error_in_the_work_is_one_line(capsys, monkeypatch):
+    """An OSError about a file met while working (disk full, say) is one line naming the file;
+    one about no file is a fault, raised with its traceback."""
+    from diffvision import cli
+
+    def full(args):
+        raise OSError(28, "No space left on device", "runs/x/model.safetensors")
+
+    monkeypatch.setitem(cli.COMMANDS, "info", full)
+    assert exit_code(["info", "m"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "diffvision info: error: [Errno 28] No space left on device: 'runs/x/model.safetensors'"
+    )
+
+    def fault(args):
+        raise OSError("a socket closed")
+
+    monkeypatch.setitem(cli.COMMANDS, "info", fault)
+    with pytest.raises(OSError, match="a socket closed"):
+        main(["info", "m"])
+
+
 def exit_code(args):
     """main()'s return value, or the code of the SystemExit that argparse raises."""
     try:

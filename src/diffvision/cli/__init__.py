@@ -26,6 +26,7 @@ from .common import (
     add_quiet,
     fast_inference,
     grid_or_folder,
+    output_folder,
     step_bar,
     white_level,
 )
@@ -126,7 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--keep", type=_positive(int), default=2, help="checkpoints to keep")
     t.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order, noise")
     t.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    t.add_argument("--out", required=True, help="run folder (model in OUT/model)")
+    t.add_argument(
+        "--out", required=True, type=output_folder, help="run folder (model in OUT/model)"
+    )
     t.add_argument(
         "--resume",
         action="store_true",
@@ -186,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_formatter,
         epilog="example:\n  diffvision demo --out runs/demo",
     )
-    d.add_argument("--out", default="runs/demo", help="output folder")
+    d.add_argument("--out", default="runs/demo", type=output_folder, help="output folder")
     d.add_argument(
         "--steps",
         type=_positive(int),
@@ -510,6 +513,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run()
     except (UsageError, ValueError, FileNotFoundError) as err:
+        print(f"diffvision {command}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as err:  # a file that cannot be written (disk full, say): named in one line
+        if err.filename is None:  # not about a file: a fault to report with its traceback
+            raise
         print(f"diffvision {command}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

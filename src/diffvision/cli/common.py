@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from pathlib import Path
 
 EXIT_USAGE = 2
@@ -104,28 +105,57 @@ def white_level(text: str) -> int:
     return value
 
 
-def image_file(text: str) -> str:
-    """An output path whose extension PIL can write (.png, .jpg, .tif, ...): checked when the
+def _writable(text: str, folder: bool) -> str:
+    """``text``, an output path (a folder if ``folder``, else a file), unless it cannot be
+    written: a file where a folder goes, on its way (``notes.txt/run``) or at its end, a folder
+    where a file goes, or a folder without write permission on its way. Checked when the
     arguments are parsed, not after the work that it would hold."""
+    path = Path(text).absolute()
+    if path.exists() and path.is_dir() != folder:
+        there = "a folder" if path.is_dir() else "a file"
+        raise argparse.ArgumentTypeError(f"{text!r} is {there}, not {'a' if folder else 'an'} "
+                                         f"{'folder' if folder else 'output file'}")  # fmt: skip
+    start = path if path.is_dir() else path.parent
+    parent = next(p for p in (start, *start.parents) if p.exists())  # the root exists
+    if not parent.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: {parent} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: no permission in {parent}")
+    return text
+
+
+def output_file(text: str) -> str:
+    """An output file that can be written (see :func:`_writable`)."""
+    return _writable(text, folder=False)
+
+
+def output_folder(text: str) -> str:
+    """An output folder that can be made or written in (see :func:`_writable`)."""
+    return _writable(text, folder=True)
+
+
+def image_file(text: str) -> str:
+    """An output path whose extension PIL can write (.png, .jpg, .tif, ...), and that can be
+    written (:func:`output_file`)."""
     from PIL import Image
 
     fmt = Image.registered_extensions().get(Path(text).suffix.lower())
     if fmt not in Image.SAVE:
         raise argparse.ArgumentTypeError(f"not an image file to write (.png, .jpg, .tif): {text!r}")
-    return text
+    return output_file(text)
 
 
 def image_file_or_folder(text: str) -> str:
     """An output image file (see :func:`image_file`) or a folder (no extension), for commands
     that take one input image or a folder of them."""
-    return text if Path(text).suffix == "" else image_file(text)
+    return output_folder(text) if Path(text).suffix == "" else image_file(text)
 
 
 def grid_or_folder(text: str) -> str:
     """``sample``'s output: a .png file (one grid) or a folder (no extension)."""
     if Path(text).suffix.lower() not in ("", ".png"):
         raise argparse.ArgumentTypeError(f"must be a .png file or a folder, got {text!r}")
-    return text
+    return output_folder(text) if Path(text).suffix == "" else output_file(text)
 
 
 def add_quiet(parser) -> None:

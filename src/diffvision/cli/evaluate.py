@@ -17,6 +17,8 @@ from .common import (
     _positive,
     add_bf16_inference,
     fast_inference,
+    output_file,
+    output_folder,
 )
 
 
@@ -27,7 +29,7 @@ def _plot_file(text: str) -> str:
     kinds = FigureCanvasBase.get_supported_filetypes()
     if Path(text).suffix.lower().lstrip(".") not in kinds:
         raise argparse.ArgumentTypeError(f"not a plot file (.png, .pdf, .svg): {text!r}")
-    return text
+    return output_file(text)
 
 
 def _nan_to_null(value):
@@ -88,7 +90,7 @@ def add_parsers(sub) -> None:
     e.add_argument("--samplers", help="samplers for --sweep-steps (default unipc,dpmpp_2m,heun)")
     e.add_argument("--plot", type=_plot_file, help="PNG of the sweep (quality against NFE)")
     e.add_argument("--bpd", type=int, default=0, help="also bits/dim (PF-ODE) of N real images")
-    e.add_argument("--json", help="write the full result to this JSON file")
+    e.add_argument("--json", type=output_file, help="write the full result to this JSON file")
     e.add_argument("--no-ema", action="store_true", help="use the raw instead of the EMA weights")
     e.add_argument("--device", default="auto", help="auto | cpu | cuda (metrics: on the CPU)")
     add_bf16_inference(e)  # sampling only: bits_per_dim runs in float32
@@ -110,7 +112,7 @@ def train_features_parser() -> Parser:
     p.add_argument("--steps", type=_positive(int), default=500, help="training steps")
     p.add_argument("--batch", type=_positive(int), default=128, help="images per step")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation and data order")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, type=output_folder, help="output folder")
     return p
 
 
