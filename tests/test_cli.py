@@ -74,6 +74,11 @@ def test_every_option_is_explained_with_its_default():
         (["sample", "m", "--guidance", "nan", "--out", "a.png"], "not a finite number: 'nan'"),
         (["train", "--data", "digits", "--label-dropout", "inf", "--out", "x"], "finite"),
         (["train", "--data", "digits", "--warmup", "-1", "--out", "x"], "warmup must be"),
+        (["train", "--data", "digits", "--seed", "-1", "--out", "x"], "a seed is an integer"),
+        (["sample", "m", "--seed", str(2**63), "--out", "a.png"], "in 0..2**63 - 1, not"),
+        (["restore", "denoise", "m", "a.png", "--seed", "-2", "--out", "b.png"], "a seed is"),
+        (["eval", "m", "--data", "digits", "--bpd", "-1"], "must be 0 or more: '-1'"),
+        (["train", "--data", "digits", "--classifier-steps", "-5", "--out", "x"], "0 or more"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, message, capsys, tmp_path, monkeypatch):

@@ -19,6 +19,7 @@ from .common import (
     EXIT_USAGE,
     Parser,
     UsageError,
+    _count,
     _finite,
     _formatter,
     _positive,
@@ -27,6 +28,7 @@ from .common import (
     fast_inference,
     grid_or_folder,
     output_folder,
+    seed,
     step_bar,
     white_level,
 )
@@ -109,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--classifier-steps",
-        type=int,
+        type=_count,
         default=0,
         help="after training a class model, fit a noise-aware classifier for this many steps "
         "(e.g. 8000; under a minute for small images) and save it with the model: "
@@ -125,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint-every", type=_positive(int), default=500, help="steps between checkpoints"
     )
     t.add_argument("--keep", type=_positive(int), default=2, help="checkpoints to keep")
-    t.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order, noise")
+    t.add_argument("--seed", type=seed, default=0, help="seed of initialisation, data order, noise")
     t.add_argument("--device", default="auto", help="auto | cpu | cuda")
     t.add_argument(
         "--out", required=True, type=output_folder, help="run folder (model in OUT/model)"
@@ -152,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n", type=_positive(int), default=64, help="number of images")
     s.add_argument("--sampler", default="unipc", help="sampler name (see `diffvision info`)")
     s.add_argument("--steps", type=_positive(int), default=20, help="sampler steps")
-    s.add_argument("--seed", type=int, default=0, help="seed of the sampling noise")
+    s.add_argument("--seed", type=seed, default=0, help="seed of the sampling noise")
     s.add_argument("--class", dest="label", type=int, help="class label (class-conditional models)")
     s.add_argument("--guidance", type=_finite, default=1.0, help="classifier-free guidance scale")
     add_bf16_inference(s)
@@ -196,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="training steps (default: the demo's tuned value)",
     )
-    d.add_argument("--seed", type=int, default=0, help="seed of training and sampling")
+    d.add_argument("--seed", type=seed, default=0, help="seed of training and sampling")
     add_quiet(d)
     evaluate.add_parsers(sub)
     restore.add_parser(sub)

@@ -93,6 +93,26 @@ def _positive(kind):
     return parse
 
 
+def _count(text: str) -> int:
+    """An integer argument that is 0 or more (0: none)."""
+    value = _number(int, text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more: {text!r}")
+    return value
+
+
+#: The largest seed: torch's generators take 64-bit seeds, NumPy's SeedSequence non-negative ones.
+MAX_SEED = 2**63 - 1
+
+
+def seed(text: str) -> int:
+    """A seed of random numbers: an integer in 0..MAX_SEED."""
+    value = _number(int, text)
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"a seed is an integer in 0..2**63 - 1, not {text!r}")
+    return value
+
+
 def white_level(text: str) -> int:
     """The value of white in 16-bit image files: an integer in 1-65535."""
     from ..data.transforms import check_white

@@ -12,6 +12,7 @@ from pathlib import Path
 from .common import (
     Parser,
     UsageError,
+    _count,
     _finite,
     _formatter,
     _positive,
@@ -19,6 +20,7 @@ from .common import (
     fast_inference,
     output_file,
     output_folder,
+    seed,
 )
 
 
@@ -89,7 +91,7 @@ def add_parsers(sub) -> None:
     e.add_argument("--sweep-steps", help="NFE values to sweep, e.g. 5,10,20,50")
     e.add_argument("--samplers", help="samplers for --sweep-steps (default unipc,dpmpp_2m,heun)")
     e.add_argument("--plot", type=_plot_file, help="PNG of the sweep (quality against NFE)")
-    e.add_argument("--bpd", type=int, default=0, help="also bits/dim (PF-ODE) of N real images")
+    e.add_argument("--bpd", type=_count, default=0, help="also bits/dim (PF-ODE) of N real images")
     e.add_argument("--json", type=output_file, help="write the full result to this JSON file")
     e.add_argument("--no-ema", action="store_true", help="use the raw instead of the EMA weights")
     e.add_argument("--device", default="auto", help="auto | cpu | cuda (metrics: on the CPU)")
@@ -111,7 +113,7 @@ def train_features_parser() -> Parser:
     p.add_argument("--size", type=_positive(int), help="image size (folders: required)")
     p.add_argument("--steps", type=_positive(int), default=500, help="training steps")
     p.add_argument("--batch", type=_positive(int), default=128, help="images per step")
-    p.add_argument("--seed", type=int, default=0, help="seed of initialisation and data order")
+    p.add_argument("--seed", type=seed, default=0, help="seed of initialisation and data order")
     p.add_argument("--out", required=True, type=output_folder, help="output folder")
     return p
 

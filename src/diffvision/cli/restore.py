@@ -15,6 +15,7 @@ from .common import (
     add_quiet,
     fast_inference,
     image_file_or_folder,
+    seed,
     step_bar,
     white_level,
 )
@@ -146,7 +147,7 @@ def add_parser(sub) -> None:
     r.add_argument("--tile", type=_positive(int), help="tile size (default: the model's size)")
     r.add_argument("--overlap", type=int, help="tile overlap in pixels (default tile / 4)")
     r.add_argument("--batch", type=_positive(int), default=128, help="tiles per network call")
-    r.add_argument("--seed", type=int, default=0, help="seed of the noise (simulated y, sampling)")
+    r.add_argument("--seed", type=seed, default=0, help="seed of the noise (simulated y, sampling)")
     r.add_argument("--device", default="auto", help="auto | cpu | cuda")
     add_bf16_inference(r)
     add_quiet(r)
