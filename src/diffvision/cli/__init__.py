@@ -420,7 +420,8 @@ def cmd_sample(args) -> int:
                   "command makes the others)", file=sys.stderr)  # fmt: skip
             return 130
         raise
-    how = f" ({args.sampler}, {args.steps} steps{', bf16' if args.bf16 else ''})"
+    steps = f"{args.steps} step{'s' * (args.steps != 1)}"
+    how = f" ({args.sampler}, {steps}{', bf16' if args.bf16 else ''})"
     if to_folder:
         print(f"wrote {done} images to {out}/{how}" + (f"; {kept} kept" if kept else ""))
     else:

@@ -474,7 +474,8 @@ def _restore_file(args, prior, channels: int, size: int, white: int, device) -> 
         how += f", --resample {options['jump_n_sample']}"
     if args.bf16:
         how += ", bf16"
-    steps = "one denoiser call" if solver == "mmse" else f"{args.steps} steps"  # no sampling
+    steps = f"{args.steps} step{'s' * (args.steps != 1)}"
+    steps = "one denoiser call" if solver == "mmse" else steps  # no sampling
     print(f"wrote {out} ({solver}, {steps}{how}, {w} x {h})")
     if std is not None:
         std_path = std_map_path(out)
