@@ -9,6 +9,7 @@ import diffvision
 from diffvision.denoiser import Denoiser
 from diffvision.io import make_grid, model_config, read_config, save_grid, save_model_folder
 from diffvision.io.atomic import write_whole
+from diffvision.io.model_folder import parameter_count
 from diffvision.nets import build_unet
 from diffvision.process import EDM
 
@@ -78,6 +79,20 @@ def test_weights_must_match_config(tmp_path):
     with pytest.raises(ValueError, match="cannot read"):
         diffvision.load(tmp_path / "a")
     assert diffvision.load(tmp_path / "a", ema=False) is not None
+
+
+def test_parameter_count_from_the_header(tmp_path):
+    """``info``'s parameter count: the network's, read from the weights' header; a truncated or
+    missing weights file is a ValueError naming it (one line from the command)."""
+    den = make_folder(tmp_path / "a")
+    assert parameter_count(tmp_path / "a") == sum(p.numel() for p in den.net.parameters())
+    weights = tmp_path / "a" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(ValueError, match=f"cannot read {re.escape(str(weights))}"):
+        parameter_count(tmp_path / "a")
+    weights.unlink()
+    with pytest.raises(ValueError, match=r"has no model\.safetensors"):
+        parameter_count(tmp_path / "a")
 
 
 def test_grid(tmp_path):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import signal
 import sys
 import textwrap
@@ -433,11 +432,12 @@ def cmd_sample(args) -> int:
 
 def cmd_info(args) -> int:
     from ..io import read_config
+    from ..io.model_folder import parameter_count
     from ..samplers import SAMPLERS
 
     config = read_config(args.model)
     net = config["net"]
-    params = _count_parameters(args.model)
+    params = parameter_count(args.model)
     lines = [
         f"model:       {args.model}",
         f"network:     U-Net, {params / 1e6:.2f} M parameters, channels {net['channels']}, "
@@ -469,13 +469,6 @@ def cmd_info(args) -> int:
     lines.append(f"samplers:    {', '.join(SAMPLERS)}")
     print("\n".join(lines))
     return 0
-
-
-def _count_parameters(folder) -> int:
-    from safetensors import safe_open
-
-    with safe_open(str(Path(folder) / "model.safetensors"), "pt") as f:
-        return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
 
 
 def cmd_demo(args) -> int:

@@ -5,12 +5,14 @@ Loading reads JSON and tensors only; it never unpickles anything."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -123,17 +125,34 @@ def build_denoiser(config: dict) -> Denoiser:
     )
 
 
-def _load_weights(module: nn.Module, weights: Path) -> None:
+def _read_weights(weights: Path, read):
+    """``read(path)`` of the safetensors file ``weights``; ValueError naming it when it is
+    missing or unreadable (truncated, say)."""
     if not weights.is_file():
         raise ValueError(f"{weights.parent} has no {weights.name}")
     try:
-        state = load_file(str(weights))
+        return read(str(weights))
     except Exception as err:  # safetensors raises its own error types
         raise ValueError(f"cannot read {weights}: {err}") from None
+
+
+def _load_weights(module: nn.Module, weights: Path) -> None:
+    state = _read_weights(weights, load_file)
     try:
         module.load_state_dict(state)
     except RuntimeError as err:
         raise ValueError(f"{weights} does not match its config.json: {str(err)[:300]}") from None
+
+
+def parameter_count(folder: str | Path) -> int:
+    """The number of network parameters in a model folder (from ``model.safetensors``'s header:
+    no tensor is read)."""
+
+    def count(path: str) -> int:
+        with safe_open(path, "pt") as f:
+            return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+
+    return _read_weights(Path(folder) / "model.safetensors", count)
 
 
 def model_digest(folder: str | Path) -> str:
