@@ -338,6 +338,29 @@ def test_interrupted_sampling_keeps_the_batches_written(tmp_path, tiny_digits_mo
     assert len(list(folder.glob("sample_*.png"))) == int(n)
 
 
+def test_sampling_stopped_while_a_batch_is_written_counts_its_files(
+    tmp_path, tiny_digits_model, monkeypatch
+):
+    """Ctrl-C while a batch's files are being written: the count says how many files are there,
+    those of the batch cut short too."""
+    import diffvision.io
+
+    save = diffvision.io.save_images
+
+    def cut_short(folder, images, start=0):  # the second batch: Ctrl-C after 3 of its files
+        if start == 0:
+            return save(folder, images, start=start)
+        save(folder, images[:3], start=start)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(diffvision.io, "save_images", cut_short)
+    folder = tmp_path / "cut"
+    result = run_here("sample", str(tiny_digits_model), "--n", "12", "--batch", "5", "--steps",
+                      "1", "--quiet", "--out", str(folder))  # fmt: skip
+    assert len(list(folder.glob("sample_*.png"))) == 8
+    assert result.returncode == 130 and "interrupted; 8 of the 12 images are in" in result.stderr
+
+
 @pytest.mark.parametrize("channels", [1, 3])
 def test_12_bit_files_are_read_alike_in_training_and_restoration(tmp_path, channels):
     """A folder of 12-bit files (0-4095 in 16 bits; grey, or colour in 48-bit PNGs): train finds

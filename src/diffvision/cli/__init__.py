@@ -381,10 +381,7 @@ def cmd_sample(args) -> int:
     if to_folder:  # the options checked: the record is written before any image
         out.mkdir(parents=True, exist_ok=True)
         write_record(out / SAMPLE_RECORD, settings)
-        whole = [
-            all((out / f"sample_{i:05d}.png").is_file() for i in range(s, s + n))
-            for s, n in batches
-        ]
+        whole = [all(_sample_file(out, i).is_file() for i in range(s, s + n)) for s, n in batches]
         kept = sum(n for (_, n), w in zip(batches, whole, strict=True) if w)
         batches = [b for b, w in zip(batches, whole, strict=True) if not w]
         if kept:
@@ -414,8 +411,9 @@ def cmd_sample(args) -> int:
                     parts.append(images)
                 done += n
     except KeyboardInterrupt:
-        if to_folder:  # whole files only
-            print(f"interrupted; {kept + done} of the {args.n} images are in {out}/ (the same "
+        if to_folder:  # whole files only (also those of a batch stopped while being written)
+            there = sum(_sample_file(out, i).is_file() for i in range(args.n))
+            print(f"interrupted; {there} of the {args.n} images are in {out}/ (the same "
                   "command makes the others)", file=sys.stderr)  # fmt: skip
             return 130
         raise
@@ -428,6 +426,11 @@ def cmd_sample(args) -> int:
         save_grid(out, images, upscale=max(1, 64 // shape[-1]))
         print(f"wrote a grid of {len(images)} images to {out}{how}")
     return 0
+
+
+def _sample_file(folder: Path, index: int) -> Path:
+    """Where ``sample`` writes image ``index`` in a folder (``io.save_images``' names)."""
+    return folder / f"sample_{index:05d}.png"
 
 
 def cmd_info(args) -> int:
