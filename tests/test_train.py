@@ -280,6 +280,8 @@ def test_config_rejects_bad_numbers():
         ({"lr": float("inf")}, "lr must be"),
         ({"grad_clip": -1.0}, "grad_clip"),
         ({"weight_decay": float("nan")}, "weight_decay"),
+        ({"seed": -1}, "seed must be"),
+        ({"seed": 2**63}, "seed must be"),
     ]:
         with pytest.raises(ValueError, match=message):
             TrainConfig(**bad).validate()

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
+#: The largest seed: torch's generators take 64-bit seeds, NumPy's SeedSequence non-negative ones.
+MAX_SEED = 2**63 - 1
+
 
 def derived_seed(*parts: int) -> int:
     """A 32-bit seed from the integers ``parts`` (NumPy's SeedSequence: different tuples give

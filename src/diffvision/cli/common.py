@@ -101,12 +101,10 @@ def _count(text: str) -> int:
     return value
 
 
-#: The largest seed: torch's generators take 64-bit seeds, NumPy's SeedSequence non-negative ones.
-MAX_SEED = 2**63 - 1
-
-
 def seed(text: str) -> int:
-    """A seed of random numbers: an integer in 0..MAX_SEED."""
+    """A seed of random numbers: an integer in 0..:data:`~diffvision.seeds.MAX_SEED`."""
+    from ..seeds import MAX_SEED
+
     value = _number(int, text)
     if not 0 <= value <= MAX_SEED:
         raise argparse.ArgumentTypeError(f"a seed is an integer in 0..2**63 - 1, not {text!r}")

@@ -31,7 +31,7 @@ from ..io.model_folder import model_config, save_classifier, save_model_folder
 from ..nets.unet import PRESETS, build_unet
 from ..process import LOSS_WEIGHTS, get_schedule
 from ..samplers import sample
-from ..seeds import derived_seed
+from ..seeds import MAX_SEED, derived_seed
 from .checkpoint import (
     check_fresh,
     list_checkpoints,
@@ -116,6 +116,8 @@ class TrainConfig:
             raise ValueError("target must be sample or empirical")
         if self.classifier_steps < 0:
             raise ValueError("classifier_steps must be 0 or more")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError("seed must be an integer in 0..2**63 - 1")
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
