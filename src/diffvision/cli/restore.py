@@ -217,7 +217,10 @@ def _operator(args, clean_shape):
             if mask.shape != (h, w):
                 raise UsageError(f"--mask is {tuple(mask.shape)}, the image is {(h, w)}")
         elif args.box:
-            box = [int(v) for v in _numbers(args.box, 4, "--box")]
+            box = _numbers(args.box, 4, "--box")
+            if any(v != int(v) for v in box):
+                raise UsageError(f"--box is x,y,w,h in whole pixels, not {args.box!r}")
+            box = [int(v) for v in box]
             mask = R.box_mask(h, w, tuple(box))
         elif args.strokes:
             gen = torch.Generator().manual_seed(args.seed)
