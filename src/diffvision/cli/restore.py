@@ -237,6 +237,8 @@ def _operator(args, clean_shape):
             )
         return R.Inpaint(mask, sigma)
     if args.task == "superres":
+        if args.factor < 2:
+            raise UsageError("--factor 1 is no upscaling: give 2 or more (or restore denoise)")
         return R.SuperResolution(args.factor, args.method, sigma)
     if args.task == "deblur":
         return R.Deblur(_kernel(args.kernel), sigma)
