@@ -14,6 +14,7 @@ import diffvision
 from diffvision.data import digits
 from diffvision.train import TrainConfig, Trainer, denoising_loss, train
 from diffvision.train.checkpoint import list_checkpoints
+from diffvision.train.memory import saved_bytes
 from diffvision.train.stop import StopRequest
 from diffvision.train.trainer import batch_positions
 from tests.cli_run import child_with, logged, signal_when
@@ -330,3 +331,41 @@ def test_empirical_target_wiring(tmp_path, data):
     assert len(flipped.reference.points) == 2 * len(data)
     with pytest.raises(ValueError, match="target"):
         TrainConfig(target="mean").validate()
+
+
+def test_saved_bytes_counts_what_the_backward_pass_keeps():
+    """(x W)^2 with only W trainable keeps x (for W's gradient) and x W (for the square's): 4
+    bytes per float, (7 + 3) floats per row; the weight itself is not counted when excluded."""
+    layer = torch.nn.Linear(7, 3, bias=False)
+    for n in (1, 5):
+        x = torch.randn(n, 7)
+        assert saved_bytes(lambda x=x: layer(x).square().sum(), exclude=layer) == n * 10 * 4
+
+
+@pytest.mark.parametrize("extra", [{}, {"bf16": True, "channels_last": True, "preset": "small"}])
+def test_activations_grow_linearly_with_the_batch(data, tmp_path, extra):
+    """The memory check extrapolates from 1 and 2 images: exact for the U-Net's loss, in float32
+    and in bf16 with channels-last (every kept tensor has a batch axis, or none)."""
+    trainer = Trainer(TrainConfig(**{"preset": "tiny", "batch": 8, **extra}), data, tmp_path)
+    one, two, seven = (
+        saved_bytes(lambda n=n: trainer._loss_on(n), exclude=trainer.model) for n in (1, 2, 7)
+    )
+    assert two > one > 0 and seven == one + 6 * (two - one)
+
+
+def test_a_step_that_cannot_fit_is_refused_before_training(tmp_path, monkeypatch):
+    """A batch whose kept activations alone exceed the free memory: one line, exit code 2, within
+    seconds, not the kernel's out-of-memory kill after minutes of swapping."""
+    from diffvision.train import memory
+    from tests.cli_run import run_here
+
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 100 * 2**20)  # 100 MiB free
+    args = ["train", "--data", "digits", "--preset", "tiny", "--steps", "1", "--quiet"]
+    bad = run_here(*args, "--batch", "512", "--out", str(tmp_path / "a"))  # ~128 MiB kept
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert "a training step at 512 images per process needs at least" in bad.stderr
+    assert "100 MiB" not in bad.stderr and "0.1 GiB is free: lower --batch" in bad.stderr
+    assert not list_checkpoints(tmp_path / "a" / "checkpoints")
+    # the same images in 4 micro-batches fit
+    fine = run_here(*args, "--batch", "512", "--accumulation", "4", "--out", str(tmp_path / "b"))
+    assert fine.returncode == 0, fine.stderr

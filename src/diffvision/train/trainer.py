@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..data.dataset import ImageData
@@ -43,6 +44,7 @@ from .classifier import train_noise_classifier
 from .distributed import DistInfo, cleanup, setup
 from .ema import EMA
 from .loss import DEFAULT_WEIGHTING, denoising_loss, empirical_reference
+from .memory import check_step_fits
 from .stop import StopRequest
 
 SCHEDULE_DEFAULTS = {"edm": {}, "linear": {}, "cosine": {}, "vp": {}, "ve": {"sigma_max": 80.0}}
@@ -194,6 +196,8 @@ class Trainer:
             self.reference = empirical_reference(
                 data, hflip=cfg.hflip, null_cond=self.model.null_cond, device=self.dist.device
             )
+        micro = cfg.batch // self.dist.world // cfg.accumulation
+        check_step_fits(self._loss_on, self.model, micro, self.dist.device)
         self.step = 0
         self._tensorboard = None  # created on first log; False when TensorBoard is missing
         self.ddp = (
@@ -288,26 +292,11 @@ class Trainer:
             if self.num_classes:
                 drop = torch.rand(n, generator=gen) < cfg.label_dropout
                 cond = torch.where(drop, torch.full_like(labels, self.num_classes), labels)
-                cond = cond.to(dist.device)
-            dev = dist.device
-            x0, sigma, noise = x0.to(dev), sigma.to(dev), noise.to(dev)
-            if cfg.channels_last:
-                x0 = x0.contiguous(memory_format=torch.channels_last)
-                noise = noise.contiguous(memory_format=torch.channels_last)
             sync = (
                 self.ddp.no_sync() if dist.world > 1 and m + 1 < cfg.accumulation else nullcontext()
             )
-            autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.bf16)
-            with sync, autocast:
-                loss = denoising_loss(
-                    self.ddp,
-                    x0,
-                    sigma,
-                    noise,
-                    weighting=self.weighting,
-                    cond=cond,
-                    reference=self.reference,  # None: x0 is the target
-                ).mean()
+            with sync:
+                loss = self._loss(self.ddp, x0, sigma, noise, cond)
             (loss / cfg.accumulation).backward()
             total += float(loss.detach()) / cfg.accumulation
         if cfg.grad_clip > 0:
@@ -319,6 +308,34 @@ class Trainer:
         if not math.isfinite(total):
             raise FloatingPointError(f"loss is {total} at step {t}; lower --lr or disable --bf16")
         return total
+
+    def _loss(self, net: nn.Module, x0, sigma, noise, cond) -> torch.Tensor:
+        """The training loss of ``net`` (the model, or its DDP wrapper) on a batch, averaged: on
+        the run's device, in its memory format and precision."""
+        dev = self.dist.device
+        x0, sigma, noise = x0.to(dev), sigma.to(dev), noise.to(dev)
+        if self.cfg.channels_last:
+            x0 = x0.contiguous(memory_format=torch.channels_last)
+            noise = noise.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.cfg.bf16):
+            return denoising_loss(
+                net,
+                x0,
+                sigma,
+                noise,
+                weighting=self.weighting,
+                cond=None if cond is None else cond.to(dev),
+                reference=self.reference,  # None: x0 is the target
+            ).mean()
+
+    def _loss_on(self, n: int) -> torch.Tensor:
+        """The loss on ``n`` copies of the first image, for :func:`memory.check_step_fits` (the
+        model unwrapped: a DDP forward expects its backward)."""
+        x0, labels = self.data.batch(torch.zeros(n, dtype=torch.long))
+        gen = torch.Generator().manual_seed(0)
+        sigma = self.model.schedule.sample_sigma(n, generator=gen)
+        noise = torch.randn(x0.shape, generator=gen)
+        return self._loss(self.model, x0, sigma, noise, labels if self.num_classes else None)
 
     # --------------------------------------------------------------------------- outputs
     def save_checkpoint(self) -> None:

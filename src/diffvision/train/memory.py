@@ -1,0 +1,72 @@
+"""Will a training step fit in memory? Checked before the first step, so that a batch or an image
+size far too large is refused with a message, not ended by the kernel's out-of-memory kill minutes
+later (seen: ``--batch 100000`` on digits, killed after 90 s of swapping, no word said)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+GiB = 2**30
+
+
+def saved_bytes(loss_of: Callable[[], Tensor], exclude: nn.Module | None = None) -> int:
+    """Bytes of the distinct tensors that autograd keeps for the backward pass of ``loss_of()``
+    (activations, counted once per storage), less the parameters of ``exclude``, which exist
+    anyway. The loss is computed and dropped; nothing is trained."""
+    params = (
+        set() if exclude is None else {p.untyped_storage().data_ptr() for p in exclude.parameters()}
+    )
+    kept: dict[int, int] = {}
+
+    def pack(tensor: Tensor) -> Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in params:
+            kept[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        loss_of()
+    return sum(kept.values())
+
+
+def available_bytes(device: torch.device) -> int | None:
+    """Memory free for a new allocation on ``device`` in bytes: CUDA's free memory, or on the CPU
+    Linux's MemAvailable plus free swap; None where it is not known (other systems)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+        return sum(int(fields[name].split()[0]) * 1024 for name in ("MemAvailable", "SwapFree"))
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def check_step_fits(
+    loss_on: Callable[[int], Tensor], model: nn.Module, micro: int, device: torch.device
+) -> None:
+    """Raise ValueError when one training step surely does not fit: the activations kept for
+    the backward pass of ``micro`` images (``loss_on(n)``: the training loss on ``n`` images;
+    measured on 1 and 2 images, which is linear in the batch) plus the weights, their AdamW
+    moments and EMA copy (4 copies of ``model``'s parameters) exceed the memory available, shared
+    by the processes of this machine on the CPU (``LOCAL_WORLD_SIZE``). A lower bound of the
+    step's peak (gradients and the forward's temporaries come on top), so a refused step would
+    never have fit."""
+    free = available_bytes(device)
+    if free is None:
+        return
+    one, two = (saved_bytes(lambda n=n: loss_on(n), exclude=model) for n in (1, 2))
+    weights = 4 * sum(p.numel() * p.element_size() for p in model.parameters())
+    need = one + (micro - 1) * (two - one) + weights
+    if device.type == "cpu":
+        need *= int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    if need > free:
+        raise ValueError(
+            f"a training step at {micro} images per process needs at least {need / GiB:.1f} GiB "
+            f"({(two - one) / 2**20:.1f} MiB of activations per image), and {free / GiB:.1f} GiB "
+            "is free: lower --batch, add --accumulation, or lower --size"
+        )
