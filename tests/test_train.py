@@ -14,7 +14,7 @@ import diffvision
 from diffvision.data import digits
 from diffvision.train import TrainConfig, Trainer, denoising_loss, train
 from diffvision.train.checkpoint import list_checkpoints
-from diffvision.train.memory import saved_bytes
+from diffvision.train.memory import kept_bytes, saved_bytes
 from diffvision.train.stop import StopRequest
 from diffvision.train.trainer import batch_positions
 from tests.cli_run import child_with, logged, signal_when
@@ -343,14 +343,24 @@ def test_saved_bytes_counts_what_the_backward_pass_keeps():
 
 
 @pytest.mark.parametrize("extra", [{}, {"bf16": True, "channels_last": True, "preset": "small"}])
-def test_activations_grow_linearly_with_the_batch(data, tmp_path, extra):
-    """The memory check extrapolates from 1 and 2 images: exact for the U-Net's loss, in float32
-    and in bf16 with channels-last (every kept tensor has a batch axis, or none)."""
+def test_kept_activations_are_extrapolated_exactly(data, tmp_path, extra):
+    """The memory check measures 1 and 2 images (the kept bytes are linear in the batch: 7
+    images' equal the extrapolation, byte for byte) and, above 64 px, three sizes 16, 32, 48
+    (quadratic in the pixels): at 64 and 80 px the extrapolation equals the measurement, in
+    float32 and in bf16 with channels-last."""
     trainer = Trainer(TrainConfig(**{"preset": "tiny", "batch": 8, **extra}), data, tmp_path)
+    model = trainer.model
     one, two, seven = (
-        saved_bytes(lambda n=n: trainer._loss_on(n), exclude=trainer.model) for n in (1, 2, 7)
+        saved_bytes(lambda n=n: trainer._loss_on(n, 8), exclude=model) for n in (1, 2, 7)
     )
     assert two > one > 0 and seven == one + 6 * (two - one)
+    factor = 2 ** (len(model.net.config.channel_mult) - 1)
+    for size in (64, 80):
+        measured = kept_bytes(trainer._loss_on, model, size, factor)
+        extrapolated = kept_bytes(trainer._loss_on, model, size, factor, measured_up_to=0)
+        assert measured[1] > 16 * (two - one)  # 64 x more pixels than 8 x 8
+        # float rounding of the interpolation: a few parts in 1e16 of ~1e8 bytes
+        assert extrapolated == pytest.approx(measured, abs=1e-3)
 
 
 def test_a_step_that_cannot_fit_is_refused_before_training(tmp_path, monkeypatch):
@@ -363,7 +373,7 @@ def test_a_step_that_cannot_fit_is_refused_before_training(tmp_path, monkeypatch
     args = ["train", "--data", "digits", "--preset", "tiny", "--steps", "1", "--quiet"]
     bad = run_here(*args, "--batch", "512", "--out", str(tmp_path / "a"))  # ~128 MiB kept
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
-    assert "a training step at 512 images per process needs at least" in bad.stderr
+    assert "a training step at 512 images of 8 x 8 per process needs at least" in bad.stderr
     assert "100 MiB" not in bad.stderr and "0.1 GiB is free: lower --batch" in bad.stderr
     assert not list_checkpoints(tmp_path / "a" / "checkpoints")
     # the same images in 4 micro-batches fit

@@ -46,27 +46,75 @@ def available_bytes(device: torch.device) -> int | None:
         return None
 
 
+#: Image sizes up to this are measured as they are; larger ones are extrapolated (see
+#: :func:`kept_bytes`), since a forward pass at, say, 1000 x 1000 takes minutes on the CPU.
+MEASURED_UP_TO = 64
+
+
+def _quadratic_through(xs: list[float], ys: list[float], x: float) -> float:
+    """The value at ``x`` of the polynomial of degree 2 through the three points (Lagrange)."""
+    total = 0.0
+    for i, (xi, yi) in enumerate(zip(xs, ys, strict=True)):
+        term = yi
+        for j, xj in enumerate(xs):
+            if j != i:
+                term *= (x - xj) / (xi - xj)
+        total += term
+    return total
+
+
+def kept_bytes(
+    loss_on: Callable[[int, int], Tensor],
+    model: nn.Module,
+    size: int,
+    factor: int,
+    measured_up_to: int = MEASURED_UP_TO,
+) -> tuple[float, float]:
+    """The bytes that a training step keeps for its backward pass at image size ``size``: for
+    one image, and for each further image (``loss_on(n, s)``: the loss on ``n`` images of
+    ``s x s`` pixels). Both are linear in the batch, so measured on 1 and 2 images. Sizes above
+    ``measured_up_to`` are extrapolated from three sizes ``16 k``, k = 1, 2, 3 (multiples of the
+    network's downsampling ``factor``), by the polynomial of degree 2 in the pixel count through
+    them: activations grow with the pixels, attention's at most with their square; exact for
+    the U-Nets here at sizes that ``factor`` divides (tested)."""
+
+    def at(s: int) -> tuple[float, float]:
+        one, two = (saved_bytes(lambda n=n: loss_on(n, s), exclude=model) for n in (1, 2))
+        return one, two - one
+
+    if size <= measured_up_to:
+        return at(size)
+    sizes = [k * max(16, factor) for k in (1, 2, 3)]
+    measured = [at(s) for s in sizes]
+    pixels = [s * s for s in sizes]
+    return tuple(_quadratic_through(pixels, [m[i] for m in measured], size * size) for i in (0, 1))
+
+
 def check_step_fits(
-    loss_on: Callable[[int], Tensor], model: nn.Module, micro: int, device: torch.device
+    loss_on: Callable[[int, int], Tensor],
+    model: nn.Module,
+    micro: int,
+    size: int,
+    factor: int,
+    device: torch.device,
 ) -> None:
     """Raise ValueError when one training step surely does not fit: the activations kept for
-    the backward pass of ``micro`` images (``loss_on(n)``: the training loss on ``n`` images;
-    measured on 1 and 2 images, which is linear in the batch) plus the weights, their AdamW
-    moments and EMA copy (4 copies of ``model``'s parameters) exceed the memory available, shared
-    by the processes of this machine on the CPU (``LOCAL_WORLD_SIZE``). A lower bound of the
-    step's peak (gradients and the forward's temporaries come on top), so a refused step would
-    never have fit."""
+    the backward pass of ``micro`` images of ``size`` pixels (:func:`kept_bytes`) plus the
+    weights, their AdamW moments and EMA copy (4 copies of ``model``'s parameters) exceed the
+    memory available, shared by the processes of this machine on the CPU
+    (``LOCAL_WORLD_SIZE``). A lower bound of the step's peak (gradients and the forward's
+    temporaries come on top), so a refused step would not have fit."""
     free = available_bytes(device)
     if free is None:
         return
-    one, two = (saved_bytes(lambda n=n: loss_on(n), exclude=model) for n in (1, 2))
+    one, each = kept_bytes(loss_on, model, size, factor)
     weights = 4 * sum(p.numel() * p.element_size() for p in model.parameters())
-    need = one + (micro - 1) * (two - one) + weights
+    need = one + (micro - 1) * each + weights
     if device.type == "cpu":
         need *= int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     if need > free:
         raise ValueError(
-            f"a training step at {micro} images per process needs at least {need / GiB:.1f} GiB "
-            f"({(two - one) / 2**20:.1f} MiB of activations per image), and {free / GiB:.1f} GiB "
-            "is free: lower --batch, add --accumulation, or lower --size"
+            f"a training step at {micro} images of {size} x {size} per process needs at least "
+            f"{need / GiB:.1f} GiB ({each / 2**20:.1f} MiB of activations per image), and "
+            f"{free / GiB:.1f} GiB is free: lower --batch, add --accumulation, or lower --size"
         )

@@ -197,7 +197,8 @@ class Trainer:
                 data, hflip=cfg.hflip, null_cond=self.model.null_cond, device=self.dist.device
             )
         micro = cfg.batch // self.dist.world // cfg.accumulation
-        check_step_fits(self._loss_on, self.model, micro, self.dist.device)
+        factor = 2 ** (len(net.config.channel_mult) - 1)  # the U-Net's downsampling
+        check_step_fits(self._loss_on, self.model, micro, data.size, factor, self.dist.device)
         self.step = 0
         self._tensorboard = None  # created on first log; False when TensorBoard is missing
         self.ddp = (
@@ -328,10 +329,13 @@ class Trainer:
                 reference=self.reference,  # None: x0 is the target
             ).mean()
 
-    def _loss_on(self, n: int) -> torch.Tensor:
-        """The loss on ``n`` copies of the first image, for :func:`memory.check_step_fits` (the
-        model unwrapped: a DDP forward expects its backward)."""
+    def _loss_on(self, n: int, size: int) -> torch.Tensor:
+        """The loss on ``n`` copies of the first image resized to ``size``, for
+        :func:`memory.check_step_fits` (the model unwrapped: a DDP forward expects its
+        backward)."""
         x0, labels = self.data.batch(torch.zeros(n, dtype=torch.long))
+        if size != x0.shape[-1]:
+            x0 = torch.nn.functional.interpolate(x0, size=(size, size))
         gen = torch.Generator().manual_seed(0)
         sigma = self.model.schedule.sample_sigma(n, generator=gen)
         noise = torch.randn(x0.shape, generator=gen)
