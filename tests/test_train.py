@@ -346,7 +346,8 @@ def test_saved_bytes_counts_what_the_backward_pass_keeps():
 def test_kept_activations_are_extrapolated_exactly(data, tmp_path, extra):
     """The memory check measures 1 and 2 images (the kept bytes are linear in the batch: 7
     images' equal the extrapolation, byte for byte) and, above 64 px, three sizes 16, 32, 48
-    (quadratic in the pixels): at 64 and 80 px the extrapolation equals the measurement, in
+    (a quadratic in the pixels through them, here affine; one proportional to the pixels would
+    miss the constant): at 64 and 80 px the extrapolation equals the measurement, in
     float32 and in bf16 with channels-last."""
     trainer = Trainer(TrainConfig(**{"preset": "tiny", "batch": 8, **extra}), data, tmp_path)
     model = trainer.model

@@ -75,8 +75,9 @@ def kept_bytes(
     ``s x s`` pixels). Both are linear in the batch, so measured on 1 and 2 images. Sizes above
     ``measured_up_to`` are extrapolated from three sizes ``16 k``, k = 1, 2, 3 (multiples of the
     network's downsampling ``factor``), by the polynomial of degree 2 in the pixel count through
-    them: activations grow with the pixels, attention's at most with their square; exact for
-    the U-Nets here at sizes that ``factor`` divides (tested)."""
+    them. For the U-Nets here the kept bytes are affine in the pixels (measured: PyTorch's fused
+    attention keeps no attention matrix), which the polynomial reproduces exactly at sizes that
+    ``factor`` divides (tested); its square term covers an attention that keeps its matrix."""
 
     def at(s: int) -> tuple[float, float]:
         one, two = (saved_bytes(lambda n=n: loss_on(n, s), exclude=model) for n in (1, 2))
