@@ -10,6 +10,7 @@ import torch
 
 from diffvision.analytic import EmpiricalDenoiser
 from diffvision.data import digits
+from diffvision.data.dataset import ImageData
 from diffvision.io import load_feature_net, save_feature_net
 from diffvision.metrics import evaluate as ev
 from diffvision.train.features import train_feature_net
@@ -48,6 +49,16 @@ def test_autoencoder_for_unlabelled_data(data):
     assert info["holdout_mse"] < 0.35
     with pytest.raises(ValueError, match="no classifier"):
         net.logits(data.batch(torch.arange(2))[0])
+    # Two images: one fifth held out rounds to none, so no held-out score: refused, not "nan".
+    two = ImageData(unlabelled.images[:2], channels=1, size=8, name="two")
+    with pytest.raises(ValueError, match="two: 2 images are too few to train a feature network"):
+        train_feature_net(two, steps=1)
+    assert (
+        train_feature_net(ImageData(unlabelled.images[:3], channels=1, size=8), steps=1)[1][
+            "holdout_images"
+        ]
+        == 1
+    )
 
 
 class ClassEmpirical:

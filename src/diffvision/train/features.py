@@ -54,8 +54,11 @@ def train_feature_net(
     order = torch.randperm(len(data), generator=gen)
     n_hold = round(holdout * len(data))
     hold, train = order[:n_hold], order[n_hold:]
-    if len(train) == 0:
-        raise ValueError(f"{data.name}: too few images to train a feature network")
+    if len(train) == 0 or (holdout > 0 and n_hold == 0):
+        raise ValueError(
+            f"{data.name}: {len(data)} images are too few to train a feature network and score it "
+            "on held-out ones"
+        )
     net = FeatureNet(
         FeatureNetConfig(data.channels, data.size, classes, width=width, features=features)
     )
