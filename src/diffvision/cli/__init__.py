@@ -134,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--resume",
         action="store_true",
-        help="continue from the newest checkpoint in OUT (settings from it)",
+        help="continue from the newest checkpoint in OUT, with the run's settings (other values "
+        "of its options are refused; --steps may change)",
     )
     t.add_argument("--stop-at", type=_positive(int), help="stop after this step (resume later)")
     add_quiet(t)
@@ -237,27 +238,8 @@ def cmd_train(args) -> int:
                 "sharper than they are"
             )
         cfg = TrainConfig(
-            preset=args.preset,
             steps=args.steps or 2000,
-            batch=args.batch,
-            lr=args.lr,
-            warmup=args.warmup,
-            lr_schedule=args.lr_schedule,
-            schedule=args.schedule,
-            prediction=args.prediction,
-            weighting=args.weighting,
-            classes=args.classes,
-            label_dropout=args.label_dropout,
-            target=args.target,
-            classifier_steps=args.classifier_steps,
-            accumulation=args.accumulation,
-            ema_decay=args.ema,
-            hflip=args.hflip,
-            bf16=args.bf16,
-            channels_last=args.channels_last,
-            checkpoint_every=args.checkpoint_every,
-            keep_checkpoints=args.keep,
-            seed=args.seed,
+            **{field: getattr(args, option) for option, field in CONFIG_OPTIONS.items()},
         )
         out.mkdir(parents=True, exist_ok=True)
         spec = {
@@ -294,6 +276,40 @@ def cmd_train(args) -> int:
     return 0
 
 
+#: train's options that are TrainConfig fields (option -> field): a run's own settings, which
+#: --resume takes from its checkpoint.
+CONFIG_OPTIONS = {
+    name: name
+    for name in (
+        *("preset", "batch", "lr", "warmup", "lr_schedule", "schedule", "prediction"),
+        *("weighting", "classes", "label_dropout", "target", "classifier_steps"),
+        *("accumulation", "hflip", "bf16", "channels_last", "checkpoint_every", "seed"),
+    )
+} | {"ema": "ema_decay", "keep": "keep_checkpoints"}
+#: train's options of the data, which --resume takes from the run's run.json.
+DATA_OPTIONS = ("data", "size", "channels", "white_level")
+
+
+def _resume_conflicts(args, cfg, spec: dict) -> list[str]:
+    """The options given with --resume (other than their defaults) whose values differ from the
+    run's own, each as ``--option VALUE (the run's: VALUE)``."""
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    train_parser = sub.choices["train"]
+    run = {option: getattr(cfg, field) for option, field in CONFIG_OPTIONS.items()}
+    run.update({option: spec.get(option) for option in DATA_OPTIONS})
+    conflicts = []
+    for option in (*CONFIG_OPTIONS, *DATA_OPTIONS):
+        value = getattr(args, option)
+        if value == train_parser.get_default(option):
+            continue
+        if option == "data":
+            value = _absolute_spec(value)
+        if value != run[option]:
+            conflicts.append(f"--{option.replace('_', '-')} {value} (the run's: {run[option]})")
+    return conflicts
+
+
 def _absolute_spec(spec: str) -> str:
     """The data spec with any path made absolute, so --resume works from another folder."""
     from ..data import BUILTIN, pooled_parts
@@ -320,6 +336,13 @@ def _resume_settings(out: Path, args):
     spec = json.loads(run.read_text())
     stored = json.loads((found[-1] / "config.json").read_text())["training"]
     cfg = TrainConfig.from_dict(stored)
+    conflicts = _resume_conflicts(args, cfg, spec)
+    if conflicts:
+        raise UsageError(
+            f"--resume continues {out} with the run's own settings, and these differ: "
+            f"{', '.join(conflicts)}; only --steps, --stop-at and --device change on resume (or "
+            "train a new run into another --out)"
+        )
     if args.steps is not None:  # resuming may extend (or shorten) the run
         cfg.steps = args.steps
     white = spec.get("white_level")
