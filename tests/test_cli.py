@@ -179,10 +179,11 @@ def test_train_sample_info_round_trip(tmp_path):
     again = run("train", "--data", "shapes", "--out", str(out), "--quiet")  # forgot --resume
     assert again.returncode == 2 and "holds a run (checkpoints up to step 2)" in again.stderr
     assert "continue it with --resume" in again.stderr and (out / "run.json").read_text() == spec
-    # --resume takes the run's settings: the same ones may be given again, other ones are refused
-    # (they were ignored, silently).
-    again = run_here("train", "--data", "digits", "--preset", "tiny", "--batch", "16", "--lr",
-                     "1e-2", "--no-classes", "--out", str(out), "--resume", "--quiet")  # fmt: skip
+    # --resume takes the run's settings: the same ones may be given again (--size 8: digits' own),
+    # other ones are refused (they were ignored, silently).
+    again = run_here("train", "--data", "digits", "--size", "8", "--preset", "tiny", "--batch",
+                     "16", "--lr", "1e-2", "--no-classes", "--out", str(out), "--resume",
+                     "--quiet")  # fmt: skip
     assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1, again.stderr
     assert "these differ: --lr 0.01 (the run's: 0.001), --classes False (the run's: True);" in (
         again.stderr

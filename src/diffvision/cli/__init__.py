@@ -336,6 +336,11 @@ def _resume_settings(out: Path, args):
     spec = json.loads(run.read_text())
     stored = json.loads((found[-1] / "config.json").read_text())["training"]
     cfg = TrainConfig.from_dict(stored)
+    white = spec.get("white_level")
+    data = load_data(spec["data"], spec["size"], channels=spec["channels"], white_level=white)
+    # the data's own size and channels where the run left them to the data
+    found = {"size": data.size, "channels": data.channels}
+    spec = {**spec, **{k: v for k, v in found.items() if spec.get(k) is None}}
     conflicts = _resume_conflicts(args, cfg, spec)
     if conflicts:
         raise UsageError(
@@ -345,8 +350,7 @@ def _resume_settings(out: Path, args):
         )
     if args.steps is not None:  # resuming may extend (or shorten) the run
         cfg.steps = args.steps
-    white = spec.get("white_level")
-    return cfg, load_data(spec["data"], spec["size"], channels=spec["channels"], white_level=white)
+    return cfg, data
 
 
 #: sample's record in an --out folder; the options its images do not depend on.
