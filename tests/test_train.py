@@ -380,3 +380,19 @@ def test_a_step_that_cannot_fit_is_refused_before_training(tmp_path, monkeypatch
     # the same images in 4 micro-batches fit
     fine = run_here(*args, "--batch", "512", "--accumulation", "4", "--out", str(tmp_path / "b"))
     assert fine.returncode == 0, fine.stderr
+
+
+def test_memory_check_with_the_empirical_target_above_64_px(tmp_path):
+    """The empirical target holds images of the data's size: the check's smaller sizes are
+    measured with x0 as the target (it crashed on the shape), which keeps the same bytes: the
+    target carries no gradient."""
+    big = digits(72)
+    trainer = Trainer(TrainConfig(preset="tiny", batch=8, target="empirical"), big, tmp_path)
+    x0, labels = big.batch(torch.arange(2))
+    sigma, noise = torch.full((2,), 0.5), torch.randn(x0.shape)
+    kept = [
+        saved_bytes(lambda exact=exact: trainer._loss(trainer.model, x0, sigma, noise, labels,
+                                                      exact), exclude=trainer.model)
+        for exact in (True, False)
+    ]  # fmt: skip
+    assert kept[0] == kept[1] > 0

@@ -339,8 +339,8 @@ def _resume_settings(out: Path, args):
     white = spec.get("white_level")
     data = load_data(spec["data"], spec["size"], channels=spec["channels"], white_level=white)
     # the data's own size and channels where the run left them to the data
-    found = {"size": data.size, "channels": data.channels}
-    spec = {**spec, **{k: v for k, v in found.items() if spec.get(k) is None}}
+    own = {"size": data.size, "channels": data.channels}
+    spec = {**spec, **{k: v for k, v in own.items() if spec.get(k) is None}}
     conflicts = _resume_conflicts(args, cfg, spec)
     if conflicts:
         raise UsageError(

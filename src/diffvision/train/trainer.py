@@ -310,9 +310,10 @@ class Trainer:
             raise FloatingPointError(f"loss is {total} at step {t}; lower --lr or disable --bf16")
         return total
 
-    def _loss(self, net: nn.Module, x0, sigma, noise, cond) -> torch.Tensor:
+    def _loss(self, net: nn.Module, x0, sigma, noise, cond, exact_target=True) -> torch.Tensor:
         """The training loss of ``net`` (the model, or its DDP wrapper) on a batch, averaged: on
-        the run's device, in its memory format and precision."""
+        the run's device, in its memory format and precision; with the run's target, or
+        (``exact_target`` False) with x0 as the target."""
         dev = self.dist.device
         x0, sigma, noise = x0.to(dev), sigma.to(dev), noise.to(dev)
         if self.cfg.channels_last:
@@ -326,7 +327,7 @@ class Trainer:
                 noise,
                 weighting=self.weighting,
                 cond=None if cond is None else cond.to(dev),
-                reference=self.reference,  # None: x0 is the target
+                reference=self.reference if exact_target else None,  # None: x0 is the target
             ).mean()
 
     def _loss_on(self, n: int, size: int) -> torch.Tensor:
@@ -339,7 +340,9 @@ class Trainer:
         gen = torch.Generator().manual_seed(0)
         sigma = self.model.schedule.sample_sigma(n, generator=gen)
         noise = torch.randn(x0.shape, generator=gen)
-        return self._loss(self.model, x0, sigma, noise, labels if self.num_classes else None)
+        cond = labels if self.num_classes else None
+        # the empirical target holds images of the data's size; it keeps nothing for backward
+        return self._loss(self.model, x0, sigma, noise, cond, size == self.data.size)
 
     # --------------------------------------------------------------------------- outputs
     def save_checkpoint(self) -> None:
