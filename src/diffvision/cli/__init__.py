@@ -364,6 +364,7 @@ def cmd_sample(args) -> int:
     from .. import samplers
     from ..denoiser import ClassMixture
     from ..io import load, load_classifier, read_config, save_grid, save_images
+    from ..io.images import numbered_path
     from ..seeds import derived_seed
     from ..train.distributed import resolve_device
     from .record import read_record, settings_of, write_record
@@ -408,7 +409,7 @@ def cmd_sample(args) -> int:
     if to_folder:  # the options checked: the record is written before any image
         out.mkdir(parents=True, exist_ok=True)
         write_record(out / SAMPLE_RECORD, settings)
-        whole = [all(_sample_file(out, i).is_file() for i in range(s, s + n)) for s, n in batches]
+        whole = [all(numbered_path(out, i).is_file() for i in range(s, s + n)) for s, n in batches]
         kept = sum(n for (_, n), w in zip(batches, whole, strict=True) if w)
         batches = [b for b, w in zip(batches, whole, strict=True) if not w]
         if kept:
@@ -439,7 +440,7 @@ def cmd_sample(args) -> int:
                 done += n
     except KeyboardInterrupt:
         if to_folder:  # whole files only (also those of a batch stopped while being written)
-            there = sum(_sample_file(out, i).is_file() for i in range(args.n))
+            there = sum(numbered_path(out, i).is_file() for i in range(args.n))
             print(f"interrupted; {there} of the {args.n} images are in {out}/ (the same "
                   "command makes the others)", file=sys.stderr)  # fmt: skip
             return 130
@@ -453,11 +454,6 @@ def cmd_sample(args) -> int:
         save_grid(out, images, upscale=max(1, 64 // shape[-1]))
         print(f"wrote a grid of {len(images)} images to {out}{how}")
     return 0
-
-
-def _sample_file(folder: Path, index: int) -> Path:
-    """Where ``sample`` writes image ``index`` in a folder (``io.save_images``' names)."""
-    return folder / f"sample_{index:05d}.png"
 
 
 def cmd_info(args) -> int:

@@ -173,7 +173,7 @@ def grid_or_folder(text: str) -> str:
     """``sample``'s output: a .png file (one grid) or a folder (no extension)."""
     if Path(text).suffix.lower() not in ("", ".png"):
         raise argparse.ArgumentTypeError(f"must be a .png file or a folder, got {text!r}")
-    return output_folder(text) if Path(text).suffix == "" else output_file(text)
+    return image_file_or_folder(text)
 
 
 def add_quiet(parser) -> None:

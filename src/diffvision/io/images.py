@@ -95,17 +95,22 @@ def save_grid(path: str | Path, images: Tensor, nrow: int | None = None, upscale
     return write_whole(path, to_pil(make_grid(images.cpu(), nrow), upscale).save)
 
 
+def numbered_path(folder: str | Path, index: int, prefix: str = "sample") -> Path:
+    """Where :func:`save_images` writes image ``index``: ``folder/{prefix}_{index:05d}.png``."""
+    return Path(folder) / f"{prefix}_{index:05d}.png"
+
+
 def save_images(
     folder: str | Path, images: Tensor, prefix: str = "sample", start: int = 0
 ) -> list[Path]:
-    """Save each image as ``folder/{prefix}_{i:05d}.png``, numbered from ``start``; returns the
-    paths. Each file is written whole (:func:`write_whole`), so an interruption leaves whole
-    images only."""
+    """Save each image at :func:`numbered_path`, numbered from ``start``; returns the paths.
+    Each file is written whole (:func:`write_whole`), so an interruption leaves whole images
+    only."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i, image in enumerate(images.cpu(), start):
-        paths.append(write_whole(folder / f"{prefix}_{i:05d}.png", to_pil(image).save))
+        paths.append(write_whole(numbered_path(folder, i, prefix), to_pil(image).save))
     return paths
 
 
