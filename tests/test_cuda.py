@@ -150,7 +150,7 @@ def test_restore_replay_on_cuda(tiny_digits_model, tmp_path):
         "--device", "cuda", "--out", str(tmp_path / "out.png"),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "the solver replayed on y" in result.stdout
+    assert "the solver, replayed on y" in result.stdout
 
 
 def test_eval_command_on_cuda_matches_cpu(tiny_digits_model, tmp_path):
@@ -177,3 +177,42 @@ def test_eval_command_on_cuda_matches_cpu(tiny_digits_model, tmp_path):
         fd[device] = saved["metrics"]["fd"]["mean"]
         assert saved["bits_per_dim"]["n"] == 2
     assert abs(fd["cuda"] - fd["cpu"]) <= 0.01 * fd["cpu"]
+
+
+@pytest.mark.parametrize(
+    ("size", "extra"),
+    [(8, {"preset": "tiny"}), (72, {"preset": "small", "bf16": True, "channels_last": True})],
+)
+def test_memory_check_on_cuda_is_a_lower_bound_of_the_peak(tmp_path, size, extra):
+    """On CUDA the check's need (:func:`memory.step_bytes`: measured at 8 px, extrapolated from
+    16/32/48 px at 72) is at most the bytes that two real steps allocate at their peak beyond
+    what existed before, so a refused step could not have fit; a micro-batch twice what the free
+    memory holds is refused. Blocks that PyTorch frees into its cache count as free: a freed
+    GiB leaves the free memory where it was (64 MiB slack for the driver's own bookkeeping)."""
+    from diffvision.train.memory import available_bytes, check_step_fits, step_bytes
+
+    device = torch.device("cuda")
+    free = available_bytes(device)
+    block = torch.empty(2**30, dtype=torch.uint8, device=device)
+    del block
+    assert available_bytes(device) >= free - 2**26
+
+    batch = 32
+    cfg = TrainConfig(batch=batch, **extra)
+    trainer = Trainer(cfg, digits(size), tmp_path, device="cuda")
+    model = trainer.model
+    factor = 2 ** (len(model.net.config.channel_mult) - 1)
+    need, each = step_bytes(trainer._loss_on, model, batch, size, factor)
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    for _ in range(2):
+        trainer.train_step()
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated(device) - before
+    print(f"{size} px: need {need / 2**20:.1f} MiB, peak {peak / 2**20:.1f} MiB")
+    assert 0 < need <= peak
+    check_step_fits(trainer._loss_on, model, batch, size, factor, device)  # fits
+    too_many = int(2 * available_bytes(device) / each)
+    with pytest.raises(ValueError, match="needs at least"):
+        check_step_fits(trainer._loss_on, model, too_many, size, factor, device)

@@ -35,10 +35,13 @@ def saved_bytes(loss_of: Callable[[], Tensor], exclude: nn.Module | None = None)
 
 
 def available_bytes(device: torch.device) -> int | None:
-    """Memory free for a new allocation on ``device`` in bytes: CUDA's free memory, or on the CPU
-    Linux's MemAvailable plus free swap; None where it is not known (other systems)."""
+    """Memory free for a new allocation on ``device`` in bytes: CUDA's free memory plus the
+    blocks that PyTorch holds cached, or on the CPU Linux's MemAvailable plus free swap; None
+    where it is not known (other systems)."""
     if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
+        # the caching allocator's reserved but unused blocks are free to PyTorch, not to the driver
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return torch.cuda.mem_get_info(device)[0] + cached
     try:
         fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
         return sum(int(fields[name].split()[0]) * 1024 for name in ("MemAvailable", "SwapFree"))
@@ -91,6 +94,20 @@ def kept_bytes(
     return tuple(_quadratic_through(pixels, [m[i] for m in measured], size * size) for i in (0, 1))
 
 
+def step_bytes(
+    loss_on: Callable[[int, int], Tensor], model: nn.Module, micro: int, size: int, factor: int
+) -> tuple[float, float]:
+    """The bytes that training steps of ``micro`` images of ``size`` pixels allocate beyond what
+    exists when the check runs (the weights, their EMA copy, the data): the activations kept
+    for the backward pass (:func:`kept_bytes`) and AdamW's two moments, which the first step
+    allocates and keep. All are alive together at the end of the second step's forward pass,
+    so this is a lower bound of the steps' peak (gradients and the forward's temporaries come
+    on top; tested against CUDA's peak). Returned with the kept bytes per image."""
+    one, each = kept_bytes(loss_on, model, size, factor)
+    moments = 2 * sum(p.numel() * p.element_size() for p in model.parameters())
+    return one + (micro - 1) * each + moments, each
+
+
 def check_step_fits(
     loss_on: Callable[[int, int], Tensor],
     model: nn.Module,
@@ -99,18 +116,13 @@ def check_step_fits(
     factor: int,
     device: torch.device,
 ) -> None:
-    """Raise ValueError when one training step surely does not fit: the activations kept for
-    the backward pass of ``micro`` images of ``size`` pixels (:func:`kept_bytes`) plus the
-    weights, their AdamW moments and EMA copy (4 copies of ``model``'s parameters) exceed the
-    memory available, shared by the processes of this machine on the CPU
-    (``LOCAL_WORLD_SIZE``). A lower bound of the step's peak (gradients and the forward's
-    temporaries come on top), so a refused step would not have fit."""
+    """Raise ValueError when one training step surely does not fit: its new allocations
+    (:func:`step_bytes`, a lower bound) exceed the memory available, shared by the processes of
+    this machine on the CPU (``LOCAL_WORLD_SIZE``). So a refused step would not have fit."""
     free = available_bytes(device)
     if free is None:
         return
-    one, each = kept_bytes(loss_on, model, size, factor)
-    weights = 4 * sum(p.numel() * p.element_size() for p in model.parameters())
-    need = one + (micro - 1) * each + weights
+    need, each = step_bytes(loss_on, model, micro, size, factor)
     if device.type == "cpu":
         need *= int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     if need > free:
