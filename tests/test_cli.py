@@ -33,6 +33,17 @@ def test_version(capsys):
     assert capsys.readouterr().out.startswith(f"diffvision {diffvision.__version__} (torch ")
 
 
+def test_given_options_are_those_the_command_line_names():
+    """An option given at its default value counts as given (``--batch=64``), an abbreviated one
+    by its full name, one left out does not (``--lr``)."""
+    from diffvision.cli import build_parser
+    from diffvision.cli.common import given_options
+
+    argv = ["train", "--out", "x", "--batch=64", "--no-classes", "--bf16", "--checkpoint", "3"]
+    given = given_options(build_parser(), argv)
+    assert given == {"command", "out", "batch", "classes", "bf16", "checkpoint_every"}
+
+
 def test_every_option_is_explained_with_its_default():
     """Each option of each command has a help text, and the text shows the default where there
     is one (a user should not need the source to learn --batch's or --seed's default)."""
@@ -180,13 +191,15 @@ def test_train_sample_info_round_trip(tmp_path):
     assert again.returncode == 2 and "holds a run (checkpoints up to step 2)" in again.stderr
     assert "continue it with --resume" in again.stderr and (out / "run.json").read_text() == spec
     # --resume takes the run's settings: the same ones may be given again (--size 8: digits' own),
-    # other ones are refused (they were ignored, silently).
+    # other ones are refused (they were ignored, silently), also one given at its default
+    # (--checkpoint-every 500; the run's is 2), but not one left out (--seed).
     again = run_here("train", "--data", "digits", "--size", "8", "--preset", "tiny", "--batch",
-                     "16", "--lr", "1e-2", "--no-classes", "--out", str(out), "--resume",
-                     "--quiet")  # fmt: skip
+                     "16", "--lr", "1e-2", "--no-classes", "--checkpoint-every", "500", "--out",
+                     str(out), "--resume", "--quiet")  # fmt: skip
     assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1, again.stderr
-    assert "these differ: --lr 0.01 (the run's: 0.001), --classes False (the run's: True);" in (
-        again.stderr
+    assert (
+        "these differ: --lr 0.01 (the run's: 0.001), --classes False (the run's: True), "
+        "--checkpoint-every 500 (the run's: 2);" in again.stderr
     )
     result = run("train", "--out", str(out), "--resume", "--quiet")
     assert result.returncode == 0, result.stderr

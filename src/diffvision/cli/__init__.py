@@ -25,6 +25,7 @@ from .common import (
     add_bf16_inference,
     add_quiet,
     fast_inference,
+    given_options,
     grid_or_folder,
     output_folder,
     seed,
@@ -291,18 +292,15 @@ DATA_OPTIONS = ("data", "size", "channels", "white_level")
 
 
 def _resume_conflicts(args, cfg, spec: dict) -> list[str]:
-    """The options given with --resume (other than their defaults) whose values differ from the
-    run's own, each as ``--option VALUE (the run's: VALUE)``."""
-    parser = build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    train_parser = sub.choices["train"]
+    """The options given with --resume (at any value, their defaults too) whose values differ
+    from the run's own, each as ``--option VALUE (the run's: VALUE)``."""
     run = {option: getattr(cfg, field) for option, field in CONFIG_OPTIONS.items()}
     run.update({option: spec.get(option) for option in DATA_OPTIONS})
     conflicts = []
     for option in (*CONFIG_OPTIONS, *DATA_OPTIONS):
-        value = getattr(args, option)
-        if value == train_parser.get_default(option):
+        if option not in args.given:
             continue
+        value = getattr(args, option)
         if option == "data":
             value = _absolute_spec(value)
         if value != run[option]:
@@ -522,6 +520,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         parser = build_parser()
         args = parser.parse_args(argv)
+        if args.command == "train":  # --resume refuses options given with other values
+            args.given = given_options(build_parser(), argv)
         if args.command is None:
             parser.print_help()
             return EXIT_USAGE

@@ -39,6 +39,22 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return text
 
 
+def given_options(parser: argparse.ArgumentParser, argv: list[str]) -> frozenset[str]:
+    """The names (``dest``) of the options that ``argv`` gives, whatever their values: an option
+    given at its default is counted, one left out is not. ``parser``, a fresh one that this
+    changes, parses ``argv`` again with every default suppressed, so that only what was given
+    reaches the namespace."""
+    parsers = [parser]
+    while parsers:
+        current = parsers.pop()
+        current._defaults.clear()
+        for action in current._actions:
+            action.default = argparse.SUPPRESS
+            if isinstance(action, argparse._SubParsersAction):
+                parsers.extend(action.choices.values())
+    return frozenset(vars(parser.parse_args(argv)))
+
+
 def _formatter(prog):
     return _HelpFormatter(prog, max_help_position=32)
 
