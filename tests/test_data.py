@@ -53,6 +53,30 @@ def test_lazy_decoding_when_over_the_cache_limit(tmp_path):
     assert torch.equal(lazy.batch(idx)[0], cached.batch(idx)[0])
 
 
+def test_a_folder_is_decoded_once(tmp_path, monkeypatch):
+    """Channels, sizes and white level come from one pass over the headers; each 8-bit image is
+    decoded once, by the resize (a grey folder was decoded twice: once to learn its mode). Over
+    the cache limit, every file is decoded once more at load time, so that an unreadable one is
+    named before training, not during it."""
+    from PIL import Image as PILImage
+
+    for i in range(3):
+        write(tmp_path / f"{i}.png", mode="L", value=40 * i)
+    decodes = []
+    real = PILImage._getdecoder
+    monkeypatch.setattr(PILImage, "_getdecoder", lambda *a: decodes.append(a) or real(*a))
+    assert load_image_folder(tmp_path, 6).channels == 1 and len(decodes) == 3
+    load_image_folder(tmp_path, 6, cache_limit_bytes=10)
+    assert len(decodes) == 6
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "whole.png")
+    whole = (tmp_path / "whole.png").read_bytes()
+    (tmp_path / "whole.png").unlink()
+    (tmp_path / "broken.png").write_bytes(whole[: len(whole) // 2])  # its header reads
+    with pytest.raises(ValueError, match=r"broken\.png"):
+        load_image_folder(tmp_path, 6, cache_limit_bytes=10)
+
+
 def test_folder_errors(tmp_path):
     with pytest.raises(ValueError, match="not found"):
         load_image_folder(tmp_path / "missing", 8)

@@ -41,35 +41,23 @@ def _open(path: Path) -> Image.Image:
     return image
 
 
-def deep_white_level(paths: list[Path]) -> int | None:
-    """The white level of the 16-bit files among ``paths``, grey or colour (see
-    :func:`~diffvision.data.transforms.white_level_for`), from their largest value; None when
-    there are none. Only the 16-bit files are decoded."""
-    top = None
-    for path in paths:
-        try:
-            with Image.open(path) as image:
-                if image.mode in WIDE_MODES:
-                    value = int(np.asarray(image).max())
-                elif is_deep_colour(image):
-                    value = int(deep_colour_pixels(path).max())
-                else:
-                    continue
-        except (UnidentifiedImageError, OSError, ValueError) as err:
-            raise ValueError(f"cannot read image {path}: {err}") from None
-        if value > 65535:
-            raise ValueError(f"cannot read image {path}: 32-bit values past 65535")
-        top = value if top is None else max(top, value)
-    return None if top is None else white_level_for(top)
-
-
-def short_side(path: Path) -> int:
-    """The shorter side of the image file ``path`` in pixels, from its header."""
+def read_header(path: Path, deep_values: bool = True) -> tuple[str, int, int | None]:
+    """An image file's PIL mode and shorter side in pixels, from its header, and for a 16-bit
+    file (grey or colour) with ``deep_values`` its largest value, else None. Only 16-bit files
+    are decoded (their values give the white level, see
+    :func:`~diffvision.data.transforms.white_level_for`)."""
     try:
         with Image.open(path) as image:
-            return min(image.size)
+            mode, side, top = image.mode, min(image.size), None
+            if deep_values and mode in WIDE_MODES:
+                top = int(np.asarray(image).max())
+            elif deep_values and is_deep_colour(image):
+                top = int(deep_colour_pixels(path).max())
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise ValueError(f"cannot read image {path}: {err}") from None
+    if top is not None and top > 65535:
+        raise ValueError(f"cannot read image {path}: 32-bit values past 65535")
+    return mode, side, top
 
 
 def load_image_folder(
@@ -103,14 +91,17 @@ def load_image_folder(
     paths = find_images(root)
     if not paths:
         raise ValueError(f"no images ({', '.join(sorted(EXTENSIONS))}) found under {root}")
-    if channels is None:
-        channels = 1 if all(_open(p).mode in GREY_MODES for p in paths) else 3
-    if channels not in (1, 3):
+    if channels not in (None, 1, 3):
         raise ValueError("channels must be 1 or 3")
     if white_level is not None:
         check_white(white_level)
-    white = white_level or deep_white_level(paths)
-    upscaled = sum(short_side(p) < size for p in paths)
+    # one pass over the headers (and the 16-bit files' values): the images are decoded once
+    headers = [read_header(p, deep_values=white_level is None) for p in paths]
+    if channels is None:
+        channels = 1 if all(mode in GREY_MODES for mode, _, _ in headers) else 3
+    tops = [top for _, _, top in headers if top is not None]
+    white = white_level or (white_level_for(max(tops)) if tops else None)
+    upscaled = sum(side < size for _, side, _ in headers)
 
     class_names, label_tensor = [], None
     parts = [p.relative_to(root).parts for p in paths]
@@ -141,6 +132,8 @@ def load_image_folder(
             white_level=white,
             upscaled=upscaled,
         )
+    for path in paths:  # decoded at training time: an unreadable file is named now, not then
+        _open(path).close()
     return ImageData(
         paths,
         channels=channels,
