@@ -8,6 +8,7 @@ import math
 
 import torch
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
 from .operators import Inpaint, Operator
 from .solvers import Restoration, resolve_starts, solve
@@ -82,24 +83,37 @@ class TiledDenoiser:
             self.calls += 1
         rows = tile_starts(h, t, self.overlap, offsets[0])
         cols = tile_starts(w, t, self.overlap, offsets[1])
-        positions = [(r, c) for r in rows for c in cols]
-        tiles = torch.cat([x[..., r : r + t, c : c + t] for r, c in positions])  # (P n) x C x t x t
-        sigmas = sigma.repeat(len(positions))
+        # the flat pixel index of every tile's pixels, P x t x t, tile by tile (row-major)
+        span = torch.arange(t, device=x.device)
+        top = torch.tensor(rows, device=x.device)[:, None] + span  # len(rows) x t
+        left = torch.tensor(cols, device=x.device)[:, None] + span  # len(cols) x t
+        index = (top[:, None, :, None] * w + left[None, :, None, :]).reshape(-1)
+        count = len(rows) * len(cols)
+        flat = x.flatten(2)  # n x C x (H W)
+        tiles = flat[..., index].reshape(n, -1, count, t, t).transpose(1, 2).flatten(0, 1)
+        sigmas = sigma.repeat_interleave(count)
         out = torch.cat(
             [
-                self.denoiser(tiles[i : i + self.batch], sigmas[i : i + self.batch])
+                self._denoise(tiles[i : i + self.batch], sigmas[i : i + self.batch])
                 for i in range(0, len(tiles), self.batch)
             ]
-        )
+        )  # (n P) x C x t x t
         weight = blend_window(t, self.overlap).to(x)
-        total = torch.zeros(1, 1, h, w, dtype=x.dtype, device=x.device)
-        blended = torch.zeros_like(x)
-        for k, (r, c) in enumerate(positions):
-            # Out-of-place adds keep the graph simple for autograd.
-            pad = (c, w - c - t, r, h - r - t)
-            blended = blended + torch.nn.functional.pad(weight * out[k * n : (k + 1) * n], pad)
-            total[..., r : r + t, c : c + t] += weight
-        return blended / total
+        weighted = (out * weight).reshape(n, count, -1, t * t).transpose(1, 2).flatten(2)
+        # one scatter-add of all tiles: cost in proportion to the tiles' pixels, not P x H x W
+        blended = torch.zeros_like(flat).index_add(2, index, weighted)
+        total = torch.zeros(h * w, dtype=x.dtype, device=x.device)
+        total = total.index_add(0, index, weight.flatten().repeat(count))
+        return (blended / total).view_as(x)
+
+    def _denoise(self, tiles: Tensor, sigmas: Tensor) -> Tensor:
+        """The denoiser on a batch of tiles. Where a gradient is wanted (``dps``), the batch is
+        checkpointed: only its input is kept, and the backward pass recomputes its activations
+        one batch at a time, so memory does not grow with the number of tiles (a 512 x 512
+        image in 8 px tiles kept 17.5 GB)."""
+        if torch.is_grad_enabled() and tiles.requires_grad:
+            return checkpoint(self.denoiser, tiles, sigmas, use_reentrant=False)
+        return self.denoiser(tiles, sigmas)
 
 
 def solve_tiled(
