@@ -26,7 +26,13 @@ from diffvision.restore import (
     solve,
     stroke_mask,
 )
-from diffvision.restore.tiles import TiledDenoiser, blend_window, solve_tiled, tile_starts
+from diffvision.restore.tiles import (
+    TiledDenoiser,
+    blend_tile_by_tile,
+    blend_window,
+    solve_tiled,
+    tile_starts,
+)
 from tests.cli_run import DIFFVISION, run, run_here, signal_when
 
 
@@ -59,20 +65,6 @@ def test_shifted_tiles_move_between_calls():
     assert seen[0] == len(tile_starts(30, 8, 2)) ** 2 and len(set(seen)) > 1
 
 
-def _blend_reference(prior, x, sigma, rows, cols, tile, overlap):
-    """The tiled estimate written out tile by tile: sum_k pad(w D(x_k)) / sum_k pad(w)."""
-    h, w = x.shape[-2:]
-    weight = blend_window(tile, overlap).to(x)
-    num, den = torch.zeros_like(x), torch.zeros(h, w, dtype=x.dtype)
-    for r in rows:
-        for c in cols:
-            part = (..., slice(r, r + tile), slice(c, c + tile))
-            pad = (c, w - c - tile, r, h - r - tile)
-            num = num + torch.nn.functional.pad(weight * prior(x[part], sigma), pad)
-            den[part] += weight
-    return num / den
-
-
 def test_tiled_denoiser_equals_the_blend_written_out_with_its_gradient():
     """A prior that sees where it is (a tile's pixels weighted by their row and column, plus the
     tile's mean times sigma), 2 images of 3 channels at different sigmas, 22 x 30 px, the even
@@ -98,7 +90,7 @@ def test_tiled_denoiser_equals_the_blend_written_out_with_its_gradient():
         rows, cols = (tile_starts(n, 6, 2, o) for n, o in zip((22, 30), offsets, strict=True))
         x_in, x_ref = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
         out = tiled(x_in, sigma)
-        ref = _blend_reference(prior, x_ref, sigma, rows, cols, 6, 2)
+        ref = blend_tile_by_tile(prior, x_ref, sigma, rows, cols, 6, 2)
         assert torch.allclose(out, ref, atol=1e-12, rtol=0)
         (out * v).sum().backward()
         (ref * v).sum().backward()
@@ -124,6 +116,11 @@ def test_tiled_gradient_keeps_no_activations():
     bound = 5 * total + 8 * 8 * 4 + 4 * tiles
     assert tiles * per_tile > 10 * bound  # what keeping the activations would cost
     assert kept <= bound
+    # all tiles in one batch: checkpointing would keep as much at the peak, so it is skipped
+    whole = TiledDenoiser(model, tile=8, overlap=2, batch=tiles)
+    assert saved_bytes(lambda: whole(x, 0.7).sum(), exclude=model) > 10 * bound
+    keeping = TiledDenoiser(model, tile=8, overlap=2, batch=16, checkpoint=False)  # as asked
+    assert saved_bytes(lambda: keeping(x, 0.7).sum(), exclude=model) > 10 * bound
 
 
 def test_tiled_solve_equals_per_tile_solve_for_a_pixelwise_prior():

@@ -7,8 +7,8 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.utils.checkpoint
 from torch import Tensor
-from torch.utils.checkpoint import checkpoint
 
 from .operators import Inpaint, Operator
 from .solvers import Restoration, resolve_starts, solve
@@ -60,13 +60,23 @@ class TiledDenoiser:
     deterministic low-discrepancy offset (golden-ratio sequence), so that across the steps of a
     solver no seam stays put and no tile lies wholly inside a hole every time (a tile that sees
     only the hole of an inpainting mask never sees the context).
+
+    ``checkpoint``: with a gradient wanted, recompute each batch's activations in the backward
+    pass instead of keeping them all (see :meth:`_denoise`); False trades memory that grows
+    with the tiles for about half the time.
     """
 
     def __init__(
-        self, denoiser, tile: int = 32, overlap: int = 8, batch: int = 256, shift: bool = True
+        self,
+        denoiser,
+        tile: int = 32,
+        overlap: int = 8,
+        batch: int = 256,
+        shift: bool = True,
+        checkpoint: bool = True,
     ):
         self.denoiser, self.tile, self.overlap, self.batch = denoiser, tile, overlap, batch
-        self.shift, self.calls = shift, 0
+        self.shift, self.checkpoint, self.calls = shift, checkpoint, 0
         for name in ("sigma_min", "sigma_max"):
             if hasattr(denoiser, name):
                 setattr(self, name, getattr(denoiser, name))
@@ -92,12 +102,7 @@ class TiledDenoiser:
         flat = x.flatten(2)  # n x C x (H W)
         tiles = flat[..., index].reshape(n, -1, count, t, t).transpose(1, 2).flatten(0, 1)
         sigmas = sigma.repeat_interleave(count)
-        out = torch.cat(
-            [
-                self._denoise(tiles[i : i + self.batch], sigmas[i : i + self.batch])
-                for i in range(0, len(tiles), self.batch)
-            ]
-        )  # (n P) x C x t x t
+        out = self._denoise(tiles, sigmas)  # (n P) x C x t x t
         weight = blend_window(t, self.overlap).to(x)
         weighted = (out * weight).reshape(n, count, -1, t * t).transpose(1, 2).flatten(2)
         # one scatter-add of all tiles: cost in proportion to the tiles' pixels, not P x H x W
@@ -107,13 +112,47 @@ class TiledDenoiser:
         return (blended / total).view_as(x)
 
     def _denoise(self, tiles: Tensor, sigmas: Tensor) -> Tensor:
-        """The denoiser on a batch of tiles. Where a gradient is wanted (``dps``), the batch is
-        checkpointed: only its input is kept, and the backward pass recomputes its activations
-        one batch at a time, so memory does not grow with the number of tiles (a 512 x 512
-        image in 8 px tiles kept 17.5 GB)."""
-        if torch.is_grad_enabled() and tiles.requires_grad:
-            return checkpoint(self.denoiser, tiles, sigmas, use_reentrant=False)
-        return self.denoiser(tiles, sigmas)
+        """The denoiser on all tiles, in batches of ``batch``. Where a gradient is wanted
+        (``dps``) and the tiles fill more than one batch, each batch is checkpointed (with
+        ``checkpoint``): only its input is kept, and the backward pass recomputes its
+        activations one batch at a time, so memory does not grow with the tiles, for about
+        twice the network's time (``bench/results/tile_blend.md``). With one batch,
+        checkpointing would keep as much at the peak and only cost time."""
+        checkpointed = (
+            self.checkpoint
+            and len(tiles) > self.batch
+            and torch.is_grad_enabled()
+            and tiles.requires_grad
+        )
+        parts = []
+        for i in range(0, len(tiles), self.batch):
+            batch = (tiles[i : i + self.batch], sigmas[i : i + self.batch])
+            if checkpointed:
+                parts.append(
+                    torch.utils.checkpoint.checkpoint(self.denoiser, *batch, use_reentrant=False)
+                )
+            else:
+                parts.append(self.denoiser(*batch))
+        return torch.cat(parts)
+
+
+def blend_tile_by_tile(
+    denoiser, x: Tensor, sigma: Tensor, rows: list[int], cols: list[int], tile: int, overlap: int
+) -> Tensor:
+    """The estimate of :class:`TiledDenoiser` on the grid ``rows x cols`` written out tile by
+    tile: ``sum_k pad(w D(x_k)) / sum_k pad(w)``, an image-sized add per tile (so its cost grows
+    with tiles x pixels). The reference for its tests and ``bench/tile_blend.py``; ``sigma``:
+    one per image."""
+    h, w = x.shape[-2:]
+    weight = blend_window(tile, overlap).to(x)
+    num, den = torch.zeros_like(x), torch.zeros(h, w, dtype=x.dtype, device=x.device)
+    for r in rows:
+        for c in cols:
+            part = (..., slice(r, r + tile), slice(c, c + tile))
+            pad = (c, w - c - tile, r, h - r - tile)
+            num = num + torch.nn.functional.pad(weight * denoiser(x[part], sigma), pad)
+            den[part] += weight
+    return num / den
 
 
 def solve_tiled(

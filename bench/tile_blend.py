@@ -1,0 +1,185 @@
+"""Cost of restoring whole images in tiles, apart from the network: (1) the blend of one
+denoiser call, `TiledDenoiser` (one scatter-add of all tiles) against the same estimate written
+out tile by tile (`blend_tile_by_tile`, an image-sized add per tile: how TiledDenoiser blended
+before 2026-12-05), with a 3 x 3 convolution as the denoiser, so that the blend is nearly all
+the time; (2) one value-and-gradient call, what `dps` makes each step, with the tiny U-Net
+(random weights) in 8 px tiles, blended tile by tile as before or by the scatter-add, its
+batches checkpointed (now) or not: seconds and the process's peak resident memory, each in a
+fresh process.
+
+Run: python bench/tile_blend.py -> bench/results/tile_blend.{json,md}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from diffvision.denoiser import Denoiser
+from diffvision.nets.unet import build_unet
+from diffvision.process import get_schedule
+from diffvision.restore.tiles import TiledDenoiser, blend_tile_by_tile, tile_starts
+from restoration import RESULTS
+from run_header import run_header, save_result
+
+
+def seconds(call, repeats: int, warm_up: bool = True) -> tuple[float, object]:
+    """Median wall-clock seconds of ``call()`` over ``repeats`` runs (after one warm-up run
+    with ``warm_up``), and the last run's result."""
+    if warm_up:
+        call()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = call()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), result
+
+
+def blend_row(size: int, tile: int, overlap: int, repeats: int, written_out: bool) -> dict:
+    """Seconds per call of both blends on a 1 x 3 x size x size image (the written-out one
+    only with ``written_out``; above 1024 px one call, no warm-up: minutes each), and their
+    largest difference."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+    x = torch.randn(1, 3, size, size)
+    sigma = torch.full((1,), 0.5)
+    tiled = TiledDenoiser(lambda t, s: conv(t), tile, overlap, shift=False)
+    rows = cols = tile_starts(size, tile, overlap)
+    row = {"size": size, "tiles": len(rows) * len(cols)}
+    with torch.no_grad():
+        row["scatter_add_s"], out = seconds(lambda: tiled(x, sigma), repeats)
+        if written_out:
+            big = size > 1024
+            row["tile_by_tile_s"], reference = seconds(
+                lambda: blend_tile_by_tile(lambda t, s: conv(t), x, sigma, rows, cols, tile,
+                                           overlap),
+                1 if big else repeats, warm_up=not big,
+            )  # fmt: skip
+            row["max_difference"] = float((out - reference).abs().max())
+    return row
+
+
+#: the gradient's modes: how the tiles are blended, and whether their batches are checkpointed
+GRADIENT_MODES = ("tile by tile (before)", "scatter-add", "scatter-add, checkpointed (now)")
+
+
+def gradient_child(size: int, mode: str) -> None:
+    """In a fresh process: a value-and-gradient call of the tiled tiny U-Net in ``mode``
+    (:data:`GRADIENT_MODES`), timed the second time; prints JSON. "tile by tile" is how
+    TiledDenoiser ran before 2026-12-05: all tiles denoised in batches, then blended by an
+    image-sized add per tile."""
+    torch.manual_seed(0)
+    model = Denoiser(build_unet("tiny", in_channels=1), "edm", get_schedule("edm")).eval()
+    tile, overlap, batch = 8, 2, 128
+    # checkpoint False: every batch's activations kept for the backward pass
+    tiled = TiledDenoiser(
+        model, tile, overlap, batch, shift=False, checkpoint=mode == GRADIENT_MODES[2]
+    )
+    starts = tile_starts(size, tile, overlap)
+    sigma = torch.full((1,), 0.7)
+
+    def by_tile(x):
+        tiles = torch.cat([x[..., r : r + tile, c : c + tile] for r in starts for c in starts])
+        sigmas = sigma.expand(len(tiles))
+        out = torch.cat([model(tiles[i : i + batch], sigmas[i : i + batch])
+                         for i in range(0, len(tiles), batch)])  # fmt: skip
+        index = iter(range(len(tiles)))  # each tile's estimate sliced out of all, as before
+        return blend_tile_by_tile(lambda t, s: out[(k := next(index)) : k + 1], x, sigma, starts,
+                                  starts, tile, overlap)  # fmt: skip
+
+    call = by_tile if mode == GRADIENT_MODES[0] else lambda x: tiled(x, sigma)
+    x = torch.randn(1, 1, size, size, requires_grad=True)
+    for _ in range(2):  # the second call timed: the first pays one-time set-up
+        t0 = time.perf_counter()
+        (grad,) = torch.autograd.grad(call(x).square().sum(), x)
+        took = time.perf_counter() - t0
+    # VmHWM, the peak resident memory of this process image (ru_maxrss would carry the
+    # parent's peak over the exec)
+    status = Path("/proc/self/status").read_text().split("\n")
+    peak = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
+    print(json.dumps({"seconds": took, "peak_bytes": peak, "grad_norm": float(grad.norm())}))
+
+
+def gradient_row(size: int, mode: str) -> dict:
+    command = [sys.executable, __file__, "--child", str(size), str(GRADIENT_MODES.index(mode))]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return {"size": size, "mode": mode, **json.loads(done.stdout)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[256, 512, 1024, 2048])
+    parser.add_argument(
+        "--written-out-up-to",
+        type=int,
+        default=2048,
+        help="largest size to time the tile-by-tile blend at (1 call above 1024)",
+    )
+    parser.add_argument("--gradient-sizes", type=int, nargs="+", default=[128, 256])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--child", type=int, nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()  # fmt: skip
+    if args.child:
+        gradient_child(args.child[0], GRADIENT_MODES[args.child[1]])
+        return
+    blends = [
+        blend_row(size, 32, 8, args.repeats, size <= args.written_out_up_to) for size in args.sizes
+    ]
+    gradients = [gradient_row(s, m) for s in args.gradient_sizes for m in GRADIENT_MODES]
+    result = {
+        **run_header("tile_blend"),
+        "settings": vars(args) | {"out": str(args.out)},
+        "blend": blends,
+        "gradient": gradients,
+    }
+    lines = [
+        "# Tiled restoration: the blend's cost and the gradient's memory",
+        "",
+        f"`{result['command']}` on {result['machine']}, torch {result['torch']}, "
+        f"{result['threads']} threads, {result['date']}.",
+        "",
+        "One denoiser call on a 3 x size x size image, 32 px tiles overlapping by 8, a 3 x 3 "
+        f"convolution as the denoiser; seconds: median of {args.repeats} calls after a warm-up "
+        "(the tile-by-tile blend above 1024 px: one call).",
+        "",
+        "| size | tiles | scatter-add (now) | tile by tile (before) | ratio | largest difference |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in blends:
+        old = row.get("tile_by_tile_s")
+        ratio = f"{old / row['scatter_add_s']:.0f}x" if old else "-"
+        lines.append(
+            f"| {row['size']} | {row['tiles']} | {row['scatter_add_s']:.3f} s | "
+            f"{f'{old:.3f} s' if old else '-'} | {ratio} | "
+            f"{row.get('max_difference', '-')} |"
+        )
+    lines += [
+        "",
+        "One value-and-gradient call (what `dps` makes each step) of the tiny U-Net (random "
+        "weights, 1 channel) in 8 px tiles overlapping by 2, batches of 128 tiles, each mode in "
+        "a fresh process, the second of two calls timed; peak: the process's maximum resident "
+        "memory (Python, torch and the model included).",
+        "",
+        "| size | blend | seconds | peak memory | gradient norm |",
+        "|---|---|---|---|---|",
+    ]
+    for row in gradients:
+        lines.append(
+            f"| {row['size']} | {row['mode']} | "
+            f"{row['seconds']:.2f} | {row['peak_bytes'] / 2**30:.2f} GiB | "
+            f"{row['grad_norm']:.6g} |"
+        )
+    save_result(args.out, "tile_blend", result, "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
