@@ -109,12 +109,20 @@ def _positive(kind):
     return parse
 
 
-def _count(text: str) -> int:
-    """An integer argument that is 0 or more (0: none)."""
-    value = _number(int, text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more: {text!r}")
-    return value
+def _at_least(minimum: int):
+    """The type of an integer argument of ``minimum`` or more."""
+
+    def parse(text: str) -> int:
+        value = _number(int, text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {minimum} or more: {text!r}")
+        return value
+
+    return parse
+
+
+#: an integer argument that is 0 or more (0: none)
+_count = _at_least(0)
 
 
 def seed(text: str) -> int:

@@ -12,6 +12,7 @@ from pathlib import Path
 from .common import (
     Parser,
     UsageError,
+    _at_least,
     _count,
     _finite,
     _formatter,
@@ -79,7 +80,10 @@ def add_parsers(sub) -> None:
     e.add_argument("model", help="model folder (or `train-features`, see below)")
     e.add_argument("--data", required=True, help="real data: digits | faces | shapes | FOLDER ...")
     e.add_argument("--size", type=_positive(int), help="image size (folders: the model's)")
-    e.add_argument("--n", type=_positive(int), default=500, help="samples per seed")
+    e.add_argument(
+        "--n", type=_at_least(2), default=500,
+        help="samples per seed (2 or more: the distances need a covariance)",
+    )  # fmt: skip
     e.add_argument("--seeds", type=_positive(int), default=3, help="number of sampling seeds")
     e.add_argument("--sampler", default="unipc", help="sampler name")
     e.add_argument("--steps", type=_positive(int), default=20, help="sampler steps")
