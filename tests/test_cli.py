@@ -81,6 +81,7 @@ def test_every_option_is_explained_with_its_default():
         (["train", "--out", "x"], "--data is required"),
         (["sample", "no/such/model", "--out", "a.png"], "model folder not found"),
         (["info", "."], "not a diffvision model folder"),
+        (["info", "notes.txt"], "notes.txt is a file; give the model folder that holds it"),
         (["train", "--data", "mnist", "--out", "x"], "mnist:FOLDER"),
         (["sample", "m", "--guidance", "nan", "--out", "a.png"], "not a finite number: 'nan'"),
         (["train", "--data", "digits", "--label-dropout", "inf", "--out", "x"], "finite"),
@@ -95,6 +96,7 @@ def test_every_option_is_explained_with_its_default():
 )
 def test_bad_input_is_one_line_and_exit_2(args, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("not a model\n")
     code = exit_code(args)
     err = capsys.readouterr().err.strip()
     assert code == 2

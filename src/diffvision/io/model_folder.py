@@ -80,6 +80,8 @@ def model_config(net: UNet, denoiser: Denoiser, **extra) -> dict:
 def read_config(folder: str | Path) -> dict:
     """The ``config.json`` of a model folder, validated."""
     folder = Path(folder)
+    if folder.is_file():  # a file of the folder given, say its config.json
+        raise ValueError(f"{folder} is a file; give the model folder that holds it")
     if not folder.is_dir():
         raise ValueError(f"model folder not found: {folder}")
     path = folder / "config.json"
