@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         action="store_true",
         help="continue from the newest checkpoint in OUT, with the run's settings (other values "
-        "of its options are refused; --steps may change)",
+        "of its options are refused; --steps, --stop-at and --device may change)",
     )
     t.add_argument("--stop-at", type=_positive(int), help="stop after this step (resume later)")
     add_quiet(t)

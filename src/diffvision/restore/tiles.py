@@ -118,12 +118,8 @@ class TiledDenoiser:
         activations one batch at a time, so memory does not grow with the tiles, for about
         twice the network's time (``bench/results/tile_blend.md``). With one batch,
         checkpointing would keep as much at the peak and only cost time."""
-        checkpointed = (
-            self.checkpoint
-            and len(tiles) > self.batch
-            and torch.is_grad_enabled()
-            and tiles.requires_grad
-        )
+        # tiles cut from an x that wants a gradient, under grad mode: they want one too
+        checkpointed = self.checkpoint and len(tiles) > self.batch and tiles.requires_grad
         parts = []
         for i in range(0, len(tiles), self.batch):
             batch = (tiles[i : i + self.batch], sigmas[i : i + self.batch])
