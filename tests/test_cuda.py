@@ -189,7 +189,8 @@ def test_memory_check_on_cuda_is_a_lower_bound_of_the_peak(tmp_path, size, extra
     what existed before, so a refused step could not have fit; a micro-batch twice what the free
     memory holds is refused. Blocks that PyTorch frees into its cache count as free: a freed
     GiB leaves the free memory where it was (64 MiB slack for the driver's own bookkeeping)."""
-    from diffvision.train.memory import available_bytes, check_step_fits, step_bytes
+    from diffvision.memory import available_bytes
+    from diffvision.train.memory import check_step_fits, step_bytes
 
     device = torch.device("cuda")
     free = available_bytes(device)
@@ -216,3 +217,38 @@ def test_memory_check_on_cuda_is_a_lower_bound_of_the_peak(tmp_path, size, extra
     too_many = int(2 * available_bytes(device) / each)
     with pytest.raises(ValueError, match="needs at least"):
         check_step_fits(trainer._loss_on, model, too_many, size, factor, device)
+
+
+def test_sampling_memory_check_on_cuda_is_a_lower_bound_of_the_peak():
+    """The sampling check's count (the starting x and one network call, measured on 1 and 2
+    images) is at most the bytes that a real sampling run allocates at its peak on CUDA beyond
+    what existed before, and a batch twice what the free memory holds is refused."""
+    from diffvision.memory import available_bytes, batch_bytes
+    from diffvision.samplers import check_sample_fits
+
+    device = torch.device("cuda")
+    model = tiny_denoiser(3).to(device)
+    shape = (3, 32, 32)
+
+    def run_on(n):
+        with torch.no_grad():
+            return model(torch.zeros((n, *shape), device=device), torch.ones(n, device=device))
+
+    one, each = batch_bytes(run_on)
+    n = 256
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    with torch.no_grad():
+        sample(
+            model, (n, *shape), steps=2, generator=torch.Generator().manual_seed(0), device=device
+        )
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated(device) - before
+    need = one + (n - 1) * each
+    print(f"sampling {n} at 32 px: counted {need / 2**20:.1f} MiB, peak {peak / 2**20:.1f} MiB")
+    assert 0 < need <= peak
+    check_sample_fits(model, (n, *shape), device=device)  # fits
+    too_many = int(2 * available_bytes(device) / each)
+    with pytest.raises(ValueError, match="needs at least"):
+        check_sample_fits(model, (too_many, *shape), device=device)

@@ -356,6 +356,27 @@ SAMPLE_RECORD = "sample.json"
 SAMPLE_NOT_SETTINGS = ("command", "out", "n", "quiet", "device")
 
 
+def _check_batch_fits(model, shape, n: int, args, device) -> None:
+    """Refuse (ValueError) a sampling batch of ``n`` images that surely cannot fit in memory
+    (:func:`~diffvision.samplers.check_sample_fits`). A class mixture calls its class branches
+    on at most ``max_batch`` (image, class) pairs at a time: those calls are checked."""
+    import torch
+
+    from ..denoiser import ClassMixture
+    from ..samplers import check_sample_fits
+
+    labels = None
+    if isinstance(model, ClassMixture):
+        model, n = model.denoiser, min(n, model.max_batch)
+        labels = torch.zeros(n, dtype=torch.long, device=device)
+    elif args.label is not None:
+        labels = torch.full((n,), args.label, dtype=torch.long, device=device)
+    check_sample_fits(
+        model, (n, *shape), cond=labels, guidance=args.guidance, device=device,
+        advice="lower --batch",
+    )  # fmt: skip
+
+
 def cmd_sample(args) -> int:
     import torch
 
@@ -403,6 +424,7 @@ def cmd_sample(args) -> int:
             model = ClassMixture(model, clf)
             print("unconditional: class-posterior mixture of the class branches")
     batches = [(start, min(args.batch, args.n - start)) for start in range(0, args.n, args.batch)]
+    _check_batch_fits(model, shape, batches[0][1], args, device)  # the first batch is the largest
     kept = 0  # images of batches that an earlier run with the same settings wrote whole
     if to_folder:  # the options checked: the record is written before any image
         out.mkdir(parents=True, exist_ok=True)

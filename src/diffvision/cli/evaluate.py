@@ -87,6 +87,10 @@ def add_parsers(sub) -> None:
     e.add_argument("--seeds", type=_positive(int), default=3, help="number of sampling seeds")
     e.add_argument("--sampler", default="unipc", help="sampler name")
     e.add_argument("--steps", type=_positive(int), default=20, help="sampler steps")
+    e.add_argument(
+        "--batch", type=_positive(int), default=500,
+        help="images sampled at a time (results depend on it, as on the seed)",
+    )  # fmt: skip
     e.add_argument("--features", default="auto", help="auto | FOLDER | inception:FILE")
     e.add_argument(
         "--classes", help="class-conditional models: classes to sample (default all; none: null)"
@@ -178,6 +182,7 @@ def cmd_eval(args) -> int:
         "seeds": list(range(args.seeds)),
         "classes": _classes(args.classes),
         "guidance": args.guidance,
+        "batch": args.batch,
         "device": device,
     }
     if args.sweep_steps:

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from ..data import BUILTIN, ImageData, pooled_parts
-from ..samplers import dequantize, likelihood, nfe_of, sample, steps_for
+from ..samplers import check_sample_fits, dequantize, likelihood, nfe_of, sample, steps_for
 from .distribution import frechet_distance, kernel_distance, precision_recall
 
 METRICS = ("fd", "kid", "precision", "recall", "density", "coverage")
@@ -123,7 +123,14 @@ def generate(
     device: torch.device | str = "cpu",
 ) -> tuple[Tensor, float]:
     """``n`` samples (clamped to [-1, 1], on the CPU) and the seconds per sample it took;
-    sampled on ``device`` (where the denoiser is), from the same CPU-drawn noise anywhere."""
+    sampled on ``device`` (where the denoiser is), ``batch`` at a time, from the same CPU-drawn
+    noise anywhere. A batch that surely cannot fit in memory is refused first (ValueError;
+    :func:`~diffvision.samplers.check_sample_fits`)."""
+    first = min(batch, n)
+    check_sample_fits(
+        denoiser, (first, *shape), cond=None if labels is None else labels[:first].to(device),
+        guidance=guidance, device=device, advice="lower the batch (eval --batch)",
+    )  # fmt: skip
     gen = torch.Generator().manual_seed(seed)
     out, start = [], time.perf_counter()
     with torch.no_grad():
@@ -167,6 +174,7 @@ def evaluate(
     classes: Sequence[int] | None = None,
     guidance: float = 1.0,
     samples: list | None = None,
+    batch: int = 500,
     device: torch.device | str = "cpu",
 ) -> dict:
     """Evaluate a model against real data.
@@ -179,8 +187,9 @@ def evaluate(
     Returns a JSON-able dict: ``metrics`` and ``floor`` (each metric's mean and std over seeds),
     ``per_seed``, ``seconds_per_sample`` and, when ``features`` has a classifier and the model is
     class-conditional, ``class_accuracy`` (per requested class, pooled over seeds) and
-    ``accuracy``. ``samples`` (a list), if given, receives the first seed's images. ``device``:
-    where the denoiser is and samples; the metrics are computed on the CPU.
+    ``accuracy``. ``samples`` (a list), if given, receives the first seed's images. ``batch``:
+    images sampled at a time (see :func:`generate`). ``device``: where the denoiser is and
+    samples; the metrics are computed on the CPU.
     """
     shape = (data.channels, data.size, data.size)
     labels = _labels_for(denoiser, n, classes)
@@ -196,6 +205,7 @@ def evaluate(
             seed=seed,
             labels=labels,
             guidance=guidance,
+            batch=batch,
             device=device,
         )
         if samples is not None and not samples:

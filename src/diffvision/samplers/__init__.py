@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from ..denoiser import guided
+from ..memory import check_batch_fits
 from ..process import DiscreteVP
 from .base import Callback, randn_like
 from .likelihood import LikelihoodResult, dequantize, likelihood
@@ -25,6 +26,7 @@ __all__ = [
     "STEP_KINDS",
     "LikelihoodResult",
     "ancestral_step",
+    "check_sample_fits",
     "ddim",
     "ddpm",
     "ddpm_timesteps",
@@ -138,9 +140,40 @@ def sample(
         smin = sigma_min if sigma_min is not None else getattr(denoiser, "sigma_min", 0.002)
         smax = sigma_max if sigma_max is not None else getattr(denoiser, "sigma_max", 80.0)
         sigmas = sigma_steps(step_kind, steps, smin, smax, **step_options)
-    if cond is not None or guidance != 1.0:
-        fn = guided(denoiser, cond, guidance)
-    else:
-        fn = denoiser
+    fn = _network_call(denoiser, cond, guidance)
     x = float(sigmas[0]) * randn_like(torch.empty(shape, dtype=dtype, device=device), generator)
     return run(fn, x, sigmas, generator=generator, callback=callback, **options)
+
+
+def _network_call(denoiser, cond, guidance: float):
+    """What a sampler calls: ``denoiser`` itself, or with a condition or guidance the guided
+    ``D(x, sigma)``."""
+    return guided(denoiser, cond, guidance) if cond is not None or guidance != 1.0 else denoiser
+
+
+def check_sample_fits(
+    denoiser,
+    shape: tuple[int, ...],
+    *,
+    cond: Tensor | None = None,
+    guidance: float = 1.0,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    advice: str = "sample fewer images at a time",
+) -> None:
+    """Raise ValueError when :func:`sample` of ``shape`` (``N x ...``) surely does not fit in
+    ``device``'s memory: when the starting x and one network call on N images (with ``cond``, a
+    tensor of N conditions, and ``guidance`` as :func:`sample` has them) need more than is
+    free, counted as :func:`diffvision.memory.check_batch_fits` does (a lower bound: the
+    sampler's other N-image tensors come on top). The check runs the network on 1 and 2
+    images."""
+    device = torch.device(device)
+
+    def run_on(n: int) -> Tensor:
+        x = torch.zeros((n, *shape[1:]), dtype=dtype, device=device)
+        sigma = torch.ones(n, dtype=dtype, device=device)
+        with torch.no_grad():
+            return _network_call(denoiser, None if cond is None else cond[:n], guidance)(x, sigma)
+
+    what = f"sampling {shape[0]} images of {' x '.join(map(str, shape[1:]))}"
+    check_batch_fits(run_on, shape[0], device, what, advice)

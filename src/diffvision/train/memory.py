@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-GiB = 2**30
+from ..memory import GiB, available_bytes
 
 
 def saved_bytes(loss_of: Callable[[], Tensor], exclude: nn.Module | None = None) -> int:
@@ -32,21 +31,6 @@ def saved_bytes(loss_of: Callable[[], Tensor], exclude: nn.Module | None = None)
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         loss_of()
     return sum(kept.values())
-
-
-def available_bytes(device: torch.device) -> int | None:
-    """Memory free for a new allocation on ``device`` in bytes: CUDA's free memory plus the
-    blocks that PyTorch holds cached, or on the CPU Linux's MemAvailable plus free swap; None
-    where it is not known (other systems)."""
-    if device.type == "cuda":
-        # the caching allocator's reserved but unused blocks are free to PyTorch, not to the driver
-        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-        return torch.cuda.mem_get_info(device)[0] + cached
-    try:
-        fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
-        return sum(int(fields[name].split()[0]) * 1024 for name in ("MemAvailable", "SwapFree"))
-    except (OSError, KeyError, ValueError):
-        return None
 
 
 #: Image sizes up to this are measured as they are; larger ones are extrapolated (see
