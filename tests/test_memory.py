@@ -23,11 +23,12 @@ def test_peak_bytes_counts_the_allocations_alive_together():
         a = torch.empty(1000)  # 4000 bytes
         view = a.view(10, 100)  # a view of a: nothing new
         a.add_(1)  # in place: nothing new
-        before.view(-1).mul_(1)  # a view and an update of an older tensor: nothing new
+        older = before.view(-1)  # a view of an older tensor, alive to the end: nothing new
+        older.mul_(1)
         b = torch.empty(1000, dtype=torch.float64)  # 8000: 12000 alive, the peak
         del a, view  # 8000 alive
         c = torch.empty(500)  # 2000: 10000 alive
-        return b, c
+        return b, c, older
 
     assert peak_bytes(allocations) == 12000
     assert peak_bytes(lambda: torch.empty(0)) == 0  # an empty tensor has no storage
