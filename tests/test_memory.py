@@ -121,3 +121,31 @@ def test_an_eval_batch_that_cannot_fit_is_refused(tmp_path, monkeypatch, tiny_di
     assert "lower the batch (eval --batch)" in bad.stderr
     fine = run_here(*args, "--batch", "64")
     assert fine.returncode == 0, fine.stderr
+
+
+def test_a_restoration_whose_tiles_cannot_fit_is_refused(tmp_path, monkeypatch, tiny_digits_model):
+    """restore counts the most tiles one network call takes: a 64 x 64 image in 8 px tiles has
+    at least 64 per image (here ~3.3 MiB, 52 KiB each), 128 at a time by default, so 1 MiB
+    free refuses it in one line before any work; 8 tiles at a time (0.4 MiB) run. With
+    noise-free inpainting only the window around the hole is tiled: a 4 px box in the corner
+    leaves a 12 x 12 window, at least 4 tiles (0.2 MiB), which fit."""
+    import numpy as np
+    from PIL import Image
+
+    image = tmp_path / "in.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (64, 64), dtype=np.uint8)).save(image)
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 2**20)  # 1 MiB free
+    args = ["restore", "denoise", str(tiny_digits_model), str(image), "--sigma", "25"]
+    args += ["--tile", "8", "--overlap", "2", "--quiet", "--out", str(tmp_path / "out.png")]
+    bad = run_here(*args)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert "the network on 64 tiles of 1 x 8 x 8 at once needs at least" in bad.stderr
+    assert "lower --batch (tiles at a time)" in bad.stderr
+    assert not (tmp_path / "out.png").exists()
+    fine = run_here(*args, "--batch", "8")
+    assert fine.returncode == 0, fine.stderr
+    inpaint = ["restore", "inpaint", str(tiny_digits_model), str(image), "--box", "0,0,4,4"]
+    inpaint += ["--tile", "8", "--overlap", "2", "--steps", "2", "--quiet"]
+    done = run_here(*inpaint, "--out", str(tmp_path / "filled.png"))
+    assert done.returncode == 0, done.stderr

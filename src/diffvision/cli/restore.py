@@ -397,6 +397,21 @@ def cmd_restore(args) -> int:
     )
 
 
+def _check_tiles_fit(args, prior, operator, y, tile: int, device) -> None:
+    """Refuse (ValueError) a restoration whose network calls surely cannot fit in memory: the
+    most tiles (or whole images) that one call takes (:func:`~diffvision.restore.tiles.
+    network_input_shape`), counted as ``sample``'s batch is (the gradient that ``dps`` keeps
+    comes on top)."""
+    from ..restore.tiles import network_input_shape
+    from ..samplers import check_sample_fits
+
+    shape = network_input_shape(operator, y, tile=tile, batch=args.batch, n_samples=args.samples)
+    pieces = "tiles" if shape[-2:] == (tile, tile) else "images"
+    what = f"the network on {shape[0]} {pieces} of {' x '.join(map(str, shape[1:]))} at once"
+    advice = "lower --batch (tiles at a time)" + (" or --samples" if args.samples > 1 else "")
+    check_sample_fits(prior, shape, device=device, advice=advice, what=what)
+
+
 def _restore_file(args, prior, channels: int, size: int, white: int, device) -> float | None:
     """Restore ``args.input`` into ``args.out`` (and ``args.side_by_side``) and report it;
     returns the PSNR (dB) against the clean input with ``--simulate``, else None."""
@@ -461,6 +476,7 @@ def _restore_file(args, prior, channels: int, size: int, white: int, device) -> 
                 **opts,
             )
 
+    _check_tiles_fit(args, prior, operator, y, tile, device)
     result = run(operator, y, **options)
     factor, why_not = _replay(args, operator, y, options, run, tile)
     mean, std = (result.mean, result.std) if args.samples > 1 else (result, None)

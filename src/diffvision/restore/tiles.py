@@ -196,6 +196,32 @@ def solve_tiled(
     )
 
 
+def network_input_shape(
+    operator: Operator,
+    y: Tensor,
+    *,
+    tile: int = 32,
+    batch: int = 256,
+    n_samples: int = 1,
+    window: bool = True,
+) -> tuple[int, int, int, int]:
+    """The largest input that :func:`solve_tiled` (same arguments) gives the network in one
+    call, ``B x C x h x w``, or a smaller one, for memory checks
+    (:func:`~diffvision.samplers.check_sample_fits`): images no larger than a tile go in whole,
+    all N K draws at once; larger ones (for noise-free inpainting, the window around the hole)
+    in tiles, ``batch`` at a time or all of them where fewer, of which each image has at least
+    ceil(H / tile) ceil(W / tile) (any cover by tiles has)."""
+    c, h, w = operator.pinv(y[:1]).shape[-3:]
+    images = len(y) * n_samples
+    if min(h, w) <= tile:
+        return images, c, h, w
+    box = _hole_window(operator, tile) if window else None
+    if box is not None:
+        h, w = box[1] - box[0], box[3] - box[2]
+    tiles = images * math.ceil(h / tile) * math.ceil(w / tile)
+    return min(batch, tiles), c, tile, tile
+
+
 def _hole_window(operator: Operator, margin: int) -> tuple[int, int, int, int] | None:
     """Rows ``r0:r1`` and columns ``c0:c1`` of the hole of a noise-free ``Inpaint`` (all images
     together) grown by ``margin``; None for other operators, no hole, or a window as large as

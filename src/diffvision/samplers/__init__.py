@@ -160,13 +160,14 @@ def check_sample_fits(
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
     advice: str = "sample fewer images at a time",
+    what: str | None = None,
 ) -> None:
     """Raise ValueError when :func:`sample` of ``shape`` (``N x ...``) surely does not fit in
     ``device``'s memory: when the starting x and one network call on N images (with ``cond``, a
     tensor of N conditions, and ``guidance`` as :func:`sample` has them) need more than is
     free, counted as :func:`diffvision.memory.check_batch_fits` does (a lower bound: the
     sampler's other N-image tensors come on top). The check runs the network on 1 and 2
-    images."""
+    images. ``what`` names the call in the message (default: "sampling N images of C x H x W")."""
     device = torch.device(device)
 
     def run_on(n: int) -> Tensor:
@@ -175,5 +176,5 @@ def check_sample_fits(
         with torch.no_grad():
             return _network_call(denoiser, None if cond is None else cond[:n], guidance)(x, sigma)
 
-    what = f"sampling {shape[0]} images of {' x '.join(map(str, shape[1:]))}"
+    what = what or f"sampling {shape[0]} images of {' x '.join(map(str, shape[1:]))}"
     check_batch_fits(run_on, shape[0], device, what, advice)
