@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from diffvision import memory
+from diffvision.io import load
 from diffvision.memory import batch_bytes, peak_bytes
+from diffvision.metrics import evaluate as ev
 from diffvision.nets.unet import build_unet
 from tests.cli_run import run_here
 
@@ -108,7 +110,7 @@ def test_a_sampling_batch_that_cannot_fit_is_refused(tmp_path, monkeypatch, tiny
 
 def test_an_eval_batch_that_cannot_fit_is_refused(tmp_path, monkeypatch, tiny_digits_model):
     """eval samples ``--batch`` images at a time (500 by default): a batch that cannot fit is
-    refused in one line before sampling; a smaller one runs."""
+    refused in one line before sampling; a smaller one runs; so are the --bpd images."""
     features = tmp_path / "features"
     made = run_here("eval", "train-features", "digits", "--steps", "2", "--out", str(features))
     assert made.returncode == 0, made.stderr
@@ -121,6 +123,32 @@ def test_an_eval_batch_that_cannot_fit_is_refused(tmp_path, monkeypatch, tiny_di
     assert "lower the batch (eval --batch)" in bad.stderr
     fine = run_here(*args, "--batch", "64")
     assert fine.returncode == 0, fine.stderr
+    # bits/dim (a vector-Jacobian product: 238 KiB an image, against sampling's 53) is checked
+    # before sampling: 4 images at once need 0.95 MiB, 2 need 0.48; 8 samples need 0.42; and
+    # 0.7 MiB are free
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 0.7 * 2**20)
+    args = [*args[:-6], "--n", "8", "--seeds", "1", "--steps", "1", "--bpd", "4"]
+    bad = run_here(*args, "--batch", "8")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert "the likelihood of 4 images of 1 x 8 x 8 at once needs at least" in bad.stderr
+    assert bad.stdout == ""  # nothing sampled
+    # 2 at a time fit (a run would take a minute: the exact divergence of 8 x 8 images is 64
+    # vector-Jacobian products an evaluation; test_bits_per_dim_in_batches... covers batches)
+    ev.check_bits_per_dim_fits(load(tiny_digits_model), (1, 8, 8), 4, 2, "cpu")
+
+
+def test_bits_per_dim_in_batches_equals_all_at_once(tiny_digits_model):
+    """8 x 8 digits have 64 dimensions, for which the divergence is exact (no probes): 6
+    images 4 at a time give each image's bits/dim as all at once do, up to float32 rounding
+    of a batch-size-dependent summation order (1e-4 of ~10 bits)."""
+    from diffvision.data import digits
+
+    model, data = load(tiny_digits_model), digits(8)
+    whole = ev.bits_per_dim(model, data, 6, steps=2, batch=500)
+    parts = ev.bits_per_dim(model, data, 6, steps=2, batch=4)
+    assert parts["n"] == whole["n"] == 6
+    assert parts["mean"] == pytest.approx(whole["mean"], abs=1e-4)
+    assert parts["std_err"] == pytest.approx(whole["std_err"], abs=1e-4)
 
 
 def test_a_restoration_whose_tiles_cannot_fit_is_refused(tmp_path, monkeypatch, tiny_digits_model):

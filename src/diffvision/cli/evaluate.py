@@ -89,7 +89,7 @@ def add_parsers(sub) -> None:
     e.add_argument("--steps", type=_positive(int), default=20, help="sampler steps")
     e.add_argument(
         "--batch", type=_positive(int), default=500,
-        help="images sampled at a time (results depend on it, as on the seed)",
+        help="images sampled, or taken by --bpd, at a time (results depend on it, as on the seed)",
     )  # fmt: skip
     e.add_argument("--features", default="auto", help="auto | FOLDER | inception:FILE")
     e.add_argument(
@@ -177,6 +177,8 @@ def cmd_eval(args) -> int:
         )
     model = fast_inference(load(args.model, ema=not args.no_ema, device=device), device, args.bf16)
     features = ev.get_features(args.features, data, args.data)
+    if args.bpd > 0:  # before the sampling, which takes longer
+        ev.check_bits_per_dim_fits(model, tuple(shape), args.bpd, args.batch, device)
     options = {
         "n": args.n,
         "seeds": list(range(args.seeds)),
@@ -217,7 +219,7 @@ def cmd_eval(args) -> int:
         print(ev.format_result(result))
         result = {"model": str(args.model), "data": args.data, **result}
     if args.bpd > 0:
-        bpd = ev.bits_per_dim(model, data, args.bpd, device=device)
+        bpd = ev.bits_per_dim(model, data, args.bpd, batch=args.batch, device=device)
         result["bits_per_dim"] = bpd
         spread = "" if math.isnan(bpd["std_err"]) else f" ± {bpd['std_err']:.3f}"
         print(f"bits/dim {bpd['mean']:.3f}{spread} ({args.bpd} real images)")

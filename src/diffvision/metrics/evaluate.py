@@ -8,6 +8,7 @@ local file (:mod:`diffvision.metrics.inception`).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -18,7 +19,15 @@ import torch
 from torch import Tensor
 
 from ..data import BUILTIN, ImageData, pooled_parts
-from ..samplers import check_sample_fits, dequantize, likelihood, nfe_of, sample, steps_for
+from ..samplers import (
+    check_likelihood_fits,
+    check_sample_fits,
+    dequantize,
+    likelihood,
+    nfe_of,
+    sample,
+    steps_for,
+)
 from .distribution import frechet_distance, kernel_distance, precision_recall
 
 METRICS = ("fd", "kid", "precision", "recall", "density", "coverage")
@@ -240,23 +249,11 @@ def evaluate(
     return result
 
 
-def bits_per_dim(
-    denoiser,
-    data: ImageData,
-    n: int = 100,
-    *,
-    seed: int = 0,
-    steps: int = 32,
-    device: torch.device | str = "cpu",
-):
-    """Negative log-likelihood in bits/dim of ``n`` random real images (uniformly dequantised
-    8-bit values) by the PF-ODE (:func:`~diffvision.samplers.likelihood`); class-conditional
-    models are evaluated through their null class, and always in float32 (a ``Denoiser``'s
-    ``autocast`` is off meanwhile: bf16 rounding would swamp the divergence estimate), on
-    ``device`` (where the denoiser is). Returns ``{"mean", "std_err", "n"}``."""
-    gen = torch.Generator().manual_seed(20_000 + seed)
-    order = torch.randperm(len(data), generator=gen)[:n]
-    x = dequantize(data.batch(order)[0], gen).to(device)
+@contextlib.contextmanager
+def _float32_prior(denoiser):
+    """What :func:`bits_per_dim` integrates, as a context manager: ``denoiser``, for a
+    class-conditional model its null class, with a ``Denoiser``'s ``autocast`` off meanwhile
+    (bf16 rounding would swamp the divergence estimate)."""
     null = getattr(denoiser, "null_cond", None)
     prior = denoiser
     if null is not None and _labels_for(denoiser, 1, None) is not None:
@@ -264,19 +261,58 @@ def bits_per_dim(
         def prior(x, sigma):
             return denoiser(x, sigma, torch.full((len(x),), null, device=x.device))
 
-    lo = max(getattr(denoiser, "sigma_min", 0.002), 1e-3)
-    hi = getattr(denoiser, "sigma_max", 80.0)
     autocast = getattr(denoiser, "autocast", None)
+    if autocast is not None:
+        denoiser.autocast = None
     try:
-        if autocast is not None:
-            denoiser.autocast = None
-        result = likelihood(
-            prior, x, sigma_min=lo, sigma_max=hi, steps=steps, bins=256, generator=gen
-        )
+        yield prior
     finally:
         if autocast is not None:
             denoiser.autocast = autocast
-    bpd = result.bits_per_dim.double()
+
+
+def check_bits_per_dim_fits(
+    denoiser, shape: tuple[int, ...], n: int, batch: int, device: torch.device | str = "cpu"
+) -> None:
+    """Raise ValueError when :func:`bits_per_dim` of ``n`` images of ``shape`` (C x H x W),
+    ``batch`` at a time, surely does not fit in memory
+    (:func:`~diffvision.samplers.check_likelihood_fits`)."""
+    with _float32_prior(denoiser) as prior:
+        check_likelihood_fits(
+            prior, (min(batch, n), *shape), device=device, advice="lower the batch (eval --batch)"
+        )
+
+
+def bits_per_dim(
+    denoiser,
+    data: ImageData,
+    n: int = 100,
+    *,
+    seed: int = 0,
+    steps: int = 32,
+    batch: int = 500,
+    device: torch.device | str = "cpu",
+):
+    """Negative log-likelihood in bits/dim of ``n`` random real images (uniformly dequantised
+    8-bit values) by the PF-ODE (:func:`~diffvision.samplers.likelihood`), ``batch`` at a time
+    (each batch's Hutchinson probes drawn in turn; a batch that surely cannot fit in memory is
+    refused first: :func:`check_bits_per_dim_fits`); class-conditional models are evaluated
+    through their null class, and always in float32 (a ``Denoiser``'s ``autocast`` is off
+    meanwhile: bf16 rounding would swamp the divergence estimate), on ``device`` (where the
+    denoiser is). Returns ``{"mean", "std_err", "n"}``."""
+    gen = torch.Generator().manual_seed(20_000 + seed)
+    order = torch.randperm(len(data), generator=gen)[:n]
+    x = dequantize(data.batch(order)[0], gen).to(device)
+    lo = max(getattr(denoiser, "sigma_min", 0.002), 1e-3)
+    hi = getattr(denoiser, "sigma_max", 80.0)
+    check_bits_per_dim_fits(denoiser, tuple(x.shape[1:]), n, batch, device)
+    with _float32_prior(denoiser) as prior:
+        bpd = torch.cat([
+            likelihood(
+                prior, chunk, sigma_min=lo, sigma_max=hi, steps=steps, bins=256, generator=gen
+            ).bits_per_dim.double()
+            for chunk in x.split(batch)
+        ])  # fmt: skip
     return {"mean": float(bpd.mean()), "std_err": float(bpd.std() / len(bpd) ** 0.5), "n": n}
 
 

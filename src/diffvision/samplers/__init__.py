@@ -16,7 +16,7 @@ from ..denoiser import guided
 from ..memory import check_batch_fits
 from ..process import DiscreteVP
 from .base import Callback, randn_like
-from .likelihood import LikelihoodResult, dequantize, likelihood
+from .likelihood import LikelihoodResult, check_likelihood_fits, dequantize, likelihood
 from .ode import dpmpp_2m, dpmpp_3m, euler, heun, ipndm, unipc
 from .steps import STEP_KINDS, ddpm_timesteps, sigma_steps
 from .stochastic import ancestral_step, ddim, ddpm, euler_maruyama, pc
@@ -26,6 +26,7 @@ __all__ = [
     "STEP_KINDS",
     "LikelihoodResult",
     "ancestral_step",
+    "check_likelihood_fits",
     "check_sample_fits",
     "ddim",
     "ddpm",
