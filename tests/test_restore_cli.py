@@ -569,6 +569,11 @@ def test_restore_a_folder(tiny_digits_model, tmp_path):
         bad = run_here("restore", "denoise", str(tiny_digits_model), str(frames), "--tile", "8",
                        *options)  # fmt: skip
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+    bad = run_here("restore", "superres", str(tiny_digits_model), str(frames), "--factor", "1",
+                   "--out", str(tmp_path / "up"))  # fmt: skip
+    assert bad.returncode == 2 and "--factor 1 is no upscaling" in bad.stderr, bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1  # once, not once per image
+    assert not (tmp_path / "up").exists()
     bad = run("restore", "denoise", str(tiny_digits_model), str(frames / "a.png"), "--sigma", "25",
               "--out", str(frames / "a.png"))  # fmt: skip
     assert bad.returncode == 2 and "a.png is the input: write the results elsewhere" in bad.stderr

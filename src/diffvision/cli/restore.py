@@ -237,8 +237,6 @@ def _operator(args, clean_shape):
             )
         return R.Inpaint(mask, sigma)
     if args.task == "superres":
-        if args.factor < 2:
-            raise UsageError("--factor 1 is no upscaling: give 2 or more (or restore denoise)")
         return R.SuperResolution(args.factor, args.method, sigma)
     if args.task == "deblur":
         return R.Deblur(_kernel(args.kernel), sigma)
@@ -357,6 +355,8 @@ def cmd_restore(args) -> int:
     args.solver = args.solver or default_solver(args.task, args.sigma / 127.5)
     if args.solver == "repaint" and args.resample is None:
         args.resample = default_resample(args.task, args.sigma / 127.5)
+    if args.task == "superres" and args.factor < 2:  # once, before any work
+        raise UsageError("--factor 1 is no upscaling: give 2 or more (or restore denoise)")
     source = Path(args.input)
     if not source.exists():
         raise UsageError(f"image not found: {source}")
