@@ -451,6 +451,7 @@ def _restore_file(args, prior, channels: int, size: int, white: int, device) -> 
     solver = args.solver
     if args.resample is not None and solver != "repaint":
         raise UsageError("--resample works with the repaint solver only")
+    _check_tiles_fit(args, prior, operator, y, tile, device)  # before the classical start
     options = _start_options(args, solver, operator, y)  # classical starts: on the CPU
     if solver == "repaint":
         options["jump_n_sample"] = args.resample
@@ -476,7 +477,6 @@ def _restore_file(args, prior, channels: int, size: int, white: int, device) -> 
                 **opts,
             )
 
-    _check_tiles_fit(args, prior, operator, y, tile, device)
     result = run(operator, y, **options)
     factor, why_not = _replay(args, operator, y, options, run, tile)
     mean, std = (result.mean, result.std) if args.samples > 1 else (result, None)
