@@ -133,13 +133,7 @@ def generate(
 ) -> tuple[Tensor, float]:
     """``n`` samples (clamped to [-1, 1], on the CPU) and the seconds per sample it took;
     sampled on ``device`` (where the denoiser is), ``batch`` at a time, from the same CPU-drawn
-    noise anywhere. A batch that surely cannot fit in memory is refused first (ValueError;
-    :func:`~diffvision.samplers.check_sample_fits`)."""
-    first = min(batch, n)
-    check_sample_fits(
-        denoiser, (first, *shape), cond=None if labels is None else labels[:first].to(device),
-        guidance=guidance, device=device, advice="lower the batch (eval --batch)",
-    )  # fmt: skip
+    noise anywhere."""
     gen = torch.Generator().manual_seed(seed)
     out, start = [], time.perf_counter()
     with torch.no_grad():
@@ -197,11 +191,17 @@ def evaluate(
     ``per_seed``, ``seconds_per_sample`` and, when ``features`` has a classifier and the model is
     class-conditional, ``class_accuracy`` (per requested class, pooled over seeds) and
     ``accuracy``. ``samples`` (a list), if given, receives the first seed's images. ``batch``:
-    images sampled at a time (see :func:`generate`). ``device``: where the denoiser is and
-    samples; the metrics are computed on the CPU.
+    images sampled at a time (see :func:`generate`); a batch that surely cannot fit in memory
+    is refused before any sampling (ValueError; :func:`~diffvision.samplers.check_sample_fits`).
+    ``device``: where the denoiser is and samples; the metrics are computed on the CPU.
     """
     shape = (data.channels, data.size, data.size)
     labels = _labels_for(denoiser, n, classes)
+    first = min(batch, n)  # once for all seeds: a batch that surely cannot fit is refused
+    check_sample_fits(
+        denoiser, (first, *shape), cond=None if labels is None else labels[:first].to(device),
+        guidance=guidance, device=device, advice="lower the batch (eval --batch)",
+    )  # fmt: skip
     classify = getattr(features, "config", None) is not None and features.config.classes > 0
     rows, floor_rows, times, correct = [], [], [], []
     for seed in seeds:
