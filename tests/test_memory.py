@@ -156,7 +156,8 @@ def test_a_restoration_whose_tiles_cannot_fit_is_refused(tmp_path, monkeypatch, 
     at least 64 per image (here ~3.3 MiB, 52 KiB each), 128 at a time by default, so 1 MiB
     free refuses it in one line before any work; 8 tiles at a time (0.4 MiB) run. With
     noise-free inpainting only the window around the hole is tiled: a 4 px box in the corner
-    leaves a 12 x 12 window, at least 4 tiles (0.2 MiB), which fit."""
+    leaves a 12 x 12 window, at least 4 tiles (0.2 MiB), which fit. dps's gradient is counted
+    too."""
     import numpy as np
     from PIL import Image
 
@@ -172,6 +173,15 @@ def test_a_restoration_whose_tiles_cannot_fit_is_refused(tmp_path, monkeypatch, 
     assert "lower --batch (tiles at a time)" in bad.stderr
     assert not (tmp_path / "out.png").exists()
     fine = run_here(*args, "--batch", "8")
+    assert fine.returncode == 0, fine.stderr
+    # dps keeps one batch's activations for its gradient: 238 KiB a tile, 1.9 MiB for 8 tiles
+    dps = ["restore", "deblur", str(tiny_digits_model), str(image), "--solver", "dps"]
+    dps += ["--steps", "1", "--tile", "8", "--overlap", "2", "--quiet"]
+    dps += ["--out", str(tmp_path / "sharp.png")]
+    bad = run_here(*dps, "--batch", "8")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert "the network on 8 tiles of 1 x 8 x 8 at once needs at least" in bad.stderr
+    fine = run_here(*dps, "--batch", "2")  # 0.48 MiB
     assert fine.returncode == 0, fine.stderr
     inpaint = ["restore", "inpaint", str(tiny_digits_model), str(image), "--box", "0,0,4,4"]
     inpaint += ["--tile", "8", "--overlap", "2", "--steps", "2", "--quiet"]

@@ -400,16 +400,17 @@ def cmd_restore(args) -> int:
 def _check_tiles_fit(args, prior, operator, y, tile: int, device) -> None:
     """Refuse (ValueError) a restoration whose network calls surely cannot fit in memory: the
     most tiles (or whole images) that one call takes (:func:`~diffvision.restore.tiles.
-    network_input_shape`), counted as ``sample``'s batch is (the gradient that ``dps`` keeps
-    comes on top)."""
+    network_input_shape`), counted as ``sample``'s batch is; for ``dps``, whose gradient
+    keeps the activations of one batch of tiles at a time, with a vector-Jacobian product."""
     from ..restore.tiles import network_input_shape
-    from ..samplers import check_sample_fits
+    from ..samplers import check_likelihood_fits, check_sample_fits
 
     shape = network_input_shape(operator, y, tile=tile, batch=args.batch, n_samples=args.samples)
     pieces = "tiles" if shape[-2:] == (tile, tile) else "images"
     what = f"the network on {shape[0]} {pieces} of {' x '.join(map(str, shape[1:]))} at once"
     advice = "lower --batch (tiles at a time)" + (" or --samples" if args.samples > 1 else "")
-    check_sample_fits(prior, shape, device=device, advice=advice, what=what)
+    check = check_likelihood_fits if args.solver == "dps" else check_sample_fits
+    check(prior, shape, device=device, advice=advice, what=what)
 
 
 def _restore_file(args, prior, channels: int, size: int, white: int, device) -> float | None:

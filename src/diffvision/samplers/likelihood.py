@@ -154,17 +154,21 @@ def check_likelihood_fits(
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
     advice: str = "compute it for fewer images at a time",
+    what: str | None = None,
 ) -> None:
     """Raise ValueError when :func:`likelihood` of ``shape`` (``N x ...``) surely does not fit
     in ``device``'s memory: when one divergence evaluation on N images (the denoiser and a
     vector-Jacobian product, whose graph keeps the network's activations) needs more than is
     free, counted as :func:`diffvision.memory.check_batch_fits` does (a lower bound: the ODE's
-    state comes on top). The check evaluates it on 1 and 2 images."""
+    state comes on top). The check evaluates it on 1 and 2 images. ``what`` names the call in
+    the message (default: "the likelihood of N images of C x H x W at once")."""
     device = torch.device(device)
 
     def run_on(n: int) -> tuple[Tensor, Tensor]:
         x = torch.zeros((n, *shape[1:]), dtype=dtype, device=device)
         return _divergence(denoiser, x, 1.0, torch.ones((1, *x.shape), dtype=dtype, device=device))
 
-    what = f"the likelihood of {shape[0]} images of {' x '.join(map(str, shape[1:]))} at once"
+    what = (
+        what or f"the likelihood of {shape[0]} images of {' x '.join(map(str, shape[1:]))} at once"
+    )
     check_batch_fits(run_on, shape[0], device, what, advice)
