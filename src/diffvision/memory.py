@@ -82,12 +82,14 @@ def peak_bytes(fn: Callable[[], object]) -> int:
     return counter.peak
 
 
-def batch_bytes(run_on: Callable[[int], object]) -> tuple[int, int]:
-    """``run_on(n)``'s peak bytes (:func:`peak_bytes`) for one image, and what each further image
-    adds, measured on one and two. Every operator's allocations are affine in the batch, so the
-    peak, a maximum of such functions over time, is convex in it: the line through 1 and 2 is a
-    lower bound of the peak at any batch of 2 or more."""
-    one, two = peak_bytes(lambda: run_on(1)), peak_bytes(lambda: run_on(2))
+def batch_bytes(
+    run_on: Callable[[int], object], count: Callable[[Callable[[], object]], int] = peak_bytes
+) -> tuple[int, int]:
+    """``run_on(n)``'s bytes by ``count`` (default its peak, :func:`peak_bytes`) for one image,
+    and what each further image adds, measured on one and two. Every operator's allocations are
+    affine in the batch, so the peak, a maximum of such functions over time, is convex in it:
+    the line through 1 and 2 is a lower bound of the peak at any batch of 2 or more."""
+    one, two = count(lambda: run_on(1)), count(lambda: run_on(2))
     return one, max(two - one, 0)
 
 

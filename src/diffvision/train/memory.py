@@ -10,7 +10,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from ..memory import GiB, available_bytes
+from ..memory import GiB, available_bytes, batch_bytes
 
 
 def saved_bytes(loss_of: Callable[[], Tensor], exclude: nn.Module | None = None) -> int:
@@ -67,8 +67,7 @@ def kept_bytes(
     ``factor`` divides (tested); its square term covers an attention that keeps its matrix."""
 
     def at(s: int) -> tuple[float, float]:
-        one, two = (saved_bytes(lambda n=n: loss_on(n, s), exclude=model) for n in (1, 2))
-        return one, two - one
+        return batch_bytes(lambda n: loss_on(n, s), lambda fn: saved_bytes(fn, exclude=model))
 
     if size <= measured_up_to:
         return at(size)
