@@ -75,7 +75,7 @@ from diffvision.restore.replay import NoReplayError, replay_factor, replay_thins
 from diffvision.restore.solvers import START_SIGMA
 from diffvision.restore.starts import FILLS, NoCopiesError, classical_start, fill_hole
 from diffvision.restore.tiles import solve_tiled
-from run_header import save_result  # bench/, next to this script
+from run_header import cpu_bf16, machine_words, save_result  # bench/, next to this script
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -510,6 +510,7 @@ def main() -> None:
         "machine": platform.machine(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "cpu_bf16": cpu_bf16(),
         "device": str(args.device),
         "bf16": args.bf16,
         "gpu": torch.cuda.get_device_name() if str(args.device).startswith("cuda") else None,
@@ -644,9 +645,8 @@ def markdown(result: dict) -> str:
     lines = [
         f"# Restoration on {result.get('set', 'held-out')} photos",
         "",
-        f"`{result['command']}` on {result['machine']} ({result.get('device', 'cpu')}), "
-        f"torch {result['torch']}, "
-        f"{result['threads']} threads, {result['date']}; {result['seconds']} s in all.",
+        f"`{result['command']}` on {machine_words({'device': 'cpu'} | result)}, "
+        f"{result['date']}; {result['seconds']} s in all.",
         f"Model: `{data_name}` {size} x {size} RGB patches, {training.get('steps')} steps, batch "
         f"{training.get('batch')}{_training_extras(training)} ({_trained_on(result)}). "
         f"Photos: {', '.join(photos)} "

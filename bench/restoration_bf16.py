@@ -21,9 +21,9 @@ import statistics
 from pathlib import Path
 
 from restoration import RESULTS
-from run_header import save_result
+from run_header import machine_words, save_result
 
-RUN_FIELDS = ("command", "date", "machine", "device", "torch", "threads", "seconds")
+RUN_FIELDS = ("command", "date", "machine", "device", "cpu_bf16", "torch", "threads", "seconds")
 
 
 def load(paths: list[Path]) -> list[dict]:
@@ -74,8 +74,7 @@ def markdown(result: dict) -> str:
         "# Restoration with the network in bf16 (`--bf16`) against float32",
         "",
         f"{len(result['fp32_runs'])} runs of each mode of `bench/restoration.py`, made "
-        f"alternately on {first['machine']} ({first['device']}), torch {first['torch']}, "
-        f"{first['threads']} threads, finished between {result['dates'][0]} and "
+        f"alternately on {machine_words(first)}, finished between {result['dates'][0]} and "
         f"{result['dates'][-1]}; "
         f"the float32 command: `{first['command']}`. PSNR (dB) and SSIM averaged over the "
         "held-out photos; largest |PSNR change| on one photo between any float32 and any bf16 "
@@ -112,7 +111,7 @@ def main() -> None:
         parser.error("--fp32 runs must be without --bf16 and --bf16 runs with it")
     result = {
         "benchmark": "restoration_bf16",
-        "fp32_runs": [{k: r[k] for k in RUN_FIELDS} for r in fp32],
+        "fp32_runs": [{k: r[k] for k in RUN_FIELDS if k in r} for r in fp32],
         "bf16_runs": [{k: r[k] for k in ("command", "date", "seconds")} for r in bf16],
         "dates": sorted(r["date"] for r in fp32 + bf16),
         "total_seconds_fp32": [r["seconds"] for r in fp32],

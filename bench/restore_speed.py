@@ -23,7 +23,7 @@ import diffvision
 from diffvision.data import held_out_photos
 from diffvision.metrics import psnr
 from restoration import RESULTS, build_parser, patch_size, prepare, run_solver, tasks
-from run_header import run_header, save_result
+from run_header import machine_words, run_header, save_result
 from sample_speed import MODES
 
 #: task -> solver spec of bench/restoration.py (one sample each): the restore command's
@@ -79,7 +79,7 @@ def markdown(r: dict) -> str:
     lines = [
         "# Restoration speed: float32 or bf16, default or channels-last weights",
         "",
-        f"`{r['command']}` on {r['machine']}, torch {r['torch']}, {r['threads']} threads, "
+        f"`{r['command']}` on {machine_words(r)}, "
         f"{r['date']}. The held-out photo `{s['photo']}` whole ({w} x {h}), one sample, "
         f"{s['steps']} steps, 32 px tiles; the modes alternated {s['repeats']} times in one "
         "process (the first round includes warm-up). Seconds per image: median over rounds "

@@ -19,7 +19,7 @@ import torch
 import diffvision
 from diffvision.samplers import sample
 from restoration import RESULTS
-from run_header import run_header, save_result
+from run_header import machine_words, run_header, save_result
 
 #: name -> (autocast dtype, memory format of the weights)
 MODES = {
@@ -71,7 +71,7 @@ def markdown(r: dict) -> str:
     lines = [
         "# Generation speed: float32 or bf16, default or channels-last weights",
         "",
-        f"`{r['command']}` on {r['machine']}, torch {r['torch']}, {r['threads']} threads, "
+        f"`{r['command']}` on {machine_words(r)}, "
         f"{r['date']}. One batch of {s['n']} images, `{s['sampler']}` with {s['steps']} steps, "
         f"the modes alternated {s['repeats']} times in one process (the first round "
         "includes warm-up). Change: |sample - float32 sample| (same seed; images in [-1, 1]).",

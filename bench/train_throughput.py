@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from run_header import cpu_bf16  # bench/, next to this script
+
 RESULTS = Path(__file__).parent / "results"
 MODES = ("fp32", "bf16", "channels_last", "bf16+channels_last")
 WHICH = ("diffvision", "diffusers")
@@ -203,6 +205,7 @@ def main() -> None:
         "device": torch.cuda.get_device_name() if cuda else "cpu",
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "machine": platform.machine(),
+        "cpu_bf16": cpu_bf16(),
         "threads": args.threads,
         "batch": args.batch,
         "iters": args.iters,
@@ -226,7 +229,9 @@ def markdown(result: dict) -> str:
         "# U-Net throughput: diffvision vs diffusers UNet2DModel",
         "",
         f"Made by `{result['command']}` on {result['date']} ({result['machine']}, "
-        f"{result.get('device', 'cpu')}, {result['threads']} threads, "
+        f"{result.get('device', 'cpu')}, "
+        + (f"{result['cpu_bf16']}, " if "cpu_bf16" in result else "")
+        + f"{result['threads']} threads, "
         f"torch {result['versions']['torch']}, diffusers "
         f"{result['versions']['diffusers']}). Images 3x32x32, batch {result['batch']}. "
         f"Speed: both networks in one process, steps timed in alternation ({result['iters']} "

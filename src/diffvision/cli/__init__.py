@@ -27,6 +27,7 @@ from .common import (
     fast_inference,
     given_options,
     grid_or_folder,
+    note_emulated_bf16,
     output_folder,
     seed,
     step_bar,
@@ -221,7 +222,7 @@ def cmd_train(args) -> int:
     from ..io.atomic import write_text_whole
     from ..train import TrainConfig, train
     from ..train.checkpoint import check_fresh
-    from ..train.distributed import launched_main
+    from ..train.distributed import launched_main, resolve_device
 
     out = Path(args.out)
     if args.resume:
@@ -250,6 +251,8 @@ def cmd_train(args) -> int:
             "white_level": data.white_level,  # as found: a resumed run reads files the same way
         }
         write_text_whole(out / "run.json", json.dumps(spec, indent=1))
+    if cfg.bf16 and launched_main():
+        note_emulated_bf16(resolve_device(args.device))
     try:
         folder = train(
             cfg,

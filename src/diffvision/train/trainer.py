@@ -26,6 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..data.dataset import ImageData
 from ..data.transforms import hflip
 from ..denoiser import PREDICTIONS, Denoiser
+from ..hardware import native_bf16
 from ..io.atomic import write_text_whole
 from ..io.images import save_grid
 from ..io.model_folder import model_config, save_classifier, save_model_folder
@@ -224,8 +225,9 @@ class Trainer:
         )
 
     def hardware(self) -> dict:
-        """Where the model was trained (for benchmark reports): device kind and name, processes
-        and CPU threads per process."""
+        """Where the model was trained (for benchmark reports): device kind and name, processes,
+        CPU threads per process, and whether the device computes in bfloat16 natively (None:
+        unknown), which decides whether ``bf16`` training was faster or slower."""
         dev = self.dist.device
         name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor()
         return {
@@ -233,6 +235,7 @@ class Trainer:
             "name": name or platform.machine(),
             "processes": self.dist.world,
             "threads": torch.get_num_threads(),
+            "native_bf16": native_bf16(dev),
         }
 
     # --------------------------------------------------------------------------- resume
