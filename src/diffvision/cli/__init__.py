@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import evaluate, restore
 from .common import (
+    BF16_WHERE,
     EXIT_USAGE,
     Parser,
     UsageError,
@@ -122,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--accumulation", type=_positive(int), default=1, help="gradient accumulation")
     t.add_argument("--ema", type=_finite, default=0.999, help="EMA decay")
     t.add_argument("--hflip", action="store_true", help="random horizontal flips")
-    t.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CPU and CUDA)")
+    t.add_argument("--bf16", action="store_true", help=f"bfloat16 autocast: {BF16_WHERE}")
     t.add_argument("--channels-last", action="store_true", help="channels-last memory format")
     t.add_argument(
         "--checkpoint-every", type=_positive(int), default=500, help="steps between checkpoints"

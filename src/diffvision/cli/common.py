@@ -76,13 +76,19 @@ def _finite(text: str) -> float:
     return value
 
 
+#: Where ``--bf16`` pays (``hardware.native_bf16``), for every command's help.
+BF16_WHERE = (
+    "faster where the hardware computes in bf16 (CPUs with AVX-512 BF16, AMX or ARM BF16; GPUs "
+    "from Ampere on), slower where it does not (a note says so)"
+)
+
+
 def add_bf16_inference(parser) -> None:
     """``--bf16`` of the commands that run a trained model (``Denoiser.autocast``)."""
     parser.add_argument(
         "--bf16",
         action="store_true",
-        help="run the network in bfloat16 autocast: faster where the hardware has bf16 (CPUs with "
-        "AVX-512 BF16 or AMX, recent GPUs), slower where it has not; results differ by rounding",
+        help=f"run the network in bfloat16 autocast: {BF16_WHERE}; results differ by rounding",
     )
 
 
