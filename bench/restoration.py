@@ -582,6 +582,8 @@ def _trained_on(result: dict) -> str:
     if not hw:
         return "trained on this CPU"
     where = f"{hw['name']} GPU" if hw["device"] == "cuda" else f"CPU ({hw['name']})"
+    if hw.get("native_bf16") is not None:  # recorded since 2026-12-05
+        where += f" {'with' if hw['native_bf16'] else 'without'} native bf16"
     return f"trained on {where}, {hw['processes']} process(es)"
 
 
