@@ -108,3 +108,15 @@ def test_inference_bf16_notes_emulation(monkeypatch, tmp_path, tiny_digits_model
     assert result.stderr.count(EMULATED) == 1
     plain = run_here("sample", model, "--n", "2", "--steps", "1", "--out", str(tmp_path / "p.png"))
     assert plain.returncode == 0 and EMULATED not in plain.stderr
+
+
+def test_the_gpu_note_names_its_compute_capability(monkeypatch, capsys):
+    from diffvision.cli.common import note_emulated_bf16
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    note_emulated_bf16(torch.device("cuda"))  # a Turing GPU: no native bf16
+    err = capsys.readouterr().err
+    assert EMULATED in err and "compute capability 7.5" in err
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    note_emulated_bf16(torch.device("cuda"))
+    assert capsys.readouterr().err == ""

@@ -112,14 +112,21 @@ def note_emulated_bf16(device) -> None:
     (``hardware.native_bf16`` is False): autocast then converts to float32 and back around every
     operation, 2.2x slower per training step of the ``photos`` U-Net on a Xeon without AVX-512
     BF16 (README). Nothing is said where torch cannot tell."""
+    import torch
+
     from ..hardware import native_bf16
 
     if native_bf16(device) is False:
-        what = (
-            "this GPU computes in bfloat16 only from compute capability 8.0 (Ampere)"
-            if device.type == "cuda"
-            else "this CPU does not compute in bfloat16 natively (no AVX-512 BF16, AMX or ARM BF16)"
-        )
+        if device.type == "cuda":
+            major, minor = torch.cuda.get_device_capability(device)
+            what = (
+                f"this GPU (compute capability {major}.{minor}) does not compute in bfloat16 "
+                "natively (that takes 8.0, Ampere, or newer)"
+            )
+        else:
+            what = (
+                "this CPU does not compute in bfloat16 natively (no AVX-512 BF16, AMX or ARM BF16)"
+            )
         print(
             f"note: {what}: --bf16 is emulated here and usually slower than float32",
             file=sys.stderr,
