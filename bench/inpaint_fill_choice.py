@@ -36,7 +36,7 @@ from diffvision.restore.starts import BLENDED, fill_hole
 from diffvision.restore.tiles import TiledDenoiser
 from fill_blend import gain_db, holes
 from restoration import patch_size
-from run_header import run_header, save_result
+from run_header import machine_words, run_header, save_result
 
 RESULTS = Path(__file__).parent / "results"
 CANDIDATES = (*BLENDED, "mean")
@@ -112,7 +112,7 @@ def markdown(r: dict) -> str:
     lines = [
         "# Can the prior choose the classical fill?",
         "",
-        f"`{r['command']}` on {r['machine']}, torch {r['torch']}, {r['threads']} threads, "
+        f"`{r['command']}` on {machine_words(r)}, "
         f"{r['date']}; {r['seconds'] / 60:.0f} min. Training photos whole, "
         f"{len(rows)} holes (side min(H, W) / 4, centred and moved). Fills: biharmonic, "
         "Navier-Stokes, Telea, their plain mean; mean gain in the hole over the biharmonic fill: "

@@ -26,7 +26,7 @@ from diffvision.nets.unet import build_unet
 from diffvision.process import get_schedule
 from diffvision.samplers.likelihood import _divergence
 from restoration import RESULTS
-from run_header import run_header, save_result
+from run_header import machine_words, run_header, save_result
 
 #: preset, image size, batch, what: "sample" (a network call) or "bpd" (a divergence)
 CASES = [
@@ -91,8 +91,7 @@ def main() -> None:
     lines = [
         "# The memory checks' count against a real process's peak",
         "",
-        f"`{result['command']}` on {result['machine']}, torch {result['torch']}, "
-        f"{result['threads']} threads, {result['date']}.",
+        f"`{result['command']}` on {machine_words(result)}, {result['date']}.",
         "",
         "Each row in a fresh process: U-Net with random weights, 3 x size x size images; "
         "counted: `memory.batch_bytes` on 1 and 2 images, extrapolated to the batch; rise: "

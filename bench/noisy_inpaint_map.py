@@ -47,7 +47,7 @@ from diffvision.restore.solvers import START_SIGMA
 from diffvision.restore.starts import inpaint_start
 from diffvision.restore.tiles import solve_tiled
 from restoration import named_photos, patch_size
-from run_header import run_header, save_result
+from run_header import machine_words, run_header, save_result
 
 RESULTS = Path(__file__).parent / "results"
 MAPS = ("spread only", "spread + whole fill error", "spread + kept fill error")
@@ -157,7 +157,7 @@ def markdown(r: dict) -> str:
     lines = [
         f"# {title}: the hole's std map ({s['photos']} photos)",
         "",
-        f"`{r['command']}` on {r['machine']}, torch {r['torch']}, {r['threads']} threads, "
+        f"`{r['command']}` on {machine_words(r)}, "
         f"{r['date']}{', bf16 autocast' if s['bf16'] else ''}. Central {s['crop']} px crops; "
         f"{what}, noise {s['sigma']:g} (0-255); "
         f"`{solver}` from the biharmonic fill at sigma 0.3, {s['steps']} steps, "

@@ -32,7 +32,7 @@ from diffvision.metrics import psnr, uncertainty_calibration
 from diffvision.restore import Denoise
 from diffvision.restore.replay import RECORRUPT, replay_factor
 from restoration import RESULTS, photo_set, prepare, solver_run, solver_setup
-from run_header import run_header, save_result
+from run_header import machine_words, run_header, save_result
 
 
 def main() -> None:
@@ -120,7 +120,7 @@ def markdown(r: dict) -> str:
     lines = [
         "# Denoising std maps recalibrated by the recorrupted replay",
         "",
-        f"`{r['command']}` on {r['machine']}, torch {r['torch']}, {r['threads']} threads, "
+        f"`{r['command']}` on {machine_words(r)}, "
         f"{r['date']}{', bf16 autocast' if s['bf16'] else ''}. {len(rows)} {where}, {crop}; "
         f"noise {s['sigma']:g} on the 0-255 scale; the posterior solver, mean of K = "
         f"{s['samples']} draws, {s['steps']} steps (mean PSNR of the mean: "

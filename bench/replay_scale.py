@@ -33,7 +33,7 @@ from diffvision.metrics import uncertainty_calibration
 from diffvision.restore import Deblur
 from diffvision.restore.replay import deblur_pooling, replay_factor
 from restoration import RESULTS, named_photos, prepare, solver_run, solver_setup, tasks
-from run_header import run_header, save_result
+from run_header import machine_words, run_header, save_result
 
 #: task -> solver spec of bench/restoration.py: the restore command's defaults for them.
 SOLVERS = {"superres": "ddnm", "deblur": "repaint"}
@@ -122,7 +122,7 @@ def markdown(r: dict) -> str:
     lines = [
         "# Std maps recalibrated by replay",
         "",
-        f"`{r['command']}` on {r['machine']}, torch {r['torch']}, {r['threads']} threads, "
+        f"`{r['command']}` on {machine_words(r)}, "
         f"{r['date']}{', bf16 autocast' if s['bf16'] else ''}. {where} whole; deblurring "
         f"kernel {s.get('kernel', 'gauss:2')}, noise 2 on the 0-255 scale; mean of "
         f"K = {k} draws, {s['steps']} steps. Cells: RMS error / RMS std of the std map "

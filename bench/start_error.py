@@ -35,7 +35,7 @@ from diffvision.restore import Inpaint, random_mask, stroke_mask
 from diffvision.restore.starts import classical_start, start_error_std
 from fill_blend import holes
 from restoration import RESULTS, prepare, tasks
-from run_header import run_header, save_result
+from run_header import machine_words, run_header, save_result
 
 
 def masks(h: int, w: int) -> dict[str, torch.Tensor]:
@@ -95,7 +95,7 @@ def training_markdown(r: dict) -> str:
     lines = [
         "# The inpainting fill's estimated error against its true error, training photos",
         "",
-        f"`{r['command']}` on {r['machine']}, torch {r['torch']}, {r['threads']} threads, "
+        f"`{r['command']}` on {machine_words(r)}, "
         f"{r['date']}. {len({row['photo'] for row in r['rows']})} training photos of `photos` "
         "(never the held-out ones), whole; biharmonic fill; `start_error_std` as in "
         "start_error.md. Per hole: RMS error / RMS std over the hole (1 calibrated, above 1 "
@@ -127,7 +127,7 @@ def markdown(r: dict) -> str:
     lines = [
         "# The inpainting fill's estimated error against its true error",
         "",
-        f"`{r['command']}` on {r['machine']}, torch {r['torch']}, {r['threads']} threads, "
+        f"`{r['command']}` on {machine_words(r)}, "
         f"{r['date']}. Held-out photos whole; biharmonic fill; `start_error_std` (up to 8 "
         "copies of the hole, 3 for random pixels, errors pooled by distance to the nearest "
         "observed pixel). Per photo: RMS error / RMS std over the hole (1 for a calibrated map; "

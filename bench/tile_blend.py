@@ -27,7 +27,7 @@ from diffvision.nets.unet import build_unet
 from diffvision.process import get_schedule
 from diffvision.restore.tiles import TiledDenoiser, blend_tile_by_tile, tile_starts
 from restoration import RESULTS
-from run_header import run_header, save_result
+from run_header import machine_words, run_header, save_result
 
 
 def seconds(call, repeats: int, warm_up: bool = True) -> tuple[float, object]:
@@ -144,8 +144,7 @@ def main() -> None:
     lines = [
         "# Tiled restoration: the blend's cost and the gradient's memory",
         "",
-        f"`{result['command']}` on {result['machine']}, torch {result['torch']}, "
-        f"{result['threads']} threads, {result['date']}.",
+        f"`{result['command']}` on {machine_words(result)}, {result['date']}.",
         "",
         "One denoiser call on a 3 x size x size image, 32 px tiles overlapping by 8, a 3 x 3 "
         f"convolution as the denoiser; seconds: median of {args.repeats} calls after a warm-up "
