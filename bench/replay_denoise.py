@@ -83,6 +83,7 @@ def main() -> None:
     result = {
         **run_header("replay_denoise"),
         "settings": vars(args) | {"model": str(args.model), "out": str(args.out)},
+        "library_recorrupt": RECORRUPT,  # the library's default when this ran
         "rows": rows,
         "closest": closest(rows),
     }
@@ -129,7 +130,8 @@ def markdown(r: dict) -> str:
         "mean of |log(ratio / calibrated)| (0: calibrated on every photo), the share of errors "
         f"within 2 std (calibrated: {first['within_2std_calibrated']:.1%}), and the replay's "
         "factor and seconds, means over the photos. a: y + a z denoised against y - z / a "
-        f"(`replay_problem`); the library's RECORRUPT is {RECORRUPT:g}.",
+        "(`replay_problem`); the library's RECORRUPT is "
+        f"{r.get('library_recorrupt', RECORRUPT):g}.",
         "",
         f"| std map | {' | '.join(photos)} | mean abs log off | within 2 std | factor | replay s |",
         "|---|" + "---|" * (len(photos) + 4),
