@@ -274,6 +274,8 @@ def test_restore_command(tiny_digits_model, tmp_path, monkeypatch):
         (["inpaint", "--box", "1,1,4,4", "--strokes", "2"], "exactly one of"),
         (["inpaint", "--box", "1.5,1,4,4"], "--box is x,y,w,h in whole pixels, not '1.5,1,4,4'"),
         (["superres", "--factor", "1"], "--factor 1 is no upscaling"),
+        (["superres", "--tile", "80"], "the result (64 x 64, 4x the input's 16 x 16) is smaller"),
+        (["denoise", "--sigma", "5", "--tile", "20"], "the image (16 x 16) is smaller than a tile"),
         (["denoise", "--sigma", "25", "--solver", "foo"], "unknown solver 'foo'; choose from mmse"),
     ]:
         bad = run_here("restore", args[0], str(model), str(image), *args[1:], "--out", str(out))

@@ -448,7 +448,10 @@ def _restore_file(args, prior, channels: int, size: int, white: int, device) -> 
     if not 0 <= overlap < tile:
         raise UsageError("--overlap must be in [0, --tile)")
     if min(h, w) < tile:
-        raise UsageError(f"the image ({h} x {w}) is smaller than a tile ({tile} px)")
+        what = f"the image ({h} x {w})"
+        if factor > 1 and not args.simulate:  # the size checked is the result's, not the input's
+            what = f"the result ({h} x {w}, {factor}x the input's {h // factor} x {w // factor})"
+        raise UsageError(f"{what} is smaller than a tile ({tile} px)")
     solver = args.solver
     if args.resample is not None and solver != "repaint":
         raise UsageError("--resample works with the repaint solver only")
