@@ -15,18 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from scipy.stats import chisquare
 
 import diffvision
 from diffvision.demo import demo_mixture, run_demo, unconditional_counts
-from run_header import save_result  # bench/, next to this script
+from run_header import machine_words, run_header, save_result  # bench/, next to this script
 
 RESULTS = Path(__file__).parent / "results"
 SEEDS = (1001, 1002, 1003)
@@ -57,11 +55,8 @@ def main() -> None:
     pooled = {k: np.sum(v, axis=0) for k, v in draws.items()}
     pooled_p = {k: float(chisquare(v).pvalue) for k, v in pooled.items()}
     result = {
-        "benchmark": "demo_quality",
+        **run_header("demo_quality"),
         "command": f"python bench/demo_quality.py --seed {args.seed}",
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "machine": platform.machine(),
-        "torch": torch.__version__,
         "wall_seconds": round(wall, 1),
         **{
             k: summary[k]
@@ -83,20 +78,26 @@ def main() -> None:
             "demo_under_10_minutes": wall <= 600,
         },
     }
+    save_result(args.out, "demo_quality", result, markdown(result))
+
+
+def markdown(result: dict) -> str:
+    """The result's table and notes (re-rendered from its JSON as written)."""
+    checks = result["checks"]
     conditional = (
         f"class-conditional samples labelled as asked ({checks['samples_per_check']}, "
         f"guidance {checks['guidance']})"
     )
 
-    def rows(name: str, more: dict, pooled_counts, p_pooled) -> str:
+    def rows(name: str, draws: dict, pooled: dict) -> str:
         lines = [
-            f"| {name}, sampling seed {seed}: counts {', '.join(map(str, c))} | p = {p:.3g} "
-            "| p > 0.05 |"
-            for seed, (c, p) in more.items()
+            f"| {name}, sampling seed {seed}: counts {', '.join(map(str, d['counts']))} | "
+            f"p = {d['p']:.3g} | p > 0.05 |"
+            for seed, d in draws.items()
         ]
         lines.append(
-            f"| {name}, four draws pooled (4,000): counts {', '.join(map(str, pooled_counts))} | "
-            f"p = {p_pooled:.3g} | p > 0.05 |"
+            f"| {name}, four draws pooled (4,000): counts {', '.join(map(str, pooled['counts']))} "
+            f"| p = {pooled['p']:.3g} | p > 0.05 |"
         )
         return "\n".join(lines)
 
@@ -105,21 +106,23 @@ def main() -> None:
         f"{', '.join(map(str, checks['unconditional_counts']))} | chi-square "
         f"{checks['chi_square']:.1f}, p = {checks['chi_square_p']:.3g} | p > 0.05 |"
     )
-    mixture_rows = demo_draw + "\n" + rows("mixture", extra, pooled["mixture"], pooled_p["mixture"])
-    null_rows = rows("null class (for comparison)", extra_null, pooled["null"], pooled_p["null"])
-    md = f"""# Demo quality on digits
+    mixture = rows("mixture", result["unconditional_extra_seeds"], result["unconditional_pooled"])
+    null = rows(
+        "null class (for comparison)", result["null_class_extra_seeds"], result["null_class_pooled"]
+    )
+    return f"""# Demo quality on digits
 
-Made by `{result["command"]}` on {result["date"]} ({result["machine"]}, {result["threads"]}
-threads, torch {result["torch"]}). Whole run (training, sampling, checks, report):
-{result["wall_seconds"]} s; training {result["train_seconds"]} s; peak memory
-{result["peak_memory_mib"]} MiB.
+Made by `{result["command"]}` on {result["date"]} ({machine_words(result)}).
+Whole run (training, sampling, checks, report): {result["wall_seconds"]} s; training
+{result["train_seconds"]} s; peak memory {result["peak_memory_mib"]} MiB.
 
 | check | value | goal |
 |---|---|---|
 | classifier held-out accuracy (SVM, 30% split) | {checks["classifier_held_out_accuracy"]:.3f} | |
 | {conditional} | {checks["conditional_agreement"]:.3f} | >= 0.90 |
-{mixture_rows}
-{null_rows}
+{demo_draw}
+{mixture}
+{null}
 | whole demo wall time | {result["wall_seconds"]} s | <= 600 s |
 
 Unconditional samples are the class-posterior mixture ``sum_c p(c | x, sigma) D(x, sigma, c)``
@@ -131,7 +134,6 @@ and seed 1000). Chi-square against uniform has 9 degrees of freedom.
 
 Sampler: {checks["sampler"]}.
 """
-    save_result(args.out, "demo_quality", result, md)
 
 
 if __name__ == "__main__":
