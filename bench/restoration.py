@@ -48,8 +48,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import platform
-import sys
 import time
 from pathlib import Path
 
@@ -75,7 +73,7 @@ from diffvision.restore.replay import NoReplayError, replay_factor, replay_thins
 from diffvision.restore.solvers import START_SIGMA
 from diffvision.restore.starts import FILLS, NoCopiesError, classical_start, fill_hole
 from diffvision.restore.tiles import solve_tiled
-from run_header import cpu_bf16, machine_words, save_result  # bench/, next to this script
+from run_header import machine_words, run_header, save_result  # bench/, next to this script
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -496,8 +494,7 @@ def main() -> None:
                 est = baseline()
                 record(name, task, label, est, x, time.time() - t0)
     result = {
-        "benchmark": "restoration",
-        "command": "python bench/restoration.py " + " ".join(sys.argv[1:]),
+        **run_header("restoration"),
         "set": args.set,
         "crop": args.crop,
         "steps": args.steps,
@@ -506,11 +503,6 @@ def main() -> None:
         "strokes": [args.strokes, args.stroke_width] if args.strokes else None,
         "fill": args.fill,
         "seed": args.seed,
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "machine": platform.machine(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "cpu_bf16": cpu_bf16(),
         "device": str(args.device),
         "bf16": args.bf16,
         "gpu": torch.cuda.get_device_name() if str(args.device).startswith("cuda") else None,
