@@ -4,8 +4,9 @@ out tile by tile (`blend_tile_by_tile`, an image-sized add per tile: how TiledDe
 before 2026-12-05), with a 3 x 3 convolution as the denoiser, so that the blend is nearly all
 the time; (2) one value-and-gradient call, what `dps` makes each step, with the tiny U-Net
 (random weights) in 8 px tiles, blended tile by tile as before or by the scatter-add, its
-batches checkpointed (now) or not: seconds and the process's peak resident memory, each in a
-fresh process.
+batches kept, checkpointed, or checkpointed only where keeping them would not fit (auto, now),
+and with the photos prior's network in 32 px tiles: seconds and the process's peak resident
+memory, each in a fresh process.
 
 Run: python bench/tile_blend.py -> bench/results/tile_blend.{json,md}
 """
@@ -23,9 +24,15 @@ from pathlib import Path
 import torch
 
 from diffvision.denoiser import Denoiser
+from diffvision.memory import available_bytes
 from diffvision.nets.unet import build_unet
 from diffvision.process import get_schedule
-from diffvision.restore.tiles import TiledDenoiser, blend_tile_by_tile, tile_starts
+from diffvision.restore.tiles import (
+    KEEP_SHARE,
+    TiledDenoiser,
+    blend_tile_by_tile,
+    tile_starts,
+)
 from restoration import RESULTS
 from run_header import machine_words, run_header, save_result
 
@@ -68,20 +75,39 @@ def blend_row(size: int, tile: int, overlap: int, repeats: int, written_out: boo
 
 
 #: the gradient's modes: how the tiles are blended, and whether their batches are checkpointed
-GRADIENT_MODES = ("tile by tile (before)", "scatter-add", "scatter-add, checkpointed (now)")
+#: (``TiledDenoiser``'s ``checkpoint``: False, True, "auto")
+GRADIENT_MODES = (
+    "tile by tile (before)",
+    "scatter-add, kept",
+    "scatter-add, checkpointed",
+    "scatter-add, auto (now)",
+)
+CHECKPOINT = {GRADIENT_MODES[1]: False, GRADIENT_MODES[2]: True, GRADIENT_MODES[3]: "auto"}
+
+#: the networks in tiles: the tiny U-Net in 8 px tiles (many tiles on a small image), and the
+#: photos prior's network (the small preset, RGB) in the tiles and batches that ``restore``
+#: gives it for a model trained on 32 px patches
+SETUPS = {
+    "tiny": {"preset": "tiny", "channels": 1, "tile": 8, "overlap": 2, "batch": 128},
+    "photos": {"preset": "small", "channels": 3, "tile": 32, "overlap": 8, "batch": 256},
+}
 
 
-def gradient_child(size: int, mode: str) -> None:
-    """In a fresh process: a value-and-gradient call of the tiled tiny U-Net in ``mode``
-    (:data:`GRADIENT_MODES`), timed the second time; prints JSON. "tile by tile" is how
+def gradient_child(setup: str, size: int, mode: str) -> None:
+    """In a fresh process: a value-and-gradient call of the tiled network of ``setup``
+    (:data:`SETUPS`, random weights) on a size x size image in ``mode``
+    (:data:`GRADIENT_MODES`), timed the second time; prints JSON with whether the batches were
+    checkpointed, the activations that keeping them all would hold (``kept_bytes``, the count
+    that "auto" decides by) and the memory free before the call. "tile by tile" is how
     TiledDenoiser ran before 2026-12-05: all tiles denoised in batches, then blended by an
     image-sized add per tile."""
     torch.manual_seed(0)
-    model = Denoiser(build_unet("tiny", in_channels=1), "edm", get_schedule("edm")).eval()
-    tile, overlap, batch = 8, 2, 128
-    # checkpoint False: every batch's activations kept for the backward pass
+    spec = SETUPS[setup]
+    tile, overlap, batch = spec["tile"], spec["overlap"], spec["batch"]
+    net = build_unet(spec["preset"], in_channels=spec["channels"])
+    model = Denoiser(net, "edm", get_schedule("edm")).eval()
     tiled = TiledDenoiser(
-        model, tile, overlap, batch, shift=False, checkpoint=mode == GRADIENT_MODES[2]
+        model, tile, overlap, batch, shift=False, checkpoint=CHECKPOINT.get(mode, False)
     )
     starts = tile_starts(size, tile, overlap)
     sigma = torch.full((1,), 0.7)
@@ -96,7 +122,12 @@ def gradient_child(size: int, mode: str) -> None:
                                   starts, tile, overlap)  # fmt: skip
 
     call = by_tile if mode == GRADIENT_MODES[0] else lambda x: tiled(x, sigma)
-    x = torch.randn(1, 1, size, size, requires_grad=True)
+    x = torch.randn(1, spec["channels"], size, size, requires_grad=True)
+    free = available_bytes(x.device)
+    tiles = torch.zeros(len(starts) ** 2, spec["channels"], tile, tile, requires_grad=True)
+    sigmas = sigma.expand(len(tiles))
+    checkpointed = None if mode == GRADIENT_MODES[0] else tiled.checkpoints(tiles, sigmas)
+    counted = tiled.kept_bytes(tiles, sigmas)
     for _ in range(2):  # the second call timed: the first pays one-time set-up
         t0 = time.perf_counter()
         (grad,) = torch.autograd.grad(call(x).square().sum(), x)
@@ -105,13 +136,16 @@ def gradient_child(size: int, mode: str) -> None:
     # parent's peak over the exec)
     status = Path("/proc/self/status").read_text().split("\n")
     peak = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
-    print(json.dumps({"seconds": took, "peak_bytes": peak, "grad_norm": float(grad.norm())}))
+    print(json.dumps({"seconds": took, "peak_bytes": peak, "grad_norm": float(grad.norm()),
+                      "checkpointed": checkpointed, "kept_bytes": counted,
+                      "free_bytes": free}))  # fmt: skip
 
 
-def gradient_row(size: int, mode: str) -> dict:
-    command = [sys.executable, __file__, "--child", str(size), str(GRADIENT_MODES.index(mode))]
+def gradient_row(setup: str, size: int, mode: str) -> dict:
+    mode_index = str(GRADIENT_MODES.index(mode))
+    command = [sys.executable, __file__, "--child", setup, str(size), mode_index]
     done = subprocess.run(command, capture_output=True, text=True, check=True)
-    return {"size": size, "mode": mode, **json.loads(done.stdout)}
+    return {"setup": setup, "size": size, "mode": mode, **json.loads(done.stdout)}
 
 
 def main() -> None:
@@ -124,17 +158,35 @@ def main() -> None:
         help="largest size to time the tile-by-tile blend at (1 call above 1024)",
     )
     parser.add_argument("--gradient-sizes", type=int, nargs="+", default=[128, 256])
+    parser.add_argument(
+        "--auto-only-sizes",
+        type=int,
+        nargs="*",
+        default=[2048],
+        help="sizes for the tiny U-Net's gradient in the auto mode alone (keeping would not fit)",
+    )
+    parser.add_argument(
+        "--photo-sizes",
+        type=int,
+        nargs="*",
+        default=[512],
+        help="sizes for the photos network's gradient, checkpointed and auto",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--child", type=int, nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()  # fmt: skip
     if args.child:
-        gradient_child(args.child[0], GRADIENT_MODES[args.child[1]])
+        gradient_child(args.child[0], int(args.child[1]), GRADIENT_MODES[int(args.child[2])])
         return
     blends = [
         blend_row(size, 32, 8, args.repeats, size <= args.written_out_up_to) for size in args.sizes
     ]
-    gradients = [gradient_row(s, m) for s in args.gradient_sizes for m in GRADIENT_MODES]
+    gradients = [gradient_row("tiny", s, m) for s in args.gradient_sizes for m in GRADIENT_MODES]
+    gradients += [gradient_row("tiny", s, GRADIENT_MODES[3]) for s in args.auto_only_sizes]
+    gradients += [
+        gradient_row("photos", s, m) for s in args.photo_sizes for m in GRADIENT_MODES[2:]
+    ]
     result = {
         **run_header("tile_blend"),
         "settings": vars(args) | {"out": str(args.out)},
@@ -163,19 +215,28 @@ def main() -> None:
         )
     lines += [
         "",
-        "One value-and-gradient call (what `dps` makes each step) of the tiny U-Net (random "
-        "weights, 1 channel) in 8 px tiles overlapping by 2, batches of 128 tiles, each mode in "
-        "a fresh process, the second of two calls timed; peak: the process's maximum resident "
-        "memory (Python, torch and the model included).",
+        "One value-and-gradient call (what `dps` makes each step), each in a fresh process, "
+        "the second of two calls timed, with random weights: the tiny U-Net (1 channel) in 8 px "
+        "tiles overlapping by 2, batches of 128 tiles; the photos prior's network (the small "
+        "preset, RGB) in 32 px tiles overlapping by 8, batches of 256, as `restore` runs a "
+        "model trained on 32 px patches. Peak: the process's maximum resident memory (Python, "
+        "torch and the model included). Counted: the activations that keeping every batch "
+        "would hold (`TiledDenoiser.kept_bytes`, from one tile and two); the auto mode keeps "
+        f"them where that is at most {KEEP_SHARE:g} of the memory free "
+        f"({gradients[0]['free_bytes'] / 2**30:.1f} GiB at the first call).",
         "",
-        "| size | blend | seconds | peak memory | gradient norm |",
-        "|---|---|---|---|---|",
+        "| network | size | tiles | blend | checkpointed | seconds | peak memory | counted | "
+        "gradient norm |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in gradients:
+        spec = SETUPS[row["setup"]]
+        tiles = len(tile_starts(row["size"], spec["tile"], spec["overlap"])) ** 2
+        checkpointed = {None: "-", True: "yes", False: "no"}[row["checkpointed"]]
         lines.append(
-            f"| {row['size']} | {row['mode']} | "
+            f"| {row['setup']} | {row['size']} | {tiles} | {row['mode']} | {checkpointed} | "
             f"{row['seconds']:.2f} | {row['peak_bytes'] / 2**30:.2f} GiB | "
-            f"{row['grad_norm']:.6g} |"
+            f"{row['kept_bytes'] / 2**30:.2f} GiB | {row['grad_norm']:.6g} |"
         )
     save_result(args.out, "tile_blend", result, "\n".join(lines) + "\n")
 

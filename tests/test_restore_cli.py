@@ -97,30 +97,86 @@ def test_tiled_denoiser_equals_the_blend_written_out_with_its_gradient():
         assert torch.allclose(x_in.grad, x_ref.grad, atol=1e-12, rtol=0)
 
 
-def test_tiled_gradient_keeps_no_activations():
-    """With a gradient wanted (dps), the tiles' batches are checkpointed: autograd keeps the
-    tiles (T bytes in float32), their pixel index (int64: 2 T), the scattered source (T), the
-    blend's weight sum (at most T: every pixel is covered), the window and the sigmas (4 bytes
-    a tile), not each tile's activations (a 512 x 512 image in 8 px tiles kept 17.5 GB)."""
-    from diffvision.train.memory import saved_bytes
-
+def _tiny_tiled_problem():
+    """A tiny U-Net denoiser and a 40 x 40 image in 8 px tiles overlapping by 2 (49 tiles),
+    with the bytes that a checkpointed gradient call may keep: the tiles (T bytes in
+    float32), their pixel index (int64: 2 T), the scattered source (T), the blend's weight sum
+    (at most T: every pixel is covered), the window and the sigmas (4 bytes a tile)."""
     torch.manual_seed(0)
     model = Denoiser(build_unet("tiny", in_channels=1), "edm", get_schedule("edm")).eval()
     x = torch.randn(1, 1, 40, 40, requires_grad=True)
-    tiled = TiledDenoiser(model, tile=8, overlap=2, batch=16)
     tiles = len(tile_starts(40, 8, 2)) ** 2
-    total = tiles * 8 * 8 * 4  # T
+    bound = 5 * tiles * 8 * 8 * 4 + 8 * 8 * 4 + 4 * tiles
+    return model, x, tiles, bound
+
+
+def test_tiled_gradient_keeps_no_activations():
+    """With a gradient wanted (dps) and ``checkpoint=True``, the tiles' batches are
+    checkpointed: autograd keeps the tiles and the blend's tensors (the bound of
+    :func:`_tiny_tiled_problem`), not each tile's activations (a 512 x 512 image in 8 px tiles
+    kept 17.5 GB)."""
+    from diffvision.memory import saved_bytes
+
+    model, x, tiles, bound = _tiny_tiled_problem()
+    tiled = TiledDenoiser(model, tile=8, overlap=2, batch=16, checkpoint=True)
     kept = saved_bytes(lambda: tiled(x, 0.7).sum(), exclude=model)
     batch = torch.randn(16, 1, 8, 8, requires_grad=True)
     per_tile = saved_bytes(lambda: model(batch, torch.full((16,), 0.7)).sum(), exclude=model) / 16
-    bound = 5 * total + 8 * 8 * 4 + 4 * tiles
     assert tiles * per_tile > 10 * bound  # what keeping the activations would cost
     assert kept <= bound
     # all tiles in one batch: checkpointing would keep as much at the peak, so it is skipped
-    whole = TiledDenoiser(model, tile=8, overlap=2, batch=tiles)
+    whole = TiledDenoiser(model, tile=8, overlap=2, batch=tiles, checkpoint=True)
     assert saved_bytes(lambda: whole(x, 0.7).sum(), exclude=model) > 10 * bound
     keeping = TiledDenoiser(model, tile=8, overlap=2, batch=16, checkpoint=False)  # as asked
     assert saved_bytes(lambda: keeping(x, 0.7).sum(), exclude=model) > 10 * bound
+    with pytest.raises(ValueError, match="checkpoint must be"):
+        TiledDenoiser(model, checkpoint="sometimes")
+
+
+def test_tiled_gradient_checkpoints_only_where_keeping_would_not_fit(monkeypatch):
+    """``checkpoint="auto"`` (the default): its count of the activations that keeping every
+    batch would hold equals what autograd keeps then, less the blend's own tensors (at most
+    the checkpointed bound); it keeps them where that count is within KEEP_SHARE of the free
+    memory (the network runs once a batch, and the kept bytes exceed the bound) and
+    checkpoints where it is not, or where the free memory is unknown (the backward pass runs
+    the network again on every batch, and keeps at most the bound). The gradient is the same
+    either way."""
+    from diffvision.memory import saved_bytes
+    from diffvision.restore import tiles as tiles_module
+
+    model, x, tiles, bound = _tiny_tiled_problem()
+    keeping = TiledDenoiser(model, tile=8, overlap=2, batch=16, checkpoint=False)
+    kept = saved_bytes(lambda: keeping(x, 0.7).sum(), exclude=model)
+    some = torch.randn(tiles, 1, 8, 8, requires_grad=True)
+    estimate = keeping.kept_bytes(some, torch.full((tiles,), 0.7))
+    assert 0 <= kept - estimate <= bound
+    batches = -(-tiles // 16)
+
+    def run(free_for):
+        """The call count, saved bytes and gradient with ``free_for(count)`` bytes free."""
+        calls = []
+
+        def counted(t, s):
+            calls.append(len(t))
+            return model(t, s)
+
+        tiled = TiledDenoiser(counted, tile=8, overlap=2, batch=16)
+        # measured first (the network's weights counted too: it is not a module), not counted below
+        free = free_for(tiled.kept_bytes(some, torch.full((tiles,), 0.7)))
+        monkeypatch.setattr(tiles_module, "available_bytes", lambda device: free)
+        calls.clear()
+        x.grad = None
+        saved = saved_bytes(lambda: tiled(x, 0.7).sum().backward(), exclude=model)
+        return len(calls), saved, x.grad.clone()
+
+    share = tiles_module.KEEP_SHARE
+    plenty = run(lambda count: int(count / share) + 1)
+    tight = run(lambda count: int(count / share) - 1)
+    unknown = run(lambda count: None)
+    assert plenty[0] == batches and plenty[1] > 10 * bound
+    for checkpointed in (tight, unknown):
+        assert checkpointed[0] == 2 * batches and checkpointed[1] <= bound
+        torch.testing.assert_close(checkpointed[2], plenty[2], rtol=0, atol=0)
 
 
 def test_tiled_solve_equals_per_tile_solve_for_a_pixelwise_prior():

@@ -12,9 +12,10 @@ from safetensors.torch import load_file
 
 import diffvision
 from diffvision.data import digits
+from diffvision.memory import saved_bytes
 from diffvision.train import TrainConfig, Trainer, denoising_loss, train
 from diffvision.train.checkpoint import list_checkpoints
-from diffvision.train.memory import kept_bytes, saved_bytes
+from diffvision.train.memory import kept_bytes
 from diffvision.train.stop import StopRequest
 from diffvision.train.trainer import batch_positions
 from tests.cli_run import child_with, logged, signal_when

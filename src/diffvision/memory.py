@@ -2,7 +2,8 @@
 allocates, counted by running it on one and two images: so that a batch far too large for the
 machine is refused with a message before any work, not ended by the kernel's out-of-memory kill
 after minutes of swapping (seen: ``sample --batch 256`` of a 128 px model needs 8 GB on the CPU).
-Training has its own count (``train/memory.py``: what autograd keeps for the backward pass)."""
+What autograd keeps for a backward pass is counted by :func:`saved_bytes` (training's check,
+``train/memory.py``, and the tiled denoiser's choice to checkpoint, ``restore/tiles.py``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from torch import Tensor, nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
@@ -80,6 +82,26 @@ def peak_bytes(fn: Callable[[], object]) -> int:
     with _LiveBytes() as counter:
         fn()
     return counter.peak
+
+
+def saved_bytes(loss_of: Callable[[], Tensor], exclude: nn.Module | None = None) -> int:
+    """Bytes of the distinct tensors that autograd keeps for the backward pass of ``loss_of()``
+    (activations, counted once per storage), less the parameters of ``exclude``, which exist
+    anyway. The loss is computed and dropped; nothing is trained."""
+    params = (
+        set() if exclude is None else {p.untyped_storage().data_ptr() for p in exclude.parameters()}
+    )
+    kept: dict[int, int] = {}
+
+    def pack(tensor: Tensor) -> Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in params:
+            kept[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        loss_of()
+    return sum(kept.values())
 
 
 def batch_bytes(

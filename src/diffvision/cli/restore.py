@@ -401,7 +401,9 @@ def _check_tiles_fit(args, prior, operator, y, tile: int, device) -> None:
     """Refuse (ValueError) a restoration whose network calls surely cannot fit in memory: the
     most tiles (or whole images) that one call takes (:func:`~diffvision.restore.tiles.
     network_input_shape`), counted as ``sample``'s batch is; for ``dps``, whose gradient
-    keeps the activations of one batch of tiles at a time, with a vector-Jacobian product."""
+    keeps the activations of at least one batch of tiles (of all only where they fit:
+    :meth:`~diffvision.restore.tiles.TiledDenoiser.checkpoints`), with a vector-Jacobian
+    product."""
     from ..restore.tiles import network_input_shape
     from ..samplers import check_likelihood_fits, check_sample_fits
 

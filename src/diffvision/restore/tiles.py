@@ -10,8 +10,14 @@ import torch
 import torch.utils.checkpoint
 from torch import Tensor
 
+from ..memory import available_bytes, batch_bytes, saved_bytes
 from .operators import Inpaint, Operator
 from .solvers import Restoration, resolve_starts, solve
+
+#: ``checkpoint="auto"`` keeps the tiles' activations for the backward pass only where their
+#: count takes at most this share of the free memory: the count is a lower bound (the backward
+#: pass's gradients, the solver's state and the kernels' workspaces come on top).
+KEEP_SHARE = 0.5
 
 
 def tile_starts(length: int, tile: int, overlap: int, offset: int = 0) -> list[int]:
@@ -61,9 +67,11 @@ class TiledDenoiser:
     solver no seam stays put and no tile lies wholly inside a hole every time (a tile that sees
     only the hole of an inpainting mask never sees the context).
 
-    ``checkpoint``: with a gradient wanted, recompute each batch's activations in the backward
-    pass instead of keeping them all (see :meth:`_denoise`); False trades memory that grows
-    with the tiles for about half the time.
+    ``checkpoint``: with a gradient wanted and more than one batch of tiles, whether to
+    recompute each batch's activations in the backward pass instead of keeping them all (see
+    :meth:`_denoise`): True always, False never, ``"auto"`` (default) only where keeping them
+    would not fit, by :meth:`kept_bytes` against :data:`KEEP_SHARE` of the free memory.
+    Checkpointing holds memory to one batch's activations for about twice the network's time.
     """
 
     def __init__(
@@ -73,10 +81,13 @@ class TiledDenoiser:
         overlap: int = 8,
         batch: int = 256,
         shift: bool = True,
-        checkpoint: bool = True,
+        checkpoint: bool | str = "auto",
     ):
+        if checkpoint not in (True, False, "auto"):
+            raise ValueError(f"checkpoint must be True, False or 'auto', not {checkpoint!r}")
         self.denoiser, self.tile, self.overlap, self.batch = denoiser, tile, overlap, batch
         self.shift, self.checkpoint, self.calls = shift, checkpoint, 0
+        self._bytes_per_tile: dict[tuple, tuple[int, int]] = {}  # see kept_bytes
         for name in ("sigma_min", "sigma_max"):
             if hasattr(denoiser, name):
                 setattr(self, name, getattr(denoiser, name))
@@ -113,13 +124,11 @@ class TiledDenoiser:
 
     def _denoise(self, tiles: Tensor, sigmas: Tensor) -> Tensor:
         """The denoiser on all tiles, in batches of ``batch``. Where a gradient is wanted
-        (``dps``) and the tiles fill more than one batch, each batch is checkpointed (with
-        ``checkpoint``): only its input is kept, and the backward pass recomputes its
-        activations one batch at a time, so memory does not grow with the tiles, for about
-        twice the network's time (``bench/results/tile_blend.md``). With one batch,
-        checkpointing would keep as much at the peak and only cost time."""
-        # tiles cut from an x that wants a gradient, under grad mode: they want one too
-        checkpointed = self.checkpoint and len(tiles) > self.batch and tiles.requires_grad
+        (``dps``), the tiles fill more than one batch, and :meth:`checkpoints` says so, each
+        batch is checkpointed: only its input is kept, and the backward pass recomputes its
+        activations one batch at a time, so memory does not grow with the tiles
+        (``bench/results/tile_blend.md``)."""
+        checkpointed = self.checkpoints(tiles, sigmas)
         parts = []
         for i in range(0, len(tiles), self.batch):
             batch = (tiles[i : i + self.batch], sigmas[i : i + self.batch])
@@ -130,6 +139,39 @@ class TiledDenoiser:
             else:
                 parts.append(self.denoiser(*batch))
         return torch.cat(parts)
+
+    def checkpoints(self, tiles: Tensor, sigmas: Tensor) -> bool:
+        """Whether :meth:`_denoise` checkpoints its batches on ``tiles``: never without a
+        gradient wanted or with one batch (checkpointing would keep as much at the peak and
+        only cost time); with ``checkpoint="auto"``, where keeping every batch's activations
+        (:meth:`kept_bytes`) would take more than :data:`KEEP_SHARE` of the memory free on
+        the tiles' device, or where that memory is not known."""
+        # tiles cut from an x that wants a gradient, under grad mode: they want one too
+        if not (self.checkpoint and len(tiles) > self.batch and tiles.requires_grad):
+            return False
+        if self.checkpoint != "auto":
+            return True
+        free = available_bytes(tiles.device)
+        return free is None or self.kept_bytes(tiles, sigmas) > KEEP_SHARE * free
+
+    def kept_bytes(self, tiles: Tensor, sigmas: Tensor) -> int:
+        """The bytes that autograd keeps for the backward pass of the denoiser on all
+        ``tiles`` (``T x C x t x t``, with their ``sigmas``) left uncheckpointed: its count
+        (:func:`~diffvision.memory.saved_bytes`) on one tile and on two, which the network's
+        per-sample layers make affine in the tiles, extrapolated to T. Measured once per tile
+        shape, dtype and device (two small forward passes)."""
+        key = (tuple(tiles.shape[1:]), tiles.dtype, tiles.device)
+        if key not in self._bytes_per_tile:
+            exclude = self.denoiser if isinstance(self.denoiser, torch.nn.Module) else None
+
+            def run_on(n: int) -> Tensor:
+                return self.denoiser(tiles[:n].detach().requires_grad_(True), sigmas[:n])
+
+            self._bytes_per_tile[key] = batch_bytes(
+                run_on, lambda fn: saved_bytes(fn, exclude=exclude)
+            )
+        one, each = self._bytes_per_tile[key]
+        return one + (len(tiles) - 1) * each
 
 
 def blend_tile_by_tile(

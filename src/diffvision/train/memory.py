@@ -10,28 +10,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from ..memory import GiB, available_bytes, batch_bytes
-
-
-def saved_bytes(loss_of: Callable[[], Tensor], exclude: nn.Module | None = None) -> int:
-    """Bytes of the distinct tensors that autograd keeps for the backward pass of ``loss_of()``
-    (activations, counted once per storage), less the parameters of ``exclude``, which exist
-    anyway. The loss is computed and dropped; nothing is trained."""
-    params = (
-        set() if exclude is None else {p.untyped_storage().data_ptr() for p in exclude.parameters()}
-    )
-    kept: dict[int, int] = {}
-
-    def pack(tensor: Tensor) -> Tensor:
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in params:
-            kept[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        loss_of()
-    return sum(kept.values())
-
+from ..memory import GiB, available_bytes, batch_bytes, saved_bytes
 
 #: Image sizes up to this are measured as they are; larger ones are extrapolated (see
 #: :func:`kept_bytes`), since a forward pass at, say, 1000 x 1000 takes minutes on the CPU.
