@@ -71,7 +71,8 @@ class TiledDenoiser:
     recompute each batch's activations in the backward pass instead of keeping them all (see
     :meth:`_denoise`): True always, False never, ``"auto"`` (default) only where keeping them
     would not fit, by :meth:`kept_bytes` against :data:`KEEP_SHARE` of the free memory.
-    Checkpointing holds memory to one batch's activations for about twice the network's time.
+    Checkpointing holds memory to one batch's activations for 1.4-2.4x the time of a gradient
+    call (``bench/results/tile_blend.md``).
     """
 
     def __init__(
