@@ -148,6 +148,56 @@ def gradient_row(setup: str, size: int, mode: str) -> dict:
     return {"setup": setup, "size": size, "mode": mode, **json.loads(done.stdout)}
 
 
+def markdown(result: dict) -> str:
+    """The tables of a result of :func:`main`, from its JSON alone."""
+    lines = [
+        "# Tiled restoration: the blend's cost and the gradient's memory",
+        "",
+        f"`{result['command']}` on {machine_words(result)}, {result['date']}.",
+        "",
+        "One denoiser call on a 3 x size x size image, 32 px tiles overlapping by 8, a 3 x 3 "
+        f"convolution as the denoiser; seconds: median of {result['settings']['repeats']} "
+        "calls after a warm-up (the tile-by-tile blend above 1024 px: one call).",
+        "",
+        "| size | tiles | scatter-add (now) | tile by tile (before) | ratio | largest difference |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in result["blend"]:
+        old = row.get("tile_by_tile_s")
+        ratio = f"{old / row['scatter_add_s']:.0f}x" if old else "-"
+        lines.append(
+            f"| {row['size']} | {row['tiles']} | {row['scatter_add_s']:.3f} s | "
+            f"{f'{old:.3f} s' if old else '-'} | {ratio} | "
+            f"{row.get('max_difference', '-')} |"
+        )
+    lines += [
+        "",
+        "One value-and-gradient call (what `dps` makes each step), each in a fresh process, "
+        "the second of two calls timed, with random weights: the tiny U-Net (1 channel) in 8 px "
+        "tiles overlapping by 2, batches of 128 tiles; the photos prior's network (the small "
+        "preset, RGB) in 32 px tiles overlapping by 8, batches of 256, as `restore` runs a "
+        "model trained on 32 px patches. Peak: the process's maximum resident memory (Python, "
+        "torch and the model included). Counted: the activations that keeping every batch "
+        "would hold (`TiledDenoiser.kept_bytes`, from one tile and two); the auto mode keeps "
+        f"them where that is at most {result['library_keep_share']:g} of the memory free "
+        f"({result['gradient'][0]['free_bytes'] / 2**30:.1f} GiB at the first call).",
+        "",
+        "| network | size | tiles | blend | checkpointed | seconds | peak memory | counted | "
+        "gradient norm |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in result["gradient"]:
+        spec = SETUPS[row["setup"]]
+        tiles = len(tile_starts(row["size"], spec["tile"], spec["overlap"])) ** 2
+        checkpointed = {None: "-", True: "yes", False: "no"}[row["checkpointed"]]
+        lines.append(
+            f"| {row['setup']} | {row['size']} | {tiles} | {row['mode']} | {checkpointed} | "
+            f"{row['seconds']:.2f} | {row['peak_bytes'] / 2**30:.2f} GiB | "
+            f"{row['kept_bytes'] / 2**30:.2f} GiB | {row['grad_norm']:.6g} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="*", default=[256, 512, 1024, 2048])
@@ -192,53 +242,9 @@ def main() -> None:
         "settings": vars(args) | {"out": str(args.out)},
         "blend": blends,
         "gradient": gradients,
+        "library_keep_share": KEEP_SHARE,  # the auto mode's share of the free memory
     }
-    lines = [
-        "# Tiled restoration: the blend's cost and the gradient's memory",
-        "",
-        f"`{result['command']}` on {machine_words(result)}, {result['date']}.",
-        "",
-        "One denoiser call on a 3 x size x size image, 32 px tiles overlapping by 8, a 3 x 3 "
-        f"convolution as the denoiser; seconds: median of {args.repeats} calls after a warm-up "
-        "(the tile-by-tile blend above 1024 px: one call).",
-        "",
-        "| size | tiles | scatter-add (now) | tile by tile (before) | ratio | largest difference |",
-        "|---|---|---|---|---|---|",
-    ]
-    for row in blends:
-        old = row.get("tile_by_tile_s")
-        ratio = f"{old / row['scatter_add_s']:.0f}x" if old else "-"
-        lines.append(
-            f"| {row['size']} | {row['tiles']} | {row['scatter_add_s']:.3f} s | "
-            f"{f'{old:.3f} s' if old else '-'} | {ratio} | "
-            f"{row.get('max_difference', '-')} |"
-        )
-    lines += [
-        "",
-        "One value-and-gradient call (what `dps` makes each step), each in a fresh process, "
-        "the second of two calls timed, with random weights: the tiny U-Net (1 channel) in 8 px "
-        "tiles overlapping by 2, batches of 128 tiles; the photos prior's network (the small "
-        "preset, RGB) in 32 px tiles overlapping by 8, batches of 256, as `restore` runs a "
-        "model trained on 32 px patches. Peak: the process's maximum resident memory (Python, "
-        "torch and the model included). Counted: the activations that keeping every batch "
-        "would hold (`TiledDenoiser.kept_bytes`, from one tile and two); the auto mode keeps "
-        f"them where that is at most {KEEP_SHARE:g} of the memory free "
-        f"({gradients[0]['free_bytes'] / 2**30:.1f} GiB at the first call).",
-        "",
-        "| network | size | tiles | blend | checkpointed | seconds | peak memory | counted | "
-        "gradient norm |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for row in gradients:
-        spec = SETUPS[row["setup"]]
-        tiles = len(tile_starts(row["size"], spec["tile"], spec["overlap"])) ** 2
-        checkpointed = {None: "-", True: "yes", False: "no"}[row["checkpointed"]]
-        lines.append(
-            f"| {row['setup']} | {row['size']} | {tiles} | {row['mode']} | {checkpointed} | "
-            f"{row['seconds']:.2f} | {row['peak_bytes'] / 2**30:.2f} GiB | "
-            f"{row['kept_bytes'] / 2**30:.2f} GiB | {row['grad_norm']:.6g} |"
-        )
-    save_result(args.out, "tile_blend", result, "\n".join(lines) + "\n")
+    save_result(args.out, "tile_blend", result, markdown(result))
 
 
 if __name__ == "__main__":
