@@ -3,13 +3,16 @@
 import contextlib
 import io
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from diffvision.cli import main
+from diffvision.cli import build_parser, main
+from diffvision.cli.evaluate import train_features_parser
 
 #: The command line of ``diffvision`` in this interpreter.
 DIFFVISION = [sys.executable, "-m", "diffvision"]
@@ -30,6 +33,38 @@ def run_here(*args):
         except SystemExit as exit_:  # argparse's usage errors
             code = exit_.code
     return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+
+def example_commands(text):
+    """The ``diffvision`` command lines written in ``text`` (a README's code block or a help's
+    examples) as argument lists: continued lines joined, ``&&`` chains split, comments dropped
+    (``# ...``, and a help's ``   (...)`` after two spaces or more); ``torchrun ... -m diffvision
+    ARGS`` gives ARGS."""
+    commands = []
+    for line in text.replace("\\\n", " ").splitlines():
+        for part in line.split("&&"):
+            part = re.sub(r"\s{2,}\(.*\)\s*$", "", part).strip()
+            if not part.startswith(("diffvision ", "torchrun ")):  # prose, or another program
+                continue
+            words = shlex.split(part, comments=True)
+            if words[:1] == ["diffvision"]:
+                commands.append(words[1:])
+            elif words[:1] == ["torchrun"] and "diffvision" in words:
+                commands.append(words[words.index("diffvision") + 1 :])
+    return commands
+
+
+def parse_status(args):
+    """The exit status of parsing ``diffvision ARGS`` (nothing run): 0 where it parses, else
+    argparse's (2, with its one-line error on stderr)."""
+    parser = build_parser()
+    if args[:2] == ["eval", "train-features"]:  # parsed by its own parser (diffvision.cli.main)
+        parser, args = train_features_parser(), args[2:]
+    try:
+        parser.parse_args(args)
+    except SystemExit as exit_:
+        return exit_.code
+    return 0
 
 
 def _default_sigint():

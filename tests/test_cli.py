@@ -1,8 +1,10 @@
 """The command line: help texts, one-line errors with exit code 2, and a train -> sample -> info
 round trip on a tiny model."""
 
+import argparse
 import json
 import re
+import shlex
 import signal
 from pathlib import Path
 
@@ -12,7 +14,15 @@ from PIL import Image
 
 from diffvision.cli import main
 from diffvision.train.checkpoint import list_checkpoints
-from tests.cli_run import DIFFVISION, logged, run, run_here, signal_when
+from tests.cli_run import (
+    DIFFVISION,
+    example_commands,
+    logged,
+    parse_status,
+    run,
+    run_here,
+    signal_when,
+)
 
 
 @pytest.mark.parametrize("command", ["train", "sample", "info", "demo", "eval", "restore"])
@@ -22,6 +32,29 @@ def test_help_has_examples(command, capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "example" in out and f"diffvision {command}" in out
+
+
+def _parsers(parser):
+    """``parser`` and every subcommand's parser below it."""
+    found = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found += [p for sub in action.choices.values() for p in _parsers(sub)]
+    return found
+
+
+def test_help_examples_parse():
+    """Every example command in every ``--help`` parses: an example left behind by a renamed
+    option fails here."""
+    from diffvision.cli import build_parser
+    from diffvision.cli.evaluate import train_features_parser
+
+    parsers = [*_parsers(build_parser()), train_features_parser()]
+    commands = [c for p in parsers for c in example_commands(p.epilog or "")]
+    assert len({c[0] for c in commands}) == 6 and ["eval", "train-features"] in [
+        c[:2] for c in commands
+    ]
+    assert not [shlex.join(c) for c in commands if parse_status(c) != 0]
 
 
 def test_version(capsys):
