@@ -314,6 +314,15 @@ def test_restore_command(tiny_digits_model, tmp_path, monkeypatch):
         (["deblur", "--kernel", "gauss:inf"], "--kernel 'gauss:inf'"),
         (["deblur", "--kernel", "motion:0"], "one pixel, no blur"),  # was taken as the identity
         (["deblur", "--kernel", "gauss:0.2"], "one pixel, no blur"),
+        (["deblur", "--kernel", "gauss:1e6"], "the kernel (6000001 px) is larger than the image"),
+        (["deblur", "--kernel", "motion:99999999"], "(99999999 px) is larger than the image (16"),
+        (
+            ["deblur", "--kernel", "motion:9.5"],
+            "LENGTH must be a whole number of pixels, not '9.5'",
+        ),
+        (["deblur", "--kernel", "motion:5,30"], "LENGTH must be a whole number of pixels, not '5,"),
+        (["deblur", "--kernel", "motion:5:x"], "ANGLE must be a number, not 'x'"),
+        (["deblur", "--kernel", "gauss:2:3"], "STD must be a number, not '2:3'"),
         (["denoise", "--sigma", "nan"], "not a finite number"),
         (["denoise", "--sigma", "25", "--samples", "2"], "mmse gives one estimate"),
         (["inpaint", "--box", "1,1,4,4", "--samples", "inf"], "not a number"),

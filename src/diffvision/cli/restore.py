@@ -169,19 +169,29 @@ def _numbers(text: str, count: int, what: str) -> list[float]:
     return values
 
 
-def _kernel(text: str):
+def _kernel(text: str, clean_shape):
+    """The blur kernel ``--kernel TEXT`` names, for an image of ``clean_shape`` (H, W): refused in
+    one line where TEXT is not of its forms, or before it is built where it is larger than the
+    image (``gauss:1e6`` would ask for petabytes)."""
     from ..restore import gaussian_kernel, motion_kernel
+
+    def fits(size):
+        if size > min(clean_shape):
+            h, w = clean_shape
+            raise ValueError(f"the kernel ({size} px) is larger than the image ({h} x {w})")
+        return size
 
     kind, _, rest = text.partition(":")
     kernel = None
     try:
         if kind == "gauss":
-            std = float(rest or 2)
-            kernel = gaussian_kernel(2 * int(3 * std) + 1, std)
+            std = _kernel_number(rest or "2", float, "STD")
+            kernel = gaussian_kernel(fits(2 * int(3 * std) + 1), std)
         elif kind == "motion":
             length, _, angle = rest.partition(":")
-            size = int(length or 9)
-            kernel = motion_kernel(size + (size % 2 == 0), float(angle or 0))
+            size = _kernel_number(length or "9", int, "LENGTH")
+            angle = _kernel_number(angle or "0", float, "ANGLE")
+            kernel = motion_kernel(fits(size + (size % 2 == 0)), angle)
     except (ValueError, OverflowError) as err:  # OverflowError: int(3 * inf)
         raise UsageError(f"--kernel {text!r}: {err}") from None
     if kernel is None:
@@ -189,6 +199,15 @@ def _kernel(text: str):
     if kernel.numel() == 1:  # gauss:STD below 1/3 or motion:0 and motion:1 round to one pixel
         raise UsageError(f"--kernel {text!r} is one pixel, no blur: use restore denoise")
     return kernel
+
+
+def _kernel_number(text: str, convert, name: str):
+    """``convert(text)``, or a ValueError that names the part of the kernel's form."""
+    try:
+        return convert(text)
+    except ValueError:
+        kind = "a whole number of pixels" if convert is int else "a number"
+        raise ValueError(f"{name} must be {kind}, not {text!r}") from None
 
 
 def _operator(args, clean_shape):
@@ -239,7 +258,7 @@ def _operator(args, clean_shape):
     if args.task == "superres":
         return R.SuperResolution(args.factor, args.method, sigma)
     if args.task == "deblur":
-        return R.Deblur(_kernel(args.kernel), sigma)
+        return R.Deblur(_kernel(args.kernel, clean_shape), sigma)
     return R.Colorize(sigma)
 
 
