@@ -323,6 +323,11 @@ def test_restore_command(tiny_digits_model, tmp_path, monkeypatch):
         (["deblur", "--kernel", "motion:5,30"], "LENGTH must be a whole number of pixels, not '5,"),
         (["deblur", "--kernel", "motion:5:x"], "ANGLE must be a number, not 'x'"),
         (["deblur", "--kernel", "gauss:2:3"], "STD must be a number, not '2:3'"),
+        (["superres", "--factor", "100000"], "x 1600000 x 1600000, one draw) needs at least"),
+        (
+            ["denoise", "--sigma", "9", "--solver", "posterior", "--samples", "10000000000"],
+            "16 x 16, 10000000000 draws) needs at least",
+        ),
         (["denoise", "--sigma", "nan"], "not a finite number"),
         (["denoise", "--sigma", "25", "--samples", "2"], "mmse gives one estimate"),
         (["inpaint", "--box", "1,1,4,4", "--samples", "inf"], "not a number"),

@@ -121,13 +121,24 @@ def check_batch_fits(
     """Raise ValueError when ``run_on(batch)`` surely does not fit: the lower bound of its peak
     (:func:`batch_bytes`) exceeds the memory available on ``device``. ``what`` names the call
     in the message ("sampling 256 images of 3 x 128 x 128"), ``advice`` says what to change."""
-    free = available_bytes(device)
-    if free is None:
+    if available_bytes(device) is None:
         return
     one, each = batch_bytes(run_on)
-    need = one + (batch - 1) * each
-    if need > free:
+    check_fits(
+        one + (batch - 1) * each, device, f"{what}", advice, f"{each / 2**20:.1f} MiB per image"
+    )
+
+
+def check_fits(
+    need: int, device: torch.device, what: str, advice: str, detail: str | None = None
+) -> None:
+    """Raise ValueError when ``need`` bytes (a lower bound of what ``what`` takes) exceed the
+    memory available on ``device``; nothing where that memory is unknown. The message: "``what``
+    needs at least X GiB (``detail``), and Y GiB is free: ``advice``"."""
+    free = available_bytes(device)
+    if free is not None and need > free:
+        detail = f" ({detail})" if detail else ""
         raise ValueError(
-            f"{what} needs at least {need / GiB:.1f} GiB ({each / 2**20:.1f} MiB per image), "
-            f"and {free / GiB:.1f} GiB is free: {advice}"
+            f"{what} needs at least {need / GiB:.1f} GiB{detail}, and {free / GiB:.1f} GiB is "
+            f"free: {advice}"
         )

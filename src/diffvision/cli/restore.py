@@ -416,6 +416,21 @@ def cmd_restore(args) -> int:
     )
 
 
+def _check_draws_fit(args, channels: int, h: int, w: int, device) -> None:
+    """Refuse (ValueError) a restoration whose draws surely cannot fit in memory, before any is
+    made. Every solver holds its ``--samples`` draws of the whole ``channels x h x w`` result
+    together, in float32, with the denoiser's estimate of each and the measurement brought to
+    that size: 2 K + 1 such images, a lower bound of what it holds (``superres --factor 1000``
+    of a 128 px image would ask for 549 GiB at once)."""
+    from ..memory import check_fits
+
+    draws = f"{args.samples} draws" if args.samples > 1 else "one draw"
+    advice = ["lower --samples"] if args.samples > 1 else []
+    advice += ["lower --factor"] if args.task == "superres" else ["restore a smaller image"]
+    what = f"the result ({channels} x {h} x {w}, {draws})"
+    check_fits((2 * args.samples + 1) * channels * h * w * 4, device, what, " or ".join(advice))
+
+
 def _check_tiles_fit(args, prior, operator, y, tile: int, device) -> None:
     """Refuse (ValueError) a restoration whose network calls surely cannot fit in memory: the
     most tiles (or whole images) that one call takes (:func:`~diffvision.restore.tiles.
@@ -455,6 +470,7 @@ def _restore_file(args, prior, channels: int, size: int, white: int, device) -> 
         h, w = clean.shape[-2:]
         h, w = h - h % factor, w - w % factor
         clean = clean[..., :h, :w]
+        _check_draws_fit(args, channels, h, w, device)
         operator = _operator(args, (h, w))
         y = operator.measure(clean.double(), gen).float()
     else:
@@ -462,6 +478,7 @@ def _restore_file(args, prior, channels: int, size: int, white: int, device) -> 
         if args.task == "colorize":
             image = image.mean(1, keepdim=True)
         h, w = image.shape[-2] * factor, image.shape[-1] * factor
+        _check_draws_fit(args, channels, h, w, device)
         operator = _operator(args, (h, w))
         y = image if args.task != "inpaint" else operator.forward(image)
     tile = args.tile or size
