@@ -57,6 +57,27 @@ def test_help_examples_parse():
     assert not [shlex.join(c) for c in commands if parse_status(c) != 0]
 
 
+def test_an_allocation_refused_is_one_line(tmp_path, tiny_digits_model):
+    """What the checks before a run miss (they are lower bounds), the allocator refuses: said in
+    one line with exit code 2, not a traceback. 10**13 steps ask for a schedule of 80 TB."""
+    import torch
+
+    from diffvision.cli import _failed_allocation
+
+    out = tmp_path / "grid.png"
+    args = ["sample", str(tiny_digits_model), "--n", "1", "--steps", str(10**13), "--quiet"]
+    bad = run_here(*args, "--out", str(out))
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert "diffvision sample: error: out of memory: " in bad.stderr
+    assert "GiB could not be allocated; ask for less" in bad.stderr and not out.exists()
+    cuda = "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79 GiB"
+    assert _failed_allocation(torch.OutOfMemoryError(cuda)) == "2.0 GiB"
+    assert _failed_allocation(RuntimeError("DefaultCPUAllocator: can't allocate memory")) == (
+        "memory"
+    )
+    assert _failed_allocation(RuntimeError("shape '[2, 3]' is invalid")) is None
+
+
 def test_version(capsys):
     import diffvision
 

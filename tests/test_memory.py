@@ -108,6 +108,23 @@ def test_a_sampling_batch_that_cannot_fit_is_refused(tmp_path, monkeypatch, tiny
     assert len(list(out.glob("sample_*.png"))) == 512
 
 
+def test_a_grid_that_cannot_fit_is_refused(tmp_path, monkeypatch, tiny_digits_model):
+    """A grid holds every image, twice (the batches, then joined): one that cannot fit is
+    refused in one line before sampling, ``--n 10**11`` too (it hung, listing 1.6e9 batches);
+    a smaller grid runs. 4096 images of 8 x 8 in float32, twice: 2 MiB."""
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 2**20)  # 1 MiB free
+    grid = tmp_path / "grid.png"
+    args = ["sample", str(tiny_digits_model), "--batch", "16", "--steps", "1", "--quiet"]
+    for n in ("4096", str(10**11)):
+        bad = run_here(*args, "--n", n, "--out", str(grid))
+        assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+        assert f"a grid of {n} images of 1 x 8 x 8 needs at least" in bad.stderr
+        assert "lower --n, or write one PNG per image (--out FOLDER/)" in bad.stderr
+        assert not grid.exists()
+    fine = run_here(*args, "--n", "1024", "--out", str(grid))  # 0.5 MiB
+    assert fine.returncode == 0 and grid.is_file(), fine.stderr
+
+
 def test_an_eval_batch_that_cannot_fit_is_refused(tmp_path, monkeypatch, tiny_digits_model):
     """eval samples ``--batch`` images at a time (500 by default): a batch that cannot fit is
     refused in one line before sampling; a smaller one runs; so are the --bpd images."""

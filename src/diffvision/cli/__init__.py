@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import re
 import signal
 import sys
 import textwrap
@@ -388,6 +390,7 @@ def cmd_sample(args) -> int:
     from ..denoiser import ClassMixture
     from ..io import load, load_classifier, read_config, save_grid, save_images
     from ..io.images import numbered_path
+    from ..memory import check_fits
     from ..seeds import derived_seed
     from ..train.distributed import resolve_device
     from .record import read_record, settings_of, write_record
@@ -427,6 +430,12 @@ def cmd_sample(args) -> int:
         if clf is not None:
             model = ClassMixture(model, clf)
             print("unconditional: class-posterior mixture of the class branches")
+    if not to_folder:  # a grid holds every image twice (the batches, then joined), in float32
+        check_fits(
+            2 * args.n * math.prod(shape) * 4, torch.device("cpu"),
+            f"a grid of {args.n} images of {' x '.join(map(str, shape))}",
+            "lower --n, or write one PNG per image (--out FOLDER/)",
+        )  # fmt: skip
     batches = [(start, min(args.batch, args.n - start)) for start in range(0, args.n, args.batch)]
     _check_batch_fits(model, shape, batches[0][1], args, device)  # the first batch is the largest
     kept = 0  # images of batches that an earlier run with the same settings wrote whole
@@ -568,12 +577,41 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"diffvision {command}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except RuntimeError as err:  # an allocation refused: settings too large for the machine
+        need = _failed_allocation(err)
+        if need is None:
+            raise
+        print(
+            f"diffvision {command}: error: out of memory: {need} could not be allocated; ask "
+            "for less (fewer steps, samples or images, a smaller batch or image)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _failed_allocation(err: RuntimeError) -> str | None:
+    """How much memory the allocation that raised ``err`` asked for ("745.1 GiB", or "memory"
+    where the message does not say), or None where ``err`` is not an allocation refused: CUDA's
+    out-of-memory error, or the CPU allocator's "can't allocate memory" (a plain RuntimeError).
+    The checks before a run (``memory.py``) are lower bounds: this catches what they miss."""
+    import torch
+
+    text = str(err)
+    if not isinstance(err, torch.OutOfMemoryError) and "can't allocate memory" not in text:
+        return None
+    found = re.search(r"allocate ([0-9.]+) (bytes|[KMGT]iB)", text)
+    if found is None:
+        return "memory"
+    amount, unit = float(found[1]), found[2]
+    if unit == "bytes":
+        amount, unit = amount / 2**30, "GiB"
+    return f"{amount:.1f} {unit}"
 
 
 def _interrupt(signum, frame):
