@@ -204,6 +204,12 @@ def test_masks():
         box_mask(8, 8, (6, 0, 4, 4))
     m = stroke_mask(32, 32, generator=torch.Generator().manual_seed(0))
     assert 0 < (m == 0).sum() < 32 * 32
+    # one stroke 46 px thick covers a 16 x 16 image (its diagonal is 22.6 px): drawing stops
+    # there, after the stroke's four numbers, not after a hundred thousand strokes
+    gen, same = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    assert not stroke_mask(16, 16, strokes=100_000, thickness=46, generator=gen).any()
+    same.manual_seed(0), torch.rand(4, generator=same)
+    assert torch.equal(torch.rand(3, generator=gen), torch.rand(3, generator=same))
     with pytest.raises(ValueError, match="only 0"):
         Inpaint(torch.full((4, 4), 0.5))
 

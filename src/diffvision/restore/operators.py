@@ -314,10 +314,14 @@ def random_mask(height: int, width: int, missing: float, generator=None) -> Tens
 
 
 def stroke_mask(height: int, width: int, strokes: int = 4, thickness: int = 3, generator=None):
-    """``H x W`` mask with random thick line strokes as holes (scribbles, scratches)."""
+    """``H x W`` mask with random thick line strokes as holes (scribbles, scratches). Drawing
+    stops once no pixel is left observed: further strokes would change nothing (so ``strokes``
+    of a billion ends within seconds rather than days)."""
     mask = torch.ones(height, width)
     yy, xx = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
     for _ in range(strokes):
+        if not bool(mask.any()):
+            break
         x0, x1 = (torch.rand(2, generator=generator) * width).tolist()
         y0, y1 = (torch.rand(2, generator=generator) * height).tolist()
         dx, dy = x1 - x0, y1 - y0
