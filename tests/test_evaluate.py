@@ -120,7 +120,7 @@ def test_evaluate_reports_per_class_accuracy(data, feature_net):
     assert ev.plus_minus(2.5, 0.25) == "2.5 ± 0.25" and ev.plus_minus(2.5, math.nan) == "2.5"
     with pytest.raises(ValueError, match=r"0\.\.9"):
         ev.evaluate(exact, data, net, n=20, seeds=(0,), steps=2, classes=[12])
-    with pytest.raises(ValueError, match="floor needs"):
+    with pytest.raises(ValueError, match=r"floor \(2 x N\) needs 2000 real images"):
         ev.evaluate(exact, data, net, n=1000, seeds=(0,), steps=2)
 
 
@@ -242,6 +242,34 @@ def test_bits_per_dim_runs_in_float32():
     result = ev.bits_per_dim(spy, data, 2, steps=4)
     assert result["n"] == 2 and seen and set(seen) == {None}
     assert spy.autocast == torch.bfloat16
+
+
+def test_counts_beyond_the_real_images_are_refused_before_any_work(monkeypatch, tiny_digits_model):
+    """``--n`` whose floor needs more real images than the data holds (2 x 900 > 1797 digits),
+    or ``--bpd`` more than it holds, is refused in one line before a feature network is trained
+    or anything sampled (``--n`` was refused after sampling, ``--bpd`` took fewer images and
+    reported the count asked); so are the library's calls."""
+    from tests.cli_run import run_here
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("worked before refusing")
+
+    monkeypatch.setattr(ev, "get_features", no_work)
+    monkeypatch.setattr(ev, "generate", no_work)
+    args = ["eval", str(tiny_digits_model), "--data", "digits", "--steps", "1"]
+    for extra, message in [
+        (["--n", "899"], "needs 1798 real images and digits has 1797"),  # one more
+        (["--n", "900"], "--n 900: the real-versus-real floor (2 x N) needs 1800 real images"),
+        (["--n", "10", "--bpd", "1798"], "--bpd 1798 needs 1798 real images and digits has 1797"),
+    ]:
+        bad = run_here(*args, *extra)
+        assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+        assert message in bad.stderr
+    data = digits()
+    with pytest.raises(ValueError, match="bits/dim of 1798 images needs 1798 real images"):
+        ev.bits_per_dim(None, data, 1798)
+    with pytest.raises(ValueError, match="floor"):
+        ev.evaluate(None, data, None, n=900)
 
 
 def test_auto_features_for_built_in_sets_pooled(tmp_path, monkeypatch):

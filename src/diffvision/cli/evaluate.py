@@ -175,6 +175,9 @@ def cmd_eval(args) -> int:
             f"the model makes {shape[0]} x {shape[-1]} x {shape[-1]} images but {args.data} has "
             f"{data.channels} x {data.size} x {data.size}"
         )
+    ev.check_floor_count(data, args.n)  # counts first: no feature network trained in vain
+    if args.bpd > 0:
+        ev.check_real_count(data, args.bpd, f"--bpd {args.bpd}")
     model = fast_inference(load(args.model, ema=not args.no_ema, device=device), device, args.bf16)
     features = ev.get_features(args.features, data, args.data)
     if args.bpd > 0:  # before the sampling, which takes longer

@@ -154,13 +154,21 @@ def generate(
     return torch.cat(out), (time.perf_counter() - start) / n
 
 
+def check_real_count(data: ImageData, needed: int, what: str) -> None:
+    """Raise ValueError where ``what`` needs more real images, ``needed``, than ``data`` holds:
+    called before any sampling, so that a count too large is refused at once, not after it."""
+    if needed > len(data):
+        raise ValueError(f"{what} needs {needed} real images and {data.name} has {len(data)}")
+
+
+def check_floor_count(data: ImageData, n: int) -> None:
+    """:func:`check_real_count` for :func:`evaluate`'s ``n``: its floor takes 2 n real images."""
+    check_real_count(data, 2 * n, f"--n {n}: the real-versus-real floor (2 x N)")
+
+
 def _real_subsets(data: ImageData, n: int, seed: int) -> tuple[Tensor, Tensor]:
-    """Two disjoint random subsets of ``n`` real images (the second for the floor)."""
-    if 2 * n > len(data):
-        raise ValueError(
-            f"--n {n} is too large: the real-versus-real floor needs 2 x N = {2 * n} real images "
-            f"and {data.name} has {len(data)}"
-        )
+    """Two disjoint random subsets of ``n`` real images (the second for the floor; ``2 n`` at
+    most ``len(data)``: :func:`check_real_count`)."""
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(10_000 + seed))
     return data.batch(order[:n])[0], data.batch(order[n : 2 * n])[0]
 
@@ -195,6 +203,7 @@ def evaluate(
     is refused before any sampling (ValueError; :func:`~diffvision.samplers.check_sample_fits`).
     ``device``: where the denoiser is and samples; the metrics are computed on the CPU.
     """
+    check_floor_count(data, n)
     shape = (data.channels, data.size, data.size)
     labels = _labels_for(denoiser, n, classes)
     first = min(batch, n)  # once for all seeds: a batch that surely cannot fit is refused
@@ -300,6 +309,7 @@ def bits_per_dim(
     through their null class, and always in float32 (a ``Denoiser``'s ``autocast`` is off
     meanwhile: bf16 rounding would swamp the divergence estimate), on ``device`` (where the
     denoiser is). Returns ``{"mean", "std_err", "n"}``."""
+    check_real_count(data, n, f"bits/dim of {n} images")  # randperm(len(data))[:n] took fewer
     gen = torch.Generator().manual_seed(20_000 + seed)
     order = torch.randperm(len(data), generator=gen)[:n]
     x = dequantize(data.batch(order)[0], gen).to(device)
