@@ -57,6 +57,18 @@ def test_help_examples_parse():
     assert not [shlex.join(c) for c in commands if parse_status(c) != 0]
 
 
+def test_a_diverging_run_ends_in_one_line(tmp_path):
+    """A learning rate so high that the loss overflows (Adam's first update moves every weight
+    by about the rate: 1e30) ends the run with the trainer's one line and exit code 2, not a
+    traceback; the folder takes a new run."""
+    args = ["train", "--data", "digits", "--preset", "tiny", "--batch", "8", "--quiet"]
+    bad = run_here(*args, "--lr", "1e30", "--steps", "3", "--out", str(tmp_path))
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert "diffvision train: error: loss is " in bad.stderr and "lower --lr" in bad.stderr
+    fine = run_here(*args, "--steps", "1", "--out", str(tmp_path))
+    assert fine.returncode == 0, fine.stderr
+
+
 def test_an_allocation_refused_is_one_line(tmp_path, tiny_digits_model):
     """What the checks before a run miss (they are lower bounds), the allocator refuses: said in
     one line with exit code 2, not a traceback. 10**13 steps ask for a schedule of 80 TB."""

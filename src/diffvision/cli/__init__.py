@@ -569,7 +569,8 @@ def main(argv: list[str] | None = None) -> int:
         previous = None
     try:
         return run()
-    except (UsageError, ValueError, FileNotFoundError) as err:
+    except (UsageError, ValueError, FileNotFoundError, FloatingPointError) as err:  # the last: a
+        # training loss that is no longer finite (a --lr too high), said as the trainer words it
         print(f"diffvision {command}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as err:  # a file that cannot be written (disk full, say): named in one line
