@@ -9,7 +9,7 @@ import diffvision
 from diffvision.denoiser import Denoiser
 from diffvision.io import make_grid, model_config, read_config, save_grid, save_model_folder
 from diffvision.io.atomic import write_whole
-from diffvision.io.model_folder import parameter_count
+from diffvision.io.model_folder import check_model_config, parameter_count
 from diffvision.nets import build_unet
 from diffvision.process import EDM
 
@@ -67,6 +67,53 @@ def test_bad_folders(tmp_path):
     (tmp_path / "m" / "config.json").write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
         read_config(tmp_path / "m")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda c: c["net"].update(channel_mult="abc"), "channel_mult must be a list of integ"),
+        (lambda c: c["net"].update(channels=True), "channels must be an integer >= 1, not True"),
+        (lambda c: c["net"].update(attn_levels=[5]), "attn_levels must be levels 0..1, not 5"),
+        (lambda c: c["net"].update(dropout="x"), "dropout must be a number in [0, 1), not 'x'"),
+        (lambda c: c["net"].update(foo=1), "unexpected keyword argument 'foo'"),
+        (lambda c: c.pop("denoiser"), "does not describe a model: no 'denoiser' entry"),
+        (lambda c: c.pop("net"), "has no 'net' section"),
+        (lambda c: c.update(version="1"), "version must be an integer, not '1'"),
+    ],
+)
+def test_a_config_that_does_not_describe_a_model_is_named(tmp_path, edit, message):
+    """A config.json made or edited elsewhere is input: a missing entry or a wrong type is a
+    ValueError naming the file and the field (the command's one line), from ``load`` and from
+    ``info``'s check alike, not an error from deep inside the network's construction."""
+    make_folder(tmp_path / "m")
+    path = tmp_path / "m" / "config.json"
+    config = json.loads(path.read_text())
+    edit(config)
+    path.write_text(json.dumps(config))
+    for read in (diffvision.load, check_model_config):
+        with pytest.raises(ValueError, match=re.escape(message)) as raised:
+            read(tmp_path / "m")
+        assert str(path) in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_info_checks_the_weights_against_the_config(tmp_path):
+    """``check_model_config`` compares the tensors that the config's network has with those in
+    the weights' header: a config of another width, or one without classes, is named with the first
+    tensor that differs; the folder's own config passes."""
+    make_folder(tmp_path / "a")
+    make_folder(tmp_path / "b", channels=8)
+    assert check_model_config(tmp_path / "a")["net"]["channels"] == 16
+    (tmp_path / "b" / "config.json").write_text((tmp_path / "a" / "config.json").read_text())
+    with pytest.raises(ValueError, match=r"model\.safetensors does not match its config\.json: "):
+        check_model_config(tmp_path / "b")
+    with pytest.raises(ValueError, match=r"class_emb\.weight is \(4, 32\) there, \(4, 64\) by the"):
+        check_model_config(tmp_path / "b")
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    config["net"]["num_classes"] = 0
+    (tmp_path / "a" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"class_emb\.weight is \(4, 64\) there, not expected by"):
+        check_model_config(tmp_path / "a")
 
 
 def test_weights_must_match_config(tmp_path):

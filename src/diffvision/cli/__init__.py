@@ -490,11 +490,10 @@ def cmd_sample(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from ..io import read_config
-    from ..io.model_folder import parameter_count
+    from ..io.model_folder import check_model_config, parameter_count
     from ..samplers import SAMPLERS
 
-    config = read_config(args.model)
+    config = check_model_config(args.model)
     net = config["net"]
     params = parameter_count(args.model)
     lines = [

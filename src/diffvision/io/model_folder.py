@@ -98,12 +98,16 @@ def read_config(folder: str | Path) -> dict:
         config = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid JSON: {err}") from None
-    if config.get("format") != FORMAT:
-        raise ValueError(
-            f"{path} is not a diffvision model config (format {config.get('format')!r})"
-        )
-    if config.get("version", 0) > VERSION:
-        raise ValueError(f"{path} needs a newer diffvision (version {config['version']})")
+    found = config.get("format") if isinstance(config, dict) else type(config).__name__
+    if found != FORMAT:
+        raise ValueError(f"{path} is not a diffvision model config (format {found!r})")
+    version = config.get("version", 0)
+    if not isinstance(version, int):
+        raise ValueError(f"{path}: version must be an integer, not {version!r}")
+    if version > VERSION:
+        raise ValueError(f"{path} needs a newer diffvision (version {version})")
+    if not isinstance(config.get("net"), dict):
+        raise ValueError(f"{path} has no 'net' section describing the network")
     return config
 
 
@@ -143,18 +147,22 @@ def _load_weights(module: nn.Module, weights: Path) -> None:
     try:
         module.load_state_dict(state)
     except RuntimeError as err:
-        raise ValueError(f"{weights} does not match its config.json: {str(err)[:300]}") from None
+        found = " ".join(str(err).split())  # one line: torch lists each mismatch on its own
+        raise ValueError(f"{weights} does not match its config.json: {found[:300]}") from None
 
 
 def parameter_count(folder: str | Path) -> int:
     """The number of network parameters in a model folder (from ``model.safetensors``'s header:
     no tensor is read)."""
 
-    def count(path: str) -> int:
-        with safe_open(path, "pt") as f:
-            return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+    shapes = _read_weights(Path(folder) / "model.safetensors", _header_shapes)
+    return sum(math.prod(shape) for shape in shapes.values())
 
-    return _read_weights(Path(folder) / "model.safetensors", count)
+
+def _header_shapes(path: str) -> dict[str, tuple[int, ...]]:
+    """Each tensor's shape in the safetensors file ``path``, from its header alone."""
+    with safe_open(path, "pt") as f:
+        return {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
 
 
 def model_digest(folder: str | Path) -> str:
@@ -192,6 +200,38 @@ def load_feature_net(folder: str | Path) -> FeatureNet:
     return net.eval()
 
 
+def _built(folder: Path, config: dict) -> Denoiser:
+    """:func:`build_denoiser`, or a ValueError naming ``folder``'s config.json where it does not
+    describe a model (a config made or edited elsewhere: a missing entry, a wrong type)."""
+    try:
+        return build_denoiser(config)
+    except (KeyError, TypeError, ValueError) as err:
+        what = f"no {err} entry" if isinstance(err, KeyError) else str(err)
+        raise ValueError(f"{folder / 'config.json'} does not describe a model: {what}") from None
+
+
+def check_model_config(folder: str | Path) -> dict:
+    """The config of a model folder (:func:`read_config`) once its model has been built from it
+    on the meta device (no memory, no time) and the tensors it expects compared with those that
+    ``model.safetensors``'s header lists (no tensor read): a check, for ``info``; ValueError
+    where the config does not describe a model or not the one whose weights are there."""
+    folder = Path(folder)
+    config = read_config(folder)
+    with torch.device("meta"):
+        net = _built(folder, config).net
+    expected = {name: tuple(t.shape) for name, t in net.state_dict().items()}
+    weights = folder / "model.safetensors"
+    found = _read_weights(weights, _header_shapes)
+    for name in sorted(expected.keys() | found.keys()):
+        if expected.get(name) != found.get(name):
+            raise ValueError(
+                f"{weights} does not match its config.json: {name} is "
+                f"{found.get(name, 'missing')} there, {expected.get(name, 'not expected')} by "
+                "the config"
+            )
+    return config
+
+
 def load(folder: str | Path, *, ema: bool = True, device: str | torch.device = "cpu") -> Denoiser:
     """Load a model folder as a ready :class:`~diffvision.denoiser.Denoiser` in eval mode.
 
@@ -202,7 +242,7 @@ def load(folder: str | Path, *, ema: bool = True, device: str | torch.device = "
     """
     folder = Path(folder)
     config = read_config(folder)
-    denoiser = build_denoiser(config)
+    denoiser = _built(folder, config)
     weights = folder / (
         "ema.safetensors" if ema and (folder / "ema.safetensors").is_file() else "model.safetensors"
     )

@@ -44,15 +44,46 @@ class UNetConfig:
     groups: int = 8
 
     def __post_init__(self):
-        self.channel_mult = tuple(self.channel_mult)
-        self.attn_levels = tuple(self.attn_levels)
+        # Checked field by field: a config.json from elsewhere is input, and a wrong type would
+        # otherwise surface deep in the network's construction as an unrelated error.
         if self.out_channels is None:
             self.out_channels = self.in_channels
+        for name in ("in_channels", "out_channels", "channels", "head_channels", "groups"):
+            _check_int(name, getattr(self, name), 1)
+        for name in ("num_res_blocks", "num_classes", "cond_channels"):
+            _check_int(name, getattr(self, name), 0)
+        for name in ("channel_mult", "attn_levels"):
+            if not isinstance(getattr(self, name), list | tuple):
+                raise ValueError(f"{name} must be a list of integers, not {getattr(self, name)!r}")
+        self.channel_mult = tuple(self.channel_mult)
+        self.attn_levels = tuple(self.attn_levels)
+        if not self.channel_mult:
+            raise ValueError("channel_mult must name at least one level")
+        for mult in self.channel_mult:
+            _check_int("channel_mult", mult, 1)
+        for level in self.attn_levels:
+            if not (_is_int(level) and 0 <= level < len(self.channel_mult)):
+                raise ValueError(
+                    f"attn_levels must be levels 0..{len(self.channel_mult) - 1}, not {level!r}"
+                )
+        if isinstance(self.dropout, bool) or not (
+            isinstance(self.dropout, int | float) and 0 <= self.dropout < 1
+        ):
+            raise ValueError(f"dropout must be a number in [0, 1), not {self.dropout!r}")
         if self.channels % self.groups:
             raise ValueError("channels must be divisible by groups")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_int(name: str, value, least: int) -> None:
+    if not (_is_int(value) and value >= least):
+        raise ValueError(f"{name} must be an integer >= {least}, not {value!r}")
 
 
 PRESETS: dict[str, dict] = {
