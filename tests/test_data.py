@@ -83,6 +83,8 @@ def test_folder_errors(tmp_path):
     with pytest.raises(ValueError, match="no images"):
         load_image_folder(tmp_path, 8)
     write(tmp_path / "ok.png")
+    with pytest.raises(ValueError, match=r"ok\.png is a file: give the folder of training images"):
+        load_image_folder(tmp_path / "ok.png", 8)
     (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
     with pytest.raises(ValueError, match=r"broken\.png"):
         load_image_folder(tmp_path, 8)

@@ -84,6 +84,8 @@ def load_image_folder(
         ValueError: missing or empty folder, or an unreadable image (named in the message).
     """
     root = Path(root)
+    if root.is_file():  # one image given for the folder that should hold it
+        raise ValueError(f"{root} is a file: give the folder of training images that holds it")
     if not root.is_dir():
         raise ValueError(f"image folder not found: {root}")
     if size < 1:
