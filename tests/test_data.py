@@ -239,6 +239,20 @@ def test_float_images_are_refused_by_name(tmp_path):
         load_image_folder(tmp_path, 6)
 
 
+def test_images_past_pillows_bomb_limit_are_refused_by_name(tmp_path, monkeypatch):
+    """A file whose header claims more than twice ``Image.MAX_IMAGE_PIXELS`` (a decompression
+    bomb, by Pillow's guard; 400 M pixels by default) is an unreadable image named in a
+    ValueError, for the commands' one line, not Pillow's own error type and a traceback. The
+    limit lowered to 100 pixels stands in for a huge file: 20 x 12 is 240."""
+    from diffvision.io.images import read_alpha, read_image
+
+    write(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    for read in (lambda p: read_image(p, 3), read_alpha, lambda p: load_image_folder(p.parent, 6)):
+        with pytest.raises(ValueError, match=r"big\.png: Image size \(240 pixels\) exceeds"):
+            read(tmp_path / "big.png")
+
+
 def test_builtin_sets():
     d = digits()
     assert (len(d), d.channels, d.size, d.num_classes) == (1797, 1, 8, 10)

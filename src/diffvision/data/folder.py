@@ -6,11 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from .dataset import ImageData
 from .transforms import (
     GREY_MODES,
+    UNREADABLE_IMAGE,
     WIDE_MODES,
     check_white,
     deep_colour_pixels,
@@ -36,7 +37,7 @@ def _open(path: Path) -> Image.Image:
     try:
         image = Image.open(path)
         image.load()
-    except (UnidentifiedImageError, OSError, ValueError) as err:
+    except UNREADABLE_IMAGE as err:
         raise ValueError(f"cannot read image {path}: {err}") from None
     return image
 
@@ -53,7 +54,7 @@ def read_header(path: Path, deep_values: bool = True) -> tuple[str, int, int | N
                 top = int(np.asarray(image).max())
             elif deep_values and is_deep_colour(image):
                 top = int(deep_colour_pixels(path).max())
-    except (UnidentifiedImageError, OSError, ValueError) as err:
+    except UNREADABLE_IMAGE as err:
         raise ValueError(f"cannot read image {path}: {err}") from None
     if top is not None and top > 65535:
         raise ValueError(f"cannot read image {path}: 32-bit values past 65535")
@@ -119,7 +120,7 @@ def load_image_folder(
         # upright as a viewer shows it: phones store photos sideways with an EXIF orientation
         try:
             return read_square(path, size, channels, white or 65535)
-        except (UnidentifiedImageError, OSError, ValueError) as err:  # also float images
+        except UNREADABLE_IMAGE as err:  # also float images
             raise ValueError(f"cannot read image {path}: {err}") from None
 
     if len(paths) * channels * size * size <= cache_limit_bytes:

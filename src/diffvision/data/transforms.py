@@ -10,6 +10,12 @@ import torch
 from PIL import Image, ImageOps
 from torch import Tensor
 
+#: What reading an image file raises where the file is not an image this project can read: not
+#: an image (PIL's UnidentifiedImageError is an OSError), truncated or malformed (OSError,
+#: SyntaxError, ValueError), or so large that Pillow refuses it as a decompression bomb (over
+#: twice ``Image.MAX_IMAGE_PIXELS``; its own error type). Callers name the file in a ValueError.
+UNREADABLE_IMAGE = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
 
 def resize_center_crop(image: Image.Image, size: int) -> Image.Image:
     """Scale the short side to ``size`` (bicubic; box filter when shrinking a lot) and crop the

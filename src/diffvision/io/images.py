@@ -11,7 +11,7 @@ import torch
 from PIL import Image, ImageOps
 from torch import Tensor
 
-from ..data.transforms import is_16_bit_image, read_unit_array
+from ..data.transforms import UNREADABLE_IMAGE, is_16_bit_image, read_unit_array
 from .atomic import write_whole
 
 
@@ -123,7 +123,7 @@ def read_alpha(path: str | Path) -> Tensor:
             if "A" not in image.getbands() and "transparency" not in image.info:
                 raise ValueError("it has no alpha channel (no transparent pixels)")
             alpha = np.asarray(image.convert("RGBA").getchannel("A"), dtype=np.float32) / 255
-    except (OSError, SyntaxError, ValueError) as err:
+    except UNREADABLE_IMAGE as err:
         raise ValueError(f"cannot read the transparency of {path}: {err}") from None
     return torch.from_numpy(alpha)
 
@@ -138,6 +138,6 @@ def read_image(path: str | Path, channels: int, white: int = 65535) -> Tensor:
         raise ValueError(f"image not found: {path}")
     try:
         array = read_unit_array(path, channels, white)  # upright, as the result is saved
-    except (OSError, SyntaxError, ValueError) as err:
+    except UNREADABLE_IMAGE as err:
         raise ValueError(f"cannot read image {path}: {err}") from None
     return torch.from_numpy(array).permute(2, 0, 1)[None] * 2 - 1
