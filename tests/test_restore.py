@@ -11,6 +11,7 @@ factor, so they are the same on every machine).
 """
 
 import math
+import re
 
 import pytest
 import torch
@@ -29,6 +30,7 @@ from diffvision.restore import (
     solve,
     stroke_mask,
 )
+from diffvision.restore.tiles import TiledDenoiser
 
 H, C = 8, 1
 D = C * H * H
@@ -212,6 +214,30 @@ def test_masks():
     assert torch.equal(torch.rand(3, generator=gen), torch.rand(3, generator=same))
     with pytest.raises(ValueError, match="only 0"):
         Inpaint(torch.full((4, 4), 0.5))
+
+
+def test_a_measurement_that_does_not_fit_is_refused_before_any_work(tiny_digits_model):
+    """``solve`` checks y at the edge: a float ``N x C x H x W`` tensor of finite values, of the
+    size the operator takes, restored to the model's channels; each refusal a ValueError that
+    says which, not an error from inside a network or an FFT (or NaN images returned)."""
+    import diffvision
+
+    model = diffvision.load(tiny_digits_model)  # 1 x 8 x 8 images
+    y = torch.zeros(1, 1, 8, 8)
+    for op, bad, message in [
+        (Denoise(0.1), y[0], "y must be a float N x C x H x W tensor, not torch.float32 of sh"),
+        (Denoise(0.1), y.long(), "not torch.int64 of shape (1, 1, 8, 8)"),
+        (Denoise(0.1), y.clone().index_fill_(3, torch.tensor([2]), math.nan), "NaN or inf"),
+        (Inpaint(box_mask(16, 16, (2, 2, 4, 4))), y, "y of shape (1, 1, 8, 8) does not fit the"),
+        (Denoise(0.1), torch.zeros(1, 3, 8, 8), "the Denoise restores 3-channel images from y"),
+        (Colorize(), y, "the Colorize restores 3-channel images from y and the model makes 1-"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            solve(model, op, bad, solver="mmse" if isinstance(op, Denoise) else "ddnm", steps=2)
+    tiled = TiledDenoiser(model, tile=8, overlap=2)
+    with pytest.raises(ValueError, match="model makes 1-channel ones"):
+        solve(tiled, Colorize(), torch.zeros(1, 1, 16, 16), solver="ddnm", steps=2)
+    assert solve(model, Denoise(0.1), y, solver="mmse").shape == (1, 1, 8, 8)
 
 
 def test_mmse_is_the_exact_posterior_mean(prior):

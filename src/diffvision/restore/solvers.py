@@ -319,6 +319,32 @@ def sdedit(
     return get_sampler(sampler)(denoiser, x, sigmas, generator=generator, **opts)
 
 
+def check_measurement(denoiser, operator: Operator, y: Tensor) -> None:
+    """Raise ValueError, before any work, where ``y`` cannot be ``operator``'s measurement of
+    images that ``denoiser`` makes: not a float ``N x C x H x W`` tensor of finite values, of a
+    size the operator does not take (an inpainting mask of another size, say), or restored to
+    a number of channels other than the model's (where the denoiser states it: a loaded model,
+    alone or tiled)."""
+    if not (isinstance(y, Tensor) and y.ndim == 4 and y.is_floating_point()):
+        what = f"{y.dtype} of shape {tuple(y.shape)}" if isinstance(y, Tensor) else type(y)
+        raise ValueError(f"y must be a float N x C x H x W tensor, not {what}")
+    if not bool(torch.isfinite(y).all()):
+        raise ValueError("y holds NaN or infinite values")
+    try:
+        channels = operator.pinv(y[:1]).shape[1]
+    except RuntimeError as err:
+        name = type(operator).__name__
+        raise ValueError(f"y of shape {tuple(y.shape)} does not fit the {name}: {err}") from None
+    model = getattr(denoiser, "denoiser", denoiser)  # a TiledDenoiser's model
+    config = getattr(getattr(model, "net", None), "config", None)
+    made = getattr(config, "out_channels", None)
+    if made is not None and channels != made:
+        raise ValueError(
+            f"the {type(operator).__name__} restores {channels}-channel images from y and the "
+            f"model makes {made}-channel ones"
+        )
+
+
 def solve(
     denoiser,
     operator: Operator,
@@ -370,6 +396,7 @@ def solve(
         raise ValueError("mmse gives one estimate, the posterior mean: for samples use posterior")
     if start_std is not None and options.get("start") is None:
         raise ValueError("start_std is the error of a start: pass start too")
+    check_measurement(denoiser, operator, y)
     start_std = resolve_starts(operator, y, start_std, n_samples, options)
     run = METHODS[solver]
     op = operator.repeat(n_samples) if n_samples > 1 else operator
