@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -75,3 +77,30 @@ def test_sample_bad_input(gaussian16):
     with pytest.raises(ValueError, match="unknown step sequence"):
         sample(gaussian16, (1, 16), step_kind="uniform")
     assert diffvision.__version__
+
+
+def test_a_shape_the_model_cannot_make_is_refused(tiny_digits_model):
+    """``sample`` and ``likelihood`` check their input at the edge: a shape of positive integers,
+    for a model of images ``N x C x H x W`` with its channels; ``likelihood`` a float tensor of
+    finite values. Each a ValueError that says which (a 3-D shape failed inside a GroupNorm, a
+    wrong channel count inside a convolution, N = 0 as a division by zero; NaN data gave NaN)."""
+    from diffvision import likelihood
+
+    model = diffvision.load(tiny_digits_model)  # 1 x 8 x 8 digits
+    for shape, message in [
+        ((1, 8, 8), "the model makes N x 1 x H x W images: not (1, 8, 8)"),
+        ((2, 3, 8, 8), "the model makes N x 1 x H x W images: not (2, 3, 8, 8)"),
+        ((0, 1, 8, 8), "shape must be N x ... in positive integers, not (0, 1, 8, 8)"),
+        ((2.0, 1, 8, 8), "in positive integers, not (2.0, 1, 8, 8)"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            sample(model, shape, steps=1)
+        if all(isinstance(n, int) for n in shape) and shape[0] > 0:  # a tensor of the shape
+            with pytest.raises(ValueError, match=re.escape(message)):
+                likelihood(model, torch.zeros(shape), steps=1)
+    with pytest.raises(ValueError, match="x must be a float tensor of finite values"):
+        likelihood(model, torch.full((1, 1, 8, 8), float("nan")), steps=1)
+    with pytest.raises(ValueError, match="x must be a float tensor of finite values"):
+        likelihood(model, torch.zeros(1, 1, 8, 8, dtype=torch.long), steps=1)
+    assert sample(model, (2, 1, 8, 8), steps=1).shape == (2, 1, 8, 8)
+    assert sample(model, (1, 1, 16, 16), steps=1).shape == (1, 1, 16, 16)  # other sizes: fine

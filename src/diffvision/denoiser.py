@@ -146,6 +146,16 @@ class Denoiser(nn.Module):
         return _per_sample(c_skip, x) * x + _per_sample(c_out, x) * out.to(x.dtype)
 
 
+def image_channels(denoiser) -> int | None:
+    """The channels of the images ``denoiser`` makes, where it states them: a loaded model's
+    network (its config's ``out_channels``), alone or inside a wrapper that keeps it as
+    ``.denoiser`` (a :class:`ClassMixture`, a tiled denoiser); None for others (the analytic
+    denoisers), which callers then take at their word."""
+    model = getattr(denoiser, "denoiser", denoiser)
+    config = getattr(getattr(model, "net", None), "config", None)
+    return getattr(config, "out_channels", None)
+
+
 def guided(
     denoiser: Callable[..., Tensor], cond, scale: float, null_cond=None
 ) -> Callable[[Tensor, Tensor | float], Tensor]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..denoiser import image_channels
 from ..samplers import ancestral_step, sigma_steps
 from ..samplers import get as get_sampler
 from ..samplers.base import randn_like
@@ -335,9 +336,7 @@ def check_measurement(denoiser, operator: Operator, y: Tensor) -> None:
     except RuntimeError as err:
         name = type(operator).__name__
         raise ValueError(f"y of shape {tuple(y.shape)} does not fit the {name}: {err}") from None
-    model = getattr(denoiser, "denoiser", denoiser)  # a TiledDenoiser's model
-    config = getattr(getattr(model, "net", None), "config", None)
-    made = getattr(config, "out_channels", None)
+    made = image_channels(denoiser)
     if made is not None and channels != made:
         raise ValueError(
             f"the {type(operator).__name__} restores {channels}-channel images from y and the "

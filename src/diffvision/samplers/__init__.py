@@ -15,7 +15,7 @@ from torch import Tensor
 from ..denoiser import guided
 from ..memory import check_batch_fits
 from ..process import DiscreteVP
-from .base import Callback, randn_like
+from .base import Callback, check_shape, randn_like
 from .likelihood import LikelihoodResult, check_likelihood_fits, dequantize, likelihood
 from .ode import dpmpp_2m, dpmpp_3m, euler, heun, ipndm, unipc
 from .steps import STEP_KINDS, ddpm_timesteps, sigma_steps
@@ -127,6 +127,7 @@ def sample(
         samples of ``shape`` and ``dtype`` (images in [-1, 1] for an image model; not clipped).
     """
     run = get(sampler)
+    check_shape(denoiser, shape)
     step_options = dict(step_options or {})
     schedule = getattr(denoiser, "schedule", None)
     if step_kind is None:

@@ -25,6 +25,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
+from ..denoiser import image_channels
+
 Callback = Callable[[dict], None]
 DenoiserFn = Callable[[Tensor, Tensor], Tensor]
 #: ``noise_filter(z, s, s_next)``: an ancestral step's standard-normal draw, reshaped.
@@ -56,3 +58,15 @@ def randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
 def report(callback: Callback | None, i: int, sigma: float, sigma_next: float, x, denoised):
     if callback is not None:
         callback({"i": i, "sigma": sigma, "sigma_next": sigma_next, "x": x, "denoised": denoised})
+
+
+def check_shape(denoiser, shape: tuple[int, ...]) -> None:
+    """Raise ValueError where ``shape`` cannot be that of samples of ``denoiser``: not ``N x ...``
+    of positive integers, or, for a model of images (one that states its channels:
+    :func:`~diffvision.denoiser.image_channels`), not ``N x C x H x W`` with its ``C``."""
+    shape = tuple(shape)
+    if len(shape) < 2 or not all(isinstance(n, int) and n >= 1 for n in shape):
+        raise ValueError(f"shape must be N x ... in positive integers, not {shape}")
+    made = image_channels(denoiser)
+    if made is not None and (len(shape) != 4 or shape[1] != made):
+        raise ValueError(f"the model makes N x {made} x H x W images: not {shape}")

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from ..memory import check_batch_fits
-from .base import DenoiserFn, denoise
+from .base import DenoiserFn, check_shape, denoise
 
 __all__ = ["LikelihoodResult", "check_likelihood_fits", "dequantize", "likelihood"]
 
@@ -107,6 +107,9 @@ def likelihood(
             default ``N(0, sigma_max^2 I)``, whose error is about ``|mean|^2 / sigma_max^2`` plus
             ``d Var / sigma_max^2`` nats for data of that mean and variance.
     """
+    if not (isinstance(x, Tensor) and x.is_floating_point() and bool(torch.isfinite(x).all())):
+        raise ValueError("x must be a float tensor of finite values")
+    check_shape(denoiser, tuple(x.shape))
     d = x[0].numel()
     if exact is None:
         exact = d <= 64
