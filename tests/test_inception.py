@@ -61,6 +61,16 @@ def test_fid_and_torchvision_pooling_differ():
         assert (fid(x) - tv.eval()(x)).abs().max() > 1e-3
 
 
+class _RunsCode:
+    """Pickled, it makes unpickling call ``Path.touch`` on a path: code run by loading a file."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (type(self.path).touch, (self.path,))
+
+
 def test_wrong_files_are_refused(tmp_path):
     unet = tmp_path / "unet.pth"
     torch.save(build_unet("tiny").state_dict(), unet)
@@ -78,8 +88,16 @@ def test_wrong_files_are_refused(tmp_path):
         load_inception(code)
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a weights file")
-    with pytest.raises(ValueError, match="cannot read"):
+    with pytest.raises(ValueError, match="cannot read") as refused:
         load_inception(junk)
+    assert "weights_only" not in str(refused.value)  # not torch's advice to load it unsafely
+    # A file whose unpickling would run code (here: create a file) is refused without running it,
+    # and the message names why: torch's specific line, not its preamble.
+    evil = tmp_path / "evil.pth"
+    torch.save({"w": _RunsCode(tmp_path / "ran")}, evil)
+    with pytest.raises(ValueError, match=r"(?i)unsupported global") as refused:
+        load_inception(evil)
+    assert not (tmp_path / "ran").exists() and "weights_only" not in str(refused.value)
     with pytest.raises(ValueError, match="not found"):
         load_inception(tmp_path / "missing.pth")
 

@@ -192,6 +192,15 @@ class InceptionV3(nn.Module):
         return x.mean(dim=(2, 3))
 
 
+def _load_failure(err: Exception) -> str:
+    """The line of a failed ``torch.load`` that says why: for a refused pickle, torch's last
+    specific line ("Unsupported operand 149", "Trying to load unsupported GLOBAL posix.system
+    ..."), not its preamble, which suggests ``weights_only=False``, the unsafe way."""
+    lines = [line.strip() for line in str(err).splitlines()]
+    lines = [line for line in lines if line and not line.startswith("Check the documentation")]
+    return lines[-1][:200] if lines else type(err).__name__
+
+
 def _read_state(path: Path) -> dict[str, Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
@@ -203,8 +212,10 @@ def _read_state(path: Path) -> dict[str, Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # UnpicklingError for code, RuntimeError/EOFError for junk
-        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        raise ValueError(f"cannot read {path} as a weights file (tensors only): {first}") from None
+        raise ValueError(
+            f"cannot read {path} as a weights file (tensors only; nothing else is unpickled): "
+            f"{_load_failure(err)}"
+        ) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
