@@ -69,6 +69,37 @@ def test_a_diverging_run_ends_in_one_line(tmp_path):
     assert fine.returncode == 0, fine.stderr
 
 
+def test_a_damaged_run_is_named_on_resume(tmp_path):
+    """--resume reads the run's run.json and its last checkpoint's training settings as input: a
+    file that is not JSON, not of the run's form, or with a setting of a wrong type is named in
+    one line with exit code 2 (they were tracebacks: a list's missing .get, a KeyError, a
+    comparison of a string with a number); the repaired run resumes."""
+    out = tmp_path / "run"
+    args = ["train", "--data", "digits", "--preset", "tiny", "--batch", "8", "--quiet"]
+    assert run_here(*args, "--steps", "2", "--stop-at", "1", "--out", str(out)).returncode == 0
+    spec = out / "run.json"
+    kept = spec.read_text()
+    for text, message in [
+        ("{bad", "run.json is not valid JSON"),
+        ("[1]", 'run.json does not name the run\'s data (a "data" entry)'),
+        ('{"data": "digits", "size": "x"}', "size must be a positive integer or null, not 'x'"),
+    ]:
+        spec.write_text(text)
+        bad = run_here("train", "--out", str(out), "--resume", "--quiet")
+        assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+        assert message in bad.stderr
+    spec.write_text(kept)
+    config = list_checkpoints(out / "checkpoints")[-1] / "config.json"
+    settings = json.loads(config.read_text())
+    config.write_text(json.dumps({**settings, "training": {**settings["training"], "lr": "x"}}))
+    bad = run_here("train", "--out", str(out), "--resume", "--quiet")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert "config.json holds no usable training settings" in bad.stderr
+    config.write_text(json.dumps(settings))
+    assert run_here("train", "--out", str(out), "--resume", "--quiet").returncode == 0
+    assert (out / "model" / "config.json").is_file()
+
+
 def test_an_allocation_refused_is_one_line(tmp_path, tiny_digits_model):
     """What the checks before a run miss (they are lower bounds), the allocator refuses: said in
     one line with exit code 2, not a traceback. 10**13 steps ask for a schedule of 80 TB."""

@@ -328,8 +328,25 @@ def _absolute_spec(spec: str) -> str:
     return str(Path(spec).resolve())
 
 
+def _read_run_spec(path: Path) -> dict:
+    """A run's ``run.json`` (its data options, :data:`DATA_OPTIONS`), checked as input: a
+    UsageError naming the file where it is not JSON or not of that form (edited by hand, say)."""
+    try:
+        spec = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise UsageError(f"{path} is not valid JSON: {err}") from None
+    if not (isinstance(spec, dict) and isinstance(spec.get("data"), str)):
+        raise UsageError(f'{path} does not name the run\'s data (a "data" entry)')
+    for option in DATA_OPTIONS[1:]:
+        value = spec.get(option)
+        if value is not None and not (isinstance(value, int) and value > 0):
+            raise UsageError(f"{path}: {option} must be a positive integer or null, not {value!r}")
+    return spec
+
+
 def _resume_settings(out: Path, args):
     from ..data import load_data
+    from ..io import read_config
     from ..train import TrainConfig
     from ..train.checkpoint import list_checkpoints
 
@@ -337,11 +354,19 @@ def _resume_settings(out: Path, args):
     found = list_checkpoints(out / "checkpoints")
     if not run.is_file() or not found:
         raise UsageError(f"nothing to resume in {out} (no run.json or checkpoints)")
-    spec = json.loads(run.read_text())
-    stored = json.loads((found[-1] / "config.json").read_text())["training"]
-    cfg = TrainConfig.from_dict(stored)
+    spec = _read_run_spec(run)
+    stored = read_config(found[-1]).get("training")
+    try:
+        cfg = TrainConfig.from_dict(stored)
+        cfg.validate()
+    except (AttributeError, TypeError, ValueError) as err:  # not a dict, wrong types or values
+        raise UsageError(
+            f"{found[-1] / 'config.json'} holds no usable training settings: {err}"
+        ) from None
     white = spec.get("white_level")
-    data = load_data(spec["data"], spec["size"], channels=spec["channels"], white_level=white)
+    data = load_data(
+        spec["data"], spec.get("size"), channels=spec.get("channels"), white_level=white
+    )
     # the data's own size and channels where the run left them to the data
     own = {"size": data.size, "channels": data.channels}
     spec = {**spec, **{k: v for k, v in own.items() if spec.get(k) is None}}
