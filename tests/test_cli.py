@@ -81,7 +81,8 @@ def test_a_damaged_run_is_named_on_resume(tmp_path):
     kept = spec.read_text()
     for text, message in [
         ("{bad", "run.json is not valid JSON"),
-        ("[1]", 'run.json does not name the run\'s data (a "data" entry)'),
+        ("[1]", "run.json holds a JSON list, not an object"),
+        ('{"size": 8}', 'run.json does not name the run\'s data (a "data" entry)'),
         ('{"data": "digits", "size": "x"}', "size must be a positive integer or null, not 'x'"),
     ]:
         spec.write_text(text)

@@ -67,6 +67,9 @@ def test_bad_folders(tmp_path):
     (tmp_path / "m" / "config.json").write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
         read_config(tmp_path / "m")
+    (tmp_path / "m" / "config.json").write_text("[1, 2]")  # JSON, but not an object
+    with pytest.raises(ValueError, match=r"config\.json holds a JSON list, not an object"):
+        read_config(tmp_path / "m")
 
 
 @pytest.mark.parametrize(

@@ -171,5 +171,8 @@ def test_classifier_round_trips_through_a_model_folder(tmp_path):
     (folder / "classifier.json").write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
         load_classifier(folder)
+    (folder / "classifier.json").write_text("[]")  # was an AttributeError: a list has no .get
+    with pytest.raises(ValueError, match=r"classifier\.json holds a JSON list, not an object"):
+        load_classifier(folder)
     with pytest.raises(ValueError, match=r"no config\.json"):
         save_classifier(tmp_path, clf, info)

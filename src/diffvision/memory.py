@@ -124,9 +124,7 @@ def check_batch_fits(
     if available_bytes(device) is None:
         return
     one, each = batch_bytes(run_on)
-    check_fits(
-        one + (batch - 1) * each, device, f"{what}", advice, f"{each / 2**20:.1f} MiB per image"
-    )
+    check_fits(one + (batch - 1) * each, device, what, advice, f"{each / 2**20:.1f} MiB per image")
 
 
 def check_fits(

@@ -331,11 +331,10 @@ def _absolute_spec(spec: str) -> str:
 def _read_run_spec(path: Path) -> dict:
     """A run's ``run.json`` (its data options, :data:`DATA_OPTIONS`), checked as input: a
     UsageError naming the file where it is not JSON or not of that form (edited by hand, say)."""
-    try:
-        spec = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise UsageError(f"{path} is not valid JSON: {err}") from None
-    if not (isinstance(spec, dict) and isinstance(spec.get("data"), str)):
+    from ..io.model_folder import read_json_object
+
+    spec = read_json_object(path)
+    if not isinstance(spec.get("data"), str):
         raise UsageError(f'{path} does not name the run\'s data (a "data" entry)')
     for option in DATA_OPTIONS[1:]:
         value = spec.get(option)

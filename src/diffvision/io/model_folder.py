@@ -77,6 +77,18 @@ def model_config(net: UNet, denoiser: Denoiser, **extra) -> dict:
     }
 
 
+def read_json_object(path: Path) -> dict:
+    """The JSON object (a dict) in the file ``path``, read as input: ValueError naming the file
+    where it is not valid JSON or holds another kind of value (a list, a number)."""
+    try:
+        value = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path} holds a JSON {type(value).__name__}, not an object")
+    return value
+
+
 def read_config(folder: str | Path) -> dict:
     """The ``config.json`` of a model folder, validated."""
     folder = Path(folder)
@@ -94,11 +106,8 @@ def read_config(folder: str | Path) -> dict:
                 f": it is a run folder with no model yet (diffvision train --out {folder} --resume)"
             )
         raise ValueError(f"{folder} is not a diffvision model folder (no config.json){hint}")
-    try:
-        config = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON: {err}") from None
-    found = config.get("format") if isinstance(config, dict) else type(config).__name__
+    config = read_json_object(path)
+    found = config.get("format")
     if found != FORMAT:
         raise ValueError(f"{path} is not a diffvision model config (format {found!r})")
     version = config.get("version", 0)
@@ -271,10 +280,7 @@ def load_classifier(
     meta = Path(folder) / "classifier.json"
     if not meta.is_file():
         return None
-    try:
-        config = json.loads(meta.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{meta} is not valid JSON: {err}") from None
+    config = read_json_object(meta)
     if config.get("format") != CLASSIFIER_FORMAT or config.get("version", 0) > VERSION:
         raise ValueError(f"{meta} is not a diffvision noise classifier this version can read")
     try:
