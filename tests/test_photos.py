@@ -62,3 +62,13 @@ def test_bad_arguments():
         photos(split="validation")
     with pytest.raises(ValueError, match="channels"):
         photos(channels=2)
+    # a patch larger than the photos: named with the largest size there is (was numpy's "high <=
+    # 0" from drawing among no photos, or a position in none)
+    largest = max(min(image.shape[:2]) for image in training_photos().values())
+    with pytest.raises(ValueError, match=f"larger than every training photo .*is {largest} px"):
+        photos(largest + 1, 2)
+    assert photos(largest, 2).images.shape == (2, 3, largest, largest)
+    smallest = min(min(image.shape[1:]) for image in held_out_photos(3).values())
+    with pytest.raises(ValueError, match=f"larger than a held-out photo \\({smallest} px"):
+        photos(smallest + 1, 2, split="test")
+    assert photos(smallest, 2, split="test").images.shape == (2, 3, smallest, smallest)

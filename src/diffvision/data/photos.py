@@ -131,8 +131,20 @@ def photos(
                     levels.append(_channels(np.asarray(level), channels))
             if levels:
                 groups.append(levels)
+        if not groups:
+            largest = max(min(image.shape[:2]) for image in training_photos().values())
+            raise ValueError(
+                f"photos: size {size} is larger than every training photo (the largest is "
+                f"{largest} px on its shorter side)"
+            )
     else:
         groups = [[image] for image in held_out_photos(channels).values()]
+        smallest = min(min(image.shape[1:]) for [image] in groups)
+        if size > smallest:
+            raise ValueError(
+                f"photos: size {size} is larger than a held-out photo ({smallest} px on its "
+                "shorter side)"
+            )
     # Every photo equally often (else the largest, e.g. a flat retina scan, dominates), then a
     # pyramid level, then a position.
     photo = rng.integers(0, len(groups), n)
