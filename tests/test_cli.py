@@ -120,6 +120,10 @@ def test_an_allocation_refused_is_one_line(tmp_path, tiny_digits_model):
         "memory"
     )
     assert _failed_allocation(RuntimeError("shape '[2, 3]' is invalid")) is None
+    assert _failed_allocation(MemoryError()) == "memory"
+    bad = run_here("eval", str(tiny_digits_model), "--data", "digits", "--seeds", str(10**13))
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert "diffvision eval: error: out of memory: memory could not be allocated" in bad.stderr
 
 
 def test_version(capsys):

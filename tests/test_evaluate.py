@@ -270,6 +270,10 @@ def test_counts_beyond_the_real_images_are_refused_before_any_work(monkeypatch, 
         ev.bits_per_dim(None, data, 1798)
     with pytest.raises(ValueError, match="floor"):
         ev.evaluate(None, data, None, n=900)
+    # classes asked of an unconditional model: refused, not ignored (all classes were scored)
+    unconditional = EmpiricalDenoiser(data.batch(torch.arange(50))[0])
+    with pytest.raises(ValueError, match="classes were asked for, but the model is uncondit"):
+        ev.evaluate(unconditional, data, None, n=10, classes=[1, 2])
 
 
 def test_auto_features_for_built_in_sets_pooled(tmp_path, monkeypatch):

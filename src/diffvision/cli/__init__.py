@@ -601,7 +601,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"diffvision {command}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except RuntimeError as err:  # an allocation refused: settings too large for the machine
+    except (RuntimeError, MemoryError) as err:  # an allocation refused: settings too large
         need = _failed_allocation(err)
         if need is None:
             raise
@@ -619,13 +619,16 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
-def _failed_allocation(err: RuntimeError) -> str | None:
+def _failed_allocation(err: Exception) -> str | None:
     """How much memory the allocation that raised ``err`` asked for ("745.1 GiB", or "memory"
     where the message does not say), or None where ``err`` is not an allocation refused: CUDA's
-    out-of-memory error, or the CPU allocator's "can't allocate memory" (a plain RuntimeError).
-    The checks before a run (``memory.py``) are lower bounds: this catches what they miss."""
+    out-of-memory error, the CPU allocator's "can't allocate memory" (a plain RuntimeError), or
+    Python's MemoryError (``eval --seeds 1e11`` lists its seeds). The checks before a run
+    (``memory.py``) are lower bounds: this catches what they miss."""
     import torch
 
+    if isinstance(err, MemoryError):
+        return "memory"
     text = str(err)
     if not isinstance(err, torch.OutOfMemoryError) and "can't allocate memory" not in text:
         return None

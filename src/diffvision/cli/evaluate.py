@@ -176,6 +176,7 @@ def cmd_eval(args) -> int:
             f"{data.channels} x {data.size} x {data.size}"
         )
     ev.check_floor_count(data, args.n)  # counts first: no feature network trained in vain
+    seeds = list(range(args.seeds))  # a count too large to list is a MemoryError here, too
     if args.bpd > 0:
         ev.check_real_count(data, args.bpd, f"--bpd {args.bpd}")
     model = fast_inference(load(args.model, ema=not args.no_ema, device=device), device, args.bf16)
@@ -184,7 +185,7 @@ def cmd_eval(args) -> int:
         ev.check_bits_per_dim_fits(model, tuple(shape), args.bpd, args.batch, device)
     options = {
         "n": args.n,
-        "seeds": list(range(args.seeds)),
+        "seeds": seeds,
         "classes": _classes(args.classes),
         "guidance": args.guidance,
         "batch": args.batch,

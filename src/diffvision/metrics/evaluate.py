@@ -110,6 +110,8 @@ def _labels_for(denoiser, n: int, classes: Sequence[int] | None) -> Tensor | Non
     """Balanced labels cycling over ``classes`` for a class-conditional model, else None."""
     config = getattr(getattr(denoiser, "net", None), "config", None)
     num = int(getattr(config, "num_classes", 0) or 0)
+    if num == 0 and classes:  # not silently ignored: the metrics would be of all classes
+        raise ValueError("classes were asked for, but the model is unconditional")
     if num == 0 or classes == []:
         return None
     chosen = torch.tensor(list(classes) if classes is not None else range(num))
