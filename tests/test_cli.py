@@ -428,9 +428,11 @@ def test_interrupted_training_saves_a_checkpoint_and_resumes(tmp_path, stop):
 
 def test_interrupted_sampling_keeps_the_batches_written(tmp_path, tiny_digits_model):
     """Sampling into a folder writes each batch as it is done: Ctrl-C keeps them, and says how
-    many there are."""
+    many there are. With --n 10**11 too: the batches are made as they come and the folder is
+    listed once (listing 5e10 batches, or checking 1e11 files, hung before the first image)."""
     folder = tmp_path / "many"
-    args = ["sample", str(tiny_digits_model), "--n", "100000", "--batch", "2", "--steps", "2",
+    many = str(10**11)
+    args = ["sample", str(tiny_digits_model), "--n", many, "--batch", "2", "--steps", "2",
             "--quiet", "--out", str(folder)]  # fmt: skip
 
     def begun():  # a batch written
@@ -438,7 +440,7 @@ def test_interrupted_sampling_keeps_the_batches_written(tmp_path, tiny_digits_mo
 
     code, err = signal_when([*DIFFVISION, *args], begun, signal.SIGINT)
     written = sorted(p.name for p in folder.glob("sample_*.png"))
-    assert code == 130 and f"{len(written)} of the 100000 images are in" in err, err
+    assert code == 130 and f"{len(written)} of the {many} images are in" in err, err
     assert written == [f"sample_{i:05d}.png" for i in range(len(written))]
     assert not list(folder.glob(".*"))  # each file is written whole, then renamed
     kept = {}
@@ -450,7 +452,7 @@ def test_interrupted_sampling_keeps_the_batches_written(tmp_path, tiny_digits_mo
     # The same command goes on (here to 4 images more): each batch draws its own noise, so the
     # folder ends as one uninterrupted run's would.
     n = str(len(written) + 4)
-    args[args.index("100000")] = n
+    args[args.index(many)] = n
     result = run_here(*args)
     assert result.returncode == 0, result.stderr
     assert f"of the {n} images are in {folder}/ from an earlier run" in result.stdout

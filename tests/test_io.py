@@ -145,6 +145,21 @@ def test_parameter_count_from_the_header(tmp_path):
         parameter_count(tmp_path / "a")
 
 
+def test_numbered_indices_are_read_from_one_listing(tmp_path):
+    """The indices below n whose numbered file is there, by its own spelling: not another
+    spelling of the same number, not an index of n or more, not a folder of that name."""
+    from diffvision.io.images import numbered_indices, numbered_path
+
+    for i in (0, 2, 9, 123456):
+        numbered_path(tmp_path, i).write_bytes(b"")
+    (tmp_path / "sample_1.png").write_bytes(b"")  # not how image 1 is named
+    numbered_path(tmp_path, 3).mkdir()
+    (tmp_path / "other_00004.png").write_bytes(b"")
+    assert numbered_indices(tmp_path, 5) == {0, 2}
+    assert numbered_indices(tmp_path, 10**12) == {0, 2, 9, 123456}
+    assert numbered_indices(tmp_path, 5, prefix="other") == {4}
+
+
 def test_grid(tmp_path):
     images = torch.linspace(-1, 1, 5 * 3 * 4 * 4).reshape(5, 3, 4, 4)
     grid = make_grid(images, nrow=3, pad=1)

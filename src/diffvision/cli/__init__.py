@@ -413,7 +413,7 @@ def cmd_sample(args) -> int:
     from .. import samplers
     from ..denoiser import ClassMixture
     from ..io import load, load_classifier, read_config, save_grid, save_images
-    from ..io.images import numbered_path
+    from ..io.images import numbered_indices
     from ..memory import check_fits
     from ..seeds import derived_seed
     from ..train.distributed import resolve_device
@@ -460,21 +460,27 @@ def cmd_sample(args) -> int:
             f"a grid of {args.n} images of {' x '.join(map(str, shape))}",
             "lower --n, or write one PNG per image (--out FOLDER/)",
         )  # fmt: skip
-    batches = [(start, min(args.batch, args.n - start)) for start in range(0, args.n, args.batch)]
-    _check_batch_fits(model, shape, batches[0][1], args, device)  # the first batch is the largest
-    kept = 0  # images of batches that an earlier run with the same settings wrote whole
+
+    def size_of(start: int) -> int:  # the images of the batch from image ``start``
+        return min(args.batch, args.n - start)
+
+    _check_batch_fits(model, shape, size_of(0), args, device)  # the first batch is the largest
+    whole = set()  # starts of the batches that an earlier run with the same settings wrote whole
     if to_folder:  # the options checked: the record is written before any image
         out.mkdir(parents=True, exist_ok=True)
         write_record(out / SAMPLE_RECORD, settings)
-        whole = [all(numbered_path(out, i).is_file() for i in range(s, s + n)) for s, n in batches]
-        kept = sum(n for (_, n), w in zip(batches, whole, strict=True) if w)
-        batches = [b for b, w in zip(batches, whole, strict=True) if not w]
-        if kept:
-            print(f"{kept} of the {args.n} images are in {out}/ from an earlier run with the same "
-                  f"settings ({SAMPLE_RECORD}): kept")  # fmt: skip
+        there = numbered_indices(out, args.n)  # one listing: --n may be far beyond what is there
+        starts = {i - i % args.batch for i in there}
+        whole = {s for s in starts if all(i in there for i in range(s, s + size_of(s)))}
+    kept = sum(size_of(s) for s in whole)
+    batches = ((s, size_of(s)) for s in range(0, args.n, args.batch) if s not in whole)
+    if kept:
+        print(f"{kept} of the {args.n} images are in {out}/ from an earlier run with the same "
+              f"settings ({SAMPLE_RECORD}): kept")  # fmt: skip
     parts, done = [], 0
     try:
-        with torch.no_grad(), step_bar(len(batches) * args.steps, "sample", args.quiet) as bar:
+        todo = math.ceil(args.n / args.batch) - len(whole)
+        with torch.no_grad(), step_bar(todo * args.steps, "sample", args.quiet) as bar:
             for start, n in batches:
                 gen = torch.Generator().manual_seed(derived_seed(args.seed, start))  # per batch
                 if args.label is not None:
@@ -497,7 +503,7 @@ def cmd_sample(args) -> int:
                 done += n
     except KeyboardInterrupt:
         if to_folder:  # whole files only (also those of a batch stopped while being written)
-            there = sum(numbered_path(out, i).is_file() for i in range(args.n))
+            there = len(numbered_indices(out, args.n))
             print(f"interrupted; {there} of the {args.n} images are in {out}/ (the same "
                   "command makes the others)", file=sys.stderr)  # fmt: skip
             return 130

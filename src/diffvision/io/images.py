@@ -100,6 +100,18 @@ def numbered_path(folder: str | Path, index: int, prefix: str = "sample") -> Pat
     return Path(folder) / f"{prefix}_{index:05d}.png"
 
 
+def numbered_indices(folder: str | Path, n: int, prefix: str = "sample") -> set[int]:
+    """The indices ``i < n`` whose :func:`numbered_path` is a file in ``folder``, from one listing
+    of it (not a file check per index: ``n`` may be far larger than what is there)."""
+    found = set()
+    for path in Path(folder).glob(f"{prefix}_*.png"):
+        digits = path.stem[len(prefix) + 1 :]
+        if digits.isdigit() and int(digits) < n and path.is_file():
+            if path.name == numbered_path(folder, int(digits), prefix).name:  # its own spelling
+                found.add(int(digits))
+    return found
+
+
 def save_images(
     folder: str | Path, images: Tensor, prefix: str = "sample", start: int = 0
 ) -> list[Path]:
