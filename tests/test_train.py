@@ -368,7 +368,7 @@ def test_kept_activations_are_extrapolated_exactly(data, tmp_path, extra):
 def test_a_step_that_cannot_fit_is_refused_before_training(tmp_path, monkeypatch):
     """A batch whose kept activations alone exceed the free memory: one line, exit code 2, within
     seconds, not the kernel's out-of-memory kill after minutes of swapping."""
-    from diffvision.train import memory
+    from diffvision import memory
     from tests.cli_run import run_here
 
     monkeypatch.setattr(memory, "available_bytes", lambda device: 100 * 2**20)  # 100 MiB free

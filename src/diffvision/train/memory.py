@@ -10,7 +10,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from ..memory import GiB, available_bytes, batch_bytes, saved_bytes
+from .. import memory as shared
+from ..memory import batch_bytes, saved_bytes
 
 #: Image sizes up to this are measured as they are; larger ones are extrapolated (see
 #: :func:`kept_bytes`), since a forward pass at, say, 1000 x 1000 takes minutes on the CPU.
@@ -81,15 +82,15 @@ def check_step_fits(
     """Raise ValueError when one training step surely does not fit: its new allocations
     (:func:`step_bytes`, a lower bound) exceed the memory available, shared by the processes of
     this machine on the CPU (``LOCAL_WORLD_SIZE``). So a refused step would not have fit."""
-    free = available_bytes(device)
-    if free is None:
+    if shared.available_bytes(device) is None:  # unknown: nothing to measure against
         return
     need, each = step_bytes(loss_on, model, micro, size, factor)
     if device.type == "cpu":
         need *= int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    if need > free:
-        raise ValueError(
-            f"a training step at {micro} images of {size} x {size} per process needs at least "
-            f"{need / GiB:.1f} GiB ({each / 2**20:.1f} MiB of activations per image), and "
-            f"{free / GiB:.1f} GiB is free: lower --batch, add --accumulation, or lower --size"
-        )
+    shared.check_fits(
+        need,
+        device,
+        f"a training step at {micro} images of {size} x {size} per process",
+        "lower --batch, add --accumulation, or lower --size",
+        f"{each / 2**20:.1f} MiB of activations per image",
+    )
