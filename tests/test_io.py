@@ -145,6 +145,31 @@ def test_parameter_count_from_the_header(tmp_path):
         parameter_count(tmp_path / "a")
 
 
+def test_two_processes_writing_one_file_each_rename_their_own(tmp_path):
+    """Every torchrun rank writes the run's run.json: while this process is writing it, another
+    process writes it whole too. Each renames a temporary file of its own (it was one shared
+    name: the other's rename took this one's file away, FileNotFoundError), and the file ends
+    whole, as the last writer left it."""
+    import subprocess
+    import sys
+
+    from diffvision.io.atomic import write_text_whole
+
+    path = tmp_path / "run.json"
+    other = (
+        f"from diffvision.io.atomic import write_text_whole; write_text_whole({str(path)!r}, 'B')"
+    )
+
+    def write(tmp):
+        tmp.write_text("A")
+        subprocess.run([sys.executable, "-c", other], check=True, timeout=120)
+
+    write_whole(path, write)
+    assert path.read_text() == "A" and sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]
+    write_text_whole(path, "C")
+    assert path.read_text() == "C"
+
+
 def test_numbered_indices_are_read_from_one_listing(tmp_path):
     """The indices below n whose numbered file is there, by its own spelling: not another
     spelling of the same number, not an index of n or more, not a folder of that name."""

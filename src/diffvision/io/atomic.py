@@ -12,9 +12,12 @@ def write_whole(path: str | Path, write: Callable[[Path], object]) -> Path:
     renaming that over ``path`` (an atomic step on one file system), so an interruption
     (Ctrl-C, SIGTERM, a full disk) leaves the old file or the new one, never a part of one. The
     temporary name keeps ``path``'s suffix, so writers that choose the format by it (PIL,
-    OpenCV) still do; it is removed if ``write`` fails. Returns ``path``."""
+    OpenCV) still do, and holds the process id, so processes writing the same file at once
+    (every torchrun rank writes a run's run.json) each rename a whole file of their own, where
+    one shared name let one rank's rename take the other's file from under it; it is removed if
+    ``write`` fails. Returns ``path``."""
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
     try:
         write(tmp)
         os.replace(tmp, path)
