@@ -10,6 +10,9 @@ least p - 0.3); measured slopes on the coarse end of the range deviate by more, 
 fit uses the asymptotic end only.
 """
 
+import math
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -96,10 +99,20 @@ def test_callback_sees_every_step(gaussian16):
 
 def test_bad_sampler_input(gaussian16):
     x = torch.zeros(2, 16, dtype=torch.float64)
-    with pytest.raises(ValueError, match="non-increasing"):
+    with pytest.raises(ValueError, match=re.escape("must be decreasing: level 0 is 1.0, then 2.0")):
         get("euler")(gaussian16, x, [1.0, 2.0])
     with pytest.raises(ValueError, match="at least two"):
         get("euler")(gaussian16, x, [1.0])
+    # a repeated level is no step (the multistep samplers divided by its length); NaN or inf
+    # levels made NaN images
+    for name in ("ipndm", "dpmpp_3m", "pc", "euler"):
+        with pytest.raises(ValueError, match=re.escape("level 1 is 0.5, then 0.5")):
+            get(name)(gaussian16, x, [1.0, 0.5, 0.5, 0.0])
+        for bad in (math.nan, math.inf):
+            with pytest.raises(ValueError, match=re.escape(f"finite numbers: level 1 is {bad}")):
+                get(name)(gaussian16, x, [1.0, bad, 0.0])
+    with pytest.raises(ValueError, match=re.escape("non-negative: the last is -0.1")):
+        get("euler")(gaussian16, x, [1.0, -0.1])
     with pytest.raises(ValueError, match="unknown sampler"):
         get("lms")
     with pytest.raises(ValueError, match="order"):

@@ -238,6 +238,10 @@ def test_a_measurement_that_does_not_fit_is_refused_before_any_work(tiny_digits_
     with pytest.raises(ValueError, match="model makes 1-channel ones"):
         solve(tiled, Colorize(), torch.zeros(1, 1, 16, 16), solver="ddnm", steps=2)
     assert solve(model, Denoise(0.1), y, solver="mmse").shape == (1, 1, 8, 8)
+    # posterior steps down from y's level, so it needs one above the model's floor (0.002)
+    with pytest.raises(ValueError, match=r"noise level, 0.001, which must be above .* 0.002"):
+        solve(model, Denoise(0.001), y, solver="posterior", steps=2)
+    assert solve(model, Denoise(0.0021), y, solver="posterior", steps=2).isfinite().all()
 
 
 def test_mmse_is_the_exact_posterior_mean(prior):

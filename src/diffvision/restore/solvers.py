@@ -95,6 +95,11 @@ def posterior(
     the reverse process started from y at sigma_y samples p(x | y)."""
     _needs_noisy_denoise(operator, "posterior")
     lo, _ = _range(denoiser)
+    if operator.sigma <= lo:
+        raise ValueError(
+            f"posterior steps down from y's noise level, {operator.sigma:.3g}, which must be above"
+            f" the model's smallest, {lo:.3g} (for images in [-1, 1]); use mmse"
+        )
     sigmas = sigma_steps("karras", steps, lo, operator.sigma)
     return get_sampler(sampler)(denoiser, y, sigmas, generator=generator, **opts)
 

@@ -8,7 +8,7 @@ A sampler is a plain function::
   shape ``(N,)``;
 - ``x``: the starting point at noise level ``sigmas[0]``, in sigma space
   (``x = x0 + sigma * noise``), any shape ``N x ...`` (images or vectors);
-- ``sigmas``: decreasing noise levels (a 1-D tensor or sequence, usually from
+- ``sigmas``: strictly decreasing, finite noise levels (a 1-D tensor or sequence, usually from
   :func:`~diffvision.samplers.steps.sigma_steps`); the sampler integrates from ``sigmas[0]`` to
   ``sigmas[-1]``, which is 0 for a full sampling run;
 - ``generator``: the only source of randomness (``torch.Generator``), for stochastic samplers;
@@ -20,6 +20,7 @@ It returns ``x`` at ``sigmas[-1]``, same shape and dtype as the input.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -34,12 +35,20 @@ NoiseFilter = Callable[[Tensor, float, float], Tensor]
 
 
 def as_floats(sigmas: Tensor | Sequence[float]) -> list[float]:
-    """Noise levels as Python floats (float64), checked to be non-increasing and non-negative."""
+    """Noise levels as Python floats (float64), checked to be finite, non-negative and strictly
+    decreasing (so only the last may be 0): a step between equal levels is no step, and
+    multistep samplers divide by its length."""
     values = [float(s) for s in (sigmas.tolist() if isinstance(sigmas, Tensor) else sigmas)]
     if len(values) < 2:
         raise ValueError("a sampler needs at least two noise levels")
-    if any(s < 0 for s in values) or any(b > a for a, b in itertools.pairwise(values)):
-        raise ValueError("noise levels must be non-negative and non-increasing")
+    for i, s in enumerate(values):
+        if not math.isfinite(s):
+            raise ValueError(f"noise levels must be finite numbers: level {i} is {s}")
+    if values[-1] < 0:
+        raise ValueError(f"noise levels must be non-negative: the last is {values[-1]}")
+    for i, (a, b) in enumerate(itertools.pairwise(values)):
+        if b >= a:
+            raise ValueError(f"noise levels must be decreasing: level {i} is {a}, then {b}")
     return values
 
 
