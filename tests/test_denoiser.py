@@ -117,6 +117,9 @@ def test_bad_arguments():
         Denoiser(nn.Identity(), "score", VE())
     with pytest.raises(ValueError, match="needs the schedule"):
         Denoiser(nn.Identity(), "eps")
+    for bad in (0.0, -0.5, math.inf):  # 0 made NaN images from a damaged config.json
+        with pytest.raises(ValueError, match=f"sigma_data must be a positive number, not {bad}"):
+            Denoiser(nn.Identity(), "edm", sigma_data=bad)
     d = Denoiser(CountingCondNet(), "x0", VE())
     with pytest.raises(ValueError, match="sigma must be"):
         d(torch.zeros(2, 3), torch.ones(3), torch.zeros(2))

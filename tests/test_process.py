@@ -1,4 +1,5 @@
 import math
+import re
 
 import pytest
 import torch
@@ -135,4 +136,16 @@ def test_bad_schedules_are_rejected():
         VE(1.0, 0.5)
     with pytest.raises(ValueError):
         DiscreteVP(torch.tensor([0.1, 1.5]))
+    # infinite or zero parameters made NaN or infinite noise levels, or NaN denoisers
+    for kind, params, message in [
+        ("ve", {"sigma_max": math.inf}, "need 0 < sigma_min < sigma_max < inf, got 0.01 and inf"),
+        ("edm", {"sigma_max": math.inf}, "sigma_max < inf, got 0.002 and inf"),
+        ("vp", {"beta_max": math.inf}, "need 0 < beta_min < beta_max < inf, got 0.1 and inf"),
+        ("vp", {"eps_t": 0.0}, "eps_t, the first training time, must be in (0, 1), not 0.0"),
+        ("edm", {"sigma_data": 0.0}, "sigma_data must be a positive number, not 0.0"),
+        ("edm", {"p_std": math.nan}, "p_std must be a positive number, not nan"),
+        ("edm", {"p_mean": math.inf}, "p_mean must be a finite number, not inf"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            get_schedule(kind, **params)
     assert process.LOSS_WEIGHTS

@@ -1,4 +1,5 @@
 import math
+import re
 
 import pytest
 import torch
@@ -66,6 +67,14 @@ def test_bad_step_requests():
         sigma_steps("karras", 0)
     with pytest.raises(ValueError, match="sigma_min < sigma_max"):
         sigma_steps("karras", 10, 5.0, 1.0)
+    for kind in ("karras", "loglinear", "vp"):  # an infinite top made NaN levels
+        with pytest.raises(ValueError, match=re.escape("sigma_max < inf, got 0.1 and inf")):
+            sigma_steps(kind, 3, 0.1, math.inf)
+    for rho in (0.0, -math.inf, math.nan):  # 0 divided by zero
+        with pytest.raises(
+            ValueError, match=re.escape(f"rho must be a positive number, not {rho}")
+        ):
+            sigma_steps("karras", 3, rho=rho)
     with pytest.raises(ValueError, match="from the schedule"):
         sigma_steps("ddpm", 10, 0.01, 10.0)
     with pytest.raises(ValueError, match="unknown option"):

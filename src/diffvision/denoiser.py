@@ -28,7 +28,7 @@ from contextlib import nullcontext
 import torch
 from torch import Tensor, nn
 
-from .process import Schedule, _per_sample
+from .process import Schedule, _per_sample, check_positive
 
 __all__ = ["PREDICTIONS", "ClassMixture", "Denoiser", "guided"]
 
@@ -85,6 +85,7 @@ class Denoiser(nn.Module):
             raise ValueError(f"unknown prediction {prediction!r}; choose from {PREDICTIONS}")
         if schedule is None and prediction != "edm":
             raise ValueError(f"prediction {prediction!r} needs the schedule the net was trained on")
+        check_positive(sigma_data=sigma_data)
         self.net = net
         self.prediction = prediction
         self.schedule = schedule

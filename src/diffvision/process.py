@@ -43,6 +43,19 @@ def _as_tensor(value: Tensor | float, like: Tensor | None = None) -> Tensor:
     return torch.as_tensor(value, dtype=torch.float64 if like is None else like.dtype)
 
 
+def check_range(low: float, high: float, names: str = "sigma_min < sigma_max") -> None:
+    """Raise ValueError unless ``0 < low < high < inf`` (``names`` says which two they are)."""
+    if not 0 < low < high < math.inf:
+        raise ValueError(f"need 0 < {names} < inf, got {low} and {high}")
+
+
+def check_positive(**values: float) -> None:
+    """Raise ValueError unless every value is a finite number above 0 (named by its keyword)."""
+    for name, value in values.items():
+        if not 0 < value < math.inf:
+            raise ValueError(f"{name} must be a positive number, not {value}")
+
+
 class Schedule:
     """Base class of noise schedules.
 
@@ -177,8 +190,9 @@ class ContinuousVP(Schedule):
     vp = True
 
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, eps_t: float = 1e-5):
-        if not 0 < beta_min < beta_max:
-            raise ValueError("need 0 < beta_min < beta_max")
+        check_range(beta_min, beta_max, "beta_min < beta_max")
+        if not 0 < eps_t < 1:
+            raise ValueError(f"eps_t, the first training time, must be in (0, 1), not {eps_t}")
         self.beta_min, self.beta_max, self.eps_t = beta_min, beta_max, eps_t
         self.sigma_min = float(self.sigma(eps_t))
         self.sigma_max = float(self.sigma(1.0))
@@ -216,8 +230,7 @@ class VE(Schedule):
     vp = False
 
     def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0):
-        if not 0 < sigma_min < sigma_max:
-            raise ValueError("need 0 < sigma_min < sigma_max")
+        check_range(sigma_min, sigma_max)
         self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
 
     def sigma(self, t):
@@ -251,8 +264,10 @@ class EDM(Schedule):
         p_mean: float = -1.2,
         p_std: float = 1.2,
     ):
-        if not 0 < sigma_min < sigma_max:
-            raise ValueError("need 0 < sigma_min < sigma_max")
+        check_range(sigma_min, sigma_max)
+        check_positive(sigma_data=sigma_data, p_std=p_std)
+        if not math.isfinite(p_mean):
+            raise ValueError(f"p_mean must be a finite number, not {p_mean}")
         self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
         self.sigma_data, self.p_mean, self.p_std = sigma_data, p_mean, p_std
 

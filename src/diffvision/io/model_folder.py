@@ -129,8 +129,8 @@ def build_denoiser(config: dict) -> Denoiser:
     if kind != "unet":
         raise ValueError(f"unknown network kind {kind!r}")
     net = UNet(UNetConfig(**net_cfg))
-    schedule = get_schedule(**config["schedule"]) if config.get("schedule") else None
-    den = config["denoiser"]
+    schedule = get_schedule(**_section(config, "schedule")) if config.get("schedule") else None
+    den = _section(config, "denoiser")
     return Denoiser(
         net,
         den["prediction"],
@@ -138,6 +138,14 @@ def build_denoiser(config: dict) -> Denoiser:
         sigma_data=den.get("sigma_data", 0.5),
         null_cond=den.get("null_cond"),
     )
+
+
+def _section(config: dict, key: str) -> dict:
+    """``config[key]``, which must be a JSON object (KeyError where it is missing)."""
+    value = config[key]
+    if not isinstance(value, dict):
+        raise ValueError(f"its {key!r} entry must be a JSON object, not {value!r}")
+    return value
 
 
 def _read_weights(weights: Path, read):

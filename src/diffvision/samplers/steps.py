@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..process import ContinuousVP, DiscreteVP, Schedule
+from ..process import ContinuousVP, DiscreteVP, Schedule, check_positive, check_range
 
 __all__ = ["STEP_KINDS", "sigma_steps"]
 
@@ -110,14 +110,15 @@ def sigma_steps(
         _no_options(kind, opts)
         smax = sigma_max if sigma_max is not None else float(schedule.sigma(1.0))
         smin = sigma_min if sigma_min is not None else float(schedule.sigma(1e-3))
-        _check_range(smin, smax)
+        check_range(smin, smax)
         sigmas = _vp(n, smin, smax, schedule)
     elif kind in ("karras", "loglinear"):
         smin = 0.002 if sigma_min is None else sigma_min
         smax = 80.0 if sigma_max is None else sigma_max
-        _check_range(smin, smax)
+        check_range(smin, smax)
         if kind == "karras":
             rho = opts.pop("rho", 7.0)
+            check_positive(rho=rho)
             _no_options(kind, opts)
             sigmas = _karras(n, smin, smax, rho)
         else:
@@ -126,11 +127,6 @@ def sigma_steps(
     else:
         raise ValueError(f"unknown step sequence {kind!r}; choose from {', '.join(STEP_KINDS)}")
     return torch.cat([sigmas.to(torch.float64), torch.zeros(1, dtype=torch.float64)])
-
-
-def _check_range(sigma_min: float, sigma_max: float) -> None:
-    if not 0 < sigma_min < sigma_max:
-        raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min} and {sigma_max}")
 
 
 def _no_options(kind: str, opts: dict) -> None:
