@@ -16,12 +16,15 @@ from torch import Tensor, nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from .allocator import held_free_bytes
+
 GiB = 2**30
 
 
 def available_bytes(device: torch.device) -> int | None:
     """Memory free for a new allocation on ``device`` in bytes: CUDA's free memory plus the
-    blocks that PyTorch holds cached, or on the CPU Linux's MemAvailable plus free swap; None
+    blocks that PyTorch holds cached, or on the CPU Linux's MemAvailable plus free swap plus
+    the blocks that malloc holds free for this process (``allocator.held_free_bytes``); None
     where it is not known (other systems)."""
     if device.type == "cuda":
         # the caching allocator's reserved but unused blocks are free to PyTorch, not to the driver
@@ -29,9 +32,10 @@ def available_bytes(device: torch.device) -> int | None:
         return torch.cuda.mem_get_info(device)[0] + cached
     try:
         fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
-        return sum(int(fields[name].split()[0]) * 1024 for name in ("MemAvailable", "SwapFree"))
+        system = sum(int(fields[name].split()[0]) * 1024 for name in ("MemAvailable", "SwapFree"))
     except (OSError, KeyError, ValueError):
         return None
+    return system + held_free_bytes()
 
 
 class _LiveBytes(TorchDispatchMode):

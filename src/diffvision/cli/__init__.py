@@ -15,6 +15,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from ..allocator import tune_malloc
 from . import evaluate, restore
 from .common import (
     BF16_WHERE,
@@ -578,6 +579,12 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``diffvision`` command: ``argv`` (default: the program's arguments) -> exit code. Run
+    as the program (``argv`` None), it first tunes glibc's malloc for tensors
+    (:func:`~diffvision.allocator.tune_malloc`); called with ``argv``, it leaves the caller's
+    process as it is."""
+    if argv is None:
+        tune_malloc()
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:2] == ["eval", "train-features"]:
         command, run = "eval train-features", lambda: evaluate.cmd_train_features(argv[2:])
