@@ -1,13 +1,14 @@
 """Measurement operators ``y = A(x) + sigma_y * noise`` on images ``N x C x H x W`` in [-1, 1].
 
 Every operator here is linear and gives ``forward`` (A), ``transpose`` (A^T) and ``pinv`` (the
-Moore-Penrose pseudo-inverse A^+, in closed form where one exists, else by conjugate gradients on
-A A^T; no SVD). ``sigma`` is the measurement noise standard deviation in the model's units
-(images in [-1, 1]: sigma 25 on the 0-255 scale is 25 / 127.5).
+Moore-Penrose pseudo-inverse A^+, in closed form, or for bicubic downsampling by the small
+matrices of its two axes; no SVD). ``sigma`` is the measurement noise standard deviation in
+the model's units (images in [-1, 1]: sigma 25 on the 0-255 scale is 25 / 127.5).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -135,11 +136,27 @@ class Inpaint(Operator):
         )
 
 
+@functools.lru_cache(maxsize=16)
+def bicubic_matrices(n: int, factor: int) -> tuple[Tensor, Tensor]:
+    """Antialiased bicubic downsampling of one axis of length ``n`` by ``factor`` as a float64
+    ``n/factor x n`` matrix ``M``, and its Moore-Penrose pseudo-inverse (``n x n/factor``;
+    cached, for the last 16 sizes).
+    ``torch.nn.functional.interpolate`` resamples the two axes one after the other, so an
+    image X becomes ``M_h X M_w^T``; ``M`` is read off by resampling the rows of the ``n x n``
+    identity image (its columns kept: at scale 1 the kernel leaves them as they are)."""
+    eye = torch.eye(n, dtype=torch.float64)[None, None]
+    matrix = F.interpolate(
+        eye, size=(n // factor, n), mode="bicubic", align_corners=False, antialias=True
+    )[0, 0]
+    # full row rank, so A^+ = A^T (A A^T)^-1, by a solve (no SVD)
+    return matrix, torch.linalg.solve(matrix @ matrix.T, matrix).T
+
+
 class SuperResolution(Operator):
     """Downsampling by an integer ``factor``: ``method="pool"`` (average of each factor x factor
     block; ``A^+`` is nearest-neighbour upsampling) or ``"bicubic"`` (antialiased bicubic as in
-    PIL / ``torch.nn.functional.interpolate``; ``A^T`` by autograd, ``A^+`` by conjugate
-    gradients). y is ``N x C x H/factor x W/factor``."""
+    PIL / ``torch.nn.functional.interpolate``; ``A^T`` and ``A^+`` exact, by the matrices of its
+    two axes, :func:`bicubic_matrices`). y is ``N x C x H/factor x W/factor``."""
 
     name = "superres"
 
@@ -164,13 +181,19 @@ class SuperResolution(Operator):
     def transpose(self, y):
         if self.method == "pool":
             return F.interpolate(y, scale_factor=self.factor, mode="nearest") / self.factor**2
-        f = self.factor
-        return _vjp(self.forward, y, (*y.shape[:-2], y.shape[-2] * f, y.shape[-1] * f))
+        return self._axes(y, lambda m: m[0].T)
 
     def pinv(self, y):
         if self.method == "pool":  # A A^T = I / factor^2
             return F.interpolate(y, scale_factor=self.factor, mode="nearest")
-        return self.transpose(_cg(lambda v: self.forward(self.transpose(v)), y))
+        return self._axes(y, lambda m: m[1])
+
+    def _axes(self, y: Tensor, pick) -> Tensor:
+        """``P_h y P_w^T`` with ``P = pick(bicubic_matrices(n, factor))`` for each axis of the
+        full-size image, computed in float64."""
+        rows, cols = (pick(bicubic_matrices(n * self.factor, self.factor)) for n in y.shape[-2:])
+        out = rows.to(y.device) @ y.double() @ cols.to(y.device).T
+        return out.to(y.dtype)
 
 
 class Deblur(Operator):
@@ -263,36 +286,6 @@ class Colorize(Operator):
 
     def pinv(self, y):
         return y.expand(-1, 3, -1, -1).clone()
-
-
-def _vjp(fn, v: Tensor, in_shape) -> Tensor:
-    """``J^T v`` of a linear ``fn`` at zero (its transpose applied to v)."""
-    with torch.enable_grad():
-        x = torch.zeros(in_shape, dtype=v.dtype, device=v.device, requires_grad=True)
-        (grad,) = torch.autograd.grad(fn(x), x, v)
-    return grad
-
-
-def _cg(apply, b: Tensor, iters: int = 100, tol: float = 1e-6) -> Tensor:
-    """Solve ``apply(z) = b`` for a symmetric positive-definite linear ``apply`` per sample by
-    conjugate gradients (here ``A A^T``, which is well conditioned for downsampling)."""
-    dims = tuple(range(1, b.ndim))
-    z = torch.zeros_like(b)
-    r = b.clone()
-    p = r.clone()
-    rs = (r * r).sum(dims, keepdim=True)
-    b_norm = rs.sqrt().clamp(min=1e-30)
-    for _ in range(iters):
-        ap = apply(p)
-        alpha = rs / (p * ap).sum(dims, keepdim=True).clamp(min=1e-30)
-        z = z + alpha * p
-        r = r - alpha * ap
-        rs_new = (r * r).sum(dims, keepdim=True)
-        if bool((rs_new.sqrt() <= tol * b_norm).all()):
-            break
-        p = r + rs_new / rs * p
-        rs = rs_new
-    return z
 
 
 # --------------------------------------------------------------------------- masks and kernels
