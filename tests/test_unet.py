@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from diffvision.nets import PRESETS, UNet, UNetConfig, build_unet
+from diffvision.nets import PRESETS, UNet, UNetConfig, build_unet, unet
 from diffvision.nets.unet import Dropout, modulated_group_norm
 
 
@@ -124,3 +124,49 @@ def test_modulated_group_norm_matches_two_step_reference():
         assert torch.allclose(out, ref, atol=1e-5)
         for g, r in zip(grads, ref_grads, strict=True):
             assert torch.allclose(g, r, rtol=1e-4, atol=1e-4)
+
+
+def test_small_bf16_channels_last_norms_run_on_a_contiguous_copy(monkeypatch):
+    """On the CPU, a bf16 channels-last tensor with few channels per group and few pixels is
+    group-normed as a contiguous copy (torch's channels-last bf16 kernel is slower there),
+    plain and modulated, at inference; larger ones, ones with 16 channels per group, float32
+    ones, contiguous ones and ones a gradient flows through as they are. Same values (bf16
+    rounding: an 8-bit mantissa, 2^-8 relative), in the layout they came in."""
+    seen = []
+    group_norm = torch.nn.functional.group_norm
+
+    def recorded(x, *args, **kwargs):
+        seen.append(x.is_contiguous())
+        return group_norm(x, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "group_norm", recorded)
+    torch.manual_seed(0)
+    scale, shift = torch.randn(3, 16), torch.randn(3, 16)
+    side = int(unet.NORM_AS_CONTIGUOUS_MAX_PIXELS**0.5)
+    cl = torch.channels_last
+    for groups, size, dtype, layout, contiguous_in in [
+        (4, side, torch.bfloat16, cl, True),
+        (4, side + 1, torch.bfloat16, cl, False),
+        (1, side, torch.bfloat16, cl, False),  # 16 channels in the group
+        (4, side, torch.float32, cl, False),
+        (4, side, torch.bfloat16, torch.contiguous_format, True),  # contiguous already
+        (4, side, torch.bfloat16, "grad", False),  # a gradient wanted: as it is
+    ]:
+        h = torch.randn(3, 16, size, size).to(
+            dtype, memory_format=cl if layout == "grad" else layout
+        )
+        if layout == "grad":
+            layout = cl
+            h.requires_grad_(True)
+        norm = unet.GroupNorm(groups, 16)
+        torch.nn.init.normal_(norm.weight)
+        ref = group_norm(h.float(), groups, norm.weight, norm.bias).detach()
+        gain, bias = 1 + scale.to(dtype), shift.to(dtype)  # from a Linear, in the net's dtype
+        mod_ref = ref * gain.float()[:, :, None, None] + bias.float()[:, :, None, None]
+        seen.clear()
+        plain, modulated = norm(h), modulated_group_norm(norm, h, gain - 1, bias)
+        assert seen == [contiguous_in, contiguous_in]  # what the norm kernel was given
+        for out, want in ((plain, ref), (modulated, mod_ref)):
+            assert out.is_contiguous(memory_format=layout) and out.dtype == dtype
+            atol = 2**-6 * float(want.abs().max())
+            assert torch.allclose(out.float(), want, rtol=2**-7, atol=atol)
