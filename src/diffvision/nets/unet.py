@@ -165,8 +165,8 @@ class Dropout(nn.Module):
         return f"p={self.p}"
 
 
-#: A bfloat16 channels-last CPU tensor with fewer channels per group than this, and at most
-#: :data:`NORM_AS_CONTIGUOUS_MAX_PIXELS` pixels per channel (H x W), is group-normed as a
+#: A bfloat16 channels-last CPU tensor with at most this many channels per group and at most
+#: :data:`NORM_AS_CONTIGUOUS_MAX_PIXELS` pixels per channel (H x W) is group-normed as a
 #: contiguous copy: there torch's channels-last bf16 kernel took 1.4-5.9x the time of the copy
 #: and the contiguous kernel together (4-12 channels per group, 4-16 px sides); with 32 px sides
 #: or 16 channels per group it was 2.9-12x faster (torch 2.14, a CPU with AVX-512 BF16;

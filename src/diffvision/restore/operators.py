@@ -143,11 +143,18 @@ def bicubic_matrices(n: int, factor: int) -> tuple[Tensor, Tensor]:
     cached, for the last 16 sizes).
     ``torch.nn.functional.interpolate`` resamples the two axes one after the other, so an
     image X becomes ``M_h X M_w^T``; ``M`` is read off by resampling the rows of the ``n x n``
-    identity image (its columns kept: at scale 1 the kernel leaves them as they are)."""
-    eye = torch.eye(n, dtype=torch.float64)[None, None]
-    matrix = F.interpolate(
-        eye, size=(n // factor, n), mode="bicubic", align_corners=False, antialias=True
-    )[0, 0]
+    identity image (its columns kept: at scale 1 the kernel leaves them as they are), 1024
+    columns at a time (8 MiB each per 1,000 px of ``n``)."""
+    blocks = []
+    for first in range(0, n, 1024):
+        eye = torch.zeros(n, min(1024, n - first), dtype=torch.float64)  # columns of I_n
+        eye[first : first + eye.shape[1]].fill_diagonal_(1)
+        small = F.interpolate(
+            eye[None, None], size=(n // factor, eye.shape[1]), mode="bicubic",
+            align_corners=False, antialias=True,
+        )  # fmt: skip
+        blocks.append(small[0, 0])
+    matrix = torch.cat(blocks, dim=1)
     # full row rank, so A^+ = A^T (A A^T)^-1, by a solve (no SVD)
     return matrix, torch.linalg.solve(matrix @ matrix.T, matrix).T
 
