@@ -7,6 +7,7 @@ sample within 0.01 nats per dimension, and the integration error falling at leas
 steps double (fourth order gives 16x; 8x leaves room for the pre-asymptotic range)."""
 
 import math
+import re
 
 import pytest
 import torch
@@ -77,3 +78,20 @@ def test_image_shaped_input_uses_hutchinson():
     res = likelihood(exact, x, steps=16, probes=1, generator=torch.Generator().manual_seed(8))
     # The divergence of this isotropic denoiser is the same along every probe: Hutchinson is exact.
     assert torch.allclose(res.log_prob, exact.log_prob(x, SIGMA_MIN), atol=0.01 * 81)
+
+
+def test_bad_likelihood_requests_are_refused():
+    """Zero or negative steps returned the prior's log-density as the answer (and nfe -4), a
+    reversed sigma range integrated backwards; each is now a ValueError that names it."""
+    exact = make_gaussian(2, seed=0)
+    x = exact.sample(4, torch.Generator().manual_seed(0))
+    for options, message in [
+        ({"steps": 0}, "steps must be an integer >= 1, not 0"),
+        ({"steps": 2.5}, "steps must be an integer >= 1, not 2.5"),
+        ({"probes": 0, "exact": False}, "probes must be an integer >= 1, not 0"),
+        ({"bins": 1}, "bins must be an integer >= 2, not 1"),
+        ({"sigma_min": 80.0, "sigma_max": 1.0}, "need 0 < sigma_min < sigma_max < inf, got 80"),
+        ({"sigma_max": math.inf}, "sigma_max < inf, got 0.001 and inf"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            likelihood(exact, x, **options)

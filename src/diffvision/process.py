@@ -49,6 +49,17 @@ def check_range(low: float, high: float, names: str = "sigma_min < sigma_max") -
         raise ValueError(f"need 0 < {names} < inf, got {low} and {high}")
 
 
+def is_int(value) -> bool:
+    """Whether ``value`` is an integer (a bool is not)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_int(name: str, value, least: int) -> None:
+    """Raise ValueError unless ``value`` is an integer >= ``least`` (named ``name``)."""
+    if not (is_int(value) and value >= least):
+        raise ValueError(f"{name} must be an integer >= {least}, not {value!r}")
+
+
 def check_positive(**values: float) -> None:
     """Raise ValueError unless every value is a finite number above 0 (named by its keyword)."""
     for name, value in values.items():

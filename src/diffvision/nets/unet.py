@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..process import check_int, is_int
+
 __all__ = ["PRESETS", "UNet", "UNetConfig"]
 
 
@@ -49,9 +51,9 @@ class UNetConfig:
         if self.out_channels is None:
             self.out_channels = self.in_channels
         for name in ("in_channels", "out_channels", "channels", "head_channels", "groups"):
-            _check_int(name, getattr(self, name), 1)
+            check_int(name, getattr(self, name), 1)
         for name in ("num_res_blocks", "num_classes", "cond_channels"):
-            _check_int(name, getattr(self, name), 0)
+            check_int(name, getattr(self, name), 0)
         for name in ("channel_mult", "attn_levels"):
             if not isinstance(getattr(self, name), list | tuple):
                 raise ValueError(f"{name} must be a list of integers, not {getattr(self, name)!r}")
@@ -60,9 +62,9 @@ class UNetConfig:
         if not self.channel_mult:
             raise ValueError("channel_mult must name at least one level")
         for mult in self.channel_mult:
-            _check_int("channel_mult", mult, 1)
+            check_int("channel_mult", mult, 1)
         for level in self.attn_levels:
-            if not (_is_int(level) and 0 <= level < len(self.channel_mult)):
+            if not (is_int(level) and 0 <= level < len(self.channel_mult)):
                 raise ValueError(
                     f"attn_levels must be levels 0..{len(self.channel_mult) - 1}, not {level!r}"
                 )
@@ -75,15 +77,6 @@ class UNetConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_int(name: str, value, least: int) -> None:
-    if not (_is_int(value) and value >= least):
-        raise ValueError(f"{name} must be an integer >= {least}, not {value!r}")
 
 
 PRESETS: dict[str, dict] = {

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from ..memory import check_batch_fits
+from ..process import check_int, check_range
 from .base import DenoiserFn, check_shape, denoise
 
 __all__ = ["LikelihoodResult", "check_likelihood_fits", "dequantize", "likelihood"]
@@ -110,6 +111,10 @@ def likelihood(
     if not (isinstance(x, Tensor) and x.is_floating_point() and bool(torch.isfinite(x).all())):
         raise ValueError("x must be a float tensor of finite values")
     check_shape(denoiser, tuple(x.shape))
+    check_range(sigma_min, sigma_max)
+    for name, value, least in (("steps", steps, 1), ("probes", probes, 1), ("bins", bins, 2)):
+        if value is not None:
+            check_int(name, value, least)
     d = x[0].numel()
     if exact is None:
         exact = d <= 64
