@@ -239,6 +239,9 @@ def test_a_measurement_that_does_not_fit_is_refused_before_any_work(tiny_digits_
     with pytest.raises(ValueError, match="model makes 1-channel ones"):
         solve(tiled, Colorize(), torch.zeros(1, 1, 16, 16), solver="ddnm", steps=2)
     assert solve(model, Denoise(0.1), y, solver="mmse").shape == (1, 1, 8, 8)
+    for bad in (math.nan, -1.0, math.inf):  # NaN made NaN images
+        with pytest.raises(ValueError, match=f"step_size must be a number >= 0, not {bad}"):
+            solve(model, Inpaint(box_mask(8, 8, (2, 2, 4, 4))), y, solver="dps", step_size=bad)
     # posterior steps down from y's level, so it needs one above the model's floor (0.002)
     with pytest.raises(ValueError, match=r"noise level, 0.001, which must be above .* 0.002"):
         solve(model, Denoise(0.001), y, solver="posterior", steps=2)

@@ -203,6 +203,8 @@ def dps(
     ``step_size`` scales it (1 = the Gaussian approximation). Needs a differentiable denoiser
     (every network and ``analytic`` model is). ``start``, ``start_sigma``: a warm start (see
     :func:`_noise_start`)."""
+    if not 0 <= step_size < math.inf:
+        raise ValueError(f"step_size must be a number >= 0, not {step_size}")
     s_y2 = operator.sigma**2
 
     def guided(x, sigma):
