@@ -284,6 +284,7 @@ def test_config_rejects_bad_numbers():
         ({"weight_decay": float("nan")}, "weight_decay"),
         ({"seed": -1}, "seed must be"),
         ({"seed": 2**63}, "seed must be"),
+        ({"keep_checkpoints": -1}, "keep_checkpoints must be 0 or more"),  # kept every one
     ]:
         with pytest.raises(ValueError, match=message):
             TrainConfig(**bad).validate()

@@ -81,7 +81,7 @@ class TrainConfig:
     dropout: float | None = None  # override the preset's dropout
     seed: int = 0
     checkpoint_every: int = 500
-    keep_checkpoints: int = 2
+    keep_checkpoints: int = 2  # the newest checkpoints kept; 0: every one
     sample_every: int = 0  # 0: a grid at each checkpoint and at the end
     log_every: int = 10
     # After training a class-conditional model: fit a noise-aware classifier p(c | x, sigma) for
@@ -117,8 +117,9 @@ class TrainConfig:
             raise ValueError("lr_schedule must be constant or cosine")
         if self.target not in ("sample", "empirical"):
             raise ValueError("target must be sample or empirical")
-        if self.classifier_steps < 0:
-            raise ValueError("classifier_steps must be 0 or more")
+        for name in ("classifier_steps", "keep_checkpoints"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 or more")
         if not 0 <= self.seed <= MAX_SEED:
             raise ValueError("seed must be an integer in 0..2**63 - 1")
 
