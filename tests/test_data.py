@@ -303,3 +303,12 @@ def test_load_data_errors():
         load_data("cifar")
     with pytest.raises(ValueError, match="mnist:FOLDER"):
         load_data("mnist")
+    # a size that is not a whole positive number failed inside the resize (RuntimeError,
+    # TypeError); channels and white levels the loaders cannot make were let through
+    for size in (0, -8, 1.5, float("nan")):
+        with pytest.raises(ValueError, match=f"size must be an integer >= 1, not {size}"):
+            load_data("digits", size)
+    with pytest.raises(ValueError, match=r"channels must be 1 \(grey\) or 3 \(RGB\), not 2"):
+        load_data("digits", 8, channels=2)
+    with pytest.raises(ValueError, match="white level of 16-bit images is 1-65535, not 0"):
+        load_data("digits", 8, white_level=0)

@@ -6,11 +6,13 @@ from pathlib import Path
 
 import torch
 
+from ..process import check_int
 from .builtin import BUILTIN, digits, faces, mnist, read_idx, shapes
 from .dataset import ImageData
 from .deadleaves import deadleaves
 from .folder import load_image_folder
 from .photos import HELD_OUT, held_out_photos, photos
+from .transforms import check_white
 
 __all__ = [
     "BUILTIN",
@@ -45,6 +47,12 @@ def load_data(
     labels; e.g. ``photos+deadleaves``). ``white_level``: the value of white in an image folder's
     16-bit files (default: found from them, see :func:`load_image_folder`).
     """
+    if size is not None:
+        check_int("size", size, 1)
+    if channels not in (None, 1, 3):
+        raise ValueError(f"channels must be 1 (grey) or 3 (RGB), not {channels!r}")
+    if white_level is not None:
+        check_white(white_level)
     parts = pooled_parts(spec)
     if parts:
         loaded = [
