@@ -5,11 +5,11 @@ freed, up to 32 MiB) to the kernel when it is freed, and gives back the top of i
 128 KiB. A network's activations are allocated and freed every call, so each call maps them
 afresh and the kernel zeroes every page on first touch. On this project's 2-core CPU
 (``bench/results/allocator.md``) a float32 forward pass of the ``photos`` U-Net on 128 tiles
-took 1.56x as long by glibc's defaults (1.21x with channels-last weights, 1.11x in bf16), and
-``sample``, ``restore`` and ``train`` 1.03-1.19x. :func:`tune_malloc` keeps freed memory in
+took 1.66x as long by glibc's defaults (1.28x with channels-last weights, 1.18x in bf16), and
+``sample``, ``restore`` and ``train`` 1.03-1.21x. :func:`tune_malloc` keeps freed memory in
 the process for reuse instead: blocks up to 32 MiB (glibc's largest mmap threshold on 64-bit)
 come from the heap, and the heap's top is trimmed only above 2 GiB. The price is a higher peak
-RSS (3-18% in those commands: freed blocks are held, not returned); the memory checks count
+RSS (2-17% in those commands: freed blocks are held, not returned); the memory checks count
 the held blocks as free (:func:`held_free_bytes`, in :func:`diffvision.memory.available_bytes`),
 as they count PyTorch's cached blocks on CUDA.
 
