@@ -333,13 +333,14 @@ def _read_run_spec(path: Path) -> dict:
     """A run's ``run.json`` (its data options, :data:`DATA_OPTIONS`), checked as input: a
     UsageError naming the file where it is not JSON or not of that form (edited by hand, say)."""
     from ..io.model_folder import read_json_object
+    from ..process import is_int
 
     spec = read_json_object(path)
     if not isinstance(spec.get("data"), str):
         raise UsageError(f'{path} does not name the run\'s data (a "data" entry)')
     for option in DATA_OPTIONS[1:]:
         value = spec.get(option)
-        if value is not None and not (isinstance(value, int) and value > 0):
+        if value is not None and not (is_int(value) and value > 0):
             raise UsageError(f"{path}: {option} must be a positive integer or null, not {value!r}")
     return spec
 

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..process import check_int
 from .dataset import ImageData
 from .transforms import (
     GREY_MODES,
@@ -89,8 +90,7 @@ def load_image_folder(
         raise ValueError(f"{root} is a file: give the folder of training images that holds it")
     if not root.is_dir():
         raise ValueError(f"image folder not found: {root}")
-    if size < 1:
-        raise ValueError(f"size must be positive, got {size}")
+    check_int("size", size, 1)
     paths = find_images(root)
     if not paths:
         raise ValueError(f"no images ({', '.join(sorted(EXTENSIONS))}) found under {root}")
