@@ -20,10 +20,11 @@ from pathlib import Path
 import torch
 
 import diffvision
+from diffvision.allocator import tune_malloc
 from diffvision.data import held_out_photos
 from diffvision.metrics import psnr
 from restoration import RESULTS, build_parser, patch_size, prepare, run_solver, tasks
-from run_header import machine_words, run_header, save_result
+from run_header import machine_words, malloc_words, run_header, save_result
 from sample_speed import MODES
 
 #: task -> solver spec of bench/restoration.py (one sample each): the restore command's
@@ -39,6 +40,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="alternated rounds")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    tuned = tune_malloc()  # as the diffvision command does
     run = build_parser().parse_args(["--steps", str(args.steps)])  # what run_solver reads
     run.tile = patch_size(json.loads((args.model / "config.json").read_text()))
     model = diffvision.load(args.model)
@@ -61,6 +63,7 @@ def main() -> None:
                 quality[task][name] = float(psnr(est.clamp(-1, 1), x))
     result = {
         **run_header("restore_speed"),
+        "malloc": tuned,
         "settings": vars(args) | {"model": str(args.model), "out": str(args.out)},
         "size": list(x.shape[-2:]),
         "solvers": SOLVERS,
@@ -83,7 +86,7 @@ def markdown(r: dict) -> str:
         f"{r['date']}. The held-out photo `{s['photo']}` whole ({w} x {h}), one sample, "
         f"{s['steps']} steps, 32 px tiles; the modes alternated {s['repeats']} times in one "
         "process (the first round includes warm-up). Seconds per image: median over rounds "
-        "(speed-up against float32); PSNR (dB) of the last round.",
+        "(speed-up against float32); PSNR (dB) of the last round." + malloc_words(r),
         "",
         "| task | solver | " + " | ".join(modes) + " |",
         "|---|---|" + "---|" * len(modes),

@@ -48,6 +48,16 @@ def machine_words(result: dict) -> str:
     return f"{where}, torch {result['torch']}, {result['threads']} threads"
 
 
+def malloc_words(result: dict) -> str:
+    """A sentence on the allocator a timing ran with, for results that record it (``malloc``:
+    whether ``tune_malloc`` tuned it, as the ``diffvision`` command does); "" for older ones."""
+    if "malloc" not in result:
+        return ""
+    if result["malloc"]:
+        return " glibc's malloc tuned as the `diffvision` command tunes it (`tune_malloc`)."
+    return " glibc's malloc not tuned (`tune_malloc` left it alone)."
+
+
 def save_result(out: Path, name: str, result: dict, markdown: str) -> None:
     """Write ``out/name.json`` (the result) and ``out/name.md`` (its table), and print the table."""
     out.mkdir(parents=True, exist_ok=True)

@@ -17,9 +17,10 @@ from pathlib import Path
 import torch
 
 import diffvision
+from diffvision.allocator import tune_malloc
 from diffvision.samplers import sample
 from restoration import RESULTS
-from run_header import machine_words, run_header, save_result
+from run_header import machine_words, malloc_words, run_header, save_result
 
 #: name -> (autocast dtype, memory format of the weights)
 MODES = {
@@ -39,6 +40,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="alternated rounds")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    tuned = tune_malloc()  # as the diffvision command does
     model = diffvision.load(args.model)
     shape = (args.n, *model.config["sample_shape"])
     seconds = {name: [] for name in MODES}
@@ -57,6 +59,7 @@ def main() -> None:
     change = {name: (images[name] - images["float32"]).abs() for name in MODES}
     result = {
         **run_header("sample_speed"),
+        "malloc": tuned,
         "settings": vars(args) | {"model": str(args.model), "out": str(args.out)},
         "seconds": seconds,
         "median_seconds": {k: statistics.median(v) for k, v in seconds.items()},
@@ -74,7 +77,8 @@ def markdown(r: dict) -> str:
         f"`{r['command']}` on {machine_words(r)}, "
         f"{r['date']}. One batch of {s['n']} images, `{s['sampler']}` with {s['steps']} steps, "
         f"the modes alternated {s['repeats']} times in one process (the first round "
-        "includes warm-up). Change: |sample - float32 sample| (same seed; images in [-1, 1]).",
+        "includes warm-up)."
+        f"{malloc_words(r)} Change: |sample - float32 sample| (same seed; images in [-1, 1]).",
         "",
         "| network | seconds per batch (each round) | median | speed-up | mean change "
         "| largest change |",

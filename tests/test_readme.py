@@ -11,6 +11,7 @@ from tests.cli_run import example_commands, parse_status
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 ARCHITECTURE = ROOT / "docs" / "architecture.md"
+RESTORATION = ROOT / "docs" / "restoration.md"
 
 
 def test_library_example_runs(tiny_digits_model):
@@ -48,16 +49,16 @@ def _expanded(path):
 
 
 def test_named_files_exist():
-    """Every file or folder of this repository that the README or the architecture notes name
-    (``bench/...``, ``tests/...``, ``src/...``, ``docs/...``, ``.ci/...``; braces expanded, ``*``
-    matched) is there."""
+    """Every file or folder of this repository that the README, the architecture notes or the
+    restoration studies name (``bench/...``, ``tests/...``, ``src/...``, ``docs/...``,
+    ``.ci/...``; braces expanded, ``*`` matched) is there."""
     named = []
-    for doc in (README, ARCHITECTURE):
+    for doc in (README, ARCHITECTURE, RESTORATION):
         for path in re.findall(
             r"(?<![\w/.])((?:bench|src|tests|docs|\.ci)/[\w./{},*-]*)", doc.read_text()
         ):
             named += _expanded(path.rstrip(".,"))
-    assert "bench/results/restoration.md" in named and "docs/architecture.md" in named
+    assert "bench/results/restoration.md" in named and "docs/restoration.md" in named
     missing = [
         p for p in named if not (glob.glob(p, root_dir=ROOT) if "*" in p else (ROOT / p).exists())
     ]

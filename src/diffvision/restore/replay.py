@@ -215,7 +215,7 @@ def replay_thins(operator: Inpaint, min_pixels: int = REPLAY_MIN_PIXELS) -> bool
     on an image large enough that ``min_pixels`` are left (:func:`scattered`: any size).
     Where the std map of a warm start holds the fill's error (``Restoration.stated``), the
     command and ``bench/restoration.py`` replay it only then: for random pixels a replay mends
-    the map, for a box it made it worse (README, "Inpainting")."""
+    the map, for a box it made it worse (``docs/restoration.md``)."""
     for mask in operator.mask.cpu():
         hole = mask[0].numpy() == 0
         whole = replay_holes(hole, min_pixels=hole.size + 1)  # too few left to thin: kept whole
