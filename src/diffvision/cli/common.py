@@ -95,8 +95,9 @@ def add_bf16_inference(parser) -> None:
 def fast_inference(model, device, bf16: bool):
     """What ``sample``, ``restore`` and ``eval`` do to a loaded model before running it: on the
     CPU the network's weights in channels-last memory format (oneDNN's preferred layout; the same
-    results up to float32 rounding, 1.4x faster sampling in bench/results/sample_speed.md), and
-    with ``bf16`` the network in bfloat16 autocast (``Denoiser.autocast``)."""
+    results up to float32 rounding; sampling 1.15x faster in float32, 1.40x in bf16, in
+    bench/results/sample_speed.md), and with ``bf16`` the network in bfloat16 autocast
+    (``Denoiser.autocast``)."""
     import torch
 
     if device.type == "cpu":
