@@ -95,6 +95,9 @@ def test_mixture_batches_pairs_without_changing_the_result(labelled):
     torch.testing.assert_close(one(x, 0.7), many(x, 0.7), rtol=1e-14, atol=1e-14)
     with pytest.raises(ValueError):
         ClassMixture(exact, exact.class_log_posterior, min_prob=1.0)
+    for bad in (0, 2.5):
+        with pytest.raises(ValueError, match="max_batch must be an integer >= 1"):
+            ClassMixture(exact, exact.class_log_posterior, max_batch=bad)
 
 
 def _tiny_labelled_images(gen):
@@ -168,6 +171,9 @@ def test_classifier_round_trips_through_a_model_folder(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(loaded(x, sigma), clf(x, sigma), rtol=0, atol=0)
     assert loaded.info["steps"] == 5
+    for bad in ({"steps": 0}, {"batch": 8.0}):
+        with pytest.raises(ValueError, match=f"{next(iter(bad))} must be an integer >= 1"):
+            train_noise_classifier(data, **bad)
     (folder / "classifier.json").write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
         load_classifier(folder)

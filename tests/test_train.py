@@ -284,7 +284,11 @@ def test_config_rejects_bad_numbers():
         ({"weight_decay": float("nan")}, "weight_decay"),
         ({"seed": -1}, "seed must be"),
         ({"seed": 2**63}, "seed must be"),
-        ({"keep_checkpoints": -1}, "keep_checkpoints must be 0 or more"),  # kept every one
+        ({"keep_checkpoints": -1}, r"keep_checkpoints must be an integer >= 0"),  # kept all
+        ({"sample_every": -1}, r"sample_every must be an integer >= 0"),
+        ({"steps": 1.5}, r"steps must be an integer >= 1, not 1\.5"),  # from a config.json
+        ({"batch": True}, r"batch must be an integer >= 1, not True"),
+        ({"seed": 1.5}, "seed must be"),
     ]:
         with pytest.raises(ValueError, match=message):
             TrainConfig(**bad).validate()

@@ -28,7 +28,7 @@ from contextlib import nullcontext
 import torch
 from torch import Tensor, nn
 
-from .process import Schedule, _per_sample, check_positive
+from .process import Schedule, _per_sample, check_int, check_positive
 
 __all__ = ["PREDICTIONS", "ClassMixture", "Denoiser", "guided"]
 
@@ -224,8 +224,7 @@ class ClassMixture:
     ):
         if not 0 <= min_prob < 1:
             raise ValueError("min_prob must be in [0, 1)")
-        if max_batch < 1:
-            raise ValueError("max_batch must be at least 1")
+        check_int("max_batch", max_batch, 1)
         self.denoiser, self.class_logits = denoiser, class_logits
         self.min_prob, self.max_batch = min_prob, max_batch
         self.sigma_min = getattr(denoiser, "sigma_min", 0.002)

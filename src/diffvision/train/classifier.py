@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from ..data import ImageData
 from ..data.transforms import hflip as flip_images
 from ..nets.classifier import NoiseClassifier, NoiseClassifierConfig
-from ..process import add_noise
+from ..process import add_noise, check_int
 
 
 def train_noise_classifier(
@@ -45,8 +45,8 @@ def train_noise_classifier(
     """
     if data.labels is None or data.num_classes < 2:
         raise ValueError(f"{data.name}: a noise classifier needs labelled data with 2+ classes")
-    if steps < 1 or batch < 1:
-        raise ValueError("steps and batch must be at least 1")
+    check_int("steps", steps, 1)
+    check_int("batch", batch, 1)
     lo, hi = sigma_range
     if not 0 < lo < hi:
         raise ValueError("sigma_range must be (low, high) with 0 < low < high")

@@ -31,7 +31,7 @@ from ..io.atomic import write_text_whole
 from ..io.images import save_grid
 from ..io.model_folder import model_config, save_classifier, save_model_folder
 from ..nets.unet import PRESETS, build_unet
-from ..process import LOSS_WEIGHTS, get_schedule
+from ..process import LOSS_WEIGHTS, check_int, get_schedule, is_int
 from ..samplers import sample
 from ..seeds import MAX_SEED, derived_seed
 from .checkpoint import (
@@ -100,13 +100,21 @@ class TrainConfig:
             )
         if self.weighting is not None and self.weighting not in LOSS_WEIGHTS:
             raise ValueError(f"unknown weighting {self.weighting!r}; choose from {LOSS_WEIGHTS}")
-        for name in ("steps", "batch", "accumulation", "checkpoint_every", "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
+        # counts are integers: a hand-edited config.json could hold 1.5 or true
+        for name, least in (
+            ("steps", 1),
+            ("batch", 1),
+            ("accumulation", 1),
+            ("checkpoint_every", 1),
+            ("log_every", 1),
+            ("warmup", 0),
+            ("sample_every", 0),
+            ("classifier_steps", 0),
+            ("keep_checkpoints", 0),
+        ):
+            check_int(name, getattr(self, name), least)
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError("lr must be positive")
-        if self.warmup < 0:
-            raise ValueError("warmup must be 0 or more")
         if not 0 <= self.label_dropout <= 1:  # also rejects nan
             raise ValueError("label_dropout must be in [0, 1]")
         for name in ("weight_decay", "grad_clip"):
@@ -117,10 +125,7 @@ class TrainConfig:
             raise ValueError("lr_schedule must be constant or cosine")
         if self.target not in ("sample", "empirical"):
             raise ValueError("target must be sample or empirical")
-        for name in ("classifier_steps", "keep_checkpoints"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be 0 or more")
-        if not 0 <= self.seed <= MAX_SEED:
+        if not (is_int(self.seed) and 0 <= self.seed <= MAX_SEED):
             raise ValueError("seed must be an integer in 0..2**63 - 1")
 
     @classmethod
