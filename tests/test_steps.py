@@ -63,8 +63,9 @@ def test_every_kind_decreases_to_zero(kind):
 def test_bad_step_requests():
     with pytest.raises(ValueError, match="unknown step sequence"):
         sigma_steps("cosine", 10)
-    with pytest.raises(ValueError, match="positive integer"):
-        sigma_steps("karras", 0)
+    for n in (0, 2.0, True):  # a bool is no count
+        with pytest.raises(ValueError, match=f"steps must be an integer >= 1, not {n}"):
+            sigma_steps("karras", n)
     with pytest.raises(ValueError, match="sigma_min < sigma_max"):
         sigma_steps("karras", 10, 5.0, 1.0)
     for kind in ("karras", "loglinear", "vp"):  # an infinite top made NaN levels

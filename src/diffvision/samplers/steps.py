@@ -11,7 +11,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..process import ContinuousVP, DiscreteVP, Schedule, check_positive, check_range
+from ..process import (
+    ContinuousVP,
+    DiscreteVP,
+    Schedule,
+    check_int,
+    check_positive,
+    check_range,
+)
 
 __all__ = ["STEP_KINDS", "sigma_steps"]
 
@@ -95,8 +102,7 @@ def sigma_steps(
         sigma_min, sigma_max: smallest non-zero and largest noise level (data units); default
             0.002 and 80 (EDM) for ``karras`` and ``loglinear``.
     """
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"the number of steps must be a positive integer, got {n!r}")
+    check_int("steps", n, 1)
     if kind == "ddpm":
         if sigma_min is not None or sigma_max is not None:
             raise ValueError("ddpm steps take their sigma range from the schedule")
