@@ -113,14 +113,42 @@ def test_transpose_and_pseudo_inverse(op):
     assert torch.allclose(op.pinv(v), ref, atol=1e-9)
 
 
-def test_operators_reject_bad_noise_levels_and_kernels():
+def test_operators_check_their_arguments():
+    """Every operator and mask or kernel maker refuses what it cannot use with a ValueError that
+    says why (no TypeError, OverflowError or wrong result from deep inside)."""
     for bad in (-0.1, math.nan, math.inf):
         with pytest.raises(ValueError, match="sigma must be"):
             Denoise(bad)
-    with pytest.raises(ValueError, match="positive odd"):
-        motion_kernel(-5)
-    with pytest.raises(ValueError, match="std positive"):
+    for size in (-5, 4, 2.5, True):
+        with pytest.raises(ValueError, match=f"size must be a positive odd integer, not {size}"):
+            motion_kernel(size)
+        with pytest.raises(ValueError, match="size must be a positive odd integer"):
+            gaussian_kernel(size, 1.0)
+    with pytest.raises(ValueError, match="std must be a positive number, not nan"):
         gaussian_kernel(5, math.nan)
+    with pytest.raises(ValueError, match="angle must be a finite number"):
+        motion_kernel(5, math.inf)
+    for factor in (0, 1.5, math.inf):  # inf was an OverflowError from int()
+        with pytest.raises(ValueError, match="factor must be an integer >= 1"):
+            SuperResolution(factor)
+    with pytest.raises(ValueError, match="method must be pool or bicubic"):
+        SuperResolution(2, "nearest")
+    with pytest.raises(ValueError, match="multiple of the factor 2"):
+        SuperResolution(2, "pool").forward(torch.zeros(1, 1, 8, 7))
+    for kernel in (torch.ones(3, 5), torch.ones(4, 4), torch.ones(3)):
+        with pytest.raises(ValueError, match="square k x k tensor with odd k"):
+            Deblur(kernel)
+    with pytest.raises(ValueError, match="positive sum"):
+        Deblur(torch.zeros(3, 3))
+    with pytest.raises(ValueError, match=re.escape("kernel (5 px) larger than the image (4 x 8)")):
+        Deblur(torch.ones(5, 5)).forward(torch.zeros(1, 1, 4, 8))
+    with pytest.raises(ValueError, match="colorize needs RGB images"):
+        Colorize().forward(torch.zeros(1, 1, 4, 4))
+    with pytest.raises(ValueError, match=re.escape("mask must be H x W or N x 1 x H x W")):
+        Inpaint(torch.ones(2, 4, 4))
+    for missing in (1.0, -0.1, math.nan):
+        with pytest.raises(ValueError, match=re.escape("missing fraction must be in [0, 1)")):
+            random_mask(4, 4, missing)
 
 
 @pytest.mark.parametrize(

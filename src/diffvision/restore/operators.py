@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..process import check_int, check_positive, is_int
+
 
 class Operator:
     """A linear measurement operator with Gaussian noise ``sigma`` (model units)."""
@@ -169,11 +171,10 @@ class SuperResolution(Operator):
 
     def __init__(self, factor: int, method: str = "bicubic", sigma: float = 0.0):
         super().__init__(sigma)
-        if int(factor) != factor or factor < 1:
-            raise ValueError("factor must be a positive integer")
+        check_int("factor", factor, 1)
         if method not in ("pool", "bicubic"):
             raise ValueError("method must be pool or bicubic")
-        self.factor, self.method = int(factor), method
+        self.factor, self.method = factor, method
         # Average pooling: A A^T = I / factor^2. Bicubic: about the same (an approximation).
         self.singular = 1.0 / self.factor
 
@@ -332,10 +333,16 @@ def stroke_mask(height: int, width: int, strokes: int = 4, thickness: int = 3, g
     return mask
 
 
+def check_odd_size(size: int) -> None:
+    """Raise ValueError unless a kernel's ``size`` is a positive odd integer."""
+    if not (is_int(size) and size >= 1 and size % 2):
+        raise ValueError(f"the kernel size must be a positive odd integer, not {size!r}")
+
+
 def gaussian_kernel(size: int, std: float) -> Tensor:
     """``size x size`` Gaussian blur kernel (odd size) with standard deviation ``std`` pixels."""
-    if size < 1 or size % 2 == 0 or not (std > 0 and math.isfinite(std)):
-        raise ValueError("the kernel size must be odd and std positive")
+    check_odd_size(size)
+    check_positive(std=std)
     r = torch.arange(size, dtype=torch.float64) - size // 2
     g = torch.exp(-(r**2) / (2 * std**2))
     k = g[:, None] * g[None, :]
@@ -344,8 +351,7 @@ def gaussian_kernel(size: int, std: float) -> Tensor:
 
 def motion_kernel(size: int, angle: float = 0.0) -> Tensor:
     """``size x size`` linear motion blur along ``angle`` degrees (anti-aliased line)."""
-    if size < 1 or size % 2 == 0:
-        raise ValueError("the kernel size must be a positive odd number")
+    check_odd_size(size)
     if not math.isfinite(angle):
         raise ValueError("the angle must be a finite number")
     k = torch.zeros(size, size, dtype=torch.float64)
