@@ -92,11 +92,17 @@ def test_a_damaged_run_is_named_on_resume(tmp_path):
     spec.write_text(kept)
     config = list_checkpoints(out / "checkpoints")[-1] / "config.json"
     settings = json.loads(config.read_text())
-    config.write_text(json.dumps({**settings, "training": {**settings["training"], "lr": "x"}}))
-    bad = run_here("train", "--out", str(out), "--resume", "--quiet")
-    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
-    assert "config.json holds no usable training settings" in bad.stderr
+    for change, message in [
+        ({"lr": "x"}, "config.json holds no usable training settings"),
+        ({"batch": 8.5}, "no usable training settings: batch must be an integer >= 1, not 8.5"),
+    ]:
+        config.write_text(json.dumps({**settings, "training": {**settings["training"], **change}}))
+        bad = run_here("train", "--out", str(out), "--resume", "--quiet")
+        assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+        assert message in bad.stderr
     config.write_text(json.dumps(settings))
+    bad = run_here("train", "--out", str(tmp_path / "empty"), "--resume", "--quiet")
+    assert bad.returncode == 2 and "nothing to resume in" in bad.stderr
     assert run_here("train", "--out", str(out), "--resume", "--quiet").returncode == 0
     assert (out / "model" / "config.json").is_file()
 
@@ -371,6 +377,28 @@ def test_train_sample_info_round_trip(tmp_path):
     assert bad.returncode == 2 and "argument --out: must be a .png file or a folder" in bad.stderr
     assert not (tmp_path / "grid.jpg").exists()
     assert Path(grid).stat().st_size > 0
+
+
+def test_sample_checks_its_class_options(tiny_digits_model, tmp_path):
+    """--class must name one of a conditional model's classes, --guidance needs it, and an
+    unconditional model has neither: one line each, exit 2, no image written."""
+    out = tmp_path / "x.png"
+    for args, message in [
+        (["--class", "10"], "--class must be in 0..9"),
+        (["--class", "-1"], "--class must be in 0..9"),
+        (["--guidance", "2"], "--guidance needs --class"),
+    ]:
+        bad = run_here("sample", str(tiny_digits_model), *args, "--out", str(out))
+        assert bad.returncode == 2 and bad.stderr.strip().endswith(message), bad.stderr
+    plain = tmp_path / "plain"
+    made = run_here("train", "--data", "digits", "--preset", "tiny", "--steps", "1", "--batch",
+                    "4", "--no-classes", "--out", str(plain), "--quiet")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    bad = run_here("sample", str(plain / "model"), "--class", "0", "--out", str(out))
+    assert bad.returncode == 2 and "this model is unconditional: --class is not available" in (
+        bad.stderr
+    )
+    assert not out.exists()
 
 
 def test_mixture_needs_a_classifier(tiny_digits_model, tmp_path):
