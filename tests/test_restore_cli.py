@@ -343,6 +343,10 @@ def test_restore_command(tiny_digits_model, tmp_path, monkeypatch):
         (["inpaint", "--strokes", "2", "--stroke-width", "-1"], "must be positive: '-1'"),
         (["inpaint", "--box", "1,1,4,4", "--strokes", "2"], "exactly one of"),
         (["inpaint", "--box", "1.5,1,4,4"], "--box is x,y,w,h in whole pixels, not '1.5,1,4,4'"),
+        (["inpaint", "--box", "inf,1,4,4"], "whole pixels, not 'inf,1,4,4'"),  # an OverflowError
+        (["inpaint", "--box", "1,nan,4,4"], "whole pixels, not '1,nan,4,4'"),
+        (["inpaint", "--box", "1,1,4"], "--box: expected 4 comma-separated numbers, got '1,1,4'"),
+        (["denoise", "--sigma", "5", "--tile", "8", "--overlap", "8"], "--overlap must be in [0,"),
         (["superres", "--factor", "1"], "--factor 1 is no upscaling"),
         (["superres", "--tile", "80"], "the result (64 x 64, 4x the input's 16 x 16) is smaller"),
         (["denoise", "--sigma", "5", "--tile", "20"], "the image (16 x 16) is smaller than a tile"),

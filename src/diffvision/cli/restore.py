@@ -3,6 +3,7 @@ colorize an image with a trained unconditional model (whole images by overlappin
 
 from __future__ import annotations
 
+import math
 import textwrap
 from pathlib import Path
 
@@ -237,7 +238,7 @@ def _operator(args, clean_shape):
                 raise UsageError(f"--mask is {tuple(mask.shape)}, the image is {(h, w)}")
         elif args.box:
             box = _numbers(args.box, 4, "--box")
-            if any(v != int(v) for v in box):
+            if not all(math.isfinite(v) and v == int(v) for v in box):  # int(inf) would raise
                 raise UsageError(f"--box is x,y,w,h in whole pixels, not {args.box!r}")
             box = [int(v) for v in box]
             mask = R.box_mask(h, w, tuple(box))
