@@ -312,3 +312,29 @@ def test_load_data_errors():
         load_data("digits", 8, channels=2)
     with pytest.raises(ValueError, match="white level of 16-bit images is 1-65535, not 0"):
         load_data("digits", 8, white_level=0)
+
+
+def test_a_size_far_too_large_is_refused_before_any_work(tmp_path):
+    """The data sets made in memory check that their images fit before making them (a size of
+    1e20 was a TypeError from torch's resize, or numpy's 'Maximum allowed dimension exceeded';
+    1e5 a failed allocation of 84 TB); a folder too large to keep is decoded lazily, and its
+    training step is refused by the trainer's check (that check decoded an image at the size
+    asked: minutes at 1e5 px, now none)."""
+    from tests.cli_run import run_here
+
+    for spec, what in [
+        ("digits", "resizing 1797 images to 1 x {s} x {s} needs at least"),
+        ("faces", "resizing 200 images to 1 x {s} x {s} needs at least"),
+        ("shapes", "drawing 2000 shapes of {s} x {s} needs at least"),
+    ]:
+        for size in (100_000, 10**20):
+            with pytest.raises(ValueError, match=what.format(s=size) + ".* GiB is free: lower"):
+                load_data(spec, size)
+    Image.new("RGB", (12, 10)).save(tmp_path / "a.png")
+    out = tmp_path / "run"
+    bad = run_here("train", "--data", str(tmp_path), "--size", "100000", "--preset", "tiny",
+                   "--steps", "1", "--batch", "4", "--out", str(out), "--quiet")  # fmt: skip
+    assert bad.returncode == 2, bad.stderr
+    assert "a training step at 4 images of 100000 x 100000 per process needs at least" in (
+        bad.stderr
+    )

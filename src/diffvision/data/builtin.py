@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..memory import check_fits
 from .dataset import ImageData
 from .transforms import array_to_uint8
 
@@ -109,6 +110,12 @@ def shapes(size: int = 32, n: int = 2000, seed: int = 0) -> ImageData:
     box (x0, y0, x1, y1 in pixels, exclusive end) and ``masks`` its pixels."""
     if size < 8:
         raise ValueError("shapes needs size >= 8")
+    check_fits(  # the float32 images and the masks
+        n * size * size * 13,
+        torch.device("cpu"),
+        f"drawing {n} shapes of {size} x {size}",
+        "lower --size",
+    )
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
     images = np.empty((n, size, size, 3), dtype=np.float32)

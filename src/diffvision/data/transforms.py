@@ -10,6 +10,8 @@ import torch
 from PIL import Image, ImageOps
 from torch import Tensor
 
+from ..memory import check_fits
+
 #: What reading an image file raises where the file is not an image this project can read: not
 #: an image (PIL's UnidentifiedImageError is an OSError), truncated or malformed (OSError,
 #: SyntaxError, ValueError), or so large that Pillow refuses it as a decompression bomb (over
@@ -160,6 +162,13 @@ def array_to_uint8(images: np.ndarray, size: int | None) -> Tensor:
         images = images[..., None]
     out = torch.from_numpy(np.clip(images * 255 + 0.5, 0, 255).astype(np.uint8)).permute(0, 3, 1, 2)
     if size is not None and (out.shape[-1] != size or out.shape[-2] != size):
+        n, c = out.shape[:2]
+        check_fits(  # the float32 result and its uint8 copy; before torch sees a size too large
+            n * c * size * size * 5,
+            torch.device("cpu"),
+            f"resizing {n} images to {c} x {size} x {size}",
+            "lower --size",
+        )
         resized = torch.nn.functional.interpolate(
             out.float(), size=(size, size), mode="bicubic", align_corners=False, antialias=True
         )

@@ -340,12 +340,14 @@ class Trainer:
             ).mean()
 
     def _loss_on(self, n: int, size: int) -> torch.Tensor:
-        """The loss on ``n`` copies of the first image resized to ``size``, for
-        :func:`memory.check_step_fits` (the model unwrapped: a DDP forward expects its
-        backward)."""
-        x0, labels = self.data.batch(torch.zeros(n, dtype=torch.long))
-        if size != x0.shape[-1]:
-            x0 = torch.nn.functional.interpolate(x0, size=(size, size))
+        """The loss on ``n`` grey (zero) images of ``size x size`` with the first image's label,
+        for :func:`memory.check_step_fits` (the model unwrapped: a DDP forward expects its
+        backward). No image is decoded: the bytes do not depend on the values, and a folder's
+        image at a --size far too large would take minutes to decode before the refusal."""
+        x0 = torch.zeros(n, self.data.channels, size, size)
+        labels = (
+            torch.full((n,), -1) if self.data.labels is None else self.data.labels[:1].repeat(n)
+        )
         gen = torch.Generator().manual_seed(0)
         sigma = self.model.schedule.sample_sigma(n, generator=gen)
         noise = torch.randn(x0.shape, generator=gen)
