@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from diffvision.data.photos import HELD_OUT, held_out_photos, photos, training_photos
+from diffvision.data.photos import (
+    HELD_OUT,
+    held_out_photos,
+    photo_pixels,
+    photos,
+    training_photos,
+)
 
 
 def _digest(a: np.ndarray) -> str:
@@ -31,6 +37,21 @@ def test_held_out_photos_are_not_training_photos(train_set):
     # Natural colour photographs are part of the training mix, not only textures and scans.
     colour = [k for k, a in train_set.items() if np.ptp(a.astype(int), axis=2).mean() > 10]
     assert len(colour) >= 5, colour
+
+
+def test_photo_pixels_are_pixels_of_the_training_photos(train_set):
+    """The dead-leaves palette: each colour is one pixel of a training photo (in luma for one
+    channel, ITU-R 601 rounded), the same for the same seed."""
+    for channels in (3, 1):
+        pixels = photo_pixels(10, channels=channels, seed=5)
+        assert pixels.shape == (10, channels) and pixels.dtype == np.uint8
+        assert np.array_equal(pixels, photo_pixels(10, channels=channels, seed=5))
+        assert not np.array_equal(pixels, photo_pixels(10, channels=channels, seed=6))
+        pictures = [a.astype(np.float64) for a in train_set.values()]
+        if channels == 1:
+            pictures = [np.rint(a @ [0.299, 0.587, 0.114])[..., None] for a in pictures]
+        for colour in pixels:
+            assert any((a == colour).all(-1).any() for a in pictures), colour
 
 
 def test_patches_are_deterministic_and_shaped():
