@@ -107,15 +107,21 @@ def test_a_damaged_run_is_named_on_resume(tmp_path):
     assert (out / "model" / "config.json").is_file()
 
 
-def test_an_allocation_refused_is_one_line(tmp_path, tiny_digits_model):
+def test_an_allocation_refused_is_one_line(tmp_path, tiny_digits_model, monkeypatch):
     """What the checks before a run miss (they are lower bounds), the allocator refuses: said in
-    one line with exit code 2, not a traceback. 10**13 steps ask for a schedule of 80 TB."""
+    one line with exit code 2, not a traceback. 10**13 steps ask for a schedule of 80 TB: the
+    schedule's own check refuses it, and with that check off, the allocator does."""
     import torch
 
+    import diffvision.samplers.steps
     from diffvision.cli import _failed_allocation
 
     out = tmp_path / "grid.png"
     args = ["sample", str(tiny_digits_model), "--n", "1", "--steps", str(10**13), "--quiet"]
+    bad = run_here(*args, "--out", str(out))
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert "a schedule of 10000000000000 steps needs at least 74505.8 GiB" in bad.stderr
+    monkeypatch.setattr(diffvision.samplers.steps, "check_fits", lambda *args: None)
     bad = run_here(*args, "--out", str(out))
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
     assert "diffvision sample: error: out of memory: " in bad.stderr

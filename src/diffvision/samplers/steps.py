@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..memory import check_fits
 from ..process import (
     ContinuousVP,
     DiscreteVP,
@@ -103,6 +104,7 @@ def sigma_steps(
             0.002 and 80 (EDM) for ``karras`` and ``loglinear``.
     """
     check_int("steps", n, 1)
+    check_fits((n + 1) * 8, torch.device("cpu"), f"a schedule of {n} steps", "ask for fewer steps")
     if kind == "ddpm":
         if sigma_min is not None or sigma_max is not None:
             raise ValueError("ddpm steps take their sigma range from the schedule")
