@@ -498,6 +498,8 @@ def main() -> None:
         "set": args.set,
         "crop": args.crop,
         "steps": args.steps,
+        "overlap": args.overlap,
+        "tile_batch": args.tile_batch,
         "box": args.box,
         "random": args.random,
         "strokes": [args.strokes, args.stroke_width] if args.strokes else None,
