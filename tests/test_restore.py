@@ -509,8 +509,11 @@ def test_sdedit_and_errors(prior):
         solve(prior, op, y, solver="ddnm", sampler="ddim")  # DDNM+ needs the step's noise
     with pytest.raises(ValueError, match="denoising"):
         solve(prior, Inpaint(box_mask(H, H, (0, 0, 2, 2))), y, solver="mmse")
-    with pytest.raises(ValueError, match="n_samples must be >= 1, not 0"):
-        solve(prior, op, y, solver="posterior", n_samples=0)
+    for n in (0, 1.5, math.inf):  # 1.5 and inf were TypeErrors from deep inside
+        with pytest.raises(ValueError, match=f"n_samples must be an integer >= 1, not {n}"):
+            solve(prior, op, y, solver="posterior", n_samples=n)
+    with pytest.raises(ValueError, match=r"steps must be an integer >= 1, not 2\.5"):
+        solve(prior, op, y, solver="posterior", steps=2.5)
     with pytest.raises(ValueError, match=r"mmse gives one estimate.*use posterior"):
         solve(prior, op, y, solver="mmse", n_samples=2)
 

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from ..denoiser import image_channels
+from ..process import check_int
 from ..samplers import ancestral_step, sigma_steps
 from ..samplers import get as get_sampler
 from ..samplers.base import randn_like
@@ -396,8 +397,8 @@ def solve(
     """
     if solver not in METHODS:
         raise ValueError(f"unknown solver {solver!r}; choose from {', '.join(METHODS)}")
-    if n_samples < 1:
-        raise ValueError(f"n_samples must be >= 1, not {n_samples}")
+    check_int("steps", steps, 1)
+    check_int("n_samples", n_samples, 1)
     if n_samples > 1 and solver == "mmse":
         raise ValueError("mmse gives one estimate, the posterior mean: for samples use posterior")
     if start_std is not None and options.get("start") is None:
