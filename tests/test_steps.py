@@ -60,6 +60,14 @@ def test_every_kind_decreases_to_zero(kind):
         assert len(s) == n + 1 and s[-1] == 0 and bool((s[:-1] > s[1:]).all())
 
 
+def test_integer_levels_of_any_size():
+    """A level given as a Python int is taken as the real it is, one above 2**63 too (numpy's
+    log10 failed on those with a TypeError)."""
+    for kind in ("karras", "loglinear", "vp"):
+        as_int, as_float = sigma_steps(kind, 3, 1, 10**30), sigma_steps(kind, 3, 1.0, 1e30)
+        torch.testing.assert_close(as_int, as_float, rtol=1e-12, atol=0)
+
+
 def test_bad_step_requests():
     with pytest.raises(ValueError, match="unknown step sequence"):
         sigma_steps("cosine", 10)

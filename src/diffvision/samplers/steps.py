@@ -7,6 +7,8 @@ takes ``n`` steps along it.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -43,7 +45,8 @@ def _loglinear(n: int, sigma_min: float, sigma_max: float) -> Tensor:
     """Uniform in log sigma (a geometric sequence), as for the VE SDE."""
     if n == 1:
         return torch.tensor([sigma_max], dtype=torch.float64)
-    return torch.logspace(np.log10(sigma_max), np.log10(sigma_min), n, dtype=torch.float64)
+    # math.log10 takes any real, a Python int above 2**63 too (numpy's log10 fails on those)
+    return torch.logspace(math.log10(sigma_max), math.log10(sigma_min), n, dtype=torch.float64)
 
 
 def _vp(n: int, sigma_min: float, sigma_max: float, schedule: Schedule) -> Tensor:
