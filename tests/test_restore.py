@@ -146,6 +146,14 @@ def test_operators_check_their_arguments():
         Colorize().forward(torch.zeros(1, 1, 4, 4))
     with pytest.raises(ValueError, match=re.escape("mask must be H x W or N x 1 x H x W")):
         Inpaint(torch.ones(2, 4, 4))
+    for strokes, thickness, message in [
+        (1.5, 3, "strokes must be an integer >= 0, not 1.5"),  # a TypeError from range()
+        (math.inf, 3, "strokes must be an integer >= 0, not inf"),
+        (2, 0, "thickness must be a positive number, not 0"),
+        (2, math.nan, "thickness must be a positive number, not nan"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            stroke_mask(8, 8, strokes, thickness)
     for missing in (1.0, -0.1, math.nan):
         with pytest.raises(ValueError, match=re.escape("missing fraction must be in [0, 1)")):
             random_mask(4, 4, missing)
@@ -514,6 +522,10 @@ def test_sdedit_and_errors(prior):
             solve(prior, op, y, solver="posterior", n_samples=n)
     with pytest.raises(ValueError, match=r"steps must be an integer >= 1, not 2\.5"):
         solve(prior, op, y, solver="posterior", steps=2.5)
+    with pytest.raises(
+        ValueError, match=r"^1000000000000000000000000000000 draws of y \(.*\) needs at least"
+    ):
+        solve(prior, op, y, solver="posterior", n_samples=10**30)  # was an OverflowError
     with pytest.raises(ValueError, match=r"mmse gives one estimate.*use posterior"):
         solve(prior, op, y, solver="mmse", n_samples=2)
 

@@ -318,6 +318,8 @@ def stroke_mask(height: int, width: int, strokes: int = 4, thickness: int = 3, g
     """``H x W`` mask with random thick line strokes as holes (scribbles, scratches). Drawing
     stops once no pixel is left observed: further strokes would change nothing (so ``strokes``
     of a billion ends within seconds rather than days)."""
+    check_int("strokes", strokes, 0)
+    check_positive(thickness=thickness)
     mask = torch.ones(height, width)
     yy, xx = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
     for _ in range(strokes):

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from ..denoiser import image_channels
+from ..memory import check_fits
 from ..process import check_int
 from ..samplers import ancestral_step, sigma_steps
 from ..samplers import get as get_sampler
@@ -206,6 +207,7 @@ def dps(
     :func:`_noise_start`)."""
     if not 0 <= step_size < math.inf:
         raise ValueError(f"step_size must be a number >= 0, not {step_size}")
+    step_size = float(step_size)  # a Python int above 2**63 does not multiply a tensor
     s_y2 = operator.sigma**2
 
     def guided(x, sigma):
@@ -399,6 +401,12 @@ def solve(
         raise ValueError(f"unknown solver {solver!r}; choose from {', '.join(METHODS)}")
     check_int("steps", steps, 1)
     check_int("n_samples", n_samples, 1)
+    check_fits(  # the measurements repeated for the draws, a lower bound of what they hold
+        n_samples * y.numel() * y.element_size(),
+        y.device,
+        f"{n_samples} draws of y ({' x '.join(map(str, y.shape))})",
+        "ask for fewer samples",
+    )
     if n_samples > 1 and solver == "mmse":
         raise ValueError("mmse gives one estimate, the posterior mean: for samples use posterior")
     if start_std is not None and options.get("start") is None:
