@@ -51,6 +51,9 @@ def test_ddpm_spacings(spacing, expect):
 def test_ddpm_leading_offset_and_full_chain():
     assert ddpm_timesteps(10, 1000, "leading", offset=1).tolist()[-1] == 1
     assert ddpm_timesteps(1000, 1000, "leading").tolist() == list(range(999, -1, -1))
+    for offset in (1.5, math.nan, -1):  # nan was cast to an integer with only a warning
+        with pytest.raises(ValueError, match=f"offset must be an integer >= 0, not {offset}"):
+            ddpm_timesteps(10, 1000, "leading", offset=offset)
 
 
 @pytest.mark.parametrize("kind", ["karras", "loglinear", "vp", "ddpm"])

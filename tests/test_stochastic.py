@@ -11,6 +11,7 @@ catch a biased sampler (too few steps, too large a Langevin step).
 
 import itertools
 import math
+import re
 
 import pytest
 import torch
@@ -84,6 +85,14 @@ def test_stochastic_samplers_are_seeded(mixture2d):
     b = get("pc")(mixture2d, x, sig, generator=torch.Generator().manual_seed(3))
     c = get("pc")(mixture2d, x, sig, generator=torch.Generator().manual_seed(4))
     assert torch.equal(a, b) and not torch.equal(a, c)
+    for options, message in [
+        ({"corrector_steps": 1.5}, "corrector_steps must be an integer >= 0, not 1.5"),  # was a
+        ({"corrector_steps": -1}, "corrector_steps must be an integer >= 0, not -1"),  # TypeError
+        ({"snr": 0.0}, "snr must be a positive number, not 0.0"),
+        ({"snr": math.nan}, "snr must be a positive number, not nan"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            get("pc")(mixture2d, x, sig, **options)
 
 
 @pytest.mark.parametrize(("eta", "variance"), [(1.0, "small"), (0.5, "small"), (1.0, "large")])

@@ -71,6 +71,7 @@ def ddpm_timesteps(n: int, num_timesteps: int, spacing: str = "leading", offset:
     """
     if not 1 <= n <= num_timesteps:
         raise ValueError(f"need 1 <= n <= {num_timesteps} steps, got {n}")
+    check_int("offset", offset, 0)  # nan was cast to an integer, with only a warning
     if spacing == "leading":
         ts = np.arange(n) * (num_timesteps // n) + offset
     elif spacing == "trailing":

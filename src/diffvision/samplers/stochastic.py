@@ -13,6 +13,7 @@ import math
 
 from torch import Tensor
 
+from ..process import check_int, check_positive
 from .base import Callback, DenoiserFn, NoiseFilter, as_floats, denoise, randn_like, report
 
 __all__ = ["ancestral_step", "ddim", "ddpm", "euler_maruyama", "pc"]
@@ -161,8 +162,8 @@ def pc(
     centre in low dimension), then one Euler-Maruyama reverse-SDE step to the next level.
     ``snr`` is the "signal-to-noise ratio" r of Algorithm 4 (0.16 for VE CIFAR-10 in the paper).
     NFE = (1 + corrector_steps) * steps."""
-    if corrector_steps < 0 or snr <= 0:
-        raise ValueError("need corrector_steps >= 0 and snr > 0")
+    check_int("corrector_steps", corrector_steps, 0)
+    check_positive(snr=snr)
     sig = as_floats(sigmas)
     for i, (s, s_next) in enumerate(itertools.pairwise(sig)):
         for _ in range(corrector_steps):
