@@ -401,17 +401,17 @@ def solve(
         raise ValueError(f"unknown solver {solver!r}; choose from {', '.join(METHODS)}")
     check_int("steps", steps, 1)
     check_int("n_samples", n_samples, 1)
+    if n_samples > 1 and solver == "mmse":
+        raise ValueError("mmse gives one estimate, the posterior mean: for samples use posterior")
+    if start_std is not None and options.get("start") is None:
+        raise ValueError("start_std is the error of a start: pass start too")
+    check_measurement(denoiser, operator, y)
     check_fits(  # the measurements repeated for the draws, a lower bound of what they hold
         n_samples * y.numel() * y.element_size(),
         y.device,
         f"{n_samples} draws of y ({' x '.join(map(str, y.shape))})",
         "ask for fewer samples",
     )
-    if n_samples > 1 and solver == "mmse":
-        raise ValueError("mmse gives one estimate, the posterior mean: for samples use posterior")
-    if start_std is not None and options.get("start") is None:
-        raise ValueError("start_std is the error of a start: pass start too")
-    check_measurement(denoiser, operator, y)
     start_std = resolve_starts(operator, y, start_std, n_samples, options)
     run = METHODS[solver]
     op = operator.repeat(n_samples) if n_samples > 1 else operator
