@@ -533,6 +533,42 @@ def test_sdedit_and_errors(prior):
         solve(prior, op, y, solver="mmse", n_samples=2)
 
 
+def test_an_option_that_neither_the_solver_nor_its_sampler_takes_is_refused(prior):
+    """``solve``'s options go to the method and through it to the sampler; a name neither takes
+    is a ValueError before any work that names the solver, its sampler and what they take. It
+    was the sampler's TypeError ("ddpm() got an unexpected keyword argument 'strength'"), and
+    ``mmse`` dropped every option without a word."""
+    noisy, clean = Denoise(0.1), Inpaint(box_mask(H, H, (2, 2, 3, 3)))
+    _, y = truth_and_y(prior, noisy)
+    calls = []
+    for solver, op, options, message in [
+        ("ddnm", noisy, {"strength": 0.5}, "solver ddnm (sampler ddpm) takes no option 'strength'"),
+        (
+            "mmse",
+            noisy,
+            {"sampler": "heun"},
+            "solver mmse takes no option 'sampler'; it takes callback",
+        ),
+        ("sdedit", noisy, {"start": y}, "solver sdedit (sampler ddpm) takes no option 'start'"),
+        ("dps", clean, {"sampler": "euler", "eta": 1.0}, "(sampler euler) takes no option 'eta'"),
+        ("repaint", clean, {"jump_lenght": 2}, "takes no option 'jump_lenght'; it takes sampler,"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            solve(
+                prior, op, y, solver=solver, steps=2, callback=lambda *a: calls.append(a), **options
+            )
+    assert calls == []  # refused before any step
+    with pytest.raises(ValueError, match="sets the sampler's noise_filter itself"):
+        solve(prior, noisy, y, solver="ddnm", noise_filter=lambda z, s, t: z)  # a duplicate
+    # What the method or the chosen sampler takes still goes through.
+    x = solve(prior, noisy, y, solver="posterior", steps=2, sampler="ddim", eta=1.0,
+              callback=lambda *a: calls.append(a))  # fmt: skip
+    assert x.shape == y.shape and len(calls) == 2
+    assert torch.equal(
+        solve(prior, noisy, y, solver="mmse", callback=print), solve(prior, noisy, y, solver="mmse")
+    )
+
+
 def test_warm_start_forgets_a_bad_start_from_high_noise_and_keeps_a_good_one_from_low(prior):
     op = Inpaint(box_mask(H, H, (2, 2, 4, 4)))
     x, y = truth_and_y(prior, op, n=12)

@@ -76,6 +76,12 @@ def test_sample_bad_input(gaussian16):
         sample(gaussian16, (1, 16), sampler="plms")
     with pytest.raises(ValueError, match="unknown step sequence"):
         sample(gaussian16, (1, 16), step_kind="uniform")
+    # Another sampler's option, or a typo: was the sampler's own TypeError, mid-call.
+    with pytest.raises(ValueError, match="the euler sampler takes no option 'eta'; it takes"):
+        sample(gaussian16, (1, 16), sampler="euler", eta=0.5)
+    with pytest.raises(ValueError, match="the ddim sampler takes no option 'etta'"):
+        sample(gaussian16, (1, 16), sampler="ddim", etta=0.5)
+    assert sample(gaussian16, (1, 16), sampler="ddim", eta=0.5, steps=2).shape == (1, 16)
     assert diffvision.__version__
 
 

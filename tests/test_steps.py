@@ -91,6 +91,8 @@ def test_bad_step_requests():
         sigma_steps("ddpm", 10, 0.01, 10.0)
     with pytest.raises(ValueError, match="unknown option"):
         sigma_steps("loglinear", 10, rho=3)
+    with pytest.raises(ValueError, match=r"unknown option\(s\) for ddpm steps: rho"):
+        sigma_steps("ddpm", 10, rho=7, offset=1)  # was ddpm_timesteps' TypeError
     with pytest.raises(ValueError, match="spacing"):
         sigma_steps("ddpm", 10, spacing="middle")
     assert math.isfinite(float(sigma_steps("karras", 3).sum()))

@@ -21,7 +21,7 @@ from torch import Tensor
 from ..denoiser import image_channels
 from ..memory import check_fits
 from ..process import check_int
-from ..samplers import ancestral_step, sigma_steps
+from ..samplers import ancestral_step, sampler_options, sigma_steps
 from ..samplers import get as get_sampler
 from ..samplers.base import randn_like
 from .operators import Denoise, Operator
@@ -83,9 +83,12 @@ def _noise_start(
 
 
 # ----------------------------------------------------------------------------- the methods
-def mmse(denoiser, operator: Operator, y: Tensor, **_) -> Tensor:
+def mmse(
+    denoiser, operator: Operator, y: Tensor, *, steps=1, generator=None, callback=None
+) -> Tensor:
     """The posterior mean for Gaussian noise: one denoiser call at the noise level of y
-    (Tweedie's formula; exact when the denoiser is)."""
+    (Tweedie's formula; exact when the denoiser is). ``steps``, ``generator`` and ``callback``
+    are taken, as by every method, and unused: there is no sampling."""
     _needs_noisy_denoise(operator, "mmse")
     return denoiser(y, torch.full((len(y),), operator.sigma, dtype=y.dtype, device=y.device))
 
@@ -144,6 +147,8 @@ def ddnm(
 
         return get_sampler(sampler)(projected, x, sigmas, generator=generator, **opts)
 
+    if "noise_filter" in opts:
+        raise ValueError("ddnm with measurement noise sets the sampler's noise_filter itself")
     caps = _ddnm_plus_caps(sigmas.tolist(), operator.sigma, sampler, opts)
 
     def cap_at(s: float) -> float:  # the cap of the step that starts at level s
@@ -330,6 +335,23 @@ def sdedit(
     return get_sampler(sampler)(denoiser, x, sigmas, generator=generator, **opts)
 
 
+def check_options(solver: str, options) -> None:
+    """Raise ValueError, before any work, for an option name of :func:`solve` that neither the
+    method ``solver`` nor the sampler it runs (its ``sampler`` option, or its default) takes:
+    a typo, or another method's option (``strength`` for ``ddnm``)."""
+    params = inspect.signature(METHODS[solver]).parameters
+    kinds = {n: p.kind for n, p in params.items() if n not in ("steps", "generator")}
+    taken = [n for n, kind in kinds.items() if kind is inspect.Parameter.KEYWORD_ONLY]
+    what = f"solver {solver}"
+    if "sampler" in params:
+        sampler = options.get("sampler", params["sampler"].default)
+        taken += [n for n in sampler_options(sampler) if n not in taken]
+        what += f" (sampler {sampler})"
+    for key in options:
+        if key not in taken:
+            raise ValueError(f"{what} takes no option {key!r}; it takes {', '.join(taken)}")
+
+
 def check_measurement(denoiser, operator: Operator, y: Tensor) -> None:
     """Raise ValueError, before any work, where ``y`` cannot be ``operator``'s measurement of
     images that ``denoiser`` makes: not a float ``N x C x H x W`` tensor of finite values, of a
@@ -387,7 +409,8 @@ def solve(
             estimate shaped like the result or a name: "classical" (made from y by
             :func:`~diffvision.restore.starts.classical_start`: for inpainting the biharmonic
             fill, bicubic upscaling, Wiener deconvolution) or, for inpainting, a fill of
-            :data:`~diffvision.restore.starts.FILLS`.
+            :data:`~diffvision.restore.starts.FILLS`. A name that neither the method nor its
+            sampler takes is a ValueError (:func:`check_options`).
         start_std: with ``start`` and K > 1, a per-pixel std of the start's own error
             (broadcastable to ``N x C x H x W``), added in quadrature to the samples' std:
             draws from a warm start share its errors at scales above ``start_sigma``, so their
@@ -401,6 +424,7 @@ def solve(
         raise ValueError(f"unknown solver {solver!r}; choose from {', '.join(METHODS)}")
     check_int("steps", steps, 1)
     check_int("n_samples", n_samples, 1)
+    check_options(solver, options)
     if n_samples > 1 and solver == "mmse":
         raise ValueError("mmse gives one estimate, the posterior mean: for samples use posterior")
     if start_std is not None and options.get("start") is None:

@@ -7,7 +7,8 @@ whole generation with sensible defaults.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import Tensor
@@ -28,6 +29,7 @@ __all__ = [
     "ancestral_step",
     "check_likelihood_fits",
     "check_sample_fits",
+    "check_sampler_options",
     "ddim",
     "ddpm",
     "ddpm_timesteps",
@@ -43,6 +45,7 @@ __all__ = [
     "nfe_of",
     "pc",
     "sample",
+    "sampler_options",
     "sigma_steps",
     "steps_for",
     "unipc",
@@ -89,6 +92,24 @@ def get(name: str) -> Callable[..., Tensor]:
         raise ValueError(f"unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}") from None
 
 
+def sampler_options(name: str) -> tuple[str, ...]:
+    """The keyword options that the sampler ``name`` takes besides ``generator``: ``callback``
+    and its own (e.g. ``eta`` for ``ddim``), in the order of its signature."""
+    params = inspect.signature(get(name)).parameters.values()
+    return tuple(p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name != "generator")
+
+
+def check_sampler_options(name: str, options: Iterable[str]) -> None:
+    """Raise ValueError, before any work, for an option name that the sampler ``name`` does not
+    take (a typo, or another sampler's option: ``eta`` for ``euler``)."""
+    taken = sampler_options(name)
+    for key in options:
+        if key not in taken:
+            raise ValueError(
+                f"the {name} sampler takes no option {key!r}; it takes {', '.join(taken)}"
+            )
+
+
 def sample(
     denoiser,
     shape: tuple[int, ...],
@@ -127,6 +148,7 @@ def sample(
         samples of ``shape`` and ``dtype`` (images in [-1, 1] for an image model; not clipped).
     """
     run = get(sampler)
+    check_sampler_options(sampler, options)
     check_shape(denoiser, shape)
     step_options = dict(step_options or {})
     schedule = getattr(denoiser, "schedule", None)

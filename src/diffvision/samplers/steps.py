@@ -115,6 +115,7 @@ def sigma_steps(
         schedule = opts.pop("schedule", None) or DiscreteVP.linear()
         if not isinstance(schedule, DiscreteVP):
             raise ValueError("ddpm steps need a DiscreteVP schedule")
+        _no_options(kind, {k: v for k, v in opts.items() if k not in ("spacing", "offset")})
         ts = ddpm_timesteps(n, schedule.num_timesteps, **opts)
         sigmas = schedule.sigmas[ts]
     elif kind == "vp":
