@@ -1,4 +1,5 @@
 import gzip
+import re
 import zlib
 from pathlib import Path
 
@@ -110,6 +111,28 @@ def test_16_bit_images_keep_their_scale(tmp_path):
     for i in range(2):
         eight_bit = ((data[i][0][0].double() + 1) * 127.5).numpy()
         np.testing.assert_allclose(eight_bit, ramp[:, 1:7] / 257, atol=0.5 + 1e-6)  # rounding
+
+
+def test_32_bit_files_outside_16_bits_are_refused_by_name(tmp_path):
+    """A 32-bit integer file (mode "I") holds signed values: one past 65535 or below 0 has no
+    known white level. Image folders and single images refuse it in the same words, naming
+    the file (a folder's negative file was "16-bit values are 0-65535, not -5", from the white
+    level, with no file named)."""
+    from diffvision.io.images import read_image
+
+    for name, value in [("negative", -5), ("past", 70000)]:
+        folder = tmp_path / name
+        write(folder / "good.png")
+        Image.fromarray(np.full((6, 8), value, np.int32)).save(folder / "wide.tif")
+        message = f"cannot read image {folder / 'wide.tif'}: a 32-bit integer image outside 0-65535"
+        with pytest.raises(ValueError, match=re.escape(message)):
+            load_image_folder(folder, 6)
+        with pytest.raises(ValueError, match="a 32-bit integer image outside 0-65535"):
+            read_image(folder / "wide.tif", 1)
+    mixed = np.array([[-1, 65535]], np.int32).repeat(6, 0)  # the white level alone missed it
+    Image.fromarray(mixed).save(tmp_path / "negative" / "wide.tif")
+    with pytest.raises(ValueError, match="outside 0-65535"):
+        load_image_folder(tmp_path / "negative", 2)
 
 
 def test_white_level_of_12_bit_files(tmp_path):

@@ -238,10 +238,11 @@ def cmd_train(args) -> int:
         check_fresh(out, "continue it with --resume, or train into another --out")
         data = load_data(args.data, args.size, channels=args.channels, white_level=args.white_level)
         if data.upscaled and launched_main():  # said once, under torchrun too
+            are, their = ("is", "its") if data.upscaled == 1 else ("are", "their")
             print(
-                f"note: {data.upscaled} of the {len(data)} images are smaller than --size "
-                f"{data.size} (their short side) and are enlarged to it: samples will be no "
-                "sharper than they are"
+                f"note: {data.upscaled} of the {len(data)} images {are} smaller than --size "
+                f"{data.size} ({their} short side) and {are} enlarged to it: samples will be no "
+                f"sharper than {'it is' if data.upscaled == 1 else 'they are'}"
             )
         cfg = TrainConfig(
             steps=args.steps or 2000,

@@ -12,6 +12,7 @@ from ..process import check_int
 from .dataset import ImageData
 from .transforms import (
     GREY_MODES,
+    OUTSIDE_16_BITS,
     UNREADABLE_IMAGE,
     WIDE_MODES,
     check_white,
@@ -50,15 +51,16 @@ def read_header(path: Path, deep_values: bool = True) -> tuple[str, int, int | N
     :func:`~diffvision.data.transforms.white_level_for`)."""
     try:
         with Image.open(path) as image:
-            mode, side, top = image.mode, min(image.size), None
-            if deep_values and mode in WIDE_MODES:
-                top = int(np.asarray(image).max())
+            mode, side, low, top = image.mode, min(image.size), 0, None
+            if deep_values and mode in WIDE_MODES and side > 0:
+                values = np.asarray(image)
+                low, top = int(values.min()), int(values.max())
             elif deep_values and is_deep_colour(image):
                 top = int(deep_colour_pixels(path).max())
     except UNREADABLE_IMAGE as err:
         raise ValueError(f"cannot read image {path}: {err}") from None
-    if top is not None and top > 65535:
-        raise ValueError(f"cannot read image {path}: 32-bit values past 65535")
+    if top is not None and (low < 0 or top > 65535):  # mode "I" holds 32-bit signed values
+        raise ValueError(f"cannot read image {path}: {OUTSIDE_16_BITS}")
     return mode, side, top
 
 

@@ -36,6 +36,8 @@ GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
 #: The 16-bit greyscale modes (PNG and TIFF decode to "I;16"; older Pillow and some files give
 #: "I", 32-bit, holding the same 0-65535 values).
 WIDE_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
+#: Why a 32-bit integer image (mode "I") with values outside 16 bits is refused.
+OUTSIDE_16_BITS = "a 32-bit integer image outside 0-65535: save it as 8- or 16-bit"
 
 
 def white_level_for(max_value: int) -> int:
@@ -72,7 +74,7 @@ def to_unit_array(image: Image.Image, channels: int, white: int = 65535) -> np.n
         check_white(white)
         array = np.asarray(image).astype(np.float32)
         if array.size and (array.min() < 0 or array.max() > 65535):
-            raise ValueError("a 32-bit integer image outside 0-65535: save it as 8- or 16-bit")
+            raise ValueError(OUTSIDE_16_BITS)
         array = np.minimum(array[:, :, None] / white, 1)
         return np.repeat(array, channels, axis=2)
     array = np.asarray(image.convert("L" if channels == 1 else "RGB"), dtype=np.float32)
