@@ -271,6 +271,28 @@ def test_a_file_error_in_the_work_is_one_line(capsys, monkeypatch):
         main(["info", "m"])
 
 
+def test_a_warning_is_one_line(capsys, monkeypatch):
+    """A warning raised under a command (PIL's for an image above 89 M pixels, say) is one line
+    in the command's words, not the library's file, line and source; the caller's way of
+    showing warnings is back after the command."""
+    import warnings
+
+    from diffvision import cli
+
+    def warns(args):
+        warnings.warn("Image size (108000000 pixels) exceeds limit", UserWarning, stacklevel=1)
+        return 0
+
+    monkeypatch.setitem(cli.COMMANDS, "info", warns)
+    before = warnings.showwarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        assert main(["info", "m"]) == 0
+    err = capsys.readouterr().err
+    assert err == "diffvision info: warning: Image size (108000000 pixels) exceeds limit\n"
+    assert warnings.showwarning is before
+
+
 def exit_code(args):
     """main()'s return value, or the code of the SystemExit that argparse raises."""
     try:

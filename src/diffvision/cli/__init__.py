@@ -13,6 +13,7 @@ import re
 import signal
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 from ..allocator import tune_malloc
@@ -606,7 +607,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:  # main() called outside the main thread: leave signals alone
         previous = None
     try:
-        return run()
+        with warnings.catch_warnings():  # restores the caller's way of showing them
+            warnings.showwarning = _one_line_warning(command)
+            return run()
     except (UsageError, ValueError, FileNotFoundError, FloatingPointError) as err:  # the last: a
         # training loss that is no longer finite (a --lr too high), said as the trainer words it
         print(f"diffvision {command}: error: {err}", file=sys.stderr)
@@ -632,6 +635,19 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _one_line_warning(command: str):
+    """A ``warnings.showwarning`` that says a warning in one line, as errors are said ("diffvision
+    restore: warning: Image size (108000000 pixels) exceeds limit ..."), not with the file, line
+    and source of the library that raised it."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(
+            f"diffvision {command}: warning: {message}", file=sys.stderr if file is None else file
+        )
+
+    return show
 
 
 def _failed_allocation(err: Exception) -> str | None:
