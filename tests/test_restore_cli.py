@@ -83,13 +83,17 @@ def test_tiled_denoiser_equals_the_blend_written_out_with_its_gradient():
     x = torch.randn(2, 3, 22, 30, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     v = torch.randn(x.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     sigma = torch.tensor([0.5, 2.0], dtype=torch.float64)
-    tiled = TiledDenoiser(prior, tile=6, overlap=2, batch=7)
+    reported = []
+    tiled = TiledDenoiser(prior, tile=6, overlap=2, batch=7, progress=lambda *a: reported.append(a))
     golden = (5**0.5 - 1) / 2
     for call in range(3):  # TiledDenoiser's offsets: the even grid, then golden-ratio shifts
         offsets = [int((call * golden**k) % 1.0 * 4) for k in (1, 2)]
         rows, cols = (tile_starts(n, 6, 2, o) for n, o in zip((22, 30), offsets, strict=True))
         x_in, x_ref = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+        reported.clear()
         out = tiled(x_in, sigma)
+        count = 2 * len(rows) * len(cols)  # progress: after each batch of 7 of the call's tiles
+        assert reported == [(min(i + 7, count), count) for i in range(0, count, 7)]
         ref = blend_tile_by_tile(prior, x_ref, sigma, rows, cols, 6, 2)
         assert torch.allclose(out, ref, atol=1e-12, rtol=0)
         (out * v).sum().backward()
@@ -226,6 +230,8 @@ def test_restore_command(tiny_digits_model, tmp_path, monkeypatch):
     assert result.returncode == 0, result.stderr
     assert "PSNR" in result.stdout and Image.open(out).size == (16, 16)
     assert "(mmse, one denoiser call, 16 x 16)" in result.stdout  # --steps does not apply
+    assert "denoise: 100%" in result.stderr and "| 9/9 [" in result.stderr  # its tiles: 3 x 3
+    assert "tile/s]" in result.stderr
     side = tmp_path / "side.png"
     result = run(
         "restore",

@@ -241,12 +241,24 @@ def add_quiet(parser) -> None:
 
 
 def step_bar(total: int, what: str, quiet: bool = False):
-    """A progress bar on stderr for ``total`` sampler steps (none for 0 or ``quiet``; or with
-    ``TQDM_DISABLE=1``); ``bar.step`` is a sampler callback. It goes away when done, so that
-    stdout's report stays the output."""
+    """A progress bar on stderr for ``total`` sampler steps (none with ``quiet``, or with
+    ``TQDM_DISABLE=1``); ``bar.step`` is a sampler callback. With ``total`` 0 (no sampling: one
+    denoiser call, as ``mmse`` makes) it counts that call's tiles instead, fed by ``bar.tiles``,
+    a :class:`~diffvision.restore.tiles.TiledDenoiser` ``progress`` callback. It goes away
+    when done, so that stdout's report stays the output."""
     from tqdm.auto import tqdm
 
-    off = {"disable": True} if total == 0 or quiet else {}  # else tqdm's default (env: TQDM_*)
-    bar = tqdm(total=total, desc=what, unit="step", leave=False, **off)
+    off = {"disable": True} if quiet else {}  # else tqdm's default (env: TQDM_*)
+    unit = "step" if total else "tile"
+    # A tile bar shows from its first update on (any delay > 0 does that): a refusal before
+    # the call leaves no empty bar on stderr.
+    delay = 0 if total else 1e-9
+    bar = tqdm(total=total or None, desc=what, unit=unit, leave=False, delay=delay, **off)
     bar.step = lambda info: bar.update(1)
+
+    def tiles(done: int, count: int) -> None:
+        bar.total = count
+        bar.update(done - bar.n)
+
+    bar.tiles = tiles
     return bar

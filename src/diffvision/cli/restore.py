@@ -521,6 +521,7 @@ def _restore_file(args, prior, channels: int, size: int, white: int, device) -> 
                 generator=gen,
                 n_samples=args.samples,
                 callback=bar.step,
+                progress=None if total else bar.tiles,  # mmse: its one call's tiles
                 **opts,
             )
 

@@ -73,6 +73,9 @@ class TiledDenoiser:
     would not fit, by :meth:`kept_bytes` against :data:`KEEP_SHARE` of the free memory.
     Checkpointing holds memory to one batch's activations for 1.4-2.4x the time of a gradient
     call (``bench/results/tile_blend.md``).
+
+    ``progress``: called as ``progress(done, total)`` after each batch of tiles of a call, with
+    the tiles done and the call's tiles (a progress bar for a single long call, as ``mmse``'s).
     """
 
     def __init__(
@@ -83,11 +86,13 @@ class TiledDenoiser:
         batch: int = 256,
         shift: bool = True,
         checkpoint: bool | str = "auto",
+        progress=None,
     ):
         if checkpoint not in (True, False, "auto"):
             raise ValueError(f"checkpoint must be True, False or 'auto', not {checkpoint!r}")
         self.denoiser, self.tile, self.overlap, self.batch = denoiser, tile, overlap, batch
         self.shift, self.checkpoint, self.calls = shift, checkpoint, 0
+        self.progress = progress
         self._bytes_per_tile: dict[tuple, tuple[int, int]] = {}  # see kept_bytes
         for name in ("sigma_min", "sigma_max"):
             if hasattr(denoiser, name):
@@ -139,6 +144,8 @@ class TiledDenoiser:
                 )
             else:
                 parts.append(self.denoiser(*batch))
+            if self.progress is not None:
+                self.progress(min(i + self.batch, len(tiles)), len(tiles))
         return torch.cat(parts)
 
     def checkpoints(self, tiles: Tensor, sigmas: Tensor) -> bool:
@@ -204,12 +211,13 @@ def solve_tiled(
     batch: int = 256,
     shift: bool = True,
     window: bool = True,
+    progress=None,
     **options,
 ) -> Tensor | Restoration:
     """:func:`~diffvision.restore.solve` on whole images with a model trained on ``tile`` x
     ``tile`` patches, through :class:`TiledDenoiser` (``shift``: move the tile grid between
-    calls). Same arguments and return type as ``solve``; images smaller than a tile are solved
-    directly.
+    calls; ``progress``: its per-call progress callback). Same arguments and return type as
+    ``solve``; images no larger than a tile are solved directly.
 
     ``window``: for noise-free inpainting, solve only the rectangle around the hole that tiles
     touching it can reach (the hole's bounding box grown by ``tile`` pixels) and keep y
@@ -219,7 +227,12 @@ def solve_tiled(
     k = options.get("n_samples", 1)  # named starts: from the whole of y, before the window
     options["start_std"] = resolve_starts(operator, y, options.get("start_std"), k, options)
     h, w = operator.pinv(y[:1]).shape[-2:]
-    prior = denoiser if min(h, w) <= tile else TiledDenoiser(denoiser, tile, overlap, batch, shift)
+    tiled = min(h, w) > tile
+    prior = (
+        TiledDenoiser(denoiser, tile, overlap, batch, shift, progress=progress)
+        if tiled
+        else denoiser
+    )
     box = _hole_window(operator, tile) if window and prior is not denoiser else None
     if box is None:
         return solve(prior, operator, y, **options)
