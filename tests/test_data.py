@@ -135,6 +135,25 @@ def test_32_bit_files_outside_16_bits_are_refused_by_name(tmp_path):
         load_image_folder(tmp_path / "negative", 2)
 
 
+def test_a_file_that_is_no_image_is_named_once(tmp_path):
+    """Every reader says "cannot read ... PATH: why" with the path once: PIL's own message,
+    "cannot identify image file 'PATH'", named it a second time."""
+    from diffvision.io.images import read_alpha, read_image
+
+    broken = tmp_path / "broken.png"
+    broken.write_text("not an image")
+    for read, start in [
+        (lambda: read_image(broken, 1), "cannot read image"),
+        (lambda: read_alpha(broken), "cannot read the transparency of"),
+        (lambda: load_image_folder(tmp_path, 4), "cannot read image"),
+    ]:
+        with pytest.raises(
+            ValueError, match=re.escape(f"{start} {broken}: cannot identify")
+        ) as err:
+            read()
+        assert str(err.value).count(str(broken)) == 1, err.value
+
+
 def test_white_level_of_12_bit_files(tmp_path):
     # A 12-bit camera's files hold 0-4095 in 16 bits: scaled by 65535 they would use 1/16 of
     # the range (16 grey levels once rounded to 8 bits). The folder's white level is found from

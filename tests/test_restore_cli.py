@@ -704,13 +704,17 @@ def test_restore_a_folder(tiny_digits_model, tmp_path):
         bad = run_here("restore", "denoise", str(tiny_digits_model), str(source), "--sigma",
                        "25", "--out", str(target))  # fmt: skip
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr
-    # One image too small: named, and the others are still restored (exit code 2 at the end).
+    # One image too small, one no image: each named once, and the others are still restored
+    # (exit code 2 at the end).
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(frames / "0_tiny.png")  # the first
+    (frames / "1_broken.png").write_text("not an image")
     again = tmp_path / "again"
     bad = run("restore", "denoise", str(tiny_digits_model), str(frames), "--sigma", "25",
               "--tile", "8", "--out", str(again))  # fmt: skip
     assert bad.returncode == 2 and "0_tiny.png: the image (4 x 4) is smaller" in bad.stderr
-    assert "1 images failed" in bad.stderr and "restored 2 of 3 images" in bad.stdout
+    assert f"error: cannot read image {frames / '1_broken.png'}: cannot identify" in bad.stderr
+    assert bad.stderr.count("1_broken.png") == 1, bad.stderr  # was "PATH: cannot read image PATH"
+    assert "2 images failed" in bad.stderr and "restored 2 of 4 images" in bad.stdout
     assert sorted(str(p.relative_to(again)) for p in again.rglob("*.png")) == ["a.png", "b/c.png"]
 
 

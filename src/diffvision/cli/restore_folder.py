@@ -110,7 +110,8 @@ def restore_folder(
             try:
                 done[str(name)] = {"psnr": restore_one(one)}
             except (UsageError, ValueError) as err:  # named, and the others still restored
-                print(f"diffvision restore: error: {path}: {err}", file=sys.stderr)
+                said = str(err) if str(path) in str(err) else f"{path}: {err}"  # named once
+                print(f"diffvision restore: error: {said}", file=sys.stderr)
                 failed.append(path)
                 done.pop(str(name), None)  # not done (again): an earlier result is not kept
             write_record(out / RECORD, settings, images=done)
@@ -125,6 +126,7 @@ def restore_folder(
     if args.simulate and scores:
         print(f"mean PSNR {sum(scores) / len(scores):.2f} dB over the {len(scores)} images")
     if failed:
-        print(f"diffvision restore: {len(failed)} images failed (above)", file=sys.stderr)
+        images = "image" if len(failed) == 1 else "images"
+        print(f"diffvision restore: {len(failed)} {images} failed (above)", file=sys.stderr)
         return EXIT_USAGE
     return 0

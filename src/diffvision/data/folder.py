@@ -19,6 +19,7 @@ from .transforms import (
     deep_colour_pixels,
     is_deep_colour,
     read_square,
+    unreadable,
     white_level_for,
 )
 
@@ -40,7 +41,7 @@ def _open(path: Path) -> Image.Image:
         image = Image.open(path)
         image.load()
     except UNREADABLE_IMAGE as err:
-        raise ValueError(f"cannot read image {path}: {err}") from None
+        raise unreadable(path, err) from None
     return image
 
 
@@ -58,7 +59,7 @@ def read_header(path: Path, deep_values: bool = True) -> tuple[str, int, int | N
             elif deep_values and is_deep_colour(image):
                 top = int(deep_colour_pixels(path).max())
     except UNREADABLE_IMAGE as err:
-        raise ValueError(f"cannot read image {path}: {err}") from None
+        raise unreadable(path, err) from None
     if top is not None and (low < 0 or top > 65535):  # mode "I" holds 32-bit signed values
         raise ValueError(f"cannot read image {path}: {OUTSIDE_16_BITS}")
     return mode, side, top
@@ -123,7 +124,7 @@ def load_image_folder(
         try:
             return read_square(path, size, channels, white or 65535)
         except UNREADABLE_IMAGE as err:  # also float images
-            raise ValueError(f"cannot read image {path}: {err}") from None
+            raise unreadable(path, err) from None
 
     if len(paths) * channels * size * size <= cache_limit_bytes:
         images = torch.stack([decode(p) for p in paths])

@@ -19,6 +19,14 @@ from ..memory import check_fits
 UNREADABLE_IMAGE = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 
+def unreadable(path: str | Path, err: Exception, what: str = "image") -> ValueError:
+    """The ValueError for the image file ``path`` that raised ``err`` (one of
+    ``UNREADABLE_IMAGE``): "cannot read image PATH: why" (``what`` in place of "image"), the
+    path said once (PIL's "cannot identify image file 'PATH'" repeats it)."""
+    why = str(err).replace(f" {str(path)!r}", "")
+    return ValueError(f"cannot read {what} {path}: {why}")
+
+
 def resize_center_crop(image: Image.Image, size: int) -> Image.Image:
     """Scale the short side to ``size`` (bicubic; box filter when shrinking a lot) and crop the
     centre to ``size x size``."""

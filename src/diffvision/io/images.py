@@ -11,7 +11,7 @@ import torch
 from PIL import Image, ImageOps
 from torch import Tensor
 
-from ..data.transforms import UNREADABLE_IMAGE, is_16_bit_image, read_unit_array
+from ..data.transforms import UNREADABLE_IMAGE, is_16_bit_image, read_unit_array, unreadable
 from .atomic import write_whole
 
 
@@ -136,7 +136,7 @@ def read_alpha(path: str | Path) -> Tensor:
                 raise ValueError("it has no alpha channel (no transparent pixels)")
             alpha = np.asarray(image.convert("RGBA").getchannel("A"), dtype=np.float32) / 255
     except UNREADABLE_IMAGE as err:
-        raise ValueError(f"cannot read the transparency of {path}: {err}") from None
+        raise unreadable(path, err, "the transparency of") from None
     return torch.from_numpy(alpha)
 
 
@@ -151,5 +151,5 @@ def read_image(path: str | Path, channels: int, white: int = 65535) -> Tensor:
     try:
         array = read_unit_array(path, channels, white)  # upright, as the result is saved
     except UNREADABLE_IMAGE as err:
-        raise ValueError(f"cannot read image {path}: {err}") from None
+        raise unreadable(path, err) from None
     return torch.from_numpy(array).permute(2, 0, 1)[None] * 2 - 1
