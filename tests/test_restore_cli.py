@@ -609,6 +609,29 @@ def test_inpaint_the_transparent_pixels(tiny_digits_model, tmp_path):
     assert len(bad.stderr.strip().splitlines()) == 1
 
 
+def test_what_the_input_holds_and_the_result_drops_is_said(tiny_digits_model, tmp_path):
+    """A colour input to a grey model and a stack of frames (a TIFF stack, an animation) are
+    restored as grey and as their first frame, each with a note that says so."""
+    rng = np.random.default_rng(0)
+    frames = [Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)) for _ in range(3)]
+    stack = tmp_path / "stack.tif"
+    frames[0].save(stack, save_all=True, append_images=frames[1:])
+    out = tmp_path / "out.png"
+    result = run_here("restore", "denoise", str(tiny_digits_model), str(stack), "--sigma", "25",
+                      "--tile", "8", "--overlap", "2", "--quiet", "--out", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (
+        f"note: {stack} is in colour and the model is greyscale: restored as grey" in result.stdout
+    )
+    assert f"note: {stack} holds 3 frames: the first is restored" in result.stdout
+    first = np.asarray(frames[0].convert("L"), dtype=float)
+    assert np.abs(np.asarray(Image.open(out), dtype=float) - first).mean() < 20  # sigma 25 input
+    frames[0].save(stack)  # one frame: no note
+    result = run_here("restore", "denoise", str(tiny_digits_model), str(stack), "--sigma", "25",
+                      "--tile", "8", "--overlap", "2", "--quiet", "--out", str(out))  # fmt: skip
+    assert result.returncode == 0 and "frames" not in result.stdout, result.stdout
+
+
 def test_restore_a_folder(tiny_digits_model, tmp_path):
     """A folder INPUT (a stack of frames, say) is restored image by image with the model loaded
     once: each result under its input's name and sub-folder in the --out folder."""

@@ -459,7 +459,7 @@ def _restore_file(args, prior, channels: int, size: int, white: int, device) -> 
     returns the PSNR (dB) against the clean input with ``--simulate``, else None."""
     import torch
 
-    from ..io.images import is_16_bit, is_colour, read_image, save_16_bit, save_image
+    from ..io.images import frame_count, is_16_bit, is_colour, read_image, save_16_bit, save_image
     from ..metrics import psnr
     from ..restore.replay import scattered
     from ..restore.solvers import sampler_steps
@@ -468,6 +468,9 @@ def _restore_file(args, prior, channels: int, size: int, white: int, device) -> 
     image = read_image(args.input, channels, white)
     if channels == 1 and is_colour(args.input):  # said, not silently dropped
         print(f"note: {args.input} is in colour and the model is greyscale: restored as grey")
+    frames = frame_count(args.input)
+    if frames > 1:  # a TIFF stack, an animation: said, not silently cut to its first frame
+        print(f"note: {args.input} holds {frames} frames: the first is restored")
     gen = torch.Generator().manual_seed(args.seed)
     factor = args.factor if args.task == "superres" else 1
     if args.simulate:

@@ -52,6 +52,13 @@ def is_colour(path: str | Path) -> bool:
         return len(set(image.getbands()) - {"A"}) >= 3
 
 
+def frame_count(path: str | Path) -> int:
+    """The frames an image file holds (pages of a TIFF stack, frames of a GIF or an animated
+    PNG; 1 for most files), read from its header; readers read the first."""
+    with Image.open(path) as image:
+        return getattr(image, "n_frames", 1)
+
+
 def make_grid(images: Tensor, nrow: int | None = None, pad: int = 1) -> Tensor:
     """Tile ``N x C x H x W`` images into one ``C x H' x W'`` image (rows of ``nrow``, default
     about square), separated by ``pad`` pixels of -1 (black)."""
