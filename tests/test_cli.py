@@ -293,6 +293,26 @@ def test_a_warning_is_one_line(capsys, monkeypatch):
     assert warnings.showwarning is before
 
 
+def test_train_says_what_it_makes_of_its_files(tmp_path):
+    """Notes on stdout, in the singular where one file: an image smaller than --size is
+    enlarged, a stack of frames gives its first."""
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    frames = [Image.fromarray(rng.integers(0, 256, (12, 12), dtype=np.uint8)) for _ in range(2)]
+    frames[0].save(data / "stack.tif", save_all=True, append_images=frames[1:])
+    Image.fromarray(rng.integers(0, 256, (6, 6), dtype=np.uint8)).save(data / "small.png")
+    result = run_here("train", "--data", str(data), "--size", "8", "--preset", "tiny", "--steps",
+                      "1", "--batch", "2", "--out", str(tmp_path / "run"), "--quiet")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (
+        "note: 1 of the 2 images is smaller than --size 8 (its short side) and is" in result.stdout
+    )
+    assert "note: 1 of the 2 files holds several frames (TIFF stacks, animations): the first" in (
+        result.stdout
+    )
+
+
 def exit_code(args):
     """main()'s return value, or the code of the SystemExit that argparse raises."""
     try:

@@ -135,6 +135,23 @@ def test_32_bit_files_outside_16_bits_are_refused_by_name(tmp_path):
         load_image_folder(tmp_path / "negative", 2)
 
 
+def test_a_stack_of_frames_gives_its_first_and_is_counted(tmp_path):
+    """A TIFF stack (or an animation) in a folder is read as its first frame, and the set
+    counts such files (``stacked``, which ``train`` says in a note); pooled sets add them."""
+    frames = [np.full((6, 8), v, np.uint8) for v in (0, 100, 200)]
+    (tmp_path / "a").mkdir()
+    first, *rest = (Image.fromarray(f) for f in frames)
+    first.save(tmp_path / "a" / "stack.tif", save_all=True, append_images=rest)
+    write(tmp_path / "a" / "flat.png", size=(8, 6), mode="L", value=50)
+    data = load_image_folder(tmp_path / "a", 6)
+    assert data.stacked == 1 and data.upscaled == 0
+    assert float(data[1][0].max()) == -1.0  # sorted: flat.png, stack.tif; its first frame, 0
+    write(tmp_path / "b" / "flat.png", size=(8, 6), mode="L")
+    assert load_image_folder(tmp_path / "b", 6).stacked == 0
+    pooled = f"{tmp_path / 'a'}+{tmp_path / 'a'}"
+    assert load_data(pooled, 6).stacked == 2
+
+
 def test_a_file_that_is_no_image_is_named_once(tmp_path):
     """Every reader says "cannot read ... PATH: why" with the path once: PIL's own message,
     "cannot identify image file 'PATH'", named it a second time."""

@@ -245,6 +245,12 @@ def cmd_train(args) -> int:
                 f"{data.size} ({their} short side) and {are} enlarged to it: samples will be no "
                 f"sharper than {'it is' if data.upscaled == 1 else 'they are'}"
             )
+        if data.stacked and launched_main():
+            print(
+                f"note: {data.stacked} of the {len(data)} files "
+                f"{'holds' if data.stacked == 1 else 'hold'} several frames (TIFF stacks, "
+                "animations): the first frame of each is trained on"
+            )
         cfg = TrainConfig(
             steps=args.steps or 2000,
             **{field: getattr(args, option) for option, field in CONFIG_OPTIONS.items()},

@@ -117,4 +117,5 @@ def _pooled(parts: list[ImageData]) -> ImageData:
         name=name,
         white_level=levels[0] if levels else None,
         upscaled=sum(p.upscaled for p in parts),
+        stacked=sum(p.stacked for p in parts),
     )

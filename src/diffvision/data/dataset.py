@@ -27,6 +27,8 @@ class ImageData(Dataset):
             ``eval`` read 16-bit files the same way; None when there were none.
         upscaled: how many images were enlarged to ``size`` from files with a shorter side
             (image folders; built-in sets are resized by design and count 0).
+        stacked: how many files held several frames (TIFF stacks, animations), of which only
+            the first is in the set (image folders).
     """
 
     def __init__(
@@ -41,6 +43,7 @@ class ImageData(Dataset):
         name: str = "data",
         white_level: int | None = None,
         upscaled: int = 0,
+        stacked: int = 0,
     ):
         if len(images) == 0:
             raise ValueError(f"{name}: no images")
@@ -48,7 +51,7 @@ class ImageData(Dataset):
         self.decode = decode
         self.channels, self.size, self.name = channels, size, name
         self.white_level = white_level  # of the 16-bit files it was read from; None: none
-        self.upscaled = upscaled
+        self.upscaled, self.stacked = upscaled, stacked
         self.labels = labels
         self.class_names = class_names or []
         self.boxes: Tensor | None = None

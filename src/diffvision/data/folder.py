@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -45,14 +46,22 @@ def _open(path: Path) -> Image.Image:
     return image
 
 
-def read_header(path: Path, deep_values: bool = True) -> tuple[str, int, int | None]:
-    """An image file's PIL mode and shorter side in pixels, from its header, and for a 16-bit
-    file (grey or colour) with ``deep_values`` its largest value, else None. Only 16-bit files
-    are decoded (their values give the white level, see
-    :func:`~diffvision.data.transforms.white_level_for`)."""
+class Header(NamedTuple):
+    """What :func:`read_header` reads of an image file."""
+
+    mode: str  #: PIL's mode
+    side: int  #: the shorter side, pixels
+    top: int | None  #: a 16-bit file's largest value (with ``deep_values``), else None
+    frames: int  #: frames held (a TIFF stack's pages): the readers read the first
+
+
+def read_header(path: Path, deep_values: bool = True) -> Header:
+    """An image file's :class:`Header`, from its header; only 16-bit files are decoded (their
+    values give the white level, see :func:`~diffvision.data.transforms.white_level_for`)."""
     try:
         with Image.open(path) as image:
             mode, side, low, top = image.mode, min(image.size), 0, None
+            frames = getattr(image, "n_frames", 1)
             if deep_values and mode in WIDE_MODES and side > 0:
                 values = np.asarray(image)
                 low, top = int(values.min()), int(values.max())
@@ -62,7 +71,7 @@ def read_header(path: Path, deep_values: bool = True) -> tuple[str, int, int | N
         raise unreadable(path, err) from None
     if top is not None and (low < 0 or top > 65535):  # mode "I" holds 32-bit signed values
         raise ValueError(f"cannot read image {path}: {OUTSIDE_16_BITS}")
-    return mode, side, top
+    return Header(mode, side, top, frames)
 
 
 def load_image_folder(
@@ -104,10 +113,13 @@ def load_image_folder(
     # one pass over the headers (and the 16-bit files' values): the images are decoded once
     headers = [read_header(p, deep_values=white_level is None) for p in paths]
     if channels is None:
-        channels = 1 if all(mode in GREY_MODES for mode, _, _ in headers) else 3
-    tops = [top for _, _, top in headers if top is not None]
+        channels = 1 if all(h.mode in GREY_MODES for h in headers) else 3
+    tops = [h.top for h in headers if h.top is not None]
     white = white_level or (white_level_for(max(tops)) if tops else None)
-    upscaled = sum(side < size for _, side, _ in headers)
+    said = {  # what the set loses of its files, for notes
+        "upscaled": sum(h.side < size for h in headers),
+        "stacked": sum(h.frames > 1 for h in headers),
+    }
 
     class_names, label_tensor = [], None
     parts = [p.relative_to(root).parts for p in paths]
@@ -136,7 +148,7 @@ def load_image_folder(
             class_names=class_names,
             name=str(root),
             white_level=white,
-            upscaled=upscaled,
+            **said,
         )
     for path in paths:  # decoded at training time: an unreadable file is named now, not then
         _open(path).close()
@@ -149,5 +161,5 @@ def load_image_folder(
         decode=decode,
         name=str(root),
         white_level=white,
-        upscaled=upscaled,
+        **said,
     )
