@@ -151,7 +151,13 @@ def add_parser(sub) -> None:
         type=int,
         help="tile overlap in pixels (default tile / 4; less: faster, a little lower PSNR)",
     )
-    r.add_argument("--batch", type=_positive(int), default=128, help="tiles per network call")
+    r.add_argument(
+        "--batch",
+        type=_positive(int),
+        default=128,
+        help="tiles per network call (on the CPU 64-256 run within 5%% of 128: "
+        "bench/results/tile_batch.md)",
+    )
     r.add_argument("--seed", type=seed, default=0, help="seed of the noise (simulated y, sampling)")
     r.add_argument("--device", default="auto", help="auto | cpu | cuda")
     add_bf16_inference(r)
