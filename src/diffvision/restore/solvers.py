@@ -340,8 +340,8 @@ def check_options(solver: str, options) -> None:
     method ``solver`` nor the sampler it runs (its ``sampler`` option, or its default) takes:
     a typo, or another method's option (``strength`` for ``ddnm``)."""
     params = inspect.signature(METHODS[solver]).parameters
-    kinds = {n: p.kind for n, p in params.items() if n not in ("steps", "generator")}
-    taken = [n for n, kind in kinds.items() if kind is inspect.Parameter.KEYWORD_ONLY]
+    given = ("steps", "generator")  # by solve itself
+    taken = [n for n, p in params.items() if p.kind is p.KEYWORD_ONLY and n not in given]
     what = f"solver {solver}"
     if "sampler" in params:
         sampler = options.get("sampler", params["sampler"].default)
