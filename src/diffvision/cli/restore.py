@@ -476,7 +476,10 @@ def _restore_file(args, prior, channels: int, size: int, white: int, device) -> 
         print(f"note: {args.input} is in colour and the model is greyscale: restored as grey")
     frames = frame_count(args.input)
     if frames > 1:  # a TIFF stack, an animation: said, not silently cut to its first frame
-        print(f"note: {args.input} holds {frames} frames: the first is restored")
+        print(
+            f"note: {args.input} holds {frames} frames: the first is restored (to restore each, "
+            "save them as the files of a folder and give the folder)"
+        )
     gen = torch.Generator().manual_seed(args.seed)
     factor = args.factor if args.task == "superres" else 1
     if args.simulate:
