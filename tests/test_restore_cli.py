@@ -309,7 +309,10 @@ def test_restore_command(tiny_digits_model, tmp_path, monkeypatch):
     assert "not recalibrated: the replay's image (16 x 16) is smaller than a tile (24 px)" in (
         result.stdout
     )
+    wide_mask = tmp_path / "wide_mask.png"
+    Image.fromarray(np.full((16, 20), 255, np.uint8)).save(wide_mask)
     for args, message in [
+        (["inpaint", "--mask", str(wide_mask)], "--mask is 20 x 16 px and the image 16 x 16"),
         (["colorize"], "RGB model"),
         (["inpaint"], "exactly one of"),
         (["denoise"], "needs --sigma"),

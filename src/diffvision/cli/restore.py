@@ -245,7 +245,8 @@ def _operator(args, clean_shape):
         elif args.mask:
             mask = (read_image(args.mask, 1)[0, 0] > 0).float()
             if mask.shape != (h, w):
-                raise UsageError(f"--mask is {tuple(mask.shape)}, the image is {(h, w)}")
+                size = f"{mask.shape[1]} x {mask.shape[0]}"
+                raise UsageError(f"--mask is {size} px and the image {w} x {h}: make them one size")
         elif args.box:
             box = _numbers(args.box, 4, "--box")
             if not all(math.isfinite(v) and v == int(v) for v in box):  # int(inf) would raise
