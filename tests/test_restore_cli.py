@@ -364,6 +364,11 @@ def test_restore_command(tiny_digits_model, tmp_path, monkeypatch):
         bad = run_here("restore", args[0], str(model), str(image), *args[1:], "--out", str(out))
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr
         assert len(bad.stderr.strip().splitlines()) == 1
+    thin = tmp_path / "thin.png"  # 40 wide, 8 high: sizes are said width x height
+    Image.fromarray(np.zeros((8, 40), np.uint8)).save(thin)
+    bad = run_here("restore", "denoise", str(model), str(thin), "--sigma", "5", "--tile", "10",
+                   "--out", str(out))  # fmt: skip
+    assert bad.returncode == 2 and "the image (40 x 8) is smaller than a tile (10 px)" in bad.stderr
     bad = run(
         "restore",
         "denoise",

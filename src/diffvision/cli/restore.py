@@ -189,7 +189,7 @@ def _kernel(text: str, clean_shape):
     def fits(size):
         if size > min(clean_shape):
             h, w = clean_shape
-            raise ValueError(f"the kernel ({size} px) is larger than the image ({h} x {w})")
+            raise ValueError(f"the kernel ({size} px) is larger than the image ({w} x {h})")
         return size
 
     kind, _, rest = text.partition(":")
@@ -504,9 +504,9 @@ def _restore_file(args, prior, channels: int, size: int, white: int, device) -> 
     if not 0 <= overlap < tile:
         raise UsageError("--overlap must be in [0, --tile)")
     if min(h, w) < tile:
-        what = f"the image ({h} x {w})"
+        what = f"the image ({w} x {h})"  # width x height, as the report says sizes
         if factor > 1 and not args.simulate:  # the size checked is the result's, not the input's
-            what = f"the result ({h} x {w}, {factor}x the input's {h // factor} x {w // factor})"
+            what = f"the result ({w} x {h}, {factor}x the input's {w // factor} x {h // factor})"
         raise UsageError(f"{what} is smaller than a tile ({tile} px)")
     solver = args.solver
     if args.resample is not None and solver != "repaint":
