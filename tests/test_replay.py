@@ -295,6 +295,11 @@ def test_replay_needs_samples_and_room():
     # NoReplayError comes before the solver runs (run=None would fail): the truth, y, is 8 px
     with pytest.raises(NoReplayError, match=r"\(8 x 8\) is smaller than a tile \(9 px\)"):
         replay_factor(SuperResolution(2), torch.zeros(1, 1, 8, 8), None, 2, min_size=9)
+    # sizes said width x height, as the command's report says them (they were height x width)
+    with pytest.raises(NoReplayError, match=r"the replay's image \(12 x 8\) is smaller"):
+        replay_factor(SuperResolution(2), torch.zeros(1, 1, 8, 12), None, 2, min_size=9)
+    with pytest.raises(NoReplayError, match=r"y \(40 x 12\) pooled by 4 is smaller than the"):
+        replay_problem(Deblur(gaussian_kernel(5, 1.0)), torch.zeros(1, 1, 12, 40), scale=4)
     for operator in (Colorize(), Denoise(0.0)):  # no replay: NoReplayError too
         with pytest.raises(NoReplayError):
             replay_factor(operator, torch.zeros(1, 1, 8, 8), None, 2)

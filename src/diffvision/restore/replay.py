@@ -142,13 +142,14 @@ def replay_truth(
         f = operator.factor
         h, w = y.shape[-2] // f * f, y.shape[-1] // f * f
         if min(h, w) == 0:
-            raise NoReplayError(f"y ({y.shape[-2]} x {y.shape[-1]}) is smaller than the factor {f}")
+            raise NoReplayError(f"y ({width_by_height(y)}) is smaller than the factor {f}")
         return y[..., :h, :w], operator.sigma**2
     if isinstance(operator, Deblur):
         s = scale or deblur_pooling(operator.kernel)
         if min(y.shape[-2:]) // s < operator.kernel.shape[0]:
-            size = f"{y.shape[-2]} x {y.shape[-1]}"
-            raise NoReplayError(f"y ({size}) pooled by {s} is smaller than the kernel")
+            raise NoReplayError(
+                f"y ({width_by_height(y)}) pooled by {s} is smaller than the kernel"
+            )
         pooled, noise = F.avg_pool2d(y, s), operator.sigma**2 / s**2
         if not sharpen:
             return pooled, noise
@@ -252,6 +253,11 @@ def _mean_gap(missing: np.ndarray, where: np.ndarray) -> float:
     if missing.all():
         return math.inf
     return float(distance_transform_edt(missing)[where].mean())
+
+
+def width_by_height(images: Tensor) -> str:
+    """ "W x H" of ``... x H x W`` images, as the command says sizes."""
+    return f"{images.shape[-1]} x {images.shape[-2]}"
 
 
 def replay_problem(
@@ -367,7 +373,7 @@ def replay_factor(
         raise ValueError("a std map needs k >= 2 samples")
     again, y2, truth, noise = replay_problem(operator, y, generator, scale, sharpen, recorrupt)
     if min(truth.shape[-2:]) < min_size:
-        size = f"{truth.shape[-2]} x {truth.shape[-1]}"
+        size = width_by_height(truth)
         raise NoReplayError(f"the replay's image ({size}) is smaller than a tile ({min_size} px)")
     result = run(again, y2)  # possibly on another device (the model's): compared on y's
     mean, std = result.mean.to(truth.device).double(), result.std.to(truth.device).double()
