@@ -30,6 +30,7 @@ from diffvision.restore import (
     solve,
     stroke_mask,
 )
+from diffvision.restore.solvers import sampler_steps
 from diffvision.restore.tiles import TiledDenoiser
 
 H, C = 8, 1
@@ -531,6 +532,11 @@ def test_sdedit_and_errors(prior):
         solve(prior, op, y, solver="posterior", n_samples=10**30)  # was an OverflowError
     with pytest.raises(ValueError, match=r"mmse gives one estimate.*use posterior"):
         solve(prior, op, y, solver="mmse", n_samples=2)
+    for bad in (0, 1.5, True):  # counts: 1.5 was a TypeError from range(), True taken as 1
+        with pytest.raises(ValueError, match=f"jump_length must be an integer >= 1, not {bad}"):
+            solve(prior, op, y, solver="repaint", jump_length=bad)
+    with pytest.raises(ValueError, match=r"jump_n_sample must be an integer >= 1, not 2\.5"):
+        sampler_steps("repaint", 10, jump_n_sample=2.5)  # the progress bar's count too
 
 
 def test_an_option_that_neither_the_solver_nor_its_sampler_takes_is_refused(prior):
@@ -630,7 +636,7 @@ def test_warm_start_reaches_repaint_and_dps(prior, solver):
 def test_sampler_steps_counts_the_callbacks_of_every_solver():
     # The restore command's progress bar has sampler_steps as its total: it must be the number
     # of sampler callbacks that solve makes, for every solver, K samples and a warm start.
-    from diffvision.restore.solvers import SOLVERS, sampler_steps
+    from diffvision.restore.solvers import SOLVERS
 
     pixelwise = GaussianDenoiser(torch.zeros(1, 4, 4).double(), torch.full((16,), 0.25))
     x = torch.randn(1, 1, 4, 4, generator=torch.Generator().manual_seed(0)).double()

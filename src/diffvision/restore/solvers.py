@@ -256,12 +256,10 @@ def repaint(
     keeps the sampler's value (see :func:`observe`). For noise-free inpainting this is Eq. 8:
     the observed pixels become y noised to sigma_next. ``start``, ``start_sigma``: a warm start
     (see :func:`_noise_start`)."""
-    if jump_length < 1 or jump_n_sample < 1:
-        raise ValueError("jump_length and jump_n_sample must be >= 1")
+    path = repaint_schedule(steps, jump_length, jump_n_sample)  # checks them first
     step = get_sampler(sampler)
     y_bar = operator.pinv(y)
     sigmas, x = _noise_start(denoiser, operator, y, steps, generator, start, start_sigma)
-    path = repaint_schedule(steps, jump_length, jump_n_sample)
     for a, b in itertools.pairwise(path):
         s_a, s_b = float(sigmas[a]), float(sigmas[b])
         if b > a:  # one reverse step, then what y observes at the new level
@@ -297,6 +295,8 @@ def repaint_schedule(steps: int, jump_length: int, jump_n_sample: int) -> list[i
     """RePaint's path through the step indices (0 = highest noise, ``steps`` = sigma 0): down
     one step at a time; on reaching a multiple of ``jump_length`` (before the end) for the
     first ``jump_n_sample - 1`` times, back up ``jump_length`` steps."""
+    check_int("jump_length", jump_length, 1)  # 1.5 was a TypeError from range()
+    check_int("jump_n_sample", jump_n_sample, 1)
     path, i = [0], 0
     jumps = {j: jump_n_sample - 1 for j in range(jump_length, steps, jump_length)}
     while i < steps:
