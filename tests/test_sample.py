@@ -1,3 +1,4 @@
+import math
 import re
 
 import pytest
@@ -82,6 +83,19 @@ def test_sample_bad_input(gaussian16):
     with pytest.raises(ValueError, match="the ddim sampler takes no option 'etta'"):
         sample(gaussian16, (1, 16), sampler="ddim", etta=0.5)
     assert sample(gaussian16, (1, 16), sampler="ddim", eta=0.5, steps=2).shape == (1, 16)
+    # The samplers' real-valued options: NaN gave NaN samples (heun's s_churn) or was taken as
+    # all fresh noise (ddim's eta) without a word.
+    for sampler, options, message in [
+        ("heun", {"s_churn": math.nan}, "s_churn must be a finite number >= 0, not nan"),
+        ("heun", {"s_churn": -1.0}, "s_churn must be a finite number >= 0, not -1.0"),
+        ("heun", {"s_churn": 1.0, "s_noise": math.inf}, "s_noise must be a finite number >= 0"),
+        ("heun", {"s_tmin": math.nan}, "need s_tmin <= s_tmax, got nan and inf"),
+        ("heun", {"s_tmin": 2.0, "s_tmax": 1.0}, "need s_tmin <= s_tmax, got 2.0 and 1.0"),
+        ("ddim", {"eta": math.nan}, "eta must be a finite number >= 0, not nan"),
+        ("ddim", {"eta": -1}, "eta must be a finite number >= 0, not -1"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            sample(gaussian16, (1, 16), sampler=sampler, steps=2, **options)
     assert diffvision.__version__
 
 

@@ -72,8 +72,8 @@ def ddim(
     """DDIM (Song, Meng & Ermon 2021). ``eta = 0``: deterministic (identical to :func:`euler`);
     ``eta = 1``: the DDPM posterior with the "small" variance. NFE = number of steps.
     ``noise_filter``: see :func:`ddpm`."""
-    if eta < 0:
-        raise ValueError("eta must be >= 0")
+    if not 0 <= eta < math.inf:  # NaN was taken as all fresh noise
+        raise ValueError(f"eta must be a finite number >= 0, not {eta}")
     sig = as_floats(sigmas)
     for i, (s, s_next) in enumerate(itertools.pairwise(sig)):
         denoised = denoise(denoiser, x, s)
