@@ -135,6 +135,15 @@ def test_tiled_gradient_keeps_no_activations():
     assert saved_bytes(lambda: keeping(x, 0.7).sum(), exclude=model) > 10 * bound
     with pytest.raises(ValueError, match="checkpoint must be"):
         TiledDenoiser(model, checkpoint="sometimes")
+    for options, message in [  # counts: batch 0 was range()'s "arg 3 must not be zero",
+        ({"batch": 0}, "batch must be an integer >= 1, not 0"),  # 1.5 a TypeError
+        ({"batch": 1.5}, "batch must be an integer >= 1, not 1.5"),
+        ({"overlap": 1.5}, "overlap must be an integer >= 0, not 1.5"),
+        ({"tile": 1.5}, "tile must be an integer >= 1, not 1.5"),  # was about the overlap
+        ({"tile": 8, "overlap": 8}, "overlap must be in [0, tile), not 8 with tile 8"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            TiledDenoiser(model, **options)
 
 
 def test_tiled_gradient_checkpoints_only_where_keeping_would_not_fit(monkeypatch):

@@ -22,6 +22,7 @@ with ``a = 1/sqrt(1+sigma^2)`` (the VP scaling; 1 for VE/EDM schedules), ``s = s
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from contextlib import nullcontext
 
@@ -168,6 +169,8 @@ def guided(
     ``denoiser.null_cond``; a scalar null condition is broadcast to the batch.
     Returns a denoiser ``D_w(x, sigma)`` for the samplers.
     """
+    if not -math.inf < scale < math.inf:  # NaN made NaN samples
+        raise ValueError(f"the guidance scale must be a finite number, not {scale}")
     if null_cond is None:
         null_cond = getattr(denoiser, "null_cond", None)
     if scale == 1.0:

@@ -11,6 +11,7 @@ import torch.utils.checkpoint
 from torch import Tensor
 
 from ..memory import available_bytes, batch_bytes, saved_bytes
+from ..process import check_int
 from .operators import Inpaint, Operator
 from .solvers import Restoration, resolve_starts, solve
 
@@ -90,6 +91,11 @@ class TiledDenoiser:
     ):
         if checkpoint not in (True, False, "auto"):
             raise ValueError(f"checkpoint must be True, False or 'auto', not {checkpoint!r}")
+        check_int("tile", tile, 1)  # batch 0 was range()'s "arg 3 must not be zero"
+        check_int("overlap", overlap, 0)
+        check_int("batch", batch, 1)
+        if overlap >= tile:
+            raise ValueError(f"overlap must be in [0, tile), not {overlap} with tile {tile}")
         self.denoiser, self.tile, self.overlap, self.batch = denoiser, tile, overlap, batch
         self.shift, self.checkpoint, self.calls = shift, checkpoint, 0
         self.progress = progress
