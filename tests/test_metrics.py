@@ -148,6 +148,16 @@ def test_psnr_ssim_agree_with_scikit_image():
     assert float(ssim(x255, y255, 255.0)[0]) == pytest.approx(ref, abs=1e-9)
     with pytest.raises(ValueError):
         psnr(x, y[:2])
+    for metric in (psnr, ssim):  # a range of 0 made NaN scores
+        for bad in (0.0, -2.0, math.nan):
+            with pytest.raises(
+                ValueError, match=f"data_range must be a positive number, not {bad}"
+            ):
+                metric(x, y, bad)
+    with pytest.raises(ValueError, match="window must be an integer >= 1, not 0"):
+        ssim(x, y, window=0)
+    with pytest.raises(ValueError, match="sigma must be a positive number, not 0"):
+        ssim(x, y, sigma=0)
 
 
 def test_agrees_with_torchmetrics():

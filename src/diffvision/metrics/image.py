@@ -10,8 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..process import check_int, check_positive
 
-def _pair(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+
+def _pair(x: Tensor, y: Tensor, data_range: float) -> tuple[Tensor, Tensor]:
+    check_positive(data_range=data_range)  # 0 made NaN scores
     x, y = torch.as_tensor(x), torch.as_tensor(y)
     if x.shape != y.shape or x.ndim != 4:
         raise ValueError(
@@ -24,7 +27,7 @@ def _pair(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
 def psnr(x: Tensor, y: Tensor, data_range: float = 2.0) -> Tensor:
     """Peak signal-to-noise ratio per image, ``10 log10(data_range^2 / MSE)`` in dB; shape
     ``(N,)`` (inf for identical images)."""
-    x, y = _pair(x, y)
+    x, y = _pair(x, y, data_range)
     mse = (x - y).pow(2).flatten(1).mean(1)
     return 10 * torch.log10(data_range**2 / mse)
 
@@ -48,7 +51,9 @@ def ssim(
     """Structural similarity per image (Wang et al. 2004, eq. 13): Gaussian window of size 11
     and sigma 1.5, ``C1 = (k1 L)^2``, ``C2 = (k2 L)^2`` with ``L = data_range``, averaged over
     the valid (unpadded) window positions and the channels; shape ``(N,)``."""
-    x, y = _pair(x, y)
+    x, y = _pair(x, y, data_range)
+    check_int("window", window, 1)
+    check_positive(sigma=sigma, k1=k1, k2=k2)
     c = x.shape[1]
     if min(x.shape[-2:]) < window:
         raise ValueError(f"images must be at least {window}x{window} for SSIM")
