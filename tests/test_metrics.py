@@ -1,4 +1,5 @@
 import math
+import re
 from functools import partial
 
 import numpy as np
@@ -109,6 +110,29 @@ def test_sliced_wasserstein_of_shifted_sets():
     assert unequal < 0.1
     patches = random_patches(torch.zeros(2, 3, 9, 9), patch=4, per_image=5)
     assert patches.shape == (10, 48)
+
+
+def test_distances_check_their_arguments():
+    """Counts are integers >= their least (0 subsets gave a NaN distance, k = 0 an infinite
+    density, patch 0 empty features, 1.5 TypeErrors from torch) and two sets share their
+    dimension (kernel and sliced distances failed inside a matrix product)."""
+    a, b = torch.randn(20, 4, dtype=torch.float64), torch.randn(20, 3, dtype=torch.float64)
+    images = torch.zeros(2, 1, 8, 8)
+    for call, message in [
+        (lambda: kernel_distance(a, a, subsets=0), "subsets must be an integer >= 1, not 0"),
+        (lambda: kernel_distance(a, a, subset_size=1.5), "subset_size must be an integer >= 2"),
+        (lambda: precision_recall(a, a, k=0), "k must be an integer >= 1, not 0"),
+        (lambda: precision_recall(a, a, k=1.5), "k must be an integer >= 1, not 1.5"),
+        (lambda: sliced_wasserstein(a, a, directions=0), "directions must be an integer >= 1"),
+        (lambda: random_patches(images, 0), "patch must be an integer >= 1, not 0"),
+        (lambda: random_patches(images, 3, 1.5), "per_image must be an integer >= 1, not 1.5"),
+        (lambda: random_patches(images[0], 3), "images must be N x C x H x W, not of shape"),
+    ] + [
+        (lambda f=f: f(a, b), "feature sets must have the same dimension, not 4 and 3")
+        for f in (frechet_distance, kernel_distance, precision_recall, sliced_wasserstein)
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            call()
 
 
 def test_psnr_ssim_agree_with_scikit_image():

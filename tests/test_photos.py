@@ -28,6 +28,9 @@ def test_held_out_photos_are_not_training_photos(train_set):
     assert {"camera", "astronaut", "coffee", "chelsea"} <= set(HELD_OUT)
     assert not set(train_set) & {*HELD_OUT, "cat"}
     held = held_out_photos(3)
+    for bad in (0, 2):  # were RGB
+        with pytest.raises(ValueError, match=f"channels must be 1 or 3, not {bad}"):
+            held_out_photos(bad)
     assert set(held) == set(HELD_OUT)
     held_digests = {_digest(h.permute(1, 2, 0).numpy()) for h in held.values()}
     # Compare pixels too, not only names (chelsea and cat are the same picture).

@@ -94,6 +94,8 @@ def photo_pixels(n: int, *, channels: int = 3, seed: int = 0) -> np.ndarray:
 
 def held_out_photos(channels: int = 3) -> dict[str, Tensor]:
     """The held-out photographs, whole, as uint8 ``C x H x W`` tensors (``channels`` 1: luma)."""
+    if channels not in (1, 3):  # 0 and 2 gave RGB
+        raise ValueError(f"channels must be 1 or 3, not {channels!r}")
     return {name: _channels(_skimage(name), channels) for name in HELD_OUT}
 
 

@@ -19,12 +19,24 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..process import check_int
+
 
 def _features(x) -> Tensor:
     x = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x).to(torch.float64)
     if x.ndim != 2 or len(x) < 2:
         raise ValueError(f"features must be N x F with N >= 2, got shape {tuple(x.shape)}")
     return x.cpu()
+
+
+def _feature_pair(feats_a, feats_b) -> tuple[Tensor, Tensor]:
+    """Both sets as float64 ``N x F`` tensors, checked to have one dimension F."""
+    a, b = _features(feats_a), _features(feats_b)
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(
+            f"feature sets must have the same dimension, not {a.shape[1]} and {b.shape[1]}"
+        )
+    return a, b
 
 
 def _sqrtm_psd(m: Tensor) -> Tensor:
@@ -44,9 +56,7 @@ def frechet_from_moments(mu_a: Tensor, cov_a: Tensor, mu_b: Tensor, cov_b: Tenso
 def frechet_distance(feats_a, feats_b) -> float:
     """Fréchet distance between the Gaussians fitted (mean, unbiased covariance) to two feature
     sets ``N_a x F`` and ``N_b x F``. Returns a float (squared feature units)."""
-    a, b = _features(feats_a), _features(feats_b)
-    if a.shape[1] != b.shape[1]:
-        raise ValueError("feature sets must have the same dimension")
+    a, b = _feature_pair(feats_a, feats_b)
     return frechet_from_moments(
         a.mean(0),
         torch.cov(a.T).reshape(a.shape[1], -1),
@@ -80,7 +90,9 @@ def kernel_distance(
     ``min(subset_size, N_a, N_b)`` samples of the unbiased squared MMD with the cubic polynomial
     kernel. Unbiased: its expectation is 0 when both sets come from the same distribution (it can
     then be negative)."""
-    a, b = _features(feats_a), _features(feats_b)
+    check_int("subsets", subsets, 1)  # 0 gave NaN
+    check_int("subset_size", subset_size, 2)  # the unbiased estimate divides by m (m - 1)
+    a, b = _feature_pair(feats_a, feats_b)
     size = min(subset_size, len(a), len(b))
     values = []
     for _ in range(subsets):
@@ -104,7 +116,8 @@ def precision_recall(real, fake, *, k: int = 5) -> dict[str, float]:
     samples inside some fake k-NN ball; density: average number of real balls containing a fake
     sample, divided by k; coverage: fraction of real balls containing at least one fake sample.
     """
-    r, f = _features(real), _features(fake)
+    check_int("k", k, 1)  # 0 gave an infinite density
+    r, f = _feature_pair(real, fake)
     if len(r) <= k or len(f) <= k:
         raise ValueError(f"need more than k = {k} samples in each set")
     r_rad, f_rad = _kth_neighbour_radius(r, k), _kth_neighbour_radius(f, k)
@@ -124,7 +137,8 @@ def sliced_wasserstein(
 ) -> float:
     """Sliced 2-Wasserstein distance ``sqrt(E_dir W2^2(a.dir, b.dir))`` over random unit
     directions; unequal set sizes are compared through matched quantiles."""
-    a, b = _features(feats_a), _features(feats_b)
+    check_int("directions", directions, 1)
+    a, b = _feature_pair(feats_a, feats_b)
     dirs = torch.randn(a.shape[1], directions, generator=generator, dtype=torch.float64)
     dirs = dirs / dirs.norm(dim=0, keepdim=True)
     pa, _ = torch.sort(a @ dirs, dim=0)
@@ -140,6 +154,10 @@ def random_patches(
 ) -> Tensor:
     """Random ``patch x patch`` crops of ``N x C x H x W`` images flattened to
     ``(N * per_image) x (C * patch * patch)`` features (for patch-level sliced Wasserstein)."""
+    check_int("patch", patch, 1)  # 0 gave empty features
+    check_int("per_image", per_image, 1)
+    if images.ndim != 4:
+        raise ValueError(f"images must be N x C x H x W, not of shape {tuple(images.shape)}")
     n, _, h, w = images.shape
     if patch > min(h, w):
         raise ValueError(f"patch {patch} is larger than the images ({h}x{w})")
