@@ -326,6 +326,15 @@ def test_builtin_sets():
     for i in range(5):
         ys, xs = torch.nonzero(s.masks[i], as_tuple=True)
         assert s.boxes[i].tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+    for call, message in [  # were a RuntimeError from torch's resize and TypeErrors from numpy
+        (lambda: digits(0), "size must be an integer >= 1, not 0"),
+        (lambda: faces(2.5), "size must be an integer >= 1, not 2.5"),
+        (lambda: shapes(4), "shapes size must be an integer >= 8, not 4"),
+        (lambda: shapes(16, n=1.5), "n must be an integer >= 1, not 1.5"),
+        (lambda: shapes(16, n=2, seed=1.5), "seed must be an integer >= 0, not 1.5"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            call()
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -348,6 +357,8 @@ def test_mnist_reader_on_files_we_make(tmp_path):
         read_idx(tmp_path / "bad-idx")
     with pytest.raises(ValueError, match="t10k-images"):
         mnist(tmp_path, split="test")
+    with pytest.raises(ValueError, match="split must be train or test, not 'val'"):
+        mnist(tmp_path, split="val")  # was a KeyError
 
 
 @pytest.mark.skipif(not MNIST.is_dir(), reason="MNIST not present in ../shared/data/mnist")

@@ -240,6 +240,12 @@ def test_uncertainty_calibration_of_an_exact_gaussian_posterior(k):
     assert known == c
     with pytest.raises(ValueError, match="k >= 2"):
         uncertainty_calibration(mean, std, x, 1)
+    with pytest.raises(ValueError, match=r"k >= 2 samples, not 2\.5"):  # was taken
+        uncertainty_calibration(mean, std, x, 2.5)
+    with pytest.raises(ValueError, match=r"must have one shape, not \[\(1, 100\), \(200000,\)\]"):
+        uncertainty_calibration(mean, std, x[None, :100], k)  # was broadcast, or an IndexError
+    with pytest.raises(ValueError, match="std must be >= 0 everywhere"):
+        uncertainty_calibration(mean, -std, x, k)  # was "std is zero everywhere"
     # A stated std (k=None): the exact posterior mean and std give 95.4% and 1 (same SEs).
     exact = uncertainty_calibration(centre, torch.ones(n), x, None)
     assert exact["within_2std_calibrated"] == pytest.approx(0.9545, abs=1e-4)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..memory import check_fits
+from ..process import check_int
 from .dataset import ImageData
 from .transforms import array_to_uint8
 
@@ -82,6 +83,8 @@ def read_idx(path: Path) -> np.ndarray:
 
 def mnist(folder: str | Path, size: int | None = None, split: str = "train") -> ImageData:
     """MNIST from its standard IDX files in ``folder`` (raw or .gz; ``train`` or ``test``)."""
+    if split not in _MNIST_FILES:  # was a KeyError
+        raise ValueError(f"split must be train or test, not {split!r}")
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"MNIST folder not found: {folder}")
@@ -108,8 +111,9 @@ def shapes(size: int = 32, n: int = 2000, seed: int = 0) -> ImageData:
     """Procedural coloured shapes (circle, square, triangle; the class label) on smooth textured
     backgrounds. Deterministic for a given seed and size. ``boxes`` holds each shape's bounding
     box (x0, y0, x1, y1 in pixels, exclusive end) and ``masks`` its pixels."""
-    if size < 8:
-        raise ValueError("shapes needs size >= 8")
+    check_int("shapes size", size, 8)
+    check_int("n", n, 1)  # 1.5 was a TypeError from numpy
+    check_int("seed", seed, 0)
     check_fits(  # the float32 images and the masks
         n * size * size * 13,
         torch.device("cpu"),

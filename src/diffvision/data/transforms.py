@@ -11,6 +11,7 @@ from PIL import Image, ImageOps
 from torch import Tensor
 
 from ..memory import check_fits
+from ..process import check_int
 
 #: What reading an image file raises where the file is not an image this project can read: not
 #: an image (PIL's UnidentifiedImageError is an OSError), truncated or malformed (OSError,
@@ -168,6 +169,8 @@ def read_square(path: str | Path, size: int, channels: int, white: int = 65535) 
 def array_to_uint8(images: np.ndarray, size: int | None) -> Tensor:
     """Float images ``N x H x W`` (or ``N x H x W x C``) in [0, 1] -> uint8 ``N x C x S x S``,
     resized to ``size`` (square) when given."""
+    if size is not None:
+        check_int("size", size, 1)  # 0 was a RuntimeError from torch's resize
     if images.ndim == 3:
         images = images[..., None]
     out = torch.from_numpy(np.clip(images * 255 + 0.5, 0, 255).astype(np.uint8)).permute(0, 3, 1, 2)

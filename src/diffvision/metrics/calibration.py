@@ -7,6 +7,8 @@ import math
 
 from torch import Tensor
 
+from ..process import is_int
+
 #: A per-pixel std at or below this is taken as certain (e.g. the known pixels of noise-free
 #: inpainting, whose samples agree to round-off).
 CERTAIN_STD = 1e-6
@@ -43,8 +45,13 @@ def uncertainty_calibration(
     """
     from scipy.stats import t
 
-    if k is not None and k < 2:
-        raise ValueError("calibration needs k >= 2 samples")
+    if k is not None and not (is_int(k) and k >= 2):
+        raise ValueError(f"calibration needs k >= 2 samples, not {k!r}")
+    shapes = {tuple(t.shape) for t in (mean, std, x, *([] if stated is None else [stated]))}
+    if len(shapes) > 1:  # a broadcast would compare the wrong pixels
+        raise ValueError(f"mean, std, x (and stated) must have one shape, not {sorted(shapes)}")
+    if not bool((std >= 0).all()):  # NaN too
+        raise ValueError("std must be >= 0 everywhere")
     free = std > CERTAIN_STD
     if not bool(free.any()):
         raise ValueError("std is zero everywhere: nothing is uncertain")
