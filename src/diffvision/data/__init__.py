@@ -53,7 +53,11 @@ def load_data(
         raise ValueError(f"channels must be 1 (grey) or 3 (RGB), not {channels!r}")
     if white_level is not None:
         check_white(white_level)
+    if not spec.strip():  # Path("") is the working folder, which was searched for images
+        raise ValueError(f"empty data spec: give a folder or one of {', '.join(BUILTIN)}")
     parts = pooled_parts(spec)
+    if not all(part.strip() for part in parts):
+        raise ValueError(f"data spec {spec!r} has an empty part next to a +")
     if parts:
         loaded = [
             load_data(part, size, channels=channels, white_level=white_level) for part in parts
