@@ -190,7 +190,7 @@ def test_every_option_is_explained_with_its_default():
     ("args", "message"),
     [
         (["train", "--data", "no/such/folder", "--out", "x"], "data not found"),
-        (["train", "--data", "", "--size", "8", "--out", "x"], "empty data spec"),  # was "."
+        (["train", "--data", " ", "--size", "8", "--out", "x"], "empty data spec"),
         (["train", "--data", "digits+", "--out", "x"], "'digits+' has an empty part next to a +"),
         (["train", "--data", "digits", "--size", "0", "--out", "x"], "must be positive"),
         (["train", "--data", "digits", "--preset", "huge", "--out", "x"], "unknown preset"),

@@ -326,6 +326,9 @@ def test_builtin_sets():
     for i in range(5):
         ys, xs = torch.nonzero(s.masks[i], as_tuple=True)
         assert s.boxes[i].tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+    for spec in ("", "+"):  # Path("") is the working folder: it was searched for images
+        with pytest.raises(ValueError, match=r"empty data spec|has an empty part"):
+            load_data(spec, 8)
     for call, message in [  # were a RuntimeError from torch's resize and TypeErrors from numpy
         (lambda: digits(0), "size must be an integer >= 1, not 0"),
         (lambda: faces(2.5), "size must be an integer >= 1, not 2.5"),
