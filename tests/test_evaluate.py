@@ -3,6 +3,7 @@ of the data from a mode-dropping one and reports per-class accuracy; ``diffvisio
 
 import json
 import math
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -274,6 +275,19 @@ def test_counts_beyond_the_real_images_are_refused_before_any_work(monkeypatch, 
     unconditional = EmpiricalDenoiser(data.batch(torch.arange(50))[0])
     with pytest.raises(ValueError, match="classes were asked for, but the model is uncondit"):
         ev.evaluate(unconditional, data, None, n=10, classes=[1, 2])
+    # the library's counts, refused before any work (were errors from torch.cat, range(),
+    # split and list indexing, or TypeErrors)
+    for call, message in [
+        (lambda: ev.evaluate(None, data, None, n=0), "n must be an integer >= 2, not 0"),
+        (lambda: ev.evaluate(None, data, None, n=1.5), "n must be an integer >= 2, not 1.5"),
+        (lambda: ev.evaluate(None, data, None, batch=0), "batch must be an integer >= 1, not 0"),
+        (lambda: ev.evaluate(None, data, None, seeds=()), "seeds must be one integer or more"),
+        (lambda: ev.bits_per_dim(None, data, 1.5), "n must be an integer >= 1, not 1.5"),
+        (lambda: ev.bits_per_dim(None, data, 2, batch=0), "batch must be an integer >= 1"),
+        (lambda: ev.steps_for("euler", 0), "nfe must be an integer >= 1, not 0"),  # was 1 step
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            call()
 
 
 def test_auto_features_for_built_in_sets_pooled(tmp_path, monkeypatch):

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from ..data import BUILTIN, ImageData, pooled_parts
+from ..process import check_int, is_int
 from ..samplers import (
     check_likelihood_fits,
     check_sample_fits,
@@ -205,6 +206,10 @@ def evaluate(
     is refused before any sampling (ValueError; :func:`~diffvision.samplers.check_sample_fits`).
     ``device``: where the denoiser is and samples; the metrics are computed on the CPU.
     """
+    check_int("n", n, 2)  # 0 was an error from torch.cat, 1.5 a TypeError
+    check_int("batch", batch, 1)
+    if not (seeds and all(is_int(s) for s in seeds)):  # none was an IndexError
+        raise ValueError(f"seeds must be one integer or more, not {seeds!r}")
     check_floor_count(data, n)
     shape = (data.channels, data.size, data.size)
     labels = _labels_for(denoiser, n, classes)
@@ -311,6 +316,8 @@ def bits_per_dim(
     through their null class, and always in float32 (a ``Denoiser``'s ``autocast`` is off
     meanwhile: bf16 rounding would swamp the divergence estimate), on ``device`` (where the
     denoiser is). Returns ``{"mean", "std_err", "n"}``."""
+    check_int("n", n, 1)  # 1.5 was a TypeError
+    check_int("batch", batch, 1)  # 0 was a RuntimeError from split
     check_real_count(data, n, f"bits/dim of {n} images")  # randperm(len(data))[:n] took fewer
     gen = torch.Generator().manual_seed(20_000 + seed)
     order = torch.randperm(len(data), generator=gen)[:n]

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from ..denoiser import guided
 from ..memory import check_batch_fits
-from ..process import DiscreteVP
+from ..process import DiscreteVP, check_int
 from .base import Callback, check_shape, randn_like
 from .likelihood import LikelihoodResult, check_likelihood_fits, dequantize, likelihood
 from .ode import dpmpp_2m, dpmpp_3m, euler, heun, ipndm, unipc
@@ -77,6 +77,7 @@ def nfe_of(sampler: str, steps: int) -> int:
 def steps_for(sampler: str, nfe: int) -> int:
     """The most steps of ``sampler`` that spend at most ``nfe`` evaluations (inverse of
     :func:`nfe_of`; at least 1)."""
+    check_int("nfe", nfe, 1)  # a budget of 0 was given a step
     if sampler == "heun":
         return max((nfe + 1) // 2, 1)
     if sampler == "pc":
