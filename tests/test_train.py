@@ -43,6 +43,9 @@ def weights(folder: Path, name: str):
 def test_resume_is_bit_identical(tmp_path, data):
     full, parts = tmp_path / "full", tmp_path / "parts"
     train(TrainConfig(**CFG), data, full, progress=False)
+    for bad in (0, 1.5):  # 1.5 was taken; 0 trained nothing without a word
+        with pytest.raises(ValueError, match=f"stop_at must be an integer >= 1, not {bad}"):
+            train(TrainConfig(**CFG), data, tmp_path / "bad", progress=False, stop_at=bad)
     assert train(TrainConfig(**CFG), data, parts, progress=False, stop_at=3) is None
     train(TrainConfig(**CFG), data, parts, progress=False, resume=True)
     for name in ("model.safetensors", "ema.safetensors"):

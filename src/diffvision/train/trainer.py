@@ -419,6 +419,8 @@ class Trainer:
         at once)."""
         from tqdm.auto import tqdm
 
+        if stop_at is not None:
+            check_int("stop_at", stop_at, 1)  # 1.5 was taken, 0 trained nothing and said so not
         cfg = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
         self._trim_metrics()
