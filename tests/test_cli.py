@@ -206,7 +206,7 @@ def test_every_option_is_explained_with_its_default():
         (["sample", "m", "--seed", str(2**63), "--out", "a.png"], "in 0..2**63 - 1, not"),
         (["restore", "denoise", "m", "a.png", "--seed", "-2", "--out", "b.png"], "a seed is"),
         (["eval", "m", "--data", "digits", "--bpd", "-1"], "must be 0 or more: '-1'"),
-        (["eval", "m", "--data", "digits", "--n", "1"], "--n: must be 2 or more: '1'"),
+        (["eval", "m", "--data", "digits", "--n", "5"], "--n: must be 6 or more: '5'"),
         (["train", "--data", "digits", "--classifier-steps", "-5", "--out", "x"], "0 or more"),
     ],
 )

@@ -278,8 +278,9 @@ def test_counts_beyond_the_real_images_are_refused_before_any_work(monkeypatch, 
     # the library's counts, refused before any work (were errors from torch.cat, range(),
     # split and list indexing, or TypeErrors)
     for call, message in [
-        (lambda: ev.evaluate(None, data, None, n=0), "n must be an integer >= 2, not 0"),
-        (lambda: ev.evaluate(None, data, None, n=1.5), "n must be an integer >= 2, not 1.5"),
+        (lambda: ev.evaluate(None, data, None, n=0), "n must be an integer >= 6, not 0"),
+        (lambda: ev.evaluate(None, data, None, n=1.5), "n must be an integer >= 6, not 1.5"),
+        (lambda: ev.evaluate(None, data, None, n=5), "n must be an integer >= 6, not 5"),
         (lambda: ev.evaluate(None, data, None, batch=0), "batch must be an integer >= 1, not 0"),
         (lambda: ev.evaluate(None, data, None, seeds=()), "seeds must be one integer or more"),
         (lambda: ev.bits_per_dim(None, data, 1.5), "n must be an integer >= 1, not 1.5"),

@@ -71,6 +71,8 @@ def _int_list(text: str) -> list[int]:
 
 
 def add_parsers(sub) -> None:
+    from ..metrics.evaluate import MIN_IMAGES, NEIGHBOURS
+
     e = sub.add_parser(
         "eval",
         help="measure a model against real data (Fréchet distance, KID, precision/recall)",
@@ -81,8 +83,9 @@ def add_parsers(sub) -> None:
     e.add_argument("--data", required=True, help="real data: digits | faces | shapes | FOLDER ...")
     e.add_argument("--size", type=_positive(int), help="image size (folders: the model's)")
     e.add_argument(
-        "--n", type=_at_least(2), default=500,
-        help="samples per seed (2 or more: the distances need a covariance)",
+        "--n", type=_at_least(MIN_IMAGES), default=500,
+        help=f"samples per seed ({MIN_IMAGES} or more: precision and recall count "
+        f"{NEIGHBOURS} nearest neighbours)",
     )  # fmt: skip
     e.add_argument("--seeds", type=_positive(int), default=3, help="number of sampling seeds")
     e.add_argument("--sampler", default="unipc", help="sampler name")

@@ -88,14 +88,24 @@ def extract(features: Callable[[Tensor], Tensor], images: Tensor, batch: int = 2
     return torch.cat([features(chunk).double().cpu() for chunk in images.split(batch)])
 
 
+#: The k of precision / recall / density / coverage in :func:`compare`.
+NEIGHBOURS = 5
+#: The fewest images per set that :func:`compare` (and so :func:`evaluate`) takes: more than k.
+MIN_IMAGES = NEIGHBOURS + 1
+
+
 def compare(real: Tensor, fake: Tensor, seed: int = 0) -> dict[str, float]:
     """All distribution metrics of two feature sets (``N x F``): Fréchet distance, KID (mean
-    over subsets) and precision / recall / density / coverage (k = 5)."""
+    over subsets) and precision / recall / density / coverage (k = ``NEIGHBOURS``)."""
     gen = torch.Generator().manual_seed(seed)
     kid, _ = kernel_distance(
         real, fake, subsets=50, subset_size=min(1000, len(real), len(fake)), generator=gen
     )
-    return {"fd": frechet_distance(real, fake), "kid": kid, **precision_recall(real, fake)}
+    return {
+        "fd": frechet_distance(real, fake),
+        "kid": kid,
+        **precision_recall(real, fake, k=NEIGHBOURS),
+    }
 
 
 def _spread(rows: Sequence[dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -206,7 +216,8 @@ def evaluate(
     is refused before any sampling (ValueError; :func:`~diffvision.samplers.check_sample_fits`).
     ``device``: where the denoiser is and samples; the metrics are computed on the CPU.
     """
-    check_int("n", n, 2)  # 0 was an error from torch.cat, 1.5 a TypeError
+    check_int("n", n, MIN_IMAGES)  # 0 was an error from torch.cat, 1.5 a TypeError, 5 refused
+    # by precision_recall after the sampling
     check_int("batch", batch, 1)
     if not (seeds and all(is_int(s) for s in seeds)):  # none was an IndexError
         raise ValueError(f"seeds must be one integer or more, not {seeds!r}")
