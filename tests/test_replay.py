@@ -300,6 +300,10 @@ def test_replay_needs_samples_and_room():
         replay_factor(SuperResolution(2), torch.zeros(1, 1, 8, 12), None, 2, min_size=9)
     with pytest.raises(NoReplayError, match=r"y \(40 x 12\) pooled by 4 is smaller than the"):
         replay_problem(Deblur(gaussian_kernel(5, 1.0)), torch.zeros(1, 1, 12, 40), scale=4)
+    with pytest.raises(ValueError, match=r"scale must be an integer >= 1, not 1\.5"):
+        replay_problem(Deblur(gaussian_kernel(5, 1.0)), torch.zeros(1, 1, 32, 32), scale=1.5)
+    with pytest.raises(ValueError, match=r"k >= 2 samples, not 2\.5"):  # was taken
+        replay_factor(SuperResolution(2), torch.zeros(1, 1, 8, 8), None, 2.5)
     for operator in (Colorize(), Denoise(0.0)):  # no replay: NoReplayError too
         with pytest.raises(NoReplayError):
             replay_factor(operator, torch.zeros(1, 1, 8, 8), None, 2)

@@ -25,6 +25,7 @@ from scipy.ndimage import distance_transform_edt
 from torch import Tensor
 
 from ..metrics.calibration import CERTAIN_STD, mixed_error_ratio
+from ..process import check_int, is_int
 from .operators import Deblur, Denoise, Inpaint, Operator, SuperResolution
 from .solvers import Restoration
 from .starts import SIGNAL_STD, hole_copies
@@ -145,6 +146,8 @@ def replay_truth(
             raise NoReplayError(f"y ({width_by_height(y)}) is smaller than the factor {f}")
         return y[..., :h, :w], operator.sigma**2
     if isinstance(operator, Deblur):
+        if scale is not None:
+            check_int("scale", scale, 1)  # 1.5 was a TypeError from the pooling
         s = scale or deblur_pooling(operator.kernel)
         if min(y.shape[-2:]) // s < operator.kernel.shape[0]:
             raise NoReplayError(
@@ -369,8 +372,8 @@ def replay_factor(
         inpainting with no hole in a batch): nothing to scale; ``ValueError`` where that is
         every image.
     """
-    if k < 2:
-        raise ValueError("a std map needs k >= 2 samples")
+    if not (is_int(k) and k >= 2):
+        raise ValueError(f"a std map needs k >= 2 samples, not {k!r}")
     again, y2, truth, noise = replay_problem(operator, y, generator, scale, sharpen, recorrupt)
     if min(truth.shape[-2:]) < min_size:
         size = width_by_height(truth)
