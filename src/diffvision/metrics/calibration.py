@@ -47,7 +47,8 @@ def uncertainty_calibration(
 
     if k is not None and not (is_int(k) and k >= 2):
         raise ValueError(f"calibration needs k >= 2 samples, not {k!r}")
-    shapes = {tuple(t.shape) for t in (mean, std, x, *([] if stated is None else [stated]))}
+    given = (mean, std, x, *([] if stated is None else [stated]))
+    shapes = {tuple(a.shape) for a in given}  # (t is scipy's Student t here)
     if len(shapes) > 1:  # a broadcast would compare the wrong pixels
         raise ValueError(f"mean, std, x (and stated) must have one shape, not {sorted(shapes)}")
     if not bool((std >= 0).all()):  # NaN too
