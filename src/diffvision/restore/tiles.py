@@ -239,7 +239,7 @@ def solve_tiled(
         if tiled
         else denoiser
     )
-    box = _hole_window(operator, tile) if window and prior is not denoiser else None
+    box = _hole_window(operator, tile) if window and tiled else None
     if box is None:
         return solve(prior, operator, y, **options)
     part = (..., slice(box[0], box[1]), slice(box[2], box[3]))
