@@ -199,6 +199,32 @@ def test_grid(tmp_path):
     assert Image.open(path).size == (2 * 16, 2 * 11)
 
 
+def test_image_writers_check_what_they_are_given(tmp_path):
+    """A batch or a bare H x W given as one image was a RuntimeError from a permute, two
+    channels made a grey-alpha file; a path without an image suffix was PIL's "unknown file
+    extension: .partial" (the temporary file's); counts of 0 wrote empty or odd grids; a white
+    level of 0 a black 16-bit file. Each is a ValueError that says what it takes."""
+    from diffvision.io.images import save_16_bit, save_image, to_pil
+
+    image = torch.zeros(3, 8, 8)
+    for call, message in [
+        (lambda: save_image(tmp_path / "a.png", image[None]), "C = 1 or 3, not (1, 3, 8, 8)"),
+        (lambda: save_image(tmp_path / "a.png", image[0]), "C = 1 or 3, not (8, 8)"),
+        (lambda: save_image(tmp_path / "a.png", image[:2]), "C = 1 or 3, not (2, 8, 8)"),
+        (lambda: save_image(tmp_path / "a", image), "not an image file to write (.png, .jpg"),
+        (lambda: save_image(tmp_path / "a.psd", image), "not an image file to write"),  # read only
+        (lambda: make_grid(image[None], nrow=0), "nrow must be an integer >= 1, not 0"),
+        (lambda: make_grid(image[None], pad=-1), "pad must be an integer >= 0, not -1"),
+        (lambda: make_grid(image[None][:0]), "N >= 1, not (0, 3, 8, 8)"),
+        (lambda: to_pil(image, upscale=1.5), "upscale must be an integer >= 1, not 1.5"),
+        (lambda: save_16_bit(tmp_path / "a.png", image, 0), "16-bit images is 1-65535, not 0"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            call()
+    assert list(tmp_path.iterdir()) == []  # nothing written, not even a temporary file
+    assert save_image(tmp_path / "a.jpg", image).is_file()
+
+
 def test_a_file_is_written_whole_or_not_at_all(tmp_path):
     path = tmp_path / "grid.png"
     path.write_bytes(b"the old file")

@@ -214,11 +214,12 @@ def output_folder(text: str) -> str:
 def image_file(text: str) -> str:
     """An output path whose extension PIL can write (.png, .jpg, .tif, ...), and that can be
     written (:func:`output_file`)."""
-    from PIL import Image
+    from ..io.images import image_format
 
-    fmt = Image.registered_extensions().get(Path(text).suffix.lower())
-    if fmt not in Image.SAVE:
-        raise argparse.ArgumentTypeError(f"not an image file to write (.png, .jpg, .tif): {text!r}")
+    try:
+        image_format(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
     return output_file(text)
 
 

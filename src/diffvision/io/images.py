@@ -11,7 +11,14 @@ import torch
 from PIL import Image, ImageOps
 from torch import Tensor
 
-from ..data.transforms import UNREADABLE_IMAGE, is_16_bit_image, read_unit_array, unreadable
+from ..data.transforms import (
+    UNREADABLE_IMAGE,
+    check_white,
+    is_16_bit_image,
+    read_unit_array,
+    unreadable,
+)
+from ..process import check_int
 from .atomic import write_whole
 
 
@@ -25,6 +32,9 @@ def save_16_bit(path: str | Path, image: Tensor, white: int = 65535) -> Path:
     (C = 3) PNG or TIFF, clipped and rounded to 0-``white`` (the white level). Written by
     OpenCV, which PIL cannot do for colour; whole or not at all (:func:`write_whole`)."""
     import cv2
+
+    check_image(image)
+    check_white(white)  # 0 wrote a black image
 
     unit = (image.detach().double().clamp(-1, 1).cpu().numpy() + 1) / 2
     pixels = np.round(unit * white).astype(np.uint16).transpose(1, 2, 0)
@@ -59,9 +69,32 @@ def frame_count(path: str | Path) -> int:
         return getattr(image, "n_frames", 1)
 
 
+def check_image(image: Tensor) -> None:
+    """Raise ValueError unless ``image`` is one ``C x H x W`` tensor with C = 1 or 3 (a batch
+    or a bare ``H x W`` was a RuntimeError from a permute, two channels made a grey-alpha
+    file)."""
+    if not (isinstance(image, Tensor) and image.ndim == 3 and image.shape[0] in (1, 3)):
+        shape = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
+        raise ValueError(f"an image to save is C x H x W with C = 1 or 3, not {shape}")
+
+
+def image_format(path: str | Path) -> str:
+    """PIL's format for writing ``path``, chosen by its suffix; ValueError where PIL writes
+    none (no suffix was PIL's "unknown file extension: .partial", the temporary file's)."""
+    fmt = Image.registered_extensions().get(Path(path).suffix.lower())
+    if fmt not in Image.SAVE:
+        raise ValueError(f"not an image file to write (.png, .jpg, .tif): {str(path)!r}")
+    return fmt
+
+
 def make_grid(images: Tensor, nrow: int | None = None, pad: int = 1) -> Tensor:
     """Tile ``N x C x H x W`` images into one ``C x H' x W'`` image (rows of ``nrow``, default
     about square), separated by ``pad`` pixels of -1 (black)."""
+    if images.ndim != 4 or len(images) == 0:
+        raise ValueError(f"a grid needs N x C x H x W images, N >= 1, not {tuple(images.shape)}")
+    if nrow is not None:
+        check_int("nrow", nrow, 1)
+    check_int("pad", pad, 0)
     n, c, h, w = images.shape
     nrow = nrow or max(1, math.ceil(math.sqrt(n)))
     rows = math.ceil(n / nrow)
@@ -75,6 +108,8 @@ def make_grid(images: Tensor, nrow: int | None = None, pad: int = 1) -> Tensor:
 
 def to_pil(image: Tensor, upscale: int = 1) -> Image.Image:
     """``C x H x W`` float in [-1, 1] -> PIL image, enlarged ``upscale`` times (nearest)."""
+    check_image(image)
+    check_int("upscale", upscale, 1)
     array = to_uint8(image[None])[0].permute(1, 2, 0).numpy()
     pil = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else np.ascontiguousarray(array))
     if upscale > 1:
@@ -91,8 +126,8 @@ def save_image(path: str | Path, image: Tensor) -> Path:
     """Save one ``C x H x W`` image in [-1, 1] as 8 bits per channel to any file type PIL
     writes (by the suffix of ``path``; JPEG and WebP at :data:`LOSSY_QUALITY`), whole
     (:func:`write_whole`). Returns the path."""
-    pil = to_pil(image)
-    return write_whole(path, lambda tmp: pil.save(tmp, quality=LOSSY_QUALITY))
+    fmt, pil = image_format(path), to_pil(image)
+    return write_whole(path, lambda tmp: pil.save(tmp, format=fmt, quality=LOSSY_QUALITY))
 
 
 def save_grid(path: str | Path, images: Tensor, nrow: int | None = None, upscale: int = 1) -> Path:
