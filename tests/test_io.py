@@ -213,6 +213,7 @@ def test_image_writers_check_what_they_are_given(tmp_path):
         (lambda: save_image(tmp_path / "a.png", image[:2]), "C = 1 or 3, not (2, 8, 8)"),
         (lambda: save_image(tmp_path / "a", image), "not an image file to write (.png, .jpg"),
         (lambda: save_image(tmp_path / "a.psd", image), "not an image file to write"),  # read only
+        (lambda: save_grid(tmp_path / "grid", image[None]), "not an image file to write"),
         (lambda: make_grid(image[None], nrow=0), "nrow must be an integer >= 1, not 0"),
         (lambda: make_grid(image[None], pad=-1), "pad must be an integer >= 0, not -1"),
         (lambda: make_grid(image[None][:0]), "N >= 1, not (0, 3, 8, 8)"),

@@ -131,10 +131,12 @@ def save_image(path: str | Path, image: Tensor) -> Path:
 
 
 def save_grid(path: str | Path, images: Tensor, nrow: int | None = None, upscale: int = 1) -> Path:
-    """Save ``N x C x H x W`` images in [-1, 1] as one PNG grid; returns the path."""
+    """Save ``N x C x H x W`` images in [-1, 1] as one grid image (PNG, or the type of the
+    suffix of ``path``); returns the path."""
     path = Path(path)
+    fmt, pil = image_format(path), to_pil(make_grid(images.cpu(), nrow), upscale)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return write_whole(path, to_pil(make_grid(images.cpu(), nrow), upscale).save)
+    return write_whole(path, lambda tmp: pil.save(tmp, format=fmt))
 
 
 def numbered_path(folder: str | Path, index: int, prefix: str = "sample") -> Path:
