@@ -131,8 +131,8 @@ def save_image(path: str | Path, image: Tensor) -> Path:
 
 
 def save_grid(path: str | Path, images: Tensor, nrow: int | None = None, upscale: int = 1) -> Path:
-    """Save ``N x C x H x W`` images in [-1, 1] as one grid image (PNG, or the type of the
-    suffix of ``path``); returns the path."""
+    """Save ``N x C x H x W`` images in [-1, 1] as one grid image of the type that the suffix
+    of ``path`` names (.png, .jpg, ...); returns the path."""
     path = Path(path)
     fmt, pil = image_format(path), to_pil(make_grid(images.cpu(), nrow), upscale)
     path.parent.mkdir(parents=True, exist_ok=True)
