@@ -378,7 +378,7 @@ def test_restore_command(tiny_digits_model, tmp_path, monkeypatch):
     bad = run_here("restore", "denoise", str(model), str(thin), "--sigma", "5", "--tile", "10",
                    "--out", str(out))  # fmt: skip
     assert bad.returncode == 2 and "the image (40 x 8) is smaller than a tile (10 px)" in bad.stderr
-    bad = run(
+    bad = run_here(  # refusals run in this process: no interpreter to start
         "restore",
         "denoise",
         str(model),
@@ -392,8 +392,8 @@ def test_restore_command(tiny_digits_model, tmp_path, monkeypatch):
     deep = tmp_path / "in16.png"  # a 16-bit input's result keeps 16 bits where the file can
     Image.fromarray(rng.integers(0, 65535, (16, 16), dtype=np.uint16)).save(deep)
     for name, mode in (("out16.png", "I;16"), ("out16.tif", "I;16"), ("out16.jpg", "L")):
-        result = run("restore", "denoise", str(model), str(deep), "--sigma", "5",
-                     "--out", str(tmp_path / name), *common)  # fmt: skip
+        result = run_here("restore", "denoise", str(model), str(deep), "--sigma", "5",
+                          "--out", str(tmp_path / name), *common)  # fmt: skip
         assert result.returncode == 0, result.stderr
         with Image.open(tmp_path / name) as written:
             assert written.mode == mode
@@ -409,10 +409,10 @@ def test_restore_command(tiny_digits_model, tmp_path, monkeypatch):
     with Image.open(tmp_path / "out16.jpg") as jpeg:  # quality 95 (LOSSY_QUALITY), not PIL's 75
         assert max(jpeg.quantization[0]) == (121 * (200 - 2 * 95) + 50) // 100  # libjpeg's scaling
     text = str(tmp_path / "r.txt")  # refused when the arguments are parsed, before any work
-    bad = run("restore", "denoise", str(model), str(image), "--sigma", "5", "--out", text)
+    bad = run_here("restore", "denoise", str(model), str(image), "--sigma", "5", "--out", text)
     assert bad.returncode == 2 and "argument --out: not an image file" in bad.stderr
-    bad = run("restore", "denoise", str(model), str(image), "--sigma", "5", "--out", str(out),
-              "--side-by-side", text)  # fmt: skip
+    bad = run_here("restore", "denoise", str(model), str(image), "--sigma", "5", "--out",
+                   str(out), "--side-by-side", text)  # fmt: skip
     assert bad.returncode == 2 and "argument --side-by-side: not an image file" in bad.stderr
     assert not (tmp_path / "r.txt").exists()
     result = run("restore", "denoise", str(model), str(image), "--sigma", "25", "--simulate",
@@ -434,8 +434,8 @@ def test_restore_command(tiny_digits_model, tmp_path, monkeypatch):
     assert re.search(r"at the observed \(noisy\) pixels: \d+% of errors within 2 std \(65% if",
                      result.stdout)  # fmt: skip
     if not torch.cuda.is_available():
-        bad = run("restore", "denoise", str(model), str(image), "--sigma", "5", "--device",
-                  "cuda", "--out", str(out))  # fmt: skip
+        bad = run_here("restore", "denoise", str(model), str(image), "--sigma", "5", "--device",
+                       "cuda", "--out", str(out))  # fmt: skip
         assert bad.returncode == 2 and "no CUDA device" in bad.stderr
         assert len(bad.stderr.strip().splitlines()) == 1
 
