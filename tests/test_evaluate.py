@@ -15,7 +15,7 @@ from diffvision.data.dataset import ImageData
 from diffvision.io import load_feature_net, save_feature_net
 from diffvision.metrics import evaluate as ev
 from diffvision.train.features import train_feature_net
-from tests.cli_run import run
+from tests.cli_run import run, run_here
 
 
 @pytest.fixture(scope="module")
@@ -206,20 +206,20 @@ def test_eval_command(tmp_path, tiny_digits_model):
     assert saved["sweep"][0]["metrics"]["fd"]["std"] is None
     assert saved["sweep"][0]["metrics"]["fd"]["mean"] > 0
     if not torch.cuda.is_available():  # test_cuda.py runs it where there is a GPU
-        bad = run("eval", str(tiny_digits_model), "--data", "digits", "--device", "cuda")
+        bad = run_here("eval", str(tiny_digits_model), "--data", "digits", "--device", "cuda")
         assert bad.returncode == 2 and "no CUDA device is available" in bad.stderr
-    bad = run(
+    bad = run_here(
         "eval", str(tiny_digits_model), "--data", "digits", "--features", str(tmp_path / "x.pth")
     )
     assert bad.returncode == 2 and "not found" in bad.stderr and len(bad.stderr.splitlines()) == 1
-    bad = run(
+    bad = run_here(
         "eval", str(tiny_digits_model), "--data", "digits", "--features", str(tiny_digits_model)
     )
     assert bad.returncode == 2 and "not a feature network" in bad.stderr
-    bad = run("eval", "train-features", "digits")
+    bad = run_here("eval", "train-features", "digits")
     assert bad.returncode == 2 and "--out" in bad.stderr
-    bad = run("eval", str(tiny_digits_model), "--data", "digits", "--sweep-steps", "2",
-              "--plot", str(tmp_path / "sweep.txt"))  # fmt: skip
+    bad = run_here("eval", str(tiny_digits_model), "--data", "digits", "--sweep-steps", "2",
+                   "--plot", str(tmp_path / "sweep.txt"))  # fmt: skip
     assert bad.returncode == 2 and "argument --plot: not a plot file" in bad.stderr  # before it
 
 
@@ -250,7 +250,6 @@ def test_counts_beyond_the_real_images_are_refused_before_any_work(monkeypatch, 
     or ``--bpd`` more than it holds, is refused in one line before a feature network is trained
     or anything sampled (``--n`` was refused after sampling, ``--bpd`` took fewer images and
     reported the count asked); so are the library's calls."""
-    from tests.cli_run import run_here
 
     def no_work(*args, **kwargs):
         raise AssertionError("worked before refusing")
