@@ -348,7 +348,7 @@ def test_train_sample_info_round_trip(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "--resume" in result.stdout
     spec = (out / "run.json").read_text()
-    again = run("train", "--data", "shapes", "--out", str(out), "--quiet")  # forgot --resume
+    again = run_here("train", "--data", "shapes", "--out", str(out), "--quiet")  # no --resume
     assert again.returncode == 2 and "holds a run (checkpoints up to step 2)" in again.stderr
     assert "continue it with --resume" in again.stderr and (out / "run.json").read_text() == spec
     # --resume takes the run's settings: the same ones may be given again (--size 8: digits' own),
@@ -398,7 +398,7 @@ def test_train_sample_info_round_trip(tmp_path):
     # The resumed run kept --classifier-steps: the folder has a classifier, and unconditional
     # sampling uses the class-posterior mixture unless the null class is asked for.
     assert "class-posterior mixture" in result.stdout
-    null = run(
+    null = run_here(  # the rest in this process: no interpreter to start each time
         "sample",
         str(model),
         "--n",
@@ -412,18 +412,18 @@ def test_train_sample_info_round_trip(tmp_path):
     )
     assert null.returncode == 0 and "mixture" not in null.stdout
 
-    info = run("info", str(model))
+    info = run_here("info", str(model))
     assert info.returncode == 0 and "classes:     10" in info.stdout
     assert "training:    4 steps, batch 16" in info.stdout
-    checkpoint = run("info", str(out / "checkpoints" / "step_00000002"))  # loads as a model
+    checkpoint = run_here("info", str(out / "checkpoints" / "step_00000002"))  # a model too
     assert "training:    2 of 4 steps (a checkpoint), batch 16" in checkpoint.stdout
     assert "classifier:  noise-aware, 3 steps" in info.stdout
 
-    bad = run("sample", str(model), "--sampler", "plms", "--out", str(grid))
+    bad = run_here("sample", str(model), "--sampler", "plms", "--out", str(grid))
     assert bad.returncode == 2 and "unknown sampler" in bad.stderr
-    bad = run("sample", str(model), "--class", "12", "--out", str(grid))
+    bad = run_here("sample", str(model), "--class", "12", "--out", str(grid))
     assert bad.returncode == 2 and "0..9" in bad.stderr
-    bad = run("sample", str(model), "--out", str(tmp_path / "grid.jpg"))  # before sampling
+    bad = run_here("sample", str(model), "--out", str(tmp_path / "grid.jpg"))  # before work
     assert bad.returncode == 2 and "argument --out: must be a .png file or a folder" in bad.stderr
     assert not (tmp_path / "grid.jpg").exists()
     assert Path(grid).stat().st_size > 0
