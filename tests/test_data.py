@@ -152,6 +152,40 @@ def test_a_stack_of_frames_gives_its_first_and_is_counted(tmp_path):
     assert load_data(pooled, 6).stacked == 2
 
 
+def test_any_frame_of_a_stack_is_read_at_its_depth(tmp_path):
+    """``read_image(..., frame=k)`` reads page k of a TIFF stack: 8-bit, 16-bit grey and 48-bit
+    colour (OpenCV's reader, as for a single page); a frame past the last is refused by name;
+    ``read_alpha`` reads a frame's transparency."""
+    import cv2
+
+    from diffvision.io.images import is_16_bit, read_alpha, read_image
+
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 65536, (3, 6, 8), dtype=np.uint16)
+    first, *rest = (Image.fromarray(page) for page in grey)
+    first.save(tmp_path / "grey.tif", save_all=True, append_images=rest)
+    small = [Image.fromarray((page >> 8).astype(np.uint8)) for page in grey]
+    small[0].save(tmp_path / "small.tif", save_all=True, append_images=small[1:])
+    rgb = rng.integers(0, 65536, (3, 6, 8, 3), dtype=np.uint16)
+    assert cv2.imwritemulti(str(tmp_path / "rgb.tif"), [page[:, :, ::-1] for page in rgb])
+    for k in range(3):
+        x = read_image(tmp_path / "grey.tif", 1, frame=k)[0, 0].double().numpy()
+        np.testing.assert_allclose(x, grey[k] / 65535 * 2 - 1, atol=1e-6)  # float32 rounding
+        x = read_image(tmp_path / "small.tif", 1, frame=k)[0, 0].double().numpy()
+        np.testing.assert_allclose(x, (grey[k] >> 8) / 255 * 2 - 1, atol=1e-6)
+        x = read_image(tmp_path / "rgb.tif", 3, frame=k)[0].permute(1, 2, 0).double().numpy()
+        np.testing.assert_allclose(x, rgb[k] / 65535 * 2 - 1, atol=1e-6)
+        assert is_16_bit(tmp_path / "rgb.tif", k) and not is_16_bit(tmp_path / "small.tif", k)
+    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'rgb.tif'}: it holds 3 frames")):
+        read_image(tmp_path / "rgb.tif", 3, frame=3)
+    alphas = [np.full((4, 5, 4), 255, np.uint8), np.zeros((4, 5, 4), np.uint8)]
+    alphas[1][0, 0, 3] = 255  # an animation whose second frame is transparent but one pixel
+    first, second = (Image.fromarray(a, "RGBA") for a in alphas)
+    first.save(tmp_path / "alpha.png", save_all=True, append_images=[second])
+    assert float(read_alpha(tmp_path / "alpha.png").sum()) == 20
+    assert float(read_alpha(tmp_path / "alpha.png", frame=1).sum()) == 1
+
+
 def test_a_file_that_is_no_image_is_named_once(tmp_path):
     """Every reader says "cannot read ... PATH: why" with the path once: PIL's own message,
     "cannot identify image file 'PATH'", named it a second time."""

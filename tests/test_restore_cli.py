@@ -640,13 +640,67 @@ def test_what_the_input_holds_and_the_result_drops_is_said(tiny_digits_model, tm
     assert (
         f"note: {stack} is in colour and the model is greyscale: restored as grey" in result.stdout
     )
-    assert f"note: {stack} holds 3 frames: the first is restored" in result.stdout
+    assert (
+        f"note: {stack} holds 3 frames: the first is restored (to restore each, give --out a"
+        in (result.stdout)
+    )
     first = np.asarray(frames[0].convert("L"), dtype=float)
     assert np.abs(np.asarray(Image.open(out), dtype=float) - first).mean() < 20  # sigma 25 input
     frames[0].save(stack)  # one frame: no note
     result = run_here("restore", "denoise", str(tiny_digits_model), str(stack), "--sigma", "25",
                       "--tile", "8", "--overlap", "2", "--quiet", "--out", str(out))  # fmt: skip
     assert result.returncode == 0 and "frames" not in result.stdout, result.stdout
+
+
+def test_restore_every_frame_of_a_stack(tiny_digits_model, tmp_path):
+    """A TIFF stack with --out a folder: each frame restored as the file of a folder would be
+    (STEM_000.tif, ...; at its depth, as the frame alone would be restored), a frame that
+    fails named by its number while the others are restored, and a rerun restores only the
+    frames not done."""
+    rng = np.random.default_rng(0)
+    pages = [rng.integers(0, 65535, (16, 16), dtype=np.uint16) for _ in range(3)]
+    pages.append(np.zeros((4, 4), np.uint16))  # smaller than a tile: this frame fails
+    stack = tmp_path / "stack.tif"
+    first, *rest = (Image.fromarray(p) for p in pages)
+    first.save(stack, save_all=True, append_images=rest)
+    out, side = tmp_path / "clean", tmp_path / "side"
+    args = ["restore", "denoise", str(tiny_digits_model), str(stack), "--sigma", "25", "--tile",
+            "8", "--simulate", "--quiet", "--out", str(out)]  # fmt: skip
+    result = run_here(*args, "--side-by-side", str(side))
+    assert result.returncode == 2, result.stderr
+    assert f"{stack} frame 1:" in result.stdout and "restored 3 of 4 frames" in result.stdout
+    assert "mean PSNR" in result.stdout and "over the 3 frames" in result.stdout
+    assert "the image (4 x 4) is smaller than a tile (8 px) (frame 3)" in result.stderr
+    assert "1 frame failed" in result.stderr and len(result.stderr.splitlines()) == 2
+    names = [f"stack_{k:03d}.tif" for k in range(3)]
+    assert sorted(p.name for p in out.glob("*.tif")) == names
+    assert sorted(p.name for p in side.glob("*.png")) == [f"stack_{k:03d}.png" for k in range(3)]
+    alone = tmp_path / "frame1.tif"  # frame 1 on its own: the same result, 16 bits deep
+    Image.fromarray(pages[1]).save(alone)
+    result = run_here(*args[:3], str(alone), *args[4:-1], str(tmp_path / "alone.tif"))
+    assert result.returncode == 0, result.stderr
+    with Image.open(out / names[1]) as frame, Image.open(tmp_path / "alone.tif") as one:
+        assert frame.mode == "I;16" and np.array_equal(np.asarray(frame), np.asarray(one))
+    again = run_here(*args, "--side-by-side", str(side))  # the record: only frame 3 again
+    assert "3 of 4 frames restored by an earlier run" in again.stdout and again.returncode == 2
+    assert f"{stack} frame 3:" in again.stdout and f"{stack} frame 0:" not in again.stdout
+    animation = tmp_path / "moving.gif"  # its frames as PNG files, not in a GIF's 256 colours
+    first, *rest = (Image.fromarray((p >> 8).astype(np.uint8)) for p in pages[:2])
+    first.save(animation, save_all=True, append_images=rest)
+    result = run_here(*args[:3], str(animation), *args[4:-1], str(tmp_path / "moving"))
+    assert result.returncode == 0 and "restored 2 of 2 frames" in result.stdout, result.stderr
+    assert sorted(p.name for p in (tmp_path / "moving").glob("*.*")) == [
+        "moving_000.png",
+        "moving_001.png",
+        "restore.json",
+    ]
+    for options in (
+        ["--side-by-side", str(tmp_path / "s.png")],  # --out a folder, and a file
+        ["--out", str(tmp_path / "a.tif"), "--side-by-side", str(side)],  # a file, and a folder
+    ):
+        bad = run_here(*args, *options)
+        assert bad.returncode == 2, bad.stderr
+        assert f"{stack} holds 4 frames: --out and --side-by-side are both folders" in bad.stderr
 
 
 def test_restore_a_folder(tiny_digits_model, tmp_path):
@@ -727,13 +781,26 @@ def test_restore_a_folder(tiny_digits_model, tmp_path):
         ),
         (
             maps,
-            ["--samples", "2"],
+            ["--solver", "posterior", "--samples", "2"],
             f"a.png and a_std.png would both write {tmp_path / 'o' / 'a_std.png'}",
         ),
     ]:
         bad = run_here("restore", "denoise", str(tiny_digits_model), str(source), "--sigma",
                        "25", "--out", str(tmp_path / "o"), *options)  # fmt: skip
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+    for task, *options, message in [  # no image could take these: refused once, not per image
+        ("denoise", "--sigma", "25", "--samples", "2", "mmse gives one estimate"),
+        ("denoise", "--sigma", "25", "--overlap", "8", "--overlap must be in [0, --tile)"),
+        ("deblur", "--kernel", "box:3", "--kernel must be gauss:STD or motion:LENGTH:ANGLE"),
+        ("deblur", "--kernel", "motion:-5", "the kernel size must be a positive odd integer"),
+        ("deblur", "--kernel", "gauss:0.2", "one pixel, no blur"),
+        ("inpaint", "--random", "2", "--random must be in (0, 1)"),
+        ("inpaint", "--box", "1,2,3", "expected 4 comma-separated numbers"),
+    ]:
+        bad = run_here("restore", task, str(tiny_digits_model), str(frames), "--out",
+                       str(tmp_path / "o"), *options)  # fmt: skip
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+        assert len(bad.stderr.splitlines()) == 1 and not bad.stdout, bad.stdout
     assert not (tmp_path / "o").exists()  # refused before any work
     for source, target, message in [
         (frames, tmp_path / "x.png", "for a folder of inputs, --out and --side-by-side are"),

@@ -20,7 +20,7 @@ from .common import (
     step_bar,
     white_level,
 )
-from .restore_folder import restore_folder, std_map_path
+from .restore_folder import Input, restore_folder, std_map_path
 
 TASKS = ("denoise", "inpaint", "superres", "deblur", "colorize")
 #: Output files that hold 16 bits per channel: a 16-bit input's result is written at that depth.
@@ -66,13 +66,19 @@ def add_parser(sub) -> None:
     )
     r.add_argument("task", choices=TASKS, help="what to undo")
     r.add_argument("model", help="model folder (an unconditional model)")
-    r.add_argument("input", help="image file, or a folder of them (searched recursively)")
+    r.add_argument(
+        "input",
+        help="image file, or a folder of them (searched recursively); a TIFF stack or an "
+        "animation with --out a folder has each frame restored",
+    )
     r.add_argument(
         "--out",
         required=True,
         type=image_file_or_folder,
         help="output image (.png; .jpg, .tif, ...; 16 bits per channel for a 16-bit input to .png "
-        "or .tif), or for a folder INPUT a folder (each result under the input's name)",
+        "or .tif), or for a folder INPUT a folder (each result under the input's name); for a "
+        "stack INPUT, a folder restores every frame (STEM_000.tif, or .png for an animation), "
+        "a file the first",
     )
     r.add_argument(
         "--white-level",
@@ -166,7 +172,7 @@ def add_parser(sub) -> None:
     r.add_argument(
         "--side-by-side",
         type=image_file_or_folder,
-        help="also write input | result | uncertainty as one image (a folder for a folder INPUT)",
+        help="also write input | result | uncertainty as one image (a folder where --out is one)",
     )
 
 
@@ -180,13 +186,18 @@ def _numbers(text: str, count: int, what: str) -> list[float]:
     return values
 
 
-def _kernel(text: str, clean_shape):
+def _kernel(text: str, clean_shape=None):
     """The blur kernel ``--kernel TEXT`` names, for an image of ``clean_shape`` (H, W): refused in
     one line where TEXT is not of its forms, or before it is built where it is larger than the
-    image (``gauss:1e6`` would ask for petabytes)."""
+    image (``gauss:1e6`` would ask for petabytes). With no ``clean_shape``, TEXT is only
+    checked (its kernel is built at most 3 px wide)."""
     from ..restore import gaussian_kernel, motion_kernel
+    from ..restore.operators import check_odd_size
 
     def fits(size):
+        if clean_shape is None:
+            check_odd_size(size)
+            return min(size, 3)
         if size > min(clean_shape):
             h, w = clean_shape
             raise ValueError(f"the kernel ({size} px) is larger than the image ({w} x {h})")
@@ -228,39 +239,25 @@ def _operator(args, clean_shape):
     from .. import restore as R
     from ..io.images import read_alpha, read_image
 
-    if args.sigma < 0:
-        raise UsageError(f"--sigma is a noise std on the 0-255 scale, >= 0, not {args.sigma:g}")
-    sigma = args.sigma / 127.5
+    sigma = args.sigma / 127.5  # the options checked by _check_settings
     h, w = clean_shape
     if args.task == "denoise":
-        if sigma <= 0:
-            raise UsageError("denoise needs --sigma (the noise level on the 0-255 scale)")
         return R.Denoise(sigma)
     if args.task == "inpaint":
-        given = [v is not None for v in (args.mask, args.box, args.random, args.strokes)]
-        if sum(given) != 1:
-            raise UsageError("inpaint needs exactly one of --mask, --box, --random, --strokes")
         if args.mask == "alpha":  # observed where fully opaque: soft eraser edges are hole too
-            mask = (read_alpha(args.input) == 1).float()  # the input's own size, upright
+            mask = read_alpha(args.input, getattr(args, "frame", 0)) == 1  # its size, upright
+            mask = mask.float()
         elif args.mask:
             mask = (read_image(args.mask, 1)[0, 0] > 0).float()
             if mask.shape != (h, w):
                 size = f"{mask.shape[1]} x {mask.shape[0]}"
                 raise UsageError(f"--mask is {size} px and the image {w} x {h}: make them one size")
         elif args.box:
-            box = _numbers(args.box, 4, "--box")
-            if not all(math.isfinite(v) and v == int(v) for v in box):  # int(inf) would raise
-                raise UsageError(f"--box is x,y,w,h in whole pixels, not {args.box!r}")
-            box = [int(v) for v in box]
-            mask = R.box_mask(h, w, tuple(box))
+            mask = R.box_mask(h, w, _box(args.box))
         elif args.strokes:
             gen = torch.Generator().manual_seed(args.seed)
             mask = R.stroke_mask(h, w, args.strokes, args.stroke_width, generator=gen)
         else:
-            if not 0 < args.random < 1:
-                raise UsageError(
-                    f"--random must be in (0, 1), the fraction missing, not {args.random:g}"
-                )
             mask = R.random_mask(h, w, args.random, torch.Generator().manual_seed(args.seed))
         if bool(mask.all()):
             raise UsageError(
@@ -274,24 +271,78 @@ def _operator(args, clean_shape):
     return R.Colorize(sigma)
 
 
+def _box(text: str) -> tuple[int, int, int, int]:
+    """``--box x,y,w,h`` as four whole numbers of pixels; UsageError otherwise."""
+    box = _numbers(text, 4, "--box")
+    if not all(math.isfinite(v) and v == int(v) for v in box):  # int(inf) would raise
+        raise UsageError(f"--box is x,y,w,h in whole pixels, not {text!r}")
+    return tuple(int(v) for v in box)
+
+
+def _start(args, solver: str) -> str:
+    """Where ``solver`` starts: "noise" or "classical" (``--start auto``: a classical fill for
+    inpainting with a solver that takes a warm start)."""
+    from ..restore.solvers import WARM_SOLVERS
+
+    if args.start != "auto":
+        return args.start
+    return "classical" if args.task == "inpaint" and solver in WARM_SOLVERS else "noise"
+
+
+def _check_settings(args, size: int) -> None:
+    """Refuse (UsageError) options that no image could make work, once and before any work
+    (for a folder or a stack they would fail on every image): a negative or missing --sigma,
+    the inpainting mask's options, the form of --kernel, --overlap against the tile (the
+    model's ``size`` by default), options of another solver, mmse with --samples."""
+    from ..restore.solvers import WARM_SOLVERS, check_settings
+    from ..restore.starts import FILLS
+
+    if args.sigma < 0:
+        raise UsageError(f"--sigma is a noise std on the 0-255 scale, >= 0, not {args.sigma:g}")
+    if args.task == "denoise" and args.sigma == 0:
+        raise UsageError("denoise needs --sigma (the noise level on the 0-255 scale)")
+    if args.task == "inpaint":
+        given = [v is not None for v in (args.mask, args.box, args.random, args.strokes)]
+        if sum(given) != 1:
+            raise UsageError("inpaint needs exactly one of --mask, --box, --random, --strokes")
+        if args.box:
+            _box(args.box)
+        if args.random is not None and not 0 < args.random < 1:
+            raise UsageError(
+                f"--random must be in (0, 1), the fraction missing, not {args.random:g}"
+            )
+    if args.task == "superres" and args.factor < 2:
+        raise UsageError("--factor 1 is no upscaling: give 2 or more (or restore denoise)")
+    if args.task == "deblur":
+        _kernel(args.kernel)
+    tile = args.tile or size
+    overlap = args.overlap if args.overlap is not None else tile // 4
+    if not 0 <= overlap < tile:
+        raise UsageError("--overlap must be in [0, --tile)")
+    if args.resample is not None and args.solver != "repaint":
+        raise UsageError("--resample works with the repaint solver only")
+    if _start(args, args.solver) == "classical":
+        if args.solver not in WARM_SOLVERS:
+            raise UsageError(f"--start classical works with {', '.join(WARM_SOLVERS)}")
+        if args.task == "inpaint" and args.fill not in FILLS:
+            raise UsageError(f"--fill must be one of {', '.join(FILLS)}, not {args.fill!r}")
+    try:
+        check_settings(args.solver, args.steps, args.samples, {})
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+
+
 def _start_options(args, solver: str, operator, y) -> dict:
     """``start`` and ``start_sigma`` for the solver, or nothing (a start from pure noise); with
     ``--samples`` and an inpainting fill, ``start_std``: "estimate", the fill's error estimated
     on y (for a scattered hole the part a start at ``start_sigma`` keeps)."""
     from ..restore.operators import Inpaint
-    from ..restore.solvers import START_SIGMA, WARM_SOLVERS
-    from ..restore.starts import FILLS, NoCopiesError, warm_start
+    from ..restore.solvers import START_SIGMA
+    from ..restore.starts import NoCopiesError, warm_start
 
-    start = args.start
-    if start == "auto":
-        start = "classical" if args.task == "inpaint" and solver in WARM_SOLVERS else "noise"
-    if start == "noise":
+    if _start(args, solver) == "noise":  # the choice checked by _check_settings
         return {}
-    if solver not in WARM_SOLVERS:
-        raise UsageError(f"--start classical works with {', '.join(WARM_SOLVERS)}")
     inpaint = isinstance(operator, Inpaint)
-    if inpaint and args.fill not in FILLS:
-        raise UsageError(f"--fill must be one of {', '.join(FILLS)}, not {args.fill!r}")
     named = args.fill if inpaint else "classical"
     error = "estimate" if args.samples > 1 and inpaint else None
     sigma = START_SIGMA if args.start_sigma is None else args.start_sigma / 127.5
@@ -377,24 +428,26 @@ def cmd_restore(args) -> int:
 
     from ..data.folder import find_images
     from ..io import load, read_config
-    from ..restore.solvers import SOLVERS
     from ..train.distributed import resolve_device
 
-    if args.solver is not None and args.solver not in SOLVERS:  # before any work, once
-        raise UsageError(f"unknown solver {args.solver!r}; choose from {', '.join(SOLVERS)}")
     # The defaults, by name: a folder's record then holds what was used.
     args.solver = args.solver or default_solver(args.task, args.sigma / 127.5)
     if args.solver == "repaint" and args.resample is None:
         args.resample = default_resample(args.task, args.sigma / 127.5)
-    if args.task == "superres" and args.factor < 2:  # once, before any work
-        raise UsageError("--factor 1 is no upscaling: give 2 or more (or restore denoise)")
     source = Path(args.input)
     if not source.exists():
         raise UsageError(f"image not found: {source}")
     outputs = [Path(p) for p in (args.out, args.side_by_side) if p]
+    frames = 1 if source.is_dir() else _frames(source)
     if source.is_dir() and any(p.suffix for p in outputs):
         raise UsageError("for a folder of inputs, --out and --side-by-side are folders")
-    if not source.is_dir() and any(not p.suffix for p in outputs):
+    stack = frames > 1 and not outputs[0].suffix  # every frame restored, into a folder
+    if frames > 1 and any(bool(p.suffix) != (not stack) for p in outputs):
+        raise UsageError(
+            f"{source} holds {frames} frames: --out and --side-by-side are both folders (each "
+            "frame restored) or both image files (the first frame)"
+        )
+    if frames == 1 and not source.is_dir() and any(not p.suffix for p in outputs):
         raise UsageError("for one input image, --out and --side-by-side are image files")
     for target in outputs:  # the input overwritten, or results taken as inputs by a rerun
         where = target.resolve()
@@ -412,6 +465,7 @@ def cmd_restore(args) -> int:
     channels, size = shape[0], shape[-1]
     if args.task == "colorize" and channels != 3:
         raise UsageError("colorize needs an RGB model")
+    _check_settings(args, size)  # once, before the model is loaded
     model = fast_inference(load(args.model, device=device), device, args.bf16)
     null = getattr(model, "null_cond", None)  # class-conditional models: their null class
 
@@ -420,12 +474,31 @@ def cmd_restore(args) -> int:
 
     prior = model if null is None else unconditional
     white = args.white_level or config.get("data", {}).get("white_level") or 65535
-    if not source.is_dir():
+    if not source.is_dir() and not stack:
         _restore_file(args, prior, channels, size, white, device)
         return 0
+    if stack:  # the frames as the files of a folder: STEM_000.tif, ... (.png: not a GIF's palette)
+        digits = max(3, len(str(frames - 1)))
+        suffix = source.suffix if source.suffix.lower() in (".tif", ".tiff") else ".png"
+        names = [Path(f"{source.stem}_{k:0{digits}d}{suffix}") for k in range(frames)]
+        inputs = [Input(source, name, k) for k, name in enumerate(names)]
+    else:
+        inputs = [Input(path, path.relative_to(source)) for path in files]
     return restore_folder(
-        args, files, lambda one: _restore_file(one, prior, channels, size, white, device)
+        args, inputs, lambda one: _restore_file(one, prior, channels, size, white, device)
     )
+
+
+def _frames(path: Path) -> int:
+    """The frames of the image file ``path`` (:func:`~diffvision.io.images.frame_count`); 1 for
+    a file that is not an image, which the reader then refuses by name."""
+    from ..data.transforms import UNREADABLE_IMAGE
+    from ..io.images import frame_count
+
+    try:
+        return frame_count(path)
+    except UNREADABLE_IMAGE:
+        return 1
 
 
 def _check_draws_fit(args, channels: int, h: int, w: int, device) -> None:
@@ -472,14 +545,15 @@ def _restore_file(args, prior, channels: int, size: int, white: int, device) -> 
     from ..restore.solvers import sampler_steps
     from ..restore.tiles import solve_tiled
 
-    image = read_image(args.input, channels, white)
-    if channels == 1 and is_colour(args.input):  # said, not silently dropped
+    frame = getattr(args, "frame", 0)  # of a stack, each restored by restore_folder
+    image = read_image(args.input, channels, white, frame)
+    if channels == 1 and is_colour(args.input, frame):  # said, not silently dropped
         print(f"note: {args.input} is in colour and the model is greyscale: restored as grey")
-    frames = frame_count(args.input)
-    if frames > 1:  # a TIFF stack, an animation: said, not silently cut to its first frame
+    frames = 1 if hasattr(args, "frame") else frame_count(args.input)  # a frame: one image
+    if frames > 1:  # said, not silently cut to its first frame
         print(
             f"note: {args.input} holds {frames} frames: the first is restored (to restore each, "
-            "save them as the files of a folder and give the folder)"
+            "give --out a folder)"
         )
     gen = torch.Generator().manual_seed(args.seed)
     factor = args.factor if args.task == "superres" else 1
@@ -501,16 +575,12 @@ def _restore_file(args, prior, channels: int, size: int, white: int, device) -> 
         y = image if args.task != "inpaint" else operator.forward(image)
     tile = args.tile or size
     overlap = args.overlap if args.overlap is not None else tile // 4
-    if not 0 <= overlap < tile:
-        raise UsageError("--overlap must be in [0, --tile)")
     if min(h, w) < tile:
         what = f"the image ({w} x {h})"  # width x height, as the report says sizes
         if factor > 1 and not args.simulate:  # the size checked is the result's, not the input's
             what = f"the result ({w} x {h}, {factor}x the input's {w // factor} x {h // factor})"
         raise UsageError(f"{what} is smaller than a tile ({tile} px)")
     solver = args.solver
-    if args.resample is not None and solver != "repaint":
-        raise UsageError("--resample works with the repaint solver only")
     _check_tiles_fit(args, prior, operator, y, tile, device)  # before the classical start
     options = _start_options(args, solver, operator, y)  # classical starts: on the CPU
     if solver == "repaint":
@@ -544,7 +614,7 @@ def _restore_file(args, prior, channels: int, size: int, white: int, device) -> 
     mean, std = mean.cpu(), None if std is None else std.cpu() * factor
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    deep = out.suffix.lower() in DEEP_FILES and is_16_bit(args.input)
+    deep = out.suffix.lower() in DEEP_FILES and is_16_bit(args.input, frame)
     if deep:  # 16 bits in, 16 bits out
         save_16_bit(out, mean[0], white)
     else:

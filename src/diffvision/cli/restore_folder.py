@@ -1,6 +1,7 @@
-"""``diffvision restore TASK MODEL FOLDER --out FOLDER``: a folder of images restored one by one,
-with a record (``restore.json`` in the output folder) of the settings and of each image done, so
-a rerun after an interruption restores only the images not done yet."""
+"""``diffvision restore TASK MODEL FOLDER --out FOLDER``: a folder of images (or the frames of a
+TIFF stack) restored one by one, with a record (``restore.json`` in the output folder) of the
+settings and of each image done, so a rerun after an interruption restores only the images not
+done yet."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 from .common import EXIT_USAGE, UsageError
 from .record import read_record, write_record
@@ -22,6 +24,15 @@ TASK_OPTIONS = {
     "superres": ("factor", "method"),
     "deblur": ("kernel",),
 }
+
+
+class Input(NamedTuple):
+    """One image to restore: the file ``path``, the ``name`` its results take in the output
+    folders, and for a frame of a stack the ``frame`` (from 0; None: a file's only image)."""
+
+    path: Path
+    name: Path
+    frame: int | None = None
 
 
 def settings_of(args: argparse.Namespace) -> dict:
@@ -80,53 +91,59 @@ def _earlier_results(args, names: list[Path], settings: dict) -> dict[str, dict]
 
 def restore_folder(
     args: argparse.Namespace,
-    files: list[Path],
+    inputs: list[Input],
     restore_one: Callable[[argparse.Namespace], float | None],
 ) -> int:
-    """Restore each of ``files`` (under the folder ``args.input``) with ``restore_one`` (which
-    takes the arguments of one file and returns its PSNR or None), skipping those that an
-    earlier run with the same settings restored; returns the exit code (2 if any failed)."""
+    """Restore each of ``inputs`` (the files under the folder ``args.input``, or the frames of
+    the stack ``args.input``) with ``restore_one`` (which takes the arguments of one, with
+    ``frame`` set for a frame, and returns its PSNR or None), skipping those that an earlier
+    run with the same settings restored; returns the exit code (2 if any failed)."""
 
-    source, out = Path(args.input), Path(args.out)
-    names = [path.relative_to(source) for path in files]
+    out = Path(args.out)
+    names = [item.name for item in inputs]
+    what = "frames" if inputs and inputs[0].frame is not None else "images"
     _check_distinct(args, names)
     settings = settings_of(args)
     done = _earlier_results(args, names, settings)
     skipped = [n for n in names if str(n) in done and all(t.exists() for t in _targets(args, n))]
     if skipped:
-        print(f"{len(skipped)} of {len(names)} images restored by an earlier run into {out}/ "
+        print(f"{len(skipped)} of {len(names)} {what} restored by an earlier run into {out}/ "
               f"with the same settings (its {RECORD}): skipped")  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     failed = []
     try:
-        for path, name in zip(files, names, strict=True):
+        for path, name, frame in inputs:
             if name in skipped:
                 continue
             one = argparse.Namespace(**vars(args))
             one.input = str(path)
+            if frame is not None:
+                one.frame = frame
             one.out, *side = map(str, _targets(args, name))
             one.side_by_side = side[0] if side else None
-            print(f"{path}:")
+            label = str(path) if frame is None else f"{path} frame {frame}"
+            print(f"{label}:")
             try:
                 done[str(name)] = {"psnr": restore_one(one)}
             except (UsageError, ValueError) as err:  # named, and the others still restored
                 said = str(err) if str(path) in str(err) else f"{path}: {err}"  # named once
+                said = said if frame is None else f"{said} (frame {frame})"
                 print(f"diffvision restore: error: {said}", file=sys.stderr)
-                failed.append(path)
+                failed.append(name)
                 done.pop(str(name), None)  # not done (again): an earlier result is not kept
             write_record(out / RECORD, settings, images=done)
     except KeyboardInterrupt:
         count = sum(str(n) in done for n in names)
-        print(f"interrupted; {count} of {len(names)} images are restored in {out}/ (the same "
+        print(f"interrupted; {count} of {len(names)} {what} are restored in {out}/ (the same "
               "command restores the others)", file=sys.stderr)  # fmt: skip
         return 130
     restored = [n for n in names if str(n) in done]
-    print(f"restored {len(restored)} of {len(names)} images into {out}/")
+    print(f"restored {len(restored)} of {len(names)} {what} into {out}/")
     scores = [done[str(n)]["psnr"] for n in restored if done[str(n)].get("psnr") is not None]
     if args.simulate and scores:
-        print(f"mean PSNR {sum(scores) / len(scores):.2f} dB over the {len(scores)} images")
+        print(f"mean PSNR {sum(scores) / len(scores):.2f} dB over the {len(scores)} {what}")
     if failed:
-        images = "image" if len(failed) == 1 else "images"
-        print(f"diffvision restore: {len(failed)} {images} failed (above)", file=sys.stderr)
+        noun = what[:-1] if len(failed) == 1 else what
+        print(f"diffvision restore: {len(failed)} {noun} failed (above)", file=sys.stderr)
         return EXIT_USAGE
     return 0

@@ -105,6 +105,17 @@ ORIENT = {
 }
 
 
+def seek_frame(image: Image.Image, frame: int) -> None:
+    """Move an opened PIL image to its frame ``frame`` (from 0); ValueError naming how many it
+    holds where it holds fewer."""
+    check_int("frame", frame, 0)
+    frames = getattr(image, "n_frames", 1)
+    if frame >= frames:
+        raise ValueError(f"it holds {frames} frame{'s' * (frames != 1)}, so no frame {frame}")
+    if frame:
+        image.seek(frame)
+
+
 def is_deep_colour(image: Image.Image) -> bool:
     """Whether an opened (not yet loaded) PIL image is a 16-bit-per-channel colour file (a 48-
     or 64-bit PNG or TIFF), which PIL would decode to 8 bits per channel."""
@@ -118,29 +129,37 @@ def is_16_bit_image(image: Image.Image) -> bool:
     return image.mode in WIDE_MODES or is_deep_colour(image)
 
 
-def deep_colour_pixels(path: str | Path, orientation: int = 1) -> np.ndarray:
+def deep_colour_pixels(path: str | Path, orientation: int = 1, frame: int = 0) -> np.ndarray:
     """A 16-bit colour file's pixels (see :func:`is_deep_colour`), ``H x W x 3`` uint16 RGB
-    (alpha dropped), turned by an EXIF ``orientation``."""
+    (alpha dropped), turned by an EXIF ``orientation``; ``frame``: the page of a TIFF stack."""
     import cv2
 
-    pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if frame:
+        ok, pages = cv2.imreadmulti(str(path), start=frame, count=1, flags=cv2.IMREAD_UNCHANGED)
+        pixels = pages[0] if ok and len(pages) == 1 else None
+    else:
+        pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if pixels is None or pixels.dtype != np.uint16 or pixels.ndim != 3:
         raise ValueError("OpenCV could not read it as 16-bit colour")
     rgb = pixels[:, :, 2::-1]  # OpenCV's BGR(A) -> RGB
     return np.ascontiguousarray(ORIENT.get(orientation, ORIENT[1])(rgb))
 
 
-def read_unit_array(path: str | Path, channels: int, white: int = 65535) -> np.ndarray:
+def read_unit_array(
+    path: str | Path, channels: int, white: int = 65535, frame: int = 0
+) -> np.ndarray:
     """An image file -> float32 ``H x W x C`` in [0, 1] at its full depth, upright (its EXIF
     orientation applied, as viewers show it). 8-bit files are divided by 255; 16-bit ones, grey
     (see :func:`to_unit_array`) or colour (read by OpenCV: PIL decodes them to 8 bits), by
-    ``white``, values above it clipping to 1. Colour becomes grey by :data:`LUMA`."""
+    ``white``, values above it clipping to 1. Colour becomes grey by :data:`LUMA`. ``frame``:
+    which frame of a file that holds several (a TIFF stack's page, counted from 0)."""
     with Image.open(path) as image:
+        seek_frame(image, frame)
         if not is_deep_colour(image):
             return to_unit_array(ImageOps.exif_transpose(image), channels, white)
         orientation = image.getexif().get(0x0112, 1)
     check_white(white)
-    rgb = np.minimum(deep_colour_pixels(path, orientation) / np.float32(white), 1)
+    rgb = np.minimum(deep_colour_pixels(path, orientation, frame) / np.float32(white), 1)
     rgb = rgb.astype(np.float32)
     return rgb if channels == 3 else rgb @ LUMA[:, None]
 

@@ -16,6 +16,7 @@ from ..data.transforms import (
     check_white,
     is_16_bit_image,
     read_unit_array,
+    seek_frame,
     unreadable,
 )
 from ..process import check_int
@@ -49,22 +50,25 @@ def save_16_bit(path: str | Path, image: Tensor, white: int = 65535) -> Path:
     return write_whole(path, write)
 
 
-def is_16_bit(path: str | Path) -> bool:
-    """Whether an image file holds 16 bits per channel, grey or colour (read from its header)."""
+def is_16_bit(path: str | Path, frame: int = 0) -> bool:
+    """Whether an image file (its frame ``frame``) holds 16 bits per channel, grey or colour
+    (read from its header)."""
     with Image.open(path) as image:
+        seek_frame(image, frame)
         return is_16_bit_image(image)
 
 
-def is_colour(path: str | Path) -> bool:
-    """Whether an image file holds colour (three or more colour bands: RGB, RGBA, CMYK, ...; a
-    palette image counts as not), read from its header."""
+def is_colour(path: str | Path, frame: int = 0) -> bool:
+    """Whether an image file (its frame ``frame``) holds colour (three or more colour bands:
+    RGB, RGBA, CMYK, ...; a palette image counts as not), read from its header."""
     with Image.open(path) as image:
+        seek_frame(image, frame)
         return len(set(image.getbands()) - {"A"}) >= 3
 
 
 def frame_count(path: str | Path) -> int:
     """The frames an image file holds (pages of a TIFF stack, frames of a GIF or an animated
-    PNG; 1 for most files), read from its header; readers read the first."""
+    PNG; 1 for most files), read from its header; readers read the first unless told which."""
     with Image.open(path) as image:
         return getattr(image, "n_frames", 1)
 
@@ -170,11 +174,13 @@ def save_images(
     return paths
 
 
-def read_alpha(path: str | Path) -> Tensor:
+def read_alpha(path: str | Path, frame: int = 0) -> Tensor:
     """An image file's alpha channel (or palette transparency) as ``H x W`` float32 in [0, 1],
-    upright like :func:`read_image`. Raises ValueError naming the file when it has none."""
+    upright like :func:`read_image` (of its frame ``frame``). Raises ValueError naming the file
+    when it has none."""
     try:
         with Image.open(path) as image:
+            seek_frame(image, frame)
             image = ImageOps.exif_transpose(image)
             if "A" not in image.getbands() and "transparency" not in image.info:
                 raise ValueError("it has no alpha channel (no transparent pixels)")
@@ -184,16 +190,17 @@ def read_alpha(path: str | Path) -> Tensor:
     return torch.from_numpy(alpha)
 
 
-def read_image(path: str | Path, channels: int, white: int = 65535) -> Tensor:
+def read_image(path: str | Path, channels: int, white: int = 65535, frame: int = 0) -> Tensor:
     """An image file as ``1 x C x H x W`` float32 in [-1, 1] (``channels`` 1: grey, 3: RGB;
-    ``white``: the value of white in a 16-bit file, see :func:`to_unit_array`). Raises ValueError
-    naming the file when it is missing or not an image. An EXIF orientation (phone photos) is
-    applied, so the image is the way viewers show it."""
+    ``white``: the value of white in a 16-bit file, see :func:`to_unit_array`; ``frame``: which
+    frame of a stack or an animation, from 0, see :func:`frame_count`). Raises ValueError
+    naming the file when it is missing, not an image or has no such frame. An EXIF orientation
+    (phone photos) is applied, so the image is the way viewers show it."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"image not found: {path}")
     try:
-        array = read_unit_array(path, channels, white)  # upright, as the result is saved
+        array = read_unit_array(path, channels, white, frame)  # upright, as the result is saved
     except UNREADABLE_IMAGE as err:
         raise unreadable(path, err) from None
     return torch.from_numpy(array).permute(2, 0, 1)[None] * 2 - 1

@@ -420,13 +420,7 @@ def solve(
     Returns:
         ``N x C x H x W`` restored images (not clipped), or a :class:`Restoration`.
     """
-    if solver not in METHODS:
-        raise ValueError(f"unknown solver {solver!r}; choose from {', '.join(METHODS)}")
-    check_int("steps", steps, 1)
-    check_int("n_samples", n_samples, 1)
-    check_options(solver, options)
-    if n_samples > 1 and solver == "mmse":
-        raise ValueError("mmse gives one estimate, the posterior mean: for samples use posterior")
+    check_settings(solver, steps, n_samples, options)
     if start_std is not None and options.get("start") is None:
         raise ValueError("start_std is the error of a start: pass start too")
     check_measurement(denoiser, operator, y)
@@ -454,6 +448,19 @@ def solve(
         start_std = start_std.to(std).expand_as(std)
         std = (std.square() + start_std.square()).sqrt()
     return Restoration(samples.mean(0), std, samples, start_std)
+
+
+def check_settings(solver: str, steps: int, n_samples: int, options: dict) -> None:
+    """The checks of :func:`solve`'s arguments that need no image (so a command can make them
+    before any work): a known ``solver``, counts, the ``options``' names
+    (:func:`check_options`), and no samples from ``mmse``. Raises ValueError."""
+    if solver not in METHODS:
+        raise ValueError(f"unknown solver {solver!r}; choose from {', '.join(METHODS)}")
+    check_int("steps", steps, 1)
+    check_int("n_samples", n_samples, 1)
+    check_options(solver, options)
+    if n_samples > 1 and solver == "mmse":
+        raise ValueError("mmse gives one estimate, the posterior mean: for samples use posterior")
 
 
 def resolve_starts(
