@@ -297,7 +297,7 @@ def test_a_warning_is_one_line(capsys, monkeypatch):
 
 def test_train_says_what_it_makes_of_its_files(tmp_path):
     """Notes on stdout, in the singular where one file: an image smaller than --size is
-    enlarged, a stack of frames gives its first."""
+    enlarged, each frame of a stack is an image."""
     data = tmp_path / "data"
     data.mkdir()
     rng = np.random.default_rng(0)
@@ -308,10 +308,11 @@ def test_train_says_what_it_makes_of_its_files(tmp_path):
                       "1", "--batch", "2", "--out", str(tmp_path / "run"), "--quiet")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert (
-        "note: 1 of the 2 images is smaller than --size 8 (its short side) and is" in result.stdout
+        "note: 1 of the 3 images is smaller than --size 8 (its short side) and is" in result.stdout
     )
-    assert "note: 1 of the 2 files holds several frames (TIFF stacks, animations): the first" in (
-        result.stdout
+    assert (
+        "note: 1 file holds several frames (TIFF stacks, animations): each frame is an image"
+        in (result.stdout)
     )
 
 

@@ -135,20 +135,37 @@ def test_32_bit_files_outside_16_bits_are_refused_by_name(tmp_path):
         load_image_folder(tmp_path / "negative", 2)
 
 
-def test_a_stack_of_frames_gives_its_first_and_is_counted(tmp_path):
-    """A TIFF stack (or an animation) in a folder is read as its first frame, and the set
-    counts such files (``stacked``, which ``train`` says in a note); pooled sets add them."""
+def test_every_frame_of_a_stack_is_an_image_and_stacks_are_counted(tmp_path):
+    """Each frame of a TIFF stack (or an animation) in a folder is an image of the set, with its
+    folder's label, in memory or decoded on access; a 16-bit stack's white level is found over
+    all its frames. The set counts such files (``stacked``, which ``train`` says in a note);
+    pooled sets add them."""
     frames = [np.full((6, 8), v, np.uint8) for v in (0, 100, 200)]
-    (tmp_path / "a").mkdir()
+    for label in ("a", "b"):
+        (tmp_path / "set" / label).mkdir(parents=True)
+        write(tmp_path / "set" / label / "flat.png", size=(8, 6), mode="L", value=50)
     first, *rest = (Image.fromarray(f) for f in frames)
-    first.save(tmp_path / "a" / "stack.tif", save_all=True, append_images=rest)
-    write(tmp_path / "a" / "flat.png", size=(8, 6), mode="L", value=50)
-    data = load_image_folder(tmp_path / "a", 6)
-    assert data.stacked == 1 and data.upscaled == 0
-    assert float(data[1][0].max()) == -1.0  # sorted: flat.png, stack.tif; its first frame, 0
-    write(tmp_path / "b" / "flat.png", size=(8, 6), mode="L")
-    assert load_image_folder(tmp_path / "b", 6).stacked == 0
-    pooled = f"{tmp_path / 'a'}+{tmp_path / 'a'}"
+    first.save(tmp_path / "set" / "b" / "stack.tif", save_all=True, append_images=rest)
+    for limit in (4 << 30, 0):  # in memory, decoded on access
+        data = load_image_folder(tmp_path / "set", 6, cache_limit_bytes=limit)
+        assert len(data) == 5 and data.stacked == 1 and data.upscaled == 0
+        values = [round((float(data[i][0].mean()) + 1) * 127.5) for i in range(5)]
+        assert values == [50, 50, 0, 100, 200]  # a/flat, b/flat, the stack's three frames
+        assert data.labels.tolist() == [0, 1, 1, 1, 1]
+    deep = [
+        np.full((6, 8), v, np.uint16) for v in (10, 4000, 20)
+    ]  # 12-bit values, the top in frame 1
+    first, *rest = (Image.fromarray(f) for f in deep)
+    (tmp_path / "deep").mkdir()
+    first.save(tmp_path / "deep" / "stack.tif", save_all=True, append_images=rest)
+    data = load_image_folder(tmp_path / "deep", 6)
+    assert data.white_level == 4095 and len(data) == 3
+    assert [int(data.uint8(i).max()) for i in range(3)] == [
+        round(v / 4095 * 255) for v in (10, 4000, 20)
+    ]
+    write(tmp_path / "c" / "flat.png", size=(8, 6), mode="L")
+    assert load_image_folder(tmp_path / "c", 6).stacked == 0
+    pooled = f"{tmp_path / 'set'}+{tmp_path / 'set'}"
     assert load_data(pooled, 6).stacked == 2
 
 

@@ -246,10 +246,10 @@ def cmd_train(args) -> int:
                 f"sharper than {'it is' if data.upscaled == 1 else 'they are'}"
             )
         if data.stacked and launched_main():
+            files, holds = ("1 file", "holds") if data.stacked == 1 else (data.stacked, "hold")
             print(
-                f"note: {data.stacked} of the {len(data)} files "
-                f"{'holds' if data.stacked == 1 else 'hold'} several frames (TIFF stacks, "
-                "animations): the first frame of each is trained on"
+                f"note: {files} {holds} several frames (TIFF stacks, animations): each frame is "
+                f"an image of the {len(data)}"
             )
         cfg = TrainConfig(
             steps=args.steps or 2000,

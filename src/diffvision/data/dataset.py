@@ -27,8 +27,8 @@ class ImageData(Dataset):
             ``eval`` read 16-bit files the same way; None when there were none.
         upscaled: how many images were enlarged to ``size`` from files with a shorter side
             (image folders; built-in sets are resized by design and count 0).
-        stacked: how many files held several frames (TIFF stacks, animations), of which only
-            the first is in the set (image folders).
+        stacked: how many files held several frames (TIFF stacks, animations), each frame an
+            image of the set (image folders).
     """
 
     def __init__(

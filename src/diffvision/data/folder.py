@@ -1,4 +1,5 @@
-"""Image folders: recursive scan, optional class sub-folders, resize + centre crop, caching."""
+"""Image folders: recursive scan, optional class sub-folders, every frame of a stack, resize +
+centre crop, caching."""
 
 from __future__ import annotations
 
@@ -47,31 +48,35 @@ def _open(path: Path) -> Image.Image:
 
 
 class Header(NamedTuple):
-    """What :func:`read_header` reads of an image file."""
+    """What :func:`read_headers` reads of one frame of an image file."""
 
     mode: str  #: PIL's mode
     side: int  #: the shorter side, pixels
-    top: int | None  #: a 16-bit file's largest value (with ``deep_values``), else None
-    frames: int  #: frames held (a TIFF stack's pages): the readers read the first
+    top: int | None  #: a 16-bit frame's largest value (with ``deep_values``), else None
 
 
-def read_header(path: Path, deep_values: bool = True) -> Header:
-    """An image file's :class:`Header`, from its header; only 16-bit files are decoded (their
+def read_headers(path: Path, deep_values: bool = True) -> list[Header]:
+    """The :class:`Header` of each frame of an image file (one for most files; a TIFF stack's
+    pages, an animation's frames), from its header; only 16-bit frames are decoded (their
     values give the white level, see :func:`~diffvision.data.transforms.white_level_for`)."""
+    headers = []
     try:
         with Image.open(path) as image:
-            mode, side, low, top = image.mode, min(image.size), 0, None
-            frames = getattr(image, "n_frames", 1)
-            if deep_values and mode in WIDE_MODES and side > 0:
-                values = np.asarray(image)
-                low, top = int(values.min()), int(values.max())
-            elif deep_values and is_deep_colour(image):
-                top = int(deep_colour_pixels(path).max())
+            for frame in range(getattr(image, "n_frames", 1)):
+                if frame:
+                    image.seek(frame)
+                mode, side, low, top = image.mode, min(image.size), 0, None
+                if deep_values and mode in WIDE_MODES and side > 0:
+                    values = np.asarray(image)
+                    low, top = int(values.min()), int(values.max())
+                elif deep_values and is_deep_colour(image):
+                    top = int(deep_colour_pixels(path, frame=frame).max())
+                if top is not None and (low < 0 or top > 65535):  # mode "I": 32-bit signed
+                    raise ValueError(OUTSIDE_16_BITS)
+                headers.append(Header(mode, side, top))
     except UNREADABLE_IMAGE as err:
         raise unreadable(path, err) from None
-    if top is not None and (low < 0 or top > 65535):  # mode "I" holds 32-bit signed values
-        raise ValueError(f"cannot read image {path}: {OUTSIDE_16_BITS}")
-    return Header(mode, side, top, frames)
+    return headers
 
 
 def load_image_folder(
@@ -83,7 +88,8 @@ def load_image_folder(
     white_level: int | None = None,
     cache_limit_bytes: int = CACHE_LIMIT_BYTES,
 ) -> ImageData:
-    """Load a folder of images as square ``size x size`` images.
+    """Load a folder of images as square ``size x size`` images; each frame of a file that
+    holds several (a TIFF stack's pages, an animation's frames) is an image of the set.
 
     Args:
         root: folder searched recursively for png, jpg, bmp, webp and tiff files.
@@ -111,18 +117,20 @@ def load_image_folder(
     if white_level is not None:
         check_white(white_level)
     # one pass over the headers (and the 16-bit files' values): the images are decoded once
-    headers = [read_header(p, deep_values=white_level is None) for p in paths]
+    per_file = [read_headers(p, deep_values=white_level is None) for p in paths]
+    headers = [h for file in per_file for h in file]
+    items = [(p, k) for p, file in zip(paths, per_file, strict=True) for k in range(len(file))]
     if channels is None:
         channels = 1 if all(h.mode in GREY_MODES for h in headers) else 3
     tops = [h.top for h in headers if h.top is not None]
     white = white_level or (white_level_for(max(tops)) if tops else None)
-    said = {  # what the set loses of its files, for notes
+    said = {  # what the set makes of its files, for notes
         "upscaled": sum(h.side < size for h in headers),
-        "stacked": sum(h.frames > 1 for h in headers),
+        "stacked": sum(len(file) > 1 for file in per_file),
     }
 
     class_names, label_tensor = [], None
-    parts = [p.relative_to(root).parts for p in paths]
+    parts = [p.relative_to(root).parts for p, _ in items]
     if labels and all(len(part) >= 2 for part in parts):
         class_names = sorted({part[0] for part in parts})
         if len(class_names) >= 2:
@@ -131,15 +139,16 @@ def load_image_folder(
         else:
             class_names = []
 
-    def decode(path: Path) -> torch.Tensor:
+    def decode(item: tuple[Path, int]) -> torch.Tensor:
         # upright as a viewer shows it: phones store photos sideways with an EXIF orientation
+        path, frame = item
         try:
-            return read_square(path, size, channels, white or 65535)
+            return read_square(path, size, channels, white or 65535, frame)
         except UNREADABLE_IMAGE as err:  # also float images
             raise unreadable(path, err) from None
 
-    if len(paths) * channels * size * size <= cache_limit_bytes:
-        images = torch.stack([decode(p) for p in paths])
+    if len(items) * channels * size * size <= cache_limit_bytes:
+        images = torch.stack([decode(item) for item in items])
         return ImageData(
             images,
             channels=channels,
@@ -153,7 +162,7 @@ def load_image_folder(
     for path in paths:  # decoded at training time: an unreadable file is named now, not then
         _open(path).close()
     return ImageData(
-        paths,
+        items,
         channels=channels,
         size=size,
         labels=label_tensor,

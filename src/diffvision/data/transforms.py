@@ -164,11 +164,14 @@ def read_unit_array(
     return rgb if channels == 3 else rgb @ LUMA[:, None]
 
 
-def read_square(path: str | Path, size: int, channels: int, white: int = 65535) -> Tensor:
-    """An image file -> uint8 ``C x size x size``: upright, resized and centre-cropped
-    (:func:`resize_center_crop`), 16-bit files scaled by ``white`` (see :func:`read_unit_array`)
-    and resized before they are rounded to 8 bits."""
+def read_square(
+    path: str | Path, size: int, channels: int, white: int = 65535, frame: int = 0
+) -> Tensor:
+    """An image file (its frame ``frame``) -> uint8 ``C x size x size``: upright, resized and
+    centre-cropped (:func:`resize_center_crop`), 16-bit files scaled by ``white`` (see
+    :func:`read_unit_array`) and resized before they are rounded to 8 bits."""
     with Image.open(path) as image:
+        seek_frame(image, frame)
         # 8 bits: resized as 8-bit L or RGB (a palette image too, not by nearest)
         if not is_16_bit_image(image):
             _refuse_float(image)
@@ -177,7 +180,7 @@ def read_square(path: str | Path, size: int, channels: int, white: int = 65535) 
             array = np.asarray(small)
             array = array[:, :, None] if array.ndim == 2 else array
             return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
-    unit = read_unit_array(path, channels, white)
+    unit = read_unit_array(path, channels, white, frame)
     planes = [
         resize_center_crop(Image.fromarray(unit[:, :, c].copy()), size) for c in range(channels)
     ]
