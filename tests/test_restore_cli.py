@@ -684,6 +684,20 @@ def test_restore_every_frame_of_a_stack(tiny_digits_model, tmp_path):
     again = run_here(*args, "--side-by-side", str(side))  # the record: only frame 3 again
     assert "3 of 4 frames restored by an earlier run" in again.stdout and again.returncode == 2
     assert f"{stack} frame 3:" in again.stdout and f"{stack} frame 0:" not in again.stdout
+    mixed = tmp_path / "mixed"  # a stack inside a folder INPUT: each frame an image too
+    mixed.mkdir()
+    first.save(mixed / "s.tif", save_all=True, append_images=rest[:2])
+    Image.fromarray(pages[0]).save(mixed / "plain.png")
+    result = run_here(*args[:3], str(mixed), *args[4:-1], str(tmp_path / "mixed_out"))
+    assert result.returncode == 0 and "restored 4 of 4 images" in result.stdout, result.stderr
+    assert "holds 3 frames" not in result.stdout and f"{mixed / 's.tif'} frame 2:" in result.stdout
+    assert sorted(p.name for p in (tmp_path / "mixed_out").glob("*.*")) == [
+        "plain.png",
+        "restore.json",
+        "s_000.tif",
+        "s_001.tif",
+        "s_002.tif",
+    ]
     animation = tmp_path / "moving.gif"  # its frames as PNG files, not in a GIF's 256 colours
     first, *rest = (Image.fromarray((p >> 8).astype(np.uint8)) for p in pages[:2])
     first.save(animation, save_all=True, append_images=rest)

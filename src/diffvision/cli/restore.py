@@ -69,7 +69,7 @@ def add_parser(sub) -> None:
     r.add_argument(
         "input",
         help="image file, or a folder of them (searched recursively); a TIFF stack or an "
-        "animation with --out a folder has each frame restored",
+        "animation with --out a folder (or in a folder INPUT) has each frame restored",
     )
     r.add_argument(
         "--out",
@@ -477,16 +477,28 @@ def cmd_restore(args) -> int:
     if not source.is_dir() and not stack:
         _restore_file(args, prior, channels, size, white, device)
         return 0
-    if stack:  # the frames as the files of a folder: STEM_000.tif, ... (.png: not a GIF's palette)
-        digits = max(3, len(str(frames - 1)))
-        suffix = source.suffix if source.suffix.lower() in (".tif", ".tiff") else ".png"
-        names = [Path(f"{source.stem}_{k:0{digits}d}{suffix}") for k in range(frames)]
-        inputs = [Input(source, name, k) for k, name in enumerate(names)]
-    else:
-        inputs = [Input(path, path.relative_to(source)) for path in files]
+    inputs = [
+        one
+        for path in files
+        for one in _inputs(path, path.relative_to(source) if source.is_dir() else Path(path.name))
+    ]
     return restore_folder(
         args, inputs, lambda one: _restore_file(one, prior, channels, size, white, device)
     )
+
+
+def _inputs(path: Path, name: Path) -> list[Input]:
+    """What restoring the file ``path`` into a folder restores: the file, as ``name``; or for a
+    stack each frame, as ``STEM_000.tif``, ``STEM_001.tif``, ... beside ``name`` (.png for an
+    animation's frames: not in a GIF's 256 colours)."""
+    frames = _frames(path)
+    if frames == 1:
+        return [Input(path, name)]
+    digits = max(3, len(str(frames - 1)))
+    suffix = name.suffix if name.suffix.lower() in (".tif", ".tiff") else ".png"
+    return [
+        Input(path, name.with_name(f"{name.stem}_{k:0{digits}d}{suffix}"), k) for k in range(frames)
+    ]
 
 
 def _frames(path: Path) -> int:

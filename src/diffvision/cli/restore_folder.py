@@ -101,7 +101,7 @@ def restore_folder(
 
     out = Path(args.out)
     names = [item.name for item in inputs]
-    what = "frames" if inputs and inputs[0].frame is not None else "images"
+    what = "images" if Path(args.input).is_dir() else "frames"  # of a folder, of a stack
     _check_distinct(args, names)
     settings = settings_of(args)
     done = _earlier_results(args, names, settings)
