@@ -289,6 +289,13 @@ def _start(args, solver: str) -> str:
     return "classical" if args.task == "inpaint" and solver in WARM_SOLVERS else "noise"
 
 
+def _tiling(args, size: int) -> tuple[int, int]:
+    """The tile and its overlap in pixels: ``--tile`` (default the model's ``size``) and
+    ``--overlap`` (default a quarter of the tile)."""
+    tile = args.tile or size
+    return tile, args.overlap if args.overlap is not None else tile // 4
+
+
 def _check_settings(args, size: int) -> None:
     """Refuse (UsageError) options that no image could make work, once and before any work
     (for a folder or a stack they would fail on every image): a negative or missing --sigma,
@@ -315,8 +322,7 @@ def _check_settings(args, size: int) -> None:
         raise UsageError("--factor 1 is no upscaling: give 2 or more (or restore denoise)")
     if args.task == "deblur":
         _kernel(args.kernel)
-    tile = args.tile or size
-    overlap = args.overlap if args.overlap is not None else tile // 4
+    tile, overlap = _tiling(args, size)
     if not 0 <= overlap < tile:
         raise UsageError("--overlap must be in [0, --tile)")
     if args.resample is not None and args.solver != "repaint":
@@ -585,8 +591,7 @@ def _restore_file(args, prior, channels: int, size: int, white: int, device) -> 
         _check_draws_fit(args, channels, h, w, device)
         operator = _operator(args, (h, w))
         y = image if args.task != "inpaint" else operator.forward(image)
-    tile = args.tile or size
-    overlap = args.overlap if args.overlap is not None else tile // 4
+    tile, overlap = _tiling(args, size)
     if min(h, w) < tile:
         what = f"the image ({w} x {h})"  # width x height, as the report says sizes
         if factor > 1 and not args.simulate:  # the size checked is the result's, not the input's
