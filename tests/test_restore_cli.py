@@ -668,7 +668,7 @@ def test_restore_every_frame_of_a_stack(tiny_digits_model, tmp_path):
             "8", "--simulate", "--quiet", "--out", str(out)]  # fmt: skip
     result = run_here(*args, "--side-by-side", str(side))
     assert result.returncode == 2, result.stderr
-    assert f"{stack} frame 1:" in result.stdout and "restored 3 of 4 frames" in result.stdout
+    assert f"[2/4] {stack} frame 1:" in result.stdout and "restored 3 of 4 frames" in result.stdout
     assert "mean PSNR" in result.stdout and "over the 3 frames" in result.stdout
     assert "the image (4 x 4) is smaller than a tile (8 px) (frame 3)" in result.stderr
     assert "1 frame failed" in result.stderr and len(result.stderr.splitlines()) == 2

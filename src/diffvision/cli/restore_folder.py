@@ -112,7 +112,7 @@ def restore_folder(
     out.mkdir(parents=True, exist_ok=True)
     failed = []
     try:
-        for path, name, frame in inputs:
+        for position, (path, name, frame) in enumerate(inputs, 1):
             if name in skipped:
                 continue
             one = argparse.Namespace(**vars(args))
@@ -122,7 +122,7 @@ def restore_folder(
             one.out, *side = map(str, _targets(args, name))
             one.side_by_side = side[0] if side else None
             label = str(path) if frame is None else f"{path} frame {frame}"
-            print(f"{label}:")
+            print(f"[{position}/{len(inputs)}] {label}:")  # how far the run is
             try:
                 done[str(name)] = {"psnr": restore_one(one)}
             except (UsageError, ValueError) as err:  # named, and the others still restored
