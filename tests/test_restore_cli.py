@@ -717,6 +717,32 @@ def test_restore_every_frame_of_a_stack(tiny_digits_model, tmp_path):
         assert f"{stack} holds 4 frames: --out and --side-by-side are both folders" in bad.stderr
 
 
+def test_a_folder_measures_the_network_once_per_input_shape(
+    tiny_digits_model, tmp_path, monkeypatch
+):
+    """The memory check of the network's calls (which runs it on 1 and 2 tiles) is made once
+    for each shape those calls take in a folder's run, not once per image."""
+    import diffvision.samplers
+
+    shapes = []
+    check = diffvision.samplers.check_sample_fits
+
+    def counted(denoiser, shape, **kwargs):
+        shapes.append(tuple(shape))
+        return check(denoiser, shape, **kwargs)
+
+    monkeypatch.setattr(diffvision.samplers, "check_sample_fits", counted)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name, side in (("a.png", 16), ("b.png", 16), ("c.png", 16), ("d.png", 24)):
+        Image.fromarray(rng.integers(0, 256, (side, side), dtype=np.uint8)).save(folder / name)
+    result = run_here("restore", "denoise", str(tiny_digits_model), str(folder), "--sigma", "25",
+                      "--tile", "8", "--quiet", "--out", str(tmp_path / "out"))  # fmt: skip
+    assert result.returncode == 0 and "restored 4 of 4 images" in result.stdout, result.stderr
+    assert len(shapes) == 2 and len(set(shapes)) == 2, shapes  # 16 x 16 (three), 24 x 24
+
+
 def test_restore_a_folder(tiny_digits_model, tmp_path):
     """A folder INPUT (a stack of frames, say) is restored image by image with the model loaded
     once: each result under its input's name and sub-folder in the --out folder."""

@@ -488,8 +488,9 @@ def cmd_restore(args) -> int:
         for path in files
         for one in _inputs(path, path.relative_to(source) if source.is_dir() else Path(path.name))
     ]
+    fitted: set = set()  # the network's memory measured once per input shape
     return restore_folder(
-        args, inputs, lambda one: _restore_file(one, prior, channels, size, white, device)
+        args, inputs, lambda one: _restore_file(one, prior, channels, size, white, device, fitted)
     )
 
 
@@ -534,27 +535,35 @@ def _check_draws_fit(args, channels: int, h: int, w: int, device) -> None:
     check_fits((2 * args.samples + 1) * channels * h * w * 4, device, what, " or ".join(advice))
 
 
-def _check_tiles_fit(args, prior, operator, y, tile: int, device) -> None:
+def _check_tiles_fit(args, prior, operator, y, tile: int, device, fitted: set) -> None:
     """Refuse (ValueError) a restoration whose network calls surely cannot fit in memory: the
     most tiles (or whole images) that one call takes (:func:`~diffvision.restore.tiles.
     network_input_shape`), counted as ``sample``'s batch is; for ``dps``, whose gradient
     keeps the activations of at least one batch of tiles (of all only where they fit:
     :meth:`~diffvision.restore.tiles.TiledDenoiser.checkpoints`), with a vector-Jacobian
-    product."""
+    product. ``fitted``: the shapes checked already in this run (of a folder's or a stack's
+    images of one size, the first is measured: 2 of the 3 network calls of a small ``mmse``
+    restoration)."""
     from ..restore.tiles import network_input_shape
     from ..samplers import check_likelihood_fits, check_sample_fits
 
     shape = network_input_shape(operator, y, tile=tile, batch=args.batch, n_samples=args.samples)
+    if shape in fitted:
+        return
     pieces = "tiles" if shape[-2:] == (tile, tile) else "images"
     what = f"the network on {shape[0]} {pieces} of {' x '.join(map(str, shape[1:]))} at once"
     advice = "lower --batch (tiles at a time)" + (" or --samples" if args.samples > 1 else "")
     check = check_likelihood_fits if args.solver == "dps" else check_sample_fits
     check(prior, shape, device=device, advice=advice, what=what)
+    fitted.add(shape)
 
 
-def _restore_file(args, prior, channels: int, size: int, white: int, device) -> float | None:
+def _restore_file(
+    args, prior, channels: int, size: int, white: int, device, fitted: set | None = None
+) -> float | None:
     """Restore ``args.input`` into ``args.out`` (and ``args.side_by_side``) and report it;
-    returns the PSNR (dB) against the clean input with ``--simulate``, else None."""
+    returns the PSNR (dB) against the clean input with ``--simulate``, else None. ``fitted``:
+    the network input shapes that this run checked already (:func:`_check_tiles_fit`)."""
     import torch
 
     from ..io.images import frame_count, is_16_bit, is_colour, read_image, save_16_bit, save_image
@@ -598,7 +607,8 @@ def _restore_file(args, prior, channels: int, size: int, white: int, device) -> 
             what = f"the result ({w} x {h}, {factor}x the input's {w // factor} x {h // factor})"
         raise UsageError(f"{what} is smaller than a tile ({tile} px)")
     solver = args.solver
-    _check_tiles_fit(args, prior, operator, y, tile, device)  # before the classical start
+    fitted = set() if fitted is None else fitted
+    _check_tiles_fit(args, prior, operator, y, tile, device, fitted)  # before the classical start
     options = _start_options(args, solver, operator, y)  # classical starts: on the CPU
     if solver == "repaint":
         options["jump_n_sample"] = args.resample
