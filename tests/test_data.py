@@ -165,6 +165,11 @@ def test_every_frame_of_a_stack_is_an_image_and_stacks_are_counted(tmp_path):
     ]
     write(tmp_path / "c" / "flat.png", size=(8, 6), mode="L")
     assert load_image_folder(tmp_path / "c", 6).stacked == 0
+    first, *rest = (Image.fromarray(f) for f in frames)  # an animated GIF is found and unrolled
+    first.save(tmp_path / "c" / "moving.gif", save_all=True, append_images=rest)
+    data = load_image_folder(tmp_path / "c", 6)
+    assert len(data) == 4 and data.stacked == 1
+    assert [int(data.uint8(i).max()) for i in (1, 2, 3)] == [0, 100, 200]
     pooled = f"{tmp_path / 'set'}+{tmp_path / 'set'}"
     assert load_data(pooled, 6).stacked == 2
 

@@ -25,7 +25,7 @@ from .transforms import (
     white_level_for,
 )
 
-EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 CACHE_LIMIT_BYTES = 4 << 30
 
 
@@ -92,7 +92,7 @@ def load_image_folder(
     holds several (a TIFF stack's pages, an animation's frames) is an image of the set.
 
     Args:
-        root: folder searched recursively for png, jpg, bmp, webp and tiff files.
+        root: folder searched recursively for png, jpg, bmp, gif, webp and tiff files.
         size: output side length in pixels (short side resized, centre cropped).
         channels: 1 (grayscale) or 3 (RGB); default: 1 if every image is grayscale, else 3.
         labels: when every image sits in a first-level sub-folder and there are at least two,
