@@ -698,6 +698,16 @@ def test_restore_every_frame_of_a_stack(tiny_digits_model, tmp_path):
         "s_001.tif",
         "s_002.tif",
     ]
+    drawn = tmp_path / "drawn"  # with --samples: the std maps and the side-by-sides apart
+    result = run_here(*args[:3], str(mixed), "--sigma", "25", "--tile", "8", "--quiet",
+                      "--solver", "posterior", "--steps", "2", "--samples", "2", "--out",
+                      str(drawn), "--side-by-side", str(tmp_path / "drawn_side"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for name in ("plain", "s_001"):  # the map as wide as the result, the strip three times
+        with Image.open(drawn / f"{name}_std.png") as std_map:
+            assert std_map.size == (16, 16)
+        with Image.open(tmp_path / "drawn_side" / f"{name}.png") as strip:
+            assert strip.size == (48, 16)
     animation = tmp_path / "moving.gif"  # its frames as PNG files, not in a GIF's 256 colours
     first, *rest = (Image.fromarray((p >> 8).astype(np.uint8)) for p in pages[:2])
     first.save(animation, save_all=True, append_images=rest)

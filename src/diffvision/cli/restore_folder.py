@@ -119,8 +119,9 @@ def restore_folder(
             one.input = str(path)
             if frame is not None:
                 one.frame = frame
-            one.out, *side = map(str, _targets(args, name))
-            one.side_by_side = side[0] if side else None
+            targets = _targets(args, name)  # the result, its std map, its side-by-side
+            one.out = str(targets[0])
+            one.side_by_side = str(targets[-1]) if args.side_by_side else None
             label = str(path) if frame is None else f"{path} frame {frame}"
             print(f"[{position}/{len(inputs)}] {label}:")  # how far the run is
             try:
