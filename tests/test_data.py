@@ -86,6 +86,10 @@ def test_folder_errors(tmp_path):
     write(tmp_path / "ok.png")
     with pytest.raises(ValueError, match=r"ok\.png is a file: give the folder of training images"):
         load_image_folder(tmp_path / "ok.png", 8)
+    first, *rest = (Image.fromarray(np.full((6, 8), v, np.uint8)) for v in (0, 100, 200))
+    first.save(tmp_path / "stack.tif", save_all=True, append_images=rest)  # a stack will do
+    stack = load_image_folder(tmp_path / "stack.tif", 6)
+    assert len(stack) == 3 and stack.stacked == 1 and stack.labels is None
     (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
     with pytest.raises(ValueError, match=r"broken\.png"):
         load_image_folder(tmp_path, 8)

@@ -71,8 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--data",
-        help="image folder, or digits | faces | shapes | photos | deadleaves | mnist:FOLDER;"
-        " several joined by + are pooled (e.g. photos+deadleaves)",
+        help="image folder (or one TIFF stack: its frames), or digits | faces | shapes | photos |"
+        " deadleaves | mnist:FOLDER; several joined by + are pooled (e.g. photos+deadleaves)",
     )
     t.add_argument("--size", type=_positive(int), help="image size in pixels (default: the data's)")
     t.add_argument("--channels", type=int, choices=(1, 3), help="1 grey, 3 RGB (folders: auto)")

@@ -81,7 +81,7 @@ def load_data(
     if not path.exists():
         raise ValueError(
             f"data not found: {spec!r} is neither a built-in set "
-            f"({', '.join(BUILTIN)}) nor a folder"
+            f"({', '.join(BUILTIN)}) nor a folder (or a TIFF stack)"
         )
     if size is None:
         raise ValueError("an image folder needs --size")

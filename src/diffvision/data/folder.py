@@ -47,6 +47,15 @@ def _open(path: Path) -> Image.Image:
     return image
 
 
+def _frame_count(path: Path) -> int:
+    """The frames of an image file (1 for a file that is not an image: refused by name later)."""
+    try:
+        with Image.open(path) as image:
+            return getattr(image, "n_frames", 1)
+    except UNREADABLE_IMAGE:
+        return 1
+
+
 class Header(NamedTuple):
     """What :func:`read_headers` reads of one frame of an image file."""
 
@@ -89,10 +98,12 @@ def load_image_folder(
     cache_limit_bytes: int = CACHE_LIMIT_BYTES,
 ) -> ImageData:
     """Load a folder of images as square ``size x size`` images; each frame of a file that
-    holds several (a TIFF stack's pages, an animation's frames) is an image of the set.
+    holds several (a TIFF stack's pages, an animation's frames) is an image of the set, and
+    such a file may be given for the folder.
 
     Args:
-        root: folder searched recursively for png, jpg, bmp, gif, webp and tiff files.
+        root: folder searched recursively for png, jpg, bmp, gif, webp and tiff files, or one
+            file of several frames (a TIFF stack).
         size: output side length in pixels (short side resized, centre cropped).
         channels: 1 (grayscale) or 3 (RGB); default: 1 if every image is grayscale, else 3.
         labels: when every image sits in a first-level sub-folder and there are at least two,
@@ -104,12 +115,12 @@ def load_image_folder(
         ValueError: missing or empty folder, or an unreadable image (named in the message).
     """
     root = Path(root)
-    if root.is_file():  # one image given for the folder that should hold it
-        raise ValueError(f"{root} is a file: give the folder of training images that holds it")
-    if not root.is_dir():
+    if not root.exists():
         raise ValueError(f"image folder not found: {root}")
     check_int("size", size, 1)
-    paths = find_images(root)
+    paths = find_images(root) if root.is_dir() else [root]
+    if root.is_file() and _frame_count(root) < 2:  # one image given for its folder
+        raise ValueError(f"{root} is a file: give the folder of training images that holds it")
     if not paths:
         raise ValueError(f"no images ({', '.join(sorted(EXTENSIONS))}) found under {root}")
     if channels not in (None, 1, 3):
