@@ -178,6 +178,42 @@ def test_every_frame_of_a_stack_is_an_image_and_stacks_are_counted(tmp_path):
     assert load_data(pooled, 6).stacked == 2
 
 
+def test_a_stack_is_decoded_from_one_opening_frame_by_frame(tmp_path, monkeypatch):
+    """``read_squares`` gives each frame as ``read_square`` does (8-bit, 16-bit grey, 48-bit
+    colour), and a folder's stack is opened once for its headers and once for its pixels: an
+    opening per frame walked the pages before it each time (quadratic in the stack's length)."""
+    import cv2
+    import PIL.Image
+
+    from diffvision.data.transforms import read_square, read_squares
+
+    rng = np.random.default_rng(1)
+    rgb = [Image.fromarray(rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)) for _ in range(5)]
+    rgb[0].save(tmp_path / "rgb.tif", save_all=True, append_images=rgb[1:])
+    grey = [Image.fromarray(rng.integers(0, 65536, (10, 12), dtype=np.uint16)) for _ in range(3)]
+    grey[0].save(tmp_path / "grey.tif", save_all=True, append_images=grey[1:])
+    deep = [rng.integers(0, 65536, (10, 12, 3), dtype=np.uint16) for _ in range(3)]
+    assert cv2.imwritemulti(str(tmp_path / "deep.tif"), deep)
+    for name, frames in (("rgb.tif", 5), ("grey.tif", 3), ("deep.tif", 3)):
+        for channels in (1, 3):
+            squares = list(read_squares(tmp_path / name, 8, channels))
+            assert len(squares) == frames
+            for k, square in enumerate(squares):
+                assert torch.equal(square, read_square(tmp_path / name, 8, channels, frame=k))
+    (tmp_path / "set").mkdir()
+    (tmp_path / "rgb.tif").rename(tmp_path / "set" / "rgb.tif")
+    opened = []
+    real_open = PIL.Image.open
+
+    def counted(path, *args, **kwargs):
+        opened.append(path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(PIL.Image, "open", counted)
+    data = load_image_folder(tmp_path / "set", 8)
+    assert len(data) == 5 and len(opened) == 2, opened
+
+
 def test_any_frame_of_a_stack_is_read_at_its_depth(tmp_path):
     """``read_image(..., frame=k)`` reads page k of a TIFF stack: 8-bit, 16-bit grey and 48-bit
     colour (OpenCV's reader, as for a single page); a frame past the last is refused by name;

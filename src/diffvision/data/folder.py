@@ -21,6 +21,7 @@ from .transforms import (
     deep_colour_pixels,
     is_deep_colour,
     read_square,
+    read_squares,
     unreadable,
     white_level_for,
 )
@@ -158,8 +159,14 @@ def load_image_folder(
         except UNREADABLE_IMAGE as err:  # also float images
             raise unreadable(path, err) from None
 
+    def decode_all(path: Path) -> list[torch.Tensor]:  # a stack's frames from one opening
+        try:
+            return list(read_squares(path, size, channels, white or 65535))
+        except UNREADABLE_IMAGE as err:
+            raise unreadable(path, err) from None
+
     if len(items) * channels * size * size <= cache_limit_bytes:
-        images = torch.stack([decode(item) for item in items])
+        images = torch.stack([image for path in paths for image in decode_all(path)])
         return ImageData(
             images,
             channels=channels,
