@@ -727,6 +727,32 @@ def test_restore_every_frame_of_a_stack(tiny_digits_model, tmp_path):
         assert f"{stack} holds 4 frames: --out and --side-by-side are both folders" in bad.stderr
 
 
+def test_a_stack_is_held_open_while_its_frames_are_restored(
+    tiny_digits_model, tmp_path, monkeypatch
+):
+    """The frames of a stack are read from one opening of its file (PIL walks a TIFF's pages
+    to find one, and remembers them only while it is open): opened a few times in all, not a
+    few times per frame (600 frames of 64 x 64: 92 s, 32 s now)."""
+    import PIL.Image
+
+    rng = np.random.default_rng(0)
+    pages = [Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)) for _ in range(8)]
+    stack = tmp_path / "stack.tif"
+    pages[0].save(stack, save_all=True, append_images=pages[1:])
+    opened = []
+    real_open = PIL.Image.open
+
+    def counted(path, *args, **kwargs):
+        opened.append(str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(PIL.Image, "open", counted)
+    result = run_here("restore", "denoise", str(tiny_digits_model), str(stack), "--sigma", "25",
+                      "--tile", "8", "--quiet", "--out", str(tmp_path / "out"))  # fmt: skip
+    assert result.returncode == 0 and "restored 8 of 8 frames" in result.stdout, result.stderr
+    assert 1 <= opened.count(str(stack)) <= 4, opened
+
+
 def test_a_folder_measures_the_network_once_per_input_shape(
     tiny_digits_model, tmp_path, monkeypatch
 ):

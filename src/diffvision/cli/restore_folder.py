@@ -6,11 +6,13 @@ done yet."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
+from ..data.transforms import keep_open
 from .common import EXIT_USAGE, UsageError
 from .record import read_record, write_record
 from .record import settings_of as record_settings
@@ -111,10 +113,16 @@ def restore_folder(
               f"with the same settings (its {RECORD}): skipped")  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     failed = []
+    held = contextlib.ExitStack()  # the stack whose frames are being restored, held open
+    held_path = None
     try:
         for position, (path, name, frame) in enumerate(inputs, 1):
             if name in skipped:
                 continue
+            if frame is not None and path != held_path:  # its frames come one after another
+                held.close()
+                held.enter_context(keep_open(path))
+                held_path = path
             one = argparse.Namespace(**vars(args))
             one.input = str(path)
             if frame is not None:
@@ -138,6 +146,8 @@ def restore_folder(
         print(f"interrupted; {count} of {len(names)} {what} are restored in {out}/ (the same "
               "command restores the others)", file=sys.stderr)  # fmt: skip
         return 130
+    finally:
+        held.close()
     restored = [n for n in names if str(n) in done]
     print(f"restored {len(restored)} of {len(names)} {what} into {out}/")
     scores = [done[str(n)]["psnr"] for n in restored if done[str(n)].get("psnr") is not None]

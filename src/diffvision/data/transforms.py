@@ -4,6 +4,7 @@ uint8 tensors of a fixed square size."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +107,38 @@ ORIENT = {
 }
 
 
+#: Image files held open by :func:`keep_open`, by resolved path.
+_KEPT: dict[Path, Image.Image] = {}
+
+
+@contextmanager
+def keep_open(path: str | Path) -> Iterator[None]:
+    """Hold the image file ``path`` open while inside, for every reader that opens it with
+    :func:`open_image`: PIL finds a TIFF's page by walking the pages before it and remembers
+    where those start, but only while the file stays open, so reading a stack's frames one
+    call each would otherwise walk its pages again for every frame."""
+    key = Path(path).resolve()
+    image = Image.open(path)
+    _KEPT[key] = image
+    try:
+        yield
+    finally:
+        _KEPT.pop(key, None)
+        image.close()
+
+
+@contextmanager
+def open_image(path: str | Path) -> Iterator[Image.Image]:
+    """``Image.open(path)`` as a context, or the image :func:`keep_open` holds for it (then
+    left open)."""
+    kept = _KEPT.get(Path(path).resolve()) if _KEPT else None
+    if kept is not None:
+        yield kept
+        return
+    with Image.open(path) as image:
+        yield image
+
+
 def seek_frame(image: Image.Image, frame: int) -> None:
     """Move an opened PIL image to its frame ``frame`` (from 0); ValueError naming how many it
     holds where it holds fewer."""
@@ -113,7 +146,7 @@ def seek_frame(image: Image.Image, frame: int) -> None:
     frames = getattr(image, "n_frames", 1)
     if frame >= frames:
         raise ValueError(f"it holds {frames} frame{'s' * (frames != 1)}, so no frame {frame}")
-    if frame:
+    if frame != image.tell():  # a file kept open (keep_open) may stand at another frame
         image.seek(frame)
 
 
@@ -154,7 +187,7 @@ def read_unit_array(
     (see :func:`to_unit_array`) or colour (read by OpenCV: PIL decodes them to 8 bits), by
     ``white``, values above it clipping to 1. Colour becomes grey by :data:`LUMA`. ``frame``:
     which frame of a file that holds several (a TIFF stack's page, counted from 0)."""
-    with Image.open(path) as image:
+    with open_image(path) as image:
         seek_frame(image, frame)
         return _unit_of(image, path, channels, white, frame)
 
@@ -176,7 +209,7 @@ def read_square(
     """An image file (its frame ``frame``) -> uint8 ``C x size x size``: upright, resized and
     centre-cropped (:func:`resize_center_crop`), 16-bit files scaled by ``white`` (see
     :func:`read_unit_array`) and resized before they are rounded to 8 bits."""
-    with Image.open(path) as image:
+    with open_image(path) as image:
         seek_frame(image, frame)
         return _square_of(image, path, size, channels, white, frame)
 

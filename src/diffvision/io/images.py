@@ -15,6 +15,7 @@ from ..data.transforms import (
     UNREADABLE_IMAGE,
     check_white,
     is_16_bit_image,
+    open_image,
     read_unit_array,
     seek_frame,
     unreadable,
@@ -53,7 +54,7 @@ def save_16_bit(path: str | Path, image: Tensor, white: int = 65535) -> Path:
 def is_16_bit(path: str | Path, frame: int = 0) -> bool:
     """Whether an image file (its frame ``frame``) holds 16 bits per channel, grey or colour
     (read from its header)."""
-    with Image.open(path) as image:
+    with open_image(path) as image:
         seek_frame(image, frame)
         return is_16_bit_image(image)
 
@@ -61,7 +62,7 @@ def is_16_bit(path: str | Path, frame: int = 0) -> bool:
 def is_colour(path: str | Path, frame: int = 0) -> bool:
     """Whether an image file (its frame ``frame``) holds colour (three or more colour bands:
     RGB, RGBA, CMYK, ...; a palette image counts as not), read from its header."""
-    with Image.open(path) as image:
+    with open_image(path) as image:
         seek_frame(image, frame)
         return len(set(image.getbands()) - {"A"}) >= 3
 
@@ -69,7 +70,7 @@ def is_colour(path: str | Path, frame: int = 0) -> bool:
 def frame_count(path: str | Path) -> int:
     """The frames an image file holds (pages of a TIFF stack, frames of a GIF or an animated
     PNG; 1 for most files), read from its header; readers read the first unless told which."""
-    with Image.open(path) as image:
+    with open_image(path) as image:
         return getattr(image, "n_frames", 1)
 
 
@@ -179,7 +180,7 @@ def read_alpha(path: str | Path, frame: int = 0) -> Tensor:
     upright like :func:`read_image` (of its frame ``frame``). Raises ValueError naming the file
     when it has none."""
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             seek_frame(image, frame)
             image = ImageOps.exif_transpose(image)
             if "A" not in image.getbands() and "transparency" not in image.info:
