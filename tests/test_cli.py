@@ -314,6 +314,16 @@ def test_train_says_what_it_makes_of_its_files(tmp_path):
         "note: 1 file holds several frames (TIFF stacks, animations): each frame is an image"
         in (result.stdout)
     )
+    assert "beside the class" not in result.stdout  # no class folders here
+    for label in ("cats", "dogs"):  # class folders, and an image beside them: no classes, said
+        (data / label).mkdir()
+        Image.fromarray(rng.integers(0, 256, (12, 12), dtype=np.uint8)).save(data / label / "a.png")
+    result = run_here("train", "--data", str(data), "--size", "8", "--preset", "tiny", "--steps",
+                      "1", "--batch", "2", "--out", str(tmp_path / "run2"), "--quiet")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "note: 3 of the 5 images lie beside the class sub-folders, not in one, so the" in (
+        result.stdout
+    )
 
 
 def exit_code(args):

@@ -139,6 +139,23 @@ def test_32_bit_files_outside_16_bits_are_refused_by_name(tmp_path):
         load_image_folder(tmp_path / "negative", 2)
 
 
+def test_images_beside_class_folders_are_counted(tmp_path):
+    """Two class sub-folders and an image beside them: no classes (every image must be in one),
+    and the set counts the loose images (``loose``, which ``train`` says in a note); none where
+    there is no second class folder, or labels are not wanted."""
+    for name in ("a/1.png", "b/1.png", "b/2.png", "top.png"):
+        write(tmp_path / "set" / name)
+    data = load_image_folder(tmp_path / "set", 8)
+    assert data.labels is None and data.loose == 1
+    assert load_image_folder(tmp_path / "set", 8, labels=False).loose == 0
+    (tmp_path / "set" / "top.png").unlink()
+    data = load_image_folder(tmp_path / "set", 8)
+    assert data.class_names == ["a", "b"] and data.loose == 0
+    write(tmp_path / "one" / "a" / "1.png")
+    write(tmp_path / "one" / "top.png")
+    assert load_image_folder(tmp_path / "one", 8).loose == 0  # one folder is no classes
+
+
 def test_every_frame_of_a_stack_is_an_image_and_stacks_are_counted(tmp_path):
     """Each frame of a TIFF stack (or an animation) in a folder is an image of the set, with its
     folder's label, in memory or decoded on access; a 16-bit stack's white level is found over

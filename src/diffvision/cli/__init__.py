@@ -245,6 +245,13 @@ def cmd_train(args) -> int:
                 f"{data.size} ({their} short side) and {are} enlarged to it: samples will be no "
                 f"sharper than {'it is' if data.upscaled == 1 else 'they are'}"
             )
+        if data.loose and launched_main():  # class folders lost to images beside them
+            lie, them = ("lies", "it") if data.loose == 1 else ("lie", "them")
+            print(
+                f"note: {data.loose} of the {len(data)} images {lie} beside the class "
+                "sub-folders, not in one, so the sub-folders are not classes: trained without "
+                f"labels (move {them} into a sub-folder to train by class)"
+            )
         if data.stacked and launched_main():
             files, holds = ("1 file", "holds") if data.stacked == 1 else (data.stacked, "hold")
             print(

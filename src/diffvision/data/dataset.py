@@ -29,6 +29,8 @@ class ImageData(Dataset):
             (image folders; built-in sets are resized by design and count 0).
         stacked: how many files held several frames (TIFF stacks, animations), each frame an
             image of the set (image folders).
+        loose: how many images lie beside two or more class sub-folders, not in one, so that
+            the sub-folders are not taken as classes (image folders).
     """
 
     def __init__(
@@ -44,6 +46,7 @@ class ImageData(Dataset):
         white_level: int | None = None,
         upscaled: int = 0,
         stacked: int = 0,
+        loose: int = 0,
     ):
         if len(images) == 0:
             raise ValueError(f"{name}: no images")
@@ -51,7 +54,7 @@ class ImageData(Dataset):
         self.decode = decode
         self.channels, self.size, self.name = channels, size, name
         self.white_level = white_level  # of the 16-bit files it was read from; None: none
-        self.upscaled, self.stacked = upscaled, stacked
+        self.upscaled, self.stacked, self.loose = upscaled, stacked, loose
         self.labels = labels
         self.class_names = class_names or []
         self.boxes: Tensor | None = None

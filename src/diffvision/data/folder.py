@@ -143,7 +143,10 @@ def load_image_folder(
 
     class_names, label_tensor = [], None
     parts = [p.relative_to(root).parts for p, _ in items]
-    if labels and all(len(part) >= 2 for part in parts):
+    loose = sum(len(part) < 2 for part in parts)  # beside the sub-folders, not in one
+    if labels and len({part[0] for part in parts if len(part) >= 2}) >= 2:
+        said["loose"] = loose  # class folders that a loose image keeps from being classes
+    if labels and not loose:
         class_names = sorted({part[0] for part in parts})
         if len(class_names) >= 2:
             index = {name: i for i, name in enumerate(class_names)}
