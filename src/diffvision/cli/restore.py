@@ -433,6 +433,7 @@ def cmd_restore(args) -> int:
     import torch
 
     from ..data.folder import find_images
+    from ..data.transforms import frame_count
     from ..io import load, read_config
     from ..train.distributed import resolve_device
 
@@ -444,7 +445,7 @@ def cmd_restore(args) -> int:
     if not source.exists():
         raise UsageError(f"image not found: {source}")
     outputs = [Path(p) for p in (args.out, args.side_by_side) if p]
-    frames = 1 if source.is_dir() else _frames(source)
+    frames = 1 if source.is_dir() else frame_count(source)
     if source.is_dir() and any(p.suffix for p in outputs):
         raise UsageError("for a folder of inputs, --out and --side-by-side are folders")
     stack = frames > 1 and not outputs[0].suffix  # every frame restored, into a folder
@@ -483,22 +484,24 @@ def cmd_restore(args) -> int:
     if not source.is_dir() and not stack:
         _restore_file(args, prior, channels, size, white, device)
         return 0
-    inputs = [
-        one
-        for path in files
-        for one in _inputs(path, path.relative_to(source) if source.is_dir() else Path(path.name))
-    ]
+    if source.is_dir():
+        inputs = [one for path in files for one in _inputs(path, path.relative_to(source))]
+    else:  # a stack
+        inputs = _inputs(source, Path(source.name), frames)
     fitted: set = set()  # the network's memory measured once per input shape
     return restore_folder(
         args, inputs, lambda one: _restore_file(one, prior, channels, size, white, device, fitted)
     )
 
 
-def _inputs(path: Path, name: Path) -> list[Input]:
+def _inputs(path: Path, name: Path, frames: int | None = None) -> list[Input]:
     """What restoring the file ``path`` into a folder restores: the file, as ``name``; or for a
-    stack each frame, as ``STEM_000.tif``, ``STEM_001.tif``, ... beside ``name`` (.png for an
-    animation's frames: not in a GIF's 256 colours)."""
-    frames = _frames(path)
+    stack (of ``frames``, read from the file if not given) each frame, as ``STEM_000.tif``,
+    ``STEM_001.tif``, ... beside ``name`` (.png for an animation's frames: not in a GIF's 256
+    colours)."""
+    from ..data.transforms import frame_count
+
+    frames = frame_count(path) if frames is None else frames
     if frames == 1:
         return [Input(path, name)]
     digits = max(3, len(str(frames - 1)))
@@ -506,18 +509,6 @@ def _inputs(path: Path, name: Path) -> list[Input]:
     return [
         Input(path, name.with_name(f"{name.stem}_{k:0{digits}d}{suffix}"), k) for k in range(frames)
     ]
-
-
-def _frames(path: Path) -> int:
-    """The frames of the image file ``path`` (:func:`~diffvision.io.images.frame_count`); 1 for
-    a file that is not an image, which the reader then refuses by name."""
-    from ..data.transforms import UNREADABLE_IMAGE
-    from ..io.images import frame_count
-
-    try:
-        return frame_count(path)
-    except UNREADABLE_IMAGE:
-        return 1
 
 
 def _check_draws_fit(args, channels: int, h: int, w: int, device) -> None:
@@ -566,7 +557,8 @@ def _restore_file(
     the network input shapes that this run checked already (:func:`_check_tiles_fit`)."""
     import torch
 
-    from ..io.images import frame_count, is_16_bit, is_colour, read_image, save_16_bit, save_image
+    from ..data.transforms import frame_count
+    from ..io.images import is_16_bit, is_colour, read_image, save_16_bit, save_image
     from ..metrics import psnr
     from ..restore.replay import scattered
     from ..restore.solvers import sampler_steps

@@ -19,9 +19,11 @@ from .transforms import (
     WIDE_MODES,
     check_white,
     deep_colour_pixels,
+    frame_count,
     is_deep_colour,
     read_square,
     read_squares,
+    seek_frame,
     unreadable,
     white_level_for,
 )
@@ -48,15 +50,6 @@ def _open(path: Path) -> Image.Image:
     return image
 
 
-def _frame_count(path: Path) -> int:
-    """The frames of an image file (1 for a file that is not an image: refused by name later)."""
-    try:
-        with Image.open(path) as image:
-            return getattr(image, "n_frames", 1)
-    except UNREADABLE_IMAGE:
-        return 1
-
-
 class Header(NamedTuple):
     """What :func:`read_headers` reads of one frame of an image file."""
 
@@ -73,8 +66,7 @@ def read_headers(path: Path, deep_values: bool = True) -> list[Header]:
     try:
         with Image.open(path) as image:
             for frame in range(getattr(image, "n_frames", 1)):
-                if frame:
-                    image.seek(frame)
+                seek_frame(image, frame)
                 mode, side, low, top = image.mode, min(image.size), 0, None
                 if deep_values and mode in WIDE_MODES and side > 0:
                     values = np.asarray(image)
@@ -120,7 +112,7 @@ def load_image_folder(
         raise ValueError(f"image folder not found: {root}")
     check_int("size", size, 1)
     paths = find_images(root) if root.is_dir() else [root]
-    if root.is_file() and _frame_count(root) < 2:  # one image given for its folder
+    if root.is_file() and frame_count(root) < 2:  # one image given for its folder
         raise ValueError(f"{root} is a file: give the folder of training images that holds it")
     if not paths:
         raise ValueError(f"no images ({', '.join(sorted(EXTENSIONS))}) found under {root}")

@@ -139,6 +139,17 @@ def open_image(path: str | Path) -> Iterator[Image.Image]:
         yield image
 
 
+def frame_count(path: str | Path) -> int:
+    """The frames an image file holds (pages of a TIFF stack, frames of a GIF or an animated
+    PNG; 1 for most files), from its header; 1 for a file that is not an image, which a
+    reader then refuses by name."""
+    try:
+        with open_image(path) as image:
+            return getattr(image, "n_frames", 1)
+    except UNREADABLE_IMAGE:
+        return 1
+
+
 def seek_frame(image: Image.Image, frame: int) -> None:
     """Move an opened PIL image to its frame ``frame`` (from 0); ValueError naming how many it
     holds where it holds fewer."""

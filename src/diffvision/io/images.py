@@ -67,13 +67,6 @@ def is_colour(path: str | Path, frame: int = 0) -> bool:
         return len(set(image.getbands()) - {"A"}) >= 3
 
 
-def frame_count(path: str | Path) -> int:
-    """The frames an image file holds (pages of a TIFF stack, frames of a GIF or an animated
-    PNG; 1 for most files), read from its header; readers read the first unless told which."""
-    with open_image(path) as image:
-        return getattr(image, "n_frames", 1)
-
-
 def check_image(image: Tensor) -> None:
     """Raise ValueError unless ``image`` is one ``C x H x W`` tensor with C = 1 or 3 (a batch
     or a bare ``H x W`` was a RuntimeError from a permute, two channels made a grey-alpha
@@ -194,9 +187,10 @@ def read_alpha(path: str | Path, frame: int = 0) -> Tensor:
 def read_image(path: str | Path, channels: int, white: int = 65535, frame: int = 0) -> Tensor:
     """An image file as ``1 x C x H x W`` float32 in [-1, 1] (``channels`` 1: grey, 3: RGB;
     ``white``: the value of white in a 16-bit file, see :func:`to_unit_array`; ``frame``: which
-    frame of a stack or an animation, from 0, see :func:`frame_count`). Raises ValueError
-    naming the file when it is missing, not an image or has no such frame. An EXIF orientation
-    (phone photos) is applied, so the image is the way viewers show it."""
+    frame of a stack or an animation, from 0, see
+    :func:`~diffvision.data.transforms.frame_count`). Raises ValueError naming the file when it
+    is missing, not an image or has no such frame. An EXIF orientation (phone photos) is
+    applied, so the image is the way viewers show it."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"image not found: {path}")
