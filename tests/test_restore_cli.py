@@ -688,8 +688,9 @@ def test_restore_every_frame_of_a_stack(tiny_digits_model, tmp_path):
     mixed.mkdir()
     first.save(mixed / "s.tif", save_all=True, append_images=rest[:2])
     Image.fromarray(pages[0]).save(mixed / "plain.png")
+    Image.fromarray((pages[0] >> 8).astype(np.uint8)).save(mixed / "still.gif")  # one frame
     result = run_here(*args[:3], str(mixed), *args[4:-1], str(tmp_path / "mixed_out"))
-    assert result.returncode == 0 and "restored 4 of 4 images" in result.stdout, result.stderr
+    assert result.returncode == 0 and "restored 5 of 5 images" in result.stdout, result.stderr
     assert "holds 3 frames" not in result.stdout and f"{mixed / 's.tif'} frame 2:" in result.stdout
     assert sorted(p.name for p in (tmp_path / "mixed_out").glob("*.*")) == [
         "plain.png",
@@ -697,7 +698,9 @@ def test_restore_every_frame_of_a_stack(tiny_digits_model, tmp_path):
         "s_000.tif",
         "s_001.tif",
         "s_002.tif",
+        "still.png",  # a GIF's result: not in its 256 colours
     ]
+    (mixed / "still.gif").unlink()
     drawn = tmp_path / "drawn"  # with --samples: the std maps and the side-by-sides apart
     result = run_here(*args[:3], str(mixed), "--sigma", "25", "--tile", "8", "--quiet",
                       "--solver", "posterior", "--steps", "2", "--samples", "2", "--out",
@@ -725,6 +728,23 @@ def test_restore_every_frame_of_a_stack(tiny_digits_model, tmp_path):
         bad = run_here(*args, *options)
         assert bad.returncode == 2, bad.stderr
         assert f"{stack} holds 4 frames: --out and --side-by-side are both folders" in bad.stderr
+
+
+def test_a_colour_result_asked_for_in_a_gif_is_written_with_a_note(tmp_path):
+    """A GIF holds at most 256 colours: a colour result written to one is quantized, and the
+    command says so (a grey result fits its 256 levels: no note)."""
+    model = tmp_path / "rgb"
+    result = run_here("train", "--data", "photos", "--size", "8", "--preset", "tiny", "--steps",
+                      "1", "--batch", "2", "--out", str(model), "--quiet")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    image = tmp_path / "in.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 16, 3), np.uint8)).save(image)
+    for suffix, noted in ((".gif", True), (".png", False)):
+        out = tmp_path / f"out{suffix}"
+        result = run_here("restore", "denoise", str(model / "model"), str(image), "--sigma",
+                          "25", "--quiet", "--out", str(out))  # fmt: skip
+        assert result.returncode == 0 and out.is_file(), result.stderr
+        assert ("holds at most 256 colours: the result is quantized" in result.stdout) == noted
 
 
 def test_a_stack_is_held_open_while_its_frames_are_restored(

@@ -473,6 +473,8 @@ def cmd_restore(args) -> int:
     if args.task == "colorize" and channels != 3:
         raise UsageError("colorize needs an RGB model")
     _check_settings(args, size)  # once, before the model is loaded
+    for target in (p for p in outputs if channels == 3 and _palette(p)):  # asked for: said
+        print(f"note: {target} holds at most 256 colours: the result is quantized (.png keeps it)")
     model = fast_inference(load(args.model, device=device), device, args.bf16)
     null = getattr(model, "null_cond", None)  # class-conditional models: their null class
 
@@ -494,21 +496,30 @@ def cmd_restore(args) -> int:
     )
 
 
+#: Output files of at most 256 colours: a result is not written in them unasked.
+PALETTE_FILES = (".gif",)
+
+
 def _inputs(path: Path, name: Path, frames: int | None = None) -> list[Input]:
-    """What restoring the file ``path`` into a folder restores: the file, as ``name``; or for a
-    stack (of ``frames``, read from the file if not given) each frame, as ``STEM_000.tif``,
-    ``STEM_001.tif``, ... beside ``name`` (.png for an animation's frames: not in a GIF's 256
-    colours)."""
+    """What restoring the file ``path`` into a folder restores: the file, as ``name`` (.png for
+    a GIF: not in its 256 colours); or for a stack (of ``frames``, read from the file if not
+    given) each frame, as ``STEM_000.tif``, ``STEM_001.tif``, ... beside ``name`` (.png for an
+    animation's frames)."""
     from ..data.transforms import frame_count
 
     frames = frame_count(path) if frames is None else frames
     if frames == 1:
-        return [Input(path, name)]
+        return [Input(path, name.with_suffix(".png") if _palette(name) else name)]
     digits = max(3, len(str(frames - 1)))
     suffix = name.suffix if name.suffix.lower() in (".tif", ".tiff") else ".png"
     return [
         Input(path, name.with_name(f"{name.stem}_{k:0{digits}d}{suffix}"), k) for k in range(frames)
     ]
+
+
+def _palette(path: Path) -> bool:
+    """Whether ``path`` names a file of at most 256 colours (:data:`PALETTE_FILES`)."""
+    return path.suffix.lower() in PALETTE_FILES
 
 
 def _check_draws_fit(args, channels: int, h: int, w: int, device) -> None:
