@@ -406,6 +406,11 @@ def test_train_sample_info_round_trip(tmp_path):
         "sample", str(model), "--n", "3", "--steps", "2", "--bf16", "--out", str(folder)
     )
     assert again.returncode == 2 and "without a record of their settings" in again.stderr
+    empty = tmp_path / "empty"  # a record and no samples (stopped before its first batch):
+    empty.mkdir()  # it binds nothing
+    (empty / "sample.json").write_text('{"settings": {"steps": 99}}')
+    again = run_here("sample", str(model), "--n", "2", "--steps", "2", "--out", str(empty))
+    assert again.returncode == 0 and len(list(empty.glob("sample_*.png"))) == 2, again.stderr
     # The resumed run kept --classifier-steps: the folder has a classifier, and unconditional
     # sampling uses the class-posterior mixture unless the null class is asked for.
     assert "class-posterior mixture" in result.stdout

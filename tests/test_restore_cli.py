@@ -892,6 +892,8 @@ def test_restore_a_folder(tiny_digits_model, tmp_path):
         ("deblur", "--kernel", "gauss:0.2", "one pixel, no blur"),
         ("inpaint", "--random", "2", "--random must be in (0, 1)"),
         ("inpaint", "--box", "1,2,3", "expected 4 comma-separated numbers"),
+        ("inpaint", "--mask", str(tmp_path / "none.png"), "--mask: image not found"),
+        ("inpaint", "--mask", str(frames / "b"), "--mask: image not found"),  # a folder
     ]:
         bad = run_here("restore", task, str(tiny_digits_model), str(frames), "--out",
                        str(tmp_path / "o"), *options)  # fmt: skip
@@ -919,6 +921,33 @@ def test_restore_a_folder(tiny_digits_model, tmp_path):
     assert bad.stderr.count("1_broken.png") == 1, bad.stderr  # was "PATH: cannot read image PATH"
     assert "2 images failed" in bad.stderr and "restored 2 of 4 images" in bad.stdout
     assert sorted(str(p.relative_to(again)) for p in again.rglob("*.png")) == ["a.png", "b/c.png"]
+    text = tmp_path / "mask.png"  # a --mask that is no image: refused once, by name
+    text.write_text("not an image")
+    bad = run_here("restore", "inpaint", str(tiny_digits_model), str(frames), "--mask", str(text),
+                   "--out", str(tmp_path / "o"))  # fmt: skip
+    assert bad.returncode == 2 and f"--mask: cannot read image {text}: cannot" in bad.stderr
+    assert len(bad.stderr.splitlines()) == 1 and not (tmp_path / "o").exists()
+    hole = np.full((16, 16), 255, np.uint8)
+    hole[4:8, 4:8] = 0
+    masks = tmp_path / "masks.tif"  # a mask of two frames: the first is used, and said
+    Image.fromarray(hole).save(masks, save_all=True, append_images=[Image.fromarray(hole)])
+    result = run_here("restore", "inpaint", str(tiny_digits_model), str(frames / "a.png"),
+                      "--mask", str(masks), "--tile", "8", "--steps", "2", "--quiet", "--out",
+                      str(tmp_path / "filled.png"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"note: --mask {masks} holds 2 frames: the first is the mask of every image" in (
+        result.stdout
+    )
+    # A run whose every image failed leaves a record of nothing done: it binds no later run.
+    failed = tmp_path / "failed"
+    bad = run_here("restore", "denoise", str(tiny_digits_model), str(frames), "--sigma", "25",
+                   "--tile", "40", "--out", str(failed))  # fmt: skip
+    assert bad.returncode == 2 and "restored 0 of 4 images" in bad.stdout
+    assert (failed / "restore.json").is_file()
+    result = run_here("restore", "denoise", str(tiny_digits_model), str(frames), "--sigma", "25",
+                      "--tile", "8", "--quiet", "--out", str(failed))  # fmt: skip
+    assert result.returncode == 2 and "restored 2 of 4 images" in result.stdout, result.stderr
+    assert "other settings" not in result.stderr
 
 
 def test_restoring_a_folder_goes_on_where_it_was_stopped(tiny_digits_model, tmp_path):

@@ -442,8 +442,9 @@ def cmd_sample(args) -> int:
     config = read_config(args.model)
     if to_folder:  # a record of the settings, so that the same command goes on where it stopped
         settings = settings_of(args, SAMPLE_NOT_SETTINGS)
-        if read_record(out / SAMPLE_RECORD, settings, "samples") is None:
-            if any(out.glob("sample_*.png")):  # two runs' samples would mix unseen
+        there = any(out.glob("sample_*.png"))
+        if read_record(out / SAMPLE_RECORD, settings, "samples", there) is None:
+            if there:  # two runs' samples would mix unseen
                 raise UsageError(
                     f"{out} already holds samples (sample_*.png) without a record of their "
                     f"settings ({SAMPLE_RECORD}): use another folder"

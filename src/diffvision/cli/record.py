@@ -22,12 +22,13 @@ def settings_of(args: argparse.Namespace, ignored: tuple[str, ...]) -> dict:
     return settings
 
 
-def read_record(path: Path, settings: dict, what: str) -> dict | None:
+def read_record(path: Path, settings: dict, what: str, holds_results: bool = True) -> dict | None:
     """The record at ``path`` (a dict with its ``settings`` and what the command keeps), or None
-    when there is none. Raises UsageError when it is unreadable or its settings differ from
-    ``settings`` (the message names the options that differ; ``what``: the results, e.g.
-    "samples")."""
-    if not path.is_file():
+    when there is none, or when its folder holds none of its results (``holds_results``
+    False: a run that failed or was stopped before its first result binds nothing). Raises
+    UsageError when it is unreadable or its settings differ from ``settings`` (the message
+    names the options that differ; ``what``: the results, e.g. "samples")."""
+    if not path.is_file() or not holds_results:
         return None
     try:
         record = json.loads(path.read_text())

@@ -289,6 +289,22 @@ def _start(args, solver: str) -> str:
     return "classical" if args.task == "inpaint" and solver in WARM_SOLVERS else "noise"
 
 
+def _check_mask_file(path: Path) -> None:
+    """Refuse (UsageError) a ``--mask`` file that is missing or no image, from its header; say
+    where it holds several frames that the first is the mask."""
+    from ..data.transforms import UNREADABLE_IMAGE, open_image, unreadable
+
+    if not path.is_file():
+        raise UsageError(f"--mask: image not found: {path}")
+    try:
+        with open_image(path) as image:
+            frames = getattr(image, "n_frames", 1)
+    except UNREADABLE_IMAGE as err:
+        raise UsageError(f"--mask: {unreadable(path, err)}") from None
+    if frames > 1:
+        print(f"note: --mask {path} holds {frames} frames: the first is the mask of every image")
+
+
 def _tiling(args, size: int) -> tuple[int, int]:
     """The tile and its overlap in pixels: ``--tile`` (default the model's ``size``) and
     ``--overlap`` (default a quarter of the tile)."""
@@ -314,6 +330,8 @@ def _check_settings(args, size: int) -> None:
             raise UsageError("inpaint needs exactly one of --mask, --box, --random, --strokes")
         if args.box:
             _box(args.box)
+        if args.mask not in (None, "alpha"):
+            _check_mask_file(Path(args.mask))
         if args.random is not None and not 0 < args.random < 1:
             raise UsageError(
                 f"--random must be in (0, 1), the fraction missing, not {args.random:g}"

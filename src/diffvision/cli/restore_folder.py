@@ -79,12 +79,12 @@ def _earlier_results(args, names: list[Path], settings: dict) -> dict[str, dict]
     """The images that an earlier run into ``--out`` restored with the same settings (name ->
     {"psnr": dB or None}); raises UsageError where ``--out`` holds results of other settings, or
     files a result would overwrite without a record of them."""
-    record = read_record(Path(args.out) / RECORD, settings, "results")
+    there = [t for name in names for t in _targets(args, name) if t.exists()]
+    record = read_record(Path(args.out) / RECORD, settings, "results", holds_results=bool(there))
     if record is None:
-        clash = [t for name in names for t in _targets(args, name) if t.exists()]
-        if clash:
+        if there:
             raise UsageError(
-                f"{clash[0]} is already there ({len(clash)} results would be overwritten), not "
+                f"{there[0]} is already there ({len(there)} results would be overwritten), not "
                 f"written by a restore that left a record ({RECORD}): give another --out"
             )
         return {}
