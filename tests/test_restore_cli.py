@@ -369,6 +369,21 @@ def test_restore_command(tiny_digits_model, tmp_path, monkeypatch):
         (["superres", "--tile", "80"], "the result (64 x 64, 4x the input's 16 x 16) is smaller"),
         (["denoise", "--sigma", "5", "--tile", "20"], "the image (16 x 16) is smaller than a tile"),
         (["denoise", "--sigma", "25", "--solver", "foo"], "unknown solver 'foo'; choose from mmse"),
+        (["denoise", "--sigma", "5", "--side-by-side", str(out)], f"{out} is where the result go"),
+        (
+            [
+                "denoise",
+                "--sigma",
+                "5",
+                "--solver",
+                "posterior",
+                "--samples",
+                "2",
+                "--side-by-side",
+                str(tmp_path / "out_std.png"),
+            ],
+            "is where the result's std map goes: give another",
+        ),
     ]:
         bad = run_here("restore", args[0], str(model), str(image), *args[1:], "--out", str(out))
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr
@@ -894,6 +909,7 @@ def test_restore_a_folder(tiny_digits_model, tmp_path):
         ("inpaint", "--box", "1,2,3", "expected 4 comma-separated numbers"),
         ("inpaint", "--mask", str(tmp_path / "none.png"), "--mask: image not found"),
         ("inpaint", "--mask", str(frames / "b"), "--mask: image not found"),  # a folder
+        ("denoise", "--sigma", "5", "--side-by-side", str(tmp_path / "o"), "are one folder"),
     ]:
         bad = run_here("restore", task, str(tiny_digits_model), str(frames), "--out",
                        str(tmp_path / "o"), *options)  # fmt: skip

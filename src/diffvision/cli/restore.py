@@ -474,6 +474,7 @@ def cmd_restore(args) -> int:
         )
     if frames == 1 and not source.is_dir() and any(not p.suffix for p in outputs):
         raise UsageError("for one input image, --out and --side-by-side are image files")
+    _check_apart(args, folders=source.is_dir() or stack)
     for target in outputs:  # the input overwritten, or results taken as inputs by a rerun
         where = target.resolve()
         if where == source.resolve() or (source.is_dir() and source.resolve() in where.parents):
@@ -533,6 +534,20 @@ def _inputs(path: Path, name: Path, frames: int | None = None) -> list[Input]:
     return [
         Input(path, name.with_name(f"{name.stem}_{k:0{digits}d}{suffix}"), k) for k in range(frames)
     ]
+
+
+def _check_apart(args, folders: bool) -> None:
+    """Refuse (UsageError) a ``--side-by-side`` that would be written over the result or its
+    std map (one file), or into the ``--out`` folder itself (the results' folder: its images'
+    side-by-sides would be written over them)."""
+    if not args.side_by_side:
+        return
+    side, out = Path(args.side_by_side).resolve(), Path(args.out).resolve()
+    if folders and side == out:
+        raise UsageError("--out and --side-by-side are one folder: give the side-by-sides another")
+    if not folders and side in (out, std_map_path(out) if args.samples > 1 else out):
+        what = "the result" if side == out else "the result's std map"
+        raise UsageError(f"--side-by-side {args.side_by_side} is where {what} goes: give another")
 
 
 def _palette(path: Path) -> bool:
