@@ -221,6 +221,11 @@ def test_eval_command(tmp_path, tiny_digits_model):
     bad = run_here("eval", str(tiny_digits_model), "--data", "digits", "--sweep-steps", "2",
                    "--plot", str(tmp_path / "sweep.txt"))  # fmt: skip
     assert bad.returncode == 2 and "argument --plot: not a plot file" in bad.stderr  # before it
+    same = tmp_path / "same.png"  # the JSON would be written over the plot
+    bad = run_here("eval", str(tiny_digits_model), "--data", "digits", "--sweep-steps", "2",
+                   "--plot", str(same), "--json", str(same))  # fmt: skip
+    assert bad.returncode == 2 and "--json and --plot name one file" in bad.stderr
+    assert not same.exists()
 
 
 def test_bits_per_dim_runs_in_float32():

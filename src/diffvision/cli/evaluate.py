@@ -165,6 +165,8 @@ def cmd_eval(args) -> int:
     from ..samplers import get
     from ..train.distributed import resolve_device
 
+    if args.json and args.plot and Path(args.json).resolve() == Path(args.plot).resolve():
+        raise UsageError("--json and --plot name one file: the one would overwrite the other")
     device = resolve_device(args.device)  # before any work
     config = read_config(args.model)
     shape = config.get("sample_shape") or []
