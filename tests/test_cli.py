@@ -295,6 +295,18 @@ def test_a_warning_is_one_line(capsys, monkeypatch):
     assert warnings.showwarning is before
 
 
+def test_train_does_not_replace_a_model_folder_of_other_files(tmp_path):
+    """A run's ``model/`` that holds someone's files is refused before the training, not
+    replaced by the trained model at its end (a model folder is replaced whole)."""
+    (tmp_path / "run" / "model").mkdir(parents=True)
+    (tmp_path / "run" / "model" / "notes.txt").write_text("keep")
+    result = run_here("train", "--data", "digits", "--preset", "tiny", "--steps", "1", "--batch",
+                      "2", "--out", str(tmp_path / "run"), "--quiet")  # fmt: skip
+    assert result.returncode == 2 and "holds 'notes.txt', which no model folder" in result.stderr
+    assert (tmp_path / "run" / "model" / "notes.txt").read_text() == "keep"
+    assert not (tmp_path / "run" / "checkpoints").exists()  # before the training
+
+
 def test_train_says_what_it_makes_of_its_files(tmp_path):
     """Notes on stdout, in the singular where one file: an image smaller than --size is
     enlarged, each frame of a stack is an image."""

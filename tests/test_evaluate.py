@@ -218,6 +218,12 @@ def test_eval_command(tmp_path, tiny_digits_model):
     assert bad.returncode == 2 and "not a feature network" in bad.stderr
     bad = run_here("eval", "train-features", "digits")
     assert bad.returncode == 2 and "--out" in bad.stderr
+    mine = tmp_path / "mine"  # someone's folder as --out: refused before training, kept
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    bad = run_here("eval", "train-features", "digits", "--out", str(mine))
+    assert bad.returncode == 2 and "holds 'notes.txt', which no model folder" in bad.stderr
+    assert (mine / "notes.txt").read_text() == "keep" and "accuracy" not in bad.stdout
     bad = run_here("eval", str(tiny_digits_model), "--data", "digits", "--sweep-steps", "2",
                    "--plot", str(tmp_path / "sweep.txt"))  # fmt: skip
     assert bad.returncode == 2 and "argument --plot: not a plot file" in bad.stderr  # before it

@@ -39,6 +39,14 @@ def test_round_trip(tmp_path):
         "ema.safetensors",
         "model.safetensors",
     ]
+    # A folder that holds anything else is not a model folder to replace: refused, kept.
+    (tmp_path / "m" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"holds 'notes\.txt', which no model folder holds"):
+        make_folder(tmp_path / "m")
+    assert (tmp_path / "m" / "notes.txt").read_text() == "mine"
+    (tmp_path / "file").write_text("mine")  # a file where the folder goes: kept too
+    with pytest.raises(ValueError, match=r"holds 'file'"):
+        make_folder(tmp_path / "file")
 
 
 def test_bad_folders(tmp_path):

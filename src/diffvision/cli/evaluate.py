@@ -132,9 +132,11 @@ def train_features_parser() -> Parser:
 def cmd_train_features(argv: list[str]) -> int:
     from ..data import load_data
     from ..io import save_feature_net
+    from ..io.model_folder import check_replaceable
     from ..train.features import train_feature_net
 
     args = train_features_parser().parse_args(argv)
+    check_replaceable(args.out)  # before the training: a folder of other files is not replaced
     data = load_data(args.data, args.size)
     net, info = train_feature_net(data, steps=args.steps, batch=args.batch, seed=args.seed)
     folder = save_feature_net(args.out, net, info)

@@ -32,14 +32,45 @@ def _state(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
 
 
+#: The files a model folder holds (a feature network's: the first two; a checkpoint's: also
+#: ``state.pt``): an existing folder with any other file is not replaced by
+#: :func:`save_model_folder`.
+MODEL_FILES = (
+    "config.json",
+    "model.safetensors",
+    "ema.safetensors",
+    "classifier.safetensors",
+    "classifier.json",
+    "state.pt",
+)
+
+
+def check_replaceable(folder: str | Path) -> None:
+    """Raise ValueError unless writing a model folder at ``folder`` loses nothing but an earlier
+    model folder: it is new, empty, or holds only :data:`MODEL_FILES` (a folder of someone's
+    files given as ``--out`` was replaced whole)."""
+    folder = Path(folder)
+    if not folder.exists():
+        return
+    others = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else [folder.name]
+    others = [name for name in others if name not in MODEL_FILES or not folder.is_dir()]
+    if others:
+        raise ValueError(
+            f"{folder} holds {others[0]!r}{f' and {len(others) - 1} more' if others[1:] else ''}, "
+            "which no model folder holds: not replaced; give a new or empty folder"
+        )
+
+
 def save_model_folder(
     folder: str | Path, config: dict, model: nn.Module, ema: nn.Module | None = None
 ) -> Path:
-    """Write a model folder atomically (a temporary sibling folder renamed into place).
+    """Write a model folder atomically (a temporary sibling folder renamed into place), over an
+    earlier model folder there but nothing else (:func:`check_replaceable`).
 
     ``config`` holds ``net``, ``denoiser`` and ``schedule`` entries (see :func:`model_config`)
     plus anything descriptive (data, training settings)."""
     folder = Path(folder)
+    check_replaceable(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:

@@ -29,7 +29,7 @@ from ..denoiser import PREDICTIONS, Denoiser
 from ..hardware import native_bf16
 from ..io.atomic import write_text_whole
 from ..io.images import save_grid
-from ..io.model_folder import model_config, save_classifier, save_model_folder
+from ..io.model_folder import check_replaceable, model_config, save_classifier, save_model_folder
 from ..nets.unet import PRESETS, build_unet
 from ..process import LOSS_WEIGHTS, check_int, get_schedule, is_int
 from ..samplers import sample
@@ -519,6 +519,7 @@ def train(
     ``checkpoints/``. With ``resume`` it continues from the newest checkpoint."""
     if not resume:
         check_fresh(Path(out), "continue it with resume=True, or train into another folder")
+    check_replaceable(Path(out) / "model")  # before the training, not when its model is saved
     trainer = Trainer(cfg, data, out, device=device)
     try:
         if resume:
