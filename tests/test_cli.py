@@ -305,6 +305,14 @@ def test_train_does_not_replace_a_model_folder_of_other_files(tmp_path):
     assert result.returncode == 2 and "holds 'notes.txt', which no model folder" in result.stderr
     assert (tmp_path / "run" / "model" / "notes.txt").read_text() == "keep"
     assert not (tmp_path / "run" / "checkpoints").exists()  # before the training
+    images = tmp_path / "images"  # a run inside its data: its grids would be data on --resume
+    images.mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(images / "a.png")
+    for out in (images, images / "run"):
+        result = run_here("train", "--data", f"digits+{images}", "--size", "8", "--steps", "1",
+                          "--out", str(out), "--quiet")  # fmt: skip
+        assert result.returncode == 2 and f"--out {out} is inside --data {images}" in result.stderr
+    assert sorted(p.name for p in images.iterdir()) == ["a.png"]
 
 
 def test_train_says_what_it_makes_of_its_files(tmp_path):

@@ -222,6 +222,21 @@ def _version() -> str:
 
 
 # ------------------------------------------------------------------------------- commands
+def _check_out_of_data(out: Path, spec: str) -> None:
+    """Refuse (UsageError) an ``--out`` that is an image folder of ``--data`` or lies inside
+    one: the run's sample grids would be read as training images when it is resumed."""
+    from ..data import pooled_parts
+
+    where = out.resolve()
+    for part in pooled_parts(spec) or [spec]:
+        folder = Path(part).resolve()
+        if Path(part).is_dir() and (where == folder or folder in where.parents):
+            raise UsageError(
+                f"--out {out} is inside --data {part}: its sample grids would be trained on "
+                "when the run is resumed; train into another folder"
+            )
+
+
 def cmd_train(args) -> int:
     from ..data import load_data
     from ..io.atomic import write_text_whole
@@ -237,6 +252,7 @@ def cmd_train(args) -> int:
             raise UsageError("--data is required (or --resume an existing run)")
         # before loading the data, and before run.json is written over
         check_fresh(out, "continue it with --resume, or train into another --out")
+        _check_out_of_data(out, args.data)
         data = load_data(args.data, args.size, channels=args.channels, white_level=args.white_level)
         if data.upscaled and launched_main():  # said once, under torchrun too
             are, their = ("is", "its") if data.upscaled == 1 else ("are", "their")
