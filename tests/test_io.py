@@ -45,8 +45,12 @@ def test_round_trip(tmp_path):
         make_folder(tmp_path / "m")
     assert (tmp_path / "m" / "notes.txt").read_text() == "mine"
     (tmp_path / "file").write_text("mine")  # a file where the folder goes: kept too
-    with pytest.raises(ValueError, match=r"holds 'file'"):
+    with pytest.raises(ValueError, match=r"file is a file: not replaced by a model folder"):
         make_folder(tmp_path / "file")
+    (tmp_path / "m" / "notes.txt").unlink()  # a killed writer's temporary file is replaced
+    (tmp_path / "m" / ".classifier.123.partial.json").write_text("{")
+    make_folder(tmp_path / "m")
+    assert not (tmp_path / "m" / ".classifier.123.partial.json").exists()
 
 
 def test_bad_folders(tmp_path):

@@ -52,13 +52,22 @@ def check_replaceable(folder: str | Path) -> None:
     folder = Path(folder)
     if not folder.exists():
         return
-    others = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else [folder.name]
-    others = [name for name in others if name not in MODEL_FILES or not folder.is_dir()]
+    if not folder.is_dir():
+        raise ValueError(f"{folder} is a file: not replaced by a model folder; give another path")
+    others = sorted(  # but model files, and the temporary files a killed writer left of them
+        p.name for p in folder.iterdir() if p.name not in MODEL_FILES and not _partial(p.name)
+    )
     if others:
+        more = f" and {len(others) - 1} more" if others[1:] else ""
         raise ValueError(
-            f"{folder} holds {others[0]!r}{f' and {len(others) - 1} more' if others[1:] else ''}, "
-            "which no model folder holds: not replaced; give a new or empty folder"
+            f"{folder} holds {others[0]!r}{more}, which no model folder holds: not replaced; "
+            "give a new or empty folder"
         )
+
+
+def _partial(name: str) -> bool:
+    """Whether ``name`` is the temporary file of :func:`~diffvision.io.atomic.write_whole`."""
+    return name.startswith(".") and ".partial" in name
 
 
 def save_model_folder(
