@@ -225,12 +225,14 @@ def _version() -> str:
 def _check_out_of_data(out: Path, spec: str) -> None:
     """Refuse (UsageError) an ``--out`` that is an image folder of ``--data`` or lies inside
     one: the run's sample grids would be read as training images when it is resumed."""
-    from ..data import pooled_parts
+    from ..data import BUILTIN, pooled_parts
 
     where = out.resolve()
     for part in pooled_parts(spec) or [spec]:
+        if not part or part in BUILTIN or part.startswith("mnist:"):  # no image folder
+            continue
         folder = Path(part).resolve()
-        if Path(part).is_dir() and (where == folder or folder in where.parents):
+        if folder.is_dir() and (where == folder or folder in where.parents):
             raise UsageError(
                 f"--out {out} is inside --data {part}: its sample grids would be trained on "
                 "when the run is resumed; train into another folder"
