@@ -516,10 +516,12 @@ def test_a_size_far_too_large_is_refused_before_any_work(tmp_path):
         for size in (100_000, 10**20):
             with pytest.raises(ValueError, match=what.format(s=size) + ".* GiB is free: lower"):
                 load_data(spec, size)
-    Image.new("RGB", (12, 10)).save(tmp_path / "a.png")
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (12, 10)).save(tmp_path / "images" / "a.png")
     out = tmp_path / "run"
-    bad = run_here("train", "--data", str(tmp_path), "--size", "100000", "--preset", "tiny",
-                   "--steps", "1", "--batch", "4", "--out", str(out), "--quiet")  # fmt: skip
+    bad = run_here("train", "--data", str(tmp_path / "images"), "--size", "100000",
+                   "--preset", "tiny", "--steps", "1", "--batch", "4", "--out", str(out),
+                   "--quiet")  # fmt: skip
     assert bad.returncode == 2, bad.stderr
     assert "a training step at 4 images of 100000 x 100000 per process needs at least" in (
         bad.stderr
