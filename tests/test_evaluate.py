@@ -4,6 +4,7 @@ of the data from a mode-dropping one and reports per-class accuracy; ``diffvisio
 import json
 import math
 import re
+import shutil
 from types import SimpleNamespace
 
 import pytest
@@ -224,6 +225,11 @@ def test_eval_command(tmp_path, tiny_digits_model):
     bad = run_here("eval", "train-features", "digits", "--out", str(mine))
     assert bad.returncode == 2 and "holds 'notes.txt', which no model folder" in bad.stderr
     assert (mine / "notes.txt").read_text() == "keep" and "accuracy" not in bad.stdout
+    model = tmp_path / "model"  # a diffusion model's folder: not replaced by a feature network
+    shutil.copytree(tiny_digits_model, model)
+    bad = run_here("eval", "train-features", "digits", "--out", str(model))
+    assert bad.returncode == 2 and "holds a diffusion model, not a feature network" in bad.stderr
+    assert (model / "ema.safetensors").is_file()
     bad = run_here("eval", str(tiny_digits_model), "--data", "digits", "--sweep-steps", "2",
                    "--plot", str(tmp_path / "sweep.txt"))  # fmt: skip
     assert bad.returncode == 2 and "argument --plot: not a plot file" in bad.stderr  # before it

@@ -47,8 +47,10 @@ def test_round_trip(tmp_path):
     (tmp_path / "file").write_text("mine")  # a file where the folder goes: kept too
     with pytest.raises(ValueError, match=r"file is a file: not replaced by a model folder"):
         make_folder(tmp_path / "file")
-    (tmp_path / "m" / "notes.txt").unlink()  # a killed writer's temporary file is replaced
-    (tmp_path / "m" / ".classifier.123.partial.json").write_text("{")
+    (tmp_path / "m" / "notes.txt").unlink()  # a model of another kind is not replaced either
+    with pytest.raises(ValueError, match=r"holds a diffusion model, not a feature network"):
+        save_model_folder(tmp_path / "m", {"net": {"kind": "features"}}, torch.nn.Linear(1, 1))
+    (tmp_path / "m" / ".classifier.123.partial.json").write_text("{")  # a killed writer's
     make_folder(tmp_path / "m")
     assert not (tmp_path / "m" / ".classifier.123.partial.json").exists()
 

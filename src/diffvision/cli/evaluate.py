@@ -136,7 +136,7 @@ def cmd_train_features(argv: list[str]) -> int:
     from ..train.features import train_feature_net
 
     args = train_features_parser().parse_args(argv)
-    check_replaceable(args.out)  # before the training: a folder of other files is not replaced
+    check_replaceable(args.out, "features")  # before the training: nothing else is replaced
     data = load_data(args.data, args.size)
     net, info = train_feature_net(data, steps=args.steps, batch=args.batch, seed=args.seed)
     folder = save_feature_net(args.out, net, info)

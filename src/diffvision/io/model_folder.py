@@ -45,10 +45,15 @@ MODEL_FILES = (
 )
 
 
-def check_replaceable(folder: str | Path) -> None:
+#: What each kind of network in a model folder is called in messages.
+KIND_NAMES = {"unet": "a diffusion model", "features": "a feature network"}
+
+
+def check_replaceable(folder: str | Path, kind: str | None = None) -> None:
     """Raise ValueError unless writing a model folder at ``folder`` loses nothing but an earlier
-    model folder: it is new, empty, or holds only :data:`MODEL_FILES` (a folder of someone's
-    files given as ``--out`` was replaced whole)."""
+    model folder of the same ``kind`` (its ``net.kind``; None: any): it is new, empty, or holds
+    only :data:`MODEL_FILES` (a folder of someone's files given as ``--out`` was replaced
+    whole; ``eval train-features --out`` of a trained model's folder replaced the model)."""
     folder = Path(folder)
     if not folder.exists():
         return
@@ -63,6 +68,20 @@ def check_replaceable(folder: str | Path) -> None:
             f"{folder} holds {others[0]!r}{more}, which no model folder holds: not replaced; "
             "give a new or empty folder"
         )
+    held = _kind_in(folder)
+    if kind is not None and held is not None and held != kind:
+        raise ValueError(
+            f"{folder} holds {KIND_NAMES.get(held, held)}, not {KIND_NAMES.get(kind, kind)}: "
+            "not replaced; give another folder"
+        )
+
+
+def _kind_in(folder: Path) -> str | None:
+    """The ``net.kind`` of the model folder ``folder``, or None where it has no readable one."""
+    try:
+        return json.loads((folder / "config.json").read_text())["net"]["kind"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _partial(name: str) -> bool:
@@ -74,12 +93,12 @@ def save_model_folder(
     folder: str | Path, config: dict, model: nn.Module, ema: nn.Module | None = None
 ) -> Path:
     """Write a model folder atomically (a temporary sibling folder renamed into place), over an
-    earlier model folder there but nothing else (:func:`check_replaceable`).
+    earlier model folder of the same kind there but nothing else (:func:`check_replaceable`).
 
     ``config`` holds ``net``, ``denoiser`` and ``schedule`` entries (see :func:`model_config`)
     plus anything descriptive (data, training settings)."""
     folder = Path(folder)
-    check_replaceable(folder)
+    check_replaceable(folder, (config.get("net") or {}).get("kind"))
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:

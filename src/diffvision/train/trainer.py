@@ -519,7 +519,7 @@ def train(
     ``checkpoints/``. With ``resume`` it continues from the newest checkpoint."""
     if not resume:
         check_fresh(Path(out), "continue it with resume=True, or train into another folder")
-    check_replaceable(Path(out) / "model")  # before the training, not when its model is saved
+    check_replaceable(Path(out) / "model", "unet")  # before the training, not at its end
     trainer = Trainer(cfg, data, out, device=device)
     try:
         if resume:
