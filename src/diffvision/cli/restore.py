@@ -503,6 +503,11 @@ def cmd_restore(args) -> int:
     prior = model if null is None else unconditional
     white = args.white_level or config.get("data", {}).get("white_level") or 65535
     if not source.is_dir() and not stack:
+        if frames > 1:  # said, not silently cut to its first frame
+            print(
+                f"note: {source} holds {frames} frames: the first is restored (to restore each, "
+                "give --out a folder)"
+            )
         _restore_file(args, prior, channels, size, white, device)
         return 0
     if source.is_dir():
@@ -601,7 +606,6 @@ def _restore_file(
     the network input shapes that this run checked already (:func:`_check_tiles_fit`)."""
     import torch
 
-    from ..data.transforms import frame_count
     from ..io.images import is_16_bit, is_colour, read_image, save_16_bit, save_image
     from ..metrics import psnr
     from ..restore.replay import scattered
@@ -612,12 +616,6 @@ def _restore_file(
     image = read_image(args.input, channels, white, frame)
     if channels == 1 and is_colour(args.input, frame):  # said, not silently dropped
         print(f"note: {args.input} is in colour and the model is greyscale: restored as grey")
-    frames = 1 if hasattr(args, "frame") else frame_count(args.input)  # a frame: one image
-    if frames > 1:  # said, not silently cut to its first frame
-        print(
-            f"note: {args.input} holds {frames} frames: the first is restored (to restore each, "
-            "give --out a folder)"
-        )
     gen = torch.Generator().manual_seed(args.seed)
     factor = args.factor if args.task == "superres" else 1
     if args.simulate:
