@@ -250,6 +250,51 @@ def test_outputs_that_cannot_be_written_are_refused_first(args, capsys, tmp_path
     assert any(m in err for m in messages), err
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["sample", "m", "--out", "{m}"],
+        ["sample", "m", "--out", "{m}/grid.png"],
+        ["sample", "m", "--out", "{m}/samples"],
+        ["restore", "denoise", "m", "in.png", "--out", "{m}/out.png"],
+        ["restore", "denoise", "m", "in.png", "--out", "x.png", "--side-by-side", "{m}/s.png"],
+        ["train", "--data", "digits", "--out", "{m}"],
+        ["demo", "--out", "{m}/demo"],
+        ["eval", "m", "--data", "digits", "--json", "{m}/x.json"],
+        ["eval", "m", "--data", "digits", "--plot", "{m}/x.png"],
+        ["eval", "train-features", "digits", "--out", "{m}/features"],
+        ["sample", "m", "--out", "run/checkpoints/step_00000010/grid.png"],
+    ],
+)
+def test_nothing_is_written_into_a_model_folder(args, capsys, tmp_path, monkeypatch):
+    """A model folder (or checkpoint) holds its model's files only: an output in it is refused
+    when the arguments are read (samples written into one made it a folder that a later
+    ``train`` or ``train-features`` would not replace)."""
+    monkeypatch.chdir(tmp_path)
+    for folder in (Path("run/model"), Path("run/checkpoints/step_00000010")):
+        folder.mkdir(parents=True)
+        for name in ("config.json", "model.safetensors"):
+            (folder / name).write_text("")
+    code = exit_code([a.format(m="run/model") for a in args])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "is a model folder, which holds its model's files only; write elsewhere" in err, err
+
+
+def test_a_model_folder_may_be_given_where_a_model_folder_is_written(tmp_path):
+    """``eval train-features --out`` may name a model folder (replaced if it is a feature
+    network's: :func:`~diffvision.io.model_folder.check_replaceable`), not a folder inside one."""
+    from diffvision.cli.common import model_output
+
+    model = tmp_path / "features"
+    model.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (model / name).write_text("")
+    assert model_output(str(model)) == str(model)
+    with pytest.raises(argparse.ArgumentTypeError, match="is a model folder"):
+        model_output(str(model / "inner"))
+
+
 def test_a_file_error_in_the_work_is_one_line(capsys, monkeypatch):
     """An OSError about a file met while working (disk full, say) is one line naming the file;
     one about no file is a fault, raised with its traceback."""

@@ -612,6 +612,28 @@ def test_a_warm_start_is_replayed_where_the_replay_thins_the_hole(monkeypatch):
     assert _replay(args, box, y, {}, run, 32) == (1.5, None) and calls[-1] == {}  # from noise
 
 
+def test_no_output_is_written_over_an_input(tmp_path):
+    """No result, std map or side-by-side is written over the input or the ``--mask`` file:
+    restoring ``x_std.png`` with ``--out x.png --samples 2`` wrote the std map over the input.
+    Refused before the model is read (here there is none), and nothing is written."""
+    image, mask = tmp_path / "x_std.png", tmp_path / "m.png"
+    for path in (image, mask):
+        Image.fromarray(np.full((16, 16), 200, np.uint8)).save(path)
+    kept = {path: path.read_bytes() for path in (image, mask)}
+    inpaint = ["inpaint", str(image), "--mask", str(mask)]
+    for args, message in [
+        (["denoise", str(image), "--sigma", "25", "--solver", "posterior", "--samples", "2",
+          "--out", str(tmp_path / "x.png")], f"{image} is the input: write the results"),
+        ([*inpaint, "--out", str(mask)], f"{mask} is the --mask file: write the results"),
+        ([*inpaint, "--out", str(tmp_path / "r.png"), "--side-by-side", str(mask)], "--mask file"),
+        ([*inpaint, "--samples", "2", "--out", str(tmp_path / "m.png")], "is the --mask file"),
+    ]:  # fmt: skip
+        bad = run_here("restore", args[0], str(tmp_path / "no-model"), *args[1:])
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+    assert sorted(tmp_path.iterdir()) == sorted(kept)
+    assert all(path.read_bytes() == data for path, data in kept.items())
+
+
 def test_inpaint_the_transparent_pixels(tiny_digits_model, tmp_path):
     """`restore inpaint --mask alpha`: the input's transparent pixels (erased in an editor,
     soft edges included) are the hole; the opaque ones are kept as they are."""

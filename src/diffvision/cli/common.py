@@ -182,12 +182,19 @@ def white_level(text: str) -> int:
     return value
 
 
-def _writable(text: str, folder: bool) -> str:
+def _writable(text: str, folder: bool, model: bool = False) -> str:
     """``text``, an output path (a folder if ``folder``, else a file), unless it cannot be
     written: a file where a folder goes, on its way (``notes.txt/run``) or at its end, a folder
-    where a file goes, or a folder without write permission on its way. Checked when the
+    where a file goes, a folder without write permission on its way, or a model folder on its
+    way (``model``: a model folder's own path may be one, to be replaced). Checked when the
     arguments are parsed, not after the work that it would hold."""
     path = Path(text).absolute()
+    holder = _model_folder_over(path.parent if model or not folder else path)
+    if holder is not None:  # samples written into a model folder: it could no longer be replaced
+        raise argparse.ArgumentTypeError(
+            f"cannot write {text!r}: {holder} is a model folder, which holds its model's files "
+            "only; write elsewhere"
+        )
     if path.exists() and path.is_dir() != folder:
         there = "a folder" if path.is_dir() else "a file"
         raise argparse.ArgumentTypeError(f"{text!r} is {there}, not {'a' if folder else 'an'} "
@@ -201,6 +208,13 @@ def _writable(text: str, folder: bool) -> str:
     return text
 
 
+def _model_folder_over(path: Path) -> Path | None:
+    """The model folder (or checkpoint) that ``path`` is or lies in, if any."""
+    from ..io.model_folder import is_model_folder
+
+    return next((p for p in (path, *path.parents) if is_model_folder(p)), None)
+
+
 def output_file(text: str) -> str:
     """An output file that can be written (see :func:`_writable`)."""
     return _writable(text, folder=False)
@@ -209,6 +223,12 @@ def output_file(text: str) -> str:
 def output_folder(text: str) -> str:
     """An output folder that can be made or written in (see :func:`_writable`)."""
     return _writable(text, folder=True)
+
+
+def model_output(text: str) -> str:
+    """An output model folder: new, or a model folder to replace (see :func:`_writable`;
+    :func:`~diffvision.io.model_folder.check_replaceable` says which it may replace)."""
+    return _writable(text, folder=True, model=True)
 
 
 def image_file(text: str) -> str:

@@ -19,8 +19,8 @@ from .common import (
     _positive,
     add_bf16_inference,
     fast_inference,
+    model_output,
     output_file,
-    output_folder,
     seed,
 )
 
@@ -125,7 +125,7 @@ def train_features_parser() -> Parser:
     p.add_argument("--steps", type=_positive(int), default=500, help="training steps")
     p.add_argument("--batch", type=_positive(int), default=128, help="images per step")
     p.add_argument("--seed", type=seed, default=0, help="seed of initialisation and data order")
-    p.add_argument("--out", required=True, type=output_folder, help="output folder")
+    p.add_argument("--out", required=True, type=model_output, help="output folder")
     return p
 
 

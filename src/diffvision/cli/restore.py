@@ -475,11 +475,7 @@ def cmd_restore(args) -> int:
     if frames == 1 and not source.is_dir() and any(not p.suffix for p in outputs):
         raise UsageError("for one input image, --out and --side-by-side are image files")
     _check_apart(args, folders=source.is_dir() or stack)
-    for target in outputs:  # the input overwritten, or results taken as inputs by a rerun
-        where = target.resolve()
-        if where == source.resolve() or (source.is_dir() and source.resolve() in where.parents):
-            what = "the input" if where == source.resolve() else "inside the input folder"
-            raise UsageError(f"{target} is {what}: write the results elsewhere")
+    _check_inputs_kept(args, source, outputs)
     files = find_images(source) if source.is_dir() else [source]
     if not files:
         raise UsageError(f"no images (.png, .jpg, .tif, ...) found under {source}")
@@ -539,6 +535,25 @@ def _inputs(path: Path, name: Path, frames: int | None = None) -> list[Input]:
     return [
         Input(path, name.with_name(f"{name.stem}_{k:0{digits}d}{suffix}"), k) for k in range(frames)
     ]
+
+
+def _check_inputs_kept(args, source: Path, outputs: list[Path]) -> None:
+    """Refuse (UsageError) outputs that would be written over the input or the ``--mask`` file
+    (a result, a side-by-side, or the std map beside a result file: restoring ``x_std.png``
+    with ``--out x.png --samples 2`` wrote the std map over the input), or into the input
+    folder (where a rerun would take the results as inputs)."""
+    written = list(outputs)
+    if args.samples > 1 and outputs[0].suffix:
+        written.append(std_map_path(outputs[0]))
+    read = {source.resolve(): "the input"}
+    if getattr(args, "mask", None) not in (None, "alpha"):
+        read[Path(args.mask).resolve()] = "the --mask file"
+    for target in written:
+        where = target.resolve()
+        if where in read:
+            raise UsageError(f"{target} is {read[where]}: write the results elsewhere")
+        if source.is_dir() and source.resolve() in where.parents:
+            raise UsageError(f"{target} is inside the input folder: write the results elsewhere")
 
 
 def _check_apart(args, folders: bool) -> None:

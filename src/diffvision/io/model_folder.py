@@ -76,6 +76,13 @@ def check_replaceable(folder: str | Path, kind: str | None = None) -> None:
         )
 
 
+def is_model_folder(folder: str | Path) -> bool:
+    """Whether ``folder`` is a model folder (or a checkpoint, or a feature network's): it holds
+    ``config.json`` and ``model.safetensors``."""
+    folder = Path(folder)
+    return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+
+
 def _kind_in(folder: Path) -> str | None:
     """The ``net.kind`` of the model folder ``folder``, or None where it has no readable one."""
     try:
