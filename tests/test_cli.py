@@ -442,6 +442,22 @@ def test_train_sample_info_round_trip(tmp_path):
     assert result.returncode == 0, result.stderr
     model = out / "model"
     assert (model / "config.json").is_file() and (model / "ema.safetensors").is_file()
+    # A finished run resumed again (a scheduler's requeue) is kept as it is, its classifier not
+    # trained again; a run cannot go back to an earlier step (it wrote the model of step 4 as the
+    # model of a 3-step run, or said it had stopped at step 2).
+    written = {p.name: p.stat().st_mtime_ns for p in model.iterdir()}
+    again = run_here("train", "--out", str(out), "--resume", "--quiet")
+    assert again.returncode == 0 and f"{out} is complete at step 4: its model is" in again.stdout
+    assert {p.name: p.stat().st_mtime_ns for p in model.iterdir()} == written
+    for option in ("--steps", "--stop-at"):
+        bad = run_here("train", "--out", str(out), "--resume", option, "3", "--quiet")
+        assert (
+            bad.returncode == 2 and f"is at step 4, past {option} 3: give 4 or more" in bad.stderr
+        )
+    (model / "classifier.safetensors").unlink()  # killed while fitting it: fitted again
+    again = run_here("train", "--out", str(out), "--resume", "--quiet")
+    assert again.returncode == 0 and "model written to" in again.stdout, again.stderr
+    assert (model / "classifier.safetensors").is_file()
 
     grid = tmp_path / "grid.png"
     result = run(

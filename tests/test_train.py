@@ -142,6 +142,18 @@ def test_resume_rejects_changed_settings(tmp_path, data):
         train(TrainConfig(**{**CFG, "lr": 5e-4}), data, tmp_path, progress=False, resume=True)
 
 
+def test_a_run_does_not_go_back(tmp_path, data):
+    """Resumed at step 4, a run refuses fewer steps or a stop before step 4 (it wrote the model
+    of step 4 as a 2-step run's, or returned as if stopped at step 2)."""
+    train(TrainConfig(**CFG), data, tmp_path, progress=False, stop_at=4)
+    for steps, stop_at, name in ((2, None, "cfg.steps=2"), (6, 3, "stop_at=3")):
+        with pytest.raises(ValueError, match=f"is at step 4, past {name}$"):
+            cfg = TrainConfig(**{**CFG, "steps": steps})
+            train(cfg, data, tmp_path, progress=False, resume=True, stop_at=stop_at)
+    assert not (tmp_path / "model").exists()
+    assert train(TrainConfig(**CFG), data, tmp_path, progress=False, resume=True, stop_at=4) is None
+
+
 def test_a_fresh_run_refuses_a_folder_that_holds_one(tmp_path, data):
     # Before: the new run's checkpoints were pruned as older than the old run's, and a resume
     # then continued the old run.

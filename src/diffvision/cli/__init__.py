@@ -288,6 +288,12 @@ def cmd_train(args) -> int:
             "white_level": data.white_level,  # as found: a resumed run reads files the same way
         }
         write_text_whole(out / "run.json", json.dumps(spec, indent=1))
+    done = _finished_model(out, cfg) if args.resume else None
+    if done is not None:  # a scheduler's requeue, say: the model and its classifier are kept
+        if launched_main():
+            print(f"{out} is complete at step {cfg.steps}: its model is {done} (a larger --steps "
+                  "trains on)")  # fmt: skip
+        return 0
     if cfg.bf16 and launched_main():
         note_emulated_bf16(resolve_device(args.device))
     try:
@@ -315,6 +321,23 @@ def cmd_train(args) -> int:
             f"stopped at step {args.stop_at}; continue with: diffvision train --out {out} --resume"
         )
     return 0
+
+
+def _finished_model(out: Path, cfg) -> Path | None:
+    """``out/model`` where it holds the run's model at its last step, ``cfg.steps`` (with its
+    noise classifier where ``cfg`` asks for one): a finished run, which ``--resume`` keeps as it
+    is. None where it does not: a run killed between its last checkpoint and its model, or
+    resumed with a larger ``--steps``."""
+    from ..io.model_folder import is_model_folder, read_json_object
+
+    model = out / "model"
+    if not is_model_folder(model):
+        return None
+    config = read_json_object(model / "config.json")
+    classifier = cfg.classifier_steps and config.get("net", {}).get("num_classes")
+    if config.get("step") != cfg.steps or config.get("training", {}).get("steps") != cfg.steps:
+        return None
+    return None if classifier and not (model / "classifier.safetensors").is_file() else model
 
 
 #: train's options that are TrainConfig fields (option -> field): a run's own settings, which
@@ -382,12 +405,19 @@ def _resume_settings(out: Path, args):
     from ..data import load_data
     from ..io import read_config
     from ..train import TrainConfig
-    from ..train.checkpoint import list_checkpoints
+    from ..train.checkpoint import checkpoint_step, list_checkpoints
 
     run = out / "run.json"
     found = list_checkpoints(out / "checkpoints")
     if not run.is_file() or not found:
         raise UsageError(f"nothing to resume in {out} (no run.json or checkpoints)")
+    reached = checkpoint_step(found[-1])  # a run cannot go back: its optimiser state is past
+    for option, value in (("--steps", args.steps), ("--stop-at", args.stop_at)):
+        if value is not None and value < reached:
+            raise UsageError(
+                f"{out} is at step {reached}, past {option} {value}: give {reached} or more, "
+                "or train a new run into another --out"
+            )
     spec = _read_run_spec(run)
     stored = read_config(found[-1]).get("training")
     try:

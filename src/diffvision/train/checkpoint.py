@@ -54,7 +54,12 @@ def list_checkpoints(root: Path) -> list[Path]:
     if not root.is_dir():
         return []
     found = [p for p in root.glob(f"{PREFIX}*") if (p / "state.pt").is_file()]
-    return sorted(found, key=lambda p: int(p.name[len(PREFIX) :]))
+    return sorted(found, key=checkpoint_step)
+
+
+def checkpoint_step(folder: Path) -> int:
+    """The step of the checkpoint ``folder`` (``step_00000500``: 500), from its name."""
+    return int(folder.name[len(PREFIX) :])
 
 
 def check_fresh(out: Path, hint: str) -> None:
@@ -63,7 +68,7 @@ def check_fresh(out: Path, hint: str) -> None:
     model folder would be overwritten. ``hint``: what to do instead (how to resume it)."""
     found = list_checkpoints(out / "checkpoints")
     if found:
-        what = f"checkpoints up to step {int(found[-1].name[len(PREFIX) :])}"
+        what = f"checkpoints up to step {checkpoint_step(found[-1])}"
     elif (out / "model" / "config.json").is_file():
         what = "a trained model"
     else:

@@ -422,6 +422,11 @@ class Trainer:
         if stop_at is not None:
             check_int("stop_at", stop_at, 1)  # 1.5 was taken, 0 trained nothing and said so not
         cfg = self.cfg
+        for name, value in (("cfg.steps", cfg.steps), ("stop_at", stop_at)):
+            if value is not None and value < self.step:  # a resumed run's model is past it
+                raise ValueError(
+                    f"the run in {self.out} is at step {self.step}, past {name}={value}"
+                )
         self.out.mkdir(parents=True, exist_ok=True)
         self._trim_metrics()
         end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
