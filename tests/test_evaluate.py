@@ -240,6 +240,34 @@ def test_eval_command(tmp_path, tiny_digits_model):
     assert not same.exists()
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--sweep-steps", "5,5"], "argument --sweep-steps: 5 is listed twice in '5,5'"),
+        (["--sweep-steps", "5,0"], "argument --sweep-steps: must be positive: '0'"),
+        (["--sweep-steps", ","], "expected comma-separated integers, got ','"),
+        (["--sweep-steps", "5", "--samplers", "heun,foo"], "--samplers: unknown sampler 'foo'"),
+        (["--sweep-steps", "5", "--samplers", "heun,heun"], "heun is listed twice"),
+        (["--sweep-steps", "5", "--steps", "20"], "--steps would be unused: --sweep-steps gives"),
+        (["--sweep-steps", "5", "--sampler", "heun"], "--sampler would be unused"),
+        (["--samplers", "heun"], "--samplers needs --sweep-steps"),
+        (["--samplers", "heun", "--plot", "p.png"], "--samplers and --plot need --sweep-steps"),
+        (["--classes", "1,1"], "argument --classes: 1 is listed twice in '1,1'"),
+        (["--classes", "-1"], "a class is an integer 0 or more, not '-1'"),
+        (["--sampler", "foo"], "argument --sampler: unknown sampler 'foo'"),
+    ],
+)
+def test_eval_refuses_options_it_would_not_use_first(options, message, tmp_path, monkeypatch):
+    """Lists without repeats (``--sweep-steps 5,5`` swept 5 twice), known samplers, and only the
+    options the run uses (``--samplers`` without ``--sweep-steps`` was ignored; ``--plot``
+    without it was refused after the model and its features were loaded; ``--steps`` in a sweep
+    was ignored): refused in one line before the model is read (here there is none)."""
+    monkeypatch.chdir(tmp_path)
+    bad = run_here("eval", "no-model", "--data", "digits", *options)
+    assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1 and not list(tmp_path.iterdir())
+
+
 def test_bits_per_dim_runs_in_float32():
     # A model set to bf16 (eval --bf16) is evaluated with its autocast off, and gets it back.
     from diffvision.analytic import GaussianDenoiser

@@ -34,6 +34,7 @@ from .common import (
     grid_or_folder,
     note_emulated_bf16,
     output_folder,
+    sampler_name,
     seed,
     step_bar,
     white_level,
@@ -159,7 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("model", help="model folder (config.json + model.safetensors)")
     s.add_argument("--n", type=_positive(int), default=64, help="number of images")
-    s.add_argument("--sampler", default="unipc", help="sampler name (see `diffvision info`)")
+    s.add_argument(
+        "--sampler", type=sampler_name, default="unipc", help="sampler name (see `diffvision info`)"
+    )
     s.add_argument("--steps", type=_positive(int), default=20, help="sampler steps")
     s.add_argument("--seed", type=seed, default=0, help="seed of the sampling noise")
     s.add_argument("--class", dest="label", type=int, help="class label (class-conditional models)")
@@ -484,7 +487,6 @@ def cmd_sample(args) -> int:
     from ..train.distributed import resolve_device
     from .record import read_record, settings_of, write_record
 
-    samplers.get(args.sampler)  # validate early
     out = Path(args.out)
     to_folder = out.suffix.lower() != ".png"  # grid_or_folder checked --out
     config = read_config(args.model)
@@ -656,7 +658,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         parser = build_parser()
         args = parser.parse_args(argv)
-        if args.command == "train":  # --resume refuses options given with other values
+        if args.command in ("train", "eval"):  # options given, at any value: for --resume (which
+            # refuses other values than the run's), and eval (which refuses what it would not use)
             args.given = given_options(build_parser(), argv)
         if args.command is None:
             parser.print_help()

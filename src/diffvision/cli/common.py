@@ -170,6 +170,34 @@ def seed(text: str) -> int:
     return value
 
 
+def sampler_name(text: str) -> str:
+    """The name of a sampler (:data:`~diffvision.samplers.SAMPLERS`)."""
+    from ..samplers import get
+
+    try:
+        get(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
+def listed(kind, what: str):
+    """The type of an argument of comma-separated values, each of the type ``kind`` (its
+    errors said with the value), at least one and none twice (``--sweep-steps 5,5`` ran twice):
+    a list. ``what``: the values, for the message (e.g. "integers")."""
+
+    def parse(text: str) -> list:
+        values = [kind(v.strip()) for v in text.split(",") if v.strip()]
+        if not values:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {what}, got {text!r}")
+        twice = next((v for i, v in enumerate(values) if v in values[:i]), None)
+        if twice is not None:
+            raise argparse.ArgumentTypeError(f"{twice} is listed twice in {text!r}")
+        return values
+
+    return parse
+
+
 def white_level(text: str) -> int:
     """The value of white in 16-bit image files: an integer in 1-65535."""
     from ..data.transforms import check_white

@@ -16,11 +16,14 @@ from .common import (
     _count,
     _finite,
     _formatter,
+    _number,
     _positive,
     add_bf16_inference,
     fast_inference,
+    listed,
     model_output,
     output_file,
+    sampler_name,
     seed,
 )
 
@@ -60,14 +63,17 @@ a folder from `diffvision eval train-features`, or inception:FILE (pytorch-fid's
 pt_inception-2015-12-05 file or torchvision's Inception-v3 weights; never downloaded)."""
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise UsageError(f"expected comma-separated integers, got {text!r}") from None
-    if not values or any(v <= 0 for v in values):
-        raise UsageError(f"expected positive integers, got {text!r}")
-    return values
+def _class(text: str) -> int:
+    """A class label: an integer 0 or more."""
+    value = _number(int, text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a class is an integer 0 or more, not {text!r}")
+    return value
+
+
+def _classes(text: str) -> list[int]:
+    """``--classes``: labels (e.g. 0,3,7), or none (the null class): an empty list."""
+    return [] if text == "none" else listed(_class, "classes")(text)
 
 
 def add_parsers(sub) -> None:
@@ -88,7 +94,7 @@ def add_parsers(sub) -> None:
         f"{NEIGHBOURS} nearest neighbours)",
     )  # fmt: skip
     e.add_argument("--seeds", type=_positive(int), default=3, help="number of sampling seeds")
-    e.add_argument("--sampler", default="unipc", help="sampler name")
+    e.add_argument("--sampler", type=sampler_name, default="unipc", help="sampler name")
     e.add_argument("--steps", type=_positive(int), default=20, help="sampler steps")
     e.add_argument(
         "--batch", type=_positive(int), default=500,
@@ -96,11 +102,19 @@ def add_parsers(sub) -> None:
     )  # fmt: skip
     e.add_argument("--features", default="auto", help="auto | FOLDER | inception:FILE")
     e.add_argument(
-        "--classes", help="class-conditional models: classes to sample (default all; none: null)"
+        "--classes",
+        type=_classes,
+        help="class-conditional models: classes to sample (default all; none: null)",
     )
     e.add_argument("--guidance", type=_finite, default=1.0, help="classifier-free guidance scale")
-    e.add_argument("--sweep-steps", help="NFE values to sweep, e.g. 5,10,20,50")
-    e.add_argument("--samplers", help="samplers for --sweep-steps (default unipc,dpmpp_2m,heun)")
+    e.add_argument(
+        "--sweep-steps", type=listed(_positive(int), "integers"),
+        help="NFE values to sweep, e.g. 5,10,20,50",
+    )  # fmt: skip
+    e.add_argument(
+        "--samplers", type=listed(sampler_name, "sampler names"),
+        help="samplers for --sweep-steps (default unipc,dpmpp_2m,heun)",
+    )  # fmt: skip
     e.add_argument("--plot", type=_plot_file, help="PNG of the sweep (quality against NFE)")
     e.add_argument("--bpd", type=_count, default=0, help="also bits/dim (PF-ODE) of N real images")
     e.add_argument("--json", type=output_file, help="write the full result to this JSON file")
@@ -149,26 +163,15 @@ def cmd_train_features(argv: list[str]) -> int:
     return 0
 
 
-def _classes(text: str | None) -> list[int] | None:
-    if text is None:
-        return None
-    if text == "none":
-        return []
-    try:
-        return [int(v) for v in text.split(",")]
-    except ValueError:
-        raise UsageError(f"--classes: expected e.g. 0,3,7 or none, got {text!r}") from None
-
-
 def cmd_eval(args) -> int:
     from ..data import load_data
     from ..io import load, read_config
     from ..metrics import evaluate as ev
-    from ..samplers import get
     from ..train.distributed import resolve_device
 
     if args.json and args.plot and Path(args.json).resolve() == Path(args.plot).resolve():
         raise UsageError("--json and --plot name one file: the one would overwrite the other")
+    _check_sweep_options(args)
     device = resolve_device(args.device)  # before any work
     config = read_config(args.model)
     shape = config.get("sample_shape") or []
@@ -193,15 +196,13 @@ def cmd_eval(args) -> int:
     options = {
         "n": args.n,
         "seeds": seeds,
-        "classes": _classes(args.classes),
+        "classes": args.classes,
         "guidance": args.guidance,
         "batch": args.batch,
         "device": device,
     }
     if args.sweep_steps:
-        names = (args.samplers or "unipc,dpmpp_2m,heun").split(",")
-        for name in names:
-            get(name)
+        names = args.samplers or ["unipc", "dpmpp_2m", "heun"]
         done = []
 
         def progress(row):  # each run as it ends; with --json, the rows so far are on disk
@@ -212,18 +213,15 @@ def cmd_eval(args) -> int:
                 _write_json(args.json, {**header, "sweep": done, "complete": False})
 
         header = {"model": str(args.model), "data": args.data}
-        nfes = _int_list(args.sweep_steps)
         rows = ev.sweep(
-            model, data, features, samplers=names, nfes=nfes, progress=progress, **options
-        )
+            model, data, features, samplers=names, nfes=args.sweep_steps, progress=progress,
+            **options,
+        )  # fmt: skip
         print(ev.format_sweep(rows))
         result = {**header, "sweep": rows, "complete": True}
         if args.plot:
             print(f"plot: {ev.plot_sweep(rows, args.plot, title=str(args.model))}")
     else:
-        if args.plot:
-            raise UsageError("--plot needs --sweep-steps")
-        get(args.sampler)
         result = ev.evaluate(
             model, data, features, sampler=args.sampler, steps=args.steps, **options
         )
@@ -238,6 +236,23 @@ def cmd_eval(args) -> int:
         _write_json(args.json, result)
         print(f"wrote {args.json}")
     return 0
+
+
+def _check_sweep_options(args) -> None:
+    """Refuse (UsageError) options that the run would not use: ``--samplers`` and ``--plot``
+    without ``--sweep-steps`` (ignored, or refused after the model and features were loaded),
+    and ``--sampler`` or ``--steps`` given with it (the sweep sets both)."""
+    if args.sweep_steps:
+        given = getattr(args, "given", frozenset())  # main() lists them
+        unused = [f"--{option}" for option in ("sampler", "steps") if option in given]
+        if unused:
+            raise UsageError(f"{' and '.join(unused)} would be unused: --sweep-steps gives "
+                             "the steps, and --samplers the samplers")  # fmt: skip
+    else:
+        unused = [f"--{option}" for option in ("samplers", "plot") if getattr(args, option)]
+        if unused:
+            raise UsageError(f"{' and '.join(unused)} need{'s' if len(unused) == 1 else ''} "
+                             "--sweep-steps")  # fmt: skip
 
 
 def _write_json(path: str, result: dict) -> None:
