@@ -2,8 +2,10 @@ import json
 import os
 import re
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import diffvision
 from diffvision.denoiser import Denoiser
@@ -115,6 +117,33 @@ def test_a_config_that_does_not_describe_a_model_is_named(tmp_path, edit, messag
         with pytest.raises(ValueError, match=re.escape(message)) as raised:
             read(tmp_path / "m")
         assert str(path) in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_a_folder_without_a_diffusion_model_is_named_before_loading(tmp_path):
+    """``sample``, ``restore`` and ``eval`` read the image shape through ``sample_shape``: a
+    feature network's folder is named as such (restore and eval said "has no sample_shape",
+    sample said it after loading the network), and a missing or malformed shape is named."""
+    from diffvision.io import save_feature_net
+    from diffvision.io.model_folder import sample_shape
+    from diffvision.nets.features import FeatureNet, FeatureNetConfig
+    from tests.cli_run import run_here
+
+    make_folder(tmp_path / "m")
+    config = read_config(tmp_path / "m")
+    assert sample_shape(config, tmp_path / "m") == (1, 8, 8)
+    for shape in (None, [1, 8], [1, 8, "8"], [1, 0, 8], [1, 8, True]):
+        with pytest.raises(ValueError, match=r"m/config\.json has no sample_shape \(C, H, W\)"):
+            sample_shape({**config, "sample_shape": shape}, tmp_path / "m")
+    features = save_feature_net(tmp_path / "f", FeatureNet(FeatureNetConfig()), {"task": "x"})
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "in.png")
+    for command in (
+        ["sample", str(features), "--out", str(tmp_path / "s.png")],
+        ["restore", "denoise", str(features), str(tmp_path / "in.png"), "--out", "r.png"],
+        ["eval", str(features), "--data", "digits"],
+    ):  # fmt: skip
+        bad = run_here(*command)
+        assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+        assert f"{features} holds a feature network, not a diffusion model" in bad.stderr
 
 
 def test_info_checks_the_weights_against_the_config(tmp_path):

@@ -482,6 +482,7 @@ def cmd_sample(args) -> int:
     from ..denoiser import ClassMixture
     from ..io import load, load_classifier, read_config, save_grid, save_images
     from ..io.images import numbered_indices
+    from ..io.model_folder import sample_shape
     from ..memory import check_fits
     from ..seeds import derived_seed
     from ..train.distributed import resolve_device
@@ -500,10 +501,8 @@ def cmd_sample(args) -> int:
                     f"settings ({SAMPLE_RECORD}): use another folder"
                 )
     device = resolve_device(args.device)
+    shape = sample_shape(config, args.model)
     model = fast_inference(load(args.model, ema=not args.no_ema, device=device), device, args.bf16)
-    shape = tuple(config.get("sample_shape") or ())
-    if len(shape) != 3:
-        raise UsageError(f"{args.model}/config.json has no sample_shape")
     num_classes = config["net"].get("num_classes", 0)
     cond = None
     if args.label is not None:

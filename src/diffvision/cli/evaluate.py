@@ -166,6 +166,7 @@ def cmd_train_features(argv: list[str]) -> int:
 def cmd_eval(args) -> int:
     from ..data import load_data
     from ..io import load, read_config
+    from ..io.model_folder import sample_shape
     from ..metrics import evaluate as ev
     from ..train.distributed import resolve_device
 
@@ -174,9 +175,7 @@ def cmd_eval(args) -> int:
     _check_sweep_options(args)
     device = resolve_device(args.device)  # before any work
     config = read_config(args.model)
-    shape = config.get("sample_shape") or []
-    if len(shape) != 3:
-        raise UsageError(f"{args.model}/config.json has no sample_shape")
+    shape = sample_shape(config, args.model)
     size = args.size or shape[-1]
     white = config.get("data", {}).get("white_level")  # 16-bit files read as in training
     data = load_data(args.data, size, channels=shape[0], white_level=white)

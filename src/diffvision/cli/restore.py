@@ -453,6 +453,7 @@ def cmd_restore(args) -> int:
     from ..data.folder import find_images
     from ..data.transforms import frame_count
     from ..io import load, read_config
+    from ..io.model_folder import sample_shape
     from ..train.distributed import resolve_device
 
     # The defaults, by name: a folder's record then holds what was used.
@@ -481,10 +482,7 @@ def cmd_restore(args) -> int:
         raise UsageError(f"no images (.png, .jpg, .tif, ...) found under {source}")
     device = resolve_device(args.device)
     config = read_config(args.model)
-    shape = config.get("sample_shape") or []
-    if len(shape) != 3:
-        raise UsageError(f"{args.model}/config.json has no sample_shape")
-    channels, size = shape[0], shape[-1]
+    channels, _, size = sample_shape(config, args.model)
     if args.task == "colorize" and channels != 3:
         raise UsageError("colorize needs an RGB model")
     _check_settings(args, size)  # once, before the model is loaded

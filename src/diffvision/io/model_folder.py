@@ -20,7 +20,7 @@ from ..denoiser import Denoiser
 from ..nets.classifier import NoiseClassifier, NoiseClassifierConfig
 from ..nets.features import FeatureNet, FeatureNetConfig
 from ..nets.unet import UNet, UNetConfig
-from ..process import get_schedule
+from ..process import get_schedule, is_int
 from .atomic import write_text_whole, write_whole
 
 FORMAT = "diffvision-model"
@@ -184,6 +184,23 @@ def read_config(folder: str | Path) -> dict:
     if not isinstance(config.get("net"), dict):
         raise ValueError(f"{path} has no 'net' section describing the network")
     return config
+
+
+def sample_shape(config: dict, folder: str | Path) -> tuple[int, int, int]:
+    """The ``C x H x W`` of the images that the model of ``config`` (read from ``folder``)
+    makes, its ``sample_shape``: ValueError naming the folder where it holds another kind of
+    network (a feature network: "has no sample_shape", said after its loading) or no such
+    shape."""
+    kind = config["net"].get("kind", "unet")
+    if kind != "unet":
+        held = KIND_NAMES.get(kind, f"a network of kind {kind!r}")
+        raise ValueError(f"{folder} holds {held}, not {KIND_NAMES['unet']}")
+    shape = config.get("sample_shape")
+    if not (
+        isinstance(shape, list) and len(shape) == 3 and all(is_int(v) and v > 0 for v in shape)
+    ):
+        raise ValueError(f"{Path(folder) / 'config.json'} has no sample_shape (C, H, W)")
+    return tuple(shape)
 
 
 def build_denoiser(config: dict) -> Denoiser:
