@@ -295,6 +295,24 @@ def test_a_model_folder_may_be_given_where_a_model_folder_is_written(tmp_path):
         model_output(str(model / "inner"))
 
 
+def test_a_record_names_the_options_that_differ(tmp_path):
+    """Settings that differ from a folder's record are said as options with both values, not
+    as the namespace's names ("label", "no_ema")."""
+    from diffvision.cli.common import UsageError
+    from diffvision.cli.record import read_record, write_record
+
+    path = tmp_path / "sample.json"
+    write_record(path, {"label": None, "no_ema": False, "steps": 20, "model": "a" * 64})
+    now = {"label": 2, "no_ema": True, "steps": 20, "model": "b" * 64}
+    with pytest.raises(UsageError) as refused:
+        read_record(path, now, "samples")
+    assert str(refused.value) == (
+        f"{tmp_path} holds samples made with other settings (--class 2 (the folder's: none); "
+        "another model (its files' SHA-256 differs); --no-ema on (the folder's: off)): give "
+        "another --out, or delete that folder to start again"
+    )
+
+
 def test_a_file_error_in_the_work_is_one_line(capsys, monkeypatch):
     """An OSError about a file met while working (disk full, say) is one line naming the file;
     one about no file is a fault, raised with its traceback."""
@@ -481,7 +499,8 @@ def test_train_sample_info_round_trip(tmp_path):
     assert result.returncode == 0, result.stderr
     assert len(list(folder.glob("*.png"))) == 3 and "2 steps, bf16)" in result.stdout
     again = run_here("sample", str(model), "--n", "2", "--steps", "2", "--out", str(folder))
-    assert again.returncode == 2 and "samples made with other settings (bf16)" in again.stderr
+    assert again.returncode == 2, again.stderr
+    assert "samples made with other settings (--bf16 off (the folder's: on))" in again.stderr
     (folder / "sample.json").unlink()  # samples of unknown settings: no silent mix either
     again = run_here(
         "sample", str(model), "--n", "3", "--steps", "2", "--bf16", "--out", str(folder)

@@ -867,10 +867,13 @@ def test_restore_a_folder(tiny_digits_model, tmp_path):
                          *same)  # fmt: skip
         assert again.returncode == 0 and "2 of 2 images restored by an" in again.stdout, again
     for options, message in [  # other settings, or files not written by a restore
-        (["--sigma", "25", "--solver", "posterior", "--out", str(out)], "other settings (solver)"),
+        (
+            ["--sigma", "25", "--solver", "posterior", "--out", str(out)],
+            "other settings (--solver posterior (the folder's: mmse))",
+        ),
         (
             ["--sigma", "15", "--out", str(out)],
-            "holds results made with other settings (sigma)",
+            "holds results made with other settings (--sigma 15.0 (the folder's: 25.0))",
         ),
         (["--sigma", "25", "--out", str(side)], "a.png is already there (2 results would be"),
         (["--sigma", "25", "--out", str(frames / "clean")], "is inside the input folder"),

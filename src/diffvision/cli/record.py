@@ -37,11 +37,29 @@ def read_record(path: Path, settings: dict, what: str, holds_results: bool = Tru
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         raise UsageError(f"cannot read {path} ({err}): give another --out") from None
     if differ:
+        said = "; ".join(_difference(k, settings.get(k), old.get(k)) for k in differ)
         raise UsageError(
-            f"{path.parent} holds {what} made with other settings ({', '.join(differ)}): give "
-            "another --out, or delete that folder to start again"
+            f"{path.parent} holds {what} made with other settings ({said}): give another --out, "
+            "or delete that folder to start again"
         )
     return record
+
+
+#: Settings not named by their option: what each is called in messages.
+NAMES = {"label": "--class", "task": "the task", "input": "the input"}
+
+
+def _difference(key: str, now, then) -> str:
+    """A setting that differs from a record's, said as the option with both values
+    ("--steps 5 (the folder's: 20)"), not by its name in the namespace ("label", "no_ema")."""
+    if key == "model":
+        return "another model (its files' SHA-256 differs)"
+    name = NAMES.get(key, "--" + key.replace("_", "-"))
+
+    def value(v):
+        return ("on" if v else "off") if isinstance(v, bool) else "none" if v is None else v
+
+    return f"{name} {value(now)} (the folder's: {value(then)})"
 
 
 def write_record(path: Path, settings: dict, **kept) -> None:
