@@ -376,6 +376,16 @@ def test_train_does_not_replace_a_model_folder_of_other_files(tmp_path):
                           "--out", str(out), "--quiet")  # fmt: skip
         assert result.returncode == 2 and f"--out {out} is inside --data {images}" in result.stderr
     assert sorted(p.name for p in images.iterdir()) == ["a.png"]
+    run_folder = tmp_path / "x"  # and the data inside the folders a run writes (its grids there)
+    for data, it in (("samples", "that folder"), ("checkpoints/mine", "inside it")):
+        (run_folder / data).mkdir(parents=True)
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(run_folder / data / "a.png")
+        result = run_here("train", "--data", str(run_folder / data), "--size", "8", "--steps",
+                          "1", "--out", str(run_folder), "--quiet")  # fmt: skip
+        assert result.returncode == 2, result.stderr
+        written = run_folder / data.split("/")[0]
+        assert f"the run writes {written}/, and --data {run_folder / data} is {it}" in result.stderr
+    assert sorted(p.name for p in (run_folder / "samples").iterdir()) == ["a.png"]
 
 
 def test_train_says_what_it_makes_of_its_files(tmp_path):

@@ -227,7 +227,8 @@ def _version() -> str:
 # ------------------------------------------------------------------------------- commands
 def _check_out_of_data(out: Path, spec: str) -> None:
     """Refuse (UsageError) an ``--out`` that is an image folder of ``--data`` or lies inside
-    one: the run's sample grids would be read as training images when it is resumed."""
+    one, and a ``--data`` inside a folder that the run writes (``--data runs/x/samples --out
+    runs/x``): the run's sample grids would be read as training images when it is resumed."""
     from ..data import BUILTIN, pooled_parts
 
     where = out.resolve()
@@ -235,11 +236,24 @@ def _check_out_of_data(out: Path, spec: str) -> None:
         if not part or part in BUILTIN or part.startswith("mnist:"):  # no image folder
             continue
         folder = Path(part).resolve()
-        if folder.is_dir() and (where == folder or folder in where.parents):
+        if not folder.is_dir():
+            continue
+        if where == folder or folder in where.parents:
             raise UsageError(
                 f"--out {out} is inside --data {part}: its sample grids would be trained on "
                 "when the run is resumed; train into another folder"
             )
+        for name in RUN_WRITES:
+            if where / name == folder or where / name in folder.parents:
+                it = "that folder" if where / name == folder else "inside it"
+                raise UsageError(
+                    f"the run writes {out / name}/, and --data {part} is {it}: its sample grids "
+                    "would be trained on when the run is resumed; train from another folder"
+                )
+
+
+#: The folders that a run writes in its --out folder.
+RUN_WRITES = ("samples", "checkpoints", "model")
 
 
 def cmd_train(args) -> int:
