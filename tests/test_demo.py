@@ -4,6 +4,7 @@ bench/demo_quality.py, which trains the full demo configuration)."""
 import json
 
 import pytest
+import torch
 
 from diffvision.data import digits
 from diffvision.demo import run_demo
@@ -28,6 +29,45 @@ def test_demo_writes_report(tmp_path):
     for name in ("samples_conditional.png", "samples_unconditional.png", "loss.png", "demo.json"):
         assert (tmp_path / name).is_file()
     assert (tmp_path / "model" / "ema.safetensors").is_file()
+
+
+def test_an_interrupted_demo_continues_where_it_stopped(tmp_path, monkeypatch, capsys):
+    """Interrupted while training, the demo keeps its checkpoint; run again with the same
+    settings it continues from there (it trained afresh, losing what was done), says so, and
+    ends with the weights of a demo never interrupted. With other settings it starts afresh."""
+    from safetensors.torch import load_file
+
+    from diffvision.train import Trainer
+
+    quick = dict(steps=4, progress=False, n_per_class=4, classifier_steps=0)
+    run_demo(tmp_path / "whole", **quick)
+    step = Trainer.train_step
+
+    def stopped_after_2(self):
+        if self.step == 2:
+            raise KeyboardInterrupt("Ctrl-C")
+        return step(self)
+
+    monkeypatch.setattr(Trainer, "train_step", stopped_after_2)
+    with pytest.raises(KeyboardInterrupt):
+        run_demo(tmp_path / "parts", **quick)
+    monkeypatch.undo()
+    capsys.readouterr()
+    report = run_demo(tmp_path / "parts", **quick)
+    assert f"continuing the interrupted demo in {tmp_path / 'parts'} from step 2" in (
+        capsys.readouterr().out
+    )
+    assert "4 steps in" in report.read_text() and "(from step 2 on, after an interrupt" in (
+        report.read_text()
+    )
+    summary = json.loads((tmp_path / "parts" / "demo.json").read_text())
+    assert summary["finished"] is True and summary["resumed_at_step"] == 2
+    for name in ("model.safetensors", "ema.safetensors"):
+        whole, parts = (load_file(tmp_path / run / "model" / name) for run in ("whole", "parts"))
+        assert all(torch.equal(whole[k], parts[k]) for k in whole)
+    run_demo(tmp_path / "parts", **{**quick, "steps": 3})  # finished: replaced, afresh
+    assert "continuing" not in capsys.readouterr().out
+    assert json.loads((tmp_path / "parts" / "demo.json").read_text())["resumed_at_step"] is None
 
 
 def test_demo_refuses_a_folder_with_another_run(tmp_path):

@@ -206,6 +206,20 @@ def _loss_curve(metrics_path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
+def _interrupted_with(summary_path: Path, settings: dict) -> bool:
+    """Whether ``demo.json`` marks a demo that was interrupted while training with these
+    ``settings`` (its checkpoints are then continued); an unreadable one marks none."""
+    try:
+        earlier = json.loads(summary_path.read_text())
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(earlier, dict)
+        and earlier.get("finished") is False
+        and (earlier.get("settings") == settings)
+    )
+
+
 def run_demo(
     out: Path,
     *,
@@ -225,15 +239,18 @@ def run_demo(
         cfg.checkpoint_every = min(cfg.checkpoint_every, steps)
     out.mkdir(parents=True, exist_ok=True)
     summary_path = out / "demo.json"  # written first as a mark of the demo's folder
-    if summary_path.is_file():  # an earlier demo's, finished or not: its run is replaced
+    settings = json.loads(json.dumps(asdict(cfg)))  # as demo.json holds them
+    interrupted = summary_path.is_file() and _interrupted_with(summary_path, settings)
+    if summary_path.is_file() and not interrupted:  # an earlier demo's: its run is replaced
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    else:
+    elif not summary_path.is_file():
         check_fresh(out, "the demo trains afresh: give it another --out, or delete that folder")
-    write_text_whole(
-        summary_path, json.dumps({"settings": asdict(cfg), "finished": False}, indent=1)
-    )
+    write_text_whole(summary_path, json.dumps({"settings": settings, "finished": False}, indent=1))
     start = time.time()
     trainer = Trainer(cfg, digits(), out, device="cpu")
+    resumed = trainer.step if interrupted and trainer.resume() else None
+    if resumed is not None:  # nothing lost to an interruption: same weights, bit for bit
+        print(f"continuing the interrupted demo in {out} from step {resumed}")
     try:
         trainer.fit(progress=progress)
     finally:
@@ -252,6 +269,8 @@ def run_demo(
     write_whole(out / "samples_conditional.png", cond_png.save)
     write_whole(out / "samples_unconditional.png", uncond_png.save)
     summary = {
+        "finished": True,
+        "resumed_at_step": resumed,  # train_seconds: from there on
         "train_seconds": round(train_seconds, 1),
         "classifier_seconds": mixture.class_logits.info["seconds"] if mixture else None,
         "sample_and_check_seconds": round(sample_seconds, 1),
@@ -285,6 +304,8 @@ def _html(summary: dict, cond_uri: str, uncond_uri: str, loss_uri: str) -> str:
             f"training time), evaluating {c['mixture_classes_per_call']:.1f} of 10 branches per "
             "sample and step.</li>"
         )
+    resumed = summary.get("resumed_at_step")
+    resumed = "" if resumed is None else f" (from step {resumed} on, after an interruption)"
     settings = "".join(
         f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
         for k, v in summary["settings"].items()
@@ -295,7 +316,7 @@ def _html(summary: dict, cond_uri: str, uncond_uri: str, loss_uri: str) -> str:
 td{{padding:0 1em 0 0}}</style></head><body>
 <h1>diffvision demo: digits</h1>
 <p>A class-conditional U-Net trained on scikit-learn's 1,797 digits (8x8) for
-{summary["settings"]["steps"]} steps in {summary["train_seconds"]} s on
+{summary["settings"]["steps"]} steps in {summary["train_seconds"]} s{resumed} on
 {summary["threads"]} CPU threads; peak memory {summary["peak_memory_mib"]} MiB.
 Model folder: <code>{html.escape(summary["model"])}</code>.</p>
 <h2>Class-conditional samples (one row per digit, guidance {c["guidance"]})</h2>

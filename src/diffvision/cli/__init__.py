@@ -643,7 +643,12 @@ def cmd_info(args) -> int:
 def cmd_demo(args) -> int:
     from ..demo import run_demo
 
-    report = run_demo(Path(args.out), steps=args.steps, seed=args.seed, progress=not args.quiet)
+    try:
+        report = run_demo(Path(args.out), steps=args.steps, seed=args.seed, progress=not args.quiet)
+    except KeyboardInterrupt:
+        print("interrupted; a checkpoint was saved if training had begun: the same command "
+              "continues from it", file=sys.stderr)  # fmt: skip
+        return 130
     print(f"demo report: {report}")
     return 0
 
