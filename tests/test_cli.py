@@ -313,6 +313,25 @@ def test_a_record_names_the_options_that_differ(tmp_path):
     )
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--data", "faces", "--classes"], "--data faces has no class labels (an image folder"),
+        (["--data", "faces", "--label-dropout", "0.2"], "labels (an image folder takes them"),
+        (["--data", "digits+faces", "--classifier-steps", "5"], "pooled data has none): --class"),
+        (["--data", "digits", "--no-classes", "--classifier-steps", "5"], "--no-classes trains"),
+        (["--data", "digits", "--no-classes", "--label-dropout", "0.2"], "--label-dropout would"),
+    ],
+)
+def test_class_options_a_run_would_not_use_are_refused(options, message, tmp_path):
+    """``train --data faces --classes`` trained an unconditional model without a word; class
+    options for a run without classes are refused in one line, before any training."""
+    out = tmp_path / "run"
+    bad = run_here("train", *options, "--size", "8", "--preset", "tiny", "--out", str(out))
+    assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1 and not out.exists()
+
+
 def test_a_file_error_in_the_work_is_one_line(capsys, monkeypatch):
     """An OSError about a file met while working (disk full, say) is one line naming the file;
     one about no file is a fault, raised with its traceback."""

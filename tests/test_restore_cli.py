@@ -860,8 +860,8 @@ def test_restore_a_folder(tiny_digits_model, tmp_path):
     assert f"{frames / 'a.png'}:" in again.stdout and "c.png:" not in again.stdout
     assert "restored 2 of 2 images" in again.stdout
     assert all(p.stat().st_mtime_ns == t for p, t in before.items() if p.name != "a.png")
-    # the default solver by name, and another task's option, are the same settings
-    for same in (["--solver", "mmse"], ["--kernel", "motion:9:0", "--factor", "2"]):
+    # the default solver by name is the same setting
+    for same in (["--solver", "mmse"],):
         again = run_here("restore", "denoise", str(tiny_digits_model), str(frames), "--sigma",
                          "25", "--tile", "8", "--out", str(out), "--side-by-side", str(side),
                          *same)  # fmt: skip
@@ -935,7 +935,17 @@ def test_restore_a_folder(tiny_digits_model, tmp_path):
         ("inpaint", "--mask", str(tmp_path / "none.png"), "--mask: image not found"),
         ("inpaint", "--mask", str(frames / "b"), "--mask: image not found"),  # a folder
         ("denoise", "--sigma", "5", "--side-by-side", str(tmp_path / "o"), "are one folder"),
-    ]:
+        # options the run would not use (they were ignored without a word)
+        ("denoise", "--sigma", "5", "--mask", "m.png", "--mask is for restore inpaint, unused"),
+        ("denoise", "--sigma", "5", "--kernel", "motion:9:0", "--factor", "2",
+         "--factor is for restore superres, unused by denoise"),
+        ("denoise", "--sigma", "5", "--factor", "4", "--method", "pool",
+         "--factor and --method are for restore superres, unused by denoise"),
+        ("inpaint", "--box", "1,1,3,3", "--kernel", "gauss:1", "--kernel is for restore deb"),
+        ("denoise", "--sigma", "5", "--start-sigma", "5", "--start-sigma is for a classical"),
+        ("inpaint", "--box", "1,1,3,3", "--start", "noise", "--start-sigma", "5",
+         "unused by a run that starts from noise (ddnm, --start noise)"),
+    ]:  # fmt: skip
         bad = run_here("restore", task, str(tiny_digits_model), str(frames), "--out",
                        str(tmp_path / "o"), *options)  # fmt: skip
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr

@@ -252,6 +252,24 @@ def _check_out_of_data(out: Path, spec: str) -> None:
                 )
 
 
+def _check_class_options(args, num_classes: int) -> None:
+    """Refuse (UsageError) class options given for a run that would not use them: ``--classes``
+    for data without labels (it trained unconditionally without a word), ``--label-dropout``
+    and ``--classifier-steps`` for a run without classes."""
+    given = getattr(args, "given", frozenset())  # main() lists them
+    if num_classes:
+        if args.classes:
+            return
+        unused, why = ("label_dropout", "classifier_steps"), "--no-classes trains without labels"
+    else:
+        unused = ("classes", "label_dropout", "classifier_steps")
+        why = (f"--data {args.data} has no class labels (an image folder takes them from its "
+               "class sub-folders; pooled data has none)")  # fmt: skip
+    named = [f"--{o.replace('_', '-')}" for o in unused if o in given and getattr(args, o)]
+    if named:
+        raise UsageError(f"{why}: {' and '.join(named)} would be unused")
+
+
 #: The folders that a run writes in its --out folder.
 RUN_WRITES = ("samples", "checkpoints", "model")
 
@@ -273,6 +291,7 @@ def cmd_train(args) -> int:
         check_fresh(out, "continue it with --resume, or train into another --out")
         _check_out_of_data(out, args.data)
         data = load_data(args.data, args.size, channels=args.channels, white_level=args.white_level)
+        _check_class_options(args, data.num_classes)
         if data.upscaled and launched_main():  # said once, under torchrun too
             are, their = ("is", "its") if data.upscaled == 1 else ("are", "their")
             print(
@@ -676,8 +695,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         parser = build_parser()
         args = parser.parse_args(argv)
-        if args.command in ("train", "eval"):  # options given, at any value: for --resume (which
-            # refuses other values than the run's), and eval (which refuses what it would not use)
+        if args.command in ("train", "eval", "restore"):  # the options given, at any value:
+            # train --resume refuses other values than the run's, and all three refuse options
+            # that the run would not use
             args.given = given_options(build_parser(), argv)
         if args.command is None:
             parser.print_help()

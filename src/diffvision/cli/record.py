@@ -17,7 +17,8 @@ def settings_of(args: argparse.Namespace, ignored: tuple[str, ...]) -> dict:
     content, the SHA-256 of its files (a moved or copied model is the same model)."""
     from ..io.model_folder import model_digest
 
-    settings = {k: v for k, v in sorted(vars(args).items()) if k not in ignored}
+    skipped = {*ignored, "given"}  # the options typed (main() lists them), not their values
+    settings = {k: v for k, v in sorted(vars(args).items()) if k not in skipped}
     settings["model"] = model_digest(args.model)
     return settings
 

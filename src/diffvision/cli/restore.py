@@ -20,7 +20,7 @@ from .common import (
     step_bar,
     white_level,
 )
-from .restore_folder import Input, restore_folder, std_map_path
+from .restore_folder import TASK_OPTIONS, Input, restore_folder, std_map_path
 
 TASKS = ("denoise", "inpaint", "superres", "deblur", "colorize")
 #: Output files that hold 16 bits per channel: a 16-bit input's result is written at that depth.
@@ -322,6 +322,7 @@ def _check_settings(args, size: int) -> None:
 
     if args.sigma < 0:
         raise UsageError(f"--sigma is a noise std on the 0-255 scale, >= 0, not {args.sigma:g}")
+    _check_unused(args)
     if args.task == "denoise" and args.sigma == 0:
         raise UsageError("denoise needs --sigma (the noise level on the 0-255 scale)")
     if args.task == "inpaint":
@@ -354,6 +355,26 @@ def _check_settings(args, size: int) -> None:
         check_settings(args.solver, args.steps, args.samples, {})
     except ValueError as err:
         raise UsageError(str(err)) from None
+
+
+def _check_unused(args) -> None:
+    """Refuse (UsageError) options given that the run would not use (they were ignored without a
+    word): another task's (``restore denoise --mask m.png``), and those of the classical start
+    (``--start-sigma``, ``--fill``) for a run that starts from noise."""
+    given = getattr(args, "given", frozenset())  # main() lists them
+
+    def named(options) -> str:  # "--mask is" / "--factor and --method are", or ""
+        found = [f"--{o.replace('_', '-')}" for o in options if o in given]
+        return f"{' and '.join(found)} {'is' if len(found) == 1 else 'are'}" if found else ""
+
+    for task, options in TASK_OPTIONS.items():
+        if task != args.task and named(options):
+            raise UsageError(f"{named(options)} for restore {task}, unused by {args.task}")
+    if _start(args, args.solver) == "noise" and named(("start_sigma", "fill")):
+        raise UsageError(
+            f"{named(('start_sigma', 'fill'))} for a classical start, unused by a run that starts "
+            f"from noise ({args.solver}, --start {args.start})"
+        )
 
 
 def _start_options(args, solver: str, operator, y) -> dict:
