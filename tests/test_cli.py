@@ -576,12 +576,17 @@ def test_train_sample_info_round_trip(tmp_path):
 
 def test_sample_checks_its_class_options(tiny_digits_model, tmp_path):
     """--class must name one of a conditional model's classes, --guidance needs it, and an
-    unconditional model has neither: one line each, exit 2, no image written."""
+    unconditional model has neither; --unconditional is for a class model without --class (it
+    was ignored): one line each, exit 2, no image written."""
     out = tmp_path / "x.png"
     for args, message in [
         (["--class", "10"], "--class must be in 0..9"),
         (["--class", "-1"], "--class must be in 0..9"),
         (["--guidance", "2"], "--guidance needs --class"),
+        (
+            ["--class", "1", "--unconditional", "mixture"],
+            "without --class: --class draws that class",
+        ),
     ]:
         bad = run_here("sample", str(tiny_digits_model), *args, "--out", str(out))
         assert bad.returncode == 2 and bad.stderr.strip().endswith(message), bad.stderr
@@ -593,6 +598,8 @@ def test_sample_checks_its_class_options(tiny_digits_model, tmp_path):
     assert bad.returncode == 2 and "this model is unconditional: --class is not available" in (
         bad.stderr
     )
+    bad = run_here("sample", str(plain / "model"), "--unconditional", "null", "--out", str(out))
+    assert bad.returncode == 2 and "without --class: the model is unconditional" in bad.stderr
     assert not out.exists()
 
 

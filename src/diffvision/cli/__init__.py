@@ -535,17 +535,20 @@ def cmd_sample(args) -> int:
                 )
     device = resolve_device(args.device)
     shape = sample_shape(config, args.model)
-    model = fast_inference(load(args.model, ema=not args.no_ema, device=device), device, args.bf16)
     num_classes = config["net"].get("num_classes", 0)
-    cond = None
-    if args.label is not None:
+    if args.label is not None:  # the class options, before the model is loaded
         if not num_classes:
             raise UsageError("this model is unconditional: --class is not available")
         if not 0 <= args.label < num_classes:
             raise UsageError(f"--class must be in 0..{num_classes - 1}")
     elif args.guidance != 1.0:
         raise UsageError("--guidance needs --class")
-    elif num_classes and args.unconditional != "null":
+    if args.unconditional != "auto" and (args.label is not None or not num_classes):
+        why = "--class draws that class" if num_classes else "the model is unconditional"
+        raise UsageError(f"--unconditional is for a class model sampled without --class: {why}")
+    model = fast_inference(load(args.model, ema=not args.no_ema, device=device), device, args.bf16)
+    cond = None
+    if args.label is None and num_classes and args.unconditional != "null":
         clf = load_classifier(args.model, device=device)
         if clf is None and args.unconditional == "mixture":
             raise UsageError(
