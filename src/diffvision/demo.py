@@ -213,11 +213,9 @@ def _interrupted_with(summary_path: Path, settings: dict) -> bool:
         earlier = json.loads(summary_path.read_text())
     except (OSError, ValueError):
         return False
-    return (
-        isinstance(earlier, dict)
-        and earlier.get("finished") is False
-        and (earlier.get("settings") == settings)
-    )
+    if not isinstance(earlier, dict):
+        return False
+    return earlier.get("finished") is False and earlier.get("settings") == settings
 
 
 def run_demo(

@@ -30,9 +30,11 @@ from .common import (
     add_bf16_inference,
     add_quiet,
     fast_inference,
+    given_names,
     given_options,
     grid_or_folder,
     note_emulated_bf16,
+    option_name,
     output_folder,
     sampler_name,
     seed,
@@ -256,7 +258,6 @@ def _check_class_options(args, num_classes: int) -> None:
     """Refuse (UsageError) class options given for a run that would not use them: ``--classes``
     for data without labels (it trained unconditionally without a word), ``--label-dropout``
     and ``--classifier-steps`` for a run without classes."""
-    given = getattr(args, "given", frozenset())  # main() lists them
     if num_classes:
         if args.classes:
             return
@@ -265,7 +266,7 @@ def _check_class_options(args, num_classes: int) -> None:
         unused = ("classes", "label_dropout", "classifier_steps")
         why = (f"--data {args.data} has no class labels (an image folder takes them from its "
                "class sub-folders; pooled data has none)")  # fmt: skip
-    named = [f"--{o.replace('_', '-')}" for o in unused if o in given and getattr(args, o)]
+    named = given_names(args, [dest for dest in unused if getattr(args, dest)])
     if named:
         raise UsageError(f"{why}: {' and '.join(named)} would be unused")
 
@@ -403,7 +404,7 @@ def _resume_conflicts(args, cfg, spec: dict) -> list[str]:
         if option == "data":
             value = _absolute_spec(value)
         if value != run[option]:
-            conflicts.append(f"--{option.replace('_', '-')} {value} (the run's: {run[option]})")
+            conflicts.append(f"{option_name(option)} {value} (the run's: {run[option]})")
     return conflicts
 
 

@@ -56,6 +56,22 @@ def given_options(parser: argparse.ArgumentParser, argv: list[str]) -> frozenset
     return frozenset(vars(parser.parse_args(argv)))
 
 
+#: Options whose ``dest`` is not their name.
+OPTION_NAMES = {"label": "--class"}
+
+
+def option_name(dest: str) -> str:
+    """The option whose value ``args.<dest>`` holds, as typed: ``--start-sigma``, ``--class``."""
+    return OPTION_NAMES.get(dest, "--" + dest.replace("_", "-"))
+
+
+def given_names(args: argparse.Namespace, dests) -> list[str]:
+    """The options of ``dests`` that the command line gave, at any value (``args.given``, which
+    ``main`` sets from :func:`given_options`), by :func:`option_name`."""
+    given = getattr(args, "given", frozenset())
+    return [option_name(dest) for dest in dests if dest in given]
+
+
 def _formatter(prog):
     return _HelpFormatter(prog, max_help_position=32)
 

@@ -20,6 +20,7 @@ from .common import (
     _positive,
     add_bf16_inference,
     fast_inference,
+    given_names,
     listed,
     model_output,
     output_file,
@@ -242,8 +243,7 @@ def _check_sweep_options(args) -> None:
     without ``--sweep-steps`` (ignored, or refused after the model and features were loaded),
     and ``--sampler`` or ``--steps`` given with it (the sweep sets both)."""
     if args.sweep_steps:
-        given = getattr(args, "given", frozenset())  # main() lists them
-        unused = [f"--{option}" for option in ("sampler", "steps") if option in given]
+        unused = given_names(args, ("sampler", "steps"))
         if unused:
             raise UsageError(f"{' and '.join(unused)} would be unused: --sweep-steps gives "
                              "the steps, and --samplers the samplers")  # fmt: skip

@@ -8,7 +8,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import UsageError
+from .common import UsageError, option_name
 
 
 def settings_of(args: argparse.Namespace, ignored: tuple[str, ...]) -> dict:
@@ -46,8 +46,8 @@ def read_record(path: Path, settings: dict, what: str, holds_results: bool = Tru
     return record
 
 
-#: Settings not named by their option: what each is called in messages.
-NAMES = {"label": "--class", "task": "the task", "input": "the input"}
+#: Settings that are no option: what each is called in messages.
+NAMES = {"task": "the task", "input": "the input"}
 
 
 def _difference(key: str, now, then) -> str:
@@ -55,7 +55,7 @@ def _difference(key: str, now, then) -> str:
     ("--steps 5 (the folder's: 20)"), not by its name in the namespace ("label", "no_ema")."""
     if key == "model":
         return "another model (its files' SHA-256 differs)"
-    name = NAMES.get(key, "--" + key.replace("_", "-"))
+    name = NAMES.get(key) or option_name(key)
 
     def value(v):
         return ("on" if v else "off") if isinstance(v, bool) else "none" if v is None else v

@@ -15,6 +15,7 @@ from .common import (
     add_bf16_inference,
     add_quiet,
     fast_inference,
+    given_names,
     image_file_or_folder,
     seed,
     step_bar,
@@ -361,10 +362,9 @@ def _check_unused(args) -> None:
     """Refuse (UsageError) options given that the run would not use (they were ignored without a
     word): another task's (``restore denoise --mask m.png``), and those of the classical start
     (``--start-sigma``, ``--fill``) for a run that starts from noise."""
-    given = getattr(args, "given", frozenset())  # main() lists them
 
     def named(options) -> str:  # "--mask is" / "--factor and --method are", or ""
-        found = [f"--{o.replace('_', '-')}" for o in options if o in given]
+        found = given_names(args, options)
         return f"{' and '.join(found)} {'is' if len(found) == 1 else 'are'}" if found else ""
 
     for task, options in TASK_OPTIONS.items():
@@ -565,7 +565,7 @@ def _check_inputs_kept(args, source: Path, outputs: list[Path]) -> None:
     if args.samples > 1 and outputs[0].suffix:
         written.append(std_map_path(outputs[0]))
     read = {source.resolve(): "the input"}
-    if getattr(args, "mask", None) not in (None, "alpha"):
+    if args.mask not in (None, "alpha"):
         read[Path(args.mask).resolve()] = "the --mask file"
     for target in written:
         where = target.resolve()
