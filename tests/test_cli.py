@@ -332,6 +332,21 @@ def test_class_options_a_run_would_not_use_are_refused(options, message, tmp_pat
     assert len(bad.stderr.strip().splitlines()) == 1 and not out.exists()
 
 
+def test_a_white_level_without_16_bit_files_is_refused(tmp_path):
+    """``train --white-level`` for data without 16-bit files was recorded in the model, and
+    ``restore`` then read 16-bit inputs by it (values above it clipped): refused in one line."""
+    images = tmp_path / "eight"
+    images.mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(images / "a.png")
+    for data in (str(images), "digits"):
+        out = tmp_path / "run"
+        bad = run_here("train", "--data", data, "--size", "8", "--white-level", "4095",
+                       "--preset", "tiny", "--out", str(out))  # fmt: skip
+        assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+        assert f"--white-level is for 16-bit image files: --data {data} has none" in bad.stderr
+        assert not out.exists()
+
+
 def test_a_file_error_in_the_work_is_one_line(capsys, monkeypatch):
     """An OSError about a file met while working (disk full, say) is one line naming the file;
     one about no file is a fault, raised with its traceback."""

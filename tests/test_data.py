@@ -309,6 +309,8 @@ def test_white_level_of_12_bit_files(tmp_path):
     # 8-bit files have no white level; folders pooled with different ones need it given.
     write(tmp_path / "eight" / "a.png")
     assert "white_level" not in load_image_folder(tmp_path / "eight", 6).describe()
+    given = load_image_folder(tmp_path / "eight", 6, white_level=4095)  # was recorded as 4095
+    assert given.white_level is None and "white_level" not in given.describe()
     wide = np.full((6, 8), 40000, np.uint16)
     (tmp_path / "sixteen").mkdir()
     Image.fromarray(wide).save(tmp_path / "sixteen" / "w.png")

@@ -293,6 +293,10 @@ def cmd_train(args) -> int:
         _check_out_of_data(out, args.data)
         data = load_data(args.data, args.size, channels=args.channels, white_level=args.white_level)
         _check_class_options(args, data.num_classes)
+        if args.white_level is not None and data.white_level is None:  # it was recorded, and
+            # restore then read 16-bit inputs by a white level that no training image had
+            raise UsageError(f"--white-level is for 16-bit image files: --data {args.data} has "
+                             "none")  # fmt: skip
         if data.upscaled and launched_main():  # said once, under torchrun too
             are, their = ("is", "its") if data.upscaled == 1 else ("are", "their")
             print(

@@ -20,6 +20,7 @@ from .transforms import (
     check_white,
     deep_colour_pixels,
     frame_count,
+    is_16_bit_image,
     is_deep_colour,
     read_square,
     read_squares,
@@ -56,6 +57,7 @@ class Header(NamedTuple):
     mode: str  #: PIL's mode
     side: int  #: the shorter side, pixels
     top: int | None  #: a 16-bit frame's largest value (with ``deep_values``), else None
+    deep: bool  #: whether the frame holds 16 bits per channel
 
 
 def read_headers(path: Path, deep_values: bool = True) -> list[Header]:
@@ -75,7 +77,7 @@ def read_headers(path: Path, deep_values: bool = True) -> list[Header]:
                     top = int(deep_colour_pixels(path, frame=frame).max())
                 if top is not None and (low < 0 or top > 65535):  # mode "I": 32-bit signed
                     raise ValueError(OUTSIDE_16_BITS)
-                headers.append(Header(mode, side, top))
+                headers.append(Header(mode, side, top, is_16_bit_image(image)))
     except UNREADABLE_IMAGE as err:
         raise unreadable(path, err) from None
     return headers
@@ -128,6 +130,8 @@ def load_image_folder(
         channels = 1 if all(h.mode in GREY_MODES for h in headers) else 3
     tops = [h.top for h in headers if h.top is not None]
     white = white_level or (white_level_for(max(tops)) if tops else None)
+    if not any(h.deep for h in headers):  # 8-bit files: no white level to use or record
+        white = None
     said = {  # what the set makes of its files, for notes
         "upscaled": sum(h.side < size for h in headers),
         "stacked": sum(len(file) > 1 for file in per_file),
