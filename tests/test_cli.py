@@ -347,6 +347,18 @@ def test_a_white_level_without_16_bit_files_is_refused(tmp_path):
         assert not out.exists()
 
 
+@pytest.mark.parametrize("command", [["sample", "m"], ["restore", "denoise", "m", "in.png"]])
+def test_a_folder_with_a_file_extension_is_refused(command, capsys, tmp_path, monkeypatch):
+    """``--out x.png/`` (a folder, by its slash) was written as the file ``x.png``, over one of
+    that name: refused when the arguments are read."""
+    monkeypatch.chdir(tmp_path)
+    Path("x.png").write_bytes(b"kept")
+    assert exit_code([*command, "--out", "x.png/"]) == 2
+    err = capsys.readouterr().err
+    assert "'x.png/' ends in / as a folder does but has a file's extension: give the file " in err
+    assert Path("x.png").read_bytes() == b"kept"
+
+
 def test_a_file_error_in_the_work_is_one_line(capsys, monkeypatch):
     """An OSError about a file met while working (disk full, say) is one line naming the file;
     one about no file is a fault, raised with its traceback."""

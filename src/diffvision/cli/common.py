@@ -289,7 +289,13 @@ def image_file(text: str) -> str:
 
 def image_file_or_folder(text: str) -> str:
     """An output image file (see :func:`image_file`) or a folder (no extension), for commands
-    that take one input image or a folder of them."""
+    that take one input image or a folder of them. A folder is told by its name, so one given
+    with a file's extension (``x.png/``) is refused: it was written as the file ``x.png``."""
+    if Path(text).suffix and text.endswith(("/", os.sep)):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} ends in / as a folder does but has a file's extension: give the file "
+            f"{text.rstrip('/' + os.sep)!r}, or a folder name without an extension"
+        )
     return output_folder(text) if Path(text).suffix == "" else image_file(text)
 
 
