@@ -238,11 +238,12 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     summary_path = out / "demo.json"  # written first as a mark of the demo's folder
     settings = json.loads(json.dumps(asdict(cfg)))  # as demo.json holds them
-    interrupted = summary_path.is_file() and _interrupted_with(summary_path, settings)
-    if summary_path.is_file() and not interrupted:  # an earlier demo's: its run is replaced
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    elif not summary_path.is_file():
+    earlier = summary_path.is_file()
+    interrupted = earlier and _interrupted_with(summary_path, settings)
+    if not earlier:
         check_fresh(out, "the demo trains afresh: give it another --out, or delete that folder")
+    elif not interrupted:  # an earlier demo's, finished or with other settings: replaced
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
     write_text_whole(summary_path, json.dumps({"settings": settings, "finished": False}, indent=1))
     start = time.time()
     trainer = Trainer(cfg, digits(), out, device="cpu")

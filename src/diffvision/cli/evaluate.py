@@ -23,6 +23,7 @@ from .common import (
     given_names,
     listed,
     model_output,
+    option_name,
     output_file,
     sampler_name,
     seed,
@@ -248,7 +249,7 @@ def _check_sweep_options(args) -> None:
             raise UsageError(f"{' and '.join(unused)} would be unused: --sweep-steps gives "
                              "the steps, and --samplers the samplers")  # fmt: skip
     else:
-        unused = [f"--{option}" for option in ("samplers", "plot") if getattr(args, option)]
+        unused = [option_name(option) for option in ("samplers", "plot") if getattr(args, option)]
         if unused:
             raise UsageError(f"{' and '.join(unused)} need{'s' if len(unused) == 1 else ''} "
                              "--sweep-steps")  # fmt: skip

@@ -368,12 +368,14 @@ def _check_unused(args) -> None:
         return f"{' and '.join(found)} {'is' if len(found) == 1 else 'are'}" if found else ""
 
     for task, options in TASK_OPTIONS.items():
-        if task != args.task and named(options):
-            raise UsageError(f"{named(options)} for restore {task}, unused by {args.task}")
-    if _start(args, args.solver) == "noise" and named(("start_sigma", "fill")):
+        said = named(options) if task != args.task else ""
+        if said:
+            raise UsageError(f"{said} for restore {task}, unused by {args.task}")
+    said = named(("start_sigma", "fill")) if _start(args, args.solver) == "noise" else ""
+    if said:
         raise UsageError(
-            f"{named(('start_sigma', 'fill'))} for a classical start, unused by a run that starts "
-            f"from noise ({args.solver}, --start {args.start})"
+            f"{said} for a classical start, unused by a run that starts from noise "
+            f"({args.solver}, --start {args.start})"
         )
 
 
