@@ -174,3 +174,10 @@ def test_autocast_runs_the_network_in_bf16_and_keeps_the_skip_path(device):
     with torch.no_grad():
         model(x, 0.5)
     assert seen[-1] == torch.float32
+
+
+def test_guidance_without_a_condition_is_refused():
+    # Was a RuntimeError from torch.as_tensor(None) at the sampler's first step.
+    d = Denoiser(CountingCondNet(), "x0", VE(), null_cond=10)
+    with pytest.raises(ValueError, match="guidance needs a condition"):
+        guided(d, None, scale=2.0)

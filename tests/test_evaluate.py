@@ -389,3 +389,32 @@ def test_interrupted_sweep_keeps_the_runs_done(tmp_path, tiny_digits_model, feat
                  "--samplers", "euler", "--json", str(out)])  # fmt: skip
     saved = json.loads(out.read_text())
     assert code == 0 and saved["complete"] is True and len(saved["sweep"]) == 2
+
+
+def test_class_options_are_checked_before_any_work(monkeypatch, tiny_digits_model, tmp_path):
+    """``--guidance`` where no class is sampled (``--classes none``, or an unconditional model)
+    was a traceback from inside the sampler; ``--classes none`` for an unconditional model was
+    ignored; a class the model lacks was refused after the model and its features were loaded.
+    Each is now refused in one line before any work."""
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("worked before refusing")
+
+    monkeypatch.setattr(ev, "get_features", no_work)
+    monkeypatch.setattr(ev, "generate", no_work)
+    plain = tmp_path / "plain"  # an unconditional model's folder (only its config is read)
+    shutil.copytree(tiny_digits_model, plain)
+    config = json.loads((plain / "config.json").read_text())
+    config["net"]["num_classes"] = 0
+    (plain / "config.json").write_text(json.dumps(config))
+    for model, extra, message in [
+        (tiny_digits_model, ["--classes", "10"], "--classes must lie in 0..9"),
+        (tiny_digits_model, ["--classes", "none", "--guidance", "2"],
+         "--guidance needs classes to guide towards: --classes none samples none"),
+        (plain, ["--guidance", "2"], "--guidance needs classes to guide towards: the model is "),
+        (plain, ["--classes", "none"], "this model is unconditional: --classes is not available"),
+        (plain, ["--classes", "3"], "this model is unconditional: --classes is not available"),
+    ]:  # fmt: skip
+        bad = run_here("eval", str(model), "--data", "digits", *extra)
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1

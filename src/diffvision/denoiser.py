@@ -171,6 +171,8 @@ def guided(
     """
     if not -math.inf < scale < math.inf:  # NaN made NaN samples
         raise ValueError(f"the guidance scale must be a finite number, not {scale}")
+    if scale != 1.0 and cond is None:  # was a RuntimeError from torch.as_tensor(None)
+        raise ValueError("classifier-free guidance needs a condition (cond) to guide towards")
     if null_cond is None:
         null_cond = getattr(denoiser, "null_cond", None)
     if scale == 1.0:

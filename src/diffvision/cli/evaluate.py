@@ -178,6 +178,7 @@ def cmd_eval(args) -> int:
     device = resolve_device(args.device)  # before any work
     config = read_config(args.model)
     shape = sample_shape(config, args.model)
+    _check_class_options(args, config["net"].get("num_classes", 0))
     size = args.size or shape[-1]
     white = config.get("data", {}).get("white_level")  # 16-bit files read as in training
     data = load_data(args.data, size, channels=shape[0], white_level=white)
@@ -253,6 +254,20 @@ def _check_sweep_options(args) -> None:
         if unused:
             raise UsageError(f"{' and '.join(unused)} need{'s' if len(unused) == 1 else ''} "
                              "--sweep-steps")  # fmt: skip
+
+
+def _check_class_options(args, num_classes: int) -> None:
+    """Refuse (UsageError), before the model and the features are loaded, ``--classes`` for an
+    unconditional model (``none`` was ignored), classes the model does not have, and
+    ``--guidance`` where no class is sampled (an unconditional model or ``--classes none``:
+    there is no condition to guide towards; it was a traceback)."""
+    if args.classes is not None and not num_classes:
+        raise UsageError("this model is unconditional: --classes is not available")
+    if args.classes and max(args.classes) >= num_classes:
+        raise UsageError(f"--classes must lie in 0..{num_classes - 1}")
+    if args.guidance != 1.0 and (not num_classes or args.classes == []):
+        why = "the model is unconditional" if not num_classes else "--classes none samples none"
+        raise UsageError(f"--guidance needs classes to guide towards: {why}")
 
 
 def _write_json(path: str, result: dict) -> None:
