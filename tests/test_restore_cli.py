@@ -687,6 +687,26 @@ def test_what_the_input_holds_and_the_result_drops_is_said(tiny_digits_model, tm
     result = run_here("restore", "denoise", str(tiny_digits_model), str(stack), "--sigma", "25",
                       "--tile", "8", "--overlap", "2", "--quiet", "--out", str(out))  # fmt: skip
     assert result.returncode == 0 and "frames" not in result.stdout, result.stdout
+    # Transparent pixels: the result is opaque, said (an opaque RGBA file: no note).
+    rgba = np.full((16, 16, 4), 255, np.uint8)
+    for alpha, noted in ((255, False), (0, True)):
+        rgba[2:5, 2:5, 3] = alpha
+        Image.fromarray(rgba).save(stack)
+        result = run_here("restore", "denoise", str(tiny_digits_model), str(stack), "--sigma",
+                          "25", "--tile", "8", "--quiet", "--out", str(out))  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert ("has transparent pixels: the result is opaque" in result.stdout) == noted
+    # --simulate superres of a size that is no multiple of the factor: cropped, said.
+    odd = tmp_path / "odd.png"
+    for shape, noted in (((17, 18), True), ((16, 18), False)):
+        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(odd)
+        result = run_here("restore", "superres", str(tiny_digits_model), str(odd), "--factor",
+                          "2", "--simulate", "--steps", "1", "--tile", "8", "--quiet", "--out",
+                          str(out))  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        note = f"note: {odd} (18 x 17) is cropped to 18 x 16, a multiple of --factor 2"
+        assert (note in result.stdout) == noted, result.stdout
+        assert Image.open(out).size == (18, 16)
 
 
 def test_restore_every_frame_of_a_stack(tiny_digits_model, tmp_path):
@@ -782,6 +802,25 @@ def test_a_colour_result_asked_for_in_a_gif_is_written_with_a_note(tmp_path):
                           "25", "--quiet", "--out", str(out))  # fmt: skip
         assert result.returncode == 0 and out.is_file(), result.stderr
         assert ("holds at most 256 colours: the result is quantized" in result.stdout) == noted
+
+
+def test_colorize_says_that_a_colour_input_is_coloured_anew(tmp_path):
+    """``restore colorize`` of a colour input keeps only its grey: said (it was dropped without
+    a word); a grey picture saved as RGB gets no note."""
+    model = tmp_path / "rgb"
+    result = run_here("train", "--data", "photos", "--size", "8", "--preset", "tiny", "--steps",
+                      "1", "--batch", "2", "--out", str(model), "--quiet")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    grey = np.random.default_rng(0).integers(0, 256, (16, 16), np.uint8)
+    image, out = tmp_path / "in.png", tmp_path / "out.png"
+    tinted = np.stack([grey, grey, grey], 2)
+    for shift, noted in ((0, False), (2, False), (3, True)):  # up to two 8-bit levels: grey
+        tinted[..., 0] = np.minimum(grey.astype(int) + shift, 255)
+        Image.fromarray(tinted).save(image)
+        result = run_here("restore", "colorize", str(model / "model"), str(image), "--steps", "1",
+                          "--quiet", "--out", str(out))  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert (f"note: {image} is in colour: its grey" in result.stdout) == noted, shift
 
 
 def test_a_stack_is_held_open_while_its_frames_are_restored(

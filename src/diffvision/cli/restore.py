@@ -642,7 +642,14 @@ def _restore_file(
     the network input shapes that this run checked already (:func:`_check_tiles_fit`)."""
     import torch
 
-    from ..io.images import is_16_bit, is_colour, read_image, save_16_bit, save_image
+    from ..io.images import (
+        is_16_bit,
+        is_colour,
+        is_transparent,
+        read_image,
+        save_16_bit,
+        save_image,
+    )
     from ..metrics import psnr
     from ..restore.replay import scattered
     from ..restore.solvers import sampler_steps
@@ -652,12 +659,18 @@ def _restore_file(
     image = read_image(args.input, channels, white, frame)
     if channels == 1 and is_colour(args.input, frame):  # said, not silently dropped
         print(f"note: {args.input} is in colour and the model is greyscale: restored as grey")
+    if args.mask != "alpha" and is_transparent(args.input, frame):  # its colours were kept
+        print(f"note: {args.input} has transparent pixels: the result is opaque (restore inpaint "
+              "--mask alpha fills them)")  # fmt: skip
     gen = torch.Generator().manual_seed(args.seed)
     factor = args.factor if args.task == "superres" else 1
     if args.simulate:
         clean = image
         h, w = clean.shape[-2:]
-        h, w = h - h % factor, w - w % factor
+        if h % factor or w % factor:  # said: the result and its PSNR are of the part kept
+            print(f"note: {args.input} ({w} x {h}) is cropped to {w - w % factor} x "
+                  f"{h - h % factor}, a multiple of --factor {factor}")  # fmt: skip
+            h, w = h - h % factor, w - w % factor
         clean = clean[..., :h, :w]
         _check_draws_fit(args, channels, h, w, device)
         operator = _operator(args, (h, w))
@@ -665,6 +678,10 @@ def _restore_file(
     else:
         clean = None
         if args.task == "colorize":
+            tint = float((image.amax(1) - image.amin(1)).max()) * 127.5  # in 8-bit levels
+            if tint > 2.5:  # more than two levels (grey saved as RGB has 0): colours dropped
+                print(f"note: {args.input} is in colour: its grey (the mean of its channels) "
+                      "is coloured anew (--simulate scores that against its colours)")  # fmt: skip
             image = image.mean(1, keepdim=True)
         h, w = image.shape[-2] * factor, image.shape[-1] * factor
         _check_draws_fit(args, channels, h, w, device)

@@ -168,6 +168,21 @@ def save_images(
     return paths
 
 
+def _has_alpha(image: Image.Image) -> bool:
+    """Whether a PIL image has an alpha band or palette transparency."""
+    return "A" in image.getbands() or "transparency" in image.info
+
+
+def is_transparent(path: str | Path, frame: int = 0) -> bool:
+    """Whether any pixel of an image file (its frame ``frame``) is less than fully opaque: from
+    the header where it has no alpha channel, else from the alpha channel."""
+    with open_image(path) as image:
+        seek_frame(image, frame)
+        if not _has_alpha(image):
+            return False
+    return bool((read_alpha(path, frame) < 1).any())
+
+
 def read_alpha(path: str | Path, frame: int = 0) -> Tensor:
     """An image file's alpha channel (or palette transparency) as ``H x W`` float32 in [0, 1],
     upright like :func:`read_image` (of its frame ``frame``). Raises ValueError naming the file
@@ -176,7 +191,7 @@ def read_alpha(path: str | Path, frame: int = 0) -> Tensor:
         with open_image(path) as image:
             seek_frame(image, frame)
             image = ImageOps.exif_transpose(image)
-            if "A" not in image.getbands() and "transparency" not in image.info:
+            if not _has_alpha(image):
                 raise ValueError("it has no alpha channel (no transparent pixels)")
             alpha = np.asarray(image.convert("RGBA").getchannel("A"), dtype=np.float32) / 255
     except UNREADABLE_IMAGE as err:
