@@ -465,6 +465,26 @@ def test_train_says_what_it_makes_of_its_files(tmp_path):
     )
 
 
+def test_a_folder_run_resumes_at_the_size_it_found(tmp_path):
+    """``train --data FOLDER`` without --size trains at the images' shared size, and run.json
+    records it: images of another size added before ``--resume`` are read at the run's size
+    (the run did not stop on "shorter sides from 8 to 12 px")."""
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (8, 10), dtype=np.uint8)).save(data / f"{i}.png")
+    run_ = tmp_path / "run"
+    common = ("--preset", "tiny", "--batch", "2", "--checkpoint-every", "1", "--quiet")
+    result = run_here("train", "--data", str(data), "--steps", "1", "--out", str(run_), *common)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((run_ / "run.json").read_text())["size"] == 8
+    Image.fromarray(rng.integers(0, 256, (12, 12), dtype=np.uint8)).save(data / "big.png")
+    result = run_here("train", "--out", str(run_), "--resume", "--steps", "2", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((run_ / "model" / "config.json").read_text())["sample_shape"] == [1, 8, 8]
+
+
 def exit_code(args):
     """main()'s return value, or the code of the SystemExit that argparse raises."""
     try:

@@ -44,6 +44,20 @@ def test_grayscale_detection_and_flat_folder(tmp_path):
     assert float(data[1][0].min()) == 1.0 and len(data) == 3
 
 
+def test_a_folder_is_read_at_its_images_own_size_where_they_share_one(tmp_path):
+    """Without a size, a folder is read at its images' shorter side where every image has the
+    same one (``train --data FOLDER`` said "default: the data's" and then asked for --size);
+    where they differ, the error gives the range and asks for the size."""
+    write(tmp_path / "a.png", size=(20, 12))
+    write(tmp_path / "sub" / "b.png", size=(12, 30))
+    data = load_data(str(tmp_path))
+    assert data.size == 12 and data.upscaled == 0
+    assert torch.equal(data.images, load_image_folder(tmp_path, 12).images)
+    write(tmp_path / "c.png", size=(16, 13))
+    with pytest.raises(ValueError, match=r"have shorter sides from 12 to 13 px: give the size"):
+        load_image_folder(tmp_path)
+
+
 def test_lazy_decoding_when_over_the_cache_limit(tmp_path):
     for i in range(3):
         write(tmp_path / f"{i}.png", value=40 * i)

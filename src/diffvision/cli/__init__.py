@@ -77,7 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="image folder (or one TIFF stack: its frames), or digits | faces | shapes | photos |"
         " deadleaves | mnist:FOLDER; several joined by + are pooled (e.g. photos+deadleaves)",
     )
-    t.add_argument("--size", type=_positive(int), help="image size in pixels (default: the data's)")
+    t.add_argument(
+        "--size",
+        type=_positive(int),
+        help="image size in pixels (default: the data's; an image folder's is its images' "
+        "shorter side, where they share one)",
+    )
     t.add_argument("--channels", type=int, choices=(1, 3), help="1 grey, 3 RGB (folders: auto)")
     t.add_argument(
         "--white-level",
@@ -324,8 +329,8 @@ def cmd_train(args) -> int:
         out.mkdir(parents=True, exist_ok=True)
         spec = {
             "data": _absolute_spec(args.data),
-            "size": args.size,
-            "channels": args.channels,
+            "size": data.size,  # as found: a folder that gains images of another size or
+            "channels": data.channels,  # colour is read at the run's on resume
             "white_level": data.white_level,  # as found: a resumed run reads files the same way
         }
         write_text_whole(out / "run.json", json.dumps(spec, indent=1))

@@ -137,7 +137,12 @@ def train_features_parser() -> Parser:
               diffvision eval train-features photos/ --size 32 --out features/photos"""),
     )
     p.add_argument("data", help="digits | faces | shapes | mnist:FOLDER | image folder")
-    p.add_argument("--size", type=_positive(int), help="image size (folders: required)")
+    p.add_argument(
+        "--size",
+        type=_positive(int),
+        help="image size (default: the data's; an image folder's is its images' shorter side, "
+        "where they share one)",
+    )
     p.add_argument("--steps", type=_positive(int), default=500, help="training steps")
     p.add_argument("--batch", type=_positive(int), default=128, help="images per step")
     p.add_argument("--seed", type=seed, default=0, help="seed of initialisation and data order")

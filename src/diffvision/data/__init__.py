@@ -43,9 +43,10 @@ def load_data(
 
     ``digits``, ``faces``, ``shapes``, ``photos``, ``photos-grey``, ``deadleaves`` (built in;
     ``size`` optional), ``mnist:FOLDER`` (the MNIST IDX files in FOLDER), a path to an image
-    folder (``size`` required), or several of these joined by ``+`` (their images pooled, without
-    labels; e.g. ``photos+deadleaves``). ``white_level``: the value of white in an image folder's
-    16-bit files (default: found from them, see :func:`load_image_folder`).
+    folder (``size`` default: its images' shorter side, where they share one), or several of
+    these joined by ``+`` (their images pooled, without labels; e.g. ``photos+deadleaves``).
+    ``white_level``: the value of white in an image folder's 16-bit files (default: found from
+    them, see :func:`load_image_folder`).
     """
     if size is not None:
         check_int("size", size, 1)
@@ -83,8 +84,6 @@ def load_data(
             f"data not found: {spec!r} is neither a built-in set "
             f"({', '.join(BUILTIN)}) nor a folder (or a TIFF stack)"
         )
-    if size is None:
-        raise ValueError("an image folder needs --size")
     return load_image_folder(path, size, channels=channels, white_level=white_level)
 
 

@@ -85,7 +85,7 @@ def read_headers(path: Path, deep_values: bool = True) -> list[Header]:
 
 def load_image_folder(
     root: str | Path,
-    size: int,
+    size: int | None = None,
     *,
     channels: int | None = None,
     labels: bool = True,
@@ -99,7 +99,8 @@ def load_image_folder(
     Args:
         root: folder searched recursively for png, jpg, bmp, gif, webp and tiff files, or one
             file of several frames (a TIFF stack).
-        size: output side length in pixels (short side resized, centre cropped).
+        size: output side length in pixels (short side resized, centre cropped); default: the
+            images' shorter side, where every frame has the same one (else ValueError).
         channels: 1 (grayscale) or 3 (RGB); default: 1 if every image is grayscale, else 3.
         labels: when every image sits in a first-level sub-folder and there are at least two,
             the sub-folder names become the classes (sorted); set False to ignore them.
@@ -112,7 +113,8 @@ def load_image_folder(
     root = Path(root)
     if not root.exists():
         raise ValueError(f"image folder not found: {root}")
-    check_int("size", size, 1)
+    if size is not None:
+        check_int("size", size, 1)
     paths = find_images(root) if root.is_dir() else [root]
     if root.is_file() and frame_count(root) < 2:  # one image given for its folder
         raise ValueError(f"{root} is a file: give the folder of training images that holds it")
@@ -128,6 +130,13 @@ def load_image_folder(
     items = [(p, k) for p, file in zip(paths, per_file, strict=True) for k in range(len(file))]
     if channels is None:
         channels = 1 if all(h.mode in GREY_MODES for h in headers) else 3
+    if size is None:  # the images' own size, where they agree on one
+        sides = sorted({h.side for h in headers})
+        if len(sides) > 1:
+            raise ValueError(f"the images of {root} have shorter sides from {sides[0]} to "
+                             f"{sides[-1]} px: give the size to use (--size)")  # fmt: skip
+        size = sides[0]
+        check_int("size", size, 1)  # a 0-pixel image
     tops = [h.top for h in headers if h.top is not None]
     white = white_level or (white_level_for(max(tops)) if tops else None)
     if not any(h.deep for h in headers):  # 8-bit files: no white level to use or record
