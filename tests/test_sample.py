@@ -124,3 +124,39 @@ def test_a_shape_the_model_cannot_make_is_refused(tiny_digits_model):
         likelihood(model, torch.zeros(1, 1, 8, 8, dtype=torch.long), steps=1)
     assert sample(model, (2, 1, 8, 8), steps=1).shape == (2, 1, 8, 8)
     assert sample(model, (1, 1, 16, 16), steps=1).shape == (1, 1, 16, 16)  # other sizes: fine
+
+
+def test_class_labels_are_checked_before_any_work():
+    """``sample(model, shape, cond=...)`` for a network that states its classes: a class as an
+    int is drawn for every sample (was an AttributeError), and labels of another length (a
+    RuntimeError), float labels (truncated without a word), labels beyond the null class (an
+    IndexError in the embedding) or labels for an unconditional network are refused first."""
+    from diffvision.nets.unet import build_unet
+    from diffvision.process import EDM
+
+    calls = []
+
+    def model(classes):
+        net = build_unet("tiny", in_channels=1, num_classes=classes)
+        net.register_forward_pre_hook(lambda module, inputs: calls.append(inputs))
+        return Denoiser(net, "edm", EDM(), null_cond=classes if classes else None)
+
+    three = model(3)
+    out = sample(three, (4, 1, 8, 8), steps=1, cond=2)
+    labels = calls[-1][2]
+    assert out.shape == (4, 1, 8, 8) and labels.dtype == torch.long and labels.tolist() == [2] * 4
+    assert sample(three, (2, 1, 8, 8), steps=1, cond=torch.tensor(3)).shape[0] == 2  # the null
+    calls.clear()
+    for cond, message in [
+        (torch.tensor([0, 1, 2]), "for 4 samples have shape () or (4,), not (3,)"),
+        (torch.tensor([0.0, 1.5, 2, 1]), "an int or an integer tensor, not a torch.float32 tensor"),
+        (True, "an int or an integer tensor, not True"),
+        ("2", "an int or an integer tensor, not '2'"),
+        (4, "class labels (cond) lie in 0..3 (3: none), not 4"),
+        (torch.tensor([0, -1, 2, 1]), "class labels (cond) lie in 0..3 (3: none), not -1"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            sample(three, (4, 1, 8, 8), steps=1, cond=cond, guidance=2.0)
+    with pytest.raises(ValueError, match="the model is unconditional: it takes no class labels"):
+        sample(model(0), (4, 1, 8, 8), steps=1, cond=torch.tensor([0, 1, 2, 0]))
+    assert not calls  # each refused before the network ran

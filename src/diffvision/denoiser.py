@@ -148,14 +148,25 @@ class Denoiser(nn.Module):
         return _per_sample(c_skip, x) * x + _per_sample(c_out, x) * out.to(x.dtype)
 
 
+def _net_config(denoiser):
+    """A loaded model's network config, alone or inside a wrapper that keeps the model as
+    ``.denoiser`` (a :class:`ClassMixture`, a tiled denoiser); None for others."""
+    model = getattr(denoiser, "denoiser", denoiser)
+    return getattr(getattr(model, "net", None), "config", None)
+
+
 def image_channels(denoiser) -> int | None:
     """The channels of the images ``denoiser`` makes, where it states them: a loaded model's
-    network (its config's ``out_channels``), alone or inside a wrapper that keeps it as
-    ``.denoiser`` (a :class:`ClassMixture`, a tiled denoiser); None for others (the analytic
-    denoisers), which callers then take at their word."""
-    model = getattr(denoiser, "denoiser", denoiser)
-    config = getattr(getattr(model, "net", None), "config", None)
-    return getattr(config, "out_channels", None)
+    network (its config's ``out_channels``, see :func:`_net_config`); None for others (the
+    analytic denoisers), which callers then take at their word."""
+    return getattr(_net_config(denoiser), "out_channels", None)
+
+
+def class_count(denoiser) -> int | None:
+    """The number of classes of ``denoiser``'s network (0: unconditional; its label
+    ``class_count`` is the null class), where it states them (see :func:`_net_config`); None
+    for others."""
+    return getattr(_net_config(denoiser), "num_classes", None)
 
 
 def guided(

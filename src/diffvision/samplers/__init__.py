@@ -16,7 +16,7 @@ from torch import Tensor
 from ..denoiser import guided
 from ..memory import check_batch_fits
 from ..process import DiscreteVP, check_int
-from .base import Callback, check_shape, randn_like
+from .base import Callback, check_cond, check_shape, randn_like
 from .likelihood import LikelihoodResult, check_likelihood_fits, dequantize, likelihood
 from .ode import dpmpp_2m, dpmpp_3m, euler, heun, ipndm, unipc
 from .steps import STEP_KINDS, ddpm_timesteps, sigma_steps
@@ -142,7 +142,9 @@ def sample(
             at 5-20 NFE in ``bench/results/samplers.md``.
         sigma_min, sigma_max: noise range (data units); default the denoiser's schedule range
             (``denoiser.sigma_min/max``) or EDM's 0.002 and 80.
-        cond, guidance: condition and classifier-free guidance scale (1 = none).
+        cond, guidance: condition (a class model's: a class, or ``N`` labels; see
+            :func:`~diffvision.samplers.base.check_cond`) and classifier-free guidance scale
+            (1 = none).
         step_options: extra options of the step sequence (e.g. ``{"rho": 7}``).
         options: passed to the sampler (e.g. ``eta``, ``s_churn``).
     Returns:
@@ -151,6 +153,7 @@ def sample(
     run = get(sampler)
     check_sampler_options(sampler, options)
     check_shape(denoiser, shape)
+    cond = check_cond(denoiser, cond, shape[0], device)
     step_options = dict(step_options or {})
     schedule = getattr(denoiser, "schedule", None)
     if step_kind is None:

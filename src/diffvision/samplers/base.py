@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from ..denoiser import image_channels
+from ..denoiser import class_count, image_channels
 
 Callback = Callable[[dict], None]
 DenoiserFn = Callable[[Tensor, Tensor], Tensor]
@@ -79,3 +79,42 @@ def check_shape(denoiser, shape: tuple[int, ...]) -> None:
     made = image_channels(denoiser)
     if made is not None and (len(shape) != 4 or shape[1] != made):
         raise ValueError(f"the model makes N x {made} x H x W images: not {shape}")
+
+
+def check_cond(denoiser, cond, n: int, device: torch.device | str | None = None):
+    """``cond`` for ``n`` samples of ``denoiser``, checked before any work (ValueError; a class
+    given as an int was an AttributeError, labels of another length a RuntimeError, float
+    labels were truncated). For a model that states its classes (:func:`class_count`): class
+    labels, an int or an integer tensor of shape ``()`` or ``(n,)``, each in 0..K (K, the null
+    class), returned as ``n`` labels on ``device``; a dict's ``"labels"`` likewise; an
+    unconditional model takes none. For other denoisers ``cond`` is passed as it is."""
+    classes = class_count(denoiser)
+    if cond is None or classes is None:
+        return cond
+    if isinstance(cond, dict):
+        return (
+            {**cond, "labels": check_cond(denoiser, cond["labels"], n, device)}
+            if ("labels" in cond)
+            else cond
+        )
+    if classes == 0:
+        raise ValueError("the model is unconditional: it takes no class labels (cond)")
+    if isinstance(cond, int) and not isinstance(cond, bool):
+        cond = torch.tensor(cond)
+    dtype = getattr(cond, "dtype", None)
+    if (
+        not isinstance(cond, Tensor)
+        or dtype.is_floating_point
+        or dtype.is_complex
+        or (dtype == torch.bool)
+    ):
+        what = f"a {dtype} tensor" if isinstance(cond, Tensor) else repr(cond)
+        raise ValueError(f"class labels (cond) are an int or an integer tensor, not {what}")
+    if cond.shape not in ((), (n,)):
+        raise ValueError(f"class labels (cond) for {n} samples have shape () or ({n},), not "
+                         f"{tuple(cond.shape)}")  # fmt: skip
+    low, high = int(cond.min()), int(cond.max())
+    if low < 0 or high > classes:
+        raise ValueError(f"class labels (cond) lie in 0..{classes} ({classes}: none), not "
+                         f"{low if low < 0 else high}")  # fmt: skip
+    return cond.expand(n).to(device=device, dtype=torch.long)
