@@ -627,8 +627,8 @@ def test_sample_checks_its_class_options(tiny_digits_model, tmp_path):
     was ignored): one line each, exit 2, no image written."""
     out = tmp_path / "x.png"
     for args, message in [
-        (["--class", "10"], "--class must be in 0..9"),
-        (["--class", "-1"], "--class must be in 0..9"),
+        (["--class", "10"], "--class 10: the model's classes are 0..9"),
+        (["--class", "-1"], "--class -1: the model's classes are 0..9"),
         (["--guidance", "2"], "--guidance needs --class"),
         (
             ["--class", "1", "--unconditional", "mixture"],
@@ -648,6 +648,40 @@ def test_sample_checks_its_class_options(tiny_digits_model, tmp_path):
     bad = run_here("sample", str(plain / "model"), "--unconditional", "null", "--out", str(out))
     assert bad.returncode == 2 and "without --class: the model is unconditional" in bad.stderr
     assert not out.exists()
+
+
+def test_classes_are_named_as_their_folders(tmp_path):
+    """A model trained on class folders takes its classes by name (``sample --class dogs``,
+    ``eval --classes dogs``; only an index was taken, the folders sorted) or index, and
+    ``info`` lists them; a name it lacks is refused with its names."""
+    rng = np.random.default_rng(0)
+    for label in ("cats", "dogs"):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        for i in range(2):
+            image = rng.integers(0, 256, (8, 8), dtype=np.uint8)
+            Image.fromarray(image).save(tmp_path / "data" / label / f"{i}.png")
+    made = run_here("train", "--data", str(tmp_path / "data"), "--preset", "tiny", "--steps", "1",
+                    "--batch", "2", "--out", str(tmp_path / "run"), "--quiet")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    model = str(tmp_path / "run" / "model")
+    assert "classes:     2 (0 cats, 1 dogs)" in run_here("info", model).stdout
+    grids = []
+    for label in ("dogs", "1"):
+        grids.append(tmp_path / f"{label}.png")
+        result = run_here("sample", model, "--class", label, "--n", "2", "--steps", "1",
+                          "--quiet", "--out", str(grids[-1]))  # fmt: skip
+        assert result.returncode == 0, result.stderr
+    assert grids[0].read_bytes() == grids[1].read_bytes()  # one class, by name and by index
+    for args, message in [
+        (["sample", model, "--class", "cows", "--out", str(tmp_path / "x.png")],
+         "--class cows: the model's classes are cats, dogs (or their indices 0..1)"),
+        (["eval", model, "--data", "digits", "--classes", "cows"],
+         "--classes cows: the model's classes are cats, dogs (or their indices 0..1)"),
+        (["eval", model, "--data", "digits", "--classes", "dogs,1"],
+         "--classes names one class twice (dogs, 1)"),
+    ]:  # fmt: skip
+        bad = run_here(*args)
+        assert bad.returncode == 2 and bad.stderr.strip().endswith(message), bad.stderr
 
 
 def test_mixture_needs_a_classifier(tiny_digits_model, tmp_path):

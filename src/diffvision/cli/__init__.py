@@ -29,10 +29,12 @@ from .common import (
     _positive,
     add_bf16_inference,
     add_quiet,
+    class_index,
     fast_inference,
     given_names,
     given_options,
     grid_or_folder,
+    model_classes,
     note_emulated_bf16,
     option_name,
     output_folder,
@@ -172,7 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--steps", type=_positive(int), default=20, help="sampler steps")
     s.add_argument("--seed", type=seed, default=0, help="seed of the sampling noise")
-    s.add_argument("--class", dest="label", type=int, help="class label (class-conditional models)")
+    s.add_argument(
+        "--class",
+        dest="label",
+        help="class-conditional models: the class to draw, by name (a class folder's) or index "
+        "(`diffvision info` lists them)",
+    )
     s.add_argument("--guidance", type=_finite, default=1.0, help="classifier-free guidance scale")
     add_bf16_inference(s)
     add_quiet(s)
@@ -534,6 +541,12 @@ def cmd_sample(args) -> int:
     out = Path(args.out)
     to_folder = out.suffix.lower() != ".png"  # grid_or_folder checked --out
     config = read_config(args.model)
+    shape = sample_shape(config, args.model)
+    num_classes = config["net"].get("num_classes", 0)
+    if args.label is not None:  # the class options, before the record and the model are read
+        args.label = class_index(args.label, config, "--class")
+    elif args.guidance != 1.0:
+        raise UsageError("--guidance needs --class")
     if to_folder:  # a record of the settings, so that the same command goes on where it stopped
         settings = settings_of(args, SAMPLE_NOT_SETTINGS)
         there = any(out.glob("sample_*.png"))
@@ -544,15 +557,6 @@ def cmd_sample(args) -> int:
                     f"settings ({SAMPLE_RECORD}): use another folder"
                 )
     device = resolve_device(args.device)
-    shape = sample_shape(config, args.model)
-    num_classes = config["net"].get("num_classes", 0)
-    if args.label is not None:  # the class options, before the model is loaded
-        if not num_classes:
-            raise UsageError("this model is unconditional: --class is not available")
-        if not 0 <= args.label < num_classes:
-            raise UsageError(f"--class must be in 0..{num_classes - 1}")
-    elif args.guidance != 1.0:
-        raise UsageError("--guidance needs --class")
     if args.unconditional != "auto" and (args.label is not None or not num_classes):
         why = "--class draws that class" if num_classes else "the model is unconditional"
         raise UsageError(f"--unconditional is for a class model sampled without --class: {why}")
@@ -644,7 +648,7 @@ def cmd_info(args) -> int:
         f"network:     U-Net, {params / 1e6:.2f} M parameters, channels {net['channels']}, "
         f"mult {tuple(net['channel_mult'])}",
         f"image:       {' x '.join(map(str, config.get('sample_shape', [])))} (C x H x W)",
-        f"classes:     {net.get('num_classes', 0) or 'unconditional'}",
+        f"classes:     {_classes_line(config)}",
         f"prediction:  {config['denoiser']['prediction']}, schedule {config.get('schedule')}",
     ]
     data = config.get("data")
@@ -670,6 +674,18 @@ def cmd_info(args) -> int:
     lines.append(f"samplers:    {', '.join(SAMPLERS)}")
     print("\n".join(lines))
     return 0
+
+
+def _classes_line(config: dict) -> str:
+    """``info``'s classes: their count, and their names where they are not their indices
+    (class folders'), as ``--class`` takes either."""
+    names = model_classes(config)
+    if not names:
+        return "unconditional"
+    if names == [str(i) for i in range(len(names))]:
+        return str(len(names))
+    shown = ", ".join(f"{i} {name}" for i, name in enumerate(names[:20]))
+    return f"{len(names)} ({shown}{', ...' if len(names) > 20 else ''})"
 
 
 def cmd_demo(args) -> int:

@@ -214,6 +214,33 @@ def listed(kind, what: str):
     return parse
 
 
+def model_classes(config: dict) -> list[str]:
+    """The names of the classes of the model that ``config`` describes (its data's
+    ``class_names``, e.g. class folders'; their indices as text where it names none); [] for an
+    unconditional model."""
+    count = config["net"].get("num_classes", 0)
+    names = (config.get("data") or {}).get("class_names") or []
+    return list(names) if len(names) == count else [str(i) for i in range(count)]
+
+
+def class_index(text: str, config: dict, option: str) -> int:
+    """The class ``text`` names of the model that ``config`` describes: a class name (a class
+    folder's, e.g. ``cats``; a name wins over an index) or an index from 0. UsageError, naming
+    the classes, for one it lacks or an unconditional model."""
+    names = model_classes(config)
+    if not names:
+        raise UsageError(f"this model is unconditional: {option} is not available")
+    if text in names:
+        return names.index(text)
+    if text.isdigit() and int(text) < len(names):
+        return int(text)
+    indices = f"0..{len(names) - 1}"
+    if names != [str(i) for i in range(len(names))]:  # named, e.g. by class folders
+        shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
+        indices = f"{shown} (or their indices {indices})"
+    raise UsageError(f"{option} {text}: the model's classes are {indices}")
+
+
 def white_level(text: str) -> int:
     """The value of white in 16-bit image files: an integer in 1-65535."""
     from ..data.transforms import check_white

@@ -16,9 +16,9 @@ from .common import (
     _count,
     _finite,
     _formatter,
-    _number,
     _positive,
     add_bf16_inference,
+    class_index,
     fast_inference,
     given_names,
     listed,
@@ -65,17 +65,10 @@ a folder from `diffvision eval train-features`, or inception:FILE (pytorch-fid's
 pt_inception-2015-12-05 file or torchvision's Inception-v3 weights; never downloaded)."""
 
 
-def _class(text: str) -> int:
-    """A class label: an integer 0 or more."""
-    value = _number(int, text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"a class is an integer 0 or more, not {text!r}")
-    return value
-
-
-def _classes(text: str) -> list[int]:
-    """``--classes``: labels (e.g. 0,3,7), or none (the null class): an empty list."""
-    return [] if text == "none" else listed(_class, "classes")(text)
+def _classes(text: str) -> list[str]:
+    """``--classes``: classes by name or index (e.g. 0,3,7 or cats,dogs), resolved against the
+    model by :func:`_check_class_options`; or none (the null class): an empty list."""
+    return [] if text == "none" else listed(str, "classes")(text)
 
 
 def add_parsers(sub) -> None:
@@ -106,7 +99,8 @@ def add_parsers(sub) -> None:
     e.add_argument(
         "--classes",
         type=_classes,
-        help="class-conditional models: classes to sample (default all; none: null)",
+        help="class-conditional models: classes to sample, by name or index (default all; "
+        "none: the null class)",
     )
     e.add_argument("--guidance", type=_finite, default=1.0, help="classifier-free guidance scale")
     e.add_argument(
@@ -183,7 +177,7 @@ def cmd_eval(args) -> int:
     device = resolve_device(args.device)  # before any work
     config = read_config(args.model)
     shape = sample_shape(config, args.model)
-    _check_class_options(args, config["net"].get("num_classes", 0))
+    _check_class_options(args, config)
     size = args.size or shape[-1]
     white = config.get("data", {}).get("white_level")  # 16-bit files read as in training
     data = load_data(args.data, size, channels=shape[0], white_level=white)
@@ -261,15 +255,20 @@ def _check_sweep_options(args) -> None:
                              "--sweep-steps")  # fmt: skip
 
 
-def _check_class_options(args, num_classes: int) -> None:
-    """Refuse (UsageError), before the model and the features are loaded, ``--classes`` for an
-    unconditional model (``none`` was ignored), classes the model does not have, and
-    ``--guidance`` where no class is sampled (an unconditional model or ``--classes none``:
-    there is no condition to guide towards; it was a traceback)."""
+def _check_class_options(args, config: dict) -> None:
+    """Resolve ``--classes`` to indices (:func:`~diffvision.cli.common.class_index`), and refuse
+    (UsageError), before the model and the features are loaded, ``--classes`` for an
+    unconditional model (``none`` was ignored), classes the model does not have, one class
+    given twice, and ``--guidance`` where no class is sampled (an unconditional model or
+    ``--classes none``: there is no condition to guide towards; it was a traceback)."""
+    num_classes = config["net"].get("num_classes", 0)
     if args.classes is not None and not num_classes:
         raise UsageError("this model is unconditional: --classes is not available")
-    if args.classes and max(args.classes) >= num_classes:
-        raise UsageError(f"--classes must lie in 0..{num_classes - 1}")
+    if args.classes:
+        chosen = [class_index(text, config, "--classes") for text in args.classes]
+        if len(set(chosen)) < len(chosen):  # a name and its index (text repeats: listed)
+            raise UsageError(f"--classes names one class twice ({', '.join(args.classes)})")
+        args.classes = chosen
     if args.guidance != 1.0 and (not num_classes or args.classes == []):
         why = "the model is unconditional" if not num_classes else "--classes none samples none"
         raise UsageError(f"--guidance needs classes to guide towards: {why}")
