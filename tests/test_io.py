@@ -165,6 +165,22 @@ def test_info_checks_the_weights_against_the_config(tmp_path):
         check_model_config(tmp_path / "a")
 
 
+@pytest.mark.parametrize("kind", ["linear", "cosine", "vp", "ve", "edm"])
+def test_info_reads_a_model_of_every_schedule(kind, tmp_path):
+    """``info`` (``check_model_config``) builds the network on the meta device and the
+    schedule on the CPU: a discrete or VP schedule computes its numbers, which on the meta
+    device was a RuntimeError (``diffvision info`` of every non-EDM, non-VE model crashed)."""
+    from diffvision.process import get_schedule
+    from tests.cli_run import run_here
+
+    net = build_unet("tiny", in_channels=1)
+    den = Denoiser(net, "eps", get_schedule(kind))
+    save_model_folder(tmp_path / "m", model_config(net, den, sample_shape=[1, 8, 8]), net, net)
+    assert check_model_config(tmp_path / "m")["schedule"]["kind"] == kind
+    info = run_here("info", str(tmp_path / "m"))
+    assert info.returncode == 0 and f"schedule {kind} (" in info.stdout, info.stderr
+
+
 def test_weights_must_match_config(tmp_path):
     make_folder(tmp_path / "a")
     make_folder(tmp_path / "b", channels=8)

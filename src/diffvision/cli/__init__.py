@@ -649,7 +649,8 @@ def cmd_info(args) -> int:
         f"mult {tuple(net['channel_mult'])}",
         f"image:       {' x '.join(map(str, config.get('sample_shape', [])))} (C x H x W)",
         f"classes:     {_classes_line(config)}",
-        f"prediction:  {config['denoiser']['prediction']}, schedule {config.get('schedule')}",
+        f"prediction:  {config['denoiser']['prediction']}, schedule "
+        f"{_schedule_line(config.get('schedule'))}",
     ]
     data = config.get("data")
     if data:
@@ -674,6 +675,17 @@ def cmd_info(args) -> int:
     lines.append(f"samplers:    {', '.join(SAMPLERS)}")
     print("\n".join(lines))
     return 0
+
+
+def _schedule_line(schedule) -> str:
+    """``info``'s schedule: its kind and its numbers, ``edm (sigma_min 0.002, ...)``."""
+    if not isinstance(schedule, dict):
+        return str(schedule)
+    rest = {k: v for k, v in schedule.items() if k != "kind"}
+    numbers = ", ".join(
+        f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in rest.items()
+    )
+    return f"{schedule.get('kind')} ({numbers})" if numbers else str(schedule.get("kind"))
 
 
 def _classes_line(config: dict) -> str:

@@ -4,6 +4,7 @@ Loading reads JSON and tensors only; it never unpickles anything."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -203,15 +204,18 @@ def sample_shape(config: dict, folder: str | Path) -> tuple[int, int, int]:
     return tuple(shape)
 
 
-def build_denoiser(config: dict) -> Denoiser:
-    """A freshly initialised denoiser from a config (no weights loaded)."""
+def build_denoiser(config: dict, net_device: str | torch.device | None = None) -> Denoiser:
+    """A freshly initialised denoiser from a config (no weights loaded); its network made on
+    ``net_device`` (e.g. ``"meta"``: shapes only; the schedule is always made on the CPU, as
+    discrete schedules compute their numbers)."""
     net_cfg = dict(config["net"])
     kind = net_cfg.pop("kind", "unet")
     if kind == "features":
         raise ValueError("this folder holds a feature network (for `diffvision eval`), not a model")
     if kind != "unet":
         raise ValueError(f"unknown network kind {kind!r}")
-    net = UNet(UNetConfig(**net_cfg))
+    with torch.device(net_device) if net_device is not None else contextlib.nullcontext():
+        net = UNet(UNetConfig(**net_cfg))
     schedule = get_schedule(**_section(config, "schedule")) if config.get("schedule") else None
     den = _section(config, "denoiser")
     return Denoiser(
@@ -300,11 +304,11 @@ def load_feature_net(folder: str | Path) -> FeatureNet:
     return net.eval()
 
 
-def _built(folder: Path, config: dict) -> Denoiser:
+def _built(folder: Path, config: dict, net_device: str | None = None) -> Denoiser:
     """:func:`build_denoiser`, or a ValueError naming ``folder``'s config.json where it does not
     describe a model (a config made or edited elsewhere: a missing entry, a wrong type)."""
     try:
-        return build_denoiser(config)
+        return build_denoiser(config, net_device)
     except (KeyError, TypeError, ValueError) as err:
         what = f"no {err} entry" if isinstance(err, KeyError) else str(err)
         raise ValueError(f"{folder / 'config.json'} does not describe a model: {what}") from None
@@ -317,8 +321,8 @@ def check_model_config(folder: str | Path) -> dict:
     where the config does not describe a model or not the one whose weights are there."""
     folder = Path(folder)
     config = read_config(folder)
-    with torch.device("meta"):
-        net = _built(folder, config).net
+    net = _built(folder, config, net_device="meta").net  # the schedule on the CPU: a
+    # discrete one's numbers were .item() of meta tensors, a RuntimeError
     expected = {name: tuple(t.shape) for name, t in net.state_dict().items()}
     weights = folder / "model.safetensors"
     found = _read_weights(weights, _header_shapes)
