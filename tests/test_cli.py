@@ -194,6 +194,8 @@ def test_every_option_is_explained_with_its_default():
         (["train", "--data", "digits+", "--out", "x"], "'digits+' has an empty part next to a +"),
         (["train", "--data", "digits", "--size", "0", "--out", "x"], "must be positive"),
         (["train", "--data", "digits", "--preset", "huge", "--out", "x"], "unknown preset"),
+        (["train", "--data", "digits", "--prediction", "x", "--out", "x"], "choose from eps, x0"),
+        (["train", "--data", "digits", "--weighting", "l2", "--out", "x"], "from simple, snr, "),
         (["train", "--out", "x"], "--data is required"),
         (["sample", "no/such/model", "--out", "a.png"], "model folder not found"),
         (["info", "."], "not a diffvision model folder"),
@@ -217,6 +219,8 @@ def test_bad_input_is_one_line_and_exit_2(args, message, capsys, tmp_path, monke
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert message in err and len(err.splitlines()) == 1, err
+    # nothing written (a refused --preset, --warmup, --prediction left x/run.json behind)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
 @pytest.mark.parametrize(

@@ -105,7 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--schedule", default="edm", help="edm | linear | cosine | vp | ve")
     t.add_argument("--prediction", default="edm", help="edm | eps | x0 | v")
-    t.add_argument("--weighting", help="loss weighting (default: the prediction's own)")
+    t.add_argument(
+        "--weighting",
+        help="loss weighting: simple | snr | snr+1 | min_snr | edm (default: the prediction's own)",
+    )
     t.add_argument(
         "--classes",
         action=argparse.BooleanOptionalAction,
@@ -333,6 +336,7 @@ def cmd_train(args) -> int:
             steps=args.steps or 2000,
             **{field: getattr(args, option) for option, field in CONFIG_OPTIONS.items()},
         )
+        cfg.validate()  # before run.json: a refused run leaves no folder behind
         out.mkdir(parents=True, exist_ok=True)
         spec = {
             "data": _absolute_spec(args.data),

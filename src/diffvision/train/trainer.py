@@ -93,13 +93,17 @@ class TrainConfig:
         if self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; choose from {', '.join(PRESETS)}")
         if self.prediction not in PREDICTIONS:
-            raise ValueError(f"unknown prediction {self.prediction!r}; choose from {PREDICTIONS}")
+            raise ValueError(
+                f"unknown prediction {self.prediction!r}; choose from {', '.join(PREDICTIONS)}"
+            )
         if self.schedule not in SCHEDULE_DEFAULTS:
             raise ValueError(
                 f"unknown schedule {self.schedule!r}; choose from {', '.join(SCHEDULE_DEFAULTS)}"
             )
         if self.weighting is not None and self.weighting not in LOSS_WEIGHTS:
-            raise ValueError(f"unknown weighting {self.weighting!r}; choose from {LOSS_WEIGHTS}")
+            raise ValueError(
+                f"unknown weighting {self.weighting!r}; choose from {', '.join(LOSS_WEIGHTS)}"
+            )
         # counts are integers: a hand-edited config.json could hold 1.5 or true
         for name, least in (
             ("steps", 1),
