@@ -120,6 +120,12 @@ def test_evaluate_reports_per_class_accuracy(data, feature_net):
     text = ev.format_result(result)
     assert "nan" not in text and "1 seed (no spread)" in text
     assert ev.plus_minus(2.5, 0.25) == "2.5 ± 0.25" and ev.plus_minus(2.5, math.nan) == "2.5"
+    # A model of 12 classes: its labels are not the 10-class classifier's: no accuracy (it
+    # scored the model's labels as the classifier's own classes).
+    exact.net.config.num_classes = 12
+    other = ev.evaluate(exact, data, net, n=20, seeds=(0,), steps=2, classes=[1, 7])
+    assert "class_accuracy" not in other and "accuracy" not in other
+    exact.net.config.num_classes = 10
     with pytest.raises(ValueError, match=r"0\.\.9"):
         ev.evaluate(exact, data, net, n=20, seeds=(0,), steps=2, classes=[12])
     with pytest.raises(ValueError, match=r"floor \(2 x N\) needs 2000 real images"):
@@ -418,3 +424,23 @@ def test_class_options_are_checked_before_any_work(monkeypatch, tiny_digits_mode
         bad = run_here("eval", str(model), "--data", "digits", *extra)
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr
         assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_a_feature_network_of_other_images_is_refused(tmp_path):
+    """``--features FOLDER`` trained on images of other channels (a RuntimeError from its first
+    convolution) or another size (features it never learnt, scored without a word) is refused,
+    naming both shapes; one of the data's shape is taken."""
+    from diffvision.nets.features import FeatureNet, FeatureNetConfig
+
+    data = digits()  # 1 x 8 x 8
+    for channels, size, refused in ((3, 8, True), (1, 16, True), (1, 8, False)):
+        folder = tmp_path / f"f{channels}_{size}"
+        net = FeatureNet(FeatureNetConfig(channels=channels, size=size))
+        save_feature_net(folder, net, {"task": "classifier"})
+        if refused:
+            message = (f"is a feature network for {channels} x {size} x {size} images; those of "
+                       "digits are 1 x 8 x 8: train one on them")  # fmt: skip
+            with pytest.raises(ValueError, match=re.escape(message)):
+                ev.get_features(str(folder), data)
+        else:
+            assert ev.get_features(str(folder), data).config.size == 8

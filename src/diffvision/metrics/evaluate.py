@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from ..data import BUILTIN, ImageData, pooled_parts
+from ..denoiser import class_count
 from ..process import check_int, is_int
 from ..samplers import (
     check_likelihood_fits,
@@ -79,7 +80,15 @@ def get_features(spec: str, data: ImageData, data_spec: str = "", progress=None)
     path = Path(spec)
     if path.suffix in (".pth", ".pt", ".safetensors"):
         return load_inception(path)
-    return load_feature_net(path)
+    net = load_feature_net(path)
+    made, given = (net.config.channels, net.config.size), (data.channels, data.size)
+    if made != given:  # other channels were a RuntimeError; another size scored other features
+        raise ValueError(
+            f"{path} is a feature network for {made[0]} x {made[1]} x {made[1]} images; those "
+            f"of {data.name} are {given[0]} x {given[1]} x {given[1]}: train one on them "
+            "(`diffvision eval train-features`)"
+        )
+    return net
 
 
 @torch.no_grad()
@@ -119,8 +128,7 @@ def _spread(rows: Sequence[dict[str, float]]) -> dict[str, dict[str, float]]:
 
 def _labels_for(denoiser, n: int, classes: Sequence[int] | None) -> Tensor | None:
     """Balanced labels cycling over ``classes`` for a class-conditional model, else None."""
-    config = getattr(getattr(denoiser, "net", None), "config", None)
-    num = int(getattr(config, "num_classes", 0) or 0)
+    num = class_count(denoiser) or 0
     if num == 0 and classes:  # not silently ignored: the metrics would be of all classes
         raise ValueError("classes were asked for, but the model is unconditional")
     if num == 0 or classes == []:
@@ -229,7 +237,10 @@ def evaluate(
         denoiser, (first, *shape), cond=None if labels is None else labels[:first].to(device),
         guidance=guidance, device=device, advice="lower the batch (eval --batch)",
     )  # fmt: skip
-    classify = getattr(features, "config", None) is not None and features.config.classes > 0
+    # accuracy only where the feature classifier's classes can be the model's (a 10-class one
+    # scored a 2-class model's labels as if they were its own classes 0 and 1)
+    classes_seen = getattr(getattr(features, "config", None), "classes", 0)
+    classify = classes_seen > 0 and classes_seen == class_count(denoiser)
     rows, floor_rows, times, correct = [], [], [], []
     for seed in seeds:
         images, secs = generate(
