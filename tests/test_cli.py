@@ -349,6 +349,18 @@ def test_a_white_level_without_16_bit_files_is_refused(tmp_path):
         assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
         assert f"--white-level is for 16-bit image files: --data {data} has none" in bad.stderr
         assert not out.exists()
+    # restore --white-level for 8-bit inputs (a file, a folder) was unused without a word; a
+    # folder that holds one 16-bit file takes it (refused here only for want of a model)
+    for source, message in ((images / "a.png", "is not one"), (images, "holds none")):
+        out = tmp_path / ("o.png" if source.suffix else "o")
+        bad = run_here("restore", "denoise", "m", str(source), "--sigma", "5", "--white-level",
+                       "4095", "--out", str(out))  # fmt: skip
+        assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+        assert f"--white-level is for 16-bit inputs: {source} {message} (it would" in bad.stderr
+    Image.fromarray(np.zeros((8, 8), np.uint16)).save(images / "deep.png")
+    bad = run_here("restore", "denoise", "m", str(images), "--sigma", "5", "--white-level",
+                   "4095", "--out", str(tmp_path / "o"))  # fmt: skip
+    assert bad.returncode == 2 and "model folder not found: m" in bad.stderr
 
 
 @pytest.mark.parametrize("command", [["sample", "m"], ["restore", "denoise", "m", "in.png"]])

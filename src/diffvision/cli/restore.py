@@ -503,6 +503,10 @@ def cmd_restore(args) -> int:
     files = find_images(source) if source.is_dir() else [source]
     if not files:
         raise UsageError(f"no images (.png, .jpg, .tif, ...) found under {source}")
+    if args.white_level is not None and not any(_is_16_bit_file(f) for f in files):
+        what = "holds none" if source.is_dir() else "is not one"
+        raise UsageError(f"--white-level is for 16-bit inputs: {source} {what} (it would be "
+                         "unused)")  # fmt: skip
     device = resolve_device(args.device)
     config = read_config(args.model)
     channels, _, size = sample_shape(config, args.model)
@@ -632,6 +636,18 @@ def _check_tiles_fit(args, prior, operator, y, tile: int, device, fitted: set) -
     check = check_likelihood_fits if args.solver == "dps" else check_sample_fits
     check(prior, shape, device=device, advice=advice, what=what)
     fitted.add(shape)
+
+
+def _is_16_bit_file(path: Path) -> bool:
+    """Whether an input file holds 16 bits per channel (its first frame, from its header); an
+    unreadable one counts as not (it is named when it is restored)."""
+    from ..data.transforms import UNREADABLE_IMAGE
+    from ..io.images import is_16_bit
+
+    try:
+        return is_16_bit(path)
+    except UNREADABLE_IMAGE:
+        return False
 
 
 def _restore_file(
