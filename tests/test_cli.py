@@ -325,6 +325,7 @@ def test_a_record_names_the_options_that_differ(tmp_path):
         (["--data", "digits+faces", "--classifier-steps", "5"], "pooled data has none): --class"),
         (["--data", "digits", "--no-classes", "--classifier-steps", "5"], "--no-classes trains"),
         (["--data", "digits", "--no-classes", "--label-dropout", "0.2"], "--label-dropout would"),
+        (["--data", "digits", "--label-dropout", "1"], "--label-dropout 1 drops every label"),
     ],
 )
 def test_class_options_a_run_would_not_use_are_refused(options, message, tmp_path):
@@ -334,6 +335,27 @@ def test_class_options_a_run_would_not_use_are_refused(options, message, tmp_pat
     bad = run_here("train", *options, "--size", "8", "--preset", "tiny", "--out", str(out))
     assert bad.returncode == 2 and message in bad.stderr, bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_a_run_its_trainer_refuses_leaves_nothing_behind(tmp_path):
+    """A fresh run refused by its trainer before the first step (an EMA decay out of range, a
+    batch that accumulation does not divide) left its folder with run.json behind; now the
+    folder it made is removed, and a folder that was there keeps only what it held."""
+    for extra, message in [
+        (["--ema", "1.5"], "EMA decay must be in [0, 1)"),
+        (["--batch", "8", "--accumulation", "3"], "batch 8 must be divisible by processes"),
+    ]:
+        out = tmp_path / "new" / "run"
+        bad = run_here("train", "--data", "digits", "--preset", "tiny", "--steps", "1",
+                       *extra, "--out", str(out))  # fmt: skip
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+        assert not out.exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    bad = run_here("train", "--data", "digits", "--preset", "tiny", "--ema", "1.5", "--out",
+                   str(mine))  # fmt: skip
+    assert bad.returncode == 2 and [p.name for p in mine.iterdir()] == ["notes.txt"]
 
 
 def test_a_white_level_without_16_bit_files_is_refused(tmp_path):

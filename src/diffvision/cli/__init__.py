@@ -272,7 +272,11 @@ def _check_out_of_data(out: Path, spec: str) -> None:
 def _check_class_options(args, num_classes: int) -> None:
     """Refuse (UsageError) class options given for a run that would not use them: ``--classes``
     for data without labels (it trained unconditionally without a word), ``--label-dropout``
-    and ``--classifier-steps`` for a run without classes."""
+    and ``--classifier-steps`` for a run without classes; and ``--label-dropout 1`` for a run
+    with classes (every label dropped: a class model that learns no class)."""
+    if num_classes and args.classes and args.label_dropout >= 1:  # no label ever seen
+        raise UsageError("--label-dropout 1 drops every label, so no class is learnt (below 1, "
+                         "or --no-classes for an unconditional model)")  # fmt: skip
     if num_classes:
         if args.classes:
             return
@@ -284,6 +288,18 @@ def _check_class_options(args, num_classes: int) -> None:
     named = given_names(args, [dest for dest in unused if getattr(args, dest)])
     if named:
         raise UsageError(f"{why}: {' and '.join(named)} would be unused")
+
+
+def _discard_unstarted(out: Path, created: bool) -> None:
+    """After a fresh run was refused before its first step (a setting its trainer refused, a
+    batch that cannot fit): remove its ``run.json``, and ``out`` itself where the run made it
+    and nothing else is in it, so that a refused run leaves nothing behind. A run that wrote
+    anything more (metrics, samples, checkpoints) is left as it is."""
+    if any((out / name).exists() for name in (*RUN_WRITES, "metrics.jsonl")):
+        return
+    (out / "run.json").unlink(missing_ok=True)
+    if created and not any(out.iterdir()):
+        out.rmdir()
 
 
 #: The folders that a run writes in its --out folder.
@@ -337,6 +353,7 @@ def cmd_train(args) -> int:
             **{field: getattr(args, option) for option, field in CONFIG_OPTIONS.items()},
         )
         cfg.validate()  # before run.json: a refused run leaves no folder behind
+        created = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
         spec = {
             "data": _absolute_spec(args.data),
@@ -363,6 +380,10 @@ def cmd_train(args) -> int:
             progress=not args.quiet,
             stop_at=args.stop_at,
         )
+    except ValueError:  # refused before the first step: nothing left behind
+        if not args.resume and launched_main():
+            _discard_unstarted(out, created)
+        raise
     except KeyboardInterrupt:
         if launched_main():  # under torchrun every rank is stopped; one says so
             print(
