@@ -492,12 +492,16 @@ def test_train_says_what_it_makes_of_its_files(tmp_path):
         in (result.stdout)
     )
     assert "beside the class" not in result.stdout  # no class folders here
+    assert ("note: the warm-up (100 steps, --warmup) is longer than the run (1 step): the "
+            "learning rate reaches 1% of --lr at most") in result.stdout  # fmt: skip
     for label in ("cats", "dogs"):  # class folders, and an image beside them: no classes, said
         (data / label).mkdir()
         Image.fromarray(rng.integers(0, 256, (12, 12), dtype=np.uint8)).save(data / label / "a.png")
     result = run_here("train", "--data", str(data), "--size", "8", "--preset", "tiny", "--steps",
-                      "1", "--batch", "2", "--out", str(tmp_path / "run2"), "--quiet")  # fmt: skip
+                      "1", "--batch", "2", "--warmup", "1", "--out", str(tmp_path / "run2"),
+                      "--quiet")  # fmt: skip
     assert result.returncode == 0, result.stderr
+    assert "warm-up" not in result.stdout  # as long as the run: no note
     assert "note: 3 of the 5 images lie beside the class sub-folders, not in one, so the" in (
         result.stdout
     )
@@ -857,7 +861,7 @@ def test_12_bit_files_are_read_alike_in_training_and_restoration(tmp_path, chann
         write16(cells / f"cell_{i}.png", rng.integers(0, 4096, shape, dtype=np.uint16))
     out = tmp_path / "run"
     result = run("train", "--data", str(cells), "--size", "8", "--preset", "tiny", "--steps",
-                 "2", "--batch", "4", "--out", str(out), "--quiet")  # fmt: skip
+                 "2", "--batch", "4", "--warmup", "2", "--out", str(out), "--quiet")  # fmt: skip
     assert result.returncode == 0 and "note:" not in result.stdout, result.stderr
     assert json.loads((out / "run.json").read_text())["white_level"] == 4095
     info = run("info", str(out / "model"))
