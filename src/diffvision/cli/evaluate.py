@@ -67,7 +67,7 @@ pt_inception-2015-12-05 file or torchvision's Inception-v3 weights; never downlo
 
 def _classes(text: str) -> list[str]:
     """``--classes``: classes by name or index (e.g. 0,3,7 or cats,dogs), resolved against the
-    model by :func:`_check_class_options`; or none (the null class): an empty list."""
+    model by :func:`_resolve_classes`; or none (the null class): an empty list."""
     return [] if text == "none" else listed(str, "classes")(text)
 
 
@@ -177,7 +177,7 @@ def cmd_eval(args) -> int:
     device = resolve_device(args.device)  # before any work
     config = read_config(args.model)
     shape = sample_shape(config, args.model)
-    _check_class_options(args, config)
+    _resolve_classes(args, config)
     size = args.size or shape[-1]
     white = config.get("data", {}).get("white_level")  # 16-bit files read as in training
     data = load_data(args.data, size, channels=shape[0], white_level=white)
@@ -255,7 +255,7 @@ def _check_sweep_options(args) -> None:
                              "--sweep-steps")  # fmt: skip
 
 
-def _check_class_options(args, config: dict) -> None:
+def _resolve_classes(args, config: dict) -> None:
     """Resolve ``--classes`` to indices (:func:`~diffvision.cli.common.class_index`), and refuse
     (UsageError), before the model and the features are loaded, ``--classes`` for an
     unconditional model (``none`` was ignored), classes the model does not have, one class

@@ -91,25 +91,20 @@ def check_cond(denoiser, cond, n: int, device: torch.device | str | None = None)
     classes = class_count(denoiser)
     if cond is None or classes is None:
         return cond
-    if isinstance(cond, dict):
-        return (
-            {**cond, "labels": check_cond(denoiser, cond["labels"], n, device)}
-            if ("labels" in cond)
-            else cond
-        )
+    if isinstance(cond, dict):  # labels and/or a condition image: its labels checked
+        if "labels" in cond:
+            cond = {**cond, "labels": check_cond(denoiser, cond["labels"], n, device)}
+        return cond
     if classes == 0:
         raise ValueError("the model is unconditional: it takes no class labels (cond)")
     if isinstance(cond, int) and not isinstance(cond, bool):
         cond = torch.tensor(cond)
-    dtype = getattr(cond, "dtype", None)
-    if (
-        not isinstance(cond, Tensor)
-        or dtype.is_floating_point
-        or dtype.is_complex
-        or (dtype == torch.bool)
-    ):
-        what = f"a {dtype} tensor" if isinstance(cond, Tensor) else repr(cond)
-        raise ValueError(f"class labels (cond) are an int or an integer tensor, not {what}")
+    if not isinstance(cond, Tensor):
+        raise ValueError(f"class labels (cond) are an int or an integer tensor, not {cond!r}")
+    if cond.dtype.is_floating_point or cond.dtype.is_complex or cond.dtype == torch.bool:
+        raise ValueError(
+            f"class labels (cond) are an int or an integer tensor, not a {cond.dtype} tensor"
+        )
     if cond.shape not in ((), (n,)):
         raise ValueError(f"class labels (cond) for {n} samples have shape () or ({n},), not "
                          f"{tuple(cond.shape)}")  # fmt: skip
