@@ -111,8 +111,15 @@ def test_evaluate_reports_per_class_accuracy(data, feature_net):
     net, info, _ = feature_net
     images, labels = data.batch(torch.arange(len(data)))
     exact = ClassEmpirical(images, labels)
-    result = ev.evaluate(exact, data, net, n=200, seeds=(0,), steps=10, classes=[1, 7])
+    result = ev.evaluate(exact, data, net, n=150, seeds=(0,), steps=10, classes=[1, 7])
     assert set(result["class_accuracy"]) == {"1", "7"}
+    # The real images compared are of the classes sampled (they were of all ten, so the exact
+    # model of ones and sevens scored far from its floor): its distance is at the floor's level.
+    assert result["real_classes"] == [1, 7]
+    assert result["metrics"]["fd"]["mean"] < 3 * result["floor"]["fd"]["mean"]  # as above
+    assert "real images of the classes sampled: 1, 7" in ev.format_result(result)
+    with pytest.raises(ValueError, match="needs 200 real images of the classes sampled and digit"):
+        ev.evaluate(exact, data, net, n=100, seeds=(0,), steps=2, classes=[1])  # 182 ones
     # Samples of an exact class model are that class's training digits: the classifier labels
     # them about as well as its held-out digits (which it never saw).
     assert result["accuracy"] > info["holdout_accuracy"] - 0.05

@@ -186,7 +186,8 @@ def cmd_eval(args) -> int:
             f"the model makes {shape[0]} x {shape[-1]} x {shape[-1]} images but {args.data} has "
             f"{data.channels} x {data.size} x {data.size}"
         )
-    ev.check_floor_count(data, args.n)  # counts first: no feature network trained in vain
+    pool = ev.real_pool(data, args.classes, config["net"].get("num_classes", 0))
+    ev.check_floor_count(data, args.n, pool)  # counts first: no feature network trained in vain
     seeds = list(range(args.seeds))  # a count too large to list is a MemoryError here, too
     if args.bpd > 0:
         ev.check_real_count(data, args.bpd, f"--bpd {args.bpd}")

@@ -182,15 +182,37 @@ def check_real_count(data: ImageData, needed: int, what: str) -> None:
         raise ValueError(f"{what} needs {needed} real images and {data.name} has {len(data)}")
 
 
-def check_floor_count(data: ImageData, n: int) -> None:
-    """:func:`check_real_count` for :func:`evaluate`'s ``n``: its floor takes 2 n real images."""
-    check_real_count(data, 2 * n, f"--n {n}: the real-versus-real floor (2 x N)")
+def real_pool(
+    data: ImageData, classes: Sequence[int] | None, model_classes: int | None
+) -> Tensor | None:
+    """The indices of the real images that samples of ``classes`` are compared with, where
+    they are some of the data's: the images of these classes, where the data's labels are the
+    model's (as many classes: a digits model against digits or MNIST). None (every image)
+    for all classes or the null class (``classes`` None or empty) and for other data."""
+    if not classes or data.labels is None or data.num_classes != model_classes:
+        return None
+    return torch.isin(data.labels, torch.tensor(list(classes))).nonzero().flatten()
 
 
-def _real_subsets(data: ImageData, n: int, seed: int) -> tuple[Tensor, Tensor]:
-    """Two disjoint random subsets of ``n`` real images (the second for the floor; ``2 n`` at
-    most ``len(data)``: :func:`check_real_count`)."""
-    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(10_000 + seed))
+def check_floor_count(data: ImageData, n: int, pool: Tensor | None = None) -> None:
+    """:func:`check_real_count` for :func:`evaluate`'s ``n``: its floor takes 2 n real images
+    (of ``pool``, :func:`real_pool`, where it is some of them)."""
+    what = f"--n {n}: the real-versus-real floor (2 x N)"
+    if pool is not None and len(pool) < 2 * n:
+        raise ValueError(f"{what} needs {2 * n} real images of the classes sampled and "
+                         f"{data.name} has {len(pool)}")  # fmt: skip
+    check_real_count(data, 2 * n, what)
+
+
+def _real_subsets(
+    data: ImageData, n: int, seed: int, pool: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """Two disjoint random subsets of ``n`` real images (of ``pool``, where given; the second
+    for the floor; ``2 n`` at most their number: :func:`check_floor_count`)."""
+    count = len(data) if pool is None else len(pool)
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(10_000 + seed))
+    if pool is not None:
+        order = pool[order]
     return data.batch(order[:n])[0], data.batch(order[n : 2 * n])[0]
 
 
@@ -229,9 +251,10 @@ def evaluate(
     check_int("batch", batch, 1)
     if not (seeds and all(is_int(s) for s in seeds)):  # none was an IndexError
         raise ValueError(f"seeds must be one integer or more, not {seeds!r}")
-    check_floor_count(data, n)
     shape = (data.channels, data.size, data.size)
     labels = _labels_for(denoiser, n, classes)
+    pool = real_pool(data, classes if labels is not None else None, class_count(denoiser))
+    check_floor_count(data, n, pool)
     first = min(batch, n)  # once for all seeds: a batch that surely cannot fit is refused
     check_sample_fits(
         denoiser, (first, *shape), cond=None if labels is None else labels[:first].to(device),
@@ -257,7 +280,7 @@ def evaluate(
         )
         if samples is not None and not samples:
             samples.append(images)
-        real_a, real_b = _real_subsets(data, n, seed)
+        real_a, real_b = _real_subsets(data, n, seed, pool)
         fa, fb, fg = (extract(features, x) for x in (real_a, real_b, images))
         rows.append(compare(fa, fg, seed))
         floor_rows.append(compare(fa, fb, seed))
@@ -276,6 +299,8 @@ def evaluate(
         "floor": _spread(floor_rows),
         "per_seed": rows,
         "seconds_per_sample": float(torch.tensor(times).median()),
+        # the real images compared: of the classes sampled, or all of the data's
+        "real_classes": None if pool is None else sorted(set(classes)),
     }
     if correct:
         hits = torch.stack(correct).double()  # seeds x n
@@ -394,8 +419,11 @@ def format_result(result: dict) -> str:
         f"{result['sampler']}, {result['steps']} steps, N = {result['n']}, "
         f"{n_seeds} seed{'s' if n_seeds > 1 else ' (no spread)'}, "
         f"{result['seconds_per_sample'] * 1e3:.2f} ms/sample",
-        f"{'metric':<10} {'model':>22} {'real vs real':>22}",
     ]
+    if result.get("real_classes") is not None:
+        names = ", ".join(map(str, result["real_classes"]))
+        lines.append(f"real images of the classes sampled: {names}")
+    lines.append(f"{'metric':<10} {'model':>22} {'real vs real':>22}")
     for key in METRICS:
         m, f = result["metrics"][key], result["floor"][key]
         model, floor = plus_minus(m["mean"], m["std"]), plus_minus(f["mean"], f["std"])
