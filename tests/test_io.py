@@ -144,6 +144,12 @@ def test_a_folder_without_a_diffusion_model_is_named_before_loading(tmp_path):
         bad = run_here(*command)
         assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
         assert f"{features} holds a feature network, not a diffusion model" in bad.stderr
+    # info describes a feature network (it was refused as "does not describe a model")
+    info = run_here("info", str(features))
+    assert info.returncode == 0, info.stderr
+    for line in ("network:     classifier of 10 classes, 128 features",
+                 "image:       1 x 8 x 8 (C x H x W)", f"--features {features}"):  # fmt: skip
+        assert line in info.stdout, info.stdout
 
 
 def test_info_checks_the_weights_against_the_config(tmp_path):

@@ -206,11 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser(
         "info",
-        help="describe a model folder",
+        help="describe a model folder (or a feature network's)",
         formatter_class=_formatter,
         epilog="example:\n  diffvision info runs/digits/model",
     )
-    i.add_argument("model", help="model folder")
+    i.add_argument("model", help="model folder (or a feature network's, from eval train-features)")
 
     d = sub.add_parser(
         "demo",
@@ -667,9 +667,12 @@ def cmd_sample(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from ..io.model_folder import check_model_config, parameter_count
+    from ..io.model_folder import check_model_config, parameter_count, read_config
     from ..samplers import SAMPLERS
 
+    if read_config(args.model)["net"].get("kind") == "features":  # was refused as no model
+        print(_feature_net_lines(args.model))
+        return 0
     config = check_model_config(args.model)
     net = config["net"]
     params = parameter_count(args.model)
@@ -705,6 +708,28 @@ def cmd_info(args) -> int:
     lines.append(f"samplers:    {', '.join(SAMPLERS)}")
     print("\n".join(lines))
     return 0
+
+
+def _feature_net_lines(folder: str) -> str:
+    """``info`` of a feature network folder (``eval train-features``): what it is, the images
+    it takes, what it was trained on and its held-out score; its weights are loaded (checked)."""
+    from ..io.model_folder import load_feature_net
+
+    net = load_feature_net(folder)
+    cfg, info = net.config, net.info
+    data = info.get("data") or {}
+    task = f"classifier of {cfg.classes} classes" if cfg.classes else "autoencoder"
+    if "holdout_accuracy" in info:
+        score = f"accuracy {info['holdout_accuracy']:.3f}"
+    else:
+        score = f"MSE {info.get('holdout_mse', float('nan')):.4f}"
+    return "\n".join([
+        f"feature network: {folder} (for `diffvision eval --features {folder}`)",
+        f"network:     {task}, {cfg.features} features",
+        f"image:       {cfg.channels} x {cfg.size} x {cfg.size} (C x H x W)",
+        f"trained on:  {data.get('name')} ({data.get('images')} images), {info.get('steps')} steps",
+        f"held-out:    {score} ({info.get('holdout_images')} images)",
+    ])  # fmt: skip
 
 
 def _schedule_line(schedule) -> str:
