@@ -392,7 +392,14 @@ def test_restore_command(tiny_digits_model, tmp_path, monkeypatch):
     Image.fromarray(np.zeros((8, 40), np.uint8)).save(thin)
     bad = run_here("restore", "denoise", str(model), str(thin), "--sigma", "5", "--tile", "10",
                    "--out", str(out))  # fmt: skip
-    assert bad.returncode == 2 and "the image (40 x 8) is smaller than a tile (10 px)" in bad.stderr
+    assert (
+        bad.returncode == 2
+        and (
+            "the image (40 x 8) is smaller than a tile (10 px): --tile 8 "
+            "or less fits it (the model learnt 8 px patches)"
+        )
+        in bad.stderr
+    )
     bad = run_here(  # refusals run in this process: no interpreter to start
         "restore",
         "denoise",
@@ -727,7 +734,10 @@ def test_restore_every_frame_of_a_stack(tiny_digits_model, tmp_path):
     assert result.returncode == 2, result.stderr
     assert f"[2/4] {stack} frame 1:" in result.stdout and "restored 3 of 4 frames" in result.stdout
     assert "mean PSNR" in result.stdout and "over the 3 frames" in result.stdout
-    assert "the image (4 x 4) is smaller than a tile (8 px) (frame 3)" in result.stderr
+    assert (
+        "the image (4 x 4) is smaller than a tile (8 px): --tile 4 or less fits it (the model "
+        "learnt 8 px patches) (frame 3)"
+    ) in result.stderr
     assert "1 frame failed" in result.stderr and len(result.stderr.splitlines()) == 2
     names = [f"stack_{k:03d}.tif" for k in range(3)]
     assert sorted(p.name for p in out.glob("*.tif")) == names

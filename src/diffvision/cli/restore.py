@@ -708,7 +708,8 @@ def _restore_file(
         what = f"the image ({w} x {h})"  # width x height, as the report says sizes
         if factor > 1 and not args.simulate:  # the size checked is the result's, not the input's
             what = f"the result ({w} x {h}, {factor}x the input's {w // factor} x {h // factor})"
-        raise UsageError(f"{what} is smaller than a tile ({tile} px)")
+        raise UsageError(f"{what} is smaller than a tile ({tile} px): --tile {min(h, w)} or "
+                         f"less fits it (the model learnt {size} px patches)")  # fmt: skip
     solver = args.solver
     fitted = set() if fitted is None else fitted
     _check_tiles_fit(args, prior, operator, y, tile, device, fitted)  # before the classical start
