@@ -714,21 +714,18 @@ def _feature_net_lines(folder: str) -> str:
     """``info`` of a feature network folder (``eval train-features``): what it is, the images
     it takes, what it was trained on and its held-out score; its weights are loaded (checked)."""
     from ..io.model_folder import load_feature_net
+    from ..train.features import holdout_score
 
     net = load_feature_net(folder)
     cfg, info = net.config, net.info
     data = info.get("data") or {}
     task = f"classifier of {cfg.classes} classes" if cfg.classes else "autoencoder"
-    if "holdout_accuracy" in info:
-        score = f"accuracy {info['holdout_accuracy']:.3f}"
-    else:
-        score = f"MSE {info.get('holdout_mse', float('nan')):.4f}"
     return "\n".join([
         f"feature network: {folder} (for `diffvision eval --features {folder}`)",
         f"network:     {task}, {cfg.features} features",
         f"image:       {cfg.channels} x {cfg.size} x {cfg.size} (C x H x W)",
         f"trained on:  {data.get('name')} ({data.get('images')} images), {info.get('steps')} steps",
-        f"held-out:    {score} ({info.get('holdout_images')} images)",
+        f"held-out:    {holdout_score(info)} ({info.get('holdout_images')} images)",
     ])  # fmt: skip
 
 

@@ -148,19 +148,15 @@ def cmd_train_features(argv: list[str]) -> int:
     from ..data import load_data
     from ..io import save_feature_net
     from ..io.model_folder import check_replaceable
-    from ..train.features import train_feature_net
+    from ..train.features import holdout_score, train_feature_net
 
     args = train_features_parser().parse_args(argv)
     check_replaceable(args.out, "features")  # before the training: nothing else is replaced
     data = load_data(args.data, args.size)
     net, info = train_feature_net(data, steps=args.steps, batch=args.batch, seed=args.seed)
     folder = save_feature_net(args.out, net, info)
-    score = (
-        f"held-out accuracy {info['holdout_accuracy']:.3f}"
-        if "holdout_accuracy" in info
-        else f"held-out MSE {info.get('holdout_mse', float('nan')):.4f}"
-    )
-    print(f"{info['task']} on {data.name} ({len(data)} images): {score}; saved to {folder}")
+    print(f"{info['task']} on {data.name} ({len(data)} images): held-out {holdout_score(info)}; "
+          f"saved to {folder}")  # fmt: skip
     return 0
 
 
