@@ -726,6 +726,37 @@ def test_classes_are_named_as_their_folders(tmp_path):
         assert bad.returncode == 2 and bad.stderr.strip().endswith(message), bad.stderr
 
 
+def test_what_needs_a_null_class_is_refused_for_a_model_without_one(tmp_path):
+    """A class model trained with ``--label-dropout 0`` never learnt its null class: guidance,
+    sampling without ``--class`` (no noise classifier to mix the classes), ``--unconditional
+    null``, ``eval --classes none``, ``--guidance`` and ``--bpd``, and ``restore`` (whose prior
+    is the unconditional model) each used its untrained embedding without a word; now refused
+    in one line before any work. ``info`` says so, and ``--class`` still samples."""
+    made = run_here("train", "--data", "digits", "--preset", "tiny", "--steps", "1", "--batch", "4",
+                    "--label-dropout", "0", "--out", str(tmp_path / "run"), "--quiet")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    model, out = str(tmp_path / "run" / "model"), str(tmp_path / "x.png")
+    Image.new("L", (8, 8)).save(tmp_path / "in.png")
+    never = f"needs the null class, which {model} never learnt (trained with --label-dropout 0)"
+    for args, what in [
+        (["sample", model, "--class", "3", "--guidance", "2", "--out", out], "--guidance"),
+        (["sample", model, "--out", out], "sampling without --class"),
+        (["sample", model, "--unconditional", "null", "--out", out], "--unconditional null"),
+        (["eval", model, "--data", "digits", "--classes", "none"], "--classes none"),
+        (["eval", model, "--data", "digits", "--guidance", "2"], "--guidance"),
+        (["eval", model, "--data", "digits", "--bpd", "5"], "--bpd"),
+        (["restore", "denoise", model, str(tmp_path / "in.png"), "--sigma", "25", "--out", out],
+         "restoring (its prior is the unconditional model)"),
+    ]:  # fmt: skip
+        bad = run_here(*args)
+        assert bad.returncode == 2 and f"error: {what} {never}" in bad.stderr, bad.stderr
+    assert not Path(out).exists()
+    assert "10; no null class (trained with --label-dropout 0)" in run_here("info", model).stdout
+    good = run_here("sample", model, "--class", "3", "--n", "2", "--steps", "1", "--quiet",
+                    "--out", out)  # fmt: skip
+    assert good.returncode == 0 and Path(out).is_file(), good.stderr
+
+
 def test_mixture_needs_a_classifier(tiny_digits_model, tmp_path):
     bad = run(
         "sample",

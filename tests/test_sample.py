@@ -1,3 +1,4 @@
+import json
 import math
 import re
 
@@ -160,3 +161,32 @@ def test_class_labels_are_checked_before_any_work():
     with pytest.raises(ValueError, match="the model is unconditional: it takes no class labels"):
         sample(model(0), (4, 1, 8, 8), steps=1, cond=torch.tensor([0, 1, 2, 0]))
     assert not calls  # each refused before the network ran
+
+
+def test_a_model_without_a_null_class_is_refused_what_needs_it(tiny_digits_model, tmp_path):
+    """A class model trained with label dropout 0 never saw its null class, whose embedding is
+    then untrained: loaded, it has no ``null_cond``, and a call without a class (sampling,
+    the likelihood), guidance and the null label are refused (they gave noise without a word);
+    a class is still drawn. The same folder with dropout 0.1 keeps its null class."""
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_digits_model, folder)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["training"]["label_dropout"] > 0
+    assert diffvision.load(folder).null_cond == 10
+    config["training"]["label_dropout"] = 0.0
+    (folder / "config.json").write_text(json.dumps(config))
+    model = diffvision.load(folder)
+    assert model.null_cond is None
+    gen = torch.Generator().manual_seed(0)
+    assert sample(model, (2, 1, 8, 8), steps=1, cond=9, generator=gen).shape == (2, 1, 8, 8)
+    no_null = "this class model learnt no null class (trained with label dropout 0)"
+    with pytest.raises(ValueError, match=re.escape(no_null)):
+        sample(model, (2, 1, 8, 8), steps=1)
+    with pytest.raises(ValueError, match=re.escape(no_null)):
+        diffvision.likelihood(model, torch.zeros(1, 1, 8, 8), steps=1)
+    with pytest.raises(ValueError, match=re.escape("class labels (cond) lie in 0..9 (no null")):
+        sample(model, (2, 1, 8, 8), steps=1, cond=10)
+    with pytest.raises(ValueError, match="a class model trained with label dropout 0 learnt none"):
+        sample(model, (2, 1, 8, 8), steps=1, cond=3, guidance=2.0)

@@ -61,7 +61,8 @@ class Denoiser(nn.Module):
             ``eps``, ``x0`` and ``v``.
         sigma_data: standard deviation of the data, used by ``edm`` (0.5 for images in [-1, 1]).
         null_cond: the condition that means "no condition" (e.g. the null class index), used by
-            classifier-free guidance.
+            classifier-free guidance. None for a class network means that it learnt none
+            (label dropout 0): a call without ``cond`` is then refused.
 
     Calling: ``D(x, sigma, cond=None)`` with ``x`` of shape ``N x ...`` in sigma space
     (``x = x0 + sigma * noise``), ``sigma`` a float or a tensor of shape ``(N,)``; returns the
@@ -138,6 +139,11 @@ class Denoiser(nn.Module):
             raise ValueError(
                 f"sigma must be a float or shape ({x.shape[0]},), got {tuple(sigma.shape)}"
             )
+        if cond is None and self.null_cond is None and class_count(self):
+            raise ValueError(
+                "this class model learnt no null class (trained with label dropout 0): give "
+                "class labels (cond), or mix the class branches (ClassMixture)"
+            )
         c_skip, c_out, c_in, c_noise = self.coefficients(sigma)
         x_in = _per_sample(c_in, x) * x
         low = (  # None: leave any autocast the caller set (training's bf16) as it is
@@ -189,7 +195,10 @@ def guided(
     if scale == 1.0:
         return lambda x, sigma: denoiser(x, sigma, cond)
     if null_cond is None:
-        raise ValueError("classifier-free guidance needs a null condition (null_cond)")
+        raise ValueError(
+            "classifier-free guidance needs a null condition (null_cond; a class model "
+            "trained with label dropout 0 learnt none)"
+        )
 
     def guided_denoiser(x: Tensor, sigma: Tensor | float) -> Tensor:
         n = x.shape[0]

@@ -38,6 +38,7 @@ from .common import (
     note_emulated_bf16,
     option_name,
     output_folder,
+    require_null_class,
     sampler_name,
     seed,
     step_bar,
@@ -575,8 +576,18 @@ def cmd_sample(args) -> int:
     num_classes = config["net"].get("num_classes", 0)
     if args.label is not None:  # the class options, before the record and the model are read
         args.label = class_index(args.label, config, "--class")
+        if args.guidance != 1.0:
+            require_null_class(config, args.model, "--guidance")
     elif args.guidance != 1.0:
         raise UsageError("--guidance needs --class")
+    elif args.unconditional == "null":
+        require_null_class(config, args.model, "--unconditional null")
+    elif args.unconditional == "auto" and not (Path(args.model) / "classifier.json").is_file():
+        require_null_class(
+            config, args.model, "sampling without --class",
+            ": give --class, or train a noise classifier (train --classifier-steps) to mix "
+            "the class branches",
+        )  # fmt: skip
     if to_folder:  # a record of the settings, so that the same command goes on where it stopped
         settings = settings_of(args, SAMPLE_NOT_SETTINGS)
         there = any(out.glob("sample_*.png"))
@@ -743,13 +754,18 @@ def _schedule_line(schedule) -> str:
 def _classes_line(config: dict) -> str:
     """``info``'s classes: their count, and their names where they are not their indices
     (class folders'), as ``--class`` takes either."""
+    from ..io.model_folder import learnt_null_class
+
     names = model_classes(config)
     if not names:
         return "unconditional"
-    if names == [str(i) for i in range(len(names))]:
-        return str(len(names))
-    shown = ", ".join(f"{i} {name}" for i, name in enumerate(names[:20]))
-    return f"{len(names)} ({shown}{', ...' if len(names) > 20 else ''})"
+    line = str(len(names))
+    if names != [str(i) for i in range(len(names))]:
+        shown = ", ".join(f"{i} {name}" for i, name in enumerate(names[:20]))
+        line += f" ({shown}{', ...' if len(names) > 20 else ''})"
+    if not learnt_null_class(config):
+        line += "; no null class (trained with --label-dropout 0): no guidance, and --class needed"
+    return line
 
 
 def cmd_demo(args) -> int:

@@ -241,6 +241,19 @@ def class_index(text: str, config: dict, option: str) -> int:
     raise UsageError(f"{option} {text}: the model's classes are {indices}")
 
 
+def require_null_class(config: dict, folder, what: str, instead: str = "") -> None:
+    """Refuse (UsageError) ``what`` (a use of a class model's null class: guidance, sampling or
+    scoring without a class, an unconditional prior) for a model that learnt no null class
+    (:func:`~diffvision.io.model_folder.learnt_null_class`): its null branch is an untrained
+    embedding, whose results were noise without a word. ``instead`` ends the line with what
+    the user can do."""
+    from ..io.model_folder import learnt_null_class
+
+    if config["net"].get("num_classes", 0) and not learnt_null_class(config):
+        raise UsageError(f"{what} needs the null class, which {folder} never learnt (trained "
+                         f"with --label-dropout 0){instead}")  # fmt: skip
+
+
 def white_level(text: str) -> int:
     """The value of white in 16-bit image files: an integer in 1-65535."""
     from ..data.transforms import check_white

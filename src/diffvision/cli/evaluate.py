@@ -25,6 +25,7 @@ from .common import (
     model_output,
     option_name,
     output_file,
+    require_null_class,
     sampler_name,
     seed,
 )
@@ -257,7 +258,9 @@ def _resolve_classes(args, config: dict) -> None:
     (UsageError), before the model and the features are loaded, ``--classes`` for an
     unconditional model (``none`` was ignored), classes the model does not have, one class
     given twice, and ``--guidance`` where no class is sampled (an unconditional model or
-    ``--classes none``: there is no condition to guide towards; it was a traceback)."""
+    ``--classes none``: there is no condition to guide towards; it was a traceback); and, for a
+    model that learnt no null class, what uses it (``--classes none``, ``--guidance``,
+    ``--bpd``: :func:`~diffvision.cli.common.require_null_class`)."""
     num_classes = config["net"].get("num_classes", 0)
     if args.classes is not None and not num_classes:
         raise UsageError("this model is unconditional: --classes is not available")
@@ -269,6 +272,12 @@ def _resolve_classes(args, config: dict) -> None:
     if args.guidance != 1.0 and (not num_classes or args.classes == []):
         why = "the model is unconditional" if not num_classes else "--classes none samples none"
         raise UsageError(f"--guidance needs classes to guide towards: {why}")
+    if args.classes == []:
+        require_null_class(config, args.model, "--classes none")
+    if args.guidance != 1.0:
+        require_null_class(config, args.model, "--guidance")
+    if args.bpd:  # the likelihood of the unconditional model: its null class
+        require_null_class(config, args.model, "--bpd")
 
 
 def _write_json(path: str, result: dict) -> None:

@@ -17,6 +17,7 @@ from .common import (
     fast_inference,
     given_names,
     image_file_or_folder,
+    require_null_class,
     seed,
     step_bar,
     white_level,
@@ -512,6 +513,7 @@ def cmd_restore(args) -> int:
     channels, _, size = sample_shape(config, args.model)
     if args.task == "colorize" and channels != 3:
         raise UsageError("colorize needs an RGB model")
+    require_null_class(config, args.model, "restoring (its prior is the unconditional model)")
     _check_settings(args, size)  # once, before the model is loaded
     for target in (p for p in outputs if channels == 3 and _palette(p)):  # asked for: said
         print(f"note: {target} holds at most 256 colours: the result is quantized (.png keeps it)")

@@ -223,8 +223,21 @@ def build_denoiser(config: dict, net_device: str | torch.device | None = None) -
         den["prediction"],
         schedule,
         sigma_data=den.get("sigma_data", 0.5),
-        null_cond=den.get("null_cond"),
+        null_cond=den.get("null_cond") if learnt_null_class(config) else None,
     )
+
+
+def learnt_null_class(config: dict) -> bool:
+    """Whether the model of ``config`` learnt its null class (classifier-free guidance's "no
+    class"): a class model trained with label dropout 0 never saw it, so its null branch is
+    an untrained embedding, and such a model is loaded without a ``null_cond`` (guidance and
+    unconditional use are refused). Models without classes have no null class; configs that do
+    not record the dropout are taken at their word."""
+    if not config.get("net", {}).get("num_classes"):
+        return False
+    training = config.get("training")
+    dropout = training.get("label_dropout") if isinstance(training, dict) else None
+    return not (isinstance(dropout, (int, float)) and dropout <= 0)
 
 
 def _section(config: dict, key: str) -> dict:

@@ -86,8 +86,9 @@ def check_cond(denoiser, cond, n: int, device: torch.device | str | None = None)
     given as an int was an AttributeError, labels of another length a RuntimeError, float
     labels were truncated). For a model that states its classes (:func:`class_count`): class
     labels, an int or an integer tensor of shape ``()`` or ``(n,)``, each in 0..K (K, the null
-    class), returned as ``n`` labels on ``device``; a dict's ``"labels"`` likewise; an
-    unconditional model takes none. For other denoisers ``cond`` is passed as it is."""
+    class; 0..K-1 for a model that learnt none), returned as ``n`` labels on ``device``; a
+    dict's ``"labels"`` likewise; an unconditional model takes none. For other denoisers
+    ``cond`` is passed as it is."""
     classes = class_count(denoiser)
     if cond is None or classes is None:
         return cond
@@ -109,7 +110,9 @@ def check_cond(denoiser, cond, n: int, device: torch.device | str | None = None)
         raise ValueError(f"class labels (cond) for {n} samples have shape () or ({n},), not "
                          f"{tuple(cond.shape)}")  # fmt: skip
     low, high = int(cond.min()), int(cond.max())
-    if low < 0 or high > classes:
-        raise ValueError(f"class labels (cond) lie in 0..{classes} ({classes}: none), not "
-                         f"{low if low < 0 else high}")  # fmt: skip
+    model = getattr(denoiser, "denoiser", denoiser)  # inside a wrapper (ClassMixture, tiles)
+    null = getattr(model, "null_cond", classes) is not None  # None: it learnt no null class
+    if low < 0 or high > classes - (not null):
+        span = f"0..{classes} ({classes}: none)" if null else f"0..{classes - 1} (no null class)"
+        raise ValueError(f"class labels (cond) lie in {span}, not {low if low < 0 else high}")
     return cond.expand(n).to(device=device, dtype=torch.long)
