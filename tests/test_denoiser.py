@@ -181,3 +181,20 @@ def test_guidance_without_a_condition_is_refused():
     d = Denoiser(CountingCondNet(), "x0", VE(), null_cond=10)
     with pytest.raises(ValueError, match="guidance needs a condition"):
         guided(d, None, scale=2.0)
+
+
+def test_a_float64_input_meets_a_float32_network_in_its_dtype():
+    """``D(x)`` of a float64 ``x`` (numpy's default) with a float32 network was a RuntimeError
+    (input and bias types differ); the network now runs in its weights' dtype and the result
+    comes back in x's. Against the float32 call the difference is the rounding of the float32
+    input (~1e-7 relative) carried through the network and the skip path: 1e-5 is ~100 ulps."""
+    from diffvision.nets.unet import build_unet
+
+    torch.manual_seed(0)
+    model = Denoiser(build_unet("tiny", in_channels=1), "edm", EDM())
+    x = torch.randn(2, 1, 8, 8, dtype=torch.float64) * 2
+    sigma = torch.tensor([0.5, 2.0], dtype=torch.float64)
+    with torch.no_grad():
+        wide, narrow = model(x, sigma), model(x.float(), sigma.float())
+    assert wide.dtype == torch.float64 and narrow.dtype == torch.float32
+    assert torch.allclose(wide, narrow.double(), rtol=1e-5, atol=1e-5)

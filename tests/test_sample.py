@@ -190,3 +190,33 @@ def test_a_model_without_a_null_class_is_refused_what_needs_it(tiny_digits_model
         sample(model, (2, 1, 8, 8), steps=1, cond=10)
     with pytest.raises(ValueError, match="a class model trained with label dropout 0 learnt none"):
         sample(model, (2, 1, 8, 8), steps=1, cond=3, guidance=2.0)
+
+
+def test_sample_and_solve_keep_no_autograd_graph():
+    """``sample`` and ``solve`` of a model whose weights want gradients (as ``diffvision.load``
+    returns it) kept the autograd graph of every step: 12x the memory at 40 steps for 16
+    images of the photos model (7.1 GiB against 0.6) and twice the time. Their results now
+    carry no graph, float64 measurements are taken (a RuntimeError from the network before),
+    and ``dps``, which needs a gradient, still takes its own."""
+    from diffvision.nets.unet import build_unet
+    from diffvision.process import EDM
+    from diffvision.restore import Denoise, Inpaint, solve
+
+    torch.manual_seed(0)
+    model = Denoiser(build_unet("tiny", in_channels=1), "edm", EDM())
+    assert all(p.requires_grad for p in model.parameters())
+    out = sample(model, (2, 1, 8, 8), steps=2)
+    assert not out.requires_grad and out.grad_fn is None
+    y = torch.rand(2, 1, 8, 8, dtype=torch.float64) * 2 - 1
+    mask = torch.ones(8, 8)
+    mask[2:5, 2:5] = 0
+    for solver in ("mmse", "posterior", "ddnm", "dps", "repaint", "sdedit"):
+        op = Denoise(0.1) if solver in ("mmse", "posterior") else Inpaint(mask)
+        restored = solve(model, op, y, solver=solver, steps=2)
+        assert restored.dtype == torch.float64 and restored.grad_fn is None, solver
+    moved, still = (
+        solve(model, Denoise(0.1), y.float(), solver="dps", steps=2, step_size=size,
+              generator=torch.Generator().manual_seed(0))
+        for size in (1.0, 0.0)
+    )  # fmt: skip
+    assert not torch.equal(moved, still)  # the likelihood gradient was taken and applied

@@ -66,7 +66,8 @@ class Denoiser(nn.Module):
 
     Calling: ``D(x, sigma, cond=None)`` with ``x`` of shape ``N x ...`` in sigma space
     (``x = x0 + sigma * noise``), ``sigma`` a float or a tensor of shape ``(N,)``; returns the
-    x0 estimate, same shape and dtype as ``x``.
+    x0 estimate, same shape and dtype as ``x`` (the network runs in its weights' dtype: a
+    float64 ``x`` meets a float32 network in float32, the skip path staying in float64).
 
     ``autocast`` (default None): a dtype such as ``torch.bfloat16`` in which the *network* runs
     (``torch.autocast``), for speed at inference; the preconditioning (``c_skip x``, which
@@ -146,6 +147,9 @@ class Denoiser(nn.Module):
             )
         c_skip, c_out, c_in, c_noise = self.coefficients(sigma)
         x_in = _per_sample(c_in, x) * x
+        weight = next(self.net.parameters(), None)
+        if weight is not None and weight.dtype != x.dtype:  # e.g. float64 from numpy: the
+            x_in, c_noise = x_in.to(weight.dtype), c_noise.to(weight.dtype)  # net's own dtype
         low = (  # None: leave any autocast the caller set (training's bf16) as it is
             nullcontext() if self.autocast is None else torch.autocast(x.device.type, self.autocast)
         )

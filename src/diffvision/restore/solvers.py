@@ -418,7 +418,8 @@ def solve(
             error estimated on y (:func:`~diffvision.restore.starts.start_error_std`).
 
     Returns:
-        ``N x C x H x W`` restored images (not clipped), or a :class:`Restoration`.
+        ``N x C x H x W`` restored images (not clipped), or a :class:`Restoration`, made
+        without gradients (``torch.no_grad``; ``dps`` takes the one it needs inside).
     """
     check_settings(solver, steps, n_samples, options)
     if start_std is not None and options.get("start") is None:
@@ -437,9 +438,10 @@ def solve(
     start = options.get("start")
     if n_samples > 1 and start is not None and len(start) == len(y):
         options["start"] = torch.cat([start] * n_samples)
-    x = run(denoiser, op, ys, steps=steps, generator=generator, **options)
-    if project and operator.sigma == 0:
-        x = op.project(x, ys)
+    with torch.no_grad():  # dps takes its own gradient; a graph kept through every step cost
+        x = run(denoiser, op, ys, steps=steps, generator=generator, **options)  # memory, time
+        if project and operator.sigma == 0:
+            x = op.project(x, ys)
     if n_samples == 1:
         return x
     samples = x.view(n_samples, *y.shape[:1], *x.shape[1:])
