@@ -695,11 +695,12 @@ def test_sample_checks_its_class_options(tiny_digits_model, tmp_path):
 def test_classes_are_named_as_their_folders(tmp_path):
     """A model trained on class folders takes its classes by name (``sample --class dogs``,
     ``eval --classes dogs``; only an index was taken, the folders sorted) or index, and
-    ``info`` lists them; a name it lacks is refused with its names."""
+    ``info`` lists them; a name it lacks is refused with its names. ``eval`` writes its
+    per-class accuracy by name, and its JSON holds the names its indices stand for."""
     rng = np.random.default_rng(0)
     for label in ("cats", "dogs"):
         (tmp_path / "data" / label).mkdir(parents=True)
-        for i in range(2):
+        for i in range(6):  # 12 images: eval's floor of N = 6 samples takes 2 N real ones
             image = rng.integers(0, 256, (8, 8), dtype=np.uint8)
             Image.fromarray(image).save(tmp_path / "data" / label / f"{i}.png")
     made = run_here("train", "--data", str(tmp_path / "data"), "--preset", "tiny", "--steps", "1",
@@ -724,6 +725,15 @@ def test_classes_are_named_as_their_folders(tmp_path):
     ]:  # fmt: skip
         bad = run_here(*args)
         assert bad.returncode == 2 and bad.stderr.strip().endswith(message), bad.stderr
+    data, features = str(tmp_path / "data"), str(tmp_path / "features")
+    made = run_here("eval", "train-features", data, "--steps", "2", "--out", features)
+    assert made.returncode == 0, made.stderr
+    scored = run_here("eval", model, "--data", data, "--features", features, "--n", "6", "--seeds",
+                      "1", "--steps", "1", "--json", str(tmp_path / "e.json"))  # fmt: skip
+    assert scored.returncode == 0, scored.stderr
+    assert re.search(r"classifier accuracy [\d.]+ \(cats:[\d.]+  dogs:[\d.]+\)", scored.stdout)
+    result = json.loads((tmp_path / "e.json").read_text())
+    assert result["class_names"] == ["cats", "dogs"] and set(result["class_accuracy"]) == {"0", "1"}
 
 
 def test_what_needs_a_null_class_is_refused_for_a_model_without_one(tmp_path):

@@ -118,6 +118,11 @@ def test_evaluate_reports_per_class_accuracy(data, feature_net):
     assert result["real_classes"] == [1, 7]
     assert result["metrics"]["fd"]["mean"] < 3 * result["floor"]["fd"]["mean"]  # as above
     assert "real images of the classes sampled: 1, 7" in ev.format_result(result)
+    names = [f"digit{i}" for i in range(10)]  # as class folders name them: the table uses names
+    text = ev.format_result(result, names)
+    assert "classes sampled: digit1, digit7" in text and re.search(
+        r"\(digit1:[\d.]+  digit7:", text
+    )
     with pytest.raises(ValueError, match="needs 200 real images of the classes sampled and digit"):
         ev.evaluate(exact, data, net, n=100, seeds=(0,), steps=2, classes=[1])  # 182 ones
     # Samples of an exact class model are that class's training digits: the classifier labels

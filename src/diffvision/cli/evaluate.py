@@ -22,6 +22,7 @@ from .common import (
     fast_inference,
     given_names,
     listed,
+    model_classes,
     model_output,
     option_name,
     output_file,
@@ -224,8 +225,12 @@ def cmd_eval(args) -> int:
         result = ev.evaluate(
             model, data, features, sampler=args.sampler, steps=args.steps, **options
         )
-        print(ev.format_result(result))
+        names = model_classes(config)
+        named = names != [str(i) for i in range(len(names))]  # class folders' names
+        print(ev.format_result(result, names if named else None))
         result = {"model": str(args.model), "data": args.data, **result}
+        if named:  # the keys of class_accuracy and real_classes are indices into these
+            result["class_names"] = names
     if args.bpd > 0:
         bpd = ev.bits_per_dim(model, data, args.bpd, batch=args.batch, device=device)
         result["bits_per_dim"] = bpd

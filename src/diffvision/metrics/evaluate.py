@@ -412,8 +412,13 @@ def plus_minus(mean: float, spread: float) -> str:
     return f"{mean:.4g}" if math.isnan(spread) else f"{mean:.4g} ± {spread:.2g}"
 
 
-def format_result(result: dict) -> str:
-    """A one-screen text table of an :func:`evaluate` result."""
+def format_result(result: dict, class_names: Sequence[str] | None = None) -> str:
+    """A one-screen text table of an :func:`evaluate` result; classes written by their
+    ``class_names`` (indexed by class) where given, else by index."""
+
+    def name(c) -> str:
+        return class_names[int(c)] if class_names else str(c)
+
     n_seeds = len(result["seeds"])
     lines = [
         f"{result['sampler']}, {result['steps']} steps, N = {result['n']}, "
@@ -421,7 +426,7 @@ def format_result(result: dict) -> str:
         f"{result['seconds_per_sample'] * 1e3:.2f} ms/sample",
     ]
     if result.get("real_classes") is not None:
-        names = ", ".join(map(str, result["real_classes"]))
+        names = ", ".join(map(name, result["real_classes"]))
         lines.append(f"real images of the classes sampled: {names}")
     lines.append(f"{'metric':<10} {'model':>22} {'real vs real':>22}")
     for key in METRICS:
@@ -429,7 +434,7 @@ def format_result(result: dict) -> str:
         model, floor = plus_minus(m["mean"], m["std"]), plus_minus(f["mean"], f["std"])
         lines.append(f"{key:<10} {model:>22} {floor:>22}")
     if "class_accuracy" in result:
-        per = "  ".join(f"{c}:{a:.2f}" for c, a in result["class_accuracy"].items())
+        per = "  ".join(f"{name(c)}:{a:.2f}" for c, a in result["class_accuracy"].items())
         lines.append(f"classifier accuracy {result['accuracy']:.3f} ({per})")
     return "\n".join(lines)
 
