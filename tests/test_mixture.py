@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from diffvision import sample
 from diffvision.analytic import EmpiricalDenoiser
 from diffvision.data.dataset import ImageData
 from diffvision.denoiser import ClassMixture
@@ -62,6 +63,20 @@ def test_mixture_of_exact_branches_is_the_exact_unconditional_denoiser(labelled)
     wide = ClassMixture(exact, exact.class_log_posterior, min_prob=0)
     wide(x, 30.0)
     assert wide.evaluations == 3 * 64
+
+
+def test_a_condition_for_a_denoiser_that_takes_none_is_refused(labelled):
+    """``sample(mixture, shape, cond=c)`` was a TypeError from inside the sampler (a mixture is
+    called as ``D(x, sigma)``): refused first, pointing to the class model. Denoisers called with
+    a condition (the exact class model, a plain function of three arguments) still take one."""
+    exact, _, _ = labelled
+    mixture = ClassMixture(exact, exact.class_log_posterior)
+    with pytest.raises(ValueError, match=r"\(ClassMixture\) takes no condition .* give its model"):
+        sample(mixture, (2, 1, 2, 3), steps=1, cond=torch.tensor([0, 1]), dtype=torch.float64)
+    assert sample(
+        exact, (2, 1, 2, 3), steps=1, cond=torch.tensor([0, 1]), dtype=torch.float64
+    ).shape == (2, 1, 2, 3)
+    assert sample(lambda x, sigma, cond: 0 * x, (2, 2), steps=1, cond=1).shape == (2, 2)
 
 
 def test_pruned_mixture_stays_within_its_stated_bound(labelled):
@@ -165,6 +180,8 @@ def test_classifier_round_trips_through_a_model_folder(tmp_path):
     clf, info = train_noise_classifier(data, steps=5, hidden=16, depth=1, seed=1)
     folder = save_model_folder(tmp_path / "model", {"net": {}}, torch.nn.Linear(1, 1))
     assert load_classifier(folder) is None
+    with pytest.raises(ValueError, match="model folder not found"):  # was None, as above
+        load_classifier(tmp_path / "elsewhere")
     save_classifier(folder, clf, info)
     loaded = load_classifier(folder)
     x, sigma = torch.randn(4, 1, 2, 2), torch.tensor([0.1, 1.0, 5.0, 50.0])

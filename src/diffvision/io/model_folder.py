@@ -384,7 +384,9 @@ def save_classifier(folder: str | Path, clf: NoiseClassifier, info: dict) -> Pat
 def load_classifier(
     folder: str | Path, *, device: str | torch.device = "cpu"
 ) -> NoiseClassifier | None:
-    """The noise classifier of a model folder (eval mode), or None when it has none."""
+    """The noise classifier of a model folder (eval mode), or None when it has none;
+    ValueError where ``folder`` is not a model folder (it was None, as for one without)."""
+    read_config(folder)
     meta = Path(folder) / "classifier.json"
     if not meta.is_file():
         return None

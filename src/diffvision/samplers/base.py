@@ -19,6 +19,7 @@ It returns ``x`` at ``sigmas[-1]``, same shape and dtype as the input.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
 from collections.abc import Callable, Sequence
@@ -26,7 +27,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from ..denoiser import class_count, image_channels
+from ..denoiser import ClassMixture, class_count, image_channels
 
 Callback = Callable[[dict], None]
 DenoiserFn = Callable[[Tensor, Tensor], Tensor]
@@ -81,6 +82,19 @@ def check_shape(denoiser, shape: tuple[int, ...]) -> None:
         raise ValueError(f"the model makes N x {made} x H x W images: not {shape}")
 
 
+def _takes_cond(denoiser) -> bool:
+    """Whether ``denoiser`` can be called as ``D(x, sigma, cond)``, by its signature (True where
+    it has none that Python can read)."""
+    try:
+        params = inspect.signature(denoiser).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if any(p.kind == inspect.Parameter.VAR_POSITIONAL for p in params):
+        return True
+    return sum(p.kind in positional for p in params) >= 3
+
+
 def check_cond(denoiser, cond, n: int, device: torch.device | str | None = None):
     """``cond`` for ``n`` samples of ``denoiser``, checked before any work (ValueError; a class
     given as an int was an AttributeError, labels of another length a RuntimeError, float
@@ -89,6 +103,13 @@ def check_cond(denoiser, cond, n: int, device: torch.device | str | None = None)
     class; 0..K-1 for a model that learnt none), returned as ``n`` labels on ``device``; a
     dict's ``"labels"`` likewise; an unconditional model takes none. For other denoisers
     ``cond`` is passed as it is."""
+    if cond is not None and not _takes_cond(denoiser):  # was a TypeError from inside the loop
+        raise ValueError(
+            f"this denoiser ({type(denoiser).__name__}) takes no condition (cond): it is called "
+            "as D(x, sigma)"
+            + (" (a ClassMixture mixes every class: give its model the class)"
+               if isinstance(denoiser, ClassMixture) else "")
+        )  # fmt: skip
     classes = class_count(denoiser)
     if cond is None or classes is None:
         return cond
