@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from diffvision.data import digits, faces, load_data, load_image_folder, mnist, read_idx, shapes
+from diffvision.data.dataset import ImageData
 
 MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
@@ -542,3 +543,26 @@ def test_a_size_far_too_large_is_refused_before_any_work(tmp_path):
     assert "a training step at 4 images of 100000 x 100000 per process needs at least" in (
         bad.stderr
     )
+
+
+def test_image_data_and_train_check_what_they_are_given(tmp_path):
+    """``ImageData`` of float images (say in [0, 1]) read them as 0..255, so all but black,
+    without a word; of another shape than its channels and size, or with labels of another
+    count, it failed later or never. ``train`` of a tensor was an AttributeError from inside."""
+    from diffvision.train import TrainConfig, train
+
+    with pytest.raises(
+        ValueError, match=r"uint8 N x 1 x 8 x 8 tensor \(0..255\), not torch.float32"
+    ):
+        ImageData(torch.rand(4, 1, 8, 8), channels=1, size=8)
+    with pytest.raises(ValueError, match=r"uint8 N x 3 x 8 x 8 tensor .* shape \(4, 1, 8, 8\)"):
+        ImageData(torch.zeros(4, 1, 8, 8, dtype=torch.uint8), channels=3, size=8)
+    with pytest.raises(ValueError, match="3 labels for 4 images"):
+        ImageData(
+            torch.zeros(4, 1, 8, 8, dtype=torch.uint8), channels=1, size=8, labels=torch.zeros(3)
+        )
+    with pytest.raises(TypeError, match=r"data is an ImageData .* not a Tensor"):
+        train(
+            TrainConfig(preset="tiny", steps=1, batch=2), torch.rand(4, 1, 8, 8), tmp_path / "run"
+        )
+    assert not (tmp_path / "run").exists()

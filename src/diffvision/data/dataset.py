@@ -50,6 +50,15 @@ class ImageData(Dataset):
     ):
         if len(images) == 0:
             raise ValueError(f"{name}: no images")
+        if isinstance(images, Tensor) and (
+            images.dtype != torch.uint8 or tuple(images.shape[1:]) != (channels, size, size)
+        ):  # float images in [0, 1] were read as 0..255: all but black, without a word
+            raise ValueError(
+                f"{name}: images are a uint8 N x {channels} x {size} x {size} tensor (0..255), "
+                f"not {images.dtype} of shape {tuple(images.shape)}"
+            )
+        if labels is not None and len(labels) != len(images):
+            raise ValueError(f"{name}: {len(labels)} labels for {len(images)} images")
         self.images = images
         self.decode = decode
         self.channels, self.size, self.name = channels, size, name
