@@ -141,6 +141,9 @@ def test_operators_check_their_arguments():
             Deblur(kernel)
     with pytest.raises(ValueError, match="positive sum"):
         Deblur(torch.zeros(3, 3))
+    for value in (math.nan, math.inf):  # NaN passed the sum's check and made NaN images
+        with pytest.raises(ValueError, match="kernel holds NaN or infinite values"):
+            Deblur(torch.full((3, 3), value))
     with pytest.raises(ValueError, match=re.escape("kernel (5 px) larger than the image (4 x 8)")):
         Deblur(torch.ones(5, 5)).forward(torch.zeros(1, 1, 4, 8))
     with pytest.raises(ValueError, match="colorize needs RGB images"):

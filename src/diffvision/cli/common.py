@@ -77,11 +77,13 @@ def _formatter(prog):
 
 
 def _number(kind, text: str):
-    """``kind(text)``, or argparse's one-line "not a number" error."""
+    """``kind(text)``, or argparse's one-line "not a number" error ("not an integer" where an
+    integer is asked for: 1.5 is a number)."""
     try:
         return kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        what = "an integer" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
 
 
 def _finite(text: str) -> float:

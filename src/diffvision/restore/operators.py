@@ -219,6 +219,8 @@ class Deblur(Operator):
         kernel = torch.as_tensor(kernel, dtype=torch.float64)
         if kernel.ndim != 2 or kernel.shape[0] != kernel.shape[1] or kernel.shape[0] % 2 == 0:
             raise ValueError("kernel must be a square k x k tensor with odd k")
+        if not torch.isfinite(kernel).all():  # NaN passed the sum's check: a NaN result
+            raise ValueError("kernel holds NaN or infinite values")
         if float(kernel.sum()) <= 0:
             raise ValueError("kernel must have a positive sum")
         self.kernel = kernel / kernel.sum()
