@@ -629,6 +629,9 @@ def test_train_sample_info_round_trip(tmp_path):
     (empty / "sample.json").write_text('{"settings": {"steps": 99}}')
     again = run_here("sample", str(model), "--n", "2", "--steps", "2", "--out", str(empty))
     assert again.returncode == 0 and len(list(empty.glob("sample_*.png"))) == 2, again.stderr
+    one = run_here("sample", str(model), "--n", "1", "--steps", "1", "--class", "0", "--quiet",
+                   "--out", str(tmp_path / "one.png"))  # fmt: skip
+    assert f"wrote a grid of 1 image to {tmp_path / 'one.png'} (unipc, 1 step)" in one.stdout
     # The resumed run kept --classifier-steps: the folder has a classifier, and unconditional
     # sampling uses the class-posterior mixture unless the null class is asked for.
     assert "class-posterior mixture" in result.stdout

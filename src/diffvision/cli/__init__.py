@@ -30,6 +30,7 @@ from .common import (
     add_bf16_inference,
     add_quiet,
     class_index,
+    counted,
     fast_inference,
     given_names,
     given_options,
@@ -666,14 +667,13 @@ def cmd_sample(args) -> int:
                   "command makes the others)", file=sys.stderr)  # fmt: skip
             return 130
         raise
-    steps = f"{args.steps} step{'s' * (args.steps != 1)}"
-    how = f" ({args.sampler}, {steps}{', bf16' if args.bf16 else ''})"
+    how = f" ({args.sampler}, {counted(args.steps, 'step')}{', bf16' if args.bf16 else ''})"
     if to_folder:
-        print(f"wrote {done} images to {out}/{how}" + (f"; {kept} kept" if kept else ""))
+        print(f"wrote {counted(done, 'image')} to {out}/{how}" + (f"; {kept} kept" if kept else ""))
     else:
         images = torch.cat(parts)
         save_grid(out, images, upscale=max(1, 64 // shape[-1]))
-        print(f"wrote a grid of {len(images)} images to {out}{how}")
+        print(f"wrote a grid of {counted(len(images), 'image')} to {out}{how}")
     return 0
 
 
@@ -698,14 +698,18 @@ def cmd_info(args) -> int:
     ]
     data = config.get("data")
     if data:
-        lines.append(f"trained on:  {data.get('name')} ({data.get('images')} images)")
+        lines.append(f"trained on:  {data.get('name')} ({counted(data.get('images'), 'image')})")
         if data.get("white_level"):
             lines.append(f"white level: {data['white_level']} (of its 16-bit files)")
     training = config.get("training")
     if training:
         steps = training.get("steps")
         done = config.get("step", steps)  # older folders: their planned steps
-        trained = f"{done} steps" if done == steps else f"{done} of {steps} steps (a checkpoint)"
+        trained = (
+            counted(done, "step")
+            if done == steps
+            else f"{done} of {counted(steps, 'step')} (a checkpoint)"
+        )
         lines.append(
             f"training:    {trained}, batch {training.get('batch')}, lr {training.get('lr')}"
         )
@@ -713,8 +717,8 @@ def cmd_info(args) -> int:
     if classifier.is_file():
         info = json.loads(classifier.read_text()).get("info", {})
         lines.append(
-            f"classifier:  noise-aware, {info.get('steps')} steps (unconditional sampling by "
-            "the class-posterior mixture)"
+            f"classifier:  noise-aware, {counted(info.get('steps'), 'step')} (unconditional "
+            "sampling by the class-posterior mixture)"
         )
     lines.append(f"samplers:    {', '.join(SAMPLERS)}")
     print("\n".join(lines))
@@ -735,8 +739,9 @@ def _feature_net_lines(folder: str) -> str:
         f"feature network: {folder} (for `diffvision eval --features {folder}`)",
         f"network:     {task}, {cfg.features} features",
         f"image:       {cfg.channels} x {cfg.size} x {cfg.size} (C x H x W)",
-        f"trained on:  {data.get('name')} ({data.get('images')} images), {info.get('steps')} steps",
-        f"held-out:    {holdout_score(info)} ({info.get('holdout_images')} images)",
+        f"trained on:  {data.get('name')} ({counted(data.get('images'), 'image')}), "
+        f"{counted(info.get('steps'), 'step')}",
+        f"held-out:    {holdout_score(info)} ({counted(info.get('holdout_images'), 'image')})",
     ])  # fmt: skip
 
 

@@ -243,6 +243,11 @@ def class_index(text: str, config: dict, option: str) -> int:
     raise UsageError(f"{option} {text}: the model's classes are {indices}")
 
 
+def counted(n, noun: str) -> str:
+    """``n`` and ``noun``, plural where ``n`` is not 1: ``1 image``, ``3 images``."""
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
 def require_null_class(config: dict, folder, what: str, instead: str = "") -> None:
     """Refuse (UsageError) ``what`` (a use of a class model's null class: guidance, sampling or
     scoring without a class, an unconditional prior) for a model that learnt no null class
