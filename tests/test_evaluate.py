@@ -161,6 +161,17 @@ def test_sweep_table_and_plot(data, feature_net, tmp_path):
     assert "real vs real floor" in table and "nan" not in table  # one seed: no "± nan"
     png = ev.plot_sweep(rows, tmp_path / "sweep.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
+    # The NFE axis shows the NFE run, the distance axis plain numbers (they were written as
+    # 3 x 10^0 and 2 x 10^2 where the range spans less than a decade).
+    import matplotlib.pyplot as plt
+
+    fig = ev.sweep_figure(rows)
+    fig.canvas.draw()
+    for ax in fig.axes:
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["3", "9"]
+    shown = [t.get_text() for t in fig.axes[0].get_yticklabels() if t.get_text()]
+    assert shown and all(re.fullmatch(r"[\d.]+", text) for text in shown), shown
+    plt.close(fig)
 
 
 def test_eval_command(tmp_path, tiny_digits_model):

@@ -453,11 +453,26 @@ def format_sweep(rows: list[dict]) -> str:
 
 
 def plot_sweep(rows: list[dict], path: str | Path, title: str = "") -> Path:
-    """A PNG of Fréchet distance (and classifier accuracy, when present) against NFE, one line per
-    sampler, with the real-versus-real floor; log-log axes for the distance."""
+    """A PNG of :func:`sweep_figure`: Fréchet distance (and classifier accuracy, when present)
+    against NFE."""
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = sweep_figure(rows, title)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def sweep_figure(rows: list[dict], title: str = ""):
+    """The matplotlib figure of :func:`sweep` rows: Fréchet distance (and classifier accuracy,
+    when present) against NFE, one line per sampler, with the real-versus-real floor; log-log
+    axes for the distance, the NFE run and the distances written as plain numbers."""
+    import matplotlib
     import matplotlib.pyplot as plt
 
     has_acc = any("accuracy" in r for r in rows)
@@ -477,11 +492,15 @@ def plot_sweep(rows: list[dict], path: str | Path, title: str = "") -> Path:
     axes[0].legend(fontsize=7, ncol=2)
     if has_acc:
         axes[1].set(xscale="log", xlabel="NFE", ylabel="classifier accuracy")
+    ticks = sorted({r["nfe"] for r in rows})  # the NFE run, as plain numbers (not 3 x 10^0)
+    for ax in axes:
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    axes[0].yaxis.set_major_formatter(matplotlib.ticker.LogFormatter())  # 200, not 2 x 10^2;
+    axes[0].yaxis.set_minor_formatter(  # minor ticks labelled where the axis spans little
+        matplotlib.ticker.LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4))
+    )
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return fig
