@@ -737,6 +737,19 @@ def test_classes_are_named_as_their_folders(tmp_path):
     assert re.search(r"classifier accuracy [\d.]+ \(cats:[\d.]+  dogs:[\d.]+\)", scored.stdout)
     result = json.loads((tmp_path / "e.json").read_text())
     assert result["class_names"] == ["cats", "dogs"] and set(result["class_accuracy"]) == {"0", "1"}
+    # Data of two other classes: its labels are not the model's (its apples were taken for the
+    # model's cats, the accuracy scored against them); said, and no accuracy.
+    for old, new in (("cats", "apples"), ("dogs", "pears")):
+        (tmp_path / "data" / old).rename(tmp_path / "data" / new)
+    made = run_here("eval", "train-features", data, "--steps", "2", "--out", features)
+    assert made.returncode == 0, made.stderr
+    other = run_here("eval", model, "--data", data, "--features", features, "--n", "6", "--seeds",
+                     "1", "--steps", "1", "--json", str(tmp_path / "e.json"))  # fmt: skip
+    assert other.returncode == 0, other.stderr
+    assert "has 2 classes (apples, pears), the model 2 (cats, dogs): its labels are not" in (
+        other.stdout
+    )
+    assert "accuracy" not in json.loads((tmp_path / "e.json").read_text())
 
 
 def test_what_needs_a_null_class_is_refused_for_a_model_without_one(tmp_path):

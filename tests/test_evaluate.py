@@ -138,6 +138,13 @@ def test_evaluate_reports_per_class_accuracy(data, feature_net):
     other = ev.evaluate(exact, data, net, n=20, seeds=(0,), steps=2, classes=[1, 7])
     assert "class_accuracy" not in other and "accuracy" not in other
     exact.net.config.num_classes = 10
+    # As many classes, named otherwise (the model's class folders): the labels are not the
+    # model's either: all real images, no accuracy.
+    names = [f"folder{i}" for i in range(10)]
+    other = ev.evaluate(exact, data, net, n=20, seeds=(0,), steps=2, classes=[1, 7],
+                        class_names=names)  # fmt: skip
+    assert "accuracy" not in other and other["real_classes"] is None
+    assert ev.labels_match(data, 10, [str(i) for i in range(10)]) and ev.labels_match(data, 10)
     with pytest.raises(ValueError, match=r"0\.\.9"):
         ev.evaluate(exact, data, net, n=20, seeds=(0,), steps=2, classes=[12])
     with pytest.raises(ValueError, match=r"floor \(2 x N\) needs 2000 real images"):

@@ -184,7 +184,15 @@ def cmd_eval(args) -> int:
             f"the model makes {shape[0]} x {shape[-1]} x {shape[-1]} images but {args.data} has "
             f"{data.channels} x {data.size} x {data.size}"
         )
-    pool = ev.real_pool(data, args.classes, config["net"].get("num_classes", 0))
+    num_classes = config["net"].get("num_classes", 0)
+    recorded = (config.get("data") or {}).get("class_names")  # where the data named them
+    if num_classes and data.labels is not None and not ev.labels_match(data, num_classes, recorded):
+        theirs = f"{data.num_classes} classes ({', '.join(data.class_names[:10])})"
+        ours = f"{num_classes} ({', '.join(model_classes(config)[:10])})"
+        print(f"note: {args.data} has {theirs}, the model {ours}: its labels are not the "
+              "model's, so samples are compared with all its images, and no class accuracy "
+              "is reported")  # fmt: skip
+    pool = ev.real_pool(data, args.classes, num_classes, recorded)
     ev.check_floor_count(data, args.n, pool)  # counts first: no feature network trained in vain
     seeds = list(range(args.seeds))  # a count too large to list is a MemoryError here, too
     if args.bpd > 0:
@@ -200,6 +208,7 @@ def cmd_eval(args) -> int:
         "guidance": args.guidance,
         "batch": args.batch,
         "device": device,
+        "class_names": recorded,
     }
     if args.sweep_steps:
         names = args.samplers or ["unipc", "dpmpp_2m", "heun"]

@@ -182,14 +182,28 @@ def check_real_count(data: ImageData, needed: int, what: str) -> None:
         raise ValueError(f"{what} needs {needed} real images and {data.name} has {len(data)}")
 
 
+def labels_match(
+    data: ImageData, model_classes: int | None, class_names: Sequence[str] | None = None
+) -> bool:
+    """Whether ``data``'s labels are those of a model of ``model_classes`` classes: as many
+    classes (a digits model against digits or MNIST), and, where both name them, the same
+    names in the same order (a cats-and-dogs model against a folder of two other classes)."""
+    if data.labels is None or data.num_classes != model_classes:
+        return False
+    return not (class_names and data.class_names) or list(class_names) == list(data.class_names)
+
+
 def real_pool(
-    data: ImageData, classes: Sequence[int] | None, model_classes: int | None
+    data: ImageData,
+    classes: Sequence[int] | None,
+    model_classes: int | None,
+    class_names: Sequence[str] | None = None,
 ) -> Tensor | None:
     """The indices of the real images that samples of ``classes`` are compared with, where
     they are some of the data's: the images of these classes, where the data's labels are the
-    model's (as many classes: a digits model against digits or MNIST). None (every image)
-    for all classes or the null class (``classes`` None or empty) and for other data."""
-    if not classes or data.labels is None or data.num_classes != model_classes:
+    model's (:func:`labels_match`; ``class_names``: the model's). None (every image) for all
+    classes or the null class (``classes`` None or empty) and for other data."""
+    if not classes or not labels_match(data, model_classes, class_names):
         return None
     return torch.isin(data.labels, torch.tensor(list(classes))).nonzero().flatten()
 
@@ -230,6 +244,7 @@ def evaluate(
     samples: list | None = None,
     batch: int = 500,
     device: torch.device | str = "cpu",
+    class_names: Sequence[str] | None = None,
 ) -> dict:
     """Evaluate a model against real data.
 
@@ -245,6 +260,9 @@ def evaluate(
     images sampled at a time (see :func:`generate`); a batch that surely cannot fit in memory
     is refused before any sampling (ValueError; :func:`~diffvision.samplers.check_sample_fits`).
     ``device``: where the denoiser is and samples; the metrics are computed on the CPU.
+    ``class_names``: the model's (e.g. its class folders'); where they and ``data``'s differ,
+    the data's labels are not the model's (:func:`labels_match`): the samples are compared with
+    every real image, and no accuracy is reported.
     """
     check_int("n", n, MIN_IMAGES)  # 0 was an error from torch.cat, 1.5 a TypeError, 5 refused
     # by precision_recall after the sampling
@@ -253,7 +271,9 @@ def evaluate(
         raise ValueError(f"seeds must be one integer or more, not {seeds!r}")
     shape = (data.channels, data.size, data.size)
     labels = _labels_for(denoiser, n, classes)
-    pool = real_pool(data, classes if labels is not None else None, class_count(denoiser))
+    same = labels_match(data, class_count(denoiser), class_names)
+    pool = real_pool(data, classes if labels is not None else None, class_count(denoiser),
+                     class_names)  # fmt: skip
     check_floor_count(data, n, pool)
     first = min(batch, n)  # once for all seeds: a batch that surely cannot fit is refused
     check_sample_fits(
@@ -264,6 +284,7 @@ def evaluate(
     # scored a 2-class model's labels as if they were its own classes 0 and 1)
     classes_seen = getattr(getattr(features, "config", None), "classes", 0)
     classify = classes_seen > 0 and classes_seen == class_count(denoiser)
+    classify = classify and (same or data.labels is None)  # a classifier of other classes
     rows, floor_rows, times, correct = [], [], [], []
     for seed in seeds:
         images, secs = generate(
