@@ -147,7 +147,8 @@ class Denoiser(nn.Module):
             )
         c_skip, c_out, c_in, c_noise = self.coefficients(sigma)
         x_in = _per_sample(c_in, x) * x
-        weight = next(self.net.parameters(), None)
+        weights = getattr(self.net, "parameters", None)  # a plain callable has none
+        weight = next(weights(), None) if weights is not None else None
         if weight is not None and weight.dtype != x.dtype:  # e.g. float64 from numpy: the
             x_in, c_noise = x_in.to(weight.dtype), c_noise.to(weight.dtype)  # net's own dtype
         low = (  # None: leave any autocast the caller set (training's bf16) as it is
