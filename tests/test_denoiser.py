@@ -198,3 +198,5 @@ def test_a_float64_input_meets_a_float32_network_in_its_dtype():
         wide, narrow = model(x, sigma), model(x.float(), sigma.float())
     assert wide.dtype == torch.float64 and narrow.dtype == torch.float32
     assert torch.allclose(wide, narrow.double(), rtol=1e-5, atol=1e-5)
+    plain = Denoiser(lambda x_in, c_noise: 0 * x_in, "edm", EDM())  # a callable, no weights
+    assert plain(x, sigma).dtype == torch.float64
