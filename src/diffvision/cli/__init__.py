@@ -356,10 +356,9 @@ def cmd_train(args) -> int:
         )
         cfg.validate()  # before run.json: a refused run leaves no folder behind
         if cfg.warmup > cfg.steps and launched_main():  # a short trial run, say
-            run = f"{cfg.steps} step{'s' * (cfg.steps != 1)}"
             print(f"note: the warm-up ({cfg.warmup} steps, --warmup) is longer than the run "
-                  f"({run}): the learning rate reaches {cfg.steps / cfg.warmup:.0%} of --lr at "
-                  "most")  # fmt: skip
+                  f"({counted(cfg.steps, 'step')}): the learning rate reaches "
+                  f"{cfg.steps / cfg.warmup:.0%} of --lr at most")  # fmt: skip
         created = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
         spec = {

@@ -14,6 +14,7 @@ from .common import (
     _positive,
     add_bf16_inference,
     add_quiet,
+    counted,
     fast_inference,
     given_names,
     image_file_or_folder,
@@ -759,8 +760,7 @@ def _restore_file(
         how += f", --resample {options['jump_n_sample']}"
     if args.bf16:
         how += ", bf16"
-    steps = f"{args.steps} step{'s' * (args.steps != 1)}"
-    steps = "one denoiser call" if solver == "mmse" else steps  # no sampling
+    steps = "one denoiser call" if solver == "mmse" else counted(args.steps, "step")
     print(f"wrote {out} ({solver}, {steps}{how}, {w} x {h})")
     if std is not None:
         std_path = std_map_path(out)
