@@ -32,6 +32,7 @@ from .common import (
     class_index,
     counted,
     fast_inference,
+    first_names,
     given_names,
     given_options,
     grid_or_folder,
@@ -765,8 +766,7 @@ def _classes_line(config: dict) -> str:
         return "unconditional"
     line = str(len(names))
     if names != [str(i) for i in range(len(names))]:
-        shown = ", ".join(f"{i} {name}" for i, name in enumerate(names[:20]))
-        line += f" ({shown}{', ...' if len(names) > 20 else ''})"
+        line += f" ({first_names([f'{i} {name}' for i, name in enumerate(names)])})"
     if not learnt_null_class(config):
         line += "; no null class (trained with --label-dropout 0): no guidance, and --class needed"
     return line

@@ -238,9 +238,13 @@ def class_index(text: str, config: dict, option: str) -> int:
         return int(text)
     indices = f"0..{len(names) - 1}"
     if names != [str(i) for i in range(len(names))]:  # named, e.g. by class folders
-        shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
-        indices = f"{shown} (or their indices {indices})"
+        indices = f"{first_names(names)} (or their indices {indices})"
     raise UsageError(f"{option} {text}: the model's classes are {indices}")
+
+
+def first_names(names: list[str], limit: int = 20) -> str:
+    """At most ``limit`` of ``names``, comma-separated, with ``...`` where there are more."""
+    return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
 
 
 def counted(n, noun: str) -> str:

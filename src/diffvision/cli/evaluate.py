@@ -20,6 +20,7 @@ from .common import (
     add_bf16_inference,
     class_index,
     fast_inference,
+    first_names,
     given_names,
     listed,
     model_classes,
@@ -187,12 +188,8 @@ def cmd_eval(args) -> int:
     num_classes = config["net"].get("num_classes", 0)
     recorded = (config.get("data") or {}).get("class_names")  # where the data named them
     if num_classes and data.labels is not None and not ev.labels_match(data, num_classes, recorded):
-
-        def listed_names(names: list[str]) -> str:  # at most ten of them
-            return ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
-
-        theirs = f"{data.num_classes} classes ({listed_names(data.class_names)})"
-        ours = f"{num_classes} ({listed_names(model_classes(config))})"
+        theirs = f"{data.num_classes} classes ({first_names(data.class_names, 10)})"
+        ours = f"{num_classes} ({first_names(model_classes(config), 10)})"
         print(f"note: {args.data} has {theirs}, the model {ours}: its labels are not the "
               "model's, so samples are compared with all its images, and no class accuracy "
               "is reported")  # fmt: skip

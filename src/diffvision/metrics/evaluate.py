@@ -271,9 +271,9 @@ def evaluate(
         raise ValueError(f"seeds must be one integer or more, not {seeds!r}")
     shape = (data.channels, data.size, data.size)
     labels = _labels_for(denoiser, n, classes)
-    same = labels_match(data, class_count(denoiser), class_names)
-    pool = real_pool(data, classes if labels is not None else None, class_count(denoiser),
-                     class_names)  # fmt: skip
+    model_classes = class_count(denoiser)
+    same = labels_match(data, model_classes, class_names)
+    pool = real_pool(data, classes if labels is not None else None, model_classes, class_names)
     check_floor_count(data, n, pool)
     first = min(batch, n)  # once for all seeds: a batch that surely cannot fit is refused
     check_sample_fits(
@@ -283,7 +283,7 @@ def evaluate(
     # accuracy only where the feature classifier's classes can be the model's (a 10-class one
     # scored a 2-class model's labels as if they were its own classes 0 and 1)
     classes_seen = getattr(getattr(features, "config", None), "classes", 0)
-    classify = classes_seen > 0 and classes_seen == class_count(denoiser)
+    classify = classes_seen > 0 and classes_seen == model_classes
     classify = classify and (same or data.labels is None)  # a classifier of other classes
     rows, floor_rows, times, correct = [], [], [], []
     for seed in seeds:
