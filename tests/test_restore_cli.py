@@ -1070,3 +1070,84 @@ def test_restoring_a_folder_goes_on_where_it_was_stopped(tiny_digits_model, tmp_
     assert again.returncode == 0, again.stderr
     assert f"{len(done)} of 6 images restored by an earlier run" in again.stdout
     assert "restored 6 of 6 images" in again.stdout and len(list(out.glob("*.png"))) == 6
+
+
+def _scrambled(folder):
+    """Every weight of the model folder ``folder`` (network and EMA) redrawn at random, so that
+    its class branches differ (3 training steps leave them all but equal)."""
+    from safetensors.torch import load_file, save_file
+
+    gen = torch.Generator().manual_seed(0)
+    for name in ("model.safetensors", "ema.safetensors"):
+        weights = load_file(folder / name)
+        save_file(
+            {k: 0.3 * torch.randn(v.shape, generator=gen) for k, v in weights.items()},
+            folder / name,
+        )
+
+
+def test_a_class_model_restores_with_the_class_mixture_as_its_prior(tmp_path):
+    """A class model whose folder has a noise classifier restores with the class-posterior
+    mixture as its prior (``--unconditional auto``, as ``sample`` draws without a class):
+    ``restore`` ran the null branch, and refused a model that learnt no null class (label
+    dropout 0), which now restores by the mixture. The command's ``mmse`` estimate (one call
+    of the prior on the whole 8 px image) is the library's, :class:`ClassMixture` of the
+    model and its classifier, to one grey level (channels-last rounding); ``--unconditional
+    null`` is the null branch's, and the two differ. A mixture without a classifier, and
+    ``--unconditional`` for an unconditional model, are refused."""
+    from diffvision import ClassMixture, load, load_classifier
+
+    made = run_here("train", "--data", "digits", "--preset", "tiny", "--steps", "2", "--batch",
+                    "4", "--classifier-steps", "2", "--out", str(tmp_path / "run"),
+                    "--quiet")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    folder = tmp_path / "run" / "model"
+    _scrambled(folder)
+    noisy = tmp_path / "noisy.png"
+    pixels = np.random.default_rng(0).integers(0, 256, (8, 8), dtype=np.uint8)
+    Image.fromarray(pixels).save(noisy)
+    y = torch.from_numpy(pixels).float().div(127.5).sub(1)[None, None]
+    model, classifier = load(folder), load_classifier(folder)
+    with torch.no_grad():
+        expected = {
+            "auto": ClassMixture(model, classifier)(y, 25 / 127.5),
+            "null": model(y, 25 / 127.5),
+        }
+    got = {}
+    for choice, expect in expected.items():
+        out = tmp_path / f"{choice}.png"
+        done = run_here("restore", "denoise", str(folder), str(noisy), "--sigma", "25",
+                        "--unconditional", choice, "--quiet", "--out", str(out))  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert ("class-posterior mixture" in done.stdout) == (choice == "auto")
+        got[choice] = np.asarray(Image.open(out), dtype=float)
+        levels = (expect[0, 0].clamp(-1, 1) + 1).mul(127.5).numpy()
+        assert np.abs(got[choice] - levels).max() <= 1.0, choice
+    # the two priors differ by more than the parity tolerance allows each (9 levels here)
+    assert np.abs(got["auto"] - got["null"]).max() > 2
+    # Without a null class (its config says label dropout 0): restored by the mixture, as before
+    config = json.loads((folder / "config.json").read_text())
+    config["training"]["label_dropout"] = 0.0
+    (folder / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "no_null.png"
+    done = run_here("restore", "denoise", str(folder), str(noisy), "--sigma", "25", "--quiet",
+                    "--out", str(out))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert np.array_equal(np.asarray(Image.open(out), dtype=float), got["auto"])
+    for name in ("classifier.json", "classifier.safetensors"):
+        (folder / name).unlink()
+    for args, message in [
+        (["--unconditional", "mixture"], f"{folder} has no noise classifier"),
+        ([], "train a noise classifier (train --classifier-steps) to mix the class branches"),
+    ]:
+        bad = run_here("restore", "denoise", str(folder), str(noisy), "--sigma", "25", *args,
+                       "--out", str(tmp_path / "x.png"))  # fmt: skip
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+    plain = tmp_path / "plain"
+    made = run_here("train", "--data", "digits", "--preset", "tiny", "--steps", "1", "--batch",
+                    "4", "--no-classes", "--out", str(plain), "--quiet")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    bad = run_here("restore", "denoise", str(plain / "model"), str(noisy), "--sigma", "25",
+                   "--unconditional", "null", "--out", str(tmp_path / "x.png"))  # fmt: skip
+    assert bad.returncode == 2 and "--unconditional is for a class model" in bad.stderr
+    assert not (tmp_path / "x.png").exists()

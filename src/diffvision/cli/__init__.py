@@ -29,6 +29,7 @@ from .common import (
     _positive,
     add_bf16_inference,
     add_quiet,
+    add_unconditional,
     class_index,
     counted,
     fast_inference,
@@ -38,12 +39,15 @@ from .common import (
     grid_or_folder,
     model_classes,
     note_emulated_bf16,
+    one_branch,
     option_name,
     output_folder,
     require_null_class,
     sampler_name,
     seed,
     step_bar,
+    unconditional_kind,
+    unconditional_model,
     white_level,
 )
 
@@ -189,14 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--guidance", type=_finite, default=1.0, help="classifier-free guidance scale")
     add_bf16_inference(s)
     add_quiet(s)
-    s.add_argument(
-        "--unconditional",
-        choices=("auto", "mixture", "null"),
-        default="auto",
-        help="without --class, for a class model: `mixture` mixes the class branches by the "
-        "folder's noise classifier (see train --classifier-steps), `null` uses the null class; "
-        "auto: mixture when the folder has a classifier",
-    )
+    add_unconditional(s, "without --class")
     s.add_argument("--batch", type=_positive(int), default=256, help="images per batch")
     s.add_argument("--no-ema", action="store_true", help="use the raw instead of the EMA weights")
     s.add_argument("--device", default="auto", help="auto | cpu | cuda")
@@ -542,14 +539,11 @@ def _check_batch_fits(model, shape, n: int, args, device) -> None:
     on at most ``max_batch`` (image, class) pairs at a time: those calls are checked."""
     import torch
 
-    from ..denoiser import ClassMixture
     from ..samplers import check_sample_fits
 
+    model, n = one_branch(model, n)
     labels = None
-    if isinstance(model, ClassMixture):
-        model, n = model.denoiser, min(n, model.max_batch)
-        labels = torch.zeros(n, dtype=torch.long, device=device)
-    elif args.label is not None:
+    if args.label is not None:
         labels = torch.full((n,), args.label, dtype=torch.long, device=device)
     check_sample_fits(
         model, (n, *shape), cond=labels, guidance=args.guidance, device=device,
@@ -561,8 +555,7 @@ def cmd_sample(args) -> int:
     import torch
 
     from .. import samplers
-    from ..denoiser import ClassMixture
-    from ..io import load, load_classifier, read_config, save_grid, save_images
+    from ..io import load, read_config, save_grid, save_images
     from ..io.images import numbered_indices
     from ..io.model_folder import sample_shape
     from ..memory import check_fits
@@ -575,17 +568,19 @@ def cmd_sample(args) -> int:
     config = read_config(args.model)
     shape = sample_shape(config, args.model)
     num_classes = config["net"].get("num_classes", 0)
+    if args.unconditional != "auto" and (args.label is not None or not num_classes):
+        why = "--class draws that class" if num_classes else "the model is unconditional"
+        raise UsageError(f"--unconditional is for a class model sampled without --class: {why}")
+    kind = None  # how a class model sampled without a class is made unconditional
     if args.label is not None:  # the class options, before the record and the model are read
         args.label = class_index(args.label, config, "--class")
         if args.guidance != 1.0:
             require_null_class(config, args.model, "--guidance")
     elif args.guidance != 1.0:
         raise UsageError("--guidance needs --class")
-    elif args.unconditional == "null":
-        require_null_class(config, args.model, "--unconditional null")
-    elif args.unconditional == "auto" and not (Path(args.model) / "classifier.json").is_file():
-        require_null_class(
-            config, args.model, "sampling without --class",
+    elif num_classes:
+        kind = unconditional_kind(
+            args.unconditional, config, args.model, "sampling without --class",
             ": give --class, or train a noise classifier (train --classifier-steps) to mix "
             "the class branches",
         )  # fmt: skip
@@ -599,20 +594,10 @@ def cmd_sample(args) -> int:
                     f"settings ({SAMPLE_RECORD}): use another folder"
                 )
     device = resolve_device(args.device)
-    if args.unconditional != "auto" and (args.label is not None or not num_classes):
-        why = "--class draws that class" if num_classes else "the model is unconditional"
-        raise UsageError(f"--unconditional is for a class model sampled without --class: {why}")
     model = fast_inference(load(args.model, ema=not args.no_ema, device=device), device, args.bf16)
     cond = None
-    if args.label is None and num_classes and args.unconditional != "null":
-        clf = load_classifier(args.model, device=device)
-        if clf is None and args.unconditional == "mixture":
-            raise UsageError(
-                f"{args.model} has no noise classifier (train with --classifier-steps)"
-            )
-        if clf is not None:
-            model = ClassMixture(model, clf)
-            print("unconditional: class-posterior mixture of the class branches")
+    if kind is not None:
+        model = unconditional_model(model, kind, args.model, device)
     if not to_folder:  # a grid holds every image twice (the batches, then joined), in float32
         check_fits(
             2 * args.n * math.prod(shape) * 4, torch.device("cpu"),

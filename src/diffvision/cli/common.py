@@ -265,6 +265,75 @@ def require_null_class(config: dict, folder, what: str, instead: str = "") -> No
                          f"with --label-dropout 0){instead}")  # fmt: skip
 
 
+#: ``--unconditional``'s choices: how a class model's unconditional denoiser is made.
+UNCONDITIONAL = ("auto", "mixture", "null")
+
+
+def add_unconditional(parser, when: str) -> None:
+    """``--unconditional`` of the commands that run a class model without a class (``when``
+    says where, e.g. "without --class")."""
+    parser.add_argument(
+        "--unconditional",
+        choices=UNCONDITIONAL,
+        default="auto",
+        help=f"{when}, for a class model: `mixture` mixes the class branches by the folder's "
+        "noise classifier (see train --classifier-steps), `null` uses the null class; auto: "
+        "mixture when the folder has a classifier",
+    )
+
+
+def unconditional_kind(choice: str, config: dict, folder, what: str, instead: str = "") -> str:
+    """How a class model's unconditional denoiser is made for ``what`` (the use, as the
+    messages name it), decided before the model is loaded: "mixture", its class branches
+    weighted by the folder's noise classifier (``choice`` "mixture", or "auto" where the
+    folder has a classifier), else "null", its null class. Refuses (UsageError) a mixture
+    without a classifier and a null class the model never learnt (:func:`require_null_class`;
+    ``instead`` ends that line). The caller has refused ``--unconditional`` where no class
+    model runs without a class."""
+    classifier = (Path(folder) / "classifier.json").is_file()
+    if choice == "mixture" and not classifier:
+        raise UsageError(f"{folder} has no noise classifier (train with --classifier-steps)")
+    if choice == "null" or not classifier:
+        asked = "--unconditional null" if choice == "null" else what
+        require_null_class(config, folder, asked, instead if choice != "null" else "")
+        return "null"
+    return "mixture"
+
+
+def unconditional_model(model, kind: str, folder, device):
+    """The loaded class ``model`` as the unconditional denoiser :func:`unconditional_kind`
+    chose: for "mixture" a :class:`~diffvision.ClassMixture` of it with the folder's noise
+    classifier (said in a line), for "null" the model itself (without a condition its network
+    runs the null class)."""
+    if kind != "mixture":
+        return model
+    from ..denoiser import ClassMixture
+    from ..io import load_classifier
+
+    print("unconditional: class-posterior mixture of the class branches")
+    return ClassMixture(model, load_classifier(folder, device=device))
+
+
+def one_branch(model, n: int, graph: bool = False):
+    """``(denoiser, n)`` that a memory check of ``model`` on ``n`` images runs (a lower bound of
+    what it holds): for a :class:`~diffvision.ClassMixture`, its class branches evaluated one
+    per image (each image takes one at least), on the most images that one call takes
+    (``max_batch``; all ``n`` with ``graph``: a gradient keeps every call's activations);
+    another model as it is."""
+    from ..denoiser import ClassMixture
+
+    if not isinstance(model, ClassMixture):
+        return model, n
+    import torch
+
+    branch = model.denoiser
+
+    def first_class(x, sigma):
+        return branch(x, sigma, torch.zeros(len(x), dtype=torch.long, device=x.device))
+
+    return first_class, n if graph else min(n, model.max_batch)
+
+
 def white_level(text: str) -> int:
     """The value of white in 16-bit image files: an integer in 1-65535."""
     from ..data.transforms import check_white

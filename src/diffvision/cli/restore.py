@@ -14,13 +14,16 @@ from .common import (
     _positive,
     add_bf16_inference,
     add_quiet,
+    add_unconditional,
     counted,
     fast_inference,
     given_names,
     image_file_or_folder,
-    require_null_class,
+    one_branch,
     seed,
     step_bar,
+    unconditional_kind,
+    unconditional_model,
     white_level,
 )
 from .restore_folder import TASK_OPTIONS, Input, restore_folder, std_map_path
@@ -68,7 +71,9 @@ def add_parser(sub) -> None:
               diffvision restore colorize runs/photos/model grey.png --out colour.png"""),
     )
     r.add_argument("task", choices=TASKS, help="what to undo")
-    r.add_argument("model", help="model folder (an unconditional model)")
+    r.add_argument(
+        "model", help="model folder (an unconditional model, or a class model: see --unconditional)"
+    )
     r.add_argument(
         "input",
         help="image file, or a folder of them (searched recursively); a TIFF stack or an "
@@ -171,6 +176,7 @@ def add_parser(sub) -> None:
     r.add_argument("--device", default="auto", help="auto | cpu | cuda")
     add_bf16_inference(r)
     add_quiet(r)
+    add_unconditional(r, "the prior")
     r.add_argument("--simulate", action="store_true", help="INPUT is clean: degrade it first")
     r.add_argument(
         "--side-by-side",
@@ -473,7 +479,6 @@ def _print_calibration(mean, std, clean, operator, k, stated) -> None:
 
 
 def cmd_restore(args) -> int:
-    import torch
 
     from ..data.folder import find_images
     from ..data.transforms import frame_count
@@ -514,17 +519,21 @@ def cmd_restore(args) -> int:
     channels, _, size = sample_shape(config, args.model)
     if args.task == "colorize" and channels != 3:
         raise UsageError("colorize needs an RGB model")
-    require_null_class(config, args.model, "restoring (its prior is the unconditional model)")
+    kind = None  # how a class model is made the unconditional prior
+    if config["net"].get("num_classes", 0):
+        kind = unconditional_kind(
+            args.unconditional, config, args.model,
+            "restoring (its prior is the unconditional model)",
+            ": train a noise classifier (train --classifier-steps) to mix the class branches",
+        )  # fmt: skip
+    elif args.unconditional != "auto":
+        raise UsageError(f"--unconditional is for a class model: {args.model} is unconditional")
     _check_settings(args, size)  # once, before the model is loaded
     for target in (p for p in outputs if channels == 3 and _palette(p)):  # asked for: said
         print(f"note: {target} holds at most 256 colours: the result is quantized (.png keeps it)")
-    model = fast_inference(load(args.model, device=device), device, args.bf16)
-    null = getattr(model, "null_cond", None)  # class-conditional models: their null class
-
-    def unconditional(x, sigma):
-        return model(x, sigma, torch.full((len(x),), null, device=x.device))
-
-    prior = model if null is None else unconditional
+    prior = fast_inference(load(args.model, device=device), device, args.bf16)
+    if kind is not None:
+        prior = unconditional_model(prior, kind, args.model, device)
     white = args.white_level or config.get("data", {}).get("white_level") or 65535
     if not source.is_dir() and not stack:
         if frames > 1:  # said, not silently cut to its first frame
@@ -637,7 +646,8 @@ def _check_tiles_fit(args, prior, operator, y, tile: int, device, fitted: set) -
     what = f"the network on {shape[0]} {pieces} of {' x '.join(map(str, shape[1:]))} at once"
     advice = "lower --batch (tiles at a time)" + (" or --samples" if args.samples > 1 else "")
     check = check_likelihood_fits if args.solver == "dps" else check_sample_fits
-    check(prior, shape, device=device, advice=advice, what=what)
+    denoiser, n = one_branch(prior, shape[0], graph=args.solver == "dps")
+    check(denoiser, (n, *shape[1:]), device=device, advice=advice, what=what)
     fitted.add(shape)
 
 
