@@ -474,3 +474,49 @@ def test_a_feature_network_of_other_images_is_refused(tmp_path):
                 ev.get_features(str(folder), data)
         else:
             assert ev.get_features(str(folder), data).config.size == 8
+
+
+def test_classes_none_samples_the_class_mixture_as_sample_does(monkeypatch, tmp_path):
+    """``eval --classes none`` measures a class model's unconditional samples as ``sample``
+    draws them without ``--class``: the class-posterior mixture where the folder has a noise
+    classifier (it sampled the null class), the null class with ``--unconditional null``;
+    ``--bpd`` stays the null class's likelihood. A model without a null class but with a
+    classifier is measured (it was refused); ``--unconditional`` without ``--classes none``
+    is refused."""
+    from diffvision.denoiser import ClassMixture, Denoiser
+
+    made = run_here("train", "--data", "digits", "--preset", "tiny", "--steps", "1", "--batch",
+                    "4", "--classifier-steps", "1", "--out", str(tmp_path / "run"),
+                    "--quiet")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    model = tmp_path / "run" / "model"
+    used = {}
+
+    def spy(name):
+        def record(denoiser, *args, **kwargs):
+            used[name] = denoiser
+            raise SystemExit(0)  # what was given is all this test needs
+
+        return record
+
+    monkeypatch.setattr(ev, "get_features", lambda *args: None)
+    monkeypatch.setattr(ev, "evaluate", spy("evaluate"))
+    for extra, kind in [([], ClassMixture), (["--unconditional", "null"], Denoiser),
+                        (["--unconditional", "mixture"], ClassMixture)]:  # fmt: skip
+        run_here("eval", str(model), "--data", "digits", "--classes", "none", *extra)
+        assert type(used.pop("evaluate")) is kind, extra
+    run_here("eval", str(model), "--data", "digits", "--classes", "3", "--n", "50")
+    assert type(used.pop("evaluate")) is Denoiser
+    monkeypatch.setattr(ev, "evaluate", lambda *args, **kwargs: {})
+    monkeypatch.setattr(ev, "format_result", lambda *args: "")
+    monkeypatch.setattr(ev, "bits_per_dim", spy("bits_per_dim"))
+    run_here("eval", str(model), "--data", "digits", "--classes", "none", "--bpd", "5")
+    assert type(used.pop("bits_per_dim")) is Denoiser
+    config = json.loads((model / "config.json").read_text())
+    config["training"]["label_dropout"] = 0.0  # as trained with --label-dropout 0
+    (model / "config.json").write_text(json.dumps(config))
+    monkeypatch.setattr(ev, "evaluate", spy("evaluate"))
+    run_here("eval", str(model), "--data", "digits", "--classes", "none")
+    assert type(used.pop("evaluate")) is ClassMixture
+    bad = run_here("eval", str(model), "--data", "digits", "--unconditional", "mixture")
+    assert bad.returncode == 2 and "--unconditional is for --classes none" in bad.stderr

@@ -199,3 +199,47 @@ def test_classifier_round_trips_through_a_model_folder(tmp_path):
         load_classifier(folder)
     with pytest.raises(ValueError, match=r"no config\.json"):
         save_classifier(tmp_path, clf, info)
+
+
+def test_memory_checks_count_one_class_branch_per_image(monkeypatch):
+    """What the memory checks of sampling and of the likelihood (``restore --solver dps``)
+    count for a :class:`ClassMixture` is a lower bound of what it holds: its first class branch
+    on one class per image, on the images one call takes (``max_batch``; all of them where a
+    gradient keeps every call). They probed the mixture itself: every class its classifier kept
+    on the test input (all ten of a uniform one), in calls of ``max_batch`` pairs, which counts
+    neither the one-image cost nor the cost per image of any call it makes."""
+    import importlib
+
+    import diffvision.samplers as samplers
+    from diffvision import memory
+    from diffvision.denoiser import Denoiser, memory_probe
+    from diffvision.nets.unet import build_unet
+
+    likelihood_module = importlib.import_module("diffvision.samplers.likelihood")  # not the
+    torch.manual_seed(0)  # function of that name, which the package exports
+    model = Denoiser(build_unet("tiny", in_channels=1, out_channels=1, num_classes=10), "edm",
+                     null_cond=10)  # fmt: skip
+    mixture = ClassMixture(model, lambda x, sigma: torch.zeros(len(x), 10), max_batch=4)
+    x = torch.randn(3, 1, 16, 16)
+    probe, m = memory_probe(mixture, 8)
+    assert m == 4 and memory_probe(mixture, 8, graph=True)[1] == 8
+    assert torch.equal(probe(x, torch.ones(3)), model(x, torch.ones(3), torch.zeros(3).long()))
+    assert memory_probe(model, 8) == (model, 8)
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 2**40)  # checks run
+    counted = []
+
+    def count(run_on, n, *rest):  # what check_batch_fits was given
+        counted.append((memory.batch_bytes(run_on), n))
+
+    def branch(x, sigma):
+        return model(x, sigma, torch.zeros(len(x), dtype=torch.long))
+
+    monkeypatch.setattr(samplers, "check_batch_fits", count)
+    monkeypatch.setattr(likelihood_module, "check_batch_fits", count)
+    samplers.check_sample_fits(mixture, (8, 1, 16, 16))  # calls of at most 4 pairs
+    samplers.check_sample_fits(branch, (4, 1, 16, 16))
+    likelihood_module.check_likelihood_fits(mixture, (8, 1, 16, 16))  # the gradient keeps all
+    likelihood_module.check_likelihood_fits(branch, (8, 1, 16, 16))
+    (mixed, n_mixed), (one, n_one), (mixed_grad, n_grad), (one_grad, n_one_grad) = counted
+    assert (mixed, n_mixed) == (one, n_one) == (one, 4) and one[1] > 0
+    assert (mixed_grad, n_grad) == (one_grad, n_one_grad) == (one_grad, 8)

@@ -283,3 +283,21 @@ class ClassMixture:
         self.evaluations += len(rows)
         self.rows += n
         return out
+
+
+def memory_probe(denoiser, n: int, graph: bool = False) -> tuple[Callable[..., Tensor], int]:
+    """``(D, m)``: what a memory check of ``denoiser`` on ``n`` images runs, ``D(x, sigma)`` on
+    ``m`` images, so that it counts a lower bound of what they hold. A :class:`ClassMixture`
+    evaluates at least one class branch per image, at most ``max_batch`` (image, class) pairs
+    per call: its first class branch on ``min(n, max_batch)`` images (on all ``n`` with
+    ``graph``: a gradient keeps every call's activations). Probing the mixture itself would
+    count every class above ``min_prob`` on a test input, and more pairs than one call takes.
+    Another denoiser: itself, on ``n``."""
+    if not isinstance(denoiser, ClassMixture):
+        return denoiser, n
+    branch = denoiser.denoiser
+
+    def first_class(x: Tensor, sigma: Tensor) -> Tensor:
+        return branch(x, sigma, torch.zeros(len(x), dtype=torch.long, device=x.device))
+
+    return first_class, n if graph else min(n, denoiser.max_batch)

@@ -39,7 +39,6 @@ from .common import (
     grid_or_folder,
     model_classes,
     note_emulated_bf16,
-    one_branch,
     option_name,
     output_folder,
     require_null_class,
@@ -535,13 +534,11 @@ SAMPLE_NOT_SETTINGS = ("command", "out", "n", "quiet", "device")
 
 def _check_batch_fits(model, shape, n: int, args, device) -> None:
     """Refuse (ValueError) a sampling batch of ``n`` images that surely cannot fit in memory
-    (:func:`~diffvision.samplers.check_sample_fits`). A class mixture calls its class branches
-    on at most ``max_batch`` (image, class) pairs at a time: those calls are checked."""
+    (:func:`~diffvision.samplers.check_sample_fits`)."""
     import torch
 
     from ..samplers import check_sample_fits
 
-    model, n = one_branch(model, n)
     labels = None
     if args.label is not None:
         labels = torch.full((n,), args.label, dtype=torch.long, device=device)

@@ -314,26 +314,6 @@ def unconditional_model(model, kind: str, folder, device):
     return ClassMixture(model, load_classifier(folder, device=device))
 
 
-def one_branch(model, n: int, graph: bool = False):
-    """``(denoiser, n)`` that a memory check of ``model`` on ``n`` images runs (a lower bound of
-    what it holds): for a :class:`~diffvision.ClassMixture`, its class branches evaluated one
-    per image (each image takes one at least), on the most images that one call takes
-    (``max_batch``; all ``n`` with ``graph``: a gradient keeps every call's activations);
-    another model as it is."""
-    from ..denoiser import ClassMixture
-
-    if not isinstance(model, ClassMixture):
-        return model, n
-    import torch
-
-    branch = model.denoiser
-
-    def first_class(x, sigma):
-        return branch(x, sigma, torch.zeros(len(x), dtype=torch.long, device=x.device))
-
-    return first_class, n if graph else min(n, model.max_batch)
-
-
 def white_level(text: str) -> int:
     """The value of white in 16-bit image files: an integer in 1-65535."""
     from ..data.transforms import check_white

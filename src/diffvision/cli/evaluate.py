@@ -18,6 +18,7 @@ from .common import (
     _formatter,
     _positive,
     add_bf16_inference,
+    add_unconditional,
     class_index,
     fast_inference,
     first_names,
@@ -30,6 +31,8 @@ from .common import (
     require_null_class,
     sampler_name,
     seed,
+    unconditional_kind,
+    unconditional_model,
 )
 
 
@@ -70,7 +73,7 @@ pt_inception-2015-12-05 file or torchvision's Inception-v3 weights; never downlo
 
 def _classes(text: str) -> list[str]:
     """``--classes``: classes by name or index (e.g. 0,3,7 or cats,dogs), resolved against the
-    model by :func:`_resolve_classes`; or none (the null class): an empty list."""
+    model by :func:`_resolve_classes`; or none (unconditional samples): an empty list."""
     return [] if text == "none" else listed(str, "classes")(text)
 
 
@@ -103,8 +106,9 @@ def add_parsers(sub) -> None:
         "--classes",
         type=_classes,
         help="class-conditional models: classes to sample, by name or index (default all; "
-        "none: the null class)",
+        "none: unconditional, see --unconditional)",
     )
+    add_unconditional(e, "with --classes none")
     e.add_argument("--guidance", type=_finite, default=1.0, help="classifier-free guidance scale")
     e.add_argument(
         "--sweep-steps", type=listed(_positive(int), "integers"),
@@ -176,7 +180,7 @@ def cmd_eval(args) -> int:
     device = resolve_device(args.device)  # before any work
     config = read_config(args.model)
     shape = sample_shape(config, args.model)
-    _resolve_classes(args, config)
+    kind = _resolve_classes(args, config)
     size = args.size or shape[-1]
     white = config.get("data", {}).get("white_level")  # 16-bit files read as in training
     data = load_data(args.data, size, channels=shape[0], white_level=white)
@@ -199,8 +203,9 @@ def cmd_eval(args) -> int:
     if args.bpd > 0:
         ev.check_real_count(data, args.bpd, f"--bpd {args.bpd}")
     model = fast_inference(load(args.model, ema=not args.no_ema, device=device), device, args.bf16)
+    sampled = model if kind is None else unconditional_model(model, kind, args.model, device)
     features = ev.get_features(args.features, data, args.data)
-    if args.bpd > 0:  # before the sampling, which takes longer
+    if args.bpd > 0:  # before the sampling, which takes longer; of the model's null class
         ev.check_bits_per_dim_fits(model, tuple(shape), args.bpd, args.batch, device)
     options = {
         "n": args.n,
@@ -224,7 +229,7 @@ def cmd_eval(args) -> int:
 
         header = {"model": str(args.model), "data": args.data}
         rows = ev.sweep(
-            model, data, features, samplers=names, nfes=args.sweep_steps, progress=progress,
+            sampled, data, features, samplers=names, nfes=args.sweep_steps, progress=progress,
             **options,
         )  # fmt: skip
         print(ev.format_sweep(rows))
@@ -233,7 +238,7 @@ def cmd_eval(args) -> int:
             print(f"plot: {ev.plot_sweep(rows, args.plot, title=str(args.model))}")
     else:
         result = ev.evaluate(
-            model, data, features, sampler=args.sampler, steps=args.steps, **options
+            sampled, data, features, sampler=args.sampler, steps=args.steps, **options
         )
         names = model_classes(config)
         named = names != [str(i) for i in range(len(names))]  # class folders' names
@@ -268,17 +273,22 @@ def _check_sweep_options(args) -> None:
                              "--sweep-steps")  # fmt: skip
 
 
-def _resolve_classes(args, config: dict) -> None:
+def _resolve_classes(args, config: dict) -> str | None:
     """Resolve ``--classes`` to indices (:func:`~diffvision.cli.common.class_index`), and refuse
     (UsageError), before the model and the features are loaded, ``--classes`` for an
     unconditional model (``none`` was ignored), classes the model does not have, one class
     given twice, and ``--guidance`` where no class is sampled (an unconditional model or
     ``--classes none``: there is no condition to guide towards; it was a traceback); and, for a
-    model that learnt no null class, what uses it (``--classes none``, ``--guidance``,
-    ``--bpd``: :func:`~diffvision.cli.common.require_null_class`)."""
+    model that learnt no null class, what uses it (``--guidance``, ``--bpd``, ``--classes none``
+    without a noise classifier: :func:`~diffvision.cli.common.require_null_class`). Returns how
+    ``--classes none`` makes the model unconditional (:func:`~diffvision.cli.common.
+    unconditional_kind`: as ``sample`` without ``--class``), None where it is not given."""
     num_classes = config["net"].get("num_classes", 0)
     if args.classes is not None and not num_classes:
         raise UsageError("this model is unconditional: --classes is not available")
+    if args.unconditional != "auto" and args.classes != []:
+        raise UsageError("--unconditional is for --classes none (a class model's unconditional "
+                         "samples)")  # fmt: skip
     if args.classes:
         chosen = [class_index(text, config, "--classes") for text in args.classes]
         if len(set(chosen)) < len(chosen):  # a name and its index (text repeats: listed)
@@ -287,12 +297,16 @@ def _resolve_classes(args, config: dict) -> None:
     if args.guidance != 1.0 and (not num_classes or args.classes == []):
         why = "the model is unconditional" if not num_classes else "--classes none samples none"
         raise UsageError(f"--guidance needs classes to guide towards: {why}")
-    if args.classes == []:
-        require_null_class(config, args.model, "--classes none")
     if args.guidance != 1.0:
         require_null_class(config, args.model, "--guidance")
     if args.bpd:  # the likelihood of the unconditional model: its null class
         require_null_class(config, args.model, "--bpd")
+    if args.classes != []:
+        return None
+    return unconditional_kind(
+        args.unconditional, config, args.model, "--classes none",
+        ": train a noise classifier (train --classifier-steps) to mix the class branches",
+    )  # fmt: skip
 
 
 def _write_json(path: str, result: dict) -> None:

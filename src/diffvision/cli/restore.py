@@ -19,7 +19,6 @@ from .common import (
     fast_inference,
     given_names,
     image_file_or_folder,
-    one_branch,
     seed,
     step_bar,
     unconditional_kind,
@@ -646,8 +645,7 @@ def _check_tiles_fit(args, prior, operator, y, tile: int, device, fitted: set) -
     what = f"the network on {shape[0]} {pieces} of {' x '.join(map(str, shape[1:]))} at once"
     advice = "lower --batch (tiles at a time)" + (" or --samples" if args.samples > 1 else "")
     check = check_likelihood_fits if args.solver == "dps" else check_sample_fits
-    denoiser, n = one_branch(prior, shape[0], graph=args.solver == "dps")
-    check(denoiser, (n, *shape[1:]), device=device, advice=advice, what=what)
+    check(prior, shape, device=device, advice=advice, what=what)
     fitted.add(shape)
 
 

@@ -30,6 +30,7 @@ from ..samplers import (
     sample,
     steps_for,
 )
+from ..samplers.base import takes_cond
 from .distribution import frechet_distance, kernel_distance, precision_recall
 
 METRICS = ("fd", "kid", "precision", "recall", "density", "coverage")
@@ -127,8 +128,10 @@ def _spread(rows: Sequence[dict[str, float]]) -> dict[str, dict[str, float]]:
 
 
 def _labels_for(denoiser, n: int, classes: Sequence[int] | None) -> Tensor | None:
-    """Balanced labels cycling over ``classes`` for a class-conditional model, else None."""
-    num = class_count(denoiser) or 0
+    """Balanced labels cycling over ``classes`` for a class-conditional model, else None (a
+    denoiser that takes no condition, such as a :class:`~diffvision.ClassMixture`, is
+    unconditional whatever its branches)."""
+    num = (class_count(denoiser) or 0) if takes_cond(denoiser) else 0
     if num == 0 and classes:  # not silently ignored: the metrics would be of all classes
         raise ValueError("classes were asked for, but the model is unconditional")
     if num == 0 or classes == []:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import Tensor
 
-from ..denoiser import guided
+from ..denoiser import guided, memory_probe
 from ..memory import check_batch_fits
 from ..process import DiscreteVP, check_int
 from .base import Callback, check_cond, check_shape, randn_like
@@ -200,12 +200,13 @@ def check_sample_fits(
     sampler's other N-image tensors come on top). The check runs the network on 1 and 2
     images. ``what`` names the call in the message (default: "sampling N images of C x H x W")."""
     device = torch.device(device)
+    probe, count = memory_probe(denoiser, shape[0])  # a class mixture: one branch per image
 
     def run_on(n: int) -> Tensor:
         x = torch.zeros((n, *shape[1:]), dtype=dtype, device=device)
         sigma = torch.ones(n, dtype=dtype, device=device)
         with torch.no_grad():
-            return _network_call(denoiser, None if cond is None else cond[:n], guidance)(x, sigma)
+            return _network_call(probe, None if cond is None else cond[:n], guidance)(x, sigma)
 
     what = what or f"sampling {shape[0]} images of {' x '.join(map(str, shape[1:]))}"
-    check_batch_fits(run_on, shape[0], device, what, advice)
+    check_batch_fits(run_on, count, device, what, advice)

@@ -82,7 +82,7 @@ def check_shape(denoiser, shape: tuple[int, ...]) -> None:
         raise ValueError(f"the model makes N x {made} x H x W images: not {shape}")
 
 
-def _takes_cond(denoiser) -> bool:
+def takes_cond(denoiser) -> bool:
     """Whether ``denoiser`` can be called as ``D(x, sigma, cond)``, by its signature (True where
     it has none that Python can read)."""
     try:
@@ -103,7 +103,7 @@ def check_cond(denoiser, cond, n: int, device: torch.device | str | None = None)
     class; 0..K-1 for a model that learnt none), returned as ``n`` labels on ``device``; a
     dict's ``"labels"`` likewise; an unconditional model takes none. For other denoisers
     ``cond`` is passed as it is."""
-    if cond is not None and not _takes_cond(denoiser):  # was a TypeError from inside the loop
+    if cond is not None and not takes_cond(denoiser):  # was a TypeError from inside the loop
         raise ValueError(
             f"this denoiser ({type(denoiser).__name__}) takes no condition (cond): it is called "
             "as D(x, sigma)"

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..denoiser import memory_probe
 from ..memory import check_batch_fits
 from ..process import check_int, check_range
 from .base import DenoiserFn, check_shape, denoise
@@ -171,12 +172,13 @@ def check_likelihood_fits(
     state comes on top). The check evaluates it on 1 and 2 images. ``what`` names the call in
     the message (default: "the likelihood of N images of C x H x W at once")."""
     device = torch.device(device)
+    probe, count = memory_probe(denoiser, shape[0], graph=True)  # a class mixture: one branch
 
     def run_on(n: int) -> tuple[Tensor, Tensor]:
         x = torch.zeros((n, *shape[1:]), dtype=dtype, device=device)
-        return _divergence(denoiser, x, 1.0, torch.ones((1, *x.shape), dtype=dtype, device=device))
+        return _divergence(probe, x, 1.0, torch.ones((1, *x.shape), dtype=dtype, device=device))
 
     what = (
         what or f"the likelihood of {shape[0]} images of {' x '.join(map(str, shape[1:]))} at once"
     )
-    check_batch_fits(run_on, shape[0], device, what, advice)
+    check_batch_fits(run_on, count, device, what, advice)
