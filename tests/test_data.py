@@ -206,8 +206,8 @@ def test_every_frame_of_a_stack_is_an_image_and_stacks_are_counted(tmp_path):
     data = load_image_folder(tmp_path / "c", 6)
     assert len(data) == 4 and data.stacked == 1
     assert [int(data.uint8(i).max()) for i in (1, 2, 3)] == [0, 100, 200]
-    pooled = f"{tmp_path / 'set'}+{tmp_path / 'set'}"
-    assert load_data(pooled, 6).stacked == 2
+    pooled = f"{tmp_path / 'set'}+{tmp_path / 'c'}"  # one stack each
+    assert load_data(pooled, 6, channels=1).stacked == 2
 
 
 def test_a_stack_is_decoded_from_one_opening_frame_by_frame(tmp_path, monkeypatch):

@@ -59,16 +59,21 @@ def test_patches_are_deterministic_and_shaped():
 
 
 def test_pooled_spec(tmp_path):
-    pooled = load_data("faces+faces", 16)
-    single = load_data("faces", 16)
-    assert len(pooled) == 2 * len(single) and pooled.size == 16 and pooled.channels == 1
-    assert torch.equal(pooled.images[len(single) :], single.images)
-    assert pooled.labels is None and pooled.name == "faces+faces"
+    pooled = load_data("faces+digits", 16)
+    faces, digits = load_data("faces", 16), load_data("digits", 16)
+    assert len(pooled) == len(faces) + len(digits) and pooled.size == 16 and pooled.channels == 1
+    assert torch.equal(pooled.images[len(faces) :], digits.images)
+    assert pooled.labels is None and pooled.name == "faces+digits"
     with pytest.raises(ValueError, match="share channels and size"):
         load_data("faces+shapes", 16)
+    # one set named twice (its images would count double) is refused, a folder by any path
+    (tmp_path / "mine").mkdir()
+    for spec, both in (("faces+digits+faces", "faces"),
+                       (f"{tmp_path}/mine+shapes+{tmp_path}/./mine/", "mine and")):  # fmt: skip
+        with pytest.raises(ValueError, match=f"names one set twice \\(.*{both}"):
+            load_data(spec, 16)
     # run.json keeps a pooled spec with its folders made absolute, so --resume works elsewhere
     from diffvision.cli import _absolute_spec
 
-    (tmp_path / "mine").mkdir()
     spec = _absolute_spec("deadleaves+" + str(tmp_path / "mine"))
     assert spec == "deadleaves+" + str((tmp_path / "mine").resolve())

@@ -377,15 +377,15 @@ def test_auto_features_for_built_in_sets_pooled(tmp_path, monkeypatch):
 
     monkeypatch.setenv("DIFFVISION_HOME", str(tmp_path))
     monkeypatch.setattr(ev, "FEATURE_STEPS", 2)
-    pool = load_data("digits+digits")
-    net = ev.get_features("auto", pool, "digits+digits")
-    assert (tmp_path / "features" / "digits+digits-1x8" / "config.json").is_file()
+    pool = load_data("digits+faces", 8)
+    net = ev.get_features("auto", pool, "digits+faces")
+    assert (tmp_path / "features" / "digits+faces-1x8" / "config.json").is_file()
 
     def no_training(*args, **kwargs):
         raise AssertionError("trained again instead of loading the cached net")
 
     monkeypatch.setattr("diffvision.train.features.train_feature_net", no_training)
-    again = ev.get_features("auto", pool, "digits+digits")
+    again = ev.get_features("auto", pool, "digits+faces")
     images = pool.batch(torch.arange(4))[0]
     with torch.no_grad():
         assert torch.equal(net(images), again(images))

@@ -248,6 +248,9 @@ def test_masks():
     for bad in (1.5, math.nan):
         with pytest.raises(ValueError, match=r"must be x, y, w, h in whole pixels"):
             box_mask(8, 8, (bad, 0, 4, 4))
+    for short in ((1, 2, 3), (1, 2, 3, 4, 5)):  # Python's "not enough values to unpack"
+        with pytest.raises(ValueError, match=r"must be x, y, w, h in whole pixels"):
+            box_mask(8, 8, short)
     m = stroke_mask(32, 32, generator=torch.Generator().manual_seed(0))
     assert 0 < (m == 0).sum() < 32 * 32
     # one stroke 46 px thick covers a 16 x 16 image (its diagonal is 22.6 px): drawing stops

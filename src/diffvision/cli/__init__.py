@@ -699,8 +699,8 @@ def cmd_info(args) -> int:
     if classifier.is_file():
         info = json.loads(classifier.read_text()).get("info", {})
         lines.append(
-            f"classifier:  noise-aware, {counted(info.get('steps'), 'step')} (unconditional "
-            "sampling by the class-posterior mixture)"
+            f"classifier:  noise-aware, {counted(info.get('steps'), 'step')} (the unconditional "
+            "model of sample, restore and eval --classes none: the class-posterior mixture)"
         )
     lines.append(f"samplers:    {', '.join(SAMPLERS)}")
     print("\n".join(lines))

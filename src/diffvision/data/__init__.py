@@ -59,6 +59,12 @@ def load_data(
     parts = pooled_parts(spec)
     if not all(part.strip() for part in parts):
         raise ValueError(f"data spec {spec!r} has an empty part next to a +")
+    named = [_identity(part) for part in parts]
+    twice = next((i for i in range(len(parts)) if named[i] in named[:i]), None)
+    if twice is not None:  # its images counted twice over, the other part's half as much
+        first = parts[named.index(named[twice])].strip()
+        both = first if first == parts[twice].strip() else f"{first} and {parts[twice].strip()}"
+        raise ValueError(f"data spec {spec!r} names one set twice ({both}): pool each set once")
     if parts:
         loaded = [
             load_data(part, size, channels=channels, white_level=white_level) for part in parts
@@ -91,6 +97,14 @@ def pooled_parts(spec: str) -> list[str]:
     """The specs that ``A+B`` pools, or [] for a single spec (a folder whose name holds a ``+``
     is a single spec)."""
     return spec.split("+") if "+" in spec and not Path(spec).exists() else []
+
+
+def _identity(part: str) -> str:
+    """What a pooled part names, so that one set named twice is seen: a folder (an MNIST one
+    too) by its resolved path, a built-in set by its name."""
+    part = part.strip()
+    prefix, path = ("mnist:", part[6:]) if part.startswith("mnist:") else ("", part)
+    return prefix + str(Path(path).resolve()) if Path(path).exists() else part
 
 
 def _pooled(parts: list[ImageData]) -> ImageData:

@@ -301,9 +301,9 @@ class Colorize(Operator):
 # --------------------------------------------------------------------------- masks and kernels
 def box_mask(height: int, width: int, box: tuple[int, int, int, int]) -> Tensor:
     """``H x W`` mask with a rectangular hole ``(x, y, w, h)`` in pixels (0 inside)."""
-    x, y, w, h = box
-    if not all(is_int(v) for v in box):  # 1.5 was a TypeError from slicing, nan too
-        raise ValueError(f"box {box} must be x, y, w, h in whole pixels")
+    if len(box) != 4 or not all(is_int(v) for v in box):  # 1.5 was a TypeError from slicing,
+        raise ValueError(f"box {box} must be x, y, w, h in whole pixels")  # 3 values Python's
+    x, y, w, h = box  # "not enough values to unpack"
     if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > width or y + h > height:
         raise ValueError(f"box {box} does not fit a {width} x {height} image")
     mask = torch.ones(height, width)
