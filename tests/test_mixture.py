@@ -243,3 +243,28 @@ def test_memory_checks_count_one_class_branch_per_image(monkeypatch):
     (mixed, n_mixed), (one, n_one), (mixed_grad, n_grad), (one_grad, n_one_grad) = counted
     assert (mixed, n_mixed) == (one, n_one) == (one, 4) and one[1] > 0
     assert (mixed_grad, n_grad) == (one_grad, n_one_grad) == (one_grad, 8)
+
+
+def test_a_mixture_of_what_has_no_classes_or_of_another_classifier_is_refused():
+    """``ClassMixture`` of a denoiser without class branches (an unconditional network, or a
+    mixture) was a TypeError or the network's error at the first call; a classifier of fewer
+    classes than the model mixed some of them alone, one of more took the null class for a
+    class, both without a word; logits of another shape broke inside. Each is a ValueError."""
+    from diffvision.denoiser import Denoiser
+    from diffvision.nets.unet import build_unet
+
+    def unet(classes):
+        return Denoiser(build_unet("tiny", in_channels=1, out_channels=1, num_classes=classes),
+                        "edm", null_cond=classes or None)  # fmt: skip
+
+    def uniform(k):
+        return lambda x, sigma: torch.zeros(len(x), k)
+
+    model, x = unet(10), torch.zeros(2, 1, 8, 8)
+    for denoiser in (unet(0), ClassMixture(model, uniform(10)), lambda x, sigma: x):
+        with pytest.raises(ValueError, match="has none"):
+            ClassMixture(denoiser, uniform(10))
+    for logits in (uniform(5), uniform(11), lambda x, sigma: torch.zeros(10)):
+        with pytest.raises(ValueError, match="for 2 images of a model of 10 classes: one row"):
+            ClassMixture(model, logits)(x, 1.0)
+    assert ClassMixture(model, uniform(10))(x, 1.0).shape == x.shape

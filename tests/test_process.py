@@ -87,6 +87,16 @@ def test_add_noise_per_sample_sigma():
     noise = torch.ones_like(x0)
     out = add_noise(x0, torch.tensor([0.0, 1.0, 2.0]), noise)
     assert torch.equal(out[:, 0, 0, 0], torch.tensor([0.0, 1.0, 2.0]))
+    # refused: one image's noise for the batch (it was broadcast: every image the same), sigmas
+    # of another count, negative or NaN sigma (the noise flipped, NaN images)
+    for sigma, bad_noise, message in [
+        (1.0, noise[:1], "noise must have x0's shape"),
+        (torch.tensor([1.0, 2.0]), noise, r"shape \(3,\), got \(2,\)"),
+        (-1.0, noise, "finite and >= 0"),
+        (torch.tensor([0.0, math.nan, 1.0]), noise, "finite and >= 0"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            add_noise(x0, sigma, bad_noise)
 
 
 def test_loss_weights_equal_their_named_losses():

@@ -22,6 +22,7 @@ with ``a = 1/sqrt(1+sigma^2)`` (the VP scaling; 1 for VE/EDM schedules), ``s = s
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -180,6 +181,19 @@ def class_count(denoiser) -> int | None:
     return getattr(_net_config(denoiser), "num_classes", None)
 
 
+def takes_cond(denoiser) -> bool:
+    """Whether ``denoiser`` can be called as ``D(x, sigma, cond)``, by its signature (True where
+    it has none that Python can read)."""
+    try:
+        params = inspect.signature(denoiser).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if any(p.kind == inspect.Parameter.VAR_POSITIONAL for p in params):
+        return True
+    return sum(p.kind in positional for p in params) >= 3
+
+
 def guided(
     denoiser: Callable[..., Tensor], cond, scale: float, null_cond=None
 ) -> Callable[[Tensor, Tensor | float], Tensor]:
@@ -255,6 +269,11 @@ class ClassMixture:
         if not 0 <= min_prob < 1:
             raise ValueError("min_prob must be in [0, 1)")
         check_int("max_batch", max_batch, 1)
+        # a denoiser without classes was a TypeError, or an error of its network, at its call
+        if not takes_cond(denoiser) or class_count(denoiser) == 0:
+            raise ValueError("ClassMixture mixes the class branches of a class-conditional "
+                             "D(x, sigma, cond): this denoiser has none")  # fmt: skip
+        self.classes = class_count(denoiser)  # None where the denoiser does not state it
         self.denoiser, self.class_logits = denoiser, class_logits
         self.min_prob, self.max_batch = min_prob, max_batch
         self.sigma_min = getattr(denoiser, "sigma_min", 0.002)
@@ -264,7 +283,18 @@ class ClassMixture:
 
     def weights(self, x: Tensor, sigma: Tensor) -> Tensor:
         """The mixture weights ``N x K``: the posterior, pruned below ``min_prob``, renormalised."""
-        p = torch.softmax(self.class_logits(x, sigma).to(x.dtype), dim=1)
+        logits = self.class_logits(x, sigma)
+        if (
+            logits.shape[:1] != x.shape[:1]
+            or logits.ndim != 2
+            or (self.classes is not None and logits.shape[1] != self.classes)
+        ):  # fewer classes mixed some alone, more took the null class for one, without a word
+            raise ValueError(
+                f"the classifier gave logits of shape {tuple(logits.shape)} for {len(x)} images "
+                f"of a model of {self.classes or 'K'} classes: one row of "
+                f"{self.classes or 'K'} per image"
+            )
+        p = torch.softmax(logits.to(x.dtype), dim=1)
         keep = p >= self.min_prob
         keep[torch.arange(len(p), device=p.device), p.argmax(1)] = True
         p = p * keep

@@ -329,7 +329,20 @@ def add_noise(x0: Tensor, sigma: Tensor | float, noise: Tensor) -> Tensor:
     Returns:
         the noisy sample, same shape as ``x0``. For a VP network input multiply by
         ``1 / sqrt(1 + sigma**2)``.
+
+    Raises ValueError for a noise of another shape (one image's noise was broadcast over the
+    batch: every image got the same), a sigma of another shape, or a negative or non-finite
+    sigma (NaN images, or the noise flipped, without a word).
     """
+    if noise.shape != x0.shape:
+        raise ValueError(f"noise must have x0's shape {tuple(x0.shape)}, not {tuple(noise.shape)}")
+    level = torch.as_tensor(sigma)
+    if level.ndim and level.shape != (x0.shape[0],):
+        raise ValueError(
+            f"sigma must be a float or shape ({x0.shape[0]},), got {tuple(level.shape)}"
+        )
+    if not bool(torch.isfinite(level).all() and (level >= 0).all()):
+        raise ValueError("sigma must be finite and >= 0")
     return x0 + _per_sample(sigma, x0) * noise
 
 

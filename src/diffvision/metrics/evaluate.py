@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from ..data import BUILTIN, ImageData, pooled_parts
-from ..denoiser import class_count
+from ..denoiser import class_count, takes_cond
 from ..process import check_int, is_int
 from ..samplers import (
     check_likelihood_fits,
@@ -30,7 +30,6 @@ from ..samplers import (
     sample,
     steps_for,
 )
-from ..samplers.base import takes_cond
 from .distribution import frechet_distance, kernel_distance, precision_recall
 
 METRICS = ("fd", "kid", "precision", "recall", "density", "coverage")

@@ -19,7 +19,6 @@ It returns ``x`` at ``sigmas[-1]``, same shape and dtype as the input.
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import math
 from collections.abc import Callable, Sequence
@@ -27,7 +26,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from ..denoiser import ClassMixture, class_count, image_channels
+from ..denoiser import ClassMixture, class_count, image_channels, takes_cond
 
 Callback = Callable[[dict], None]
 DenoiserFn = Callable[[Tensor, Tensor], Tensor]
@@ -80,19 +79,6 @@ def check_shape(denoiser, shape: tuple[int, ...]) -> None:
     made = image_channels(denoiser)
     if made is not None and (len(shape) != 4 or shape[1] != made):
         raise ValueError(f"the model makes N x {made} x H x W images: not {shape}")
-
-
-def takes_cond(denoiser) -> bool:
-    """Whether ``denoiser`` can be called as ``D(x, sigma, cond)``, by its signature (True where
-    it has none that Python can read)."""
-    try:
-        params = inspect.signature(denoiser).parameters.values()
-    except (TypeError, ValueError):
-        return True
-    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    if any(p.kind == inspect.Parameter.VAR_POSITIONAL for p in params):
-        return True
-    return sum(p.kind in positional for p in params) >= 3
 
 
 def check_cond(denoiser, cond, n: int, device: torch.device | str | None = None):
