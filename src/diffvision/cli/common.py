@@ -282,7 +282,13 @@ def add_unconditional(parser, when: str) -> None:
     )
 
 
-def unconditional_kind(choice: str, config: dict, folder, what: str, instead: str = "") -> str:
+#: How a class model without a null class can still be made unconditional.
+MIX_INSTEAD = ": train a noise classifier (train --classifier-steps) to mix the class branches"
+
+
+def unconditional_kind(
+    choice: str, config: dict, folder, what: str, instead: str = MIX_INSTEAD
+) -> str:
     """How a class model's unconditional denoiser is made for ``what`` (the use, as the
     messages name it), decided before the model is loaded: "mixture", its class branches
     weighted by the folder's noise classifier (``choice`` "mixture", or "auto" where the

@@ -303,10 +303,7 @@ def _resolve_classes(args, config: dict) -> str | None:
         require_null_class(config, args.model, "--bpd")
     if args.classes != []:
         return None
-    return unconditional_kind(
-        args.unconditional, config, args.model, "--classes none",
-        ": train a noise classifier (train --classifier-steps) to mix the class branches",
-    )  # fmt: skip
+    return unconditional_kind(args.unconditional, config, args.model, "--classes none")
 
 
 def _write_json(path: str, result: dict) -> None:

@@ -478,7 +478,6 @@ def _print_calibration(mean, std, clean, operator, k, stated) -> None:
 
 
 def cmd_restore(args) -> int:
-
     from ..data.folder import find_images
     from ..data.transforms import frame_count
     from ..io import load, read_config
@@ -523,7 +522,6 @@ def cmd_restore(args) -> int:
         kind = unconditional_kind(
             args.unconditional, config, args.model,
             "restoring (its prior is the unconditional model)",
-            ": train a noise classifier (train --classifier-steps) to mix the class branches",
         )  # fmt: skip
     elif args.unconditional != "auto":
         raise UsageError(f"--unconditional is for a class model: {args.model} is unconditional")
