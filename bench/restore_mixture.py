@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -35,6 +34,7 @@ import diffvision
 from diffvision.data import digits
 from diffvision.metrics import psnr
 from diffvision.restore import Denoise, Inpaint, SuperResolution, box_mask, solve
+from inpaint_mnist import paired
 from restoration import RESULTS
 from run_header import run_header, save_result
 
@@ -114,13 +114,12 @@ def markdown(result: dict) -> str:
         "|---|---:|---:|---:|---:|---:|",
     ]
     for task, table in result["psnr"].items():
-        null, mix = torch.tensor(table["null branch"]), torch.tensor(table["mixture"])
-        d = mix - null
-        se = float(d.std() / math.sqrt(len(d)))
+        null, mix = table["null branch"], table["mixture"]
+        diff, se, share = paired(mix, null)
         s = result["solve_seconds"][task]
         lines.append(
-            f"| {task} | {null.mean():.2f} | {mix.mean():.2f} | {d.mean():+.2f} ± {se:.2f} | "
-            f"{(d > 0).double().mean():.0%} | {s['null branch']:.1f}, {s['mixture']:.1f} |"
+            f"| {task} | {sum(null) / len(null):.2f} | {sum(mix) / len(mix):.2f} | {diff:+.2f} ± "
+            f"{se:.2f} | {share:.0%} | {s['null branch']:.1f}, {s['mixture']:.1f} |"
         )
     return "\n".join(lines) + "\n"
 
