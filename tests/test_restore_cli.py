@@ -1134,8 +1134,16 @@ def test_a_class_model_restores_with_the_class_mixture_as_its_prior(tmp_path):
                     "--out", str(out))  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert np.array_equal(np.asarray(Image.open(out), dtype=float), got["auto"])
+    info = run_here("info", str(folder)).stdout  # the mixture needs no class: not "needed"
+    assert "no null class (trained with --label-dropout 0): no guidance\n" in info
+    weights = folder / "classifier.safetensors"  # a broken classifier: one line, and no word
+    weights.write_bytes(weights.read_bytes()[:100])  # of a mixture it could not make
+    bad = run_here("restore", "denoise", str(folder), str(noisy), "--sigma", "25", "--out",
+                   str(tmp_path / "x.png"))  # fmt: skip
+    assert bad.returncode == 2 and "cannot read" in bad.stderr and not bad.stdout, bad.stdout
     for name in ("classifier.json", "classifier.safetensors"):
         (folder / name).unlink()
+    assert "no guidance, and --class needed" in run_here("info", str(folder)).stdout
     for args, message in [
         (["--unconditional", "mixture"], f"{folder} has no noise classifier"),
         ([], "train a noise classifier (train --classifier-steps) to mix the class branches"),

@@ -674,7 +674,7 @@ def cmd_info(args) -> int:
         f"network:     U-Net, {params / 1e6:.2f} M parameters, channels {net['channels']}, "
         f"mult {tuple(net['channel_mult'])}",
         f"image:       {' x '.join(map(str, config.get('sample_shape', [])))} (C x H x W)",
-        f"classes:     {_classes_line(config)}",
+        f"classes:     {_classes_line(config, (Path(args.model) / 'classifier.json').is_file())}",
         f"prediction:  {config['denoiser']['prediction']}, schedule "
         f"{_schedule_line(config.get('schedule'))}",
     ]
@@ -738,9 +738,10 @@ def _schedule_line(schedule) -> str:
     return f"{schedule.get('kind')} ({numbers})" if numbers else str(schedule.get("kind"))
 
 
-def _classes_line(config: dict) -> str:
+def _classes_line(config: dict, classifier: bool) -> str:
     """``info``'s classes: their count, and their names where they are not their indices
-    (class folders'), as ``--class`` takes either."""
+    (class folders'), as ``--class`` takes either; for a model without a null class, what that
+    rules out (without a noise classifier, ``classifier`` False, any use without a class)."""
     from ..io.model_folder import learnt_null_class
 
     names = model_classes(config)
@@ -750,7 +751,9 @@ def _classes_line(config: dict) -> str:
     if names != [str(i) for i in range(len(names))]:
         line += f" ({first_names([f'{i} {name}' for i, name in enumerate(names)])})"
     if not learnt_null_class(config):
-        line += "; no null class (trained with --label-dropout 0): no guidance, and --class needed"
+        line += "; no null class (trained with --label-dropout 0): no guidance" + (
+            "" if classifier else ", and --class needed"
+        )
     return line
 
 

@@ -316,8 +316,9 @@ def unconditional_model(model, kind: str, folder, device):
     from ..denoiser import ClassMixture
     from ..io import load_classifier
 
-    print("unconditional: class-posterior mixture of the class branches")
-    return ClassMixture(model, load_classifier(folder, device=device))
+    mixture = ClassMixture(model, load_classifier(folder, device=device))
+    print("unconditional: class-posterior mixture of the class branches")  # once it is
+    return mixture
 
 
 def white_level(text: str) -> int:
