@@ -761,6 +761,11 @@ def test_what_needs_a_null_class_is_refused_for_a_model_without_one(tmp_path):
     made = run_here("train", "--data", "digits", "--preset", "tiny", "--steps", "1", "--batch", "4",
                     "--label-dropout", "0", "--out", str(tmp_path / "run"), "--quiet")  # fmt: skip
     assert made.returncode == 0, made.stderr
+    assert (
+        "note: --label-dropout 0 learns no null class: no guidance, and the model is used "
+        "without a class (sampling, restore) only by a noise classifier's mixture, which "
+        "--classifier-steps trains" in made.stdout
+    )  # said when trained
     model, out = str(tmp_path / "run" / "model"), str(tmp_path / "x.png")
     Image.new("L", (8, 8)).save(tmp_path / "in.png")
     never = f"needs the null class, which {model} never learnt (trained with --label-dropout 0)"

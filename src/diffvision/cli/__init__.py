@@ -356,6 +356,14 @@ def cmd_train(args) -> int:
             print(f"note: the warm-up ({cfg.warmup} steps, --warmup) is longer than the run "
                   f"({counted(cfg.steps, 'step')}): the learning rate reaches "
                   f"{cfg.steps / cfg.warmup:.0%} of --lr at most")  # fmt: skip
+        if data.num_classes and args.classes and cfg.label_dropout == 0 and launched_main():
+            how = (
+                "its noise classifier's mixture"
+                if cfg.classifier_steps
+                else "a noise classifier's mixture, which --classifier-steps trains"
+            )
+            print("note: --label-dropout 0 learns no null class: no guidance, and the model is "
+                  f"used without a class (sampling, restore) only by {how}")  # fmt: skip
         created = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
         spec = {
