@@ -763,8 +763,8 @@ def test_what_needs_a_null_class_is_refused_for_a_model_without_one(tmp_path):
     assert made.returncode == 0, made.stderr
     assert (
         "note: --label-dropout 0 learns no null class: no guidance, and the model is used "
-        "without a class (sampling, restore) only by a noise classifier's mixture, which "
-        "--classifier-steps trains" in made.stdout
+        "without a class (sample, restore, eval --classes none) only by a noise classifier's "
+        "mixture, which --classifier-steps trains" in made.stdout
     )  # said when trained
     model, out = str(tmp_path / "run" / "model"), str(tmp_path / "x.png")
     Image.new("L", (8, 8)).save(tmp_path / "in.png")

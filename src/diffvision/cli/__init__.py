@@ -363,7 +363,8 @@ def cmd_train(args) -> int:
                 else "a noise classifier's mixture, which --classifier-steps trains"
             )
             print("note: --label-dropout 0 learns no null class: no guidance, and the model is "
-                  f"used without a class (sampling, restore) only by {how}")  # fmt: skip
+                  "used without a class (sample, restore, eval --classes none) only by "
+                  f"{how}")  # fmt: skip
         created = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
         spec = {
@@ -677,12 +678,13 @@ def cmd_info(args) -> int:
     config = check_model_config(args.model)
     net = config["net"]
     params = parameter_count(args.model)
+    classifier = Path(args.model) / "classifier.json"
     lines = [
         f"model:       {args.model}",
         f"network:     U-Net, {params / 1e6:.2f} M parameters, channels {net['channels']}, "
         f"mult {tuple(net['channel_mult'])}",
         f"image:       {' x '.join(map(str, config.get('sample_shape', [])))} (C x H x W)",
-        f"classes:     {_classes_line(config, (Path(args.model) / 'classifier.json').is_file())}",
+        f"classes:     {_classes_line(config, classifier.is_file())}",
         f"prediction:  {config['denoiser']['prediction']}, schedule "
         f"{_schedule_line(config.get('schedule'))}",
     ]
@@ -703,7 +705,6 @@ def cmd_info(args) -> int:
         lines.append(
             f"training:    {trained}, batch {training.get('batch')}, lr {training.get('lr')}"
         )
-    classifier = Path(args.model) / "classifier.json"
     if classifier.is_file():
         info = json.loads(classifier.read_text()).get("info", {})
         lines.append(
