@@ -1074,7 +1074,7 @@ def test_restoring_a_folder_goes_on_where_it_was_stopped(tiny_digits_model, tmp_
 
 def _scrambled(folder):
     """Every weight of the model folder ``folder`` (network and EMA) redrawn at random, so that
-    its class branches differ (3 training steps leave them all but equal)."""
+    its class branches differ (a few training steps leave them all but equal)."""
     from safetensors.torch import load_file, save_file
 
     gen = torch.Generator().manual_seed(0)

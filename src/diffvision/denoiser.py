@@ -269,11 +269,11 @@ class ClassMixture:
         if not 0 <= min_prob < 1:
             raise ValueError("min_prob must be in [0, 1)")
         check_int("max_batch", max_batch, 1)
+        self.classes = class_count(denoiser)  # None where the denoiser does not state it
         # a denoiser without classes was a TypeError, or an error of its network, at its call
-        if not takes_cond(denoiser) or class_count(denoiser) == 0:
+        if not takes_cond(denoiser) or self.classes == 0:
             raise ValueError("ClassMixture mixes the class branches of a class-conditional "
                              "D(x, sigma, cond): this denoiser has none")  # fmt: skip
-        self.classes = class_count(denoiser)  # None where the denoiser does not state it
         self.denoiser, self.class_logits = denoiser, class_logits
         self.min_prob, self.max_batch = min_prob, max_batch
         self.sigma_min = getattr(denoiser, "sigma_min", 0.002)

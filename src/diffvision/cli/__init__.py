@@ -669,7 +669,12 @@ def cmd_sample(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from ..io.model_folder import check_model_config, parameter_count, read_config
+    from ..io.model_folder import (
+        check_model_config,
+        classifier_file,
+        parameter_count,
+        read_config,
+    )
     from ..samplers import SAMPLERS
 
     if read_config(args.model)["net"].get("kind") == "features":  # was refused as no model
@@ -678,7 +683,7 @@ def cmd_info(args) -> int:
     config = check_model_config(args.model)
     net = config["net"]
     params = parameter_count(args.model)
-    classifier = Path(args.model) / "classifier.json"
+    classifier = classifier_file(args.model)
     lines = [
         f"model:       {args.model}",
         f"network:     U-Net, {params / 1e6:.2f} M parameters, channels {net['channels']}, "

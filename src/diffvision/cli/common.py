@@ -296,7 +296,9 @@ def unconditional_kind(
     without a classifier and a null class the model never learnt (:func:`require_null_class`;
     ``instead`` ends that line). The caller has refused ``--unconditional`` where no class
     model runs without a class."""
-    classifier = (Path(folder) / "classifier.json").is_file()
+    from ..io.model_folder import classifier_file
+
+    classifier = classifier_file(folder).is_file()
     if choice == "mixture" and not classifier:
         raise UsageError(f"{folder} has no noise classifier (train with --classifier-steps)")
     if choice == "null" or not classifier:

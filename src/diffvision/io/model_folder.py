@@ -381,13 +381,19 @@ def save_classifier(folder: str | Path, clf: NoiseClassifier, info: dict) -> Pat
     return write_text_whole(folder / "classifier.json", text)
 
 
+def classifier_file(folder: str | Path) -> Path:
+    """Where a model folder keeps its noise classifier's config (``classifier.json``, beside
+    its weights); a folder has a classifier where this file is."""
+    return Path(folder) / "classifier.json"
+
+
 def load_classifier(
     folder: str | Path, *, device: str | torch.device = "cpu"
 ) -> NoiseClassifier | None:
     """The noise classifier of a model folder (eval mode), or None when it has none;
     ValueError where ``folder`` is not a model folder (it was None, as for one without)."""
     read_config(folder)
-    meta = Path(folder) / "classifier.json"
+    meta = classifier_file(folder)
     if not meta.is_file():
         return None
     config = read_json_object(meta)
