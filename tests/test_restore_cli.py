@@ -916,6 +916,13 @@ def test_restore_a_folder(tiny_digits_model, tmp_path):
                          "25", "--tile", "8", "--out", str(out), "--side-by-side", str(side),
                          *same)  # fmt: skip
         assert again.returncode == 0 and "2 of 2 images restored by an" in again.stdout, again
+    # a record from before --unconditional, which it lacks: the same settings for this model
+    record = json.loads((out / "restore.json").read_text())
+    del record["settings"]["unconditional"]
+    (out / "restore.json").write_text(json.dumps(record))
+    again = run_here("restore", "denoise", str(tiny_digits_model), str(frames), "--sigma", "25",
+                     "--tile", "8", "--out", str(out), "--side-by-side", str(side))  # fmt: skip
+    assert again.returncode == 0 and "2 of 2 images restored by an" in again.stdout, again
     for options, message in [  # other settings, or files not written by a restore
         (
             ["--sigma", "25", "--solver", "posterior", "--out", str(out)],
@@ -1125,6 +1132,17 @@ def test_a_class_model_restores_with_the_class_mixture_as_its_prior(tmp_path):
         assert np.abs(got[choice] - levels).max() <= 1.0, choice
     # the two priors differ by more than the parity tolerance allows each (9 levels here)
     assert np.abs(got["auto"] - got["null"]).max() > 2
+    # a folder's record holds the prior used: "auto" is "mixture" here, and "null" another
+    inputs, out = tmp_path / "inputs", tmp_path / "restored"
+    inputs.mkdir()
+    Image.fromarray(pixels).save(inputs / "a.png")
+    for choice, said in [("auto", "restored 1 of 1"), ("mixture", "1 of 1 images restored by")]:
+        done = run_here("restore", "denoise", str(folder), str(inputs), "--sigma", "25",
+                        "--unconditional", choice, "--quiet", "--out", str(out))  # fmt: skip
+        assert done.returncode == 0 and said in done.stdout, (choice, done)
+    bad = run_here("restore", "denoise", str(folder), str(inputs), "--sigma", "25",
+                   "--unconditional", "null", "--out", str(out))  # fmt: skip
+    assert bad.returncode == 2 and "--unconditional null (the folder's: mixture)" in bad.stderr
     # Without a null class (its config says label dropout 0): restored by the mixture, as before
     config = json.loads((folder / "config.json").read_text())
     config["training"]["label_dropout"] = 0.0

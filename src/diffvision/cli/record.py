@@ -48,6 +48,8 @@ def read_record(path: Path, settings: dict, what: str, holds_results: bool = Tru
 
 #: Settings that are no option: what each is called in messages.
 NAMES = {"task": "the task", "input": "the input"}
+#: Settings whose None is a value of their option: what it is called in messages.
+NONE_NAMES = {"unconditional": "null"}
 
 
 def _difference(key: str, now, then) -> str:
@@ -58,7 +60,9 @@ def _difference(key: str, now, then) -> str:
     name = NAMES.get(key) or option_name(key)
 
     def value(v):
-        return ("on" if v else "off") if isinstance(v, bool) else "none" if v is None else v
+        if v is None:
+            return NONE_NAMES.get(key, "none")
+        return ("on" if v else "off") if isinstance(v, bool) else v
 
     return f"{name} {value(now)} (the folder's: {value(then)})"
 
