@@ -417,3 +417,16 @@ def test_memory_check_with_the_empirical_target_above_64_px(tmp_path):
         for exact in (True, False)
     ]  # fmt: skip
     assert kept[0] == kept[1] > 0
+
+
+def test_the_noise_classifier_shows_its_progress(tmp_path, data, capsys):
+    """After a class model's training, its noise classifier (``classifier_steps``) has a
+    progress bar of its own (the demo's takes half a minute after the model's bar ends), and
+    none without ``progress``."""
+    cfg = TrainConfig(**{**CFG, "steps": 1, "classifier_steps": 3})
+    folder = train(cfg, data, tmp_path / "shown")
+    bars = capsys.readouterr().err
+    assert "noise classifier: 100%" in bars and "3/3" in bars, bars
+    assert (folder / "classifier.safetensors").is_file()
+    train(cfg, data, tmp_path / "quiet", progress=False)
+    assert "noise classifier" not in capsys.readouterr().err

@@ -38,6 +38,7 @@ def train_noise_classifier(
     random state is left as it was). The classifier sees all of ``data``: it is meant to give the
     posterior of the distribution the diffusion model learned, i.e. of the training set, with the
     same random horizontal flips when the model was trained with them (``hflip``).
+    ``progress``: called after each step with the steps done and that step's loss (nats).
 
     Returns:
         the classifier in eval mode and a JSON-able ``info`` dict (settings, the mean loss of the

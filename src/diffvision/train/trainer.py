@@ -487,16 +487,33 @@ class Trainer:
             )
             self.save_grid()
             if cfg.classifier_steps and self.num_classes:
-                clf, info = train_noise_classifier(
-                    self.data,
-                    steps=cfg.classifier_steps,
-                    seed=cfg.seed,
-                    hflip=cfg.hflip,
-                    device=self.dist.device,
-                )
-                save_classifier(folder, clf, info)
+                save_classifier(folder, *self.fit_classifier(progress))
         self.dist.barrier()
         return folder
+
+    def fit_classifier(self, progress: bool = True) -> tuple:
+        """The noise classifier of a class model (``cfg.classifier_steps`` steps on the run's
+        data, :func:`train_noise_classifier`), with a progress bar of its own: the digits
+        demo's 8,000 steps take 18-33 s on a 2-core CPU, after the model's bar has ended."""
+        from tqdm.auto import tqdm
+
+        total = self.cfg.classifier_steps
+        with tqdm(total=total, desc="noise classifier", unit="step", dynamic_ncols=True,
+                  disable=not (progress and self.dist.main)) as bar:  # fmt: skip
+
+            def tick(step: int, loss: float) -> None:
+                bar.update(1)
+                if step % 100 == 0 or step == total:  # a step's loss, now and then
+                    bar.set_postfix(loss=f"{loss:.4f}")
+
+            return train_noise_classifier(
+                self.data,
+                steps=total,
+                seed=self.cfg.seed,
+                hflip=self.cfg.hflip,
+                device=self.dist.device,
+                progress=tick,
+            )
 
     def close(self) -> None:
         if self._tensorboard:
