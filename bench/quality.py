@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import platform
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -68,7 +70,7 @@ def main() -> None:
     best = min(goal, key=lambda k: fd[(k, 10)]) if goal else None
     result = {
         "benchmark": "quality",
-        "command": "python bench/quality.py",
+        "command": shlex.join(["python", "bench/quality.py", *sys.argv[1:]]),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "machine": platform.machine(),
         "torch": torch.__version__,
@@ -96,6 +98,7 @@ def markdown(result: dict) -> str:
         "",
         f"`{result['command']}` on {result['machine']}, torch {result['torch']}, "
         f"{result['date']}; {result['seconds']} s.",
+        f"Model: `{result['model']}`.",
         f"Features: digit CNN classifier (held-out accuracy {info['holdout_accuracy']:.3f}). "
         f"N = {rows[0]['n']} class-balanced samples per seed, {len(rows[0]['seeds'])} seeds; "
         "mean ± std over seeds. Columns are NFE budgets: heun (2 evaluations per step but one "
