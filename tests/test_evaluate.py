@@ -181,7 +181,8 @@ def test_sweep_table_and_plot(data, feature_net, tmp_path):
     plt.close(fig)
 
 
-def test_eval_command(tmp_path, tiny_digits_model):
+def test_eval_command(tmp_path, tiny_digits_model, monkeypatch):
+    monkeypatch.setenv("TQDM_MININTERVAL", "0")  # the progress bars show every step
     feats = tmp_path / "features"
     result = run("eval", "train-features", "digits", "--steps", "20", "--out", str(feats))
     assert result.returncode == 0, result.stderr
@@ -213,6 +214,10 @@ def test_eval_command(tmp_path, tiny_digits_model):
     saved = json.loads(out.read_text())
     assert saved["n"] == 40 and set(saved["class_accuracy"]) == {"3"}
     assert "bits/dim" in result.stdout and saved["bits_per_dim"]["n"] == 4
+    # progress on stderr: 2 seeds x 1 batch x 2 steps; one batch x 32 Runge-Kutta steps
+    assert "sample: 100%" in result.stderr and "| 4/4 [" in result.stderr, result.stderr
+    assert "bits/dim: 100%" in result.stderr and "| 32/32 [" in result.stderr
+    assert saved["bits_per_dim"]["unconditional"] == "null"  # a class model's: its null class
     plot = tmp_path / "sweep.png"
     result = run(
         "eval",
@@ -238,6 +243,12 @@ def test_eval_command(tmp_path, tiny_digits_model):
     )
     assert result.returncode == 0, result.stderr
     assert plot.is_file() and "floor" in result.stdout and "nan" not in result.stdout
+    # one bar for the sweep: 1 seed x 1 batch x (2 + 3) euler steps
+    assert "sample: 100%" in result.stderr and "| 5/5 [" in result.stderr, result.stderr
+    quiet = run_here("eval", str(tiny_digits_model), "--data", "digits", "--features",
+                     str(feats), "--n", "30", "--seeds", "1", "--quiet")  # fmt: skip
+    assert quiet.returncode == 0 and "real vs real" in quiet.stdout, quiet.stderr
+    assert not quiet.stderr  # no bar
     # One seed: no spread over seeds, written as null (strict JSON has no NaN).
     saved = json.loads(out.read_text(), parse_constant=lambda name: pytest.fail(name))
     assert saved["sweep"][0]["metrics"]["fd"]["std"] is None
@@ -323,6 +334,25 @@ def test_bits_per_dim_runs_in_float32():
     result = ev.bits_per_dim(spy, data, 2, steps=4)
     assert result["n"] == 2 and seen and set(seen) == {None}
     assert spy.autocast == torch.bfloat16
+    # the same of a class model's branches in a ClassMixture (eval --bpd of a class model)
+    from diffvision.analytic import EmpiricalDenoiser
+    from diffvision.denoiser import ClassMixture
+
+    class Branches:
+        autocast = torch.bfloat16
+
+        def __init__(self):
+            points = torch.randn(6, 1, 2, 2, generator=torch.Generator().manual_seed(0))
+            self.exact = EmpiricalDenoiser(points, torch.arange(6) % 3, null_cond=3)
+
+        def __call__(self, x, sigma, cond):
+            seen.append(self.autocast)
+            return self.exact(x, sigma, cond)
+
+    branches, seen[:] = Branches(), []
+    mixture = ClassMixture(branches, branches.exact.class_log_posterior)
+    assert ev.bits_per_dim(mixture, data, 2, steps=4)["n"] == 2
+    assert seen and set(seen) == {None} and branches.autocast == torch.bfloat16
 
 
 def test_counts_beyond_the_real_images_are_refused_before_any_work(monkeypatch, tiny_digits_model):
@@ -480,9 +510,10 @@ def test_classes_none_samples_the_class_mixture_as_sample_does(monkeypatch, tmp_
     """``eval --classes none`` measures a class model's unconditional samples as ``sample``
     draws them without ``--class``: the class-posterior mixture where the folder has a noise
     classifier (it sampled the null class), the null class with ``--unconditional null``;
-    ``--bpd`` stays the null class's likelihood. A model without a null class but with a
-    classifier is measured (it was refused); ``--unconditional`` without ``--classes none``
-    is refused."""
+    ``--bpd`` is the likelihood of the same unconditional model (it was the null class's, also
+    beside ``--classes 3``). A model without a null class but with a classifier is measured, its
+    bits/dim too (both were refused); ``--unconditional`` without ``--classes none`` or
+    ``--bpd`` is refused."""
     from diffvision.denoiser import ClassMixture, Denoiser
 
     made = run_here("train", "--data", "digits", "--preset", "tiny", "--steps", "1", "--batch",
@@ -510,13 +541,19 @@ def test_classes_none_samples_the_class_mixture_as_sample_does(monkeypatch, tmp_
     monkeypatch.setattr(ev, "evaluate", lambda *args, **kwargs: {})
     monkeypatch.setattr(ev, "format_result", lambda *args: "")
     monkeypatch.setattr(ev, "bits_per_dim", spy("bits_per_dim"))
-    run_here("eval", str(model), "--data", "digits", "--classes", "none", "--bpd", "5")
-    assert type(used.pop("bits_per_dim")) is Denoiser
+    for extra, kind in [(["--classes", "none"], ClassMixture),
+                        (["--classes", "3", "--n", "50"], ClassMixture),
+                        (["--unconditional", "null"], Denoiser)]:  # fmt: skip
+        done = run_here("eval", str(model), "--data", "digits", "--bpd", "5", *extra)
+        assert type(used.pop("bits_per_dim", None)) is kind, (extra, done.stderr)
     config = json.loads((model / "config.json").read_text())
     config["training"]["label_dropout"] = 0.0  # as trained with --label-dropout 0
     (model / "config.json").write_text(json.dumps(config))
+    run_here("eval", str(model), "--data", "digits", "--bpd", "5")
+    assert type(used.pop("bits_per_dim")) is ClassMixture
     monkeypatch.setattr(ev, "evaluate", spy("evaluate"))
     run_here("eval", str(model), "--data", "digits", "--classes", "none")
     assert type(used.pop("evaluate")) is ClassMixture
     bad = run_here("eval", str(model), "--data", "digits", "--unconditional", "mixture")
-    assert bad.returncode == 2 and "--unconditional is for --classes none" in bad.stderr
+    said = "--unconditional is for a class model's --classes none (its unconditional samples)"
+    assert bad.returncode == 2 and said in bad.stderr, bad.stderr

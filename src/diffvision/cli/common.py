@@ -420,19 +420,21 @@ def add_quiet(parser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def step_bar(total: int, what: str, quiet: bool = False):
+def step_bar(total: int, what: str, quiet: bool = False, checked: bool = True):
     """A progress bar on stderr for ``total`` sampler steps (none with ``quiet``, or with
     ``TQDM_DISABLE=1``); ``bar.step`` is a sampler callback. With ``total`` 0 (no sampling: one
     denoiser call, as ``mmse`` makes) it counts that call's tiles instead, fed by ``bar.tiles``,
     a :class:`~diffvision.restore.tiles.TiledDenoiser` ``progress`` callback. It goes away
-    when done, so that stdout's report stays the output."""
+    when done, so that stdout's report stays the output. ``checked`` False: the call it shows
+    may still refuse to start (it checks its memory first), so the bar shows from the first
+    step on, as a tile bar does."""
     from tqdm.auto import tqdm
 
     off = {"disable": True} if quiet else {}  # else tqdm's default (env: TQDM_*)
     unit = "step" if total else "tile"
     # A tile bar shows from its first update on (any delay > 0 does that): a refusal before
     # the call leaves no empty bar on stderr.
-    delay = 0 if total else 1e-9
+    delay = 0 if total and checked else 1e-9
     bar = tqdm(total=total or None, desc=what, unit=unit, leave=False, delay=delay, **off)
     bar.step = lambda info: bar.update(1)
 

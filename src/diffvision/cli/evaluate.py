@@ -18,6 +18,7 @@ from .common import (
     _formatter,
     _positive,
     add_bf16_inference,
+    add_quiet,
     add_unconditional,
     class_index,
     fast_inference,
@@ -31,6 +32,7 @@ from .common import (
     require_null_class,
     sampler_name,
     seed,
+    step_bar,
     unconditional_kind,
     unconditional_model,
 )
@@ -108,7 +110,7 @@ def add_parsers(sub) -> None:
         help="class-conditional models: classes to sample, by name or index (default all; "
         "none: unconditional, see --unconditional)",
     )
-    add_unconditional(e, "with --classes none")
+    add_unconditional(e, "with --classes none and for --bpd")
     e.add_argument("--guidance", type=_finite, default=1.0, help="classifier-free guidance scale")
     e.add_argument(
         "--sweep-steps", type=listed(_positive(int), "integers"),
@@ -124,6 +126,7 @@ def add_parsers(sub) -> None:
     e.add_argument("--no-ema", action="store_true", help="use the raw instead of the EMA weights")
     e.add_argument("--device", default="auto", help="auto | cpu | cuda (metrics: on the CPU)")
     add_bf16_inference(e)  # sampling only: bits_per_dim runs in float32
+    add_quiet(e)
 
 
 def train_features_parser() -> Parser:
@@ -203,10 +206,11 @@ def cmd_eval(args) -> int:
     if args.bpd > 0:
         ev.check_real_count(data, args.bpd, f"--bpd {args.bpd}")
     model = fast_inference(load(args.model, ema=not args.no_ema, device=device), device, args.bf16)
-    sampled = model if kind is None else unconditional_model(model, kind, args.model, device)
+    unconditional = model if kind is None else unconditional_model(model, kind, args.model, device)
+    sampled = unconditional if args.classes == [] else model
     features = ev.get_features(args.features, data, args.data)
-    if args.bpd > 0:  # before the sampling, which takes longer; of the model's null class
-        ev.check_bits_per_dim_fits(model, tuple(shape), args.bpd, args.batch, device)
+    if args.bpd > 0:  # before the sampling, which takes longer
+        ev.check_bits_per_dim_fits(unconditional, tuple(shape), args.bpd, args.batch, device)
     options = {
         "n": args.n,
         "seeds": seeds,
@@ -216,6 +220,11 @@ def cmd_eval(args) -> int:
         "device": device,
         "class_names": recorded,
     }
+
+    def sampling_bar(steps: list[int]):  # one bar for the runs of these sampler steps
+        total = sum(ev.sampling_steps(args.n, s, len(seeds), args.batch) for s in steps)
+        return step_bar(total, "sample", args.quiet, checked=False)  # checked in evaluate
+
     if args.sweep_steps:
         names = args.samplers or ["unipc", "dpmpp_2m", "heun"]
         done = []
@@ -223,23 +232,28 @@ def cmd_eval(args) -> int:
         def progress(row):  # each run as it ends; with --json, the rows so far are on disk
             done.append(row)
             fd = row["metrics"]["fd"]
+            bar.clear()  # the line below the bar, not inside it
             print(f"{row['sampler']}, NFE {row['nfe']}: FD {ev.plus_minus(fd['mean'], fd['std'])}")
             if args.json:
                 _write_json(args.json, {**header, "sweep": done, "complete": False})
 
         header = {"model": str(args.model), "data": args.data}
-        rows = ev.sweep(
-            sampled, data, features, samplers=names, nfes=args.sweep_steps, progress=progress,
-            **options,
-        )  # fmt: skip
+        runs = [ev.steps_for(name, nfe) for name in names for nfe in args.sweep_steps]
+        with sampling_bar(runs) as bar:
+            rows = ev.sweep(
+                sampled, data, features, samplers=names, nfes=args.sweep_steps,
+                progress=progress, callback=bar.step, **options,
+            )  # fmt: skip
         print(ev.format_sweep(rows))
         result = {**header, "sweep": rows, "complete": True}
         if args.plot:
             print(f"plot: {ev.plot_sweep(rows, args.plot, title=str(args.model))}")
     else:
-        result = ev.evaluate(
-            sampled, data, features, sampler=args.sampler, steps=args.steps, **options
-        )
+        with sampling_bar([args.steps]) as bar:
+            result = ev.evaluate(
+                sampled, data, features, sampler=args.sampler, steps=args.steps,
+                callback=bar.step, **options,
+            )  # fmt: skip
         names = model_classes(config)
         named = names != [str(i) for i in range(len(names))]  # class folders' names
         print(ev.format_result(result, names if named else None))
@@ -247,10 +261,17 @@ def cmd_eval(args) -> int:
         if named:  # the keys of class_accuracy and real_classes are indices into these
             result["class_names"] = names
     if args.bpd > 0:
-        bpd = ev.bits_per_dim(model, data, args.bpd, batch=args.batch, device=device)
+        bpd_steps = math.ceil(args.bpd / args.batch) * ev.BPD_STEPS
+        with step_bar(bpd_steps, "bits/dim", args.quiet, checked=False) as bar:
+            bpd = ev.bits_per_dim(
+                unconditional, data, args.bpd, batch=args.batch, device=device, callback=bar.step
+            )
+        of = {"mixture": "; the class-posterior mixture", "null": "; the null class"}.get(kind, "")
+        if kind is not None:
+            bpd["unconditional"] = kind
         result["bits_per_dim"] = bpd
         spread = "" if math.isnan(bpd["std_err"]) else f" ± {bpd['std_err']:.3f}"
-        print(f"bits/dim {bpd['mean']:.3f}{spread} ({args.bpd} real images)")
+        print(f"bits/dim {bpd['mean']:.3f}{spread} ({args.bpd} real images{of})")
     if args.json:
         _write_json(args.json, result)
         print(f"wrote {args.json}")
@@ -279,16 +300,18 @@ def _resolve_classes(args, config: dict) -> str | None:
     unconditional model (``none`` was ignored), classes the model does not have, one class
     given twice, and ``--guidance`` where no class is sampled (an unconditional model or
     ``--classes none``: there is no condition to guide towards; it was a traceback); and, for a
-    model that learnt no null class, what uses it (``--guidance``, ``--bpd``, ``--classes none``
-    without a noise classifier: :func:`~diffvision.cli.common.require_null_class`). Returns how
-    ``--classes none`` makes the model unconditional (:func:`~diffvision.cli.common.
-    unconditional_kind`: as ``sample`` without ``--class``), None where it is not given."""
+    model that learnt no null class, what uses it (``--guidance``; ``--classes none`` and
+    ``--bpd`` without a noise classifier: :func:`~diffvision.cli.common.require_null_class`).
+    Returns how ``--classes none`` and ``--bpd`` make a class model unconditional
+    (:func:`~diffvision.cli.common.unconditional_kind`: as ``sample`` without ``--class``),
+    None where neither is given, or the model is unconditional."""
     num_classes = config["net"].get("num_classes", 0)
     if args.classes is not None and not num_classes:
         raise UsageError("this model is unconditional: --classes is not available")
-    if args.unconditional != "auto" and args.classes != []:
-        raise UsageError("--unconditional is for --classes none (a class model's unconditional "
-                         "samples)")  # fmt: skip
+    unconditional = args.classes == [] or args.bpd > 0  # a class model used without a class
+    if args.unconditional != "auto" and not (num_classes and unconditional):
+        raise UsageError("--unconditional is for a class model's --classes none (its "
+                         "unconditional samples) and --bpd (their likelihood)")  # fmt: skip
     if args.classes:
         chosen = [class_index(text, config, "--classes") for text in args.classes]
         if len(set(chosen)) < len(chosen):  # a name and its index (text repeats: listed)
@@ -299,11 +322,10 @@ def _resolve_classes(args, config: dict) -> str | None:
         raise UsageError(f"--guidance needs classes to guide towards: {why}")
     if args.guidance != 1.0:
         require_null_class(config, args.model, "--guidance")
-    if args.bpd:  # the likelihood of the unconditional model: its null class
-        require_null_class(config, args.model, "--bpd")
-    if args.classes != []:
+    if not (num_classes and unconditional):
         return None
-    return unconditional_kind(args.unconditional, config, args.model, "--classes none")
+    what = "--classes none" if args.classes == [] else "--bpd"
+    return unconditional_kind(args.unconditional, config, args.model, what)
 
 
 def _write_json(path: str, result: dict) -> None:

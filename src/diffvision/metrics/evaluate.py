@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from ..data import BUILTIN, ImageData, pooled_parts
-from ..denoiser import class_count, takes_cond
+from ..denoiser import ClassMixture, class_count, takes_cond
 from ..process import check_int, is_int
 from ..samplers import (
     check_likelihood_fits,
@@ -153,10 +153,11 @@ def generate(
     guidance: float = 1.0,
     batch: int = 500,
     device: torch.device | str = "cpu",
+    callback=None,
 ) -> tuple[Tensor, float]:
     """``n`` samples (clamped to [-1, 1], on the CPU) and the seconds per sample it took;
     sampled on ``device`` (where the denoiser is), ``batch`` at a time, from the same CPU-drawn
-    noise anywhere."""
+    noise anywhere. ``callback``: the sampler's, after each step of each batch."""
     gen = torch.Generator().manual_seed(seed)
     out, start = [], time.perf_counter()
     with torch.no_grad():
@@ -172,6 +173,7 @@ def generate(
                 cond=cond,
                 guidance=guidance,
                 device=device,
+                callback=callback,
             )
             out.append(x.clamp(-1, 1).cpu())
     return torch.cat(out), (time.perf_counter() - start) / n
@@ -232,6 +234,12 @@ def _real_subsets(
     return data.batch(order[:n])[0], data.batch(order[n : 2 * n])[0]
 
 
+def sampling_steps(n: int, steps: int, seeds: int, batch: int) -> int:
+    """How many sampler steps :func:`evaluate` takes (its ``callback``'s calls): ``steps`` for
+    each batch of each seed."""
+    return seeds * math.ceil(n / batch) * steps
+
+
 def evaluate(
     denoiser,
     data: ImageData,
@@ -247,6 +255,7 @@ def evaluate(
     batch: int = 500,
     device: torch.device | str = "cpu",
     class_names: Sequence[str] | None = None,
+    callback=None,
 ) -> dict:
     """Evaluate a model against real data.
 
@@ -264,7 +273,8 @@ def evaluate(
     ``device``: where the denoiser is and samples; the metrics are computed on the CPU.
     ``class_names``: the model's (e.g. its class folders'); where they and ``data``'s differ,
     the data's labels are not the model's (:func:`labels_match`): the samples are compared with
-    every real image, and no accuracy is reported.
+    every real image, and no accuracy is reported. ``callback``: the sampler's, after each step
+    (:func:`sampling_steps` of them in all).
     """
     check_int("n", n, MIN_IMAGES)  # 0 was an error from torch.cat, 1.5 a TypeError, 5 refused
     # by precision_recall after the sampling
@@ -300,6 +310,7 @@ def evaluate(
             guidance=guidance,
             batch=batch,
             device=device,
+            callback=callback,
         )
         if samples is not None and not samples:
             samples.append(images)
@@ -339,7 +350,7 @@ def evaluate(
 def _float32_prior(denoiser):
     """What :func:`bits_per_dim` integrates, as a context manager: ``denoiser``, for a
     class-conditional model its null class, with a ``Denoiser``'s ``autocast`` off meanwhile
-    (bf16 rounding would swamp the divergence estimate)."""
+    (bf16 rounding would swamp the divergence estimate), also a :class:`ClassMixture`'s."""
     null = getattr(denoiser, "null_cond", None)
     prior = denoiser
     if null is not None and _labels_for(denoiser, 1, None) is not None:
@@ -347,14 +358,15 @@ def _float32_prior(denoiser):
         def prior(x, sigma):
             return denoiser(x, sigma, torch.full((len(x),), null, device=x.device))
 
-    autocast = getattr(denoiser, "autocast", None)
+    network = denoiser.denoiser if isinstance(denoiser, ClassMixture) else denoiser
+    autocast = getattr(network, "autocast", None)
     if autocast is not None:
-        denoiser.autocast = None
+        network.autocast = None
     try:
         yield prior
     finally:
         if autocast is not None:
-            denoiser.autocast = autocast
+            network.autocast = autocast
 
 
 def check_bits_per_dim_fits(
@@ -369,23 +381,31 @@ def check_bits_per_dim_fits(
         )
 
 
+#: Runge-Kutta steps of :func:`bits_per_dim`'s likelihood (4 network evaluations each).
+BPD_STEPS = 32
+
+
 def bits_per_dim(
     denoiser,
     data: ImageData,
     n: int = 100,
     *,
     seed: int = 0,
-    steps: int = 32,
+    steps: int = BPD_STEPS,
     batch: int = 500,
     device: torch.device | str = "cpu",
+    callback=None,
 ):
     """Negative log-likelihood in bits/dim of ``n`` random real images (uniformly dequantised
     8-bit values) by the PF-ODE (:func:`~diffvision.samplers.likelihood`), ``batch`` at a time
     (each batch's Hutchinson probes drawn in turn; a batch that surely cannot fit in memory is
     refused first: :func:`check_bits_per_dim_fits`); class-conditional models are evaluated
-    through their null class, and always in float32 (a ``Denoiser``'s ``autocast`` is off
-    meanwhile: bf16 rounding would swamp the divergence estimate), on ``device`` (where the
-    denoiser is). Returns ``{"mean", "std_err", "n"}``."""
+    through their null class (a :class:`ClassMixture` of their branches is unconditional: its
+    likelihood takes the divergence through the branches and the classifier), and always in
+    float32 (a ``Denoiser``'s ``autocast`` is off meanwhile: bf16 rounding would swamp the
+    divergence estimate), on ``device`` (where the denoiser is). ``callback``:
+    :func:`~diffvision.samplers.likelihood`'s, after each of its ``steps`` for each batch.
+    Returns ``{"mean", "std_err", "n"}``."""
     check_int("n", n, 1)  # 1.5 was a TypeError
     check_int("batch", batch, 1)  # 0 was a RuntimeError from split
     check_real_count(data, n, f"bits/dim of {n} images")  # randperm(len(data))[:n] took fewer
@@ -398,7 +418,8 @@ def bits_per_dim(
     with _float32_prior(denoiser) as prior:
         bpd = torch.cat([
             likelihood(
-                prior, chunk, sigma_min=lo, sigma_max=hi, steps=steps, bins=256, generator=gen
+                prior, chunk, sigma_min=lo, sigma_max=hi, steps=steps, bins=256, generator=gen,
+                callback=callback,
             ).bits_per_dim.double()
             for chunk in x.split(batch)
         ])  # fmt: skip

@@ -91,6 +91,7 @@ def likelihood(
     generator: torch.Generator | None = None,
     bins: int | None = None,
     prior_log_prob: Callable[[Tensor], Tensor] | None = None,
+    callback: Callable[[dict], None] | None = None,
 ) -> LikelihoodResult:
     """Log-likelihood of data ``x`` (``N x ...``, in [-1, 1] for images) by the PF-ODE.
 
@@ -108,6 +109,8 @@ def likelihood(
         prior_log_prob: log-density of p(x; sigma_max) as a function of ``x`` (returns ``(N,)``);
             default ``N(0, sigma_max^2 I)``, whose error is about ``|mean|^2 / sigma_max^2`` plus
             ``d Var / sigma_max^2`` nats for data of that mean and variance.
+        callback: called after each Runge-Kutta step with ``{"i": step (from 0), "sigma":
+            the noise level reached}`` (a progress bar, say).
     """
     if not (isinstance(x, Tensor) and x.is_floating_point() and bool(torch.isfinite(x).all())):
         raise ValueError("x must be a float tensor of finite values")
@@ -133,7 +136,7 @@ def likelihood(
 
     y = x.detach().clone()
     delta = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
-    for u, u_next in zip(grid[:-1].tolist(), grid[1:].tolist(), strict=True):
+    for i, (u, u_next) in enumerate(zip(grid[:-1].tolist(), grid[1:].tolist(), strict=True)):
         # Classical fourth-order Runge-Kutta on the augmented state (x, delta).
         h = u_next - u
         k1, l1 = rhs(y, u)
@@ -142,6 +145,8 @@ def likelihood(
         k4, l4 = rhs(y + h * k3, u_next)
         y = y + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
         delta = delta + h / 6 * (l1 + 2 * l2 + 2 * l3 + l4)
+        if callback is not None:
+            callback({"i": i, "sigma": math.exp(u_next)})
     if prior_log_prob is not None:
         prior = prior_log_prob(y).to(torch.float64)
     else:
