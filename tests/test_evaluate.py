@@ -424,6 +424,27 @@ def test_auto_features_for_built_in_sets_pooled(tmp_path, monkeypatch):
             ev.get_features("auto", pool, spec)
 
 
+def test_feature_training_shows_its_progress(tmp_path, tiny_digits_model, monkeypatch):
+    """``eval --features auto`` trains the built-in set's feature network the first time, with a
+    progress bar (none when it loads the cached one, none with ``--quiet``), as ``eval
+    train-features`` does."""
+    monkeypatch.setenv("DIFFVISION_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(ev, "FEATURE_STEPS", 2)
+    args = ["eval", str(tiny_digits_model), "--data", "digits", "--n", "30", "--seeds", "1"]
+    first = run_here(*args, "--steps", "1")
+    assert first.returncode == 0 and "feature network: 100%" in first.stderr, first.stderr
+    assert "| 2/2 [" in first.stderr
+    again = run_here(*args, "--steps", "1")
+    assert again.returncode == 0 and "feature network" not in again.stderr, again.stderr
+    made = run_here("eval", "train-features", "digits", "--steps", "3", "--out",
+                    str(tmp_path / "f"))  # fmt: skip
+    assert made.returncode == 0 and "feature network: 100%" in made.stderr, made.stderr
+    assert "| 3/3 [" in made.stderr
+    quiet = run_here("eval", "train-features", "digits", "--steps", "3", "--quiet", "--out",
+                     str(tmp_path / "g"))  # fmt: skip
+    assert quiet.returncode == 0 and not quiet.stderr, quiet.stderr
+
+
 def test_interrupted_sweep_keeps_the_runs_done(tmp_path, tiny_digits_model, feature_net,
                                                monkeypatch, capsys):  # fmt: skip
     """`eval --sweep-steps --json`: each run is printed and written as it ends, so Ctrl-C in

@@ -151,6 +151,7 @@ def train_features_parser() -> Parser:
     p.add_argument("--batch", type=_positive(int), default=128, help="images per step")
     p.add_argument("--seed", type=seed, default=0, help="seed of initialisation and data order")
     p.add_argument("--out", required=True, type=model_output, help="output folder")
+    add_quiet(p)
     return p
 
 
@@ -159,11 +160,15 @@ def cmd_train_features(argv: list[str]) -> int:
     from ..io import save_feature_net
     from ..io.model_folder import check_replaceable
     from ..train.features import holdout_score, train_feature_net
+    from ..train.progress import loss_bar
 
     args = train_features_parser().parse_args(argv)
     check_replaceable(args.out, "features")  # before the training: nothing else is replaced
     data = load_data(args.data, args.size)
-    net, info = train_feature_net(data, steps=args.steps, batch=args.batch, seed=args.seed)
+    with loss_bar(args.steps, "feature network", not args.quiet) as progress:
+        net, info = train_feature_net(
+            data, steps=args.steps, batch=args.batch, seed=args.seed, progress=progress
+        )
     folder = save_feature_net(args.out, net, info)
     print(f"{info['task']} on {data.name} ({len(data)} images): held-out {holdout_score(info)}; "
           f"saved to {folder}")  # fmt: skip
@@ -176,6 +181,7 @@ def cmd_eval(args) -> int:
     from ..io.model_folder import sample_shape
     from ..metrics import evaluate as ev
     from ..train.distributed import resolve_device
+    from ..train.progress import loss_bar
 
     if args.json and args.plot and Path(args.json).resolve() == Path(args.plot).resolve():
         raise UsageError("--json and --plot name one file: the one would overwrite the other")
@@ -208,7 +214,9 @@ def cmd_eval(args) -> int:
     model = fast_inference(load(args.model, ema=not args.no_ema, device=device), device, args.bf16)
     unconditional = model if kind is None else unconditional_model(model, kind, args.model, device)
     sampled = unconditional if args.classes == [] else model
-    features = ev.get_features(args.features, data, args.data)
+    # --features auto trains the built-in set's network the first time (then cached): shown
+    with loss_bar(ev.FEATURE_STEPS, "feature network", not args.quiet) as progress:
+        features = ev.get_features(args.features, data, args.data, progress)
     if args.bpd > 0:  # before the sampling, which takes longer
         ev.check_bits_per_dim_fits(unconditional, tuple(shape), args.bpd, args.batch, device)
     options = {

@@ -46,6 +46,7 @@ from .distributed import DistInfo, cleanup, setup
 from .ema import EMA
 from .loss import DEFAULT_WEIGHTING, denoising_loss, empirical_reference
 from .memory import check_step_fits
+from .progress import loss_bar
 from .stop import StopRequest
 
 SCHEDULE_DEFAULTS = {"edm": {}, "linear": {}, "cosine": {}, "vp": {}, "ve": {"sigma_max": 80.0}}
@@ -495,17 +496,8 @@ class Trainer:
         """The noise classifier of a class model (``cfg.classifier_steps`` steps on the run's
         data, :func:`train_noise_classifier`), with a progress bar of its own: the digits
         demo's 8,000 steps take 18-33 s on a 2-core CPU, after the model's bar has ended."""
-        from tqdm.auto import tqdm
-
         total = self.cfg.classifier_steps
-        with tqdm(total=total, desc="noise classifier", unit="step", dynamic_ncols=True,
-                  disable=not (progress and self.dist.main)) as bar:  # fmt: skip
-
-            def tick(step: int, loss: float) -> None:
-                bar.update(1)
-                if step % 100 == 0 or step == total:  # a step's loss, now and then
-                    bar.set_postfix(loss=f"{loss:.4f}")
-
+        with loss_bar(total, "noise classifier", progress and self.dist.main) as tick:
             return train_noise_classifier(
                 self.data,
                 steps=total,
