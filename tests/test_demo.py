@@ -10,13 +10,15 @@ from diffvision.data import digits
 from diffvision.demo import run_demo
 
 
-def test_demo_writes_report(tmp_path):
+def test_demo_writes_report(tmp_path, capsys):
     # Leftovers of an earlier demo in the folder (its demo.json marks it): replaced, not mixed in.
     (tmp_path / "demo.json").write_text("{}")
     (tmp_path / "checkpoints" / "step_00000999").mkdir(parents=True)
     (tmp_path / "checkpoints" / "step_00000999" / "state.pt").write_bytes(b"")
     (tmp_path / "metrics.jsonl").write_text('{"step": 2, "loss": 99.0}\n')
-    report = run_demo(tmp_path, steps=3, progress=False, n_per_class=4, classifier_steps=20)
+    report = run_demo(tmp_path, steps=3, n_per_class=4, classifier_steps=20)
+    bars = capsys.readouterr().err  # training, the noise classifier, the checks' sampling
+    assert all(f"{what}:" in bars for what in ("noise classifier", "sample and check")), bars
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step_00000003"]
     log = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert log and all(r["loss"] != 99.0 for r in log)
