@@ -561,6 +561,13 @@ def test_classes_none_samples_the_class_mixture_as_sample_does(monkeypatch, tmp_
     assert type(used.pop("evaluate")) is Denoiser
     monkeypatch.setattr(ev, "evaluate", lambda *args, **kwargs: {})
     monkeypatch.setattr(ev, "format_result", lambda *args: "")
+    saved = tmp_path / "e.json"  # the JSON says which unconditional model was measured
+    for extra, kind in [(["--classes", "none"], "mixture"),
+                        (["--classes", "none", "--unconditional", "null"], "null"),
+                        (["--classes", "3", "--n", "50"], None)]:  # fmt: skip
+        done = run_here("eval", str(model), "--data", "digits", *extra, "--json", str(saved))
+        assert done.returncode == 0, done.stderr
+        assert json.loads(saved.read_text()).get("unconditional") == kind, extra
     monkeypatch.setattr(ev, "bits_per_dim", spy("bits_per_dim"))
     for extra, kind in [(["--classes", "none"], ClassMixture),
                         (["--classes", "3", "--n", "50"], ClassMixture),

@@ -233,6 +233,9 @@ def cmd_eval(args) -> int:
         total = sum(ev.sampling_steps(args.n, s, len(seeds), args.batch) for s in steps)
         return step_bar(total, "sample", args.quiet, checked=False)  # checked in evaluate
 
+    header = {"model": str(args.model), "data": args.data}
+    if args.classes == [] and kind is not None:  # which unconditional model was sampled
+        header["unconditional"] = kind
     if args.sweep_steps:
         names = args.samplers or ["unipc", "dpmpp_2m", "heun"]
         done = []
@@ -245,7 +248,6 @@ def cmd_eval(args) -> int:
             if args.json:
                 _write_json(args.json, {**header, "sweep": done, "complete": False})
 
-        header = {"model": str(args.model), "data": args.data}
         runs = [ev.steps_for(name, nfe) for name in names for nfe in args.sweep_steps]
         with sampling_bar(runs) as bar:
             rows = ev.sweep(
@@ -265,7 +267,7 @@ def cmd_eval(args) -> int:
         names = model_classes(config)
         named = names != [str(i) for i in range(len(names))]  # class folders' names
         print(ev.format_result(result, names if named else None))
-        result = {"model": str(args.model), "data": args.data, **result}
+        result = {**header, **result}
         if named:  # the keys of class_accuracy and real_classes are indices into these
             result["class_names"] = names
     if args.bpd > 0:
