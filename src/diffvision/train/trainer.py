@@ -495,7 +495,8 @@ class Trainer:
     def fit_classifier(self, progress: bool = True) -> tuple:
         """The noise classifier of a class model (``cfg.classifier_steps`` steps on the run's
         data, :func:`train_noise_classifier`), with a progress bar of its own: the digits
-        demo's 8,000 steps take 18-33 s on a 2-core CPU, after the model's bar has ended."""
+        demo's 8,000 steps take 17-55 s on this project's 2-core CPUs (README), after the
+        model's bar has ended."""
         total = self.cfg.classifier_steps
         with loss_bar(total, "noise classifier", progress and self.dist.main) as tick:
             return train_noise_classifier(
