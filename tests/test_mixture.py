@@ -201,6 +201,41 @@ def test_classifier_round_trips_through_a_model_folder(tmp_path):
         save_classifier(tmp_path, clf, info)
 
 
+def test_a_stopped_classifier_continues_to_the_same_weights(tmp_path):
+    """``stop`` answering True after step 7 of 20 raises ClassifierStopped; its state, saved
+    and read back as a checkpoint is (``weights_only``), continues the training, stopped again
+    after step 19 (inside the last tenth, whose losses make ``final_loss``) and continued, to the
+    very classifier and final loss of a run never stopped. A state of other settings is
+    refused."""
+    from diffvision.train.classifier import ClassifierStopped
+
+    data = _tiny_labelled_images(torch.Generator().manual_seed(6))
+    settings = dict(steps=20, batch=8, hidden=16, depth=1, seed=3)
+    whole, whole_info = train_noise_classifier(data, **settings)
+    state, steps_seen = None, []
+    for stop_after in (7, 19):
+        with pytest.raises(ClassifierStopped) as stopped:
+            train_noise_classifier(
+                data,
+                **settings,
+                state=state,
+                progress=lambda step, loss: steps_seen.append(step),
+                stop=lambda at=stop_after: steps_seen[-1] == at,
+            )
+        assert stopped.value.state["step"] == stop_after
+        torch.save(stopped.value.state, tmp_path / "state.pt")
+        state = torch.load(tmp_path / "state.pt", weights_only=True)
+    clf, info = train_noise_classifier(
+        data, **settings, state=state, progress=lambda step, loss: steps_seen.append(step)
+    )
+    assert steps_seen == list(range(1, 21))  # each step once
+    for key, value in whole.state_dict().items():
+        assert torch.equal(clf.state_dict()[key], value), key
+    assert info["final_loss"] == whole_info["final_loss"]
+    with pytest.raises(ValueError, match=r"saved state is of other settings \(seed\)"):
+        train_noise_classifier(data, **{**settings, "seed": 4}, state=state)
+
+
 def test_memory_checks_count_one_class_branch_per_image(monkeypatch):
     """What the memory checks of sampling and of the likelihood (``restore --solver dps``)
     count for a :class:`ClassMixture` is a lower bound of what it holds: its first class branch

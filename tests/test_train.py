@@ -430,3 +430,50 @@ def test_the_noise_classifier_shows_its_progress(tmp_path, data, capsys):
     assert (folder / "classifier.safetensors").is_file()
     train(cfg, data, tmp_path / "quiet", progress=False)
     assert "noise classifier" not in capsys.readouterr().err
+
+
+def test_a_signal_during_the_noise_classifier_keeps_its_steps(tmp_path, data, monkeypatch, capsys):
+    """SIGTERM (or Ctrl-C) while the noise classifier trains, after the model: the step in
+    progress ends, the classifier's state is saved beside the checkpoints, and the resumed run
+    goes on from that step (its bar from 5 of 20) to the classifier of a run never stopped,
+    leaving no state behind. (The classifier was trained again from its start.)"""
+    import contextlib
+
+    import diffvision.train.trainer as trainer_module
+    from diffvision.train.trainer import CLASSIFIER_STATE
+
+    cfg = TrainConfig(**{**CFG, "steps": 2, "classifier_steps": 20})
+    full, parts = tmp_path / "full", tmp_path / "parts"
+    train(cfg, data, full, progress=False)
+    real_bar = trainer_module.loss_bar
+
+    @contextlib.contextmanager
+    def signalling_bar(total, what, shown):
+        with real_bar(total, what, shown) as tick:
+
+            def progress(step, loss):
+                tick(step, loss)
+                if step == 5:
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    time.sleep(0.01)  # the handler runs here
+
+            yield progress
+
+    monkeypatch.setattr(trainer_module, "loss_bar", signalling_bar)
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # as the command does
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, data, parts, progress=False)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    state = parts / "checkpoints" / CLASSIFIER_STATE
+    assert torch.load(state, weights_only=True)["step"] == 5
+    assert not (parts / "model" / "classifier.safetensors").exists()
+    monkeypatch.setattr(trainer_module, "loss_bar", real_bar)
+    capsys.readouterr()
+    folder = train(cfg, data, parts, resume=True)
+    assert " 5/20" in capsys.readouterr().err  # the bar starts where the classifier stopped
+    a = weights(full / "model", "classifier.safetensors")
+    b = weights(folder, "classifier.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not state.exists()

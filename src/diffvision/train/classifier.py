@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +15,17 @@ from ..data import ImageData
 from ..data.transforms import hflip as flip_images
 from ..nets.classifier import NoiseClassifier, NoiseClassifierConfig
 from ..process import add_noise, check_int
+
+
+class ClassifierStopped(KeyboardInterrupt):
+    """Raised by :func:`train_noise_classifier` when its ``stop()`` turned true after a step:
+    :attr:`state` (tensors, numbers and strings only: ``torch.save`` it and read it back with
+    ``torch.load(weights_only=True)``) continues the training from that step, as ``state=``, to
+    the same classifier, bit for bit, as a run never stopped."""
+
+    def __init__(self, state: dict) -> None:
+        super().__init__(f"asked to stop (the noise classifier at step {state['step']})")
+        self.state = state
 
 
 def train_noise_classifier(
@@ -29,6 +41,8 @@ def train_noise_classifier(
     hflip: bool = False,
     device: str | torch.device = "cpu",
     progress=None,
+    stop: Callable[[], bool] | None = None,
+    state: dict | None = None,
 ) -> tuple[NoiseClassifier, dict]:
     """Fit ``p(c | x0 + sigma n, sigma)`` on the labelled ``data`` by cross-entropy.
 
@@ -39,6 +53,9 @@ def train_noise_classifier(
     posterior of the distribution the diffusion model learned, i.e. of the training set, with the
     same random horizontal flips when the model was trained with them (``hflip``).
     ``progress``: called after each step with the steps done and that step's loss (nats).
+    ``stop``: asked after each step but the last; where it answers True, the training raises
+    :class:`ClassifierStopped`, whose ``state`` given back as ``state`` continues it (ValueError
+    where that state was made with other settings or data).
 
     Returns:
         the classifier in eval mode and a JSON-able ``info`` dict (settings, the mean loss of the
@@ -59,9 +76,22 @@ def train_noise_classifier(
         torch.manual_seed(seed)
         clf = NoiseClassifier(config, generator=gen).to(device)
     opt = torch.optim.AdamW(clf.parameters(), lr=lr, weight_decay=1e-4)
-    start, tail = time.time(), []
+    settings = {"steps": steps, "batch": batch, "lr": lr, "sigma_range": [lo, hi], "seed": seed}
+    settings.update(hidden=hidden, depth=depth, hflip=hflip, data=data.describe())
+    first, tail, spent = 0, [], 0.0
+    if state is not None:  # where a stopped run left off: weights, optimiser, random stream
+        differ = sorted(k for k in settings if state["settings"].get(k) != settings[k])
+        if differ:
+            raise ValueError(
+                f"the noise classifier's saved state is of other settings ({', '.join(differ)})"
+            )
+        clf.load_state_dict(state["classifier"])
+        opt.load_state_dict(state["optimizer"])
+        gen.set_state(state["generator"])
+        first, tail, spent = int(state["step"]), list(state["tail"]), float(state["seconds"])
+    start = time.time()
     clf.train()
-    for step in range(steps):
+    for step in range(first, steps):
         images, labels = data.batch(torch.randint(0, len(data), (batch,), generator=gen))
         if hflip:
             images = flip_images(images, torch.rand(batch, generator=gen) < 0.5)
@@ -80,6 +110,16 @@ def train_noise_classifier(
             tail.append(value)
         if progress is not None:
             progress(step + 1, value)
+        if stop is not None and step + 1 < steps and stop():
+            raise ClassifierStopped({
+                "settings": settings,
+                "step": step + 1,
+                "classifier": clf.state_dict(),
+                "optimizer": opt.state_dict(),
+                "generator": gen.get_state(),
+                "tail": tail,
+                "seconds": spent + time.time() - start,
+            })  # fmt: skip
     info = {
         "steps": steps,
         "batch": batch,
@@ -88,7 +128,7 @@ def train_noise_classifier(
         "seed": seed,
         "hflip": hflip,
         "final_loss": sum(tail) / len(tail),
-        "seconds": round(time.time() - start, 1),
+        "seconds": round(spent + time.time() - start, 1),
         "data": data.describe(),
     }
     return clf.eval(), info

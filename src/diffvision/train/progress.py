@@ -10,8 +10,9 @@ import contextlib
 def loss_bar(total: int, what: str, shown: bool = True):
     """A tqdm bar on stderr for ``total`` training steps named ``what``, with a step's loss
     every 100 steps; yields the ``progress(step, loss)`` callback that feeds it. ``shown``
-    False: none. The bar is made at the first step: where no training runs (a cached network
-    loaded instead, say) nothing is shown."""
+    False: none. The bar is made at the first step reported, from there (a resumed training's
+    starts part-way): where no training runs (a cached network loaded instead, say) nothing is
+    shown."""
     from tqdm.auto import tqdm
 
     bar = None
@@ -19,7 +20,14 @@ def loss_bar(total: int, what: str, shown: bool = True):
     def progress(step: int, loss: float) -> None:
         nonlocal bar
         if bar is None:
-            bar = tqdm(total=total, desc=what, unit="step", dynamic_ncols=True, disable=not shown)
+            bar = tqdm(
+                total=total,
+                initial=step - 1,
+                desc=what,
+                unit="step",
+                dynamic_ncols=True,
+                disable=not shown,
+            )
         bar.update(1)
         if step % 100 == 0 or step == total:  # a step's loss, now and then
             bar.set_postfix(loss=f"{loss:.4f}")

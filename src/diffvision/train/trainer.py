@@ -27,7 +27,7 @@ from ..data.dataset import ImageData
 from ..data.transforms import hflip
 from ..denoiser import PREDICTIONS, Denoiser
 from ..hardware import native_bf16
-from ..io.atomic import write_text_whole
+from ..io.atomic import write_text_whole, write_whole
 from ..io.images import save_grid
 from ..io.model_folder import check_replaceable, model_config, save_classifier, save_model_folder
 from ..nets.unet import PRESETS, build_unet
@@ -41,13 +41,16 @@ from .checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from .classifier import train_noise_classifier
+from .classifier import ClassifierStopped, train_noise_classifier
 from .distributed import DistInfo, cleanup, setup
 from .ema import EMA
 from .loss import DEFAULT_WEIGHTING, denoising_loss, empirical_reference
 from .memory import check_step_fits
 from .progress import loss_bar
 from .stop import StopRequest
+
+#: Where, under a run's ``checkpoints/``, a stopped noise classifier keeps its training state.
+CLASSIFIER_STATE = "classifier_state.pt"
 
 SCHEDULE_DEFAULTS = {"edm": {}, "linear": {}, "cosine": {}, "vp": {}, "ve": {"sigma_max": 80.0}}
 
@@ -489,6 +492,7 @@ class Trainer:
             self.save_grid()
             if cfg.classifier_steps and self.num_classes:
                 save_classifier(folder, *self.fit_classifier(progress))
+                self._classifier_state().unlink(missing_ok=True)  # in the folder now
         self.dist.barrier()
         return folder
 
@@ -496,17 +500,40 @@ class Trainer:
         """The noise classifier of a class model (``cfg.classifier_steps`` steps on the run's
         data, :func:`train_noise_classifier`), with a progress bar of its own: the digits
         demo's 8,000 steps take 17-55 s on this project's 2-core CPUs (README), after the
-        model's bar has ended."""
+        model's bar has ended. Ctrl-C or SIGTERM ends the step in progress, saves the
+        classifier's training state (``out/checkpoints/classifier_state.pt``) and raises
+        KeyboardInterrupt; the next call (a resumed run's) continues from it, to the same
+        classifier as a run never stopped."""
+        path = self._classifier_state()
+        state = torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
         total = self.cfg.classifier_steps
-        with loss_bar(total, "noise classifier", progress and self.dist.main) as tick:
-            return train_noise_classifier(
-                self.data,
-                steps=total,
-                seed=self.cfg.seed,
-                hflip=self.cfg.hflip,
-                device=self.dist.device,
-                progress=tick,
-            )
+        try:
+            with (
+                StopRequest() as stop,
+                loss_bar(total, "noise classifier", progress and self.dist.main) as tick,
+            ):
+                return train_noise_classifier(
+                    self.data,
+                    steps=total,
+                    seed=self.cfg.seed,
+                    hflip=self.cfg.hflip,
+                    device=self.dist.device,
+                    progress=tick,
+                    stop=lambda: stop.asked,
+                    state=state,
+                )
+        except ClassifierStopped as stopped:
+            left = stopped.state  # the name ``stopped`` ends with the except block
+            write_whole(path, lambda tmp: torch.save(left, tmp))
+            raise
+        except ValueError as err:
+            if state is None:
+                raise
+            raise ValueError(f"cannot resume the noise classifier from {path}: {err}; delete "
+                             "that file to train it from its start") from None  # fmt: skip
+
+    def _classifier_state(self) -> Path:
+        return self.out / "checkpoints" / CLASSIFIER_STATE
 
     def close(self) -> None:
         if self._tensorboard:
