@@ -629,6 +629,21 @@ def test_train_sample_info_round_trip(tmp_path):
     (empty / "sample.json").write_text('{"settings": {"steps": 99}}')
     again = run_here("sample", str(model), "--n", "2", "--steps", "2", "--out", str(empty))
     assert again.returncode == 0 and len(list(empty.glob("sample_*.png"))) == 2, again.stderr
+    # The record holds the prior used: auto and the mixture it chose are one setting, and a
+    # record that held --unconditional as typed (until 2026-12-07) reads as the prior it chose.
+    same = run_here("sample", str(model), "--n", "2", "--steps", "2", "--unconditional",
+                    "mixture", "--quiet", "--out", str(empty))  # fmt: skip
+    assert same.returncode == 0 and "2 of the 2 images are in" in same.stdout, same.stderr
+    record = json.loads((empty / "sample.json").read_text())
+    assert record["settings"]["unconditional"] == "mixture"
+    record["settings"]["unconditional"] = "auto"
+    (empty / "sample.json").write_text(json.dumps(record))
+    same = run_here("sample", str(model), "--n", "2", "--steps", "2", "--quiet", "--out",
+                    str(empty))  # fmt: skip
+    assert same.returncode == 0 and "2 of the 2 images are in" in same.stdout, same.stderr
+    bad = run_here("sample", str(model), "--n", "2", "--steps", "2", "--unconditional", "null",
+                   "--out", str(empty))  # fmt: skip
+    assert "other settings (--unconditional null (the folder's: mixture))" in bad.stderr
     one = run_here("sample", str(model), "--n", "1", "--steps", "1", "--class", "0", "--quiet",
                    "--out", str(tmp_path / "one.png"))  # fmt: skip
     assert f"wrote a grid of 1 image to {tmp_path / 'one.png'} (unipc, 1 step)" in one.stdout

@@ -916,13 +916,19 @@ def test_restore_a_folder(tiny_digits_model, tmp_path):
                          "25", "--tile", "8", "--out", str(out), "--side-by-side", str(side),
                          *same)  # fmt: skip
         assert again.returncode == 0 and "2 of 2 images restored by an" in again.stdout, again
-    # a record from before --unconditional, which it lacks: the same settings for this model
+    # a record from before --unconditional, which it lacks, or with the option as typed (for
+    # a day): the same settings for this model, whose prior is its null class
     record = json.loads((out / "restore.json").read_text())
-    del record["settings"]["unconditional"]
-    (out / "restore.json").write_text(json.dumps(record))
-    again = run_here("restore", "denoise", str(tiny_digits_model), str(frames), "--sigma", "25",
-                     "--tile", "8", "--out", str(out), "--side-by-side", str(side))  # fmt: skip
-    assert again.returncode == 0 and "2 of 2 images restored by an" in again.stdout, again
+    for then in (None, "auto", "null"):
+        if then is None:
+            del record["settings"]["unconditional"]
+        else:
+            record["settings"]["unconditional"] = then
+        (out / "restore.json").write_text(json.dumps(record))
+        again = run_here("restore", "denoise", str(tiny_digits_model), str(frames), "--sigma",
+                         "25", "--tile", "8", "--out", str(out), "--side-by-side",
+                         str(side))  # fmt: skip
+        assert again.returncode == 0 and "2 of 2 images restored by an" in again.stdout, again
     for options, message in [  # other settings, or files not written by a restore
         (
             ["--sigma", "25", "--solver", "posterior", "--out", str(out)],

@@ -567,7 +567,7 @@ def cmd_sample(args) -> int:
     from ..memory import check_fits
     from ..seeds import derived_seed
     from ..train.distributed import resolve_device
-    from .record import read_record, settings_of, write_record
+    from .record import read_record, recorded_prior, settings_of, typed_prior, write_record
 
     out = Path(args.out)
     to_folder = out.suffix.lower() != ".png"  # grid_or_folder checked --out
@@ -591,9 +591,11 @@ def cmd_sample(args) -> int:
             "the class branches",
         )  # fmt: skip
     if to_folder:  # a record of the settings, so that the same command goes on where it stopped
+        args.unconditional = recorded_prior(kind)  # the prior used: auto and its choice are one
         settings = settings_of(args, SAMPLE_NOT_SETTINGS)
         there = any(out.glob("sample_*.png"))
-        if read_record(out / SAMPLE_RECORD, settings, "samples", there) is None:
+        typed = typed_prior(args.model, args.label is not None)
+        if read_record(out / SAMPLE_RECORD, settings, "samples", there, typed) is None:
             if there:  # two runs' samples would mix unseen
                 raise UsageError(
                     f"{out} already holds samples (sample_*.png) without a record of their "

@@ -23,17 +23,43 @@ def settings_of(args: argparse.Namespace, ignored: tuple[str, ...]) -> dict:
     return settings
 
 
-def read_record(path: Path, settings: dict, what: str, holds_results: bool = True) -> dict | None:
+def recorded_prior(kind: str | None) -> str | None:
+    """How a record holds the unconditional model a run used (``kind``, from
+    :func:`~diffvision.cli.common.unconditional_kind`, None where none was made): "mixture", or
+    None for the network run without a condition (an unconditional model, a class model's null
+    class or a class drawn), as the records from before ``--unconditional`` held it, by no key.
+    So ``auto`` and the kind it chose are one setting."""
+    return "mixture" if kind == "mixture" else None
+
+
+def typed_prior(model, class_drawn: bool = False) -> dict:
+    """The ``typed`` of :func:`read_record` for records that held ``--unconditional`` as typed
+    (``sample``'s until 2026-12-07, ``restore``'s for a day): ``null`` is None, and ``auto``
+    what it chose, the mixture where the ``model`` folder has a noise classifier (the record's
+    model digest covers the classifier, so it chose the same then) and no class was drawn."""
+    from ..io.model_folder import classifier_file
+
+    auto = "mixture" if classifier_file(model).is_file() and not class_drawn else "null"
+    return {"unconditional": {"auto": recorded_prior(auto), "null": None}}
+
+
+def read_record(
+    path: Path, settings: dict, what: str, holds_results: bool = True, typed: dict | None = None
+) -> dict | None:
     """The record at ``path`` (a dict with its ``settings`` and what the command keeps), or None
     when there is none, or when its folder holds none of its results (``holds_results``
     False: a run that failed or was stopped before its first result binds nothing). Raises
     UsageError when it is unreadable or its settings differ from ``settings`` (the message
-    names the options that differ; ``what``: the results, e.g. "samples")."""
+    names the options that differ; ``what``: the results, e.g. "samples"). ``typed``: for
+    settings that older records held otherwise, {setting: {value then: value now}}."""
     if not path.is_file() or not holds_results:
         return None
     try:
         record = json.loads(path.read_text())
-        old = record["settings"]
+        old = dict(record["settings"])
+        for key, values in (typed or {}).items():
+            if isinstance(old.get(key), str) and old[key] in values:
+                old[key] = values[old[key]]
         differ = sorted(k for k in old.keys() | settings.keys() if old.get(k) != settings.get(k))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         raise UsageError(f"cannot read {path} ({err}): give another --out") from None

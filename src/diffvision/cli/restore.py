@@ -25,6 +25,7 @@ from .common import (
     unconditional_model,
     white_level,
 )
+from .record import recorded_prior
 from .restore_folder import TASK_OPTIONS, Input, restore_folder, std_map_path
 
 TASKS = ("denoise", "inpaint", "superres", "deblur", "colorize")
@@ -525,10 +526,7 @@ def cmd_restore(args) -> int:
         )  # fmt: skip
     elif args.unconditional != "auto":
         raise UsageError(f"--unconditional is for a class model: {args.model} is unconditional")
-    # A folder's record holds the prior used: "auto" and the kind it chose are one setting. The
-    # network run without a condition (an unconditional model, a class model's null class) is
-    # recorded as None, as the restores from before the option recorded it, by no key at all.
-    args.unconditional = "mixture" if kind == "mixture" else None
+    args.unconditional = recorded_prior(kind)  # a folder's record holds the prior used
     _check_settings(args, size)  # once, before the model is loaded
     for target in (p for p in outputs if channels == 3 and _palette(p)):  # asked for: said
         print(f"note: {target} holds at most 256 colours: the result is quantized (.png keeps it)")

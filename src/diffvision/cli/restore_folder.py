@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from ..data.transforms import keep_open
 from .common import EXIT_USAGE, UsageError
-from .record import read_record, write_record
+from .record import read_record, typed_prior, write_record
 from .record import settings_of as record_settings
 
 RECORD = "restore.json"
@@ -80,7 +80,8 @@ def _earlier_results(args, names: list[Path], settings: dict) -> dict[str, dict]
     {"psnr": dB or None}); raises UsageError where ``--out`` holds results of other settings, or
     files a result would overwrite without a record of them."""
     there = [t for name in names for t in _targets(args, name) if t.exists()]
-    record = read_record(Path(args.out) / RECORD, settings, "results", holds_results=bool(there))
+    record = read_record(Path(args.out) / RECORD, settings, "results", bool(there),
+                         typed_prior(args.model))  # fmt: skip
     if record is None:
         if there:
             raise UsageError(
