@@ -32,6 +32,8 @@ def test_help_has_examples(command, capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "example" in out and f"diffvision {command}" in out
+    if command in ("sample", "eval"):  # what the guidance scale's values do
+        assert "1 is the class's own model, above 1 more typical" in " ".join(out.split())
 
 
 def _parsers(parser):

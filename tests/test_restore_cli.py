@@ -324,7 +324,8 @@ def test_restore_command(tiny_digits_model, tmp_path, monkeypatch):
         (["inpaint", "--mask", str(wide_mask)], "--mask is 20 x 16 px and the image 16 x 16"),
         (["colorize"], "RGB model"),
         (["inpaint"], "exactly one of"),
-        (["denoise"], "needs --sigma"),
+        (["denoise"], "denoise needs a --sigma above 0"),
+        (["denoise", "--sigma", "0"], "denoise needs a --sigma above 0"),  # said "needs --sigma"
         (["denoise", "--sigma", "-3"], "--sigma is a noise std on the 0-255 scale, >= 0, not -3"),
         (["inpaint", "--box", "1,1,4,4", "--sigma", "-3"], ">= 0, not -3"),
         (["deblur", "--kernel", "box:3"], "--kernel must be"),

@@ -28,6 +28,7 @@ from .common import (
     _formatter,
     _positive,
     add_bf16_inference,
+    add_guidance,
     add_quiet,
     add_unconditional,
     class_index,
@@ -189,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="class-conditional models: the class to draw, by name (a class folder's) or index "
         "(`diffvision info` lists them)",
     )
-    s.add_argument("--guidance", type=_finite, default=1.0, help="classifier-free guidance scale")
+    add_guidance(s)
     add_bf16_inference(s)
     add_quiet(s)
     add_unconditional(s, "without --class")

@@ -265,6 +265,18 @@ def require_null_class(config: dict, folder, what: str, instead: str = "") -> No
                          f"with --label-dropout 0){instead}")  # fmt: skip
 
 
+def add_guidance(parser) -> None:
+    """``--guidance`` of the commands that draw a class (sample, eval)."""
+    parser.add_argument(
+        "--guidance",
+        type=_finite,
+        default=1.0,
+        help="classifier-free guidance scale w, D_null + w (D_class - D_null) (Ho & Salimans "
+        "2022): 1 is the class's own model, above 1 more typical of the class and less varied, "
+        "0 the null class's",
+    )
+
+
 #: ``--unconditional``'s choices: how a class model's unconditional denoiser is made.
 UNCONDITIONAL = ("auto", "mixture", "null")
 

@@ -14,10 +14,10 @@ from .common import (
     UsageError,
     _at_least,
     _count,
-    _finite,
     _formatter,
     _positive,
     add_bf16_inference,
+    add_guidance,
     add_quiet,
     add_unconditional,
     class_index,
@@ -111,7 +111,7 @@ def add_parsers(sub) -> None:
         "none: unconditional, see --unconditional)",
     )
     add_unconditional(e, "with --classes none and for --bpd")
-    e.add_argument("--guidance", type=_finite, default=1.0, help="classifier-free guidance scale")
+    add_guidance(e)
     e.add_argument(
         "--sweep-steps", type=listed(_positive(int), "integers"),
         help="NFE values to sweep, e.g. 5,10,20,50",

@@ -333,7 +333,7 @@ def _check_settings(args, size: int) -> None:
         raise UsageError(f"--sigma is a noise std on the 0-255 scale, >= 0, not {args.sigma:g}")
     _check_unused(args)
     if args.task == "denoise" and args.sigma == 0:
-        raise UsageError("denoise needs --sigma (the noise level on the 0-255 scale)")
+        raise UsageError("denoise needs a --sigma above 0 (the noise level on the 0-255 scale)")
     if args.task == "inpaint":
         given = [v is not None for v in (args.mask, args.box, args.random, args.strokes)]
         if sum(given) != 1:
