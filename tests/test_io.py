@@ -304,3 +304,27 @@ def test_a_file_is_written_whole_or_not_at_all(tmp_path):
     assert path.read_bytes() == b"the old file" and os.listdir(tmp_path) == ["grid.png"]
     save_grid(path, torch.zeros(2, 1, 4, 4))  # PIL picks PNG by the temporary name's suffix
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and os.listdir(tmp_path) == ["grid.png"]
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_files_joined_into_a_tiff_stack_read_back_as_they_were(tmp_path, channels):
+    """``join_into_stack``: 16-bit and 8-bit files, grey and colour (OpenCV reads colour as
+    BGR, which the stack must not keep), become pages that this project's reader (frame by
+    frame) and PIL (8-bit) read as the files themselves, in order."""
+    from diffvision.io.images import join_into_stack, read_image, save_16_bit, save_image
+
+    gen = torch.Generator().manual_seed(channels)
+    images = [torch.rand(channels, 6, 5, generator=gen) * 2 - 1 for _ in range(3)]
+    deep = [save_16_bit(tmp_path / f"deep{k}.tif", x) for k, x in enumerate(images)]
+    plain = [save_image(tmp_path / f"plain{k}.png", x) for k, x in enumerate(images)]
+    for files, name in ((deep, "deep.tif"), (plain, "plain.tif")):
+        stack = join_into_stack(tmp_path / name, files)
+        for k, file in enumerate(files):
+            page = read_image(stack, channels, frame=k)
+            assert torch.equal(page, read_image(file, channels)), (name, k)
+    with Image.open(tmp_path / "plain.tif") as joined, Image.open(plain[2]) as last:
+        joined.seek(2)
+        assert joined.mode == last.mode and np.array_equal(np.asarray(joined), np.asarray(last))
+    with pytest.raises(ValueError, match=r"cannot read .*nothing\.png to join it into"):
+        join_into_stack(tmp_path / "bad.tif", [tmp_path / "nothing.png"])
+    assert not (tmp_path / "bad.tif").exists()

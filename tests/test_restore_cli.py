@@ -799,6 +799,70 @@ def test_restore_every_frame_of_a_stack(tiny_digits_model, tmp_path):
         assert f"{stack} holds 4 frames: --out and --side-by-side are both folders" in bad.stderr
 
 
+def test_restore_a_stack_into_a_tiff_stack(tiny_digits_model, tmp_path):
+    """A stack with --out a .tif: every frame restored (it was the first alone, with a note),
+    written as the pages of one TIFF stack, each bit for bit the file a folder --out gets (16
+    bits deep here), with the std maps and the side-by-sides as stacks too; until every frame is
+    done they wait in a folder beside it (a frame that fails leaves no stack, and the same
+    command goes on from there), which then goes."""
+    import cv2
+
+    rng = np.random.default_rng(1)
+    pages = [rng.integers(0, 65535, (16, 16), dtype=np.uint16) for _ in range(3)]
+    stack = tmp_path / "stack.tif"
+    first, *rest = (Image.fromarray(p) for p in pages)
+    first.save(stack, save_all=True, append_images=rest)
+    base = ["restore", "denoise", str(tiny_digits_model), str(stack), "--sigma", "25", "--tile",
+            "8", "--quiet"]  # fmt: skip
+    drawn = ["--solver", "posterior", "--steps", "2", "--samples", "2"]
+    folder, joined = tmp_path / "frames", tmp_path / "clean.tif"
+    for out, side in ((folder, tmp_path / "strips"), (joined, tmp_path / "strips.tif")):
+        result = run_here(*base, *drawn, "--out", str(out), "--side-by-side", str(side))
+        assert result.returncode == 0, result.stderr
+    assert f"wrote 3 frames into the TIFF stacks {joined}, {tmp_path / 'clean_std.tif'}, " in (
+        result.stdout
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["stack.tif", "frames", "strips", "clean.tif", "clean_std.tif", "strips.tif"]
+    )  # the frames' folders are gone
+    for stack_file, files in (
+        (joined, [folder / f"stack_{k:03d}.tif" for k in range(3)]),
+        (tmp_path / "clean_std.tif", [folder / f"stack_{k:03d}_std.png" for k in range(3)]),
+        (tmp_path / "strips.tif", [tmp_path / "strips" / f"stack_{k:03d}.png" for k in range(3)]),
+    ):
+        ok, got = cv2.imreadmulti(str(stack_file), flags=cv2.IMREAD_UNCHANGED)
+        assert ok and len(got) == 3, stack_file
+        for page, file in zip(got, files, strict=True):
+            assert np.array_equal(page, cv2.imread(str(file), cv2.IMREAD_UNCHANGED)), file
+    assert got[0].shape == (16, 48)  # a strip: input | result | map
+    with Image.open(joined) as image:  # 16 bits deep, read back as this project reads stacks
+        assert image.n_frames == 3 and image.mode == "I;16"
+    failing = tmp_path / "failing.tif"  # its last frame is smaller than a tile
+    first.save(failing, save_all=True, append_images=[*rest, Image.fromarray(pages[0][:4, :4])])
+    out = tmp_path / "failing_out.tif"
+    for rerun in (False, True):
+        result = run_here(*base[:3], str(failing), *base[4:], "--out", str(out))
+        assert result.returncode == 2 and not out.exists(), result.stderr
+        assert f"{out} is written once every frame is restored; the others are in" in (
+            result.stderr
+        )
+        assert ("3 of 4 frames restored by an earlier run" in result.stdout) == rerun
+    assert len(list((tmp_path / "failing_out.tif.frames").glob("failing_*.tif"))) == 3
+    for options, message in (
+        (["--out", str(tmp_path / "a.tif"), "--side-by-side", str(tmp_path / "a.png")],
+         "--out and --side-by-side are both folders (each frame restored into a file), both .tif"),
+        ([*drawn, "--out", str(tmp_path / "b.tif"), "--side-by-side", str(tmp_path / "b_std.tif")],
+         "is where the result's std map goes"),
+        (["--out", str(stack)], "is the input: write the results elsewhere"),
+    ):  # fmt: skip
+        bad = run_here(*base, *options)
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+    alone = run_here(*base, "--out", str(tmp_path / "first.png"))  # the first frame, said
+    assert "the first is restored (to restore each, give --out a folder, or a .tif for a " in (
+        alone.stdout
+    )
+
+
 def test_a_colour_result_asked_for_in_a_gif_is_written_with_a_note(tmp_path):
     """A GIF holds at most 256 colours: a colour result written to one is quantized, and the
     command says so (a grey result fits its 256 levels: no note)."""

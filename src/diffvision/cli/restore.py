@@ -26,7 +26,15 @@ from .common import (
     white_level,
 )
 from .record import recorded_prior
-from .restore_folder import TASK_OPTIONS, Input, restore_folder, std_map_path
+from .restore_folder import (
+    STACK_FILES,
+    TASK_OPTIONS,
+    Input,
+    frames_folder,
+    restore_folder,
+    restore_into_stack,
+    std_map_path,
+)
 
 TASKS = ("denoise", "inpaint", "superres", "deblur", "colorize")
 #: Output files that hold 16 bits per channel: a 16-bit input's result is written at that depth.
@@ -77,7 +85,7 @@ def add_parser(sub) -> None:
     r.add_argument(
         "input",
         help="image file, or a folder of them (searched recursively); a TIFF stack or an "
-        "animation with --out a folder (or in a folder INPUT) has each frame restored",
+        "animation with --out a folder or a .tif (or in a folder INPUT) has each frame restored",
     )
     r.add_argument(
         "--out",
@@ -86,7 +94,8 @@ def add_parser(sub) -> None:
         help="output image (.png; .jpg, .tif, ...; 16 bits per channel for a 16-bit input to .png "
         "or .tif), or for a folder INPUT a folder (each result under the input's name); for a "
         "stack INPUT, a folder restores every frame (STEM_000.tif, or .png for an animation), "
-        "a file the first",
+        "a .tif file every frame into one TIFF stack (its std maps into STEM_std.tif), another "
+        "file the first",
     )
     r.add_argument(
         "--white-level",
@@ -181,7 +190,8 @@ def add_parser(sub) -> None:
     r.add_argument(
         "--side-by-side",
         type=image_file_or_folder,
-        help="also write input | result | uncertainty as one image (a folder where --out is one)",
+        help="also write input | result | uncertainty as one image (a folder where --out is one, "
+        "a TIFF stack where --out is one)",
     )
 
 
@@ -496,16 +506,19 @@ def cmd_restore(args) -> int:
     frames = 1 if source.is_dir() else frame_count(source)
     if source.is_dir() and any(p.suffix for p in outputs):
         raise UsageError("for a folder of inputs, --out and --side-by-side are folders")
-    stack = frames > 1 and not outputs[0].suffix  # every frame restored, into a folder
-    if frames > 1 and any(bool(p.suffix) != (not stack) for p in outputs):
+    kinds = {_output_kind(p) for p in outputs}
+    stack = frames > 1 and kinds == {"folder"}  # every frame restored, into a folder
+    joined = frames > 1 and kinds == {"stack"}  # every frame restored, into a TIFF stack
+    if frames > 1 and len(kinds) > 1:
         raise UsageError(
             f"{source} holds {frames} frames: --out and --side-by-side are both folders (each "
-            "frame restored) or both image files (the first frame)"
+            "frame restored into a file), both .tif files (each frame, into a TIFF stack) or both "
+            "other image files (the first frame)"
         )
     if frames == 1 and not source.is_dir() and any(not p.suffix for p in outputs):
         raise UsageError("for one input image, --out and --side-by-side are image files")
-    _check_apart(args, folders=source.is_dir() or stack)
-    _check_inputs_kept(args, source, outputs)
+    _check_apart(args, folders=source.is_dir() or stack, joined=joined)
+    _check_inputs_kept(args, source, outputs, joined)
     files = find_images(source) if source.is_dir() else [source]
     if not files:
         raise UsageError(f"no images (.png, .jpg, .tif, ...) found under {source}")
@@ -534,11 +547,11 @@ def cmd_restore(args) -> int:
     if kind is not None:
         prior = unconditional_model(prior, kind, args.model, device)
     white = args.white_level or config.get("data", {}).get("white_level") or 65535
-    if not source.is_dir() and not stack:
+    if not source.is_dir() and not stack and not joined:
         if frames > 1:  # said, not silently cut to its first frame
             print(
                 f"note: {source} holds {frames} frames: the first is restored (to restore each, "
-                "give --out a folder)"
+                "give --out a folder, or a .tif for a TIFF stack)"
             )
         _restore_file(args, prior, channels, size, white, device)
         return 0
@@ -547,9 +560,11 @@ def cmd_restore(args) -> int:
     else:  # a stack
         inputs = _inputs(source, Path(source.name), frames)
     fitted: set = set()  # the network's memory measured once per input shape
-    return restore_folder(
-        args, inputs, lambda one: _restore_file(one, prior, channels, size, white, device, fitted)
-    )
+
+    def restore_one(one):
+        return _restore_file(one, prior, channels, size, white, device, fitted)
+
+    return (restore_into_stack if joined else restore_folder)(args, inputs, restore_one)
 
 
 #: Output files of at most 256 colours: a result is not written in them unasked.
@@ -573,14 +588,25 @@ def _inputs(path: Path, name: Path, frames: int | None = None) -> list[Input]:
     ]
 
 
-def _check_inputs_kept(args, source: Path, outputs: list[Path]) -> None:
+def _output_kind(path: Path) -> str:
+    """What an output path of a stack INPUT makes of its frames: a "folder" (a file each), a
+    "stack" (a .tif: one TIFF stack), or an "image" (any other file: the first frame)."""
+    if not path.suffix:
+        return "folder"
+    return "stack" if path.suffix.lower() in STACK_FILES else "image"
+
+
+def _check_inputs_kept(args, source: Path, outputs: list[Path], joined: bool = False) -> None:
     """Refuse (UsageError) outputs that would be written over the input or the ``--mask`` file
     (a result, a side-by-side, or the std map beside a result file: restoring ``x_std.png``
     with ``--out x.png --samples 2`` wrote the std map over the input), or into the input
-    folder (where a rerun would take the results as inputs)."""
+    folder (where a rerun would take the results as inputs). ``joined``: the outputs are TIFF
+    stacks, their std maps one too, their frames waiting in folders beside them."""
     written = list(outputs)
     if args.samples > 1 and outputs[0].suffix:
-        written.append(std_map_path(outputs[0]))
+        written.append(std_map_path(outputs[0], outputs[0].suffix if joined else ".png"))
+    if joined:
+        written += [frames_folder(p) for p in outputs]
     read = {source.resolve(): "the input"}
     if args.mask not in (None, "alpha"):
         read[Path(args.mask).resolve()] = "the --mask file"
@@ -592,16 +618,17 @@ def _check_inputs_kept(args, source: Path, outputs: list[Path]) -> None:
             raise UsageError(f"{target} is inside the input folder: write the results elsewhere")
 
 
-def _check_apart(args, folders: bool) -> None:
+def _check_apart(args, folders: bool, joined: bool = False) -> None:
     """Refuse (UsageError) a ``--side-by-side`` that would be written over the result or its
-    std map (one file), or into the ``--out`` folder itself (the results' folder: its images'
-    side-by-sides would be written over them)."""
+    std map (one file; ``joined``: TIFF stacks, the map one too), or into the ``--out`` folder
+    itself (the results' folder: its images' side-by-sides would be written over them)."""
     if not args.side_by_side:
         return
     side, out = Path(args.side_by_side).resolve(), Path(args.out).resolve()
     if folders and side == out:
         raise UsageError("--out and --side-by-side are one folder: give the side-by-sides another")
-    if not folders and side in (out, std_map_path(out) if args.samples > 1 else out):
+    std = std_map_path(out, out.suffix if joined else ".png")
+    if not folders and side in (out, std if args.samples > 1 else out):
         what = "the result" if side == out else "the result's std map"
         raise UsageError(f"--side-by-side {args.side_by_side} is where {what} goes: give another")
 

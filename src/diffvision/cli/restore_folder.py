@@ -1,12 +1,14 @@
 """``diffvision restore TASK MODEL FOLDER --out FOLDER``: a folder of images (or the frames of a
 TIFF stack) restored one by one, with a record (``restore.json`` in the output folder) of the
 settings and of each image done, so a rerun after an interruption restores only the images not
-done yet."""
+done yet. ``--out STACK.tif`` for a stack: its frames restored so into a folder beside it, then
+joined into one TIFF stack."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -46,9 +48,58 @@ def settings_of(args: argparse.Namespace) -> dict:
     return {**settings, "input": str(Path(args.input).resolve())}
 
 
-def std_map_path(out: Path) -> Path:
-    """Where the uncertainty map of the result ``out`` is written (``--samples`` > 1)."""
-    return out.with_name(out.stem + "_std.png")
+def std_map_path(out: Path, suffix: str = ".png") -> Path:
+    """Where the uncertainty map of the result ``out`` is written (``--samples`` > 1): beside
+    it as ``STEM_std.png`` (``suffix``: ``.tif`` for a TIFF stack's maps, one stack too)."""
+    return out.with_name(out.stem + "_std" + suffix)
+
+
+#: Output files that hold a stack's frames as pages (``--out STACK.tif``).
+STACK_FILES = (".tif", ".tiff")
+
+
+def frames_folder(stack: Path) -> Path:
+    """Where the frames of the TIFF stack ``stack`` wait, each in a file, until every one is
+    restored (``out.tif.frames/``, with a record, so an interrupted run goes on)."""
+    return stack.with_name(stack.name + ".frames")
+
+
+def restore_into_stack(
+    args: argparse.Namespace,
+    inputs: list[Input],
+    restore_one: Callable[[argparse.Namespace], float | None],
+) -> int:
+    """Restore the frames ``inputs`` of a stack as :func:`restore_folder` does, into
+    :func:`frames_folder` of ``args.out`` (and of ``args.side_by_side``), then join each kind of
+    file into one multi-page TIFF: the results into ``args.out``, their std maps (``--samples``)
+    into ``STEM_std.tif`` beside it, the side-by-sides into ``args.side_by_side``; the folders
+    go once the stacks are written. Until then, the same command continues an interrupted or
+    partly failed run. Returns the exit code."""
+    from ..io.images import join_into_stack
+
+    out = Path(args.out)
+    parts = argparse.Namespace(**vars(args))
+    parts.out = str(frames_folder(out))
+    stacks = [out]
+    if args.samples > 1:
+        stacks.append(std_map_path(out, out.suffix))
+    if args.side_by_side:
+        parts.side_by_side = str(frames_folder(Path(args.side_by_side)))
+        stacks.append(Path(args.side_by_side))
+    code = restore_folder(parts, inputs, restore_one)
+    if code != 0:
+        if code == EXIT_USAGE:  # failed frames: the others wait for them
+            print(f"diffvision restore: {out} is written once every frame is restored; the "
+                  f"others are in {parts.out}/", file=sys.stderr)  # fmt: skip
+        return code
+    files = [_targets(parts, item.name) for item in inputs]  # per frame: result, map, strip
+    for kind, stack in enumerate(stacks):
+        join_into_stack(stack, [targets[kind] for targets in files])
+    for folder in {parts.out, parts.side_by_side} - {None}:
+        shutil.rmtree(folder)
+    print(f"wrote {len(inputs)} frames into the TIFF stack{'s' * (len(stacks) > 1)} "
+          f"{', '.join(map(str, stacks))}")  # fmt: skip
+    return 0
 
 
 def _targets(args: argparse.Namespace, name: Path) -> list[Path]:

@@ -51,6 +51,30 @@ def save_16_bit(path: str | Path, image: Tensor, white: int = 65535) -> Path:
     return write_whole(path, write)
 
 
+def join_into_stack(path: str | Path, files: list[Path]) -> Path:
+    """Write the image ``files`` (8- or 16-bit, grey or colour, as written by this module) as
+    the pages of one multi-page TIFF ``path`` (uncompressed), each at its depth and channels,
+    bit for bit, one page in memory at a time; whole or not at all (:func:`write_whole`). The
+    files are read by OpenCV, which keeps 16-bit colour (PIL does not), and the stack written by
+    tifffile, page by page (OpenCV's writer takes every page at once)."""
+    import cv2
+    import tifffile
+
+    path = Path(path)
+
+    def write(tmp: Path) -> None:
+        with tifffile.TiffWriter(tmp) as stack:
+            for file in files:
+                page = cv2.imread(str(file), cv2.IMREAD_UNCHANGED)
+                if page is None:
+                    raise ValueError(f"cannot read {file} to join it into {path}")
+                colour = page.ndim == 3
+                page = page[:, :, ::-1] if colour else page  # OpenCV's BGR -> RGB
+                stack.write(page, photometric="rgb" if colour else "minisblack")
+
+    return write_whole(path, write)
+
+
 def is_16_bit(path: str | Path, frame: int = 0) -> bool:
     """Whether an image file (its frame ``frame``) holds 16 bits per channel, grey or colour
     (read from its header)."""
