@@ -863,6 +863,49 @@ def test_restore_a_stack_into_a_tiff_stack(tiny_digits_model, tmp_path):
     )
 
 
+def test_a_mask_stack_gives_each_frame_of_a_stack_its_own_mask(tiny_digits_model, tmp_path):
+    """Inpainting a stack with a --mask of as many frames: frame k's hole is mask frame k's
+    (it was the first mask's for every frame), each frame's result that of the frame alone with
+    its mask alone; a mask stack of another count still gives its first, and says so."""
+    rng = np.random.default_rng(2)
+    pages = [Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)) for _ in range(3)]
+    stack = tmp_path / "stack.tif"
+    pages[0].save(stack, save_all=True, append_images=pages[1:])
+    holes = []
+    for k in range(3):
+        hole = np.full((16, 16), 255, np.uint8)
+        hole[2 + 4 * k : 6 + 4 * k, 3:9] = 0  # a hole of its own in each frame
+        holes.append(Image.fromarray(hole))
+    masks = tmp_path / "masks.tif"
+    holes[0].save(masks, save_all=True, append_images=holes[1:])
+    base = ["restore", "inpaint", str(tiny_digits_model)]
+    options = ["--tile", "8", "--steps", "2", "--quiet"]
+    result = run_here(*base, str(stack), "--mask", str(masks), *options, "--out",
+                      str(tmp_path / "filled"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"--mask {masks} holds 3 frames, as many as the input: each frame its own" in (
+        result.stdout
+    )
+    pages[1].save(tmp_path / "frame1.png")
+    holes[1].save(tmp_path / "mask1.png")
+    alone = run_here(*base, str(tmp_path / "frame1.png"), "--mask", str(tmp_path / "mask1.png"),
+                     *options, "--out", str(tmp_path / "alone.tif"))  # fmt: skip
+    assert alone.returncode == 0, alone.stderr
+    with (
+        Image.open(tmp_path / "filled" / "stack_001.tif") as a,
+        Image.open(tmp_path / "alone.tif") as b,
+    ):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+    two = [Image.fromarray(np.asarray(hole)) for hole in holes[:2]]  # (PIL saves an image
+    two[0].save(masks, save_all=True, append_images=two[1:])  # once with save_all)
+    result = run_here(*base, str(stack), "--mask", str(masks), *options, "--out",
+                      str(tmp_path / "two"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "holds 2 frames: the first is the mask of every image (the input has 3)" in (
+        result.stdout
+    )
+
+
 def test_a_colour_result_asked_for_in_a_gif_is_written_with_a_note(tmp_path):
     """A GIF holds at most 256 colours: a colour result written to one is quantized, and the
     command says so (a grey result fits its 256 levels: no note)."""

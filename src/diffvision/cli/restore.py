@@ -106,8 +106,9 @@ def add_parser(sub) -> None:
     r.add_argument("--sigma", type=_finite, default=0.0, help="noise std on the 0-255 scale")
     r.add_argument(
         "--mask",
-        help="inpaint: mask image (white = observed, black = hole), or `alpha`: the input's "
-        "transparent pixels (erased in an editor) are the hole",
+        help="inpaint: mask image (white = observed, black = hole; a stack of as many frames as "
+        "a stack INPUT: one per frame), or `alpha`: the input's transparent pixels (erased in "
+        "an editor) are the hole",
     )
     r.add_argument("--box", help="inpaint: hole x,y,w,h in pixels")
     r.add_argument("--random", type=_finite, help="inpaint: fraction of pixels missing")
@@ -267,7 +268,8 @@ def _operator(args, clean_shape):
             mask = read_alpha(args.input, getattr(args, "frame", 0)) == 1  # its size, upright
             mask = mask.float()
         elif args.mask:
-            mask = (read_image(args.mask, 1)[0, 0] > 0).float()
+            frame = getattr(args, "frame", 0) if getattr(args, "mask_per_frame", False) else 0
+            mask = (read_image(args.mask, 1, frame=frame)[0, 0] > 0).float()
             if mask.shape != (h, w):
                 size = f"{mask.shape[1]} x {mask.shape[0]}"
                 raise UsageError(f"--mask is {size} px and the image {w} x {h}: make them one size")
@@ -308,20 +310,28 @@ def _start(args, solver: str) -> str:
     return "classical" if args.task == "inpaint" and solver in WARM_SOLVERS else "noise"
 
 
-def _check_mask_file(path: Path) -> None:
-    """Refuse (UsageError) a ``--mask`` file that is missing or no image, from its header; say
-    where it holds several frames that the first is the mask."""
+def _check_mask_file(path: Path, frames: int = 1) -> bool:
+    """Refuse (UsageError) a ``--mask`` file that is missing or no image, from its header.
+    Returns whether its frames are those of a stack of ``frames`` frames, one mask each
+    (``frames`` > 1: every frame of a stack INPUT restored); where it holds several frames
+    otherwise, says that the first is the mask."""
     from ..data.transforms import UNREADABLE_IMAGE, open_image, unreadable
 
     if not path.is_file():
         raise UsageError(f"--mask: image not found: {path}")
     try:
         with open_image(path) as image:
-            frames = getattr(image, "n_frames", 1)
+            masks = getattr(image, "n_frames", 1)
     except UNREADABLE_IMAGE as err:
         raise UsageError(f"--mask: {unreadable(path, err)}") from None
-    if frames > 1:
-        print(f"note: --mask {path} holds {frames} frames: the first is the mask of every image")
+    if masks > 1 and masks == frames:
+        print(f"note: --mask {path} holds {masks} frames, as many as the input: each frame its "
+              "own mask")  # fmt: skip
+        return True
+    if masks > 1:
+        print(f"note: --mask {path} holds {masks} frames: the first is the mask of every image"
+              + (f" (the input has {frames})" if frames > 1 else ""))  # fmt: skip
+    return False
 
 
 def _tiling(args, size: int) -> tuple[int, int]:
@@ -331,11 +341,13 @@ def _tiling(args, size: int) -> tuple[int, int]:
     return tile, args.overlap if args.overlap is not None else tile // 4
 
 
-def _check_settings(args, size: int) -> None:
+def _check_settings(args, size: int, frames: int = 1) -> None:
     """Refuse (UsageError) options that no image could make work, once and before any work
     (for a folder or a stack they would fail on every image): a negative or missing --sigma,
     the inpainting mask's options, the form of --kernel, --overlap against the tile (the
-    model's ``size`` by default), options of another solver, mmse with --samples."""
+    model's ``size`` by default), options of another solver, mmse with --samples. ``frames``:
+    of the stack INPUT whose every frame is restored (1 otherwise); a --mask of as many frames
+    gives each its own (``args.mask_per_frame``)."""
     from ..restore.solvers import WARM_SOLVERS, check_settings
     from ..restore.starts import FILLS
 
@@ -351,7 +363,7 @@ def _check_settings(args, size: int) -> None:
         if args.box:
             _box(args.box)
         if args.mask not in (None, "alpha"):
-            _check_mask_file(Path(args.mask))
+            args.mask_per_frame = _check_mask_file(Path(args.mask), frames)
         if args.random is not None and not 0 < args.random < 1:
             raise UsageError(
                 f"--random must be in (0, 1), the fraction missing, not {args.random:g}"
@@ -540,7 +552,7 @@ def cmd_restore(args) -> int:
     elif args.unconditional != "auto":
         raise UsageError(f"--unconditional is for a class model: {args.model} is unconditional")
     args.unconditional = recorded_prior(kind)  # a folder's record holds the prior used
-    _check_settings(args, size)  # once, before the model is loaded
+    _check_settings(args, size, frames if stack or joined else 1)  # once, before the model
     for target in (p for p in outputs if channels == 3 and _palette(p)):  # asked for: said
         print(f"note: {target} holds at most 256 colours: the result is quantized (.png keeps it)")
     prior = fast_inference(load(args.model, device=device), device, args.bf16)

@@ -20,8 +20,9 @@ from .record import read_record, typed_prior, write_record
 from .record import settings_of as record_settings
 
 RECORD = "restore.json"
-#: Options that do not change a result: where it is written, how it is shown, where it is run.
-NOT_SETTINGS = ("command", "out", "side_by_side", "quiet", "device", "batch")
+#: Options that do not change a result: where it is written, how it is shown, where it is run
+#: (and what the --mask file and the input, recorded, decide: whether each frame has its mask).
+NOT_SETTINGS = ("command", "out", "side_by_side", "quiet", "device", "batch", "mask_per_frame")
 #: Options of one task: for the other tasks they change nothing.
 TASK_OPTIONS = {
     "inpaint": ("mask", "box", "random", "strokes", "stroke_width", "fill"),
