@@ -616,7 +616,7 @@ def _check_inputs_kept(args, source: Path, outputs: list[Path], joined: bool = F
     stacks, their std maps one too, their frames waiting in folders beside them."""
     written = list(outputs)
     if args.samples > 1 and outputs[0].suffix:
-        written.append(std_map_path(outputs[0], outputs[0].suffix if joined else ".png"))
+        written.append(std_map_path(outputs[0], joined))
     if joined:
         written += [frames_folder(p) for p in outputs]
     read = {source.resolve(): "the input"}
@@ -639,8 +639,7 @@ def _check_apart(args, folders: bool, joined: bool = False) -> None:
     side, out = Path(args.side_by_side).resolve(), Path(args.out).resolve()
     if folders and side == out:
         raise UsageError("--out and --side-by-side are one folder: give the side-by-sides another")
-    std = std_map_path(out, out.suffix if joined else ".png")
-    if not folders and side in (out, std if args.samples > 1 else out):
+    if not folders and side in (out, std_map_path(out, joined) if args.samples > 1 else out):
         what = "the result" if side == out else "the result's std map"
         raise UsageError(f"--side-by-side {args.side_by_side} is where {what} goes: give another")
 

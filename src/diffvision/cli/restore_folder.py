@@ -49,10 +49,11 @@ def settings_of(args: argparse.Namespace) -> dict:
     return {**settings, "input": str(Path(args.input).resolve())}
 
 
-def std_map_path(out: Path, suffix: str = ".png") -> Path:
+def std_map_path(out: Path, joined: bool = False) -> Path:
     """Where the uncertainty map of the result ``out`` is written (``--samples`` > 1): beside
-    it as ``STEM_std.png`` (``suffix``: ``.tif`` for a TIFF stack's maps, one stack too)."""
-    return out.with_name(out.stem + "_std" + suffix)
+    it as ``STEM_std.png``; for ``joined`` frames (``out`` a TIFF stack) the maps are one too,
+    ``STEM_std.tif``."""
+    return out.with_name(out.stem + "_std" + (out.suffix if joined else ".png"))
 
 
 #: Output files that hold a stack's frames as pages (``--out STACK.tif``).
@@ -83,7 +84,7 @@ def restore_into_stack(
     parts.out = str(frames_folder(out))
     stacks = [out]
     if args.samples > 1:
-        stacks.append(std_map_path(out, out.suffix))
+        stacks.append(std_map_path(out, joined=True))
     if args.side_by_side:
         parts.side_by_side = str(frames_folder(Path(args.side_by_side)))
         stacks.append(Path(args.side_by_side))

@@ -77,10 +77,11 @@ def train_noise_classifier(
         clf = NoiseClassifier(config, generator=gen).to(device)
     opt = torch.optim.AdamW(clf.parameters(), lr=lr, weight_decay=1e-4)
     settings = {"steps": steps, "batch": batch, "lr": lr, "sigma_range": [lo, hi], "seed": seed}
-    settings.update(hidden=hidden, depth=depth, hflip=hflip, data=data.describe())
+    settings.update(hflip=hflip, data=data.describe())  # those of info, and the network's:
+    kept = {**settings, "hidden": hidden, "depth": depth}  # what a saved state must match
     first, tail, spent = 0, [], 0.0
     if state is not None:  # where a stopped run left off: weights, optimiser, random stream
-        differ = sorted(k for k in settings if state["settings"].get(k) != settings[k])
+        differ = sorted(k for k in kept if state["settings"].get(k) != kept[k])
         if differ:
             raise ValueError(
                 f"the noise classifier's saved state is of other settings ({', '.join(differ)})"
@@ -112,7 +113,7 @@ def train_noise_classifier(
             progress(step + 1, value)
         if stop is not None and step + 1 < steps and stop():
             raise ClassifierStopped({
-                "settings": settings,
+                "settings": kept,
                 "step": step + 1,
                 "classifier": clf.state_dict(),
                 "optimizer": opt.state_dict(),
@@ -121,14 +122,8 @@ def train_noise_classifier(
                 "seconds": spent + time.time() - start,
             })  # fmt: skip
     info = {
-        "steps": steps,
-        "batch": batch,
-        "lr": lr,
-        "sigma_range": [lo, hi],
-        "seed": seed,
-        "hflip": hflip,
+        **settings,
         "final_loss": sum(tail) / len(tail),
         "seconds": round(spent + time.time() - start, 1),
-        "data": data.describe(),
     }
     return clf.eval(), info
