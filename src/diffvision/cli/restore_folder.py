@@ -169,6 +169,9 @@ def restore_folder(
     failed = []
     held = contextlib.ExitStack()  # the stack whose frames are being restored, held open
     held_path = None
+    masks = contextlib.ExitStack()  # a --mask stack of one mask per frame, held open likewise
+    if getattr(args, "mask_per_frame", False):
+        masks.enter_context(keep_open(args.mask))
     try:
         for position, (path, name, frame) in enumerate(inputs, 1):
             if name in skipped:
@@ -202,6 +205,7 @@ def restore_folder(
         return 130
     finally:
         held.close()
+        masks.close()
     restored = [n for n in names if str(n) in done]
     print(f"restored {len(restored)} of {len(names)} {what} into {out}/")
     scores = [done[str(n)]["psnr"] for n in restored if done[str(n)].get("psnr") is not None]
