@@ -625,3 +625,38 @@ def test_image_data_and_train_check_what_they_are_given(tmp_path):
             TrainConfig(preset="tiny", steps=1, batch=2), torch.rand(4, 1, 8, 8), tmp_path / "run"
         )
     assert not (tmp_path / "run").exists()
+
+
+def test_a_held_16_bit_colour_stack_is_read_in_runs_of_pages(tmp_path, monkeypatch):
+    """OpenCV (which reads 16-bit colour) finds a page by walking the pages before it on every
+    call, so reading each frame of such a stack cost its length squared (1,000 pages of 64 x 64:
+    about 20 s). Where the file is held open (``keep_open``: restore's stack INPUT; training's
+    readers of a file's frames, ``read_squares`` and ``read_headers``), pages are read in runs
+    (here of 16: ``DEEP_RUN_BYTES`` set so) and each frame is the same as read alone."""
+    import cv2
+
+    from diffvision.data import transforms
+    from diffvision.data.folder import read_headers
+
+    rng = np.random.default_rng(0)
+    pages = [rng.integers(0, 65535, (6, 5, 3)).astype(np.uint16) for _ in range(40)]
+    path = tmp_path / "deep.tif"
+    assert cv2.imwritemulti(str(path), pages)
+    alone = [transforms.read_unit_array(path, 3, frame=k) for k in range(40)]
+    monkeypatch.setattr(transforms, "DEEP_RUN_BYTES", 16 * 6 * 5 * 8)
+    starts, real = [], cv2.imreadmulti
+
+    def counting(*args, **kwargs):
+        starts.append(kwargs.get("start"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cv2, "imreadmulti", counting)
+    with transforms.keep_open(path):
+        held = [transforms.read_unit_array(path, 3, frame=k) for k in range(40)]
+    assert starts == [0, 16, 32]
+    assert all(np.array_equal(a, b) for a, b in zip(alone, held, strict=True))
+    starts.clear()
+    assert len(list(transforms.read_squares(path, 4, 3))) == 40 and starts == [0, 16, 32]
+    starts.clear()
+    assert len(read_headers(path)) == 40 and starts == [0, 16, 32]
+    assert not transforms._DEEP_RUNS  # let go with the file

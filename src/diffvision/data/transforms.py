@@ -114,6 +114,11 @@ ORIENT = {
 
 #: Image files held open by :func:`keep_open`, by resolved path.
 _KEPT: dict[Path, Image.Image] = {}
+#: The run of pages last read of a 16-bit colour stack that :func:`keep_open` holds, by
+#: resolved path: (its first page, the pages as OpenCV reads them).
+_DEEP_RUNS: dict[Path, tuple[int, list[np.ndarray]]] = {}
+#: At most how many bytes of such a stack's pages one read takes (a run of pages).
+DEEP_RUN_BYTES = 64 << 20
 
 
 @contextmanager
@@ -121,14 +126,20 @@ def keep_open(path: str | Path) -> Iterator[None]:
     """Hold the image file ``path`` open while inside, for every reader that opens it with
     :func:`open_image`: PIL finds a TIFF's page by walking the pages before it and remembers
     where those start, but only while the file stays open, so reading a stack's frames one
-    call each would otherwise walk its pages again for every frame."""
+    call each would otherwise walk its pages again for every frame. (OpenCV, which reads
+    16-bit colour, walks them on every call: :func:`deep_colour_pixels` reads runs of pages of
+    a held stack.) Inside a ``keep_open`` of the same file, it holds nothing more."""
     key = Path(path).resolve()
+    if key in _KEPT:
+        yield
+        return
     image = Image.open(path)
     _KEPT[key] = image
     try:
         yield
     finally:
         _KEPT.pop(key, None)
+        _DEEP_RUNS.pop(key, None)
         image.close()
 
 
@@ -184,7 +195,10 @@ def deep_colour_pixels(path: str | Path, orientation: int = 1, frame: int = 0) -
     (alpha dropped), turned by an EXIF ``orientation``; ``frame``: the page of a TIFF stack."""
     import cv2
 
-    if frame:
+    kept = _KEPT.get(Path(path).resolve()) if _KEPT else None
+    if kept is not None and getattr(kept, "n_frames", 1) > 1:
+        pixels = _held_deep_page(path, kept, frame)
+    elif frame:
         ok, pages = cv2.imreadmulti(str(path), start=frame, count=1, flags=cv2.IMREAD_UNCHANGED)
         pixels = pages[0] if ok and len(pages) == 1 else None
     else:
@@ -193,6 +207,28 @@ def deep_colour_pixels(path: str | Path, orientation: int = 1, frame: int = 0) -
         raise ValueError("OpenCV could not read it as 16-bit colour")
     rgb = pixels[:, :, 2::-1]  # OpenCV's BGR(A) -> RGB
     return np.ascontiguousarray(ORIENT.get(orientation, ORIENT[1])(rgb))
+
+
+def _held_deep_page(path: str | Path, kept: Image.Image, frame: int) -> np.ndarray | None:
+    """Page ``frame`` of the 16-bit colour stack ``path`` that :func:`keep_open` holds (as
+    ``kept``), as OpenCV reads it (BGR(A)), or None where it cannot. OpenCV finds a page by
+    walking the pages before it on every call, which made reading each frame of a stack cost
+    its length squared; pages are read in runs of up to :data:`DEEP_RUN_BYTES` and the last run
+    kept, so a stack read frame by frame is walked about once per run."""
+    import cv2
+
+    key = Path(path).resolve()
+    first, pages = _DEEP_RUNS.get(key, (0, []))
+    if not first <= frame < first + len(pages):
+        width, height = kept.size  # of the page PIL is at, this one's where read in order
+        count = max(1, DEEP_RUN_BYTES // max(1, width * height * 8))  # 4 channels of 2 bytes
+        ok, pages = cv2.imreadmulti(str(path), start=frame, count=count,
+                                    flags=cv2.IMREAD_UNCHANGED)  # fmt: skip
+        if not ok or not pages:
+            return None
+        first = frame
+        _DEEP_RUNS[key] = (first, pages)
+    return pages[frame - first]
 
 
 def read_unit_array(
@@ -236,7 +272,7 @@ def read_squares(
     """Every frame of an image file, in order, as :func:`read_square` reads one, from one
     opening of the file: PIL finds a TIFF's page by walking the pages before it, so an opening
     per frame would cost a stack's length squared (2,000 pages of 64 x 64: 277 s, 0.9 s now)."""
-    with Image.open(path) as image:
+    with keep_open(path), open_image(path) as image:  # held: 16-bit colour pages too
         for frame in range(getattr(image, "n_frames", 1)):
             seek_frame(image, frame)
             yield _square_of(image, path, size, channels, white, frame)
