@@ -307,10 +307,14 @@ def test_a_file_is_written_whole_or_not_at_all(tmp_path):
 
 
 @pytest.mark.parametrize("channels", [1, 3])
-def test_files_joined_into_a_tiff_stack_read_back_as_they_were(tmp_path, channels):
+def test_files_joined_into_a_tiff_stack_read_back_as_they_were(tmp_path, channels, monkeypatch):
     """``join_into_stack``: 16-bit and 8-bit files, grey and colour (OpenCV reads colour as
     BGR, which the stack must not keep), become pages that this project's reader (frame by
-    frame) and PIL (8-bit) read as the files themselves, in order."""
+    frame) and PIL (8-bit) read as the files themselves, in order; a classic TIFF, and a
+    BigTIFF where the stack would be larger than ``BIGTIFF_ABOVE`` (a classic TIFF addresses
+    4 GiB: tifffile refuses a larger one, "data too large for non-BigTIFF file", which came
+    after every frame had been restored)."""
+    from diffvision.io import images as image_io
     from diffvision.io.images import join_into_stack, read_image, save_16_bit, save_image
 
     gen = torch.Generator().manual_seed(channels)
@@ -318,13 +322,18 @@ def test_files_joined_into_a_tiff_stack_read_back_as_they_were(tmp_path, channel
     deep = [save_16_bit(tmp_path / f"deep{k}.tif", x) for k, x in enumerate(images)]
     plain = [save_image(tmp_path / f"plain{k}.png", x) for k, x in enumerate(images)]
     for files, name in ((deep, "deep.tif"), (plain, "plain.tif")):
-        stack = join_into_stack(tmp_path / name, files)
-        for k, file in enumerate(files):
-            page = read_image(stack, channels, frame=k)
-            assert torch.equal(page, read_image(file, channels)), (name, k)
+        for big in (False, True):
+            monkeypatch.setattr(image_io, "BIGTIFF_ABOVE", 0 if big else 2 << 30)
+            stack = join_into_stack(tmp_path / name, files)
+            assert stack.read_bytes()[:4] == (b"II+\0" if big else b"II*\0")  # BigTIFF, TIFF
+            for k, file in enumerate(files):
+                page = read_image(stack, channels, frame=k)
+                assert torch.equal(page, read_image(file, channels)), (name, big, k)
     with Image.open(tmp_path / "plain.tif") as joined, Image.open(plain[2]) as last:
         joined.seek(2)
         assert joined.mode == last.mode and np.array_equal(np.asarray(joined), np.asarray(last))
     with pytest.raises(ValueError, match=r"cannot read .*nothing\.png to join it into"):
         join_into_stack(tmp_path / "bad.tif", [tmp_path / "nothing.png"])
     assert not (tmp_path / "bad.tif").exists()
+    with pytest.raises(ValueError, match="no images to join into"):
+        join_into_stack(tmp_path / "none.tif", [])

@@ -3,6 +3,7 @@ grids and PNG files."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -51,26 +52,40 @@ def save_16_bit(path: str | Path, image: Tensor, white: int = 65535) -> Path:
     return write_whole(path, write)
 
 
+#: Stacks estimated above this many bytes (their first page's times the pages) are written as
+#: BigTIFF: a classic TIFF addresses 4 GiB, and pages may differ in size. PIL, OpenCV and
+#: ImageJ read BigTIFF too.
+BIGTIFF_ABOVE = 2 << 30
+
+
 def join_into_stack(path: str | Path, files: list[Path]) -> Path:
     """Write the image ``files`` (8- or 16-bit, grey or colour, as written by this module) as
-    the pages of one multi-page TIFF ``path`` (uncompressed), each at its depth and channels,
-    bit for bit, one page in memory at a time; whole or not at all (:func:`write_whole`). The
-    files are read by OpenCV, which keeps 16-bit colour (PIL does not), and the stack written by
-    tifffile, page by page (OpenCV's writer takes every page at once)."""
+    the pages of one multi-page TIFF ``path`` (uncompressed; BigTIFF above
+    :data:`BIGTIFF_ABOVE`), each at its depth and channels, bit for bit, one page in memory at a
+    time; whole or not at all (:func:`write_whole`). The files are read by OpenCV, which keeps
+    16-bit colour (PIL does not), and the stack written by tifffile, page by page (OpenCV's
+    writer takes every page at once)."""
     import cv2
     import tifffile
 
     path = Path(path)
+    if not files:
+        raise ValueError(f"no images to join into {path}")
+
+    def pages():
+        for file in files:
+            page = cv2.imread(str(file), cv2.IMREAD_UNCHANGED)
+            if page is None:
+                raise ValueError(f"cannot read {file} to join it into {path}")
+            yield page[:, :, ::-1] if page.ndim == 3 else page  # OpenCV's BGR -> RGB
 
     def write(tmp: Path) -> None:
-        with tifffile.TiffWriter(tmp) as stack:
-            for file in files:
-                page = cv2.imread(str(file), cv2.IMREAD_UNCHANGED)
-                if page is None:
-                    raise ValueError(f"cannot read {file} to join it into {path}")
-                colour = page.ndim == 3
-                page = page[:, :, ::-1] if colour else page  # OpenCV's BGR -> RGB
-                stack.write(page, photometric="rgb" if colour else "minisblack")
+        each = pages()
+        first = next(each)
+        big = first.nbytes * len(files) > BIGTIFF_ABOVE
+        with tifffile.TiffWriter(tmp, bigtiff=big) as stack:
+            for page in itertools.chain([first], each):
+                stack.write(page, photometric="rgb" if page.ndim == 3 else "minisblack")
 
     return write_whole(path, write)
 
