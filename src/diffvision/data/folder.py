@@ -23,7 +23,6 @@ from .transforms import (
     is_16_bit_image,
     is_deep_colour,
     keep_open,
-    open_image,
     read_square,
     read_squares,
     seek_frame,
@@ -68,7 +67,7 @@ def read_headers(path: Path, deep_values: bool = True) -> list[Header]:
     values give the white level, see :func:`~diffvision.data.transforms.white_level_for`)."""
     headers = []
     try:
-        with keep_open(path), open_image(path) as image:  # held: 16-bit colour pages too
+        with keep_open(path) as image:  # held: 16-bit colour pages too
             for frame in range(getattr(image, "n_frames", 1)):
                 seek_frame(image, frame)
                 mode, side, low, top = image.mode, min(image.size), 0, None

@@ -122,21 +122,22 @@ DEEP_RUN_BYTES = 64 << 20
 
 
 @contextmanager
-def keep_open(path: str | Path) -> Iterator[None]:
+def keep_open(path: str | Path) -> Iterator[Image.Image]:
     """Hold the image file ``path`` open while inside, for every reader that opens it with
     :func:`open_image`: PIL finds a TIFF's page by walking the pages before it and remembers
     where those start, but only while the file stays open, so reading a stack's frames one
     call each would otherwise walk its pages again for every frame. (OpenCV, which reads
     16-bit colour, walks them on every call: :func:`deep_colour_pixels` reads runs of pages of
-    a held stack.) Inside a ``keep_open`` of the same file, it holds nothing more."""
+    a held stack.) Inside a ``keep_open`` of the same file, it holds nothing more. Yields the
+    image held."""
     key = Path(path).resolve()
     if key in _KEPT:
-        yield
+        yield _KEPT[key]
         return
     image = Image.open(path)
     _KEPT[key] = image
     try:
-        yield
+        yield image
     finally:
         _KEPT.pop(key, None)
         _DEEP_RUNS.pop(key, None)
@@ -195,9 +196,10 @@ def deep_colour_pixels(path: str | Path, orientation: int = 1, frame: int = 0) -
     (alpha dropped), turned by an EXIF ``orientation``; ``frame``: the page of a TIFF stack."""
     import cv2
 
-    kept = _KEPT.get(Path(path).resolve()) if _KEPT else None
+    key = Path(path).resolve() if _KEPT else None
+    kept = _KEPT.get(key) if key else None
     if kept is not None and getattr(kept, "n_frames", 1) > 1:
-        pixels = _held_deep_page(path, kept, frame)
+        pixels = _held_deep_page(path, key, kept, frame)
     elif frame:
         ok, pages = cv2.imreadmulti(str(path), start=frame, count=1, flags=cv2.IMREAD_UNCHANGED)
         pixels = pages[0] if ok and len(pages) == 1 else None
@@ -209,15 +211,17 @@ def deep_colour_pixels(path: str | Path, orientation: int = 1, frame: int = 0) -
     return np.ascontiguousarray(ORIENT.get(orientation, ORIENT[1])(rgb))
 
 
-def _held_deep_page(path: str | Path, kept: Image.Image, frame: int) -> np.ndarray | None:
+def _held_deep_page(
+    path: str | Path, key: Path, kept: Image.Image, frame: int
+) -> np.ndarray | None:
     """Page ``frame`` of the 16-bit colour stack ``path`` that :func:`keep_open` holds (as
-    ``kept``), as OpenCV reads it (BGR(A)), or None where it cannot. OpenCV finds a page by
-    walking the pages before it on every call, which made reading each frame of a stack cost
-    its length squared; pages are read in runs of up to :data:`DEEP_RUN_BYTES` and the last run
-    kept, so a stack read frame by frame is walked about once per run."""
+    ``kept``, under its resolved path ``key``), as OpenCV reads it (BGR(A)), or None where it
+    cannot. OpenCV finds a page by walking the pages before it on every call, which made
+    reading each frame of a stack cost its length squared; pages are read in runs of up to
+    :data:`DEEP_RUN_BYTES` and the last run kept, so a stack read frame by frame is walked
+    about once per run."""
     import cv2
 
-    key = Path(path).resolve()
     first, pages = _DEEP_RUNS.get(key, (0, []))
     if not first <= frame < first + len(pages):
         width, height = kept.size  # of the page PIL is at, this one's where read in order
@@ -272,7 +276,7 @@ def read_squares(
     """Every frame of an image file, in order, as :func:`read_square` reads one, from one
     opening of the file: PIL finds a TIFF's page by walking the pages before it, so an opening
     per frame would cost a stack's length squared (2,000 pages of 64 x 64: 277 s, 0.9 s now)."""
-    with keep_open(path), open_image(path) as image:  # held: 16-bit colour pages too
+    with keep_open(path) as image:  # held: 16-bit colour pages too
         for frame in range(getattr(image, "n_frames", 1)):
             seek_frame(image, frame)
             yield _square_of(image, path, size, channels, white, frame)
