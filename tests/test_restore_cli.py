@@ -1,6 +1,7 @@
 """``diffvision restore`` end to end on a tiny model, and whole images by tiles."""
 
 import argparse
+import hashlib
 import itertools
 import json
 import re
@@ -1204,6 +1205,69 @@ def test_restoring_a_folder_goes_on_where_it_was_stopped(tiny_digits_model, tmp_
     assert again.returncode == 0, again.stderr
     assert f"{len(done)} of 6 images restored by an earlier run" in again.stdout
     assert "restored 6 of 6 images" in again.stdout and len(list(out.glob("*.png"))) == 6
+
+
+def test_an_input_or_mask_changed_since_a_run_is_not_taken_as_restored(tiny_digits_model, tmp_path):
+    """The record binds each result to its input file's content (SHA-256) and the run to the
+    --mask file's: an input changed in place is restored again (the others kept), a whole
+    stack's frames when the stack changed, and a --mask of other content is other settings.
+    Records from before they held digests keep their results."""
+    rng = np.random.default_rng(0)
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    for name in ("a.png", "b.png"):
+        Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)).save(folder / name)
+    hole = np.full((16, 16), 255, np.uint8)
+    hole[4:9, 5:11] = 0
+    mask = tmp_path / "mask.png"
+    Image.fromarray(hole).save(mask)
+    args = ["restore", "inpaint", str(tiny_digits_model), str(folder), "--mask", str(mask),
+            "--tile", "8", "--steps", "2", "--quiet", "--out", str(out)]  # fmt: skip
+    assert run_here(*args).returncode == 0
+    record = json.loads((out / "restore.json").read_text())
+    assert record["settings"]["mask_sha256"] == hashlib.sha256(mask.read_bytes()).hexdigest()
+    assert (
+        record["images"]["a.png"]["sha256"]
+        == hashlib.sha256((folder / "a.png").read_bytes()).hexdigest()
+    )
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
+    Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)).save(folder / "a.png")
+    again = run_here(*args)
+    assert again.returncode == 0, again.stderr
+    assert "1 of 2 images changed since an earlier run restored it" in again.stdout
+    assert "1 of 2 images restored by an earlier run" in again.stdout
+    assert f"{folder / 'a.png'}:" in again.stdout and f"{folder / 'b.png'}:" not in again.stdout
+    after = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
+    assert after["b.png"] == before["b.png"] and after["a.png"] != before["a.png"]
+    again = run_here(*args)  # now recorded with its new content: nothing to do
+    assert "2 of 2 images restored by an earlier run" in again.stdout
+    assert "changed since" not in again.stdout
+    kept = mask.read_bytes()
+    hole[0, 0] = 0  # the mask file's content changed, not its name: other settings
+    Image.fromarray(hole).save(mask)
+    bad = run_here(*args)
+    assert bad.returncode == 2, bad.stdout
+    assert "other settings (a --mask file of other content (its SHA-256 differs))" in bad.stderr
+    mask.write_bytes(kept)
+    old = json.loads((out / "restore.json").read_text())  # as recorded before the digests
+    del old["settings"]["mask_sha256"]
+    for entry in old["images"].values():
+        del entry["sha256"]
+    (out / "restore.json").write_text(json.dumps(old))
+    Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)).save(folder / "b.png")
+    Image.fromarray(hole).save(mask)
+    again = run_here(*args)  # changes it cannot see: the results are kept, as before
+    assert again.returncode == 0 and "2 of 2 images restored by an earlier" in again.stdout
+    stack = tmp_path / "stack.tif"  # a stack changed: each of its frames restored again
+    pages = [Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)) for _ in range(3)]
+    pages[0].save(stack, save_all=True, append_images=pages[1:])
+    frames = ["restore", "denoise", str(tiny_digits_model), str(stack), "--sigma", "25",
+              "--tile", "8", "--quiet", "--out", str(tmp_path / "frames")]  # fmt: skip
+    assert run_here(*frames).returncode == 0
+    pages[2].save(stack, save_all=True, append_images=pages[:2])
+    again = run_here(*frames)
+    assert again.returncode == 0 and "3 of 3 frames changed since" in again.stdout, again.stdout
+    assert "restored 3 of 3 frames" in again.stdout
 
 
 def _scrambled(folder):

@@ -44,19 +44,27 @@ def typed_prior(model, class_drawn: bool = False) -> dict:
 
 
 def read_record(
-    path: Path, settings: dict, what: str, holds_results: bool = True, typed: dict | None = None
+    path: Path,
+    settings: dict,
+    what: str,
+    holds_results: bool = True,
+    typed: dict | None = None,
+    since: tuple[str, ...] = (),
 ) -> dict | None:
     """The record at ``path`` (a dict with its ``settings`` and what the command keeps), or None
     when there is none, or when its folder holds none of its results (``holds_results``
     False: a run that failed or was stopped before its first result binds nothing). Raises
     UsageError when it is unreadable or its settings differ from ``settings`` (the message
     names the options that differ; ``what``: the results, e.g. "samples"). ``typed``: for
-    settings that older records held otherwise, {setting: {value then: value now}}."""
+    settings that older records held otherwise, {setting: {value then: value now}}; ``since``:
+    settings recorded since a date, which a record from before lacks (it is not compared on
+    them: what they bind was not recorded then)."""
     if not path.is_file() or not holds_results:
         return None
     try:
         record = json.loads(path.read_text())
         old = dict(record["settings"])
+        old.update({key: settings.get(key) for key in since if key not in old})
         for key, values in (typed or {}).items():
             if isinstance(old.get(key), str) and old[key] in values:
                 old[key] = values[old[key]]
@@ -74,6 +82,8 @@ def read_record(
 
 #: Settings that are no option: what each is called in messages.
 NAMES = {"task": "the task", "input": "the input"}
+#: Settings that are a file's SHA-256: the file, as messages name it.
+DIGESTS = {"mask_sha256": "a --mask file"}
 #: Settings whose None is a value of their option: what it is called in messages.
 NONE_NAMES = {"unconditional": "null"}
 
@@ -83,6 +93,8 @@ def _difference(key: str, now, then) -> str:
     ("--steps 5 (the folder's: 20)"), not by its name in the namespace ("label", "no_ema")."""
     if key == "model":
         return "another model (its files' SHA-256 differs)"
+    if key in DIGESTS:
+        return f"{DIGESTS[key]} of other content (its SHA-256 differs)"
     name = NAMES.get(key) or option_name(key)
 
     def value(v):

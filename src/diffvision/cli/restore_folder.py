@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import shutil
 import sys
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..data.transforms import keep_open
+from ..io.digest import file_digest
 from .common import EXIT_USAGE, UsageError
 from .record import read_record, typed_prior, write_record
 from .record import settings_of as record_settings
@@ -46,7 +48,22 @@ def settings_of(args: argparse.Namespace) -> dict:
     ``args.resample`` are the ones used (a default given by name is the same setting)."""
     others = tuple(o for task, opts in TASK_OPTIONS.items() if task != args.task for o in opts)
     settings = record_settings(args, NOT_SETTINGS + others)
+    if args.task == "inpaint" and args.mask not in (None, "alpha"):  # its content, not its name
+        settings["mask_sha256"] = file_digest(args.mask)
     return {**settings, "input": str(Path(args.input).resolve())}
+
+
+#: Settings that records from before 2026-12-07 lack (:func:`read_record`'s ``since``).
+SINCE = ("mask_sha256",)
+
+
+def _digest_or_none(path: Path) -> str | None:
+    """The SHA-256 of the input file ``path``, or None where it cannot be read (restoring it
+    then names the error)."""
+    try:
+        return file_digest(path)
+    except OSError:
+        return None
 
 
 def std_map_path(out: Path, joined: bool = False) -> Path:
@@ -134,7 +151,7 @@ def _earlier_results(args, names: list[Path], settings: dict) -> dict[str, dict]
     files a result would overwrite without a record of them."""
     there = [t for name in names for t in _targets(args, name) if t.exists()]
     record = read_record(Path(args.out) / RECORD, settings, "results", bool(there),
-                         typed_prior(args.model))  # fmt: skip
+                         typed_prior(args.model), SINCE)  # fmt: skip
     if record is None:
         if there:
             raise UsageError(
@@ -153,7 +170,9 @@ def restore_folder(
     """Restore each of ``inputs`` (the files under the folder ``args.input``, or the frames of
     the stack ``args.input``) with ``restore_one`` (which takes the arguments of one, with
     ``frame`` set for a frame, and returns its PSNR or None), skipping those that an earlier
-    run with the same settings restored; returns the exit code (2 if any failed)."""
+    run with the same settings restored from the same file (the record holds each input
+    file's SHA-256: an input changed since is restored again); returns the exit code (2 if any
+    failed)."""
 
     out = Path(args.out)
     names = [item.name for item in inputs]
@@ -161,10 +180,20 @@ def restore_folder(
     _check_distinct(args, names)
     settings = settings_of(args)
     done = _earlier_results(args, names, settings)
-    skipped = [n for n in names if str(n) in done and all(t.exists() for t in _targets(args, n))]
+    digest = functools.cache(_digest_or_none)  # each input file read once (a stack's frames)
+    earlier = [item for item in inputs if str(item.name) in done]
+    earlier = [item for item in earlier if all(t.exists() for t in _targets(args, item.name))]
+    changed = [  # a record from before 2026-12-07 holds no digest: its results are kept
+        item.name for item in earlier
+        if done[str(item.name)].get("sha256", digest(item.path)) != digest(item.path)
+    ]  # fmt: skip
+    skipped = [item.name for item in earlier if item.name not in changed]
     if skipped:
         print(f"{len(skipped)} of {len(names)} {what} restored by an earlier run into {out}/ "
               f"with the same settings (its {RECORD}): skipped")  # fmt: skip
+    if changed:
+        print(f"{len(changed)} of {len(names)} {what} changed since an earlier run restored "
+              f"{'it' if len(changed) == 1 else 'them'} into {out}/: restored again")  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     failed = []
     held = contextlib.ExitStack()  # the stack whose frames are being restored, held open
@@ -190,7 +219,8 @@ def restore_folder(
             label = str(path) if frame is None else f"{path} frame {frame}"
             print(f"[{position}/{len(inputs)}] {label}:")  # how far the run is
             try:
-                done[str(name)] = {"psnr": restore_one(one)}
+                read = digest(path)  # before it is read: a file changed after it is restored again
+                done[str(name)] = {"psnr": restore_one(one), "sha256": read}
             except (UsageError, ValueError) as err:  # named, and the others still restored
                 said = str(err) if str(path) in str(err) else f"{path}: {err}"  # named once
                 said = said if frame is None else f"{said} (frame {frame})"

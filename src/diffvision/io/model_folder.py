@@ -287,13 +287,13 @@ def model_digest(folder: str | Path) -> str:
     ``*.safetensors`` files, by name): the same digest means the same model."""
     import hashlib
 
+    from .digest import update_from_file
+
     folder = Path(folder)
     digest = hashlib.sha256()
     for path in [folder / "config.json", *sorted(folder.glob("*.safetensors"))]:
         digest.update(path.name.encode() + b"\0")
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
+        update_from_file(digest, path)
     return digest.hexdigest()
 
 
