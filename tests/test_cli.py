@@ -5,6 +5,7 @@ import argparse
 import json
 import re
 import shlex
+import shutil
 import signal
 from pathlib import Path
 
@@ -678,7 +679,9 @@ def test_train_sample_info_round_trip(tmp_path):
     bad = run_here("sample", str(model), "--class", "12", "--out", str(grid))
     assert bad.returncode == 2 and "0..9" in bad.stderr
     bad = run_here("sample", str(model), "--out", str(tmp_path / "grid.jpg"))  # before work
-    assert bad.returncode == 2 and "argument --out: must be a .png file or a folder" in bad.stderr
+    assert (
+        bad.returncode == 2 and "argument --out: must be a .png file (a grid), a .tif" in bad.stderr
+    )
     assert not (tmp_path / "grid.jpg").exists()
     assert Path(grid).stat().st_size > 0
 
@@ -908,10 +911,10 @@ def test_sampling_stopped_while_a_batch_is_written_counts_its_files(
 
     save = diffvision.io.save_images
 
-    def cut_short(folder, images, start=0):  # the second batch: Ctrl-C after 3 of its files
+    def cut_short(folder, images, start=0, white=None):  # the second batch: Ctrl-C after 3 files
         if start == 0:
-            return save(folder, images, start=start)
-        save(folder, images[:3], start=start)
+            return save(folder, images, start=start, white=white)
+        save(folder, images[:3], start=start, white=white)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(diffvision.io, "save_images", cut_short)
@@ -920,6 +923,55 @@ def test_sampling_stopped_while_a_batch_is_written_counts_its_files(
                       "1", "--quiet", "--out", str(folder))  # fmt: skip
     assert len(list(folder.glob("sample_*.png"))) == 8
     assert result.returncode == 130 and "interrupted; 8 of the 12 images are in" in result.stderr
+    stack = tmp_path / "cut.tif"  # a stack's images wait in a folder beside it, and say so
+    result = run_here("sample", str(tiny_digits_model), "--n", "12", "--batch", "5", "--steps",
+                      "1", "--quiet", "--out", str(stack))  # fmt: skip
+    assert result.returncode == 130 and not stack.exists()
+    assert f"8 of the 12 images are in {tmp_path / 'cut.tif.frames'}/ (the same command makes " in (
+        result.stderr
+    )
+    assert f"the others and joins them into {stack})" in result.stderr
+
+
+def test_sample_into_a_tiff_stack(tmp_path, tiny_digits_model, monkeypatch):
+    """--out FILE.tif: the images as the pages of one TIFF stack, each bit for bit the file that
+    a folder --out gets; they wait in a folder beside it, with its record, until every one is
+    made, so an interrupted run goes on from there."""
+    import cv2
+
+    args = ["sample", str(tiny_digits_model), "--n", "5", "--batch", "2", "--steps", "2",
+            "--quiet", "--out"]  # fmt: skip
+    folder, stack = tmp_path / "folder", tmp_path / "stack.tif"
+    assert run_here(*args, str(folder)).returncode == 0
+    result = run_here(*args, str(stack))
+    assert result.returncode == 0, result.stderr
+    assert f"wrote 5 images into the TIFF stack {stack} (unipc, 2 steps)" in result.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "stack.tif"]  # no frames
+    ok, pages = cv2.imreadmulti(str(stack), flags=cv2.IMREAD_UNCHANGED)
+    assert ok and len(pages) == 5
+    for i, page in enumerate(pages):
+        file = cv2.imread(str(folder / f"sample_{i:05d}.png"), cv2.IMREAD_UNCHANGED)
+        assert page.dtype == np.uint8 and np.array_equal(page, file), i
+    import diffvision.io
+
+    save = diffvision.io.save_images
+
+    def stopped(folder, images, start=0, white=None):  # Ctrl-C before the second batch
+        if start:
+            raise KeyboardInterrupt
+        return save(folder, images, start=start, white=white)
+
+    partial = tmp_path / "partial.tif"
+    monkeypatch.setattr(diffvision.io, "save_images", stopped)
+    assert run_here(*args, str(partial)).returncode == 130 and not partial.exists()
+    monkeypatch.setattr(diffvision.io, "save_images", save)
+    result = run_here(*args, str(partial))
+    assert result.returncode == 0, result.stderr
+    assert (
+        "2 of the 5 images are in" in result.stdout and "; 2 from an earlier run" in result.stdout
+    )
+    assert partial.read_bytes() == stack.read_bytes()
+    assert not (tmp_path / "partial.tif.frames").exists()
 
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -963,6 +1015,36 @@ def test_12_bit_files_are_read_alike_in_training_and_restoration(tmp_path, chann
         white = 4095 if not extra else 65535
         assert abs(restored[8:].mean() - 2000) < 0.01 * white
         assert abs(restored[:8].mean() - top) < 0.01 * white
+    # sample writes files as the data came, 16 bits with white at 4095: the same images as
+    # the 8-bit files of this network without the white level, to within a level of each
+    eight = tmp_path / "eight"
+    shutil.copytree(out / "model", eight)
+    config = json.loads((eight / "config.json").read_text())
+    del config["data"]["white_level"]
+    (eight / "config.json").write_text(json.dumps(config))
+    drawn = ["--n", "3", "--steps", "2", "--quiet", "--out"]
+    for model, where, said in ((out / "model", "deep", ", 16 bits, white 4095)"),
+                               (eight, "shallow", "(unipc, 2 steps)")):  # fmt: skip
+        result = run_here("sample", str(model), *drawn, str(tmp_path / where))
+        assert result.returncode == 0 and said in result.stdout, result.stderr
+    for i in range(3):
+        deep = cv2.imread(str(tmp_path / "deep" / f"sample_{i:05d}.png"), cv2.IMREAD_UNCHANGED)
+        shallow = cv2.imread(
+            str(tmp_path / "shallow" / f"sample_{i:05d}.png"), cv2.IMREAD_UNCHANGED
+        )
+        assert deep.dtype == np.uint16 and shallow.dtype == np.uint8 and deep.shape == shape
+        # each the same value in [0, 1] rounded: to 1/4095 and to 1/255 of it
+        assert np.abs(deep / 4095 * 255 - shallow).max() <= 0.5 + 0.5 * 255 / 4095 + 1e-6
+        assert deep.max() > 255  # on the 12-bit scale, not the 8-bit one
+    record = json.loads((tmp_path / "deep" / "sample.json").read_text())
+    del record["settings"]["bits"]  # a folder sampled at 8 bits before they were recorded
+    (tmp_path / "deep" / "sample.json").write_text(json.dumps(record))
+    bad = run_here("sample", str(out / "model"), *drawn, str(tmp_path / "deep"))
+    assert bad.returncode == 2, bad.stdout
+    assert "other settings (the files' bits per channel 16 (the folder's: 8))" in bad.stderr
+    grid = tmp_path / "grid.png"  # a grid is to look at: 8 bits
+    assert run_here("sample", str(out / "model"), *drawn, str(grid)).returncode == 0
+    assert cv2.imread(str(grid), cv2.IMREAD_UNCHANGED).dtype == np.uint8
     bad = run("restore", "denoise", str(out / "model"), str(noisy), "--sigma", "1", "--out",
               str(written), "--white-level", "70000")  # fmt: skip
     assert bad.returncode == 2 and "1-65535" in bad.stderr

@@ -10,6 +10,7 @@ import argparse
 import json
 import math
 import re
+import shutil
 import signal
 import sys
 import textwrap
@@ -201,7 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         required=True,
         type=grid_or_folder,
-        help="FILE.png (a grid) or a folder (one PNG each)",
+        help="FILE.png (a grid, 8 bits per channel, to look at), a folder (one PNG each) or "
+        "FILE.tif (one TIFF stack, a page each); the last two at 16 bits per channel for a "
+        "model of 16-bit data, white at its white level (`diffvision info`)",
     )
 
     i = sub.add_parser(
@@ -563,16 +566,24 @@ def cmd_sample(args) -> int:
 
     from .. import samplers
     from ..io import load, read_config, save_grid, save_images
-    from ..io.images import numbered_indices
+    from ..io.images import (
+        STACK_FILES,
+        frames_folder,
+        join_into_stack,
+        numbered_indices,
+        numbered_path,
+    )
     from ..io.model_folder import sample_shape
     from ..memory import check_fits
     from ..seeds import derived_seed
     from ..train.distributed import resolve_device
     from .record import read_record, recorded_prior, settings_of, typed_prior, write_record
 
-    out = Path(args.out)
+    stack = Path(args.out) if Path(args.out).suffix.lower() in STACK_FILES else None
+    out = Path(args.out) if stack is None else frames_folder(stack)  # a stack's: until joined
     to_folder = out.suffix.lower() != ".png"  # grid_or_folder checked --out
     config = read_config(args.model)
+    white = config.get("data", {}).get("white_level") if to_folder else None  # 16-bit data
     shape = sample_shape(config, args.model)
     num_classes = config["net"].get("num_classes", 0)
     if args.unconditional != "auto" and (args.label is not None or not num_classes):
@@ -594,6 +605,8 @@ def cmd_sample(args) -> int:
     if to_folder:  # a record of the settings, so that the same command goes on where it stopped
         args.unconditional = recorded_prior(kind)  # the prior used: auto and its choice are one
         settings = settings_of(args, SAMPLE_NOT_SETTINGS)
+        if white:  # 16-bit files; a record without it was written at 8 bits (before 2026-12-07)
+            settings["bits"] = 16
         there = any(out.glob("sample_*.png"))
         typed = typed_prior(args.model, args.label is not None)
         if read_record(out / SAMPLE_RECORD, settings, "samples", there, typed) is None:
@@ -650,19 +663,26 @@ def cmd_sample(args) -> int:
                     callback=bar.step,
                 ).cpu()
                 if to_folder:  # each batch written as it comes: an interruption keeps them
-                    save_images(out, images, start=start)
+                    save_images(out, images, start=start, white=white)
                 else:
                     parts.append(images)
                 done += n
     except KeyboardInterrupt:
         if to_folder:  # whole files only (also those of a batch stopped while being written)
             there = len(numbered_indices(out, args.n))
+            joins = "" if stack is None else f" and joins them into {stack}"
             print(f"interrupted; {there} of the {args.n} images are in {out}/ (the same "
-                  "command makes the others)", file=sys.stderr)  # fmt: skip
+                  f"command makes the others{joins})", file=sys.stderr)  # fmt: skip
             return 130
         raise
-    how = f" ({args.sampler}, {counted(args.steps, 'step')}{', bf16' if args.bf16 else ''})"
-    if to_folder:
+    bits = f", 16 bits, white {white}" if white else ""  # the files'
+    how = f" ({args.sampler}, {counted(args.steps, 'step')}{', bf16' if args.bf16 else ''}{bits})"
+    if stack is not None:  # every image made: joined page by page, then their folder goes
+        join_into_stack(stack, [numbered_path(out, i) for i in range(args.n)])
+        shutil.rmtree(out)
+        print(f"wrote {counted(args.n, 'image')} into the TIFF stack {stack}{how}"
+              + (f"; {kept} from an earlier run" if kept else ""))  # fmt: skip
+    elif to_folder:
         print(f"wrote {counted(done, 'image')} to {out}/{how}" + (f"; {kept} kept" if kept else ""))
     else:
         images = torch.cat(parts)

@@ -421,9 +421,12 @@ def image_file_or_folder(text: str) -> str:
 
 
 def grid_or_folder(text: str) -> str:
-    """``sample``'s output: a .png file (one grid) or a folder (no extension)."""
-    if Path(text).suffix.lower() not in ("", ".png"):
-        raise argparse.ArgumentTypeError(f"must be a .png file or a folder, got {text!r}")
+    """``sample``'s output: a .png file (one grid), a .tif file (a TIFF stack of the images) or a
+    folder (no extension)."""
+    if Path(text).suffix.lower() not in ("", ".png", ".tif", ".tiff"):
+        raise argparse.ArgumentTypeError(
+            f"must be a .png file (a grid), a .tif file (a stack) or a folder, got {text!r}"
+        )
     return image_file_or_folder(text)
 
 

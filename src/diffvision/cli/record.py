@@ -81,11 +81,11 @@ def read_record(
 
 
 #: Settings that are no option: what each is called in messages.
-NAMES = {"task": "the task", "input": "the input"}
+NAMES = {"task": "the task", "input": "the input", "bits": "the files' bits per channel"}
 #: Settings that are a file's SHA-256: the file, as messages name it.
 DIGESTS = {"mask_sha256": "a --mask file"}
 #: Settings whose None is a value of their option: what it is called in messages.
-NONE_NAMES = {"unconditional": "null"}
+NONE_NAMES = {"unconditional": "null", "bits": "8"}
 
 
 def _difference(key: str, now, then) -> str:

@@ -7,6 +7,7 @@ import math
 import textwrap
 from pathlib import Path
 
+from ..io.images import STACK_FILES, frames_folder
 from .common import (
     UsageError,
     _finite,
@@ -27,10 +28,8 @@ from .common import (
 )
 from .record import recorded_prior
 from .restore_folder import (
-    STACK_FILES,
     TASK_OPTIONS,
     Input,
-    frames_folder,
     restore_folder,
     restore_into_stack,
     std_map_path,

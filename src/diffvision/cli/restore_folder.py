@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 from ..data.transforms import keep_open
 from ..io.digest import file_digest
+from ..io.images import frames_folder
 from .common import EXIT_USAGE, UsageError
 from .record import read_record, typed_prior, write_record
 from .record import settings_of as record_settings
@@ -71,16 +72,6 @@ def std_map_path(out: Path, joined: bool = False) -> Path:
     it as ``STEM_std.png``; for ``joined`` frames (``out`` a TIFF stack) the maps are one too,
     ``STEM_std.tif``."""
     return out.with_name(out.stem + "_std" + (out.suffix if joined else ".png"))
-
-
-#: Output files that hold a stack's frames as pages (``--out STACK.tif``).
-STACK_FILES = (".tif", ".tiff")
-
-
-def frames_folder(stack: Path) -> Path:
-    """Where the frames of the TIFF stack ``stack`` wait, each in a file, until every one is
-    restored (``out.tif.frames/``, with a record, so an interrupted run goes on)."""
-    return stack.with_name(stack.name + ".frames")
 
 
 def restore_into_stack(

@@ -58,6 +58,17 @@ def save_16_bit(path: str | Path, image: Tensor, white: int = 65535) -> Path:
 BIGTIFF_ABOVE = 2 << 30
 
 
+#: Output files that hold many images as the pages of one stack (``--out STACK.tif``).
+STACK_FILES = (".tif", ".tiff")
+
+
+def frames_folder(stack: Path) -> Path:
+    """Where the images of the TIFF stack ``stack`` wait, each in a file, until every one is
+    made (``out.tif.frames/``, with the command's record, so an interrupted run goes on); then
+    :func:`join_into_stack` joins them."""
+    return stack.with_name(stack.name + ".frames")
+
+
 def join_into_stack(path: str | Path, files: list[Path]) -> Path:
     """Write the image ``files`` (8- or 16-bit, grey or colour, as written by this module) as
     the pages of one multi-page TIFF ``path`` (uncompressed; BigTIFF above
@@ -194,16 +205,24 @@ def numbered_indices(folder: str | Path, n: int, prefix: str = "sample") -> set[
 
 
 def save_images(
-    folder: str | Path, images: Tensor, prefix: str = "sample", start: int = 0
+    folder: str | Path,
+    images: Tensor,
+    prefix: str = "sample",
+    start: int = 0,
+    white: int | None = None,
 ) -> list[Path]:
-    """Save each image at :func:`numbered_path`, numbered from ``start``; returns the paths.
-    Each file is written whole (:func:`write_whole`), so an interruption leaves whole images
-    only."""
+    """Save each image (``N x C x H x W`` in [-1, 1]) at :func:`numbered_path`, numbered from
+    ``start``: 8 bits per channel, or with ``white`` 16 bits with white at that value
+    (:func:`save_16_bit`; a model of 16-bit data, its white level). Returns the paths. Each file
+    is written whole (:func:`write_whole`), so an interruption leaves whole images only."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i, image in enumerate(images.cpu(), start):
-        paths.append(write_whole(numbered_path(folder, i, prefix), to_pil(image).save))
+        path = numbered_path(folder, i, prefix)
+        paths.append(
+            save_16_bit(path, image, white) if white else write_whole(path, to_pil(image).save)
+        )
     return paths
 
 
