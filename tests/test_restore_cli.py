@@ -1118,7 +1118,7 @@ def test_restore_a_folder(tiny_digits_model, tmp_path):
         ("inpaint", "--random", "2", "--random must be in (0, 1)"),
         ("inpaint", "--box", "1,2,3", "expected 4 comma-separated numbers"),
         ("inpaint", "--mask", str(tmp_path / "none.png"), "--mask: image not found"),
-        ("inpaint", "--mask", str(frames / "b"), "--mask: image not found"),  # a folder
+        ("inpaint", "--mask", str(frames / "b"), "and the input folder"),  # a folder inside
         ("denoise", "--sigma", "5", "--side-by-side", str(tmp_path / "o"), "are one folder"),
         # options the run would not use (they were ignored without a word)
         ("denoise", "--sigma", "5", "--mask", "m.png", "--mask is for restore inpaint, unused"),
@@ -1205,6 +1205,76 @@ def test_restoring_a_folder_goes_on_where_it_was_stopped(tiny_digits_model, tmp_
     assert again.returncode == 0, again.stderr
     assert f"{len(done)} of 6 images restored by an earlier run" in again.stdout
     assert "restored 6 of 6 images" in again.stdout and len(list(out.glob("*.png"))) == 6
+
+
+def test_a_mask_folder_gives_each_image_of_a_folder_its_own_mask(tiny_digits_model, tmp_path):
+    """--mask FOLDER with a folder INPUT: each image takes the mask named as it (same
+    sub-folder, any image type; a stack's frames the frames of a mask stack of as many), as it
+    would restored alone with that mask; an image without a mask, or with two, is refused
+    before any work, and a mask changed since a run has its image restored again."""
+    rng = np.random.default_rng(2)
+    images, masks, out = tmp_path / "in", tmp_path / "masks", tmp_path / "out"
+    for folder in (images / "sub", masks / "sub"):
+        folder.mkdir(parents=True)
+
+    def hole(x, y):  # a 5 x 4 hole at (x, y) of a 16 x 16 mask
+        mask = np.full((16, 16), 255, np.uint8)
+        mask[y : y + 4, x : x + 5] = 0
+        return mask
+
+    def noise():
+        return rng.integers(0, 256, (16, 16), dtype=np.uint8)
+
+    pictures = {"a.png": noise(), "sub/b.png": noise()}
+    for name, pixels in pictures.items():
+        Image.fromarray(pixels).save(images / name)
+    holes = {"a.png": hole(1, 2), "sub/b.png": hole(9, 10)}
+    Image.fromarray(holes["a.png"]).save(masks / "a.png")
+    Image.fromarray(holes["sub/b.png"]).save(masks / "sub" / "b.tif")  # another image type
+
+    def save_stack(path, pages):
+        first, *rest = (Image.fromarray(p) for p in pages)
+        first.save(path, save_all=True, append_images=rest)
+
+    frames, stack_holes = [noise(), noise()], [hole(0, 0), hole(11, 12)]
+    save_stack(images / "s.tif", frames)
+    save_stack(masks / "s.tif", stack_holes)  # a mask per frame
+    args = ["restore", "inpaint", str(tiny_digits_model), str(images), "--mask", str(masks),
+            "--tile", "8", "--steps", "2", "--quiet", "--out", str(out)]  # fmt: skip
+    result = run_here(*args)
+    assert result.returncode == 0 and "restored 4 of 4 images" in result.stdout, result.stderr
+    pictures.update({"s_000.tif": frames[0], "s_001.tif": frames[1]})
+    holes.update({"s_000.tif": stack_holes[0], "s_001.tif": stack_holes[1]})
+    for name, pixels in pictures.items():  # observed pixels kept exactly, its own hole filled
+        restored = np.asarray(Image.open(out / name))
+        seen = holes[name] > 0
+        assert np.array_equal(restored[seen], pixels[seen]), name
+        assert not np.array_equal(restored[~seen], pixels[~seen]), name
+    alone = tmp_path / "alone.png"  # the same result as the image restored with its mask alone
+    result = run_here(*args[:3], str(images / "sub" / "b.png"), "--mask",
+                      str(masks / "sub" / "b.tif"), *args[6:-1], str(alone))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert np.array_equal(np.asarray(Image.open(alone)), np.asarray(Image.open(out / "sub/b.png")))
+    Image.fromarray(hole(3, 3)).save(masks / "a.png")  # one mask changed: its image again
+    again = run_here(*args)
+    assert again.returncode == 0 and "1 of 4 images changed since" in again.stdout, again.stdout
+    assert f"{images / 'a.png'}:" in again.stdout and "b.png:" not in again.stdout
+    for changes, options, message in [
+        (lambda: (masks / "a.png").rename(masks / "x.png"), [],
+         f"--mask {masks} has no mask for 1 of 3 images (a.png): a mask is named as its image"),
+        (lambda: ((masks / "x.png").rename(masks / "a.png"),
+                  Image.fromarray(hole(1, 1)).save(masks / "a.jpg")), [],
+         f"--mask {masks} holds 2 masks for a.png: "),
+        (None, ["--out", str(masks / "o")], "is inside the --mask folder: write the results"),
+        (None, ["--mask", str(images / "sub")], "and the input folder"),
+    ]:  # fmt: skip
+        if changes is not None:
+            changes()
+        bad = run_here(*args[:-1], str(tmp_path / "o"), *options)
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+        assert len(bad.stderr.splitlines()) == 1 and not (tmp_path / "o").exists()
+    bad = run_here(*args[:3], str(images / "a.png"), *args[4:-1], str(tmp_path / "o.png"))
+    assert bad.returncode == 2 and "a folder of masks is for a folder INPUT" in bad.stderr
 
 
 def test_an_input_or_mask_changed_since_a_run_is_not_taken_as_restored(tiny_digits_model, tmp_path):

@@ -30,6 +30,7 @@ from .record import recorded_prior
 from .restore_folder import (
     TASK_OPTIONS,
     Input,
+    masks_by_name,
     restore_folder,
     restore_into_stack,
     std_map_path,
@@ -106,8 +107,9 @@ def add_parser(sub) -> None:
     r.add_argument(
         "--mask",
         help="inpaint: mask image (white = observed, black = hole; a stack of as many frames as "
-        "a stack INPUT: one per frame), or `alpha`: the input's transparent pixels (erased in "
-        "an editor) are the hole",
+        "a stack INPUT: one per frame); for a folder INPUT, a folder of masks named as the "
+        "images (same sub-folders, any image type); or `alpha`: the input's transparent "
+        "pixels (erased in an editor) are the hole",
     )
     r.add_argument("--box", help="inpaint: hole x,y,w,h in pixels")
     r.add_argument("--random", type=_finite, help="inpaint: fraction of pixels missing")
@@ -361,7 +363,14 @@ def _check_settings(args, size: int, frames: int = 1) -> None:
             raise UsageError("inpaint needs exactly one of --mask, --box, --random, --strokes")
         if args.box:
             _box(args.box)
-        if args.mask not in (None, "alpha"):
+        if args.mask not in (None, "alpha") and Path(args.mask).is_dir():
+            if not Path(args.input).is_dir():  # each image's mask, by its name in the folder
+                raise UsageError(
+                    f"--mask {args.mask} is a folder: a folder of masks is for a folder INPUT "
+                    "(named as its images); give one mask file"
+                )
+            args.mask_per_frame = False
+        elif args.mask not in (None, "alpha"):
             args.mask_per_frame = _check_mask_file(Path(args.mask), frames)
         if args.random is not None and not 0 < args.random < 1:
             raise UsageError(
@@ -567,9 +576,17 @@ def cmd_restore(args) -> int:
         _restore_file(args, prior, channels, size, white, device)
         return 0
     if source.is_dir():
-        inputs = [one for path in files for one in _inputs(path, path.relative_to(source))]
-    else:  # a stack
+        masks = {}  # each image's own mask, from a --mask folder
+        if args.task == "inpaint" and args.mask not in (None, "alpha") and Path(args.mask).is_dir():
+            masks = masks_by_name(Path(args.mask), source, files)
+        inputs = [
+            one for path in files
+            for one in _inputs(path, path.relative_to(source), mask=masks.get(path))
+        ]  # fmt: skip
+    else:  # a stack, with a mask per frame where the --mask stack has as many
         inputs = _inputs(source, Path(source.name), frames)
+        if getattr(args, "mask_per_frame", False):  # its frames counted by _check_settings
+            inputs = [one._replace(mask=Path(args.mask), mask_frames=True) for one in inputs]
     fitted: set = set()  # the network's memory measured once per input shape
 
     def restore_one(one):
@@ -582,20 +599,31 @@ def cmd_restore(args) -> int:
 PALETTE_FILES = (".gif",)
 
 
-def _inputs(path: Path, name: Path, frames: int | None = None) -> list[Input]:
+def _inputs(
+    path: Path, name: Path, frames: int | None = None, mask: Path | None = None
+) -> list[Input]:
     """What restoring the file ``path`` into a folder restores: the file, as ``name`` (.png for
     a GIF: not in its 256 colours); or for a stack (of ``frames``, read from the file if not
     given) each frame, as ``STEM_000.tif``, ``STEM_001.tif``, ... beside ``name`` (.png for an
-    animation's frames)."""
+    animation's frames). ``mask``: its own mask file, whose frames are a stack's masks where it
+    holds as many (else its first frame is the mask, and a note says so)."""
     from ..data.transforms import frame_count
 
     frames = frame_count(path) if frames is None else frames
     if frames == 1:
-        return [Input(path, name.with_suffix(".png") if _palette(name) else name)]
+        return [Input(path, name.with_suffix(".png") if _palette(name) else name, mask=mask)]
+    per_frame = False
+    if mask is not None:
+        masks = frame_count(mask)  # 1 for a file that is no image: its reader names it
+        per_frame = masks == frames
+        if masks > 1 and not per_frame:
+            print(f"note: the mask {mask} holds {masks} frames and {path} {frames}: the first is "
+                  "the mask of every frame")  # fmt: skip
     digits = max(3, len(str(frames - 1)))
     suffix = name.suffix if name.suffix.lower() in (".tif", ".tiff") else ".png"
     return [
-        Input(path, name.with_name(f"{name.stem}_{k:0{digits}d}{suffix}"), k) for k in range(frames)
+        Input(path, name.with_name(f"{name.stem}_{k:0{digits}d}{suffix}"), k, mask, per_frame)
+        for k in range(frames)
     ]
 
 
@@ -619,14 +647,23 @@ def _check_inputs_kept(args, source: Path, outputs: list[Path], joined: bool = F
     if joined:
         written += [frames_folder(p) for p in outputs]
     read = {source.resolve(): "the input"}
+    folders = {source.resolve(): "the input folder"} if source.is_dir() else {}
     if args.mask not in (None, "alpha"):
-        read[Path(args.mask).resolve()] = "the --mask file"
+        mask = Path(args.mask).resolve()
+        read[mask] = "the --mask file" if not mask.is_dir() else "the --mask folder"
+        if mask.is_dir() and source.is_dir():  # its masks would be restored as images, or be one
+            images = source.resolve()
+            if mask == images or mask in images.parents or images in mask.parents:
+                raise UsageError(f"--mask {args.mask} and the input folder {source} overlap: keep "
+                                 "the masks apart from the images")  # fmt: skip
+            folders[mask] = "the --mask folder"
     for target in written:
         where = target.resolve()
         if where in read:
             raise UsageError(f"{target} is {read[where]}: write the results elsewhere")
-        if source.is_dir() and source.resolve() in where.parents:
-            raise UsageError(f"{target} is inside the input folder: write the results elsewhere")
+        for folder, what in folders.items():
+            if folder in where.parents:
+                raise UsageError(f"{target} is inside {what}: write the results elsewhere")
 
 
 def _check_apart(args, folders: bool, joined: bool = False) -> None:

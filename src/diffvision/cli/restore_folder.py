@@ -36,11 +36,47 @@ TASK_OPTIONS = {
 
 class Input(NamedTuple):
     """One image to restore: the file ``path``, the ``name`` its results take in the output
-    folders, and for a frame of a stack the ``frame`` (from 0; None: a file's only image)."""
+    folders, for a frame of a stack the ``frame`` (from 0; None: a file's only image), and its
+    own inpainting ``mask`` file where it has one (of a ``--mask`` folder, or a ``--mask``
+    stack of a mask per frame; None: ``--mask`` as given), ``mask_frames`` where that file's
+    frames are the stack's, one per frame (else its first frame is the mask)."""
 
     path: Path
     name: Path
     frame: int | None = None
+    mask: Path | None = None
+    mask_frames: bool = False
+
+
+def masks_by_name(folder: Path, source: Path, files: list[Path]) -> dict[Path, Path]:
+    """The mask of each of ``files`` (images under the input folder ``source``) in the mask
+    folder ``folder``: the image file of the same name and sub-folder, of any image type
+    (``a/b.jpg``'s is ``a/b.png``, say). Raises UsageError, once and before any work, where an
+    image has none or two."""
+    from ..data.folder import find_images
+
+    found: dict[Path, list[Path]] = {}
+    for mask in find_images(folder):
+        found.setdefault(mask.relative_to(folder).with_suffix(""), []).append(mask)
+    masks, missing = {}, []
+    for file in files:
+        candidates = found.get(file.relative_to(source).with_suffix(""), [])
+        if len(candidates) > 1:
+            raise UsageError(
+                f"--mask {folder} holds {len(candidates)} masks for {file.relative_to(source)}: "
+                f"{', '.join(p.name for p in candidates)}: keep one"
+            )
+        if candidates:
+            masks[file] = candidates[0]
+        else:
+            missing.append(str(file.relative_to(source)))
+    if missing:
+        named = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+        raise UsageError(
+            f"--mask {folder} has no mask for {len(missing)} of {len(files)} images ({named}): a "
+            "mask is named as its image, in the same sub-folder (any image type)"
+        )
+    return masks
 
 
 def settings_of(args: argparse.Namespace) -> dict:
@@ -49,8 +85,8 @@ def settings_of(args: argparse.Namespace) -> dict:
     ``args.resample`` are the ones used (a default given by name is the same setting)."""
     others = tuple(o for task, opts in TASK_OPTIONS.items() if task != args.task for o in opts)
     settings = record_settings(args, NOT_SETTINGS + others)
-    if args.task == "inpaint" and args.mask not in (None, "alpha"):  # its content, not its name
-        settings["mask_sha256"] = file_digest(args.mask)
+    if args.task == "inpaint" and args.mask not in (None, "alpha") and Path(args.mask).is_file():
+        settings["mask_sha256"] = file_digest(args.mask)  # its content; a folder's: per image
     return {**settings, "input": str(Path(args.input).resolve())}
 
 
@@ -65,6 +101,21 @@ def _digest_or_none(path: Path) -> str | None:
         return file_digest(path)
     except OSError:
         return None
+
+
+def _digests(item: Input, digest: Callable[[Path], str | None]) -> dict[str, str | None]:
+    """What a record holds of the files that ``item``'s result was made from: the SHA-256 of
+    its input file, and of its own mask file where it has one (``digest``: of a file)."""
+    read = {"sha256": digest(item.path)}
+    if item.mask is not None:
+        read["mask_sha256"] = digest(item.mask)
+    return read
+
+
+def _changed(entry: dict, item: Input, digest: Callable[[Path], str | None]) -> bool:
+    """Whether a file that the record ``entry`` of ``item``'s result holds a digest of has
+    changed since (a record from before 2026-12-07 holds none: its result is kept)."""
+    return any(entry.get(key, now) != now for key, now in _digests(item, digest).items())
 
 
 def std_map_path(out: Path, joined: bool = False) -> Path:
@@ -174,10 +225,7 @@ def restore_folder(
     digest = functools.cache(_digest_or_none)  # each input file read once (a stack's frames)
     earlier = [item for item in inputs if str(item.name) in done]
     earlier = [item for item in earlier if all(t.exists() for t in _targets(args, item.name))]
-    changed = [  # a record from before 2026-12-07 holds no digest: its results are kept
-        item.name for item in earlier
-        if done[str(item.name)].get("sha256", digest(item.path)) != digest(item.path)
-    ]  # fmt: skip
+    changed = [item.name for item in earlier if _changed(done[str(item.name)], item, digest)]
     skipped = [item.name for item in earlier if item.name not in changed]
     if skipped:
         print(f"{len(skipped)} of {len(names)} {what} restored by an earlier run into {out}/ "
@@ -187,31 +235,35 @@ def restore_folder(
               f"{'it' if len(changed) == 1 else 'them'} into {out}/: restored again")  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     failed = []
-    held = contextlib.ExitStack()  # the stack whose frames are being restored, held open
-    held_path = None
-    masks = contextlib.ExitStack()  # a --mask stack of one mask per frame, held open likewise
-    if getattr(args, "mask_per_frame", False):
-        masks.enter_context(keep_open(args.mask))
+    # The stack whose frames are being restored is held open, and its mask stack of one mask per
+    # frame likewise: PIL walks a TIFF's pages to find one, and remembers them only while open.
+    held = contextlib.ExitStack()
+    held_files = None
     try:
-        for position, (path, name, frame) in enumerate(inputs, 1):
+        for position, item in enumerate(inputs, 1):
+            path, name, frame = item.path, item.name, item.frame
             if name in skipped:
                 continue
-            if frame is not None and path != held_path:  # its frames come one after another
+            files = (path, item.mask) if item.mask_frames else (path,)
+            if frame is not None and files != held_files:  # its frames come one after another
                 held.close()
-                held.enter_context(keep_open(path))
-                held_path = path
+                for file in files:
+                    held.enter_context(keep_open(file))
+                held_files = files
             one = argparse.Namespace(**vars(args))
             one.input = str(path)
             if frame is not None:
                 one.frame = frame
+            if item.mask is not None:
+                one.mask, one.mask_per_frame = str(item.mask), item.mask_frames
             targets = _targets(args, name)  # the result, its std map, its side-by-side
             one.out = str(targets[0])
             one.side_by_side = str(targets[-1]) if args.side_by_side else None
             label = str(path) if frame is None else f"{path} frame {frame}"
             print(f"[{position}/{len(inputs)}] {label}:")  # how far the run is
             try:
-                read = digest(path)  # before it is read: a file changed after it is restored again
-                done[str(name)] = {"psnr": restore_one(one), "sha256": read}
+                read = _digests(item, digest)  # before it is read: changed after, it is redone
+                done[str(name)] = {"psnr": restore_one(one), **read}
             except (UsageError, ValueError) as err:  # named, and the others still restored
                 said = str(err) if str(path) in str(err) else f"{path}: {err}"  # named once
                 said = said if frame is None else f"{said} (frame {frame})"
@@ -226,7 +278,6 @@ def restore_folder(
         return 130
     finally:
         held.close()
-        masks.close()
     restored = [n for n in names if str(n) in done]
     print(f"restored {len(restored)} of {len(names)} {what} into {out}/")
     scores = [done[str(n)]["psnr"] for n in restored if done[str(n)].get("psnr") is not None]
