@@ -322,7 +322,10 @@ def test_restore_command(tiny_digits_model, tmp_path, monkeypatch):
     wide_mask = tmp_path / "wide_mask.png"
     Image.fromarray(np.full((16, 20), 255, np.uint8)).save(wide_mask)
     for args, message in [
-        (["inpaint", "--mask", str(wide_mask)], "--mask is 20 x 16 px and the image 16 x 16"),
+        (
+            ["inpaint", "--mask", str(wide_mask)],
+            f"the mask {wide_mask} is 20 x 16 px and the image 16 x 16",
+        ),
         (["colorize"], "RGB model"),
         (["inpaint"], "exactly one of"),
         (["denoise"], "denoise needs a --sigma above 0"),
@@ -1275,6 +1278,11 @@ def test_a_mask_folder_gives_each_image_of_a_folder_its_own_mask(tiny_digits_mod
         assert len(bad.stderr.splitlines()) == 1 and not (tmp_path / "o").exists()
     bad = run_here(*args[:3], str(images / "a.png"), *args[4:-1], str(tmp_path / "o.png"))
     assert bad.returncode == 2 and "a folder of masks is for a folder INPUT" in bad.stderr
+    (masks / "a.jpg").unlink()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(masks / "sub" / "b.tif")  # the wrong size
+    bad = run_here(*args)  # that image fails, named with its mask; the others are kept
+    assert bad.returncode == 2 and "1 image failed" in bad.stderr, bad.stderr
+    assert f"the mask {masks / 'sub' / 'b.tif'} is 8 x 8 px and the image 16 x 16" in bad.stderr
 
 
 def test_an_input_or_mask_changed_since_a_run_is_not_taken_as_restored(tiny_digits_model, tmp_path):

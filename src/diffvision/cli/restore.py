@@ -30,6 +30,8 @@ from .record import recorded_prior
 from .restore_folder import (
     TASK_OPTIONS,
     Input,
+    mask_file,
+    mask_folder,
     masks_by_name,
     restore_folder,
     restore_into_stack,
@@ -273,7 +275,8 @@ def _operator(args, clean_shape):
             mask = (read_image(args.mask, 1, frame=frame)[0, 0] > 0).float()
             if mask.shape != (h, w):
                 size = f"{mask.shape[1]} x {mask.shape[0]}"
-                raise UsageError(f"--mask is {size} px and the image {w} x {h}: make them one size")
+                raise UsageError(f"the mask {args.mask} is {size} px and the image {w} x {h}: make "
+                                 "them one size")  # fmt: skip
         elif args.box:
             mask = R.box_mask(h, w, _box(args.box))
         elif args.strokes:
@@ -363,15 +366,15 @@ def _check_settings(args, size: int, frames: int = 1) -> None:
             raise UsageError("inpaint needs exactly one of --mask, --box, --random, --strokes")
         if args.box:
             _box(args.box)
-        if args.mask not in (None, "alpha") and Path(args.mask).is_dir():
+        if mask_folder(args) is not None:
             if not Path(args.input).is_dir():  # each image's mask, by its name in the folder
                 raise UsageError(
                     f"--mask {args.mask} is a folder: a folder of masks is for a folder INPUT "
                     "(named as its images); give one mask file"
                 )
             args.mask_per_frame = False
-        elif args.mask not in (None, "alpha"):
-            args.mask_per_frame = _check_mask_file(Path(args.mask), frames)
+        elif mask_file(args) is not None:
+            args.mask_per_frame = _check_mask_file(mask_file(args), frames)
         if args.random is not None and not 0 < args.random < 1:
             raise UsageError(
                 f"--random must be in (0, 1), the fraction missing, not {args.random:g}"
@@ -577,8 +580,8 @@ def cmd_restore(args) -> int:
         return 0
     if source.is_dir():
         masks = {}  # each image's own mask, from a --mask folder
-        if args.task == "inpaint" and args.mask not in (None, "alpha") and Path(args.mask).is_dir():
-            masks = masks_by_name(Path(args.mask), source, files)
+        if args.task == "inpaint" and mask_folder(args) is not None:
+            masks = masks_by_name(mask_folder(args), source, files)
         inputs = [
             one for path in files
             for one in _inputs(path, path.relative_to(source), mask=masks.get(path))
@@ -648,10 +651,10 @@ def _check_inputs_kept(args, source: Path, outputs: list[Path], joined: bool = F
         written += [frames_folder(p) for p in outputs]
     read = {source.resolve(): "the input"}
     folders = {source.resolve(): "the input folder"} if source.is_dir() else {}
-    if args.mask not in (None, "alpha"):
-        mask = Path(args.mask).resolve()
-        read[mask] = "the --mask file" if not mask.is_dir() else "the --mask folder"
-        if mask.is_dir() and source.is_dir():  # its masks would be restored as images, or be one
+    if mask_file(args) is not None:
+        mask = mask_file(args).resolve()
+        read[mask] = "the --mask file" if mask_folder(args) is None else "the --mask folder"
+        if mask_folder(args) is not None and source.is_dir():  # its masks restored as images
             images = source.resolve()
             if mask == images or mask in images.parents or images in mask.parents:
                 raise UsageError(f"--mask {args.mask} and the input folder {source} overlap: keep "

@@ -48,6 +48,17 @@ class Input(NamedTuple):
     mask_frames: bool = False
 
 
+def mask_file(args: argparse.Namespace) -> Path | None:
+    """The ``--mask`` of an inpainting run as a path (None: none, or ``alpha``)."""
+    return Path(args.mask) if args.mask not in (None, "alpha") else None
+
+
+def mask_folder(args: argparse.Namespace) -> Path | None:
+    """The ``--mask`` folder of masks named as the images (None where ``--mask`` is no folder)."""
+    mask = mask_file(args)
+    return mask if mask is not None and mask.is_dir() else None
+
+
 def masks_by_name(folder: Path, source: Path, files: list[Path]) -> dict[Path, Path]:
     """The mask of each of ``files`` (images under the input folder ``source``) in the mask
     folder ``folder``: the image file of the same name and sub-folder, of any image type
@@ -85,7 +96,7 @@ def settings_of(args: argparse.Namespace) -> dict:
     ``args.resample`` are the ones used (a default given by name is the same setting)."""
     others = tuple(o for task, opts in TASK_OPTIONS.items() if task != args.task for o in opts)
     settings = record_settings(args, NOT_SETTINGS + others)
-    if args.task == "inpaint" and args.mask not in (None, "alpha") and Path(args.mask).is_file():
+    if args.task == "inpaint" and mask_file(args) is not None and mask_folder(args) is None:
         settings["mask_sha256"] = file_digest(args.mask)  # its content; a folder's: per image
     return {**settings, "input": str(Path(args.input).resolve())}
 
