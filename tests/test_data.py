@@ -126,10 +126,35 @@ def test_16_bit_images_keep_their_scale(tmp_path):
         save_16_bit(tmp_path / "back.png", x[0, :1])
         assert np.array_equal(np.asarray(Image.open(tmp_path / "back.png")), ramp)  # exactly
     data = load_image_folder(tmp_path, 6)  # 6 x 8: no resize, the central 6 columns
-    assert data.channels == 1
+    assert data.channels == 1 and data.dtype == torch.uint16  # held at 16 bits: exactly
     for i in range(2):
-        eight_bit = ((data[i][0][0].double() + 1) * 127.5).numpy()
-        np.testing.assert_allclose(eight_bit, ramp[:, 1:7] / 257, atol=0.5 + 1e-6)  # rounding
+        np.testing.assert_allclose(data[i][0][0].double(), ramp[:, 1:7] / 65535 * 2 - 1, atol=1e-6)
+
+
+def test_a_folder_of_16_bit_files_keeps_their_levels_in_memory(tmp_path):
+    """A set with 16-bit files is held at 16 bits: a dim 12-bit image (31-93 of white 4095,
+    beside one bright pixel) keeps its 63 levels, which 8 bits rounded to 5 (and so trained a
+    model on a posterised image). Its 8-bit files are widened exactly; pooled with an 8-bit set,
+    the set is held at 16 bits; decoded on access alike."""
+    from diffvision.io.images import read_image
+
+    dim = (np.arange(64, dtype=np.uint16) + 30).reshape(8, 8)
+    dim[0, 0] = 4000  # the folder's top: white level 4095
+    (tmp_path / "deep").mkdir()
+    Image.fromarray(dim).save(tmp_path / "deep" / "dim.png")
+    write(tmp_path / "deep" / "eight.png", size=(8, 8), mode="L")
+    for limit in (4 << 30, 0):  # in memory, decoded on access
+        data = load_image_folder(tmp_path / "deep", 8, cache_limit_bytes=limit)
+        assert data.white_level == 4095 and data.dtype == torch.uint16
+        for i, name in enumerate(("dim.png", "eight.png")):  # as restore reads each file
+            exact = read_image(tmp_path / "deep" / name, 1, white=4095)[0]
+            # held to 1/65535 of the range: half a level, 2 / 65535 / 2 on [-1, 1], + float32's
+            assert (data[i][0] - exact).abs().max() <= 1 / 65535 + 1e-6, name
+        assert len(torch.unique(data[0][0].flatten()[1:])) == 63  # 8 bits: 5 levels
+    write(tmp_path / "a" / "x.png", size=(8, 8), mode="L", value=77)
+    pooled = load_data(f"{tmp_path / 'deep'}+{tmp_path / 'a'}", 8)
+    assert pooled.dtype == torch.uint16 and len(pooled) == 3
+    assert torch.equal(pooled[2][0], load_image_folder(tmp_path / "a", 8)[0][0])  # exactly
 
 
 def test_32_bit_files_outside_16_bits_are_refused_by_name(tmp_path):
@@ -196,8 +221,9 @@ def test_every_frame_of_a_stack_is_an_image_and_stacks_are_counted(tmp_path):
     first.save(tmp_path / "deep" / "stack.tif", save_all=True, append_images=rest)
     data = load_image_folder(tmp_path / "deep", 6)
     assert data.white_level == 4095 and len(data) == 3
-    assert [int(data.uint8(i).max()) for i in range(3)] == [
-        round(v / 4095 * 255) for v in (10, 4000, 20)
+    assert data.dtype == torch.uint16  # held at 16 bits, on the 0-65535 scale
+    assert [int(data.pixels(i).to(torch.int32).max()) for i in range(3)] == [
+        round(v / 4095 * 65535) for v in (10, 4000, 20)
     ]
     write(tmp_path / "c" / "flat.png", size=(8, 6), mode="L")
     assert load_image_folder(tmp_path / "c", 6).stacked == 0
@@ -205,7 +231,7 @@ def test_every_frame_of_a_stack_is_an_image_and_stacks_are_counted(tmp_path):
     first.save(tmp_path / "c" / "moving.gif", save_all=True, append_images=rest)
     data = load_image_folder(tmp_path / "c", 6)
     assert len(data) == 4 and data.stacked == 1
-    assert [int(data.uint8(i).max()) for i in (1, 2, 3)] == [0, 100, 200]
+    assert [int(data.pixels(i).max()) for i in (1, 2, 3)] == [0, 100, 200]
     pooled = f"{tmp_path / 'set'}+{tmp_path / 'c'}"  # one stack each
     assert load_data(pooled, 6, channels=1).stacked == 2
 
@@ -315,10 +341,12 @@ def test_white_level_of_12_bit_files(tmp_path):
     Image.fromarray(ramp).save(tmp_path / "twelve" / "ramp.png")
     data = load_image_folder(tmp_path / "twelve", 6)
     assert data.white_level == 4095 and data.describe()["white_level"] == 4095
-    eight_bit = ((data[0][0][0].double() + 1) * 127.5).numpy()
-    np.testing.assert_allclose(eight_bit, ramp[:, 1:7] / 4095 * 255, atol=0.5 + 1e-4)
+    sixteen_bit = ((data[0][0][0].double() + 1) * 32767.5).numpy()  # float32: 0.004 of a level
+    np.testing.assert_allclose(sixteen_bit, ramp[:, 1:7] / 4095 * 65535, atol=0.5 + 1e-2)
     full = load_image_folder(tmp_path / "twelve", 6, white_level=65535)  # as before: dark
-    assert full.white_level == 65535 and full.images.max() == round(4095 / 257)
+    assert (
+        full.white_level == 65535 and int(full.images.to(torch.int32).max()) == ramp[:, 1:7].max()
+    )
     x = read_image(tmp_path / "twelve" / "ramp.png", 1, white=2047)  # values above white clip
     np.testing.assert_allclose(x[0, 0].numpy(), np.minimum(ramp / 2047, 1) * 2 - 1, atol=1e-6)
     # 8-bit files have no white level; folders pooled with different ones need it given.
@@ -468,13 +496,13 @@ def test_16_bit_colour_files_are_read_at_depth(tmp_path):
     assert np.array_equal(
         cv2.imread(str(tmp_path / "back.png"), cv2.IMREAD_UNCHANGED), rgb[:, :, ::-1]
     )
-    # A folder of 12-bit colour files: white level 4095, the whole 8-bit range used.
+    # A folder of 12-bit colour files: white level 4095, the whole 16-bit range used.
     (tmp_path / "twelve").mkdir()
     cv2.imwrite(str(tmp_path / "twelve" / "t.png"), (rgb >> 4)[:, :, ::-1])
     data = load_image_folder(tmp_path / "twelve", 6)
-    assert data.channels == 3 and data.white_level == 4095
-    eight_bit = data.images[0].permute(1, 2, 0).double().numpy()
-    np.testing.assert_allclose(eight_bit, (rgb >> 4)[:, 1:7] / 4095 * 255, atol=0.5 + 1e-4)
+    assert data.channels == 3 and data.white_level == 4095 and data.dtype == torch.uint16
+    held = data.images[0].permute(1, 2, 0).double().numpy()
+    np.testing.assert_allclose(held, (rgb >> 4)[:, 1:7] / 4095 * 65535, atol=0.5 + 1e-4)
 
 
 def test_float_images_are_refused_by_name(tmp_path):
@@ -611,11 +639,18 @@ def test_image_data_and_train_check_what_they_are_given(tmp_path):
     from diffvision.train import TrainConfig, train
 
     with pytest.raises(
-        ValueError, match=r"uint8 N x 1 x 8 x 8 tensor \(0..255\), not torch.float32"
+        ValueError,
+        match=r"uint8 N x 1 x 8 x 8 tensor \(0..255; uint16, 0..65535\), not torch.float32",
     ):
         ImageData(torch.rand(4, 1, 8, 8), channels=1, size=8)
     with pytest.raises(ValueError, match=r"uint8 N x 3 x 8 x 8 tensor .* shape \(4, 1, 8, 8\)"):
         ImageData(torch.zeros(4, 1, 8, 8, dtype=torch.uint8), channels=3, size=8)
+    white = torch.full((2, 1, 8, 8), 65535, dtype=torch.int32).to(torch.uint16)
+    held = ImageData(white, channels=1, size=8)  # 16 bits: white is 65535
+    assert held.dtype == torch.uint16 and torch.equal(held[0][0], torch.ones(1, 8, 8))
+    assert torch.equal(held.batch(torch.tensor([1]))[0], torch.ones(1, 1, 8, 8))
+    with pytest.raises(ValueError, match=r"decoded as uint8 or uint16, not torch\.float32"):
+        ImageData(["a.png"], channels=1, size=8, decode=print, dtype=torch.float32)
     with pytest.raises(ValueError, match="3 labels for 4 images"):
         ImageData(
             torch.zeros(4, 1, 8, 8, dtype=torch.uint8), channels=1, size=8, labels=torch.zeros(3)

@@ -8,7 +8,7 @@ import torch
 
 from ..process import check_int
 from .builtin import BUILTIN, digits, faces, mnist, read_idx, shapes
-from .dataset import ImageData
+from .dataset import ImageData, to_depth
 from .deadleaves import deadleaves
 from .folder import load_image_folder
 from .photos import HELD_OUT, held_out_photos, photos
@@ -115,10 +115,11 @@ def _pooled(parts: list[ImageData]) -> ImageData:
             "pooled data sets must share channels and size; got "
             + ", ".join(f"{p.name} {p.channels}x{p.size}" for p in parts)
         )
-    if any(p.decode is not None for p in parts):
-        images = torch.stack([p.uint8(i) for p in parts for i in range(len(p))])
+    dtype = torch.uint16 if any(p.dtype == torch.uint16 for p in parts) else torch.uint8
+    if any(p.decode is not None for p in parts):  # 8-bit parts widened where one is 16-bit
+        images = torch.stack([to_depth(p.pixels(i), dtype) for p in parts for i in range(len(p))])
     else:
-        images = torch.cat([p.images for p in parts])
+        images = torch.cat([to_depth(p.images, dtype) for p in parts])
     levels = sorted({p.white_level for p in parts if p.white_level})
     if len(levels) > 1:
         raise ValueError(

@@ -8,14 +8,30 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+#: The integer types images are held in, and the value of white in each: 8 bits, or 16 for
+#: data from 16-bit files, whose levels 8 bits would round away (a dim 12-bit image's 0-400
+#: would keep 26 levels).
+WHITE_OF = {torch.uint8: 255, torch.uint16: 65535}
+
+
+def to_depth(images: Tensor, dtype: torch.dtype) -> Tensor:
+    """Images held as one of :data:`WHITE_OF`'s types, in ``dtype`` (8-bit values widened to 16
+    bits exactly: v * 257 / 65535 = v / 255)."""
+    if images.dtype == dtype:
+        return images
+    if (images.dtype, dtype) != (torch.uint8, torch.uint16):
+        raise ValueError(f"images of {images.dtype} are not made {dtype} without loss")
+    return (images.to(torch.int32) * 257).to(torch.uint16)
+
 
 class ImageData(Dataset):
     """Images with optional labels (and, for ``shapes``, boxes and masks).
 
-    Images are stored either decoded as ``uint8`` (``N x C x H x W``, values 0..255) or as a
-    list of file paths decoded on access by ``decode(path) -> uint8 C x H x W``. Indexing returns
-    ``(image, label)`` with ``image`` a float32 ``C x H x W`` tensor in [-1, 1] and ``label`` an
-    int (-1 when unlabelled).
+    Images are stored either decoded as ``uint8`` (``N x C x H x W``, values 0..255; ``uint16``,
+    0..65535, for data from 16-bit files) or as a list of file paths decoded on access by
+    ``decode(path) -> C x H x W`` of that type. Indexing returns ``(image, label)`` with
+    ``image`` a float32 ``C x H x W`` tensor in [-1, 1] and ``label`` an int (-1 when
+    unlabelled).
 
     Attributes:
         channels, size: image channels (1 or 3) and side length in pixels.
@@ -43,6 +59,7 @@ class ImageData(Dataset):
         class_names: list[str] | None = None,
         decode: Callable[[object], Tensor] | None = None,
         name: str = "data",
+        dtype: torch.dtype = torch.uint8,
         white_level: int | None = None,
         upscaled: int = 0,
         stacked: int = 0,
@@ -50,16 +67,21 @@ class ImageData(Dataset):
     ):
         if len(images) == 0:
             raise ValueError(f"{name}: no images")
+        if isinstance(images, Tensor):
+            dtype = images.dtype
         if isinstance(images, Tensor) and (
-            images.dtype != torch.uint8 or tuple(images.shape[1:]) != (channels, size, size)
+            dtype not in WHITE_OF or tuple(images.shape[1:]) != (channels, size, size)
         ):  # float images in [0, 1] were read as 0..255: all but black, without a word
             raise ValueError(
-                f"{name}: images are a uint8 N x {channels} x {size} x {size} tensor (0..255), "
-                f"not {images.dtype} of shape {tuple(images.shape)}"
+                f"{name}: images are a uint8 N x {channels} x {size} x {size} tensor (0..255; "
+                f"uint16, 0..65535), not {images.dtype} of shape {tuple(images.shape)}"
             )
+        if dtype not in WHITE_OF:
+            raise ValueError(f"{name}: images are decoded as uint8 or uint16, not {dtype}")
         if labels is not None and len(labels) != len(images):
             raise ValueError(f"{name}: {len(labels)} labels for {len(images)} images")
         self.images = images
+        self.dtype = dtype  # what the images are held in (decoded in)
         self.decode = decode
         self.channels, self.size, self.name = channels, size, name
         self.white_level = white_level  # of the 16-bit files it was read from; None: none
@@ -76,20 +98,24 @@ class ImageData(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def uint8(self, index: int) -> Tensor:
-        """Image ``index`` as uint8 ``C x H x W``."""
+    def pixels(self, index: int) -> Tensor:
+        """Image ``index`` as held: ``C x H x W`` of :attr:`dtype` (uint8, or uint16)."""
         item = self.images[index]
         return self.decode(item) if self.decode is not None else item
 
+    def _unit(self, pixels: Tensor) -> Tensor:
+        """Held pixels as float32 in [-1, 1]."""
+        return pixels.to(torch.float32) / (WHITE_OF[self.dtype] / 2) - 1
+
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
-        image = self.uint8(index).to(torch.float32) / 127.5 - 1
+        image = self._unit(self.pixels(index))
         label = int(self.labels[index]) if self.labels is not None else -1
         return image, label
 
     def batch(self, indices: Tensor) -> tuple[Tensor, Tensor]:
         """Images ``len(indices) x C x H x W`` in [-1, 1] and labels (``-1`` when unlabelled)."""
         if self.decode is None:
-            images = self.images[indices].to(torch.float32) / 127.5 - 1
+            images = self._unit(self.images[indices])
         else:
             images = torch.stack([self[int(i)][0] for i in indices])
         if self.labels is None:

@@ -107,7 +107,8 @@ def load_image_folder(
             the sub-folder names become the classes (sorted); set False to ignore them.
         white_level: the value of white in 16-bit files (e.g. 4095 for a 12-bit camera's);
             default: found from the files (:func:`deep_white_level`). 8-bit files are unaffected.
-        cache_limit_bytes: decoded images are kept in memory (uint8) when they fit under this.
+        cache_limit_bytes: decoded images are kept in memory (uint8; uint16 for a set with
+            16-bit files, whose levels 8 bits would round away) when they fit under this.
     Raises:
         ValueError: missing or empty folder, or an unreadable image (named in the message).
     """
@@ -160,21 +161,23 @@ def load_image_folder(
         else:
             class_names = []
 
+    dtype = torch.uint16 if white else torch.uint8  # 16-bit files' levels kept in memory
+
     def decode(item: tuple[Path, int]) -> torch.Tensor:
         # upright as a viewer shows it: phones store photos sideways with an EXIF orientation
         path, frame = item
         try:
-            return read_square(path, size, channels, white or 65535, frame)
+            return read_square(path, size, channels, white or 65535, frame, dtype)
         except UNREADABLE_IMAGE as err:  # also float images
             raise unreadable(path, err) from None
 
     def decode_all(path: Path) -> list[torch.Tensor]:  # a stack's frames from one opening
         try:
-            return list(read_squares(path, size, channels, white or 65535))
+            return list(read_squares(path, size, channels, white or 65535, dtype))
         except UNREADABLE_IMAGE as err:
             raise unreadable(path, err) from None
 
-    if len(items) * channels * size * size <= cache_limit_bytes:
+    if len(items) * channels * size * size * dtype.itemsize <= cache_limit_bytes:
         images = torch.stack([image for path in paths for image in decode_all(path)])
         return ImageData(
             images,
@@ -195,6 +198,7 @@ def load_image_folder(
         labels=label_tensor,
         class_names=class_names,
         decode=decode,
+        dtype=dtype,
         name=str(root),
         white_level=white,
         **said,

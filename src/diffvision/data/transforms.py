@@ -260,18 +260,29 @@ def _unit_of(image: Image.Image, path, channels: int, white: int, frame: int) ->
 
 
 def read_square(
-    path: str | Path, size: int, channels: int, white: int = 65535, frame: int = 0
+    path: str | Path,
+    size: int,
+    channels: int,
+    white: int = 65535,
+    frame: int = 0,
+    dtype: torch.dtype = torch.uint8,
 ) -> Tensor:
-    """An image file (its frame ``frame``) -> uint8 ``C x size x size``: upright, resized and
-    centre-cropped (:func:`resize_center_crop`), 16-bit files scaled by ``white`` (see
-    :func:`read_unit_array`) and resized before they are rounded to 8 bits."""
+    """An image file (its frame ``frame``) -> ``C x size x size`` of ``dtype``: upright, resized
+    and centre-cropped (:func:`resize_center_crop`), 16-bit files scaled by ``white`` (see
+    :func:`read_unit_array`) and resized before they are rounded to 8 bits (uint8, 0..255) or
+    16 (uint16, 0..65535: a set with 16-bit files keeps their levels; its 8-bit files are
+    widened exactly)."""
     with open_image(path) as image:
         seek_frame(image, frame)
-        return _square_of(image, path, size, channels, white, frame)
+        return _square_of(image, path, size, channels, white, frame, dtype)
 
 
 def read_squares(
-    path: str | Path, size: int, channels: int, white: int = 65535
+    path: str | Path,
+    size: int,
+    channels: int,
+    white: int = 65535,
+    dtype: torch.dtype = torch.uint8,
 ) -> Iterator[Tensor]:
     """Every frame of an image file, in order, as :func:`read_square` reads one, from one
     opening of the file: PIL finds a TIFF's page by walking the pages before it, so an opening
@@ -279,13 +290,21 @@ def read_squares(
     with keep_open(path) as image:  # held: 16-bit colour pages too
         for frame in range(getattr(image, "n_frames", 1)):
             seek_frame(image, frame)
-            yield _square_of(image, path, size, channels, white, frame)
+            yield _square_of(image, path, size, channels, white, frame, dtype)
 
 
 def _square_of(
-    image: Image.Image, path, size: int, channels: int, white: int, frame: int
+    image: Image.Image,
+    path,
+    size: int,
+    channels: int,
+    white: int,
+    frame: int,
+    dtype: torch.dtype = torch.uint8,
 ) -> Tensor:
     """:func:`read_square` of the opened ``image`` of the file ``path``, at its ``frame``."""
+    from .dataset import WHITE_OF, to_depth
+
     if not is_16_bit_image(image):  # resized as 8-bit L or RGB (a palette image too, not nearest)
         _refuse_float(image)
         mode = "L" if channels == 1 else "RGB"
@@ -295,13 +314,15 @@ def _square_of(
             small = resize_center_crop(upright.convert(mode), size)
         array = np.asarray(small)
         array = array[:, :, None] if array.ndim == 2 else array
-        return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+        return to_depth(torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous(), dtype)
     unit = _unit_of(image, path, channels, white, frame)
     planes = [
         resize_center_crop(Image.fromarray(unit[:, :, c].copy()), size) for c in range(channels)
     ]
-    array = np.clip(np.round(np.stack([np.asarray(p) for p in planes], 2) * 255), 0, 255)
-    return torch.from_numpy(array.astype(np.uint8)).permute(2, 0, 1).contiguous()
+    top = WHITE_OF[dtype]
+    array = np.clip(np.round(np.stack([np.asarray(p) for p in planes], 2) * top), 0, top)
+    pixels = torch.from_numpy(array.astype(np.uint8 if top == 255 else np.uint16))
+    return pixels.permute(2, 0, 1).contiguous()
 
 
 def _drafted_square(image: Image.Image, size: int, mode: str) -> Image.Image | None:

@@ -565,11 +565,12 @@ def train(
     ``checkpoints/``. With ``resume`` it continues from the newest checkpoint (and starts
     afresh where there is none). ``data``: an :class:`ImageData`, from
     :func:`diffvision.data.load_data` (a built-in set, an image folder) or made from uint8
-    images; ``stop_at``: stop after that step (a checkpoint written, None returned)."""
+    (or uint16) images; ``stop_at``: stop after that step (a checkpoint written, None returned)."""
     if not isinstance(data, ImageData):  # a tensor was an AttributeError from inside
         raise TypeError(
             f"data is an ImageData (diffvision.data.load_data(spec), or ImageData(images, "
-            f"channels=C, size=S) of uint8 N x C x S x S images), not a {type(data).__name__}"
+            f"channels=C, size=S) of uint8 or uint16 N x C x S x S images), not a "
+            f"{type(data).__name__}"
         )
     if not resume:
         check_fresh(Path(out), "continue it with resume=True, or train into another folder")
