@@ -972,6 +972,13 @@ def test_sample_into_a_tiff_stack(tmp_path, tiny_digits_model, monkeypatch):
     )
     assert partial.read_bytes() == stack.read_bytes()
     assert not (tmp_path / "partial.tif.frames").exists()
+    before = stack.stat().st_mtime_ns  # made: the same command leaves it as it is (its record)
+    again = run_here(*args, str(stack))
+    assert again.returncode == 0 and "nothing to do" in again.stdout, again.stdout
+    assert f"{stack} holds the 5 images sampled by an earlier run" in again.stdout
+    assert stack.stat().st_mtime_ns == before
+    more = run_here(*args[:3], "6", *args[4:], str(stack))  # another --n: made again
+    assert more.returncode == 0 and "wrote 6 images into the TIFF stack" in more.stdout
 
 
 @pytest.mark.parametrize("channels", [1, 3])

@@ -16,6 +16,7 @@ from diffvision.analytic import GaussianDenoiser
 from diffvision.cli.common import UsageError
 from diffvision.cli.restore import _start_options, default_resample, default_solver
 from diffvision.denoiser import Denoiser
+from diffvision.io.images import stack_record
 from diffvision.nets.unet import build_unet
 from diffvision.process import get_schedule
 from diffvision.restore import (
@@ -841,6 +842,21 @@ def test_restore_a_stack_into_a_tiff_stack(tiny_digits_model, tmp_path):
     assert got[0].shape == (16, 48)  # a strip: input | result | map
     with Image.open(joined) as image:  # 16 bits deep, read back as this project reads stacks
         assert image.n_frames == 3 and image.mode == "I;16"
+    # Each stack records what made it: the same command again leaves them as they are; other
+    # settings restore the frames again.
+    written = {p: p.stat().st_mtime_ns for p in (joined, tmp_path / "clean_std.tif")}
+    again = run_here(*base, *drawn, "--out", str(joined), "--side-by-side", str(side))
+    assert again.returncode == 0, again.stderr
+    assert f"{joined} holds the 3 frames restored by an earlier run with the same settings" in (
+        again.stdout
+    )
+    assert all(p.stat().st_mtime_ns == t for p, t in written.items())
+    assert stack_record(joined)["frames"] == 3
+    assert stack_record(joined)["sha256"] == hashlib.sha256(stack.read_bytes()).hexdigest()
+    again = run_here(*base, *drawn, "--seed", "1", "--out", str(joined), "--side-by-side",
+                     str(side))  # fmt: skip
+    assert again.returncode == 0 and "wrote 3 frames into the TIFF stacks" in again.stdout
+    assert joined.stat().st_mtime_ns != written[joined]
     failing = tmp_path / "failing.tif"  # its last frame is smaller than a tile
     first.save(failing, save_all=True, append_images=[*rest, Image.fromarray(pages[0][:4, :4])])
     out = tmp_path / "failing_out.tif"

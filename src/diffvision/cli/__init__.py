@@ -572,6 +572,7 @@ def cmd_sample(args) -> int:
         join_into_stack,
         numbered_indices,
         numbered_path,
+        stack_record,
     )
     from ..io.model_folder import sample_shape
     from ..memory import check_fits
@@ -607,6 +608,11 @@ def cmd_sample(args) -> int:
         settings = settings_of(args, SAMPLE_NOT_SETTINGS)
         if white:  # 16-bit files; a record without it was written at 8 bits (before 2026-12-07)
             settings["bits"] = 16
+        made = json.loads(json.dumps({"settings": settings, "n": args.n}))  # as a stack holds it
+        if stack is not None and not out.exists() and stack_record(stack) == made:
+            print(f"{stack} holds the {counted(args.n, 'image')} sampled by an earlier run with "
+                  "the same settings (its record): nothing to do")  # fmt: skip
+            return 0
         there = any(out.glob("sample_*.png"))
         typed = typed_prior(args.model, args.label is not None)
         if read_record(out / SAMPLE_RECORD, settings, "samples", there, typed) is None:
@@ -678,7 +684,7 @@ def cmd_sample(args) -> int:
     bits = f", 16 bits, white {white}" if white else ""  # the files'
     how = f" ({args.sampler}, {counted(args.steps, 'step')}{', bf16' if args.bf16 else ''}{bits})"
     if stack is not None:  # every image made: joined page by page, then their folder goes
-        join_into_stack(stack, [numbered_path(out, i) for i in range(args.n)])
+        join_into_stack(stack, [numbered_path(out, i) for i in range(args.n)], made)
         shutil.rmtree(out)
         print(f"wrote {counted(args.n, 'image')} into the TIFF stack {stack}{how}"
               + (f"; {kept} from an earlier run" if kept else ""))  # fmt: skip

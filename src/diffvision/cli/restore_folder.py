@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import json
 import shutil
 import sys
 from collections.abc import Callable
@@ -146,8 +147,10 @@ def restore_into_stack(
     file into one multi-page TIFF: the results into ``args.out``, their std maps (``--samples``)
     into ``STEM_std.tif`` beside it, the side-by-sides into ``args.side_by_side``; the folders
     go once the stacks are written. Until then, the same command continues an interrupted or
-    partly failed run. Returns the exit code."""
-    from ..io.images import join_into_stack
+    partly failed run. Each stack keeps a record of what made it (the settings and the input's
+    SHA-256), so that the same command run again once it is written leaves it as it is.
+    Returns the exit code."""
+    from ..io.images import join_into_stack, stack_record
 
     out = Path(args.out)
     parts = argparse.Namespace(**vars(args))
@@ -158,6 +161,14 @@ def restore_into_stack(
     if args.side_by_side:
         parts.side_by_side = str(frames_folder(Path(args.side_by_side)))
         stacks.append(Path(args.side_by_side))
+    made = json.loads(json.dumps({  # as the stacks' description holds it
+        "settings": settings_of(args), "sha256": _digest_or_none(Path(args.input)),
+        "frames": len(inputs),
+    }))  # fmt: skip
+    if not Path(parts.out).exists() and all(stack_record(s) == made for s in stacks):
+        print(f"{out} holds the {len(inputs)} frames restored by an earlier run with the same "
+              "settings from the same input (its record): nothing to do")  # fmt: skip
+        return 0
     code = restore_folder(parts, inputs, restore_one)
     if code != 0:
         if code == EXIT_USAGE:  # failed frames: the others wait for them
@@ -166,7 +177,7 @@ def restore_into_stack(
         return code
     files = [_targets(parts, item.name) for item in inputs]  # per frame: result, map, strip
     for kind, stack in enumerate(stacks):
-        join_into_stack(stack, [targets[kind] for targets in files])
+        join_into_stack(stack, [targets[kind] for targets in files], made)
     for folder in {parts.out, parts.side_by_side} - {None}:
         shutil.rmtree(folder)
     print(f"wrote {len(inputs)} frames into the TIFF stack{'s' * (len(stacks) > 1)} "

@@ -4,6 +4,7 @@ grids and PNG files."""
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from pathlib import Path
 
@@ -69,13 +70,14 @@ def frames_folder(stack: Path) -> Path:
     return stack.with_name(stack.name + ".frames")
 
 
-def join_into_stack(path: str | Path, files: list[Path]) -> Path:
+def join_into_stack(path: str | Path, files: list[Path], record: dict | None = None) -> Path:
     """Write the image ``files`` (8- or 16-bit, grey or colour, as written by this module) as
     the pages of one multi-page TIFF ``path`` (uncompressed; BigTIFF above
     :data:`BIGTIFF_ABOVE`), each at its depth and channels, bit for bit, one page in memory at a
     time; whole or not at all (:func:`write_whole`). The files are read by OpenCV, which keeps
     16-bit colour (PIL does not), and the stack written by tifffile, page by page (OpenCV's
-    writer takes every page at once)."""
+    writer takes every page at once). ``record``: what made the stack (JSON), kept in the
+    first page's description for :func:`stack_record`."""
     import cv2
     import tifffile
 
@@ -95,10 +97,28 @@ def join_into_stack(path: str | Path, files: list[Path]) -> Path:
         first = next(each)
         big = first.nbytes * len(files) > BIGTIFF_ABOVE
         with tifffile.TiffWriter(tmp, bigtiff=big) as stack:
-            for page in itertools.chain([first], each):
-                stack.write(page, photometric="rgb" if page.ndim == 3 else "minisblack")
+            for k, page in enumerate(itertools.chain([first], each)):
+                said = json.dumps({STACK_RECORD: record}) if k == 0 and record else None
+                stack.write(page, photometric="rgb" if page.ndim == 3 else "minisblack",
+                            description=said, metadata=None)  # fmt: skip
 
     return write_whole(path, write)
+
+
+#: The key of :func:`join_into_stack`'s record in a stack's description.
+STACK_RECORD = "diffvision"
+
+
+def stack_record(path: str | Path) -> dict | None:
+    """The record that :func:`join_into_stack` kept in the TIFF stack ``path`` (None where it
+    is no such stack: missing, another file, or written otherwise)."""
+    try:
+        with Image.open(path) as image:
+            said = image.tag_v2.get(270) if hasattr(image, "tag_v2") else None
+        record = json.loads(said) if isinstance(said, str) else None
+    except UNREADABLE_IMAGE:  # JSON's errors are ValueErrors
+        return None
+    return record.get(STACK_RECORD) if isinstance(record, dict) else None
 
 
 def is_16_bit(path: str | Path, frame: int = 0) -> bool:
