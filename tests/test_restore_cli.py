@@ -852,18 +852,21 @@ def test_restore_a_stack_into_a_tiff_stack(tiny_digits_model, tmp_path):
     )
     assert all(p.stat().st_mtime_ns == t for p, t in written.items())
     assert stack_record(joined)["frames"] == 3
-    assert stack_record(joined)["sha256"] == hashlib.sha256(stack.read_bytes()).hexdigest()
     again = run_here(*base, *drawn, "--seed", "1", "--out", str(joined), "--side-by-side",
                      str(side))  # fmt: skip
     assert again.returncode == 0 and "wrote 3 frames into the TIFF stacks" in again.stdout
     assert joined.stat().st_mtime_ns != written[joined]
+    first.save(stack, save_all=True, append_images=rest[::-1])  # the input changed: again
+    again = run_here(*base, *drawn, "--seed", "1", "--out", str(joined), "--side-by-side",
+                     str(side))  # fmt: skip
+    assert again.returncode == 0 and "wrote 3 frames into the TIFF stacks" in again.stdout
     failing = tmp_path / "failing.tif"  # its last frame is smaller than a tile
     first.save(failing, save_all=True, append_images=[*rest, Image.fromarray(pages[0][:4, :4])])
     out = tmp_path / "failing_out.tif"
     for rerun in (False, True):
         result = run_here(*base[:3], str(failing), *base[4:], "--out", str(out))
         assert result.returncode == 2 and not out.exists(), result.stderr
-        assert f"{out} is written once every frame is restored; the others are in" in (
+        assert f"{out} is written once all 4 frames are restored; the others are in" in (
             result.stderr
         )
         assert ("3 of 4 frames restored by an earlier run" in result.stdout) == rerun
@@ -881,6 +884,38 @@ def test_restore_a_stack_into_a_tiff_stack(tiny_digits_model, tmp_path):
     assert "the first is restored (to restore each, give --out a folder, or a .tif for a " in (
         alone.stdout
     )
+
+
+def test_a_folder_restored_into_one_tiff_stack(tiny_digits_model, tmp_path):
+    """A folder INPUT with --out a .tif: its images (a stack's frames each one), in the order a
+    folder --out restores them, as the pages of one TIFF stack, each bit for bit the file of a
+    folder --out."""
+    import cv2
+
+    rng = np.random.default_rng(3)
+    images = tmp_path / "in"
+    (images / "b").mkdir(parents=True)
+    for name in ("a.png", "b/c.png"):
+        Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)).save(images / name)
+    first, *rest = (Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)) for _ in "12")
+    first.save(images / "s.tif", save_all=True, append_images=rest)
+    base = ["restore", "denoise", str(tiny_digits_model), str(images), "--sigma", "25", "--tile",
+            "8", "--quiet", "--out"]  # fmt: skip
+    folder, joined = tmp_path / "folder", tmp_path / "all.tif"
+    assert run_here(*base, str(folder)).returncode == 0
+    result = run_here(*base, str(joined))
+    assert result.returncode == 0 and f"wrote 4 images into the TIFF stack {joined}" in (
+        result.stdout
+    )
+    ok, pages = cv2.imreadmulti(str(joined), flags=cv2.IMREAD_UNCHANGED)
+    files = ["a.png", "b/c.png", "s_000.tif", "s_001.tif"]  # the folder's order
+    assert ok and len(pages) == len(files)
+    for page, name in zip(pages, files, strict=True):
+        assert np.array_equal(page, cv2.imread(str(folder / name), cv2.IMREAD_UNCHANGED)), name
+    again = run_here(*base, str(joined))
+    assert "holds the 4 images restored by an earlier run" in again.stdout, again.stdout
+    bad = run_here(*base, str(tmp_path / "all.png"))
+    assert bad.returncode == 2 and "or both .tif files (every image into one TIFF" in bad.stderr
 
 
 def test_a_mask_stack_gives_each_frame_of_a_stack_its_own_mask(

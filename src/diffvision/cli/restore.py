@@ -94,7 +94,8 @@ def add_parser(sub) -> None:
         required=True,
         type=image_file_or_folder,
         help="output image (.png; .jpg, .tif, ...; 16 bits per channel for a 16-bit input to .png "
-        "or .tif), or for a folder INPUT a folder (each result under the input's name); for a "
+        "or .tif), or for a folder INPUT a folder (each result under the input's name) or a "
+        ".tif file (every result, in that order, into one TIFF stack); for a "
         "stack INPUT, a folder restores every frame (STEM_000.tif, or .png for an animation), "
         "a .tif file every frame into one TIFF stack (its std maps into STEM_std.tif), another "
         "file the first",
@@ -527,11 +528,13 @@ def cmd_restore(args) -> int:
         raise UsageError(f"image not found: {source}")
     outputs = [Path(p) for p in (args.out, args.side_by_side) if p]
     frames = 1 if source.is_dir() else frame_count(source)
-    if source.is_dir() and any(p.suffix for p in outputs):
-        raise UsageError("for a folder of inputs, --out and --side-by-side are folders")
     kinds = {_output_kind(p) for p in outputs}
+    if source.is_dir() and kinds not in ({"folder"}, {"stack"}):
+        raise UsageError("for a folder of inputs, --out and --side-by-side are folders, or both "
+                         ".tif files (every image into one TIFF stack)")  # fmt: skip
     stack = frames > 1 and kinds == {"folder"}  # every frame restored, into a folder
-    joined = frames > 1 and kinds == {"stack"}  # every frame restored, into a TIFF stack
+    # every frame, or every image of the folder, restored into one TIFF stack
+    joined = (frames > 1 or source.is_dir()) and kinds == {"stack"}
     if frames > 1 and len(kinds) > 1:
         raise UsageError(
             f"{source} holds {frames} frames: --out and --side-by-side are both folders (each "
@@ -540,7 +543,7 @@ def cmd_restore(args) -> int:
         )
     if frames == 1 and not source.is_dir() and any(not p.suffix for p in outputs):
         raise UsageError("for one input image, --out and --side-by-side are image files")
-    _check_apart(args, folders=source.is_dir() or stack, joined=joined)
+    _check_apart(args, folders=(source.is_dir() and not joined) or stack, joined=joined)
     _check_inputs_kept(args, source, outputs, joined)
     files = find_images(source) if source.is_dir() else [source]
     if not files:

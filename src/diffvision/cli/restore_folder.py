@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import hashlib
 import json
 import shutil
 import sys
@@ -115,6 +116,16 @@ def _digest_or_none(path: Path) -> str | None:
         return None
 
 
+def _inputs_digest(inputs: list[Input]) -> str:
+    """One SHA-256 of the files that ``inputs`` are read from (each file and own mask, by path
+    and content, in order): what a stack made of them records."""
+    digest = hashlib.sha256()
+    for item in dict.fromkeys((i.path, i.mask) for i in inputs):
+        for file in (f for f in item if f is not None):
+            digest.update(f"{file}\0{_digest_or_none(file)}\n".encode())
+    return digest.hexdigest()
+
+
 def _digests(item: Input, digest: Callable[[Path], str | None]) -> dict[str, str | None]:
     """What a record holds of the files that ``item``'s result was made from: the SHA-256 of
     its input file, and of its own mask file where it has one (``digest``: of a file)."""
@@ -142,14 +153,14 @@ def restore_into_stack(
     inputs: list[Input],
     restore_one: Callable[[argparse.Namespace], float | None],
 ) -> int:
-    """Restore the frames ``inputs`` of a stack as :func:`restore_folder` does, into
-    :func:`frames_folder` of ``args.out`` (and of ``args.side_by_side``), then join each kind of
-    file into one multi-page TIFF: the results into ``args.out``, their std maps (``--samples``)
-    into ``STEM_std.tif`` beside it, the side-by-sides into ``args.side_by_side``; the folders
-    go once the stacks are written. Until then, the same command continues an interrupted or
-    partly failed run. Each stack keeps a record of what made it (the settings and the input's
-    SHA-256), so that the same command run again once it is written leaves it as it is.
-    Returns the exit code."""
+    """Restore ``inputs`` (the frames of a stack, or a folder's images and frames, in order) as
+    :func:`restore_folder` does, into :func:`frames_folder` of ``args.out`` (and of
+    ``args.side_by_side``), then join each kind of file into one multi-page TIFF: the results
+    into ``args.out``, their std maps (``--samples``) into ``STEM_std.tif`` beside it, the
+    side-by-sides into ``args.side_by_side``; the folders go once the stacks are written. Until
+    then, the same command continues an interrupted or partly failed run. Each stack keeps a
+    record of what made it (the settings and the SHA-256 of the input files), so that the same
+    command run again once it is written leaves it as it is. Returns the exit code."""
     from ..io.images import join_into_stack, stack_record
 
     out = Path(args.out)
@@ -161,26 +172,27 @@ def restore_into_stack(
     if args.side_by_side:
         parts.side_by_side = str(frames_folder(Path(args.side_by_side)))
         stacks.append(Path(args.side_by_side))
+    what = "images" if Path(args.input).is_dir() else "frames"  # of a folder, of a stack
     made = json.loads(json.dumps({  # as the stacks' description holds it
-        "settings": settings_of(args), "sha256": _digest_or_none(Path(args.input)),
+        "settings": settings_of(args), "inputs_sha256": _inputs_digest(inputs),
         "frames": len(inputs),
     }))  # fmt: skip
     if not Path(parts.out).exists() and all(stack_record(s) == made for s in stacks):
-        print(f"{out} holds the {len(inputs)} frames restored by an earlier run with the same "
+        print(f"{out} holds the {len(inputs)} {what} restored by an earlier run with the same "
               "settings from the same input (its record): nothing to do")  # fmt: skip
         return 0
     code = restore_folder(parts, inputs, restore_one)
     if code != 0:
         if code == EXIT_USAGE:  # failed frames: the others wait for them
-            print(f"diffvision restore: {out} is written once every frame is restored; the "
-                  f"others are in {parts.out}/", file=sys.stderr)  # fmt: skip
+            print(f"diffvision restore: {out} is written once all {len(inputs)} {what} are "
+                  f"restored; the others are in {parts.out}/", file=sys.stderr)  # fmt: skip
         return code
     files = [_targets(parts, item.name) for item in inputs]  # per frame: result, map, strip
     for kind, stack in enumerate(stacks):
         join_into_stack(stack, [targets[kind] for targets in files], made)
     for folder in {parts.out, parts.side_by_side} - {None}:
         shutil.rmtree(folder)
-    print(f"wrote {len(inputs)} frames into the TIFF stack{'s' * (len(stacks) > 1)} "
+    print(f"wrote {len(inputs)} {what} into the TIFF stack{'s' * (len(stacks) > 1)} "
           f"{', '.join(map(str, stacks))}")  # fmt: skip
     return 0
 
