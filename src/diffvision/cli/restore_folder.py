@@ -116,14 +116,14 @@ def _digest_or_none(path: Path) -> str | None:
         return None
 
 
-def _inputs_digest(inputs: list[Input]) -> str:
+def _inputs_digest(inputs: list[Input], digest: Callable[[Path], str | None]) -> str:
     """One SHA-256 of the files that ``inputs`` are read from (each file and own mask, by path
-    and content, in order): what a stack made of them records."""
-    digest = hashlib.sha256()
+    and content, in order; ``digest``: of a file): what a stack made of them records."""
+    joined = hashlib.sha256()
     for item in dict.fromkeys((i.path, i.mask) for i in inputs):
         for file in (f for f in item if f is not None):
-            digest.update(f"{file}\0{_digest_or_none(file)}\n".encode())
-    return digest.hexdigest()
+            joined.update(f"{file}\0{digest(file)}\n".encode())
+    return joined.hexdigest()
 
 
 def _digests(item: Input, digest: Callable[[Path], str | None]) -> dict[str, str | None]:
@@ -173,15 +173,16 @@ def restore_into_stack(
         parts.side_by_side = str(frames_folder(Path(args.side_by_side)))
         stacks.append(Path(args.side_by_side))
     what = "images" if Path(args.input).is_dir() else "frames"  # of a folder, of a stack
+    digest = functools.cache(_digest_or_none)  # each input file read once, here and below
     made = json.loads(json.dumps({  # as the stacks' description holds it
-        "settings": settings_of(args), "inputs_sha256": _inputs_digest(inputs),
+        "settings": settings_of(args), "inputs_sha256": _inputs_digest(inputs, digest),
         "frames": len(inputs),
     }))  # fmt: skip
     if not Path(parts.out).exists() and all(stack_record(s) == made for s in stacks):
         print(f"{out} holds the {len(inputs)} {what} restored by an earlier run with the same "
               "settings from the same input (its record): nothing to do")  # fmt: skip
         return 0
-    code = restore_folder(parts, inputs, restore_one)
+    code = restore_folder(parts, inputs, restore_one, digest)
     if code != 0:
         if code == EXIT_USAGE:  # failed frames: the others wait for them
             print(f"diffvision restore: {out} is written once all {len(inputs)} {what} are "
@@ -242,13 +243,14 @@ def restore_folder(
     args: argparse.Namespace,
     inputs: list[Input],
     restore_one: Callable[[argparse.Namespace], float | None],
+    digest: Callable[[Path], str | None] | None = None,
 ) -> int:
     """Restore each of ``inputs`` (the files under the folder ``args.input``, or the frames of
     the stack ``args.input``) with ``restore_one`` (which takes the arguments of one, with
     ``frame`` set for a frame, and returns its PSNR or None), skipping those that an earlier
     run with the same settings restored from the same file (the record holds each input
-    file's SHA-256: an input changed since is restored again); returns the exit code (2 if any
-    failed)."""
+    file's SHA-256: an input changed since is restored again; ``digest``: of a file, where the
+    caller has read some already); returns the exit code (2 if any failed)."""
 
     out = Path(args.out)
     names = [item.name for item in inputs]
@@ -256,7 +258,7 @@ def restore_folder(
     _check_distinct(args, names)
     settings = settings_of(args)
     done = _earlier_results(args, names, settings)
-    digest = functools.cache(_digest_or_none)  # each input file read once (a stack's frames)
+    digest = digest or functools.cache(_digest_or_none)  # each file read once (a stack's too)
     earlier = [item for item in inputs if str(item.name) in done]
     earlier = [item for item in earlier if all(t.exists() for t in _targets(args, item.name))]
     changed = [item.name for item in earlier if _changed(done[str(item.name)], item, digest)]
