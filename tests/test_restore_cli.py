@@ -1334,6 +1334,10 @@ def test_a_mask_folder_gives_each_image_of_a_folder_its_own_mask(tiny_digits_mod
     bad = run_here(*args)  # that image fails, named with its mask; the others are kept
     assert bad.returncode == 2 and "1 image failed" in bad.stderr, bad.stderr
     assert f"the mask {masks / 'sub' / 'b.tif'} is 8 x 8 px and the image 16 x 16" in bad.stderr
+    save_stack(masks / "s.tif", [hole(0, 0)] * 3)  # 3 masks for 2 frames: the first for each
+    said = run_here(*args).stdout
+    assert f"note: the mask {masks / 's.tif'} holds 3 frames and {images / 's.tif'} 2: the " in said
+    assert "2 of 4 images changed since" in said  # the stack's two frames (a mask changed)
 
 
 def test_an_input_or_mask_changed_since_a_run_is_not_taken_as_restored(tiny_digits_model, tmp_path):
