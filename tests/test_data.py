@@ -157,6 +157,30 @@ def test_a_folder_of_16_bit_files_keeps_their_levels_in_memory(tmp_path):
     assert torch.equal(pooled[2][0], load_image_folder(tmp_path / "a", 8)[0][0])  # exactly
 
 
+def test_pooling_a_set_decoded_on_access_keeps_it_so(tmp_path):
+    """A folder too large to hold is decoded on access; pooled with another set (``A+B``) it was
+    decoded whole into memory, what the limit is there to prevent. The pooled set now decodes
+    each image from its part when asked: the same images in the same order, 16-bit where a
+    part is (the 8-bit part widened exactly)."""
+    from diffvision.data import _pooled
+
+    for i, v in enumerate((10, 200)):
+        write(tmp_path / "big" / f"{i}.png", size=(8, 8), mode="L", value=v)
+    small = digits(8)
+    pooled = _pooled([load_image_folder(tmp_path / "big", 8, cache_limit_bytes=0), small])
+    whole = _pooled([load_image_folder(tmp_path / "big", 8), small])  # every part held
+    assert pooled.decode is not None and not isinstance(pooled.images, torch.Tensor)
+    assert whole.decode is None and len(pooled) == len(whole) == 2 + len(small)
+    for i in (0, 1, 2, len(pooled) - 1):
+        assert torch.equal(pooled[i][0], whole[i][0]), i
+    deep = np.full((8, 8), 3000, np.uint16)
+    (tmp_path / "deep").mkdir()
+    Image.fromarray(deep).save(tmp_path / "deep" / "d.png")
+    pooled = _pooled([load_image_folder(tmp_path / "deep", 8, cache_limit_bytes=0), small])
+    assert pooled.dtype == torch.uint16 and pooled.pixels(1).dtype == torch.uint16
+    assert torch.equal(pooled[1][0], small[0][0])  # 8 bits widened: the same values
+
+
 def test_32_bit_files_outside_16_bits_are_refused_by_name(tmp_path):
     """A 32-bit integer file (mode "I") holds signed values: one past 65535 or below 0 has no
     known white level. Image folders and single images refuse it in the same words, naming

@@ -108,7 +108,8 @@ def _identity(part: str) -> str:
 
 
 def _pooled(parts: list[ImageData]) -> ImageData:
-    """The images of several data sets of one shape, as one unlabelled set."""
+    """The images of several data sets of one shape, as one unlabelled set: in memory, or
+    decoded on access where a part is (a folder too large to hold: pooling decoded it whole)."""
     shapes_ = {(p.channels, p.size) for p in parts}
     if len(shapes_) != 1:
         raise ValueError(
@@ -116,8 +117,12 @@ def _pooled(parts: list[ImageData]) -> ImageData:
             + ", ".join(f"{p.name} {p.channels}x{p.size}" for p in parts)
         )
     dtype = torch.uint16 if any(p.dtype == torch.uint16 for p in parts) else torch.uint8
-    if any(p.decode is not None for p in parts):  # 8-bit parts widened where one is 16-bit
-        images = torch.stack([to_depth(p.pixels(i), dtype) for p in parts for i in range(len(p))])
+    decode = None
+    if any(p.decode is not None for p in parts):  # each image from its part, when asked for
+        images = [(k, i) for k, p in enumerate(parts) for i in range(len(p))]
+
+        def decode(item: tuple[int, int]) -> torch.Tensor:  # 8-bit widened beside 16-bit
+            return to_depth(parts[item[0]].pixels(item[1]), dtype)
     else:
         images = torch.cat([to_depth(p.images, dtype) for p in parts])
     levels = sorted({p.white_level for p in parts if p.white_level})
@@ -132,6 +137,8 @@ def _pooled(parts: list[ImageData]) -> ImageData:
         images,
         channels=channels,
         size=size,
+        decode=decode,
+        dtype=dtype,
         name=name,
         white_level=levels[0] if levels else None,
         upscaled=sum(p.upscaled for p in parts),
