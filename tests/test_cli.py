@@ -1043,6 +1043,13 @@ def test_12_bit_files_are_read_alike_in_training_and_restoration(tmp_path, chann
         # each the same value in [0, 1] rounded: to 1/4095 and to 1/255 of it
         assert np.abs(deep / 4095 * 255 - shallow).max() <= 0.5 + 0.5 * 255 / 4095 + 1e-6
         assert deep.max() > 255  # on the 12-bit scale, not the 8-bit one
+    stack = tmp_path / "deep.tif"  # a stack of them: each page at 16 bits, its file bit for bit
+    assert run_here("sample", str(out / "model"), *drawn, str(stack)).returncode == 0
+    ok, pages = cv2.imreadmulti(str(stack), flags=cv2.IMREAD_UNCHANGED)
+    assert ok and len(pages) == 3
+    for i, page in enumerate(pages):
+        file = cv2.imread(str(tmp_path / "deep" / f"sample_{i:05d}.png"), cv2.IMREAD_UNCHANGED)
+        assert page.dtype == np.uint16 and np.array_equal(page, file), i
     record = json.loads((tmp_path / "deep" / "sample.json").read_text())
     del record["settings"]["bits"]  # a folder sampled at 8 bits before they were recorded
     (tmp_path / "deep" / "sample.json").write_text(json.dumps(record))
