@@ -686,6 +686,38 @@ def test_image_data_and_train_check_what_they_are_given(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_a_stack_decoded_on_access_is_opened_once(tmp_path, monkeypatch):
+    """A stack in a set too large to hold is decoded on access, frame by frame in any order:
+    opened for each, its pages were walked to find its length on every read (4.3 s a frame of
+    a stack of 20,000 pages here). The set holds it open while it lives (one opening for any
+    number of frames, each the same as held in memory) and lets it go when collected."""
+    import gc
+
+    from diffvision.data import transforms
+
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 4095, (6, 7)).astype(np.uint16) for _ in range(5)]
+    first, *rest = (Image.fromarray(f) for f in frames)
+    first.save(tmp_path / "stack.tif", save_all=True, append_images=rest)
+    write(tmp_path / "flat.png", size=(7, 6), mode="L", value=50)
+    held = load_image_folder(tmp_path, 6)
+    lazy = load_image_folder(tmp_path, 6, cache_limit_bytes=0)
+    opened, real = [], Image.open
+
+    def counting(path, *args, **kwargs):
+        opened.append(Path(path).name)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", counting)
+    order = [4, 1, 5, 0, 3, 0, 2, 4, 1]  # 0: flat.png; 1-5: the stack's frames
+    for i in order:
+        assert torch.equal(lazy.pixels(i), held.pixels(i))
+    assert sorted(opened) == ["flat.png"] * 2 + ["stack.tif"]  # an image: opened each time
+    del lazy
+    gc.collect()
+    assert not transforms._KEPT  # let go
+
+
 def test_a_held_16_bit_colour_stack_is_read_in_runs_of_pages(tmp_path, monkeypatch):
     """OpenCV (which reads 16-bit colour) finds a page by walking the pages before it on every
     call, so reading each frame of such a stack cost its length squared (1,000 pages of 64 x 64:
@@ -719,3 +751,15 @@ def test_a_held_16_bit_colour_stack_is_read_in_runs_of_pages(tmp_path, monkeypat
     starts.clear()
     assert len(read_headers(path)) == 40 and starts == [0, 16, 32]
     assert not transforms._DEEP_RUNS  # let go with the file
+    counts = []  # out of order (drawn at random), a page is read alone, not a run from it
+
+    def counting_pages(*args, **kwargs):
+        counts.append(kwargs.get("count"))
+        return counting(*args, **kwargs)
+
+    monkeypatch.setattr(cv2, "imreadmulti", counting_pages)
+    starts.clear()
+    with transforms.keep_open(path):
+        drawn = [transforms.read_unit_array(path, 3, frame=k) for k in (30, 5, 17, 18, 19)]
+    assert starts == [30, 5, 17, 18] and counts == [1, 1, 1, 16]  # 18 on from 17: a run
+    assert all(np.array_equal(alone[k], a) for k, a in zip((30, 5, 17, 18, 19), drawn, strict=True))

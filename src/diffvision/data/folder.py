@@ -17,6 +17,7 @@ from .transforms import (
     OUTSIDE_16_BITS,
     UNREADABLE_IMAGE,
     WIDE_MODES,
+    HeldFiles,
     check_white,
     deep_colour_pixels,
     frame_count,
@@ -162,11 +163,15 @@ def load_image_folder(
             class_names = []
 
     dtype = torch.uint16 if white else torch.uint8  # 16-bit files' levels kept in memory
+    stacks = {p for p, file in zip(paths, per_file, strict=True) if len(file) > 1}
+    held = HeldFiles()  # decoded on access, a stack stays open (its pages found once)
 
     def decode(item: tuple[Path, int]) -> torch.Tensor:
         # upright as a viewer shows it: phones store photos sideways with an EXIF orientation
         path, frame = item
         try:
+            if path in stacks:
+                held.hold(path)
             return read_square(path, size, channels, white or 65535, frame, dtype)
         except UNREADABLE_IMAGE as err:  # also float images
             raise unreadable(path, err) from None
