@@ -1228,16 +1228,44 @@ def test_restore_a_folder(tiny_digits_model, tmp_path):
     assert f"note: --mask {masks} holds 2 frames: the first is the mask of every image" in (
         result.stdout
     )
-    # A run whose every image failed leaves a record of nothing done: it binds no later run.
+    # A run whose every image failed leaves nothing (it left a record of nothing done), and a
+    # record of nothing done (in a folder that was there) binds no later run.
     failed = tmp_path / "failed"
     bad = run_here("restore", "denoise", str(tiny_digits_model), str(frames), "--sigma", "25",
                    "--tile", "40", "--out", str(failed))  # fmt: skip
     assert bad.returncode == 2 and "restored 0 of 4 images" in bad.stdout
-    assert (failed / "restore.json").is_file()
+    assert not failed.exists()
+    failed.mkdir()
+    bad = run_here("restore", "denoise", str(tiny_digits_model), str(frames), "--sigma", "25",
+                   "--tile", "40", "--out", str(failed))  # fmt: skip
+    assert bad.returncode == 2 and (failed / "restore.json").is_file()
     result = run_here("restore", "denoise", str(tiny_digits_model), str(frames), "--sigma", "25",
                       "--tile", "8", "--quiet", "--out", str(failed))  # fmt: skip
     assert result.returncode == 2 and "restored 2 of 4 images" in result.stdout, result.stderr
     assert "other settings" not in result.stderr
+
+
+def test_a_run_that_restores_nothing_leaves_nothing(tiny_digits_model, tmp_path):
+    """Where every image of a folder (or frame of a stack) fails, the run leaves no output
+    folder (it left one holding only its record) and no frames folder of a TIFF stack; one
+    result makes the folder, with its record."""
+    rng = np.random.default_rng(0)
+    images = tmp_path / "images"
+    images.mkdir()
+    for name, side in (("a.png", 8), ("b.png", 8)):
+        Image.fromarray(rng.integers(0, 256, (side, side), dtype=np.uint8)).save(images / name)
+    pages = [Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)) for _ in range(2)]
+    pages[0].save(tmp_path / "stack.tif", save_all=True, append_images=pages[1:])
+    base = ["restore", "inpaint", str(tiny_digits_model), "--tile", "8", "--quiet"]
+    for source, out in ((images, "out"), (tmp_path / "stack.tif", "out.tif")):
+        bad = run_here(*base, str(source), "--box", "2,2,12,12", "--out", str(tmp_path / out))
+        assert bad.returncode == 2 and "does not fit a 8 x 8 image" in bad.stderr, bad.stderr
+        assert "restored 0 of 2" in bad.stdout and "into" not in bad.stdout, bad.stdout
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "stack.tif"]
+    Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)).save(images / "b.png")
+    one = run_here(*base, str(images), "--box", "2,2,12,12", "--out", str(tmp_path / "out"))
+    assert one.returncode == 2 and "restored 1 of 2 images into" in one.stdout, one.stdout
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["b.png", "restore.json"]
 
 
 def test_restoring_a_folder_goes_on_where_it_was_stopped(tiny_digits_model, tmp_path):

@@ -184,7 +184,7 @@ def restore_into_stack(
         return 0
     code = restore_folder(parts, inputs, restore_one, digest)
     if code != 0:
-        if code == EXIT_USAGE:  # failed frames: the others wait for them
+        if code == EXIT_USAGE and Path(parts.out).is_dir():  # failed frames: the others wait
             print(f"diffvision restore: {out} is written once all {len(inputs)} {what} are "
                   f"restored; the others are in {parts.out}/", file=sys.stderr)  # fmt: skip
         return code
@@ -269,8 +269,7 @@ def restore_folder(
     if changed:
         print(f"{len(changed)} of {len(names)} {what} changed since an earlier run restored "
               f"{'it' if len(changed) == 1 else 'them'} into {out}/: restored again")  # fmt: skip
-    out.mkdir(parents=True, exist_ok=True)
-    failed = []
+    failed = []  # the folder is made by the first result: a run that restores none leaves none
     # The stack whose frames are being restored is held open, and its mask stack of one mask per
     # frame likewise: PIL walks a TIFF's pages to find one, and remembers them only while open.
     held = contextlib.ExitStack()
@@ -306,7 +305,8 @@ def restore_folder(
                 print(f"diffvision restore: error: {said}", file=sys.stderr)
                 failed.append(name)
                 done.pop(str(name), None)  # not done (again): an earlier result is not kept
-            write_record(out / RECORD, settings, images=done)
+            if out.is_dir():  # once a result is in it (or it was there)
+                write_record(out / RECORD, settings, images=done)
     except KeyboardInterrupt:
         count = sum(str(n) in done for n in names)
         print(f"interrupted; {count} of {len(names)} {what} are restored in {out}/ (the same "
@@ -315,7 +315,7 @@ def restore_folder(
     finally:
         held.close()
     restored = [n for n in names if str(n) in done]
-    print(f"restored {len(restored)} of {len(names)} {what} into {out}/")
+    print(f"restored {len(restored)} of {len(names)} {what}" + f" into {out}/" * out.is_dir())
     scores = [done[str(n)]["psnr"] for n in restored if done[str(n)].get("psnr") is not None]
     if args.simulate and scores:
         print(f"mean PSNR {sum(scores) / len(scores):.2f} dB over the {len(scores)} {what}")
