@@ -275,7 +275,9 @@ def test_a_measurement_that_does_not_fit_is_refused_before_any_work(tiny_digits_
         (Denoise(0.1), y[0], "y must be a float N x C x H x W tensor, not torch.float32 of sh"),
         (Denoise(0.1), y.long(), "not torch.int64 of shape (1, 1, 8, 8)"),
         (Denoise(0.1), y.clone().index_fill_(3, torch.tensor([2]), math.nan), "NaN or inf"),
-        (Inpaint(box_mask(16, 16, (2, 2, 4, 4))), y, "y of shape (1, 1, 8, 8) does not fit the"),
+        (Inpaint(box_mask(16, 16, (2, 2, 4, 4))), y, "mask (1 x 1 x 16 x 16) does not fit y of"),
+        (Inpaint(torch.ones(1, 8)), y, "mask (1 x 1 x 1 x 8) does not fit y of shape (1, 1, 8, 8)"),
+        (Inpaint(torch.ones(2, 1, 8, 8)), y, "it is H x W, or N x 1 x H x W with y's N"),
         (Denoise(0.1), torch.zeros(1, 3, 8, 8), "the Denoise restores 3-channel images from y"),
         (Colorize(), y, "the Colorize restores 3-channel images from y and the model makes 1-"),
     ]:

@@ -363,6 +363,14 @@ def check_measurement(denoiser, operator: Operator, y: Tensor) -> None:
         raise ValueError(f"y must be a float N x C x H x W tensor, not {what}")
     if not bool(torch.isfinite(y).all()):
         raise ValueError("y holds NaN or infinite values")
+    mask = getattr(operator, "mask", None)  # broadcast, a 1 x W mask was every row's
+    if isinstance(mask, Tensor) and (
+        mask.shape[-2:] != y.shape[-2:] or len(mask) not in (1, len(y))
+    ):
+        raise ValueError(
+            f"the mask ({' x '.join(map(str, mask.shape))}) does not fit y of shape "
+            f"{tuple(y.shape)}: it is H x W, or N x 1 x H x W with y's N"
+        )
     try:
         channels = operator.pinv(y[:1]).shape[1]
     except RuntimeError as err:
