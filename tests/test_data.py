@@ -718,6 +718,40 @@ def test_a_stack_decoded_on_access_is_opened_once(tmp_path, monkeypatch):
     assert not transforms._KEPT  # let go
 
 
+def test_a_batch_decoded_on_access_decodes_its_files_side_by_side(tmp_path, monkeypatch):
+    """A batch of a set decoded on access decodes its files on several threads (1.6 to 1.9x
+    faster on this project's 2-core machine: 64 JPEGs at 128 px), each image the same as held
+    in memory; a stack's frames are decoded on the calling thread, as the one PIL image of it
+    held open is not to be read from two threads at once."""
+    import threading
+
+    from diffvision.data import folder
+
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (9, 8, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    frames = [Image.fromarray(rng.integers(0, 256, (9, 8, 3), dtype=np.uint8)) for _ in range(3)]
+    frames[0].save(tmp_path / "stack.tif", save_all=True, append_images=frames[1:])
+    held = load_image_folder(tmp_path, 8)
+    lazy = load_image_folder(tmp_path, 8, cache_limit_bytes=0)
+    threads, real = {}, folder.read_square
+
+    def noting(path, *args):
+        threads.setdefault(Path(path).name, set()).add(threading.get_ident())
+        return real(path, *args)
+
+    monkeypatch.setattr(folder, "read_square", noting)
+    order = torch.tensor([7, 0, 8, 3, 1, 6, 2, 5, 4, 8, 0])  # 6-8: the stack's frames
+    images, _ = lazy.batch(order)
+    assert torch.equal(images, held.batch(order)[0])
+    here = threading.get_ident()
+    assert threads.pop("stack.tif") == {here} and sorted(threads) == [f"{i}.png" for i in range(6)]
+    assert all(here not in ids for ids in threads.values())  # the files: on the decode threads
+    (tmp_path / "0.png").write_bytes(b"not an image")  # an error on a thread is raised here
+    with pytest.raises(ValueError, match=r"cannot read image .*0\.png"):
+        lazy.batch(torch.tensor([1, 0]))
+
+
 def test_a_held_16_bit_colour_stack_is_read_in_runs_of_pages(tmp_path, monkeypatch):
     """OpenCV (which reads 16-bit colour) finds a page by walking the pages before it on every
     call, so reading each frame of such a stack cost its length squared (1,000 pages of 64 x 64:

@@ -29,7 +29,8 @@ class ImageData(Dataset):
 
     Images are stored either decoded as ``uint8`` (``N x C x H x W``, values 0..255; ``uint16``,
     0..65535, for data from 16-bit files) or as a list of file paths decoded on access by
-    ``decode(path) -> C x H x W`` of that type. Indexing returns ``(image, label)`` with
+    ``decode(path) -> C x H x W`` of that type (and a batch by ``decode_many(paths)``, where
+    given, which may decode them side by side). Indexing returns ``(image, label)`` with
     ``image`` a float32 ``C x H x W`` tensor in [-1, 1] and ``label`` an int (-1 when
     unlabelled).
 
@@ -58,6 +59,7 @@ class ImageData(Dataset):
         labels: Tensor | None = None,
         class_names: list[str] | None = None,
         decode: Callable[[object], Tensor] | None = None,
+        decode_many: Callable[[list], list[Tensor]] | None = None,
         name: str = "data",
         dtype: torch.dtype = torch.uint8,
         white_level: int | None = None,
@@ -83,6 +85,7 @@ class ImageData(Dataset):
         self.images = images
         self.dtype = dtype  # what the images are held in (decoded in)
         self.decode = decode
+        self.decode_many = decode_many  # several items at once (side by side), for batches
         self.channels, self.size, self.name = channels, size, name
         self.white_level = white_level  # of the 16-bit files it was read from; None: none
         self.upscaled, self.stacked, self.loose = upscaled, stacked, loose
@@ -116,6 +119,10 @@ class ImageData(Dataset):
         """Images ``len(indices) x C x H x W`` in [-1, 1] and labels (``-1`` when unlabelled)."""
         if self.decode is None:
             images = self._unit(self.images[indices])
+        elif self.decode_many is not None:
+            images = self._unit(
+                torch.stack(self.decode_many([self.images[int(i)] for i in indices]))
+            )
         else:
             images = torch.stack([self[int(i)][0] for i in indices])
         if self.labels is None:

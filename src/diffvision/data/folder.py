@@ -3,6 +3,8 @@ centre crop, caching."""
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
@@ -33,6 +35,24 @@ from .transforms import (
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 CACHE_LIMIT_BYTES = 4 << 30
+#: Threads that decode a batch of a set decoded on access, its files side by side (PIL and
+#: OpenCV decode and resize with the GIL released): at most this many, and the CPUs this
+#: process may use.
+DECODE_THREADS = 8
+
+
+def _decoders() -> ThreadPoolExecutor:
+    """The threads that decode batches (made on first use, and again in a forked process,
+    where the parent's threads are not)."""
+    global _DECODERS
+    if _DECODERS is None or _DECODERS[0] != os.getpid():
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        threads = max(1, min(DECODE_THREADS, cpus or 1))
+        _DECODERS = (os.getpid(), ThreadPoolExecutor(threads, "decode"))
+    return _DECODERS[1]
+
+
+_DECODERS: tuple[int, ThreadPoolExecutor] | None = None  # the process that made them
 
 
 def find_images(root: Path) -> list[Path]:
@@ -194,6 +214,14 @@ def load_image_folder(
             white_level=white,
             **said,
         )
+
+    def decode_many(batch: list[tuple[Path, int]]) -> list[torch.Tensor]:
+        # files side by side; a stack's frames one after another, on this thread: one PIL image
+        # of it is held open, which is not to be read from two threads at once
+        alone = [item for item in batch if item[0] not in stacks]
+        decoded = dict(zip(alone, _decoders().map(decode, alone), strict=True))
+        return [decoded[item] if item in decoded else decode(item) for item in batch]
+
     for path in paths:  # decoded at training time: an unreadable file is named now, not then
         _open(path).close()
     return ImageData(
@@ -203,6 +231,7 @@ def load_image_folder(
         labels=label_tensor,
         class_names=class_names,
         decode=decode,
+        decode_many=decode_many,
         dtype=dtype,
         name=str(root),
         white_level=white,
