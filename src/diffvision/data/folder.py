@@ -35,9 +35,9 @@ from .transforms import (
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 CACHE_LIMIT_BYTES = 4 << 30
-#: Threads that decode a batch of a set decoded on access, its files side by side (PIL and
-#: OpenCV decode and resize with the GIL released): at most this many, and the CPUs this
-#: process may use.
+#: Threads that read an image folder's files side by side, each file on one (PIL and OpenCV
+#: decode and resize with the GIL released): its headers, its images, and the batches of a set
+#: decoded on access. At most this many, and the CPUs this process may use.
 DECODE_THREADS = 8
 
 
@@ -148,7 +148,7 @@ def load_image_folder(
     if white_level is not None:
         check_white(white_level)
     # one pass over the headers (and the 16-bit files' values): the images are decoded once
-    per_file = [read_headers(p, deep_values=white_level is None) for p in paths]
+    per_file = list(_decoders().map(lambda p: read_headers(p, white_level is None), paths))
     headers = [h for file in per_file for h in file]
     items = [(p, k) for p, file in zip(paths, per_file, strict=True) for k in range(len(file))]
     if channels is None:
@@ -203,7 +203,8 @@ def load_image_folder(
             raise unreadable(path, err) from None
 
     if len(items) * channels * size * size * dtype.itemsize <= cache_limit_bytes:
-        images = torch.stack([image for path in paths for image in decode_all(path)])
+        decoded = _decoders().map(decode_all, paths)  # files side by side, each on one thread
+        images = torch.stack([image for frames in decoded for image in frames])
         return ImageData(
             images,
             channels=channels,

@@ -3,6 +3,7 @@ uint8 tensors of a fixed square size."""
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -113,11 +114,20 @@ ORIENT = {
 }
 
 
-#: Image files held open by :func:`keep_open`, by resolved path.
-_KEPT: dict[Path, Image.Image] = {}
-#: The run of pages last read of a 16-bit colour stack that :func:`keep_open` holds, by
-#: resolved path: (its first page, the pages as OpenCV reads them).
-_DEEP_RUNS: dict[Path, tuple[int, list[np.ndarray]]] = {}
+#: What :func:`keep_open` holds, per thread (a PIL image is not to be read from two threads at
+#: once; a data set's files are decoded side by side): see :func:`_held`.
+_HELD = threading.local()
+
+
+def _held() -> tuple[dict[Path, Image.Image], dict[Path, tuple[int, list[np.ndarray]]]]:
+    """This thread's image files held open by :func:`keep_open`, by resolved path, and the run
+    of pages last read of each held 16-bit colour stack (its first page, the pages as OpenCV
+    reads them)."""
+    if not hasattr(_HELD, "files"):
+        _HELD.files, _HELD.runs = {}, {}
+    return _HELD.files, _HELD.runs
+
+
 #: At most how many bytes of such a stack's pages one read takes (a run of pages).
 DEEP_RUN_BYTES = 64 << 20
 
@@ -131,17 +141,18 @@ def keep_open(path: str | Path) -> Iterator[Image.Image]:
     16-bit colour, walks them on every call: :func:`deep_colour_pixels` reads runs of pages of
     a held stack.) Inside a ``keep_open`` of the same file, it holds nothing more. Yields the
     image held."""
+    kept, runs = _held()  # this thread's, let go of by whichever thread closes it
     key = Path(path).resolve()
-    if key in _KEPT:
-        yield _KEPT[key]
+    if key in kept:
+        yield kept[key]
         return
     image = Image.open(path)
-    _KEPT[key] = image
+    kept[key] = image
     try:
         yield image
     finally:
-        _KEPT.pop(key, None)
-        _DEEP_RUNS.pop(key, None)
+        kept.pop(key, None)
+        runs.pop(key, None)
         image.close()
 
 
@@ -159,7 +170,7 @@ class HeldFiles:
     def hold(self, path: str | Path) -> None:
         """Hold ``path`` open from now on, unless a :func:`keep_open` holds it already (one that
         lets it go first makes the next ``hold`` open it again)."""
-        if Path(path).resolve() not in _KEPT:
+        if Path(path).resolve() not in _held()[0]:
             self._files.enter_context(keep_open(path))
 
 
@@ -167,7 +178,8 @@ class HeldFiles:
 def open_image(path: str | Path) -> Iterator[Image.Image]:
     """``Image.open(path)`` as a context, or the image :func:`keep_open` holds for it (then
     left open)."""
-    kept = _KEPT.get(Path(path).resolve()) if _KEPT else None
+    files = _held()[0]
+    kept = files.get(Path(path).resolve()) if files else None
     if kept is not None:
         yield kept
         return
@@ -215,8 +227,9 @@ def deep_colour_pixels(path: str | Path, orientation: int = 1, frame: int = 0) -
     (alpha dropped), turned by an EXIF ``orientation``; ``frame``: the page of a TIFF stack."""
     import cv2
 
-    key = Path(path).resolve() if _KEPT else None
-    kept = _KEPT.get(key) if key else None
+    files = _held()[0]
+    key = Path(path).resolve() if files else None
+    kept = files.get(key) if key else None
     if kept is not None and getattr(kept, "n_frames", 1) > 1:
         pixels = _held_deep_page(path, key, kept, frame)
     elif frame:
@@ -243,7 +256,8 @@ def _held_deep_page(
     decoded up to 64 MiB of pages for one."""
     import cv2
 
-    first, pages = _DEEP_RUNS.get(key, (0, []))
+    runs = _held()[1]
+    first, pages = runs.get(key, (0, []))
     if not first <= frame < first + len(pages):
         width, height = kept.size  # of the page PIL is at, this one's where read in order
         count = max(1, DEEP_RUN_BYTES // max(1, width * height * 8))  # 4 channels of 2 bytes
@@ -254,7 +268,7 @@ def _held_deep_page(
         if not ok or not pages:
             return None
         first = frame
-        _DEEP_RUNS[key] = (first, pages)
+        runs[key] = (first, pages)
     return pages[frame - first]
 
 
