@@ -798,6 +798,32 @@ def test_a_folder_is_read_side_by_side_and_held_files_are_each_threads_own(tmp_p
         assert seen["other"] is not held  # on another: its own
 
 
+def test_files_read_side_by_side_come_in_order_with_few_in_hand(monkeypatch):
+    """``side_by_side`` gives each read in the order of the files, with at most ``IN_FLIGHT``
+    files in hand (a folder of 400,000 files was as many tasks queued at once); an error comes
+    where its file comes, and the reads queued after it are dropped."""
+    import threading
+
+    from diffvision.data import folder
+
+    monkeypatch.setattr(folder, "IN_FLIGHT", 8)
+    started, lock = [], threading.Lock()
+
+    def read(i):
+        with lock:
+            started.append(i)
+        if i == 30:
+            raise ValueError("cannot read file 30")
+        return i * i
+
+    reads = folder.side_by_side(read, range(1000))
+    assert next(reads) == 0 and len(started) <= 8  # 8 in hand when the first comes
+    assert [next(reads) for _ in range(29)] == [i * i for i in range(1, 30)]
+    with pytest.raises(ValueError, match="cannot read file 30"):
+        next(reads)
+    assert len(started) <= 30 + 8  # and no more
+
+
 def test_a_held_16_bit_colour_stack_is_read_in_runs_of_pages(tmp_path, monkeypatch):
     """OpenCV (which reads 16-bit colour) finds a page by walking the pages before it on every
     call, so reading each frame of such a stack cost its length squared (1,000 pages of 64 x 64:

@@ -4,6 +4,8 @@ centre crop, caching."""
 from __future__ import annotations
 
 import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
@@ -53,6 +55,26 @@ def _decoders() -> ThreadPoolExecutor:
 
 
 _DECODERS: tuple[int, ThreadPoolExecutor] | None = None  # the process that made them
+#: How many files :func:`side_by_side` has in hand at once (a folder of 400,000 files was as
+#: many tasks queued at once).
+IN_FLIGHT = 64
+
+
+def side_by_side(read: Callable, files: Iterable) -> Iterator:
+    """``read(file)`` of each of ``files``, in order, read on the decode threads with at most
+    :data:`IN_FLIGHT` in hand; an error is raised where its file comes, and the reads queued
+    after it are dropped."""
+    pool, pending = _decoders(), deque()
+    try:
+        for file in files:
+            pending.append(pool.submit(read, file))
+            if len(pending) >= IN_FLIGHT:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
 
 
 def find_images(root: Path) -> list[Path]:
@@ -148,7 +170,7 @@ def load_image_folder(
     if white_level is not None:
         check_white(white_level)
     # one pass over the headers (and the 16-bit files' values): the images are decoded once
-    per_file = list(_decoders().map(lambda p: read_headers(p, white_level is None), paths))
+    per_file = list(side_by_side(lambda p: read_headers(p, white_level is None), paths))
     headers = [h for file in per_file for h in file]
     items = [(p, k) for p, file in zip(paths, per_file, strict=True) for k in range(len(file))]
     if channels is None:
@@ -203,7 +225,7 @@ def load_image_folder(
             raise unreadable(path, err) from None
 
     if len(items) * channels * size * size * dtype.itemsize <= cache_limit_bytes:
-        decoded = _decoders().map(decode_all, paths)  # files side by side, each on one thread
+        decoded = side_by_side(decode_all, paths)  # each file on one thread
         images = torch.stack([image for frames in decoded for image in frames])
         return ImageData(
             images,
@@ -220,11 +242,12 @@ def load_image_folder(
         # files side by side; a stack's frames one after another, on this thread: one PIL image
         # of it is held open, which is not to be read from two threads at once
         alone = [item for item in batch if item[0] not in stacks]
-        decoded = dict(zip(alone, _decoders().map(decode, alone), strict=True))
+        decoded = dict(zip(alone, side_by_side(decode, alone), strict=True))
         return [decoded[item] if item in decoded else decode(item) for item in batch]
 
-    for path in paths:  # decoded at training time: an unreadable file is named now, not then
-        _open(path).close()
+    # decoded at training time: an unreadable file is named now, not then
+    for _ in side_by_side(lambda path: _open(path).close(), paths):
+        pass
     return ImageData(
         items,
         channels=channels,
