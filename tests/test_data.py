@@ -161,7 +161,8 @@ def test_pooling_a_set_decoded_on_access_keeps_it_so(tmp_path):
     """A folder too large to hold is decoded on access; pooled with another set (``A+B``) it was
     decoded whole into memory, what the limit is there to prevent. The pooled set now decodes
     each image from its part when asked: the same images in the same order, 16-bit where a
-    part is (the 8-bit part widened exactly)."""
+    part is (the 8-bit part widened exactly); a batch takes each part's images together, as the
+    part decodes a batch (its files side by side)."""
     from diffvision.data import _pooled
 
     for i, v in enumerate((10, 200)):
@@ -173,6 +174,13 @@ def test_pooling_a_set_decoded_on_access_keeps_it_so(tmp_path):
     assert whole.decode is None and len(pooled) == len(whole) == 2 + len(small)
     for i in (0, 1, 2, len(pooled) - 1):
         assert torch.equal(pooled[i][0], whole[i][0]), i
+    lazy = load_image_folder(tmp_path / "big", 8, cache_limit_bytes=0)
+    asked, real = [], lazy.decode_many
+    lazy.decode_many = lambda items: asked.append(list(items)) or real(items)
+    pooled = _pooled([lazy, small])
+    order = torch.tensor([3, 1, 0, len(pooled) - 1, 1])  # a batch: its part's own way (threads)
+    assert torch.equal(pooled.batch(order)[0], whole.batch(order)[0])
+    assert asked == [[lazy.images[1], lazy.images[0], lazy.images[1]]]
     deep = np.full((8, 8), 3000, np.uint16)
     (tmp_path / "deep").mkdir()
     Image.fromarray(deep).save(tmp_path / "deep" / "d.png")

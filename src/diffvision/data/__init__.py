@@ -117,12 +117,23 @@ def _pooled(parts: list[ImageData]) -> ImageData:
             + ", ".join(f"{p.name} {p.channels}x{p.size}" for p in parts)
         )
     dtype = torch.uint16 if any(p.dtype == torch.uint16 for p in parts) else torch.uint8
-    decode = None
+    decode = decode_many = None
     if any(p.decode is not None for p in parts):  # each image from its part, when asked for
         images = [(k, i) for k, p in enumerate(parts) for i in range(len(p))]
 
         def decode(item: tuple[int, int]) -> torch.Tensor:  # 8-bit widened beside 16-bit
             return to_depth(parts[item[0]].pixels(item[1]), dtype)
+
+        def decode_many(batch: list[tuple[int, int]]) -> list[torch.Tensor]:
+            got = {}  # each part's images of the batch together (side by side, where it can)
+            for k, part in enumerate(parts):
+                mine = [i for j, i in batch if j == k]
+                if mine and part.decode_many is not None:
+                    pixels = part.decode_many([part.images[i] for i in mine])
+                else:
+                    pixels = [part.pixels(i) for i in mine]
+                got.update({(k, i): to_depth(p, dtype) for i, p in zip(mine, pixels, strict=True)})
+            return [got[item] for item in batch]
     else:
         images = torch.cat([to_depth(p.images, dtype) for p in parts])
     levels = sorted({p.white_level for p in parts if p.white_level})
@@ -138,6 +149,7 @@ def _pooled(parts: list[ImageData]) -> ImageData:
         channels=channels,
         size=size,
         decode=decode,
+        decode_many=decode_many,
         dtype=dtype,
         name=name,
         white_level=levels[0] if levels else None,
