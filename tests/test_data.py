@@ -765,7 +765,9 @@ def test_a_folder_is_read_side_by_side_and_held_files_are_each_threads_own(tmp_p
     on one (128 JPEGs at 128 px: 0.22-0.25 s against 0.39-0.49 s one by one on this project's
     2-core machine): the set is the one read on one thread. What ``keep_open`` holds is the
     holding thread's own (a PIL image is not to be read from two threads at once: one file
-    found twice in a folder, through a link, was read by two threads from one image)."""
+    found twice in a folder, through a link, was read by two threads from one image), and a
+    forked process (a DataLoader's worker) starts with none: the two shared the file's offset."""
+    import multiprocessing
     import threading
 
     from diffvision.data import folder, transforms
@@ -804,6 +806,15 @@ def test_a_folder_is_read_side_by_side_and_held_files_are_each_threads_own(tmp_p
         thread.start()
         thread.join()
         assert seen["other"] is not held  # on another: its own
+        with multiprocessing.get_context("fork").Pool(1) as pool:  # a DataLoader's worker
+            assert pool.apply(_files_held) == 0  # the parent's are not read from there
+
+
+def _files_held() -> int:
+    """How many files :func:`keep_open` holds for this thread of this process."""
+    from diffvision.data import transforms
+
+    return len(transforms._held()[0])
 
 
 def test_files_read_side_by_side_come_in_order_with_few_in_hand(monkeypatch):

@@ -3,6 +3,7 @@ uint8 tensors of a fixed square size."""
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from collections.abc import Iterator
@@ -114,17 +115,18 @@ ORIENT = {
 }
 
 
-#: What :func:`keep_open` holds, per thread (a PIL image is not to be read from two threads at
-#: once; a data set's files are decoded side by side): see :func:`_held`.
+#: What :func:`keep_open` holds, per thread and process (a PIL image is not to be read from two
+#: threads at once, a data set's files being decoded side by side; nor from two processes, whose
+#: forked copies share the file's offset: a DataLoader's workers): see :func:`_held`.
 _HELD = threading.local()
 
 
 def _held() -> tuple[dict[Path, Image.Image], dict[Path, tuple[int, list[np.ndarray]]]]:
     """This thread's image files held open by :func:`keep_open`, by resolved path, and the run
     of pages last read of each held 16-bit colour stack (its first page, the pages as OpenCV
-    reads them)."""
-    if not hasattr(_HELD, "files"):
-        _HELD.files, _HELD.runs = {}, {}
+    reads them); a forked process starts with none (its parent's stay the parent's)."""
+    if getattr(_HELD, "pid", None) != os.getpid():
+        _HELD.pid, _HELD.files, _HELD.runs = os.getpid(), {}, {}
     return _HELD.files, _HELD.runs
 
 
