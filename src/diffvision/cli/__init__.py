@@ -569,10 +569,10 @@ def cmd_sample(args) -> int:
     from ..io.images import (
         STACK_FILES,
         frames_folder,
+        holds_record,
         join_into_stack,
         numbered_indices,
         numbered_path,
-        stack_record,
     )
     from ..io.model_folder import sample_shape
     from ..memory import check_fits
@@ -608,8 +608,8 @@ def cmd_sample(args) -> int:
         settings = settings_of(args, SAMPLE_NOT_SETTINGS)
         if white:  # 16-bit files; a record without it was written at 8 bits (before 2026-12-07)
             settings["bits"] = 16
-        made = json.loads(json.dumps({"settings": settings, "n": args.n}))  # as a stack holds it
-        if stack is not None and not out.exists() and stack_record(stack) == made:
+        made = {"settings": settings, "n": args.n}  # what a stack of them keeps
+        if stack is not None and not out.exists() and holds_record(stack, made):
             print(f"{stack} holds the {counted(args.n, 'image')} sampled by an earlier run with "
                   "the same settings (its record): nothing to do")  # fmt: skip
             return 0

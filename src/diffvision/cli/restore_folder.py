@@ -10,7 +10,6 @@ import argparse
 import contextlib
 import functools
 import hashlib
-import json
 import shutil
 import sys
 import time
@@ -169,7 +168,7 @@ def restore_into_stack(
     then, the same command continues an interrupted or partly failed run. Each stack keeps a
     record of what made it (the settings and the SHA-256 of the input files), so that the same
     command run again once it is written leaves it as it is. Returns the exit code."""
-    from ..io.images import join_into_stack, stack_record
+    from ..io.images import holds_record, join_into_stack
 
     out = Path(args.out)
     parts = argparse.Namespace(**vars(args))
@@ -182,11 +181,11 @@ def restore_into_stack(
         stacks.append(Path(args.side_by_side))
     what = "images" if Path(args.input).is_dir() else "frames"  # of a folder, of a stack
     digest = functools.cache(_digest_or_none)  # each input file read once, here and below
-    made = json.loads(json.dumps({  # as the stacks' description holds it
+    made = {  # what the stacks keep
         "settings": settings_of(args), "inputs_sha256": _inputs_digest(inputs, digest),
         "frames": len(inputs),
-    }))  # fmt: skip
-    if not Path(parts.out).exists() and all(stack_record(s) == made for s in stacks):
+    }  # fmt: skip
+    if not Path(parts.out).exists() and all(holds_record(s, made) for s in stacks):
         print(f"{out} holds the {len(inputs)} {what} restored by an earlier run with the same "
               "settings from the same input (its record): nothing to do")  # fmt: skip
         return 0

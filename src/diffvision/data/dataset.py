@@ -119,12 +119,10 @@ class ImageData(Dataset):
         """Images ``len(indices) x C x H x W`` in [-1, 1] and labels (``-1`` when unlabelled)."""
         if self.decode is None:
             images = self._unit(self.images[indices])
-        elif self.decode_many is not None:
-            images = self._unit(
-                torch.stack(self.decode_many([self.images[int(i)] for i in indices]))
-            )
-        else:
-            images = torch.stack([self[int(i)][0] for i in indices])
+        else:  # side by side where the set can, else one by one
+            items = [self.images[int(i)] for i in indices]
+            decoded = self.decode_many(items) if self.decode_many else map(self.decode, items)
+            images = self._unit(torch.stack(list(decoded)))
         if self.labels is None:
             return images, torch.full((len(indices),), -1, dtype=torch.long)
         return images, self.labels[indices]

@@ -121,6 +121,12 @@ def stack_record(path: str | Path) -> dict | None:
     return record.get(STACK_RECORD) if isinstance(record, dict) else None
 
 
+def holds_record(path: str | Path, record: dict) -> bool:
+    """Whether the TIFF stack ``path`` keeps ``record`` (:func:`stack_record`), compared as
+    JSON holds it (tuples as lists)."""
+    return stack_record(path) == json.loads(json.dumps(record))
+
+
 def is_16_bit(path: str | Path, frame: int = 0) -> bool:
     """Whether an image file (its frame ``frame``) holds 16 bits per channel, grey or colour
     (read from its header)."""
