@@ -60,6 +60,33 @@ def test_help_examples_parse():
     assert not [shlex.join(c) for c in commands if parse_status(c) != 0]
 
 
+@pytest.mark.parametrize(
+    "argv, said",
+    [
+        (["restore", "denoise", "m", "a.png", "--out", "b.png", "--sigam", "25"],
+         "diffvision restore: error: unrecognized arguments: --sigam 25; did you mean --sigma?"),
+        (["sample", "m", "--out", "g.png", "--sed=3"],
+         "diffvision sample: error: unrecognized arguments: --sed=3; did you mean --seed?"),
+        (["train", "--data", "digits", "--out", "r", "--bogus"],
+         "diffvision train: error: unrecognized arguments: --bogus"),
+        (["restore", "denoise", "m", "a.png", "b.png", "--out", "c.png"],
+         "diffvision restore: error: unrecognized arguments: b.png"),
+        (["eval", "train-features", "digits", "--out", "f", "--stepz", "3"],
+         "diffvision eval train-features: error: unrecognized arguments: --stepz 3; did you "
+         "mean --steps?"),
+        (["--bogus"], "diffvision: error: unrecognized arguments: --bogus"),
+    ],
+)  # fmt: skip
+def test_an_unknown_argument_is_refused_by_its_subcommand(argv, said):
+    """An argument that no option takes is refused by the subcommand that was given, whose
+    ``--help`` lists the options (it was ``diffvision: error:``, the top command's, whose help
+    lists none of them), with the nearest option where one was misspelt; exit code 2, before
+    any file is read (the model ``m`` does not exist)."""
+    result = run_here(*argv)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [said + " (see --help)"]
+
+
 def test_a_diverging_run_ends_in_one_line(tmp_path):
     """A learning rate so high that the loss overflows (Adam's first update moves every weight
     by about the rate: 1e30) ends the run with the trainer's one line and exit code 2, not a

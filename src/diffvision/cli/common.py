@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import math
 import os
 import sys
@@ -20,6 +21,38 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+    def parse_args(self, args=None, namespace=None):
+        """As argparse's, but arguments that no parser took are refused by the subcommand that
+        was chosen (``diffvision restore: error: ...``, whose ``--help`` lists its options; the
+        top parser's would name ``diffvision``), with the nearest option where one was
+        misspelt (``--sigam`` -> ``--sigma``)."""
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            chosen = self._chosen(parsed)
+            chosen.error(f"unrecognized arguments: {' '.join(extra)}{chosen._nearest(extra)}")
+        return parsed
+
+    def _chosen(self, parsed: argparse.Namespace) -> argparse.ArgumentParser:
+        """The innermost parser that ``parsed`` went through: the chosen subcommand's."""
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                name = getattr(parsed, action.dest, None)
+                if name in action.choices:
+                    chosen = action.choices[name]
+                    return chosen._chosen(parsed) if isinstance(chosen, Parser) else chosen
+        return self
+
+    def _nearest(self, extra: list[str]) -> str:
+        """``"; did you mean --sigma?"`` for the first of ``extra``'s options that is close to
+        one of this parser's (by difflib's ratio, 0.75 or more), else ``""``."""
+        options = [name for action in self._actions for name in action.option_strings]
+        for word in extra:
+            if word.startswith("--"):
+                near = difflib.get_close_matches(word.split("=", 1)[0], options, n=1, cutoff=0.75)
+                if near:
+                    return f"; did you mean {near[0]}?"
+        return ""
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
