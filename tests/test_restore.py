@@ -117,9 +117,16 @@ def test_transpose_and_pseudo_inverse(op):
 def test_operators_check_their_arguments():
     """Every operator and mask or kernel maker refuses what it cannot use with a ValueError that
     says why (no TypeError, OverflowError or wrong result from deep inside)."""
-    for bad in (-0.1, math.nan, math.inf):
-        with pytest.raises(ValueError, match="sigma must be"):
+    for bad in (-0.1, math.nan, math.inf, "0.1", None):  # a string was a TypeError from >=
+        with pytest.raises(ValueError, match="sigma must be a finite number >= 0"):
             Denoise(bad)
+    assert Denoise(torch.tensor(0.25)).sigma == 0.25  # a number held in a tensor is a number
+    for rcond in (math.nan, -1e-3, 1.0, "0.1"):  # NaN kept no frequency: A^+ was 0, silently
+        with pytest.raises(ValueError, match=re.escape("rcond must be a number in [0, 1), no")):
+            Deblur(torch.ones(3, 3), rcond=rcond)
+    for lam in (0.0, math.nan):  # NaN passed the check of lam <= 0 and made NaN images
+        with pytest.raises(ValueError, match=f"lam must be a positive number, not {lam}"):
+            Deblur(torch.ones(3, 3)).regularized_inverse(torch.zeros(1, 1, 8, 8), lam)
     for size in (-5, 4, 2.5, True):
         with pytest.raises(ValueError, match=f"size must be a positive odd integer, not {size}"):
             motion_kernel(size)
@@ -265,7 +272,8 @@ def test_masks():
 
 def test_a_measurement_that_does_not_fit_is_refused_before_any_work(tiny_digits_model):
     """``solve`` checks y at the edge: a float ``N x C x H x W`` tensor of finite values, of the
-    size the operator takes, restored to the model's channels; each refusal a ValueError that
+    size the operator takes and of the shape it makes, restored to the model's channels, by an
+    Operator (not its class), with a torch.Generator or none; each refusal a ValueError that
     says which, not an error from inside a network or an FFT (or NaN images returned)."""
     import diffvision
 
@@ -280,6 +288,14 @@ def test_a_measurement_that_does_not_fit_is_refused_before_any_work(tiny_digits_
         (Inpaint(torch.ones(2, 1, 8, 8)), y, "it is H x W, or N x 1 x H x W with y's N"),
         (Denoise(0.1), torch.zeros(1, 3, 8, 8), "the Denoise restores 3-channel images from y"),
         (Colorize(), y, "the Colorize restores 3-channel images from y and the model makes 1-"),
+        # a grey y is Colorize's; a 3-channel one was taken, each channel's mean "measured"
+        (
+            Colorize(),
+            torch.zeros(1, 3, 8, 8),
+            "y of shape (1, 3, 8, 8) is no measurement of the "
+            "Colorize: it makes 1 x 8 x 8 from 3 x 8 x 8 images",
+        ),
+        (Denoise, y, "operator must be an Operator (e.g. Denoise(sigma)), not <class"),
     ]:
         with pytest.raises(ValueError, match=re.escape(message)):
             solve(model, op, bad, solver="mmse" if isinstance(op, Denoise) else "ddnm", steps=2)
@@ -287,6 +303,8 @@ def test_a_measurement_that_does_not_fit_is_refused_before_any_work(tiny_digits_
     with pytest.raises(ValueError, match="model makes 1-channel ones"):
         solve(tiled, Colorize(), torch.zeros(1, 1, 16, 16), solver="ddnm", steps=2)
     assert solve(model, Denoise(0.1), y, solver="mmse").shape == (1, 1, 8, 8)
+    with pytest.raises(ValueError, match=r"generator must be a torch\.Generator or None, not 3"):
+        solve(model, Denoise(0.1), y, solver="posterior", steps=2, generator=3)  # AttributeError
     for bad in (math.nan, -1.0, math.inf):  # NaN made NaN images
         with pytest.raises(ValueError, match=f"step_size must be a number >= 0, not {bad}"):
             solve(model, Inpaint(box_mask(8, 8, (2, 2, 4, 4))), y, solver="dps", step_size=bad)

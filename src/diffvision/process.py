@@ -21,6 +21,7 @@ index in [0, T-1] for :class:`DiscreteVP` and a continuous time in [0, 1] (or si
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import Tensor
@@ -54,6 +55,14 @@ def is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def is_number(value) -> bool:
+    """Whether ``value`` is a real number: a Python or numpy one, or a one-element tensor (a
+    bool or a string is not)."""
+    if isinstance(value, Tensor):
+        return value.numel() == 1 and not value.is_complex() and value.dtype != torch.bool
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def check_int(name: str, value, least: int) -> None:
     """Raise ValueError unless ``value`` is an integer >= ``least`` (named ``name``)."""
     if not (is_int(value) and value >= least):
@@ -63,8 +72,8 @@ def check_int(name: str, value, least: int) -> None:
 def check_positive(**values: float) -> None:
     """Raise ValueError unless every value is a finite number above 0 (named by its keyword)."""
     for name, value in values.items():
-        if not 0 < value < math.inf:
-            raise ValueError(f"{name} must be a positive number, not {value}")
+        if not (is_number(value) and 0 < value < math.inf):
+            raise ValueError(f"{name} must be a positive number, not {value!r}")
 
 
 class Schedule:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..process import check_int, check_positive, is_int
+from ..process import check_int, check_positive, is_int, is_number
 
 
 class Operator:
@@ -24,8 +24,8 @@ class Operator:
     name = "operator"
 
     def __init__(self, sigma: float = 0.0):
-        if not (sigma >= 0 and math.isfinite(sigma)):
-            raise ValueError("sigma must be a finite number >= 0")
+        if not (is_number(sigma) and sigma >= 0 and math.isfinite(sigma)):
+            raise ValueError(f"sigma must be a finite number >= 0, not {sigma!r}")
         self.sigma = float(sigma)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -223,6 +223,8 @@ class Deblur(Operator):
             raise ValueError("kernel holds NaN or infinite values")
         if float(kernel.sum()) <= 0:
             raise ValueError("kernel must have a positive sum")
+        if not (is_number(rcond) and 0 <= rcond < 1):  # NaN kept no frequency: A^+ was 0
+            raise ValueError(f"rcond must be a number in [0, 1), not {rcond!r}")
         self.kernel = kernel / kernel.sum()
         self.rcond = rcond
 
@@ -274,8 +276,7 @@ class Deblur(Operator):
         """Tikhonov's ``(A^T A + lam I)^-1 A^T y``, exact per frequency: ``conj(K) Y / (|K|^2 +
         lam)``. With ``lam = sigma_y^2 / sigma_x^2`` it is the Wiener filter for a signal of
         flat spectrum and variance ``sigma_x^2`` per pixel."""
-        if lam <= 0:
-            raise ValueError("lam must be > 0")
+        check_positive(lam=lam)  # NaN passed a check of lam <= 0: a NaN result
         return self._apply(y, lambda k: k.conj() / (k.abs() ** 2 + lam))
 
 

@@ -355,9 +355,12 @@ def check_options(solver: str, options) -> None:
 def check_measurement(denoiser, operator: Operator, y: Tensor) -> None:
     """Raise ValueError, before any work, where ``y`` cannot be ``operator``'s measurement of
     images that ``denoiser`` makes: not a float ``N x C x H x W`` tensor of finite values, of a
-    size the operator does not take (an inpainting mask of another size, say), or restored to
+    size the operator does not take (an inpainting mask of another size, say) or of another
+    shape than it makes (a 3-channel y of :class:`Colorize`), or restored to
     a number of channels other than the model's (where the denoiser states it: a loaded model,
     alone or tiled)."""
+    if not isinstance(operator, Operator):  # the class Denoise, say, for Denoise(sigma)
+        raise ValueError(f"operator must be an Operator (e.g. Denoise(sigma)), not {operator!r}")
     if not (isinstance(y, Tensor) and y.ndim == 4 and y.is_floating_point()):
         what = f"{y.dtype} of shape {tuple(y.shape)}" if isinstance(y, Tensor) else type(y)
         raise ValueError(f"y must be a float N x C x H x W tensor, not {what}")
@@ -371,16 +374,23 @@ def check_measurement(denoiser, operator: Operator, y: Tensor) -> None:
             f"the mask ({' x '.join(map(str, mask.shape))}) does not fit y of shape "
             f"{tuple(y.shape)}: it is H x W, or N x 1 x H x W with y's N"
         )
+    name = type(operator).__name__
     try:
-        channels = operator.pinv(y[:1]).shape[1]
+        image = operator.pinv(y[:1])
+        remade = operator.forward(image).shape  # a 3-channel y of Colorize became 3 channels
     except RuntimeError as err:
-        name = type(operator).__name__
         raise ValueError(f"y of shape {tuple(y.shape)} does not fit the {name}: {err}") from None
-    made = image_channels(denoiser)
-    if made is not None and channels != made:
+    if remade != y[:1].shape:
         raise ValueError(
-            f"the {type(operator).__name__} restores {channels}-channel images from y and the "
-            f"model makes {made}-channel ones"
+            f"y of shape {tuple(y.shape)} is no measurement of the {name}: it makes "
+            f"{' x '.join(map(str, remade[1:]))} from {' x '.join(map(str, image.shape[1:]))} "
+            "images"
+        )
+    made = image_channels(denoiser)
+    if made is not None and image.shape[1] != made:
+        raise ValueError(
+            f"the {name} restores {image.shape[1]}-channel images from y and the model makes "
+            f"{made}-channel ones"
         )
 
 
@@ -430,6 +440,8 @@ def solve(
         without gradients (``torch.no_grad``; ``dps`` takes the one it needs inside).
     """
     check_settings(solver, steps, n_samples, options)
+    if generator is not None and not isinstance(generator, torch.Generator):  # a seed, say
+        raise ValueError(f"generator must be a torch.Generator or None, not {generator!r}")
     if start_std is not None and options.get("start") is None:
         raise ValueError("start_std is the error of a start: pass start too")
     check_measurement(denoiser, operator, y)
