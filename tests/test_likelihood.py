@@ -92,6 +92,8 @@ def test_bad_likelihood_requests_are_refused():
         ({"bins": 1}, "bins must be an integer >= 2, not 1"),
         ({"sigma_min": 80.0, "sigma_max": 1.0}, "need 0 < sigma_min < sigma_max < inf, got 80"),
         ({"sigma_max": math.inf}, "sigma_max < inf, got 0.001 and inf"),
+        # a seed was taken without a word where the divergence is exact (no probes drawn)
+        ({"generator": 3}, "generator must be a torch.Generator or None, not 3"),
     ]:
         with pytest.raises(ValueError, match=re.escape(message)):
             likelihood(exact, x, **options)

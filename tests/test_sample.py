@@ -97,6 +97,13 @@ def test_sample_bad_input(gaussian16):
     ]:
         with pytest.raises(ValueError, match=re.escape(message)):
             sample(gaussian16, (1, 16), sampler=sampler, steps=2, **options)
+    # A seed for a generator was an AttributeError from the first draw; an integer dtype, a
+    # NotImplementedError from torch.randn.
+    with pytest.raises(ValueError, match=r"generator must be a torch\.Generator or None, not 3"):
+        sample(gaussian16, (1, 16), steps=2, generator=3)
+    with pytest.raises(ValueError, match=r"dtype must be a floating-point torch\.dtype, not tor"):
+        sample(gaussian16, (1, 16), steps=2, dtype=torch.int64)
+    assert sample(gaussian16, (1, 16), steps=2, dtype=torch.float64).dtype == torch.float64
     assert diffvision.__version__
 
 

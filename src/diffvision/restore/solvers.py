@@ -23,7 +23,7 @@ from ..memory import check_fits
 from ..process import check_int
 from ..samplers import ancestral_step, sampler_options, sigma_steps
 from ..samplers import get as get_sampler
-from ..samplers.base import randn_like
+from ..samplers.base import check_generator, randn_like
 from .operators import Denoise, Operator
 
 #: Default noise level of a warm start (``start_sigma``), in the model's [-1, 1] units.
@@ -440,8 +440,7 @@ def solve(
         without gradients (``torch.no_grad``; ``dps`` takes the one it needs inside).
     """
     check_settings(solver, steps, n_samples, options)
-    if generator is not None and not isinstance(generator, torch.Generator):  # a seed, say
-        raise ValueError(f"generator must be a torch.Generator or None, not {generator!r}")
+    check_generator(generator)
     if start_std is not None and options.get("start") is None:
         raise ValueError("start_std is the error of a start: pass start too")
     check_measurement(denoiser, operator, y)

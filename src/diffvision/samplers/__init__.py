@@ -16,7 +16,7 @@ from torch import Tensor
 from ..denoiser import guided, memory_probe
 from ..memory import check_batch_fits
 from ..process import DiscreteVP, check_int
-from .base import Callback, check_cond, check_shape, randn_like
+from .base import Callback, check_cond, check_generator, check_shape, randn_like
 from .likelihood import LikelihoodResult, check_likelihood_fits, dequantize, likelihood
 from .ode import dpmpp_2m, dpmpp_3m, euler, heun, ipndm, unipc
 from .steps import STEP_KINDS, ddpm_timesteps, sigma_steps
@@ -155,6 +155,9 @@ def sample(
     run = get(sampler)
     check_sampler_options(sampler, options)
     check_shape(denoiser, shape)
+    check_generator(generator)
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):  # int64: from randn
+        raise ValueError(f"dtype must be a floating-point torch.dtype, not {dtype!r}")
     cond = check_cond(denoiser, cond, shape[0], device)
     step_options = dict(step_options or {})
     schedule = getattr(denoiser, "schedule", None)

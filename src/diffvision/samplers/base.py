@@ -57,6 +57,14 @@ def denoise(denoiser: DenoiserFn, x: Tensor, sigma: float) -> Tensor:
     return denoiser(x, torch.full((x.shape[0],), sigma, dtype=x.dtype, device=x.device))
 
 
+def check_generator(generator) -> None:
+    """Raise ValueError unless ``generator`` is a ``torch.Generator`` or None (a seed passed in
+    its place was an AttributeError from the first draw, or, where nothing was drawn, no
+    error at all)."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator must be a torch.Generator or None, not {generator!r}")
+
+
 def randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
     """Standard normal noise shaped like ``x``, drawn from ``generator`` (on its own device)."""
     device = generator.device if generator is not None else x.device

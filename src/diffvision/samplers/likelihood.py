@@ -29,7 +29,7 @@ from torch import Tensor
 from ..denoiser import memory_probe
 from ..memory import check_batch_fits
 from ..process import check_int, check_range
-from .base import DenoiserFn, check_shape, denoise
+from .base import DenoiserFn, check_generator, check_shape, denoise
 
 __all__ = ["LikelihoodResult", "check_likelihood_fits", "dequantize", "likelihood"]
 
@@ -116,6 +116,7 @@ def likelihood(
         raise ValueError("x must be a float tensor of finite values")
     check_shape(denoiser, tuple(x.shape))
     check_range(sigma_min, sigma_max)
+    check_generator(generator)
     for name, value, least in (("steps", steps, 1), ("probes", probes, 1), ("bins", bins, 2)):
         if value is not None:
             check_int(name, value, least)
