@@ -723,6 +723,18 @@ def test_what_the_input_holds_and_the_result_drops_is_said(tiny_digits_model, tm
         assert Image.open(out).size == (18, 16)
 
 
+def test_the_time_left_is_at_the_pace_of_this_runs_restores(monkeypatch):
+    """A folder's restores say how long the rest take at the pace of those the run has done:
+    none before the first is done; 2 done in 30 s and 8 to go (the next among them), 120 s."""
+    from diffvision.cli import restore_folder
+
+    monkeypatch.setattr(restore_folder.time, "monotonic", lambda: 130.0)
+    assert restore_folder.time_left(None, 0, 10) == ""
+    assert restore_folder.time_left(100.0, 2, 10) == " about 02:00 left"
+    assert restore_folder.time_left(100.0, 10, 10) == " about 00:00 left"
+    assert restore_folder.time_left(-3500.0, 1, 3) == " about 2:01:00 left"  # 2 x 3,630 s
+
+
 def test_restore_every_frame_of_a_stack(tiny_digits_model, tmp_path):
     """A TIFF stack with --out a folder: each frame restored as the file of a folder would be
     (STEM_000.tif, ...; at its depth, as the frame alone would be restored), a frame that
@@ -739,7 +751,14 @@ def test_restore_every_frame_of_a_stack(tiny_digits_model, tmp_path):
             "8", "--simulate", "--quiet", "--out", str(out)]  # fmt: skip
     result = run_here(*args, "--side-by-side", str(side))
     assert result.returncode == 2, result.stderr
-    assert f"[2/4] {stack} frame 1:" in result.stdout and "restored 3 of 4 frames" in result.stdout
+    # how far the run is, and from the second frame on, how long the rest take at its pace
+    assert f"[1/4] {stack} frame 0:\n" in result.stdout
+    assert re.search(
+        rf"\[2/4\] {re.escape(str(stack))} frame 1: about \d\d:\d\d left\n", result.stdout
+    )
+    assert re.search(
+        rf"restored 3 of 4 frames into {re.escape(str(out))}/ in \d\d:\d\d\n", result.stdout
+    )
     assert "mean PSNR" in result.stdout and "over the 3 frames" in result.stdout
     assert (
         "the image (4 x 4) is smaller than a tile (8 px): --tile 4 or less fits it (the model "
@@ -758,6 +777,7 @@ def test_restore_every_frame_of_a_stack(tiny_digits_model, tmp_path):
     again = run_here(*args, "--side-by-side", str(side))  # the record: only frame 3 again
     assert "3 of 4 frames restored by an earlier run" in again.stdout and again.returncode == 2
     assert f"{stack} frame 3:" in again.stdout and f"{stack} frame 0:" not in again.stdout
+    assert f"[4/4] {stack} frame 3:\n" in again.stdout  # the first this run restores: no pace
     mixed = tmp_path / "mixed"  # a stack inside a folder INPUT: each frame an image too
     mixed.mkdir()
     first.save(mixed / "s.tif", save_all=True, append_images=rest[:2])

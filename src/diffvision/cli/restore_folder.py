@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
+from tqdm import tqdm
+
 from ..data.transforms import keep_open
 from ..io.digest import file_digest
 from ..io.images import frames_folder
@@ -246,6 +248,16 @@ def _earlier_results(args, names: list[Path], settings: dict) -> dict[str, dict]
     return record.get("images", {})
 
 
+def time_left(started: float | None, begun: int, todo: int) -> str:
+    """``" about 1:05 left"``: how long the ``todo - begun`` restores that remain (the next
+    included) take at the pace of the ``begun`` ones this run has done since ``started`` (a
+    ``time.monotonic`` reading); ``""`` before one is done."""
+    if started is None or begun == 0:
+        return ""
+    pace = (time.monotonic() - started) / begun
+    return f" about {tqdm.format_interval(pace * (todo - begun))} left"
+
+
 def restore_folder(
     args: argparse.Namespace,
     inputs: list[Input],
@@ -281,6 +293,8 @@ def restore_folder(
     # frame likewise: PIL walks a TIFF's pages to find one, and remembers them only while open.
     held = contextlib.ExitStack()
     held_files = None
+    todo = len(inputs) - len(skipped)  # this run's restores, for the time left
+    started, begun = None, 0
     written_at, wait, behind = -float("inf"), 0.0, False  # the record's last write
 
     def record(now: bool = False) -> None:  # once a result is in the folder (or it was there)
@@ -313,7 +327,8 @@ def restore_folder(
             one.out = str(targets[0])
             one.side_by_side = str(targets[-1]) if args.side_by_side else None
             label = str(path) if frame is None else f"{path} frame {frame}"
-            print(f"[{position}/{len(inputs)}] {label}:")  # how far the run is
+            print(f"[{position}/{len(inputs)}] {label}:{time_left(started, begun, todo)}")
+            started, begun = started or time.monotonic(), begun + 1  # how far, how fast
             try:
                 read = _digests(item, digest)  # before it is read: changed after, it is redone
                 done[str(name)] = {"psnr": restore_one(one), **read}
@@ -334,7 +349,9 @@ def restore_folder(
         if behind:  # the last results, or those done before an interruption
             record(now=True)
     restored = [n for n in names if str(n) in done]
-    print(f"restored {len(restored)} of {len(names)} {what}" + f" into {out}/" * out.is_dir())
+    took = f" in {tqdm.format_interval(time.monotonic() - started)}" if started else ""
+    print(f"restored {len(restored)} of {len(names)} {what}" + f" into {out}/" * out.is_dir()
+          + took)  # fmt: skip
     scores = [done[str(n)]["psnr"] for n in restored if done[str(n)].get("psnr") is not None]
     if args.simulate and scores:
         print(f"mean PSNR {sum(scores) / len(scores):.2f} dB over the {len(scores)} {what}")
