@@ -303,6 +303,10 @@ def test_a_measurement_that_does_not_fit_is_refused_before_any_work(tiny_digits_
     with pytest.raises(ValueError, match="model makes 1-channel ones"):
         solve(tiled, Colorize(), torch.zeros(1, 1, 16, 16), solver="ddnm", steps=2)
     assert solve(model, Denoise(0.1), y, solver="mmse").shape == (1, 1, 8, 8)
+    masks = torch.stack([box_mask(8, 8, (2, 2, 4, 4)), box_mask(8, 8, (0, 0, 3, 3))])[:, None]
+    two = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    kept = solve(model, Inpaint(masks), two * masks, solver="ddnm", steps=2)  # a mask each
+    assert kept.shape == (2, 1, 8, 8) and torch.equal(kept * masks, two * masks)
     with pytest.raises(ValueError, match=r"generator must be a torch\.Generator or None, not 3"):
         solve(model, Denoise(0.1), y, solver="posterior", steps=2, generator=3)  # AttributeError
     for bad in (math.nan, -1.0, math.inf):  # NaN made NaN images

@@ -380,7 +380,7 @@ def check_measurement(denoiser, operator: Operator, y: Tensor) -> None:
         remade = operator.forward(image).shape  # a 3-channel y of Colorize became 3 channels
     except RuntimeError as err:
         raise ValueError(f"y of shape {tuple(y.shape)} does not fit the {name}: {err}") from None
-    if remade != y[:1].shape:
+    if remade[1:] != y.shape[1:]:  # per image: an Inpaint's N masks make N of one y[:1]
         raise ValueError(
             f"y of shape {tuple(y.shape)} is no measurement of the {name}: it makes "
             f"{' x '.join(map(str, remade[1:]))} from {' x '.join(map(str, image.shape[1:]))} "
