@@ -87,6 +87,17 @@ def test_an_unknown_argument_is_refused_by_its_subcommand(argv, said):
     assert result.stderr.strip().splitlines() == [said + " (see --help)"]
 
 
+def test_a_usage_error_is_said_once_under_torchrun(monkeypatch):
+    """Every rank of a torchrun launch parses the same command line: rank 0 says what is wrong
+    with it, the others exit with the same code without a word (a line per rank, before)."""
+    argv = ["train", "--data", "digits", "--out", "r", "--steps", "0"]
+    said = "diffvision train: error: argument --steps: must be positive: '0' (see --help)\n"
+    for rank, expected in (("0", said), ("3", "")):
+        monkeypatch.setenv("RANK", rank)
+        result = run_here(*argv)
+        assert (result.returncode, result.stderr) == (2, expected)
+
+
 def test_a_diverging_run_ends_in_one_line(tmp_path):
     """A learning rate so high that the loss overflows (Adam's first update moves every weight
     by about the rate: 1e30) ends the run with the trainer's one line and exit code 2, not a

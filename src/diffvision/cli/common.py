@@ -17,10 +17,16 @@ class UsageError(Exception):
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors: ``diffvision CMD: error: ...`` and exit code 2."""
+    """argparse with one-line errors: ``diffvision CMD: error: ...`` and exit code 2 (said by
+    rank 0 alone under torchrun)."""
 
     def error(self, message):
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+        from ..train.distributed import launched_main
+
+        # Under torchrun every rank parses the same command line and finds the same error: rank
+        # 0 says it, the others end with the same exit code without a word.
+        said = f"{self.prog}: error: {message} (see --help)\n"
+        self.exit(EXIT_USAGE, said if launched_main() else None)
 
     def parse_args(self, args=None, namespace=None):
         """As argparse's, but arguments that no parser took are refused by the subcommand that
