@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 ARCHITECTURE = ROOT / "docs" / "architecture.md"
 RESTORATION = ROOT / "docs" / "restoration.md"
+DEMO = ROOT / "docs" / "demo.md"
 
 
 def test_library_example_runs(tiny_digits_model):
@@ -50,15 +51,16 @@ def _expanded(path):
 
 def test_named_files_exist():
     """Every file or folder of this repository that the README, the architecture notes or the
-    restoration studies name (``bench/...``, ``tests/...``, ``src/...``, ``docs/...``,
+    restoration and demo studies name (``bench/...``, ``tests/...``, ``src/...``, ``docs/...``,
     ``.ci/...``; braces expanded, ``*`` matched) is there."""
     named = []
-    for doc in (README, ARCHITECTURE, RESTORATION):
+    for doc in (README, ARCHITECTURE, RESTORATION, DEMO):
         for path in re.findall(
             r"(?<![\w/.])((?:bench|src|tests|docs|\.ci)/[\w./{},*-]*)", doc.read_text()
         ):
             named += _expanded(path.rstrip(".,"))
     assert "bench/results/restoration.md" in named and "docs/restoration.md" in named
+    assert "docs/demo.md" in named and "bench/results/demo_variants.md" in named
     missing = [
         p for p in named if not (glob.glob(p, root_dir=ROOT) if "*" in p else (ROOT / p).exists())
     ]
