@@ -729,7 +729,7 @@ def test_the_time_left_is_at_the_pace_of_this_runs_restores(monkeypatch):
     from diffvision.cli import restore_folder
 
     monkeypatch.setattr(restore_folder.time, "monotonic", lambda: 130.0)
-    assert restore_folder.time_left(None, 0, 10) == ""
+    assert restore_folder.time_left(100.0, 0, 10) == ""
     assert restore_folder.time_left(100.0, 2, 10) == " about 02:00 left"
     assert restore_folder.time_left(100.0, 10, 10) == " about 00:00 left"
     assert restore_folder.time_left(-3500.0, 1, 3) == " about 2:01:00 left"  # 2 x 3,630 s

@@ -248,11 +248,11 @@ def _earlier_results(args, names: list[Path], settings: dict) -> dict[str, dict]
     return record.get("images", {})
 
 
-def time_left(started: float | None, begun: int, todo: int) -> str:
+def time_left(started: float, begun: int, todo: int) -> str:
     """``" about 1:05 left"``: how long the ``todo - begun`` restores that remain (the next
     included) take at the pace of the ``begun`` ones this run has done since ``started`` (a
     ``time.monotonic`` reading); ``""`` before one is done."""
-    if started is None or begun == 0:
+    if begun == 0:
         return ""
     pace = (time.monotonic() - started) / begun
     return f" about {tqdm.format_interval(pace * (todo - begun))} left"
@@ -294,7 +294,7 @@ def restore_folder(
     held = contextlib.ExitStack()
     held_files = None
     todo = len(inputs) - len(skipped)  # this run's restores, for the time left
-    started, begun = None, 0
+    started, begun = time.monotonic(), 0  # skipped inputs take no time
     written_at, wait, behind = -float("inf"), 0.0, False  # the record's last write
 
     def record(now: bool = False) -> None:  # once a result is in the folder (or it was there)
@@ -328,7 +328,7 @@ def restore_folder(
             one.side_by_side = str(targets[-1]) if args.side_by_side else None
             label = str(path) if frame is None else f"{path} frame {frame}"
             print(f"[{position}/{len(inputs)}] {label}:{time_left(started, begun, todo)}")
-            started, begun = started or time.monotonic(), begun + 1  # how far, how fast
+            begun += 1
             try:
                 read = _digests(item, digest)  # before it is read: changed after, it is redone
                 done[str(name)] = {"psnr": restore_one(one), **read}
@@ -349,7 +349,7 @@ def restore_folder(
         if behind:  # the last results, or those done before an interruption
             record(now=True)
     restored = [n for n in names if str(n) in done]
-    took = f" in {tqdm.format_interval(time.monotonic() - started)}" if started else ""
+    took = f" in {tqdm.format_interval(time.monotonic() - started)}" if begun else ""
     print(f"restored {len(restored)} of {len(names)} {what}" + f" into {out}/" * out.is_dir()
           + took)  # fmt: skip
     scores = [done[str(n)]["psnr"] for n in restored if done[str(n)].get("psnr") is not None]
