@@ -345,8 +345,11 @@ def test_restore_command(tiny_digits_model, tmp_path, monkeypatch):
             "LENGTH must be a whole number of pixels, not '9.5'",
         ),
         (["deblur", "--kernel", "motion:5,30"], "LENGTH must be a whole number of pixels, not '5,"),
-        (["deblur", "--kernel", "motion:5:x"], "ANGLE must be a number, not 'x'"),
-        (["deblur", "--kernel", "gauss:2:3"], "STD must be a number, not '2:3'"),
+        (["deblur", "--kernel", "motion:5:x"], "ANGLE must be a finite number, not 'x'"),
+        (["deblur", "--kernel", "gauss:2:3"], "STD must be a finite number, not '2:3'"),
+        # NaN was "cannot convert float NaN to integer"
+        (["deblur", "--kernel", "gauss:nan"], "STD must be a finite number, not 'nan'"),
+        (["deblur", "--kernel", "motion:5:nan"], "ANGLE must be a finite number, not 'nan'"),
         (["superres", "--factor", "100000"], "x 1600000 x 1600000, one draw) needs at least"),
         (
             ["denoise", "--sigma", "9", "--solver", "posterior", "--samples", "10000000000"],
@@ -1186,7 +1189,7 @@ def test_restore_a_folder(tiny_digits_model, tmp_path):
     for task, *options, message in [  # no image could take these: refused once, not per image
         ("denoise", "--sigma", "25", "--samples", "2", "mmse gives one estimate"),
         ("denoise", "--sigma", "25", "--overlap", "8", "--overlap must be in [0, --tile)"),
-        ("deblur", "--kernel", "box:3", "--kernel must be gauss:STD or motion:LENGTH:ANGLE"),
+        ("deblur", "--kernel", "box:3", "must be gauss:STD, motion:LENGTH:ANGLE or a kernel file"),
         ("deblur", "--kernel", "motion:-5", "the kernel size must be a positive odd integer"),
         ("deblur", "--kernel", "gauss:0.2", "one pixel, no blur"),
         ("inpaint", "--random", "2", "--random must be in (0, 1)"),
@@ -1411,6 +1414,105 @@ def test_a_mask_folder_gives_each_image_of_a_folder_its_own_mask(tiny_digits_mod
     said = run_here(*args).stdout
     assert f"note: the mask {masks / 's.tif'} holds 3 frames and {images / 's.tif'} 2: the " in said
     assert "2 of 4 images changed since" in said  # the stack's two frames (a mask changed)
+
+
+def test_a_kernel_file_is_read_as_written_and_refused_where_it_is_no_kernel(tmp_path):
+    """``read_kernel``: a measured PSF as its file holds it (a .npy exactly, a float32 TIFF's and
+    a 16-bit PNG's values, a grey image saved in RGB), never unpickled; a file that is no 2-D
+    kernel is a ValueError that names it."""
+    from diffvision.io.images import read_kernel
+
+    rng = np.random.default_rng(0)
+    k = rng.random((5, 5))
+    np.save(tmp_path / "k.npy", k)
+    assert torch.equal(read_kernel(tmp_path / "k.npy"), torch.from_numpy(k))
+    Image.fromarray(k.astype(np.float32)).save(tmp_path / "k.tif")
+    assert torch.equal(
+        read_kernel(tmp_path / "k.tif"), torch.from_numpy(k.astype(np.float32)).double()
+    )
+    deep = (k * 60000).astype(np.uint16)
+    Image.fromarray(deep).save(tmp_path / "k16.png")
+    assert torch.equal(read_kernel(tmp_path / "k16.png"), torch.from_numpy(deep.astype(np.float64)))
+    grey = (k * 255).astype(np.uint8)
+    Image.fromarray(grey).convert("RGB").save(tmp_path / "rgb.png")
+    assert torch.equal(read_kernel(tmp_path / "rgb.png"), torch.from_numpy(grey.astype(np.float64)))
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    np.save(tmp_path / "cube.npy", np.ones((3, 5, 5)))
+    np.save(tmp_path / "nan.npy", np.full((3, 3), np.nan))
+    np.save(tmp_path / "complex.npy", np.ones((3, 3), np.complex64))
+    pages = [Image.fromarray(grey), Image.fromarray(grey)]
+    pages[0].save(tmp_path / "planes.tif", save_all=True, append_images=pages[1:])
+    colour = np.zeros((5, 5, 3), np.uint8)
+    colour[2, 2] = (255, 0, 0)
+    Image.fromarray(colour).save(tmp_path / "colour.png")
+    for name, message in [
+        ("obj.npy", "Object arrays cannot be loaded when allow_pickle=False"),
+        ("cube.npy", "is no 2-D array of numbers (shape (3, 5, 5))"),
+        ("complex.npy", "is no 2-D array of numbers"),
+        ("nan.npy", "holds NaN or infinite values"),
+        ("planes.tif", "holds 2 frames: give one 2-D kernel (a plane of a 3-D PSF)"),
+        ("colour.png", "is in colour: a kernel is one grey image"),
+        ("none.png", "kernel file not found"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)) as raised:
+            read_kernel(tmp_path / name)
+        assert name in str(raised.value)
+
+
+def test_restore_deblur_with_a_measured_kernel_file(tiny_digits_model, tmp_path):
+    """``--kernel FILE`` deblurs with a measured PSF: the kernel of ``gauss:1.5`` saved as a .npy
+    restores the same image, bit for bit; a kernel that is not k x k with k odd, larger than
+    the image or of no positive sum is refused in one line before any work, as is an output
+    over it or the file inside the input folder; the folder's record holds the file's SHA-256,
+    so a kernel file of other content is other settings."""
+    from diffvision.restore import gaussian_kernel
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)).save(folder / "a.png")
+    psf = tmp_path / "psf.npy"
+    np.save(psf, gaussian_kernel(9, 1.5).numpy())  # what gauss:1.5 builds (9 px: 2 int(4.5) + 1)
+    common = ["--sigma", "2", "--tile", "8", "--steps", "2", "--quiet"]
+    base = ["restore", "deblur", str(tiny_digits_model), str(folder / "a.png"), *common]
+    named = run_here(*base, "--kernel", "gauss:1.5", "--out", str(tmp_path / "gauss.png"))
+    measured = run_here(*base, "--kernel", str(psf), "--out", str(tmp_path / "file.png"))
+    assert named.returncode == measured.returncode == 0, measured.stderr
+    assert (tmp_path / "gauss.png").read_bytes() == (tmp_path / "file.png").read_bytes()
+    np.save(tmp_path / "even.npy", np.ones((8, 8)))
+    np.save(tmp_path / "wide.npy", np.ones((17, 17)))
+    np.save(tmp_path / "negative.npy", -np.ones((3, 3)))
+    Image.fromarray(np.full((3, 3), 9, np.uint8)).save(tmp_path / "box.png")
+    for kernel, out, message in [
+        (tmp_path / "even.npy", "x.png", "it is 8 x 8 px: a kernel is k x k with k odd (crop it"),
+        (tmp_path / "wide.npy", "x.png", "the kernel (17 px) is larger than the image (16 x 16)"),
+        (tmp_path / "negative.npy", "x.png", "its values must have a positive sum"),
+        (tmp_path / "none.tif", "x.png", "--kernel: kernel file not found: "),
+        (tmp_path / "box.png", str(tmp_path / "box.png"), "box.png is the --kernel file: write"),
+    ]:
+        bad = run_here(*base, "--kernel", str(kernel), "--out", str(tmp_path / out))
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.png").exists()
+    args = ["restore", "deblur", str(tiny_digits_model), str(folder), *common, "--kernel",
+            str(psf), "--out", str(tmp_path / "out")]  # fmt: skip
+    assert run_here(*args).returncode == 0
+    record = json.loads((tmp_path / "out" / "restore.json").read_text())
+    assert record["settings"]["kernel_sha256"] == hashlib.sha256(psf.read_bytes()).hexdigest()
+    np.save(psf, gaussian_kernel(9, 1.0).numpy())  # the same name, another kernel
+    bad = run_here(*args)
+    assert bad.returncode == 2, bad.stdout
+    assert "other settings (a --kernel file of other content (its SHA-256 differs))" in bad.stderr
+    # A kernel or mask file among the input folder's images would be restored as one of them
+    # (a mask inpainted with itself, silently): refused before any work.
+    inside = folder / "psf.png"
+    Image.fromarray(np.full((3, 3), 9, np.uint8)).save(inside)
+    for task, option in (("deblur", "--kernel"), ("inpaint", "--mask")):
+        bad = run_here("restore", task, str(tiny_digits_model), str(folder), *common, option,
+                       str(inside), "--out", str(tmp_path / "elsewhere"))  # fmt: skip
+        assert bad.returncode == 2 and not (tmp_path / "elsewhere").exists()
+        assert f"{option} {inside} lies in the input folder {folder}: it would be restored" in (
+            bad.stderr
+        )
 
 
 def test_an_input_or_mask_changed_since_a_run_is_not_taken_as_restored(tiny_digits_model, tmp_path):

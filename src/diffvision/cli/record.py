@@ -83,7 +83,7 @@ def read_record(
 #: Settings that are no option: what each is called in messages.
 NAMES = {"task": "the task", "input": "the input", "bits": "the files' bits per channel"}
 #: Settings that are a file's SHA-256: the file, as messages name it.
-DIGESTS = {"mask_sha256": "a --mask file"}
+DIGESTS = {"mask_sha256": "a --mask file", "kernel_sha256": "a --kernel file"}
 #: Settings whose None is a value of their option: what it is called in messages.
 NONE_NAMES = {"unconditional": "null", "bits": "8"}
 

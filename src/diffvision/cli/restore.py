@@ -30,6 +30,7 @@ from .record import recorded_prior
 from .restore_folder import (
     TASK_OPTIONS,
     Input,
+    kernel_file,
     mask_file,
     mask_folder,
     masks_by_name,
@@ -127,7 +128,9 @@ def add_parser(sub) -> None:
     r.add_argument(
         "--kernel",
         default="gauss:2",
-        help="deblur: gauss:STD (pixels) | motion:LENGTH:ANGLE (pixels, degrees)",
+        help="deblur: gauss:STD (pixels) | motion:LENGTH:ANGLE (pixels, degrees) | a kernel "
+        "file: a measured point-spread function, k x k with k odd, as a grey image (8- or "
+        "16-bit, or floating point) or a 2-D .npy array; normalised to sum 1",
     )
     r.add_argument(
         "--solver",
@@ -214,7 +217,9 @@ def _kernel(text: str, clean_shape=None):
     """The blur kernel ``--kernel TEXT`` names, for an image of ``clean_shape`` (H, W): refused in
     one line where TEXT is not of its forms, or before it is built where it is larger than the
     image (``gauss:1e6`` would ask for petabytes). With no ``clean_shape``, TEXT is only
-    checked (its kernel is built at most 3 px wide)."""
+    checked (its kernel is built at most 3 px wide; a kernel file is read whole). A kernel
+    file (:func:`kernel_file`) is a measured PSF, :func:`~diffvision.io.images.read_kernel`."""
+    from ..io.images import read_kernel
     from ..restore import gaussian_kernel, motion_kernel
     from ..restore.operators import check_odd_size
 
@@ -230,7 +235,16 @@ def _kernel(text: str, clean_shape=None):
     kind, _, rest = text.partition(":")
     kernel = None
     try:
-        if kind == "gauss":
+        if kernel_file(text) is not None:  # a measured PSF
+            kernel = read_kernel(text)
+            if kernel.ndim != 2 or kernel.shape[0] != kernel.shape[1] or kernel.shape[0] % 2 == 0:
+                h, w = kernel.shape
+                raise ValueError(f"it is {w} x {h} px: a kernel is k x k with k odd (crop it "
+                                 "around its centre)")  # fmt: skip
+            fits(kernel.shape[0])
+            if not float(kernel.sum()) > 0:  # what Deblur normalises by
+                raise ValueError("its values must have a positive sum")
+        elif kind == "gauss":
             std = _kernel_number(rest or "2", float, "STD")
             kernel = gaussian_kernel(fits(2 * int(3 * std) + 1), std)
         elif kind == "motion":
@@ -239,9 +253,13 @@ def _kernel(text: str, clean_shape=None):
             angle = _kernel_number(angle or "0", float, "ANGLE")
             kernel = motion_kernel(fits(size + (size % 2 == 0)), angle)
     except (ValueError, OverflowError) as err:  # OverflowError: int(3 * inf)
-        raise UsageError(f"--kernel {text!r}: {err}") from None
+        said = f"--kernel: {err}" if text in str(err) else f"--kernel {text!r}: {err}"  # once
+        raise UsageError(said) from None
     if kernel is None:
-        raise UsageError(f"--kernel must be gauss:STD or motion:LENGTH:ANGLE, got {text!r}")
+        raise UsageError(
+            f"--kernel must be gauss:STD, motion:LENGTH:ANGLE or a kernel file (an image or "
+            f".npy), got {text!r}"
+        )
     if kernel.numel() == 1:  # gauss:STD below 1/3 or motion:0 and motion:1 round to one pixel
         raise UsageError(f"--kernel {text!r} is one pixel, no blur: use restore denoise")
     return kernel
@@ -250,10 +268,13 @@ def _kernel(text: str, clean_shape=None):
 def _kernel_number(text: str, convert, name: str):
     """``convert(text)``, or a ValueError that names the part of the kernel's form."""
     try:
-        return convert(text)
+        value = convert(text)
     except ValueError:
-        kind = "a whole number of pixels" if convert is int else "a number"
+        value = None
+    if value is None or not math.isfinite(value):  # NaN was "cannot convert float NaN to int"
+        kind = "a whole number of pixels" if convert is int else "a finite number"
         raise ValueError(f"{name} must be {kind}, not {text!r}") from None
+    return value
 
 
 def _operator(args, clean_shape):
@@ -642,11 +663,13 @@ def _output_kind(path: Path) -> str:
 
 
 def _check_inputs_kept(args, source: Path, outputs: list[Path], joined: bool = False) -> None:
-    """Refuse (UsageError) outputs that would be written over the input or the ``--mask`` file
-    (a result, a side-by-side, or the std map beside a result file: restoring ``x_std.png``
-    with ``--out x.png --samples 2`` wrote the std map over the input), or into the input
-    folder (where a rerun would take the results as inputs). ``joined``: the outputs are TIFF
-    stacks, their std maps one too, their frames waiting in folders beside them."""
+    """Refuse (UsageError) outputs that would be written over the input, the ``--mask`` file or
+    the ``--kernel`` file (a result, a side-by-side, or the std map beside a result file:
+    restoring ``x_std.png`` with ``--out x.png --samples 2`` wrote the std map over the
+    input), or into the input folder (where a rerun would take the results as inputs), and a
+    ``--mask`` or ``--kernel`` file inside the input folder (restored as one of its images).
+    ``joined``: the outputs are TIFF stacks, their std maps one too, their frames waiting in
+    folders beside them."""
     written = list(outputs)
     if args.samples > 1 and outputs[0].suffix:
         written.append(std_map_path(outputs[0], joined))
@@ -663,6 +686,17 @@ def _check_inputs_kept(args, source: Path, outputs: list[Path], joined: bool = F
                 raise UsageError(f"--mask {args.mask} and the input folder {source} overlap: keep "
                                  "the masks apart from the images")  # fmt: skip
             folders[mask] = "the --mask folder"
+    if args.task == "deblur" and kernel_file(args.kernel) is not None:
+        read[kernel_file(args.kernel).resolve()] = "the --kernel file"
+    files = {
+        "inpaint": ("--mask", mask_file(args)),
+        "deblur": ("--kernel", kernel_file(args.kernel)),
+    }
+    option, file = files.get(args.task, (None, None))
+    if source.is_dir() and file is not None and file.is_file():  # a folder's mask: checked above
+        if source.resolve() in file.resolve().parents:  # found with the images, restored too
+            raise UsageError(f"{option} {file} lies in the input folder {source}: it would be "
+                             "restored as one of its images; keep it apart")  # fmt: skip
     for target in written:
         where = target.resolve()
         if where in read:

@@ -57,6 +57,17 @@ def mask_file(args: argparse.Namespace) -> Path | None:
     return Path(args.mask) if args.mask not in (None, "alpha") else None
 
 
+def kernel_file(kernel: str | None) -> Path | None:
+    """A ``--kernel`` that names a file (a measured PSF: an image or ``.npy``, by its suffix, or
+    any file there), not a form (``gauss:STD``, ``motion:LENGTH:ANGLE``); else None."""
+    from ..data.folder import EXTENSIONS
+
+    if kernel is None or kernel.partition(":")[0] in ("gauss", "motion"):
+        return None
+    path = Path(kernel)
+    return path if path.suffix.lower() in {*EXTENSIONS, ".npy"} or path.is_file() else None
+
+
 def mask_folder(args: argparse.Namespace) -> Path | None:
     """The ``--mask`` folder of masks named as the images (None where ``--mask`` is no folder)."""
     mask = mask_file(args)
@@ -102,6 +113,8 @@ def settings_of(args: argparse.Namespace) -> dict:
     settings = record_settings(args, NOT_SETTINGS + others)
     if args.task == "inpaint" and mask_file(args) is not None and mask_folder(args) is None:
         settings["mask_sha256"] = file_digest(args.mask)  # its content; a folder's: per image
+    if args.task == "deblur" and kernel_file(args.kernel) is not None:
+        settings["kernel_sha256"] = file_digest(args.kernel)  # a PSF file: its content
     return {**settings, "input": str(Path(args.input).resolve())}
 
 

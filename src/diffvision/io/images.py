@@ -283,6 +283,45 @@ def read_alpha(path: str | Path, frame: int = 0) -> Tensor:
     return torch.from_numpy(alpha)
 
 
+def read_kernel(path: str | Path) -> Tensor:
+    """A blur kernel (a measured point-spread function) from a file, as a float64 ``k x k``
+    tensor as written (not normalised: its scale does not matter where it blurs): a 2-D
+    ``.npy`` array, read without unpickling, or a grey image of one frame (8- or 16-bit, or
+    floating point, whose range is the kernel's own; a colour image whose channels agree).
+    Raises ValueError naming the file where it is missing or unreadable, holds several frames
+    (a 3-D PSF: give one plane) or several colours, or is no 2-D array of finite numbers."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"kernel file not found: {path}")
+    if path.suffix.lower() == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)  # an object array needs pickle: refused
+        except (OSError, ValueError) as err:
+            raise ValueError(f"cannot read kernel {path}: {err}") from None
+    else:
+        try:
+            with open_image(path) as image:
+                frames = getattr(image, "n_frames", 1)
+                array = np.asarray(image.convert("RGBA") if image.mode == "P" else image)
+                if image.mode in ("LA", "PA", "RGBA", "P"):
+                    array = array[..., :-1]  # the alpha channel
+        except UNREADABLE_IMAGE as err:
+            raise unreadable(path, err, "kernel") from None
+        if frames > 1:
+            raise ValueError(f"kernel {path} holds {frames} frames: give one 2-D kernel (a plane "
+                             "of a 3-D PSF)")  # fmt: skip
+        if array.ndim == 3:  # colour: a grey kernel saved in RGB
+            if not (array == array[..., :1]).all():
+                raise ValueError(f"kernel {path} is in colour: a kernel is one grey image")
+            array = array[..., 0]
+    if not (array.ndim == 2 and np.issubdtype(array.dtype, np.number)) or np.iscomplexobj(array):
+        raise ValueError(f"kernel {path} is no 2-D array of numbers (shape {array.shape})")
+    array = array.astype(np.float64)
+    if not np.isfinite(array).all():
+        raise ValueError(f"kernel {path} holds NaN or infinite values")
+    return torch.from_numpy(array)
+
+
 def read_image(path: str | Path, channels: int, white: int = 65535, frame: int = 0) -> Tensor:
     """An image file as ``1 x C x H x W`` float32 in [-1, 1] (``channels`` 1: grey, 3: RGB;
     ``white``: the value of white in a 16-bit file, see :func:`to_unit_array`; ``frame``: which
