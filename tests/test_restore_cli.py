@@ -1436,6 +1436,10 @@ def test_a_kernel_file_is_read_as_written_and_refused_where_it_is_no_kernel(tmp_
     grey = (k * 255).astype(np.uint8)
     Image.fromarray(grey).convert("RGB").save(tmp_path / "rgb.png")
     assert torch.equal(read_kernel(tmp_path / "rgb.png"), torch.from_numpy(grey.astype(np.float64)))
+    box = np.zeros((5, 5), bool)
+    box[1:4, 1:4] = True  # a bilevel image: PIL's arrays of it are bool, no numbers
+    Image.fromarray(box).save(tmp_path / "box.png")
+    assert torch.equal(read_kernel(tmp_path / "box.png"), torch.from_numpy(box * 255.0))
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     np.save(tmp_path / "cube.npy", np.ones((3, 5, 5)))
     np.save(tmp_path / "nan.npy", np.full((3, 3), np.nan))

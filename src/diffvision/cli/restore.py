@@ -237,7 +237,7 @@ def _kernel(text: str, clean_shape=None):
     try:
         if kernel_file(text) is not None:  # a measured PSF
             kernel = read_kernel(text)
-            if kernel.ndim != 2 or kernel.shape[0] != kernel.shape[1] or kernel.shape[0] % 2 == 0:
+            if kernel.shape[0] != kernel.shape[1] or kernel.shape[0] % 2 == 0:  # 2-D, read so
                 h, w = kernel.shape
                 raise ValueError(f"it is {w} x {h} px: a kernel is k x k with k odd (crop it "
                                  "around its centre)")  # fmt: skip
@@ -686,17 +686,15 @@ def _check_inputs_kept(args, source: Path, outputs: list[Path], joined: bool = F
                 raise UsageError(f"--mask {args.mask} and the input folder {source} overlap: keep "
                                  "the masks apart from the images")  # fmt: skip
             folders[mask] = "the --mask folder"
-    if args.task == "deblur" and kernel_file(args.kernel) is not None:
-        read[kernel_file(args.kernel).resolve()] = "the --kernel file"
-    files = {
-        "inpaint": ("--mask", mask_file(args)),
-        "deblur": ("--kernel", kernel_file(args.kernel)),
-    }
-    option, file = files.get(args.task, (None, None))
-    if source.is_dir() and file is not None and file.is_file():  # a folder's mask: checked above
-        if source.resolve() in file.resolve().parents:  # found with the images, restored too
-            raise UsageError(f"{option} {file} lies in the input folder {source}: it would be "
-                             "restored as one of its images; keep it apart")  # fmt: skip
+    kernel = kernel_file(args.kernel) if args.task == "deblur" else None
+    if kernel is not None:
+        read[kernel.resolve()] = "the --kernel file"
+    mask_given = mask_file(args) if args.task == "inpaint" else None  # a mask folder: above
+    for option, file in (("--mask", mask_given), ("--kernel", kernel)):
+        if source.is_dir() and file is not None and file.is_file():
+            if source.resolve() in file.resolve().parents:  # found with the images, restored too
+                raise UsageError(f"{option} {file} lies in the input folder {source}: it would "
+                                 "be restored as one of its images; keep it apart")  # fmt: skip
     for target in written:
         where = target.resolve()
         if where in read:

@@ -302,7 +302,8 @@ def read_kernel(path: str | Path) -> Tensor:
         try:
             with open_image(path) as image:
                 frames = getattr(image, "n_frames", 1)
-                array = np.asarray(image.convert("RGBA") if image.mode == "P" else image)
+                convert = {"P": "RGBA", "1": "L"}.get(image.mode)  # palette; bilevel: bool
+                array = np.asarray(image.convert(convert) if convert else image)
                 if image.mode in ("LA", "PA", "RGBA", "P"):
                     array = array[..., :-1]  # the alpha channel
         except UNREADABLE_IMAGE as err:
