@@ -909,6 +909,26 @@ def test_restore_a_stack_into_a_tiff_stack(tiny_digits_model, tmp_path):
     )
 
 
+def test_a_stack_restored_into_a_tiff_stack_hashes_its_model_once(
+    tiny_digits_model, tmp_path, monkeypatch
+):
+    """The settings of a restore into one TIFF stack are made once: the model folder (and a
+    --mask or --kernel file) hashed once, not once for the stack's record and again for its
+    frames' folder, whose settings are the same."""
+    from diffvision.io import model_folder
+
+    hashed = []
+    real = model_folder.model_digest
+    monkeypatch.setattr(model_folder, "model_digest", lambda f: hashed.append(f) or real(f))
+    pages = [Image.fromarray(np.full((16, 16), 40 * k, np.uint8)) for k in range(2)]
+    pages[0].save(tmp_path / "s.tif", save_all=True, append_images=pages[1:])
+    result = run_here("restore", "denoise", str(tiny_digits_model), str(tmp_path / "s.tif"),
+                      "--sigma", "25", "--tile", "8", "--quiet", "--out",
+                      str(tmp_path / "o.tif"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert len(hashed) == 1 and (tmp_path / "o.tif").is_file()
+
+
 def test_a_folder_restored_into_one_tiff_stack(tiny_digits_model, tmp_path):
     """A folder INPUT with --out a .tif: its images (a stack's frames each one), in the order a
     folder --out restores them, as the pages of one TIFF stack, each bit for bit the file of a

@@ -204,7 +204,8 @@ def restore_into_stack(
         print(f"{out} holds the {len(inputs)} {what} restored by an earlier run with the same "
               "settings from the same input (its record): nothing to do")  # fmt: skip
         return 0
-    code = restore_folder(parts, inputs, restore_one, digest)
+    code = restore_folder(parts, inputs, restore_one, digest, made["settings"])  # parts': the
+    # same, as they differ in where they write (NOT_SETTINGS)
     if code != 0:
         if code == EXIT_USAGE and Path(parts.out).is_dir():  # failed frames: the others wait
             print(f"diffvision restore: {out} is written once all {len(inputs)} {what} are "
@@ -276,19 +277,22 @@ def restore_folder(
     inputs: list[Input],
     restore_one: Callable[[argparse.Namespace], float | None],
     digest: Callable[[Path], str | None] | None = None,
+    settings: dict | None = None,
 ) -> int:
     """Restore each of ``inputs`` (the files under the folder ``args.input``, or the frames of
     the stack ``args.input``) with ``restore_one`` (which takes the arguments of one, with
     ``frame`` set for a frame, and returns its PSNR or None), skipping those that an earlier
     run with the same settings restored from the same file (the record holds each input
-    file's SHA-256: an input changed since is restored again; ``digest``: of a file, where the
-    caller has read some already); returns the exit code (2 if any failed)."""
+    file's SHA-256: an input changed since is restored again; ``digest``: of a file, and
+    ``settings``: :func:`settings_of` ``args``, where the caller has them already, so that the
+    model and the --mask or --kernel file are not hashed again); returns the exit code (2 if
+    any failed)."""
 
     out = Path(args.out)
     names = [item.name for item in inputs]
     what = "images" if Path(args.input).is_dir() else "frames"  # of a folder, of a stack
     _check_distinct(args, names)
-    settings = settings_of(args)
+    settings = settings or settings_of(args)
     done = _earlier_results(args, names, settings)
     digest = digest or functools.cache(_digest_or_none)  # each file read once (a stack's too)
     earlier = [item for item in inputs if str(item.name) in done]
