@@ -623,6 +623,10 @@ def test_real_mnist():
 def test_load_data_errors():
     with pytest.raises(ValueError, match="neither a built-in"):
         load_data("cifar")
+    with pytest.raises(ValueError, match="the data spec must be a name or a path, not None"):
+        load_data(None)  # an AttributeError from .strip()
+    with pytest.raises(ValueError, match="neither a built-in"):  # a Path is a folder's spec
+        load_data(Path("no-such-folder"))
     with pytest.raises(ValueError, match="mnist:FOLDER"):
         load_data("mnist")
     # a size that is not a whole positive number failed inside the resize (RuntimeError,

@@ -110,8 +110,10 @@ def test_classifier_free_guidance():
     assert torch.allclose(scalar, torch.full((4, 3), 10 + 2 * (2 - 10.0)))
     with pytest.raises(ValueError, match="null"):
         guided(Denoiser(net, "x0", VE()), cond, scale=2.0)
-    for bad in (math.nan, math.inf):  # NaN made NaN samples
-        with pytest.raises(ValueError, match=f"guidance scale must be a finite number, not {bad}"):
+    for bad in (math.nan, math.inf, "2"):  # NaN made NaN samples; "2" was a TypeError
+        with pytest.raises(
+            ValueError, match=f"guidance scale must be a finite number, not {bad!r}"
+        ):
             guided(d, cond, scale=bad)
 
 

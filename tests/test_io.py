@@ -60,6 +60,8 @@ def test_round_trip(tmp_path):
 def test_bad_folders(tmp_path):
     with pytest.raises(ValueError, match="not found"):
         diffvision.load(tmp_path / "missing")
+    with pytest.raises(ValueError, match="the model folder must be a path, not 123"):
+        diffvision.load(123)  # a TypeError from Path()
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match=r"no config\.json"):
         diffvision.load(tmp_path / "empty")

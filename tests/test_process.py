@@ -94,6 +94,7 @@ def test_add_noise_per_sample_sigma():
         (torch.tensor([1.0, 2.0]), noise, r"shape \(3,\), got \(2,\)"),
         (-1.0, noise, "finite and >= 0"),
         (torch.tensor([0.0, math.nan, 1.0]), noise, "finite and >= 0"),
+        ("0.1", noise, "sigma must be a number or a tensor, not '0.1'"),  # a TypeError in torch
     ]:
         with pytest.raises(ValueError, match=message):
             add_noise(x0, sigma, bad_noise)

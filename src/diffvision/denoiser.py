@@ -30,7 +30,7 @@ from contextlib import nullcontext
 import torch
 from torch import Tensor, nn
 
-from .process import Schedule, _per_sample, check_int, check_positive
+from .process import Schedule, _per_sample, check_int, check_positive, is_number
 
 __all__ = ["PREDICTIONS", "ClassMixture", "Denoiser", "guided"]
 
@@ -205,8 +205,8 @@ def guided(
     ``denoiser.null_cond``; a scalar null condition is broadcast to the batch.
     Returns a denoiser ``D_w(x, sigma)`` for the samplers.
     """
-    if not -math.inf < scale < math.inf:  # NaN made NaN samples
-        raise ValueError(f"the guidance scale must be a finite number, not {scale}")
+    if not (is_number(scale) and -math.inf < scale < math.inf):  # NaN: NaN samples; "2": <
+        raise ValueError(f"the guidance scale must be a finite number, not {scale!r}")
     if scale != 1.0 and cond is None:  # was a RuntimeError from torch.as_tensor(None)
         raise ValueError("classifier-free guidance needs a condition (cond) to guide towards")
     if null_cond is None:

@@ -345,6 +345,8 @@ def add_noise(x0: Tensor, sigma: Tensor | float, noise: Tensor) -> Tensor:
     """
     if noise.shape != x0.shape:
         raise ValueError(f"noise must have x0's shape {tuple(x0.shape)}, not {tuple(noise.shape)}")
+    if not (isinstance(sigma, Tensor) or is_number(sigma)):  # "0.1" was a TypeError in torch
+        raise ValueError(f"sigma must be a number or a tensor, not {sigma!r}")
     level = torch.as_tensor(sigma)
     if level.ndim and level.shape != (x0.shape[0],):
         raise ValueError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -33,7 +34,7 @@ __all__ = [
 
 
 def load_data(
-    spec: str,
+    spec: str | os.PathLike,
     size: int | None = None,
     *,
     channels: int | None = None,
@@ -48,6 +49,10 @@ def load_data(
     ``white_level``: the value of white in an image folder's 16-bit files (default: found from
     them, see :func:`load_image_folder`).
     """
+    if isinstance(spec, os.PathLike):  # a folder (or a stack) given as a Path
+        spec = os.fspath(spec)
+    if not isinstance(spec, str):  # None was an AttributeError from .strip()
+        raise ValueError(f"the data spec must be a name or a path, not {spec!r}")
     if size is not None:
         check_int("size", size, 1)
     if channels not in (None, 1, 3):

@@ -357,6 +357,8 @@ def load(folder: str | Path, *, ema: bool = True, device: str | torch.device = "
         ema: use the EMA weights when the folder has them (the usual choice for sampling).
         device: where to put the model.
     """
+    if not isinstance(folder, (str, os.PathLike)):  # 123 was a TypeError from Path()
+        raise ValueError(f"the model folder must be a path, not {folder!r}")
     folder = Path(folder)
     config = read_config(folder)
     denoiser = _built(folder, config)
