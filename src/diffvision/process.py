@@ -76,6 +76,14 @@ def check_positive(**values: float) -> None:
             raise ValueError(f"{name} must be a positive number, not {value!r}")
 
 
+def check_nonnegative(**values: float) -> None:
+    """Raise ValueError unless every value is a finite number at or above 0 (named by its
+    keyword): NaN, which passes a check of ``< 0``, made NaN results where it was let through."""
+    for name, value in values.items():
+        if not (is_number(value) and 0 <= value < math.inf):
+            raise ValueError(f"{name} must be a finite number >= 0, not {value!r}")
+
+
 class Schedule:
     """Base class of noise schedules.
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..process import check_int, check_positive, is_int, is_number
+from ..process import check_int, check_nonnegative, check_positive, is_int, is_number
 
 
 class Operator:
@@ -24,8 +24,7 @@ class Operator:
     name = "operator"
 
     def __init__(self, sigma: float = 0.0):
-        if not (is_number(sigma) and sigma >= 0 and math.isfinite(sigma)):
-            raise ValueError(f"sigma must be a finite number >= 0, not {sigma!r}")
+        check_nonnegative(sigma=sigma)
         self.sigma = float(sigma)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -24,6 +24,7 @@ import math
 import numpy as np
 from torch import Tensor
 
+from ..process import check_nonnegative
 from .base import Callback, DenoiserFn, as_floats, denoise, randn_like, report
 
 __all__ = ["dpmpp_2m", "dpmpp_3m", "euler", "heun", "ipndm", "unipc"]
@@ -67,9 +68,7 @@ def heun(
     then a stochastic sampler. The last step (to sigma = 0) is an Euler step.
     NFE = 2 n - 1 for n steps ending at 0.
     """
-    for name, value in (("s_churn", s_churn), ("s_noise", s_noise)):  # NaN made NaN samples
-        if not 0 <= value < math.inf:
-            raise ValueError(f"{name} must be a finite number >= 0, not {value}")
+    check_nonnegative(s_churn=s_churn, s_noise=s_noise)  # NaN made NaN samples
     if not s_tmin <= s_tmax:  # NaN too: churn would silently never apply
         raise ValueError(f"need s_tmin <= s_tmax, got {s_tmin} and {s_tmax}")
     sig = as_floats(sigmas)

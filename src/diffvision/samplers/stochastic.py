@@ -13,7 +13,7 @@ import math
 
 from torch import Tensor
 
-from ..process import check_int, check_positive
+from ..process import check_int, check_nonnegative, check_positive
 from .base import Callback, DenoiserFn, NoiseFilter, as_floats, denoise, randn_like, report
 
 __all__ = ["ancestral_step", "ddim", "ddpm", "euler_maruyama", "pc"]
@@ -72,8 +72,7 @@ def ddim(
     """DDIM (Song, Meng & Ermon 2021). ``eta = 0``: deterministic (identical to :func:`euler`);
     ``eta = 1``: the DDPM posterior with the "small" variance. NFE = number of steps.
     ``noise_filter``: see :func:`ddpm`."""
-    if not 0 <= eta < math.inf:  # NaN was taken as all fresh noise
-        raise ValueError(f"eta must be a finite number >= 0, not {eta}")
+    check_nonnegative(eta=eta)  # NaN was taken as all fresh noise
     sig = as_floats(sigmas)
     for i, (s, s_next) in enumerate(itertools.pairwise(sig)):
         denoised = denoise(denoiser, x, s)

@@ -31,7 +31,7 @@ from ..io.atomic import write_text_whole, write_whole
 from ..io.images import save_grid
 from ..io.model_folder import check_replaceable, model_config, save_classifier, save_model_folder
 from ..nets.unet import PRESETS, build_unet
-from ..process import LOSS_WEIGHTS, check_int, get_schedule, is_int
+from ..process import LOSS_WEIGHTS, check_int, check_nonnegative, get_schedule, is_int
 from ..samplers import sample
 from ..seeds import MAX_SEED, derived_seed
 from .checkpoint import (
@@ -125,10 +125,7 @@ class TrainConfig:
             raise ValueError("lr must be positive")
         if not 0 <= self.label_dropout <= 1:  # also rejects nan
             raise ValueError("label_dropout must be in [0, 1]")
-        for name in ("weight_decay", "grad_clip"):
-            value = getattr(self, name)
-            if not (value >= 0 and math.isfinite(value)):
-                raise ValueError(f"{name} must be a finite number >= 0")
+        check_nonnegative(weight_decay=self.weight_decay, grad_clip=self.grad_clip)
         if self.lr_schedule not in ("constant", "cosine"):
             raise ValueError("lr_schedule must be constant or cosine")
         if self.target not in ("sample", "empirical"):
