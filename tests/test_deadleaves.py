@@ -73,7 +73,7 @@ def test_pooled_spec(tmp_path):
         with pytest.raises(ValueError, match=f"names one set twice \\(.*{both}"):
             load_data(spec, 16)
     # run.json keeps a pooled spec with its folders made absolute, so --resume works elsewhere
-    from diffvision.cli import _absolute_spec
+    from diffvision.cli.train import _absolute_spec
 
     spec = _absolute_spec("deadleaves+" + str(tmp_path / "mine"))
     assert spec == "deadleaves+" + str((tmp_path / "mine").resolve())
