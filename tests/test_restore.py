@@ -183,6 +183,26 @@ def test_regularized_inverse_is_tikhonov(op):
         op.regularized_inverse(y, 0.0)
 
 
+def test_a_kernel_cropped_off_centre_deblurs_into_a_shifted_image():
+    """Deblur takes a kernel's middle pixel as the point source's position: the true kernel
+    cropped off-centre by d (``kernel_offset`` d, exactly) deblurs an image blurred by it into
+    the image shifted by -d (the pseudo-inverse is exact here: the spectrum of a Gaussian of
+    std 0.8 stays above rcond on 16 x 16 px, so the shift is the only difference)."""
+    from diffvision.restore import kernel_offset
+
+    true = gaussian_kernel(5, 0.8)
+    cropped = torch.zeros(9, 9, dtype=torch.float64)
+    cropped[1:6, 3:8] = true  # its centre at row 3, column 5: 1 px up and 1 px right of (4, 4)
+    assert kernel_offset(true) == (0.0, 0.0)
+    across, down = kernel_offset(cropped)
+    assert abs(across - 1) < 1e-12 and abs(down + 1) < 1e-12
+    x = torch.rand(1, 1, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    y = Deblur(true).forward(x)
+    assert torch.allclose(Deblur(true).pinv(y), x, atol=1e-9)
+    shifted = torch.roll(x, shifts=(round(-down), round(-across)), dims=(-2, -1))
+    assert torch.allclose(Deblur(cropped).pinv(y), shifted, atol=1e-9)
+
+
 def matrix_of(fn, in_shape):
     """The explicit matrix of a linear map on tensors of shape ``in_shape`` (one column per
     basis vector)."""

@@ -1485,7 +1485,8 @@ def test_a_kernel_file_is_read_as_written_and_refused_where_it_is_no_kernel(tmp_
 
 def test_restore_deblur_with_a_measured_kernel_file(tiny_digits_model, tmp_path):
     """``--kernel FILE`` deblurs with a measured PSF: the kernel of ``gauss:1.5`` saved as a .npy
-    restores the same image, bit for bit; a kernel that is not k x k with k odd, larger than
+    restores the same image, bit for bit, and one cropped off-centre is noted with the shift
+    it makes; a kernel that is not k x k with k odd, larger than
     the image or of no positive sum is refused in one line before any work, as is an output
     over it or the file inside the input folder; the folder's record holds the file's SHA-256,
     so a kernel file of other content is other settings."""
@@ -1503,6 +1504,22 @@ def test_restore_deblur_with_a_measured_kernel_file(tiny_digits_model, tmp_path)
     measured = run_here(*base, "--kernel", str(psf), "--out", str(tmp_path / "file.png"))
     assert named.returncode == measured.returncode == 0, measured.stderr
     assert (tmp_path / "gauss.png").read_bytes() == (tmp_path / "file.png").read_bytes()
+    assert "note:" not in measured.stdout  # centred
+    # A PSF cropped off-centre (2 px right, 1 px up) is said once, with the shift it makes
+    off = np.zeros((13, 13))
+    off[1:10, 4:13] = gaussian_kernel(9, 1.5).numpy()
+    np.save(tmp_path / "off.npy", off)
+    shifted = run_here(
+        *base, "--kernel", str(tmp_path / "off.npy"), "--out", str(tmp_path / "o.png")
+    )
+    assert shifted.returncode == 0, shifted.stderr
+    note = (
+        f"note: the centre of mass of --kernel {tmp_path / 'off.npy'} is +2.0 px across and "
+        "-1.0 px down from its middle pixel, which deblurring takes as the point source's "
+        "position: if the PSF was cropped off-centre, the result comes out shifted by -2.0 px "
+        "across and +1.0 px down (crop it around its centre)"
+    )
+    assert shifted.stdout.count("note:") == 1 and note in shifted.stdout, shifted.stdout
     np.save(tmp_path / "even.npy", np.ones((8, 8)))
     np.save(tmp_path / "wide.npy", np.ones((17, 17)))
     np.save(tmp_path / "negative.npy", -np.ones((3, 3)))

@@ -265,6 +265,21 @@ def _kernel(text: str, clean_shape=None):
     return kernel
 
 
+def _note_psf(text: str, kernel) -> None:
+    """A note where a kernel file (a measured PSF) has its centre of mass more than half a
+    pixel from its middle pixel, which deblurring takes as the point source's position: where
+    the PSF was cropped off-centre, the result comes out shifted (``restore.kernel_offset``)."""
+    from ..restore import kernel_offset
+
+    across, down = kernel_offset(kernel)
+    if math.hypot(across, down) > 0.5:
+        print(f"note: the centre of mass of --kernel {text} is {across:+.1f} px across and "
+              f"{down:+.1f} px down from its middle pixel, which deblurring takes as the point "
+              "source's position: if the PSF was cropped off-centre, the result comes out "
+              f"shifted by {-across:+.1f} px across and {-down:+.1f} px down (crop it around "
+              "its centre)")  # fmt: skip
+
+
 def _kernel_number(text: str, convert, name: str):
     """``convert(text)``, or a ValueError that names the part of the kernel's form."""
     try:
@@ -404,7 +419,9 @@ def _check_settings(args, size: int, frames: int = 1) -> None:
     if args.task == "superres" and args.factor < 2:
         raise UsageError("--factor 1 is no upscaling: give 2 or more (or restore denoise)")
     if args.task == "deblur":
-        _kernel(args.kernel)
+        kernel = _kernel(args.kernel)
+        if kernel_file(args.kernel) is not None:
+            _note_psf(args.kernel, kernel)
     tile, overlap = _tiling(args, size)
     if not 0 <= overlap < tile:
         raise UsageError("--overlap must be in [0, --tile)")

@@ -345,6 +345,17 @@ def check_odd_size(size: int) -> None:
         raise ValueError(f"the kernel size must be a positive odd integer, not {size!r}")
 
 
+def kernel_offset(kernel: Tensor) -> tuple[float, float]:
+    """The centre of mass of a ``k x k`` blur kernel (k odd, of positive sum) from its middle
+    pixel, as ``(across, down)`` in pixels. ``Deblur`` takes the middle pixel as the point
+    source's position: a PSF cropped off-centre by ``d`` (its centre of mass off by ``d`` where
+    the true PSF's is at its origin) deblurs an image into one shifted by ``-d``."""
+    kernel = torch.as_tensor(kernel, dtype=torch.float64)
+    r = torch.arange(kernel.shape[0], dtype=torch.float64) - kernel.shape[0] // 2
+    mass = float(kernel.sum())
+    return float((kernel.sum(0) * r).sum()) / mass, float((kernel.sum(1) * r).sum()) / mass
+
+
 def gaussian_kernel(size: int, std: float) -> Tensor:
     """``size x size`` Gaussian blur kernel (odd size) with standard deviation ``std`` pixels."""
     check_odd_size(size)
