@@ -705,3 +705,33 @@ def test_sampler_steps_counts_the_callbacks_of_every_solver():
         assert len(seen) == sampler_steps(solver, 7, **options), (solver, options)
     # RePaint's defaults (jumps of 10, 10 passes): at 10 and 20 of 30 steps, 9 more passes of 10
     assert sampler_steps("repaint", 30) == 30 + 2 * 9 * 10
+
+
+def test_the_noise_level_is_estimated_from_the_finest_diagonal_coefficients():
+    """``estimate_sigma`` on an affine image plus white noise: Haar's finest diagonal
+    coefficients are then the noise alone (0 on the affine part), so the estimate is the median
+    of N = 3 * 64 * 64 absolute normals over 0.6745, whose relative standard error is
+    1.167 / sqrt(N) = 1.05% (the sample median's asymptotic variance, 1 / (4 N f(m)^2) with
+    f(m) = 2 phi(0.6745) the density of |z| at its median): within 4 standard errors for each
+    of five draws. Blocks with a clipped pixel are left out, so an image half saturated gives
+    the same estimate (all blocks pooled, it was near 0); a noise-free affine image gives 0."""
+    from diffvision.restore import estimate_sigma
+
+    yy, xx = torch.meshgrid(
+        torch.linspace(-0.5, 0.5, 128), torch.linspace(-0.3, 0.4, 128), indexing="ij"
+    )
+    ramp = (0.6 * xx - 0.4 * yy).double().expand(5, 3, 128, 128)
+    assert float(estimate_sigma(ramp).abs().max()) < 1e-12
+    sigma = 0.05
+    noise = torch.randn(
+        5, 3, 128, 128, dtype=torch.float64, generator=torch.Generator().manual_seed(0)
+    )
+    found = estimate_sigma(ramp + sigma * noise)
+    tolerance = 4 * 1.167 / math.sqrt(3 * 64 * 64)
+    assert found.shape == (5,) and ((found / sigma - 1).abs() < tolerance).all(), found
+    saturated = (ramp + sigma * noise).clone()
+    saturated[..., :, 64:] = 1.0  # the right half clipped at white: no noise left there
+    assert torch.equal(estimate_sigma(saturated), estimate_sigma((ramp + sigma * noise)[..., :64]))
+    for bad in (torch.zeros(3, 8, 8), torch.zeros(1, 1, 1, 8), "image"):
+        with pytest.raises(ValueError, match="N x C x H x W tensor of at least 2 x 2 px"):
+            estimate_sigma(bad)

@@ -1717,3 +1717,42 @@ def test_a_class_model_restores_with_the_class_mixture_as_its_prior(tmp_path):
                    "--unconditional", "null", "--out", str(tmp_path / "x.png"))  # fmt: skip
     assert bad.returncode == 2 and "--unconditional is for a class model" in bad.stderr
     assert not (tmp_path / "x.png").exists()
+
+
+def test_restore_estimates_the_noise_level_with_sigma_auto(tiny_digits_model, tmp_path):
+    """``--sigma auto`` restores each input at the noise level estimated from it
+    (``restore.estimate_sigma``, on the image as read), and says which; it is refused for
+    inpaint (the holes would count) and with --simulate (which adds noise of --sigma), and an
+    input without noise is said to have none rather than denoised at sigma 0."""
+    from diffvision.io.images import read_image
+    from diffvision.restore import estimate_sigma
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, sigma in (("a.png", 10), ("b.png", 30)):
+        noisy = np.clip(128 + rng.normal(0, sigma, (32, 32)), 0, 255).round().astype(np.uint8)
+        Image.fromarray(noisy).save(folder / name)
+    common = ["--sigma", "auto", "--tile", "8", "--quiet"]
+    result = run_here("restore", "denoise", str(tiny_digits_model), str(folder), *common,
+                      "--out", str(tmp_path / "out"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for name in ("a.png", "b.png"):
+        level = float(estimate_sigma(read_image(folder / name, 1))[0]) * 127.5
+        assert f"noise sigma {level:.2f} estimated" in result.stdout, result.stdout
+        assert (tmp_path / "out" / name).is_file()
+    said = re.findall(r"noise sigma ([0-9.]+) estimated", result.stdout)
+    # 256 coefficients each: a relative standard error of 1.167 / 16 (see test_restore's test
+    # of estimate_sigma); within 4 of them, plus the grid of 8-bit data (0.74: half a level)
+    for level, sigma in zip(said, (10, 30), strict=True):
+        assert abs(float(level) - sigma) < 4 * 1.167 / 16 * sigma + 0.74, said
+    Image.fromarray(np.full((16, 16), 90, np.uint8)).save(tmp_path / "flat.png")
+    for task, options, message in [
+        ("inpaint", ["--box", "1,1,4,4"], "--sigma auto estimates the noise of the whole image"),
+        ("denoise", ["--simulate"], "--simulate adds noise of std --sigma: give it as a number"),
+        ("denoise", [], "flat.png shows no noise (--sigma auto estimates 0): nothing to denoise"),
+    ]:
+        bad = run_here("restore", task, str(tiny_digits_model), str(tmp_path / "flat.png"),
+                       *common, *options, "--out", str(tmp_path / "x.png"))  # fmt: skip
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.png").exists()

@@ -74,6 +74,7 @@ def add_parser(sub) -> None:
 
             examples:
               diffvision restore denoise runs/photos/model noisy.png --sigma 25 --out clean.png
+              diffvision restore denoise runs/photos/model noisy.png --sigma auto --out clean.png
               diffvision restore inpaint runs/photos/model photo.png --box 40,40,64,64 \\
                   --samples 8 --out filled.png --side-by-side compare.png
               diffvision restore superres runs/photos/model small.png --factor 4 --out big.png
@@ -107,7 +108,14 @@ def add_parser(sub) -> None:
         help="the value of white in a 16-bit input, e.g. 4095 for a 12-bit camera's (default: the "
         "one the model was trained with, else 65535)",
     )
-    r.add_argument("--sigma", type=_finite, default=0.0, help="noise std on the 0-255 scale")
+    r.add_argument(
+        "--sigma",
+        type=_sigma,
+        default=0.0,
+        help="noise std on the 0-255 scale (of the white level for 16-bit inputs), or auto: "
+        "estimated from each input image (the median of its finest wavelet coefficients, "
+        "Donoho & Johnstone 1994; not for inpaint, whose holes it would count)",
+    )
     r.add_argument(
         "--mask",
         help="inpaint: mask image (white = observed, black = hole; a stack of as many frames as "
@@ -203,6 +211,15 @@ def add_parser(sub) -> None:
     )
 
 
+#: ``--sigma auto``: the noise level estimated from each input (``restore.estimate_sigma``).
+AUTO = "auto"
+
+
+def _sigma(text: str) -> float | str:
+    """``--sigma``: a finite number, or :data:`AUTO`."""
+    return AUTO if text == AUTO else _finite(text)
+
+
 def _numbers(text: str, count: int, what: str) -> list[float]:
     try:
         values = [float(v) for v in text.split(",")]
@@ -292,14 +309,15 @@ def _kernel_number(text: str, convert, name: str):
     return value
 
 
-def _operator(args, clean_shape):
-    """The operator for the task; ``clean_shape`` (H, W) of the restored image."""
+def _operator(args, clean_shape, sigma: float | None = None):
+    """The operator for the task; ``clean_shape`` (H, W) of the restored image; ``sigma``: the
+    noise level on the 0-255 scale (default ``--sigma``; given for ``--sigma auto``)."""
     import torch
 
     from .. import restore as R
     from ..io.images import read_alpha, read_image
 
-    sigma = args.sigma / 127.5  # the options checked by _check_settings
+    sigma = (args.sigma if sigma is None else sigma) / 127.5  # checked by _check_settings
     h, w = clean_shape
     if args.task == "denoise":
         return R.Denoise(sigma)
@@ -392,7 +410,13 @@ def _check_settings(args, size: int, frames: int = 1) -> None:
     from ..restore.solvers import WARM_SOLVERS, check_settings
     from ..restore.starts import FILLS
 
-    if args.sigma < 0:
+    if args.sigma == AUTO:
+        if args.task == "inpaint":  # the hole's pixels (black, or what is to be replaced)
+            raise UsageError("--sigma auto estimates the noise of the whole image, holes too: "
+                             "give inpaint the noise level as a number")  # fmt: skip
+        if args.simulate:
+            raise UsageError("--simulate adds noise of std --sigma: give it as a number")
+    elif args.sigma < 0:
         raise UsageError(f"--sigma is a noise std on the 0-255 scale, >= 0, not {args.sigma:g}")
     _check_unused(args)
     if args.task == "denoise" and args.sigma == 0:
@@ -557,10 +581,12 @@ def cmd_restore(args) -> int:
     from ..io.model_folder import sample_shape
     from ..train.distributed import resolve_device
 
-    # The defaults, by name: a folder's record then holds what was used.
-    args.solver = args.solver or default_solver(args.task, args.sigma / 127.5)
+    # The defaults, by name: a folder's record then holds what was used. --sigma auto counts
+    # as noisy (its estimate is not 0 on a real image).
+    level = 1.0 if args.sigma == AUTO else args.sigma / 127.5
+    args.solver = args.solver or default_solver(args.task, level)
     if args.solver == "repaint" and args.resample is None:
-        args.resample = default_resample(args.task, args.sigma / 127.5)
+        args.resample = default_resample(args.task, level)
     source = Path(args.input)
     if not source.exists():
         raise UsageError(f"image not found: {source}")
@@ -807,6 +833,7 @@ def _restore_file(
         save_image,
     )
     from ..metrics import psnr
+    from ..restore.noise_level import estimate_sigma
     from ..restore.replay import scattered
     from ..restore.solvers import sampler_steps
     from ..restore.tiles import solve_tiled
@@ -820,6 +847,7 @@ def _restore_file(
               "--mask alpha fills them)")  # fmt: skip
     gen = torch.Generator().manual_seed(args.seed)
     factor = args.factor if args.task == "superres" else 1
+    estimated = None  # --sigma auto's noise level, on the 0-255 scale
     if args.simulate:
         clean = image
         h, w = clean.shape[-2:]
@@ -841,7 +869,12 @@ def _restore_file(
             image = image.mean(1, keepdim=True)
         h, w = image.shape[-2] * factor, image.shape[-1] * factor
         _check_draws_fit(args, channels, h, w, device)
-        operator = _operator(args, (h, w))
+        if args.sigma == AUTO:  # not inpaint (_check_settings): the image is y
+            estimated = float(estimate_sigma(image)[0]) * 127.5
+            if estimated == 0 and args.task == "denoise":
+                raise UsageError(f"{args.input} shows no noise (--sigma auto estimates 0): "
+                                 "nothing to denoise")  # fmt: skip
+        operator = _operator(args, (h, w), estimated)
         y = image if args.task != "inpaint" else operator.forward(image)
     tile, overlap = _tiling(args, size)
     if min(h, w) < tile:
@@ -890,7 +923,7 @@ def _restore_file(
         save_16_bit(out, mean[0], white)
     else:
         save_image(out, mean[0])
-    how = ""
+    how = "" if estimated is None else f", noise sigma {estimated:.2f} estimated"
     if "start" in options:  # its noise level on the 0-255 scale, as --start-sigma takes it
         how = f", from a classical start at sigma {options['start_sigma'] * 127.5:g}"
     if solver == "repaint":

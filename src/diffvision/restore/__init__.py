@@ -4,6 +4,7 @@
 ``N x C x H x W`` in [-1, 1] from measurements ``y = A(x) + noise`` with any unconditional model.
 """
 
+from .noise_level import estimate_sigma
 from .operators import (
     Colorize,
     Deblur,
@@ -31,6 +32,7 @@ __all__ = [
     "Restoration",
     "SuperResolution",
     "box_mask",
+    "estimate_sigma",
     "gaussian_kernel",
     "kernel_offset",
     "motion_kernel",
