@@ -7,7 +7,13 @@ clipped to 0-255 and rounded to 8 bits, as a saved noisy photo is; five noise dr
 and sigma. The table gives each estimator's mean estimate and, over the draws, its standard
 deviation, and the median time per photo.
 
-Run: python bench/noise_level.py  -> bench/results/noise_level.{json,md}
+With --model, what the estimate costs in denoising: PSNR of `mmse` (the command's default for
+denoise) at the estimated sigma, at the true one and at 0.8x and 1.25x the true one, on the
+first noise draw of each photo (whole, 32 px tiles with 8 px overlap: the command's defaults
+for a model of 32 px patches).
+
+Run: python bench/noise_level.py [--model runs/photos/model]
+     -> bench/results/noise_level.{json,md}
 """
 
 from __future__ import annotations
@@ -20,19 +26,30 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import diffvision
 from diffvision.data import held_out_photos
-from diffvision.restore import estimate_sigma
+from diffvision.metrics import psnr
+from diffvision.restore import Denoise, estimate_sigma
+from diffvision.restore.tiles import solve_tiled
 from run_header import machine_words, run_header, save_result
 
 RESULTS = Path(__file__).parent / "results"
 SIGMAS = (2, 5, 10, 25, 50)
 DRAWS = 5
+#: The noise levels of the denoising table (--model).
+DENOISE_SIGMAS = (5, 10, 25, 50)
+#: The levels it denoises at besides the estimated and the true one: factors of the true one.
+MISSED_BY = (0.8, 1.25)
+
+
+def as_model(photo: np.ndarray) -> torch.Tensor:
+    """An H x W x C uint8 photo as ``1 x C x H x W`` float in [-1, 1]."""
+    return torch.from_numpy(photo).permute(2, 0, 1)[None].double() / 127.5 - 1
 
 
 def ours(noisy: np.ndarray) -> float:
     """diffvision's estimate, on the 0-255 scale, of an H x W x C uint8 photo."""
-    x = torch.from_numpy(noisy).permute(2, 0, 1)[None].double() / 127.5 - 1
-    return float(estimate_sigma(x)[0]) * 127.5
+    return float(estimate_sigma(as_model(noisy))[0]) * 127.5
 
 
 def scikit_image(noisy: np.ndarray) -> float:
@@ -42,10 +59,27 @@ def scikit_image(noisy: np.ndarray) -> float:
     return float(skimage_sigma(noisy / 255.0, channel_axis=-1, average_sigmas=True)) * 255
 
 
+def denoised(model, clean: np.ndarray, noisy: np.ndarray, sigma: float) -> dict:
+    """PSNR (dB) against ``clean`` of mmse denoising of ``noisy`` (H x W x C uint8 photos; noise
+    of std ``sigma``) at the estimated sigma, the true one and its :data:`MISSED_BY` multiples."""
+    x, y = as_model(clean).float(), as_model(noisy).float()
+    estimated = ours(noisy)
+    levels = {"estimated": estimated, "true": sigma}
+    levels |= {f"{f:g}x true": f * sigma for f in MISSED_BY}
+    scores = {}
+    with torch.no_grad():
+        for name, level in levels.items():
+            est = solve_tiled(model, Denoise(level / 127.5), y, tile=32, overlap=8, solver="mmse")
+            scores[name] = float(psnr(est.clamp(-1, 1), x))
+    return {"estimated_sigma": estimated, "psnr": scores}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--model", type=Path, help="a photos model: add the denoising table")
     args = parser.parse_args()
+    model = None if args.model is None else diffvision.load(args.model)
     estimators = {"diffvision": ours}
     try:
         import pywt  # noqa: F401  (scikit-image's estimate needs it)
@@ -53,9 +87,9 @@ def main() -> None:
         estimators["scikit-image"] = scikit_image
     except ImportError:
         print("PyWavelets is not installed: scikit-image's estimate is left out")
-    rows, seconds = [], {name: [] for name in estimators}
+    rows, seconds, denoising = [], {name: [] for name in estimators}, []
     for name, photo in held_out_photos(3).items():
-        clean = photo.permute(1, 2, 0).numpy().astype(np.float64)
+        clean = photo.permute(1, 2, 0).numpy()
         for sigma in SIGMAS:
             found = {est: [] for est in estimators}
             for draw in range(DRAWS):
@@ -66,6 +100,10 @@ def main() -> None:
                     start = time.perf_counter()
                     found[est].append(fn(noisy))
                     seconds[est].append(time.perf_counter() - start)
+                if model is not None and draw == 0 and sigma in DENOISE_SIGMAS:
+                    scores = denoised(model, clean, noisy, sigma)
+                    denoising.append({"photo": name, "sigma": sigma, **scores})
+                    print(denoising[-1], flush=True)
             rows.append({
                 "photo": name,
                 "size": list(photo.shape[1:]),
@@ -79,6 +117,8 @@ def main() -> None:
         "rows": rows,
         "median_seconds": {est: statistics.median(v) for est, v in seconds.items()},
     }
+    if model is not None:
+        result |= {"model": str(args.model), "denoised": denoising}
     save_result(args.out, "noise_level", result, markdown(result))
 
 
@@ -110,6 +150,22 @@ def markdown(result: dict) -> str:
         "cut short too).",
         "",
     ]
+    if "denoised" in result:
+        levels = list(result["denoised"][0]["psnr"])
+        lines += [
+            f"## What it costs in denoising (`mmse`, model `{result['model']}`)",
+            "",
+            "PSNR (dB) of the first noise draw of each photo denoised at each noise level; the "
+            "estimate in brackets.",
+            "",
+            "| photo | sigma | " + " | ".join(f"at {level}" for level in levels) + " |",
+            "|---|---|" + "---|" * len(levels),
+        ]
+        for row in result["denoised"]:
+            cells = [f"{row['psnr'][level]:.2f}" for level in levels]
+            cells[0] += f" ({row['estimated_sigma']:.1f})"
+            lines.append(f"| {row['photo']} | {row['sigma']} | " + " | ".join(cells) + " |")
+        lines.append("")
     return "\n".join(lines)
 
 

@@ -201,6 +201,14 @@ def test_a_kernel_cropped_off_centre_deblurs_into_a_shifted_image():
     assert torch.allclose(Deblur(true).pinv(y), x, atol=1e-9)
     shifted = torch.roll(x, shifts=(round(-down), round(-across)), dims=(-2, -1))
     assert torch.allclose(Deblur(cropped).pinv(y), shifted, atol=1e-9)
+    for bad, message in [
+        (torch.ones(3, 5), "square k x k tensor with odd k, not (3, 5)"),
+        (torch.ones(4, 4), "square k x k tensor with odd k, not (4, 4)"),
+        (torch.zeros(3, 3), "finite positive sum, not 0.0"),
+        (torch.full((3, 3), math.nan), "finite positive sum, not nan"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            kernel_offset(bad)
 
 
 def matrix_of(fn, in_shape):
@@ -714,7 +722,8 @@ def test_the_noise_level_is_estimated_from_the_finest_diagonal_coefficients():
     1.167 / sqrt(N) = 1.05% (the sample median's asymptotic variance, 1 / (4 N f(m)^2) with
     f(m) = 2 phi(0.6745) the density of |z| at its median): within 4 standard errors for each
     of five draws. Blocks with a clipped pixel are left out, so an image half saturated gives
-    the same estimate (all blocks pooled, it was near 0); a noise-free affine image gives 0."""
+    the same estimate (all blocks pooled, it was near 0), as does an image whose other half is
+    a hole under an inpainting mask; a noise-free affine image gives 0."""
     from diffvision.restore import estimate_sigma
 
     yy, xx = torch.meshgrid(
@@ -735,3 +744,21 @@ def test_the_noise_level_is_estimated_from_the_finest_diagonal_coefficients():
     for bad in (torch.zeros(3, 8, 8), torch.zeros(1, 1, 1, 8), "image"):
         with pytest.raises(ValueError, match="N x C x H x W tensor of at least 2 x 2 px"):
             estimate_sigma(bad)
+    with pytest.raises(ValueError, match="images hold NaN or infinite values"):
+        estimate_sigma(torch.full((1, 1, 4, 4), math.nan))
+    # an inpainting mask: blocks with a pixel in the hole are left out (the hole's content
+    # here is a checkerboard), so the estimate is that of the observed part alone
+    holed = (ramp + sigma * noise).clone()
+    holed[..., :, 64:] = torch.tensor([[0.5, -0.5], [-0.5, 0.5]], dtype=torch.float64).repeat(
+        64, 32
+    )
+    observed = torch.ones(128, 128)
+    observed[:, 64:] = 0
+    assert torch.equal(estimate_sigma(holed, observed), estimate_sigma(holed[..., :64]))
+    assert torch.equal(
+        estimate_sigma(holed, observed.expand(5, 1, -1, -1)), estimate_sigma(holed, observed)
+    )
+    with pytest.raises(ValueError, match=re.escape("observed must be H x W or N x 1 x H x W")):
+        estimate_sigma(holed, torch.ones(64, 64))
+    with pytest.raises(ValueError, match="no 2 x 2 block of an image is observed whole"):
+        estimate_sigma(holed, torch.zeros(128, 128))

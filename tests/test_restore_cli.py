@@ -4,6 +4,7 @@ import argparse
 import hashlib
 import itertools
 import json
+import math
 import re
 import signal
 
@@ -1721,9 +1722,10 @@ def test_a_class_model_restores_with_the_class_mixture_as_its_prior(tmp_path):
 
 def test_restore_estimates_the_noise_level_with_sigma_auto(tiny_digits_model, tmp_path):
     """``--sigma auto`` restores each input at the noise level estimated from it
-    (``restore.estimate_sigma``, on the image as read), and says which; it is refused for
-    inpaint (the holes would count) and with --simulate (which adds noise of --sigma), and an
-    input without noise is said to have none rather than denoised at sigma 0."""
+    (``restore.estimate_sigma``, on the image as read; for inpaint, on its observed pixels),
+    and says which; it is refused with --simulate (which adds noise of --sigma) and where no
+    2 x 2 block is observed, and an input without noise is said to have none rather than
+    denoised at sigma 0."""
     from diffvision.io.images import read_image
     from diffvision.restore import estimate_sigma
 
@@ -1741,14 +1743,37 @@ def test_restore_estimates_the_noise_level_with_sigma_auto(tiny_digits_model, tm
         level = float(estimate_sigma(read_image(folder / name, 1))[0]) * 127.5
         assert f"noise sigma {level:.2f} estimated" in result.stdout, result.stdout
         assert (tmp_path / "out" / name).is_file()
+    images = json.loads((tmp_path / "out" / "restore.json").read_text())["images"]
     said = re.findall(r"noise sigma ([0-9.]+) estimated", result.stdout)
+    assert [f"{images[name]['sigma']:.2f}" for name in ("a.png", "b.png")] == said  # recorded
     # 256 coefficients each: a relative standard error of 1.167 / 16 (see test_restore's test
     # of estimate_sigma); within 4 of them, plus the grid of 8-bit data (0.74: half a level)
     for level, sigma in zip(said, (10, 30), strict=True):
         assert abs(float(level) - sigma) < 4 * 1.167 / 16 * sigma + 0.74, said
+    # inpaint: from the observed pixels only (the hole holds a checkerboard of 60 and 200 here,
+    # whose finest diagonal coefficients are 140 levels)
+    hole = np.full((32, 32), 255, np.uint8)
+    hole[8:24, 8:24] = 0
+    Image.fromarray(hole).save(tmp_path / "mask.png")
+    scratched = np.asarray(Image.open(folder / "a.png")).copy()
+    scratched[8:24, 8:24] = 60 + 140 * (np.indices((16, 16)).sum(0) % 2)
+    Image.fromarray(scratched).save(tmp_path / "scratched.png")
+    filled = run_here("restore", "inpaint", str(tiny_digits_model), str(tmp_path / "scratched.png"),
+                      *common, "--mask", str(tmp_path / "mask.png"), "--steps", "2", "--out",
+                      str(tmp_path / "filled.png"))  # fmt: skip
+    observed = torch.from_numpy(hole > 0).float()
+    level = float(estimate_sigma(read_image(tmp_path / "scratched.png", 1), observed)[0]) * 127.5
+    assert f"noise sigma {level:.2f} estimated" in filled.stdout, filled.stdout
+    assert abs(level - 10) < 4 * 1.167 / math.sqrt(256 - 64) * 10 + 0.74  # as above: 192 blocks
+    # said with the rest of the run's line (a classical start's was said instead)
+    deblur = run_here("restore", "deblur", str(tiny_digits_model), str(folder / "a.png"), *common,
+                      "--kernel", "gauss:1", "--start", "classical", "--steps", "2", "--out",
+                      str(tmp_path / "sharp.png"))  # fmt: skip
+    level = float(estimate_sigma(read_image(folder / "a.png", 1))[0]) * 127.5
+    assert f"noise sigma {level:.2f} estimated, from a classical start at sigma" in deblur.stdout
     Image.fromarray(np.full((16, 16), 90, np.uint8)).save(tmp_path / "flat.png")
     for task, options, message in [
-        ("inpaint", ["--box", "1,1,4,4"], "--sigma auto estimates the noise of the whole image"),
+        ("inpaint", ["--random", "0.9", "--seed", "3"], "flat.png: --sigma auto: no 2 x 2 block"),
         ("denoise", ["--simulate"], "--simulate adds noise of std --sigma: give it as a number"),
         ("denoise", [], "flat.png shows no noise (--sigma auto estimates 0): nothing to denoise"),
     ]:

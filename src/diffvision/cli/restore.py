@@ -114,7 +114,7 @@ def add_parser(sub) -> None:
         default=0.0,
         help="noise std on the 0-255 scale (of the white level for 16-bit inputs), or auto: "
         "estimated from each input image (the median of its finest wavelet coefficients, "
-        "Donoho & Johnstone 1994; not for inpaint, whose holes it would count)",
+        "Donoho & Johnstone 1994; for inpaint, of its observed pixels)",
     )
     r.add_argument(
         "--mask",
@@ -410,13 +410,9 @@ def _check_settings(args, size: int, frames: int = 1) -> None:
     from ..restore.solvers import WARM_SOLVERS, check_settings
     from ..restore.starts import FILLS
 
-    if args.sigma == AUTO:
-        if args.task == "inpaint":  # the hole's pixels (black, or what is to be replaced)
-            raise UsageError("--sigma auto estimates the noise of the whole image, holes too: "
-                             "give inpaint the noise level as a number")  # fmt: skip
-        if args.simulate:
-            raise UsageError("--simulate adds noise of std --sigma: give it as a number")
-    elif args.sigma < 0:
+    if args.sigma == AUTO and args.simulate:
+        raise UsageError("--simulate adds noise of std --sigma: give it as a number")
+    if args.sigma != AUTO and args.sigma < 0:
         raise UsageError(f"--sigma is a noise std on the 0-255 scale, >= 0, not {args.sigma:g}")
     _check_unused(args)
     if args.task == "denoise" and args.sigma == 0:
@@ -818,10 +814,12 @@ def _is_16_bit_file(path: Path) -> bool:
 
 def _restore_file(
     args, prior, channels: int, size: int, white: int, device, fitted: set | None = None
-) -> float | None:
+) -> dict:
     """Restore ``args.input`` into ``args.out`` (and ``args.side_by_side``) and report it;
-    returns the PSNR (dB) against the clean input with ``--simulate``, else None. ``fitted``:
-    the network input shapes that this run checked already (:func:`_check_tiles_fit`)."""
+    returns what a folder's record keeps of it: ``psnr``, the PSNR (dB) against the clean input
+    with ``--simulate``, else None, and with ``--sigma auto`` the ``sigma`` estimated (0-255
+    scale). ``fitted``: the network input shapes that this run checked already
+    (:func:`_check_tiles_fit`)."""
     import torch
 
     from ..io.images import (
@@ -869,8 +867,12 @@ def _restore_file(
             image = image.mean(1, keepdim=True)
         h, w = image.shape[-2] * factor, image.shape[-1] * factor
         _check_draws_fit(args, channels, h, w, device)
-        if args.sigma == AUTO:  # not inpaint (_check_settings): the image is y
-            estimated = float(estimate_sigma(image)[0]) * 127.5
+        if args.sigma == AUTO:  # from y: the image, or for inpaint its observed pixels
+            observed = _operator(args, (h, w), 0.0).mask if args.task == "inpaint" else None
+            try:
+                estimated = float(estimate_sigma(image, observed)[0]) * 127.5
+            except ValueError as err:  # no block observed whole
+                raise UsageError(f"{args.input}: --sigma auto: {err}; give --sigma") from None
             if estimated == 0 and args.task == "denoise":
                 raise UsageError(f"{args.input} shows no noise (--sigma auto estimates 0): "
                                  "nothing to denoise")  # fmt: skip
@@ -925,7 +927,7 @@ def _restore_file(
         save_image(out, mean[0])
     how = "" if estimated is None else f", noise sigma {estimated:.2f} estimated"
     if "start" in options:  # its noise level on the 0-255 scale, as --start-sigma takes it
-        how = f", from a classical start at sigma {options['start_sigma'] * 127.5:g}"
+        how += f", from a classical start at sigma {options['start_sigma'] * 127.5:g}"
     if solver == "repaint":
         how += f", --resample {options['jump_n_sample']}"
     if args.bf16:
@@ -987,4 +989,4 @@ def _restore_file(
         Path(args.side_by_side).parent.mkdir(parents=True, exist_ok=True)
         save_image(args.side_by_side, strip)
         print(f"side by side: {args.side_by_side}")
-    return score
+    return {"psnr": score} | ({} if estimated is None else {"sigma": round(estimated, 4)})

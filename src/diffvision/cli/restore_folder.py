@@ -173,7 +173,7 @@ def std_map_path(out: Path, joined: bool = False) -> Path:
 def restore_into_stack(
     args: argparse.Namespace,
     inputs: list[Input],
-    restore_one: Callable[[argparse.Namespace], float | None],
+    restore_one: Callable[[argparse.Namespace], dict],
 ) -> int:
     """Restore ``inputs`` (the frames of a stack, or a folder's images and frames, in order) as
     :func:`restore_folder` does, into :func:`frames_folder` of ``args.out`` (and of
@@ -247,8 +247,9 @@ def _check_distinct(args: argparse.Namespace, names: list[Path]) -> None:
 
 def _earlier_results(args, names: list[Path], settings: dict) -> dict[str, dict]:
     """The images that an earlier run into ``--out`` restored with the same settings (name ->
-    {"psnr": dB or None}); raises UsageError where ``--out`` holds results of other settings, or
-    files a result would overwrite without a record of them."""
+    {"psnr": dB or None, and "sigma" for --sigma auto}); raises UsageError where ``--out``
+    holds results of other settings, or files a result would overwrite without a record of
+    them."""
     there = [t for name in names for t in _targets(args, name) if t.exists()]
     record = read_record(Path(args.out) / RECORD, settings, "results", bool(there),
                          typed_prior(args.model), SINCE)  # fmt: skip
@@ -275,13 +276,14 @@ def time_left(started: float, begun: int, todo: int) -> str:
 def restore_folder(
     args: argparse.Namespace,
     inputs: list[Input],
-    restore_one: Callable[[argparse.Namespace], float | None],
+    restore_one: Callable[[argparse.Namespace], dict],
     digest: Callable[[Path], str | None] | None = None,
     settings: dict | None = None,
 ) -> int:
     """Restore each of ``inputs`` (the files under the folder ``args.input``, or the frames of
     the stack ``args.input``) with ``restore_one`` (which takes the arguments of one, with
-    ``frame`` set for a frame, and returns its PSNR or None), skipping those that an earlier
+    ``frame`` set for a frame, and returns what the record keeps of it: its PSNR or None, and
+    the sigma --sigma auto estimated), skipping those that an earlier
     run with the same settings restored from the same file (the record holds each input
     file's SHA-256: an input changed since is restored again; ``digest``: of a file, and
     ``settings``: :func:`settings_of` ``args``, where the caller has them already, so that the
@@ -348,7 +350,7 @@ def restore_folder(
             begun += 1
             try:
                 read = _digests(item, digest)  # before it is read: changed after, it is redone
-                done[str(name)] = {"psnr": restore_one(one), **read}
+                done[str(name)] = {**restore_one(one), **read}
             except (UsageError, ValueError) as err:  # named, and the others still restored
                 said = str(err) if str(path) in str(err) else f"{path}: {err}"  # named once
                 said = said if frame is None else f"{said} (frame {frame})"

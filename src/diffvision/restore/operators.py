@@ -351,8 +351,14 @@ def kernel_offset(kernel: Tensor) -> tuple[float, float]:
     source's position: a PSF cropped off-centre by ``d`` (its centre of mass off by ``d`` where
     the true PSF's is at its origin) deblurs an image into one shifted by ``-d``."""
     kernel = torch.as_tensor(kernel, dtype=torch.float64)
-    r = torch.arange(kernel.shape[0], dtype=torch.float64) - kernel.shape[0] // 2
+    if kernel.ndim != 2 or kernel.shape[0] != kernel.shape[1] or kernel.shape[0] % 2 == 0:
+        raise ValueError(
+            f"kernel must be a square k x k tensor with odd k, not {tuple(kernel.shape)}"
+        )
     mass = float(kernel.sum())
+    if not (math.isfinite(mass) and mass > 0):
+        raise ValueError(f"kernel must have a finite positive sum, not {mass}")
+    r = torch.arange(kernel.shape[0], dtype=torch.float64) - kernel.shape[0] // 2
     return float((kernel.sum(0) * r).sum()) / mass, float((kernel.sum(1) * r).sum()) / mass
 
 
