@@ -1725,7 +1725,7 @@ def test_restore_estimates_the_noise_level_with_sigma_auto(tiny_digits_model, tm
     (``restore.estimate_sigma``, on the image as read; for inpaint, on its observed pixels),
     and says which; it is refused with --simulate (which adds noise of --sigma) and where no
     2 x 2 block is observed, and an input without noise is said to have none rather than
-    denoised at sigma 0."""
+    denoised at sigma 0. A --sigma given far from the input's estimated level is noted."""
     from diffvision.io.images import read_image
     from diffvision.restore import estimate_sigma
 
@@ -1765,6 +1765,17 @@ def test_restore_estimates_the_noise_level_with_sigma_auto(tiny_digits_model, tm
     level = float(estimate_sigma(read_image(tmp_path / "scratched.png", 1), observed)[0]) * 127.5
     assert f"noise sigma {level:.2f} estimated" in filled.stdout, filled.stdout
     assert abs(level - 10) < 4 * 1.167 / math.sqrt(256 - 64) * 10 + 0.74  # as above: 192 blocks
+    # a --sigma far from the input's estimated level (a sigma on the 0-1 scale, say) is noted
+    level = float(estimate_sigma(read_image(folder / "b.png", 1))[0]) * 127.5
+    for sigma, far in (("0.1", "over 2 times"), ("30", None), ("100", "under 1/2 of")):
+        given = run_here("restore", "denoise", str(tiny_digits_model), str(folder / "b.png"),
+                         "--sigma", sigma, "--tile", "8", "--quiet", "--out",
+                         str(tmp_path / "given.png"))  # fmt: skip
+        assert given.returncode == 0, given.stderr
+        note = (f"note: {folder / 'b.png'} shows noise of about sigma {level:.1f} (what --sigma "
+                f"auto would take), {far} --sigma {sigma} (the 0-255 scale): denoised at {sigma} "
+                "as asked")  # fmt: skip
+        assert (note in given.stdout) if far else ("note:" not in given.stdout), given.stdout
     # said with the rest of the run's line (a classical start's was said instead)
     deblur = run_here("restore", "deblur", str(tiny_digits_model), str(folder / "a.png"), *common,
                       "--kernel", "gauss:1", "--start", "classical", "--steps", "2", "--out",
