@@ -1054,6 +1054,46 @@ def test_colorize_says_that_a_colour_input_is_coloured_anew(tmp_path):
         assert (f"note: {image} is in colour: its grey" in result.stdout) == noted, shift
 
 
+def test_a_grey_input_to_an_rgb_model_has_its_noise_taken_as_one_noise(tmp_path, monkeypatch):
+    """A grey input restored by an RGB model holds one noise in its three channels: the model's
+    noise level per channel is sqrt(3) times the grey's (cli.restore.GREY_NOISE), said in a
+    note, and the operator is built with it. A colour input and --simulate (whose noise is
+    drawn per channel) keep their sigma."""
+    from diffvision.cli import restore as command
+
+    model = tmp_path / "rgb"
+    result = run_here("train", "--data", "photos", "--size", "8", "--preset", "tiny", "--steps",
+                      "1", "--batch", "2", "--out", str(model), "--quiet")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rng = np.random.default_rng(0)
+    grey = np.clip(128 + rng.normal(0, 20, (16, 16)), 0, 255).round().astype(np.uint8)
+    Image.fromarray(grey).save(tmp_path / "grey.png")
+    colour = np.stack([grey, grey, np.roll(grey, 1, 0)], 2)
+    Image.fromarray(colour).save(tmp_path / "colour.png")
+    built = []  # the noise level (0-255 scale) of each operator the command builds
+    make = command._operator
+
+    def operator(args, clean_shape, sigma=None):
+        built.append(args.sigma if sigma is None else sigma)
+        return make(args, clean_shape, sigma)
+
+    monkeypatch.setattr(command, "_operator", operator)
+    for name, options, level, noted in [
+        ("grey.png", [], 20 * math.sqrt(3), True),
+        ("colour.png", [], 20, False),
+        ("grey.png", ["--simulate"], 20, False),
+    ]:
+        built.clear()
+        done = run_here("restore", "denoise", str(model / "model"), str(tmp_path / name),
+                        "--sigma", "20", "--tile", "8", "--quiet", *options, "--out",
+                        str(tmp_path / "out.png"))  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert built == [pytest.approx(level, rel=1e-12)], (name, built)
+        note = (f"note: {tmp_path / name} is grey and the model RGB: its noise, the same in "
+                f"each channel, is taken as sigma {level:.2f} per channel")  # fmt: skip
+        assert (note in done.stdout) == noted, done.stdout
+
+
 def test_a_stack_is_held_open_while_its_frames_are_restored(
     tiny_digits_model, tmp_path, monkeypatch
 ):

@@ -830,6 +830,21 @@ def _note_sigma_far(path, given: float, estimated: float) -> None:
           "asked")  # fmt: skip
 
 
+#: A grey input restored by an RGB model is its grey in all three channels, noise and all: one
+#: noise of std sigma, not three independent ones. Its likelihood under the model's independent
+#: noise of std s per channel is exp(-3 (y - x_grey)^2 / 2 s^2 - |x_colour|^2 / 2 s^2) (x_grey
+#: the channels' mean, x_colour the rest), which is the grey's own, exp(-(y - x_grey)^2 / 2
+#: sigma^2), at s = sqrt(3) sigma, times a factor that favours images of little colour, as a
+#: grey photo is. At sigma itself the grey's noise was taken as 3x too weak in variance:
+#: bench/results/grey_input.md.
+GREY_NOISE = math.sqrt(3)
+
+
+def _grey(image) -> bool:
+    """Whether ``image`` (``1 x 3 x H x W``) holds the same values in its three channels."""
+    return bool((image == image[:, :1]).all())
+
+
 def _restore_file(
     args, prior, channels: int, size: int, white: int, device, fitted: set | None = None
 ) -> dict:
@@ -896,7 +911,13 @@ def _restore_file(
                                  "nothing to denoise")  # fmt: skip
         elif args.task == "denoise":  # a sigma on another scale (0-1, say) is a common slip
             _note_sigma_far(args.input, args.sigma, float(estimate_sigma(image)[0]) * 127.5)
-        operator = _operator(args, (h, w), estimated)
+        level = estimated if estimated is not None else args.sigma
+        if channels == 3 and args.task != "colorize" and level > 0 and _grey(image):
+            level *= GREY_NOISE  # one noise in the three channels
+            print(f"note: {args.input} is grey and the model RGB: its noise, the same in each "
+                  f"channel, is taken as sigma {level:.2f} per channel (sqrt(3) times its own), "
+                  "whose channel mean has the grey's noise")  # fmt: skip
+        operator = _operator(args, (h, w), level)
         y = image if args.task != "inpaint" else operator.forward(image)
     tile, overlap = _tiling(args, size)
     if min(h, w) < tile:
