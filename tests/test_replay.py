@@ -138,6 +138,33 @@ def test_denoising_replay_finds_the_known_overconfidence(c, k, a):
     assert abs(float(factors.mean()) - exact) < 3 * se, (float(factors.mean()), exact, se)
 
 
+@pytest.mark.parametrize("c,k,a", [(1.0, 4, 0.5), (0.5, 2, 1.0), (2.0, 8, 2.0)])
+def test_grey_denoising_replay_finds_the_known_overconfidence(c, k, a):
+    # A grey image (white pixels of variance v) in all three channels with one noise of sigma,
+    # restored, as the command restores a grey input with a colour model, at sqrt(3) sigma per
+    # channel into the channels' mean: here the exact posterior of the grey given y's channel
+    # mean (noise variance operator.sigma^2 / 3, in the replay too: its noise is drawn per
+    # channel), spread scaled by c. replay_factor(grey=True) compares channel means, whose
+    # truth's noise is a third of a channel's, and must find the factor of the white case.
+    gen = torch.Generator().manual_seed(7)
+    images, sigma = 200, 0.3
+    x = torch.randn(images, 1, 32, 32, generator=gen, dtype=torch.float64) * VARIANCE**0.5
+    y = (x + sigma * torch.randn(x.shape, generator=gen, dtype=x.dtype)).expand(-1, 3, -1, -1)
+    op = Denoise(math.sqrt(3) * sigma)
+
+    def run(operator, y):
+        s2 = operator.sigma**2 / 3
+        u = VARIANCE * s2 / (VARIANCE + s2)
+        z = torch.randn(k, images, 1, 32, 32, generator=gen, dtype=y.dtype)
+        samples = VARIANCE / (VARIANCE + s2) * y.mean(1, keepdim=True) + c * math.sqrt(u) * z
+        return Restoration(samples.mean(0), samples.std(0), samples)
+
+    factors = replay_factor(op, y, run, k, gen, recorrupt=a, grey=True).double()
+    exact = math.sqrt((1 / c**2 + 1 / k) / (1 + 1 / k))
+    se = float(factors.std()) / math.sqrt(images)
+    assert abs(float(factors.mean()) - exact) < 3 * se, (float(factors.mean()), exact, se)
+
+
 def test_denoising_replay_splits_the_noise_into_independent_parts():
     # y2 - x and truth - x: Gaussian, variances sigma^2 (1 + a^2) and sigma^2 (1 + 1 / a^2),
     # uncorrelated (each within 5 SE over 10^6 values); the operator's noise is y2's.

@@ -22,6 +22,7 @@ from diffvision.restore import (
     Deblur,
     Denoise,
     Inpaint,
+    Restoration,
     SuperResolution,
     box_mask,
     gaussian_kernel,
@@ -762,3 +763,24 @@ def test_the_noise_level_is_estimated_from_the_finest_diagonal_coefficients():
         estimate_sigma(holed, torch.ones(64, 64))
     with pytest.raises(ValueError, match="no 2 x 2 block of an image is observed whole"):
         estimate_sigma(holed, torch.zeros(128, 128))
+
+
+def test_the_channel_mean_of_a_restoration_keeps_the_grey_spread_and_drops_the_colour():
+    # Draws of a grey part g (the same in each channel) plus a colour part whose channels sum to
+    # 0: each draw's channel mean is g exactly, so the grey's std is g's spread over the draws;
+    # a stated part (a start's error, the same in each channel) is kept and added in quadrature.
+    gen = torch.Generator().manual_seed(0)
+    g = torch.randn(6, 2, 1, 5, 7, generator=gen, dtype=torch.float64)
+    colour = torch.randn(6, 2, 3, 5, 7, generator=gen, dtype=torch.float64)
+    samples = g + colour - colour.mean(2, keepdim=True)
+    stated = torch.full((2, 1, 5, 7), 0.3, dtype=torch.float64)  # as start_std broadcasts
+    std = (samples.std(0).square() + stated.square()).sqrt()
+    for given, added in ((stated, 0.09), (None, 0.0)):
+        grey = Restoration(samples.mean(0), std if added else samples.std(0), samples, given)
+        grey = grey.channel_mean()
+        torch.testing.assert_close(grey.samples, g)
+        torch.testing.assert_close(grey.mean, g.mean(0))
+        torch.testing.assert_close(grey.std, (g.std(0).square() + added).sqrt())
+        assert (grey.stated is None) == (given is None)
+        if given is not None:
+            torch.testing.assert_close(grey.stated, stated)

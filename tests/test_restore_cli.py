@@ -39,6 +39,16 @@ from diffvision.restore.tiles import (
 from tests.cli_run import DIFFVISION, run, run_here, signal_when
 
 
+@pytest.fixture(scope="module")
+def tiny_rgb_model(tmp_path_factory):
+    """A model folder of the tiny U-Net trained one step on 8 x 8 RGB photos patches."""
+    out = tmp_path_factory.mktemp("rgb") / "run"
+    result = run_here("train", "--data", "photos", "--size", "8", "--preset", "tiny", "--steps",
+                      "1", "--batch", "2", "--out", str(out), "--quiet")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return out / "model"
+
+
 def test_tiles_cover_and_blend():
     assert tile_starts(32, 8, 2) == [0, 6, 12, 18, 24]
     starts = tile_starts(50, 16, 4)
@@ -607,10 +617,11 @@ def test_a_warm_start_is_replayed_where_the_replay_thins_the_hole(monkeypatch):
     import diffvision.restore.replay as replay
     from diffvision.cli.restore import _replay
 
-    calls = []
+    calls, greys = [], []
 
-    def factor(operator, y, again, k, generator, min_size=0):
+    def factor(operator, y, again, k, generator, min_size=0, grey=False):
         calls.append(again(operator, y))
+        greys.append(grey)
         return torch.full((1,), 1.5)
 
     monkeypatch.setattr(replay, "replay_factor", factor)
@@ -628,6 +639,8 @@ def test_a_warm_start_is_replayed_where_the_replay_thins_the_hole(monkeypatch):
     assert _replay(args, box, y, warm, run, 32) == (1.0, "the fill's error is in the map")
     assert len(calls) == 1
     assert _replay(args, box, y, {}, run, 32) == (1.5, None) and calls[-1] == {}  # from noise
+    assert _replay(args, box, y, {}, run, 32, grey=True) == (1.5, None)  # channel means
+    assert greys == [False, False, True]
 
 
 def test_no_output_is_written_over_an_input(tmp_path):
@@ -1018,53 +1031,46 @@ def test_a_mask_stack_gives_each_frame_of_a_stack_its_own_mask(
     )
 
 
-def test_a_colour_result_asked_for_in_a_gif_is_written_with_a_note(tmp_path):
+def test_a_colour_result_asked_for_in_a_gif_is_written_with_a_note(tiny_rgb_model, tmp_path):
     """A GIF holds at most 256 colours: a colour result written to one is quantized, and the
     command says so (a grey result fits its 256 levels: no note)."""
-    model = tmp_path / "rgb"
-    result = run_here("train", "--data", "photos", "--size", "8", "--preset", "tiny", "--steps",
-                      "1", "--batch", "2", "--out", str(model), "--quiet")  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    model = tiny_rgb_model
     image = tmp_path / "in.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 16, 3), np.uint8)).save(image)
     for suffix, noted in ((".gif", True), (".png", False)):
         out = tmp_path / f"out{suffix}"
-        result = run_here("restore", "denoise", str(model / "model"), str(image), "--sigma",
+        result = run_here("restore", "denoise", str(model), str(image), "--sigma",
                           "25", "--quiet", "--out", str(out))  # fmt: skip
         assert result.returncode == 0 and out.is_file(), result.stderr
         assert ("holds at most 256 colours: the result is quantized" in result.stdout) == noted
 
 
-def test_colorize_says_that_a_colour_input_is_coloured_anew(tmp_path):
+def test_colorize_says_that_a_colour_input_is_coloured_anew(tiny_rgb_model, tmp_path):
     """``restore colorize`` of a colour input keeps only its grey: said (it was dropped without
     a word); a grey picture saved as RGB gets no note."""
-    model = tmp_path / "rgb"
-    result = run_here("train", "--data", "photos", "--size", "8", "--preset", "tiny", "--steps",
-                      "1", "--batch", "2", "--out", str(model), "--quiet")  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    model = tiny_rgb_model
     grey = np.random.default_rng(0).integers(0, 256, (16, 16), np.uint8)
     image, out = tmp_path / "in.png", tmp_path / "out.png"
     tinted = np.stack([grey, grey, grey], 2)
     for shift, noted in ((0, False), (2, False), (3, True)):  # up to two 8-bit levels: grey
         tinted[..., 0] = np.minimum(grey.astype(int) + shift, 255)
         Image.fromarray(tinted).save(image)
-        result = run_here("restore", "colorize", str(model / "model"), str(image), "--steps", "1",
+        result = run_here("restore", "colorize", str(model), str(image), "--steps", "1",
                           "--quiet", "--out", str(out))  # fmt: skip
         assert result.returncode == 0, result.stderr
         assert (f"note: {image} is in colour: its grey" in result.stdout) == noted, shift
 
 
-def test_a_grey_input_to_an_rgb_model_has_its_noise_taken_as_one_noise(tmp_path, monkeypatch):
+def test_a_grey_input_to_an_rgb_model_has_its_noise_taken_as_one_noise(
+    tiny_rgb_model, tmp_path, monkeypatch
+):
     """A grey input restored by an RGB model holds one noise in its three channels: the model's
     noise level per channel is sqrt(3) times the grey's (cli.restore.GREY_NOISE), said in a
     note, and the operator is built with it. A colour input and --simulate (whose noise is
     drawn per channel) keep their sigma."""
     from diffvision.cli import restore as command
 
-    model = tmp_path / "rgb"
-    result = run_here("train", "--data", "photos", "--size", "8", "--preset", "tiny", "--steps",
-                      "1", "--batch", "2", "--out", str(model), "--quiet")  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    model = tiny_rgb_model
     rng = np.random.default_rng(0)
     grey = np.clip(128 + rng.normal(0, 20, (16, 16)), 0, 255).round().astype(np.uint8)
     Image.fromarray(grey).save(tmp_path / "grey.png")
@@ -1084,7 +1090,7 @@ def test_a_grey_input_to_an_rgb_model_has_its_noise_taken_as_one_noise(tmp_path,
         ("grey.png", ["--simulate"], 20, False),
     ]:
         built.clear()
-        done = run_here("restore", "denoise", str(model / "model"), str(tmp_path / name),
+        done = run_here("restore", "denoise", str(model), str(tmp_path / name),
                         "--sigma", "20", "--tile", "8", "--quiet", *options, "--out",
                         str(tmp_path / "out.png"))  # fmt: skip
         assert done.returncode == 0, done.stderr
@@ -1092,6 +1098,54 @@ def test_a_grey_input_to_an_rgb_model_has_its_noise_taken_as_one_noise(tmp_path,
         note = (f"note: {tmp_path / name} is grey and the model RGB: its noise, the same in "
                 f"each channel, is taken as sigma {level:.2f} per channel")  # fmt: skip
         assert (note in done.stdout) == noted, done.stdout
+
+
+def test_a_grey_input_to_an_rgb_model_is_restored_as_grey(tiny_rgb_model, tmp_path, monkeypatch):
+    """A grey input restored by an RGB model is written as grey: the channels' mean of the
+    model's result (within one 8-bit level of the mean of the RGB file it wrote before: each
+    was rounded once), said in the line; its std map and side-by-side are grey too, and its
+    --simulate PSNR is the grey's. A colour input, and colorize, stay in colour."""
+    from diffvision.cli import restore as command
+
+    rng = np.random.default_rng(1)
+    grey = rng.integers(0, 256, (16, 16), np.uint8)
+    Image.fromarray(grey).save(tmp_path / "grey.png")
+    Image.fromarray(np.stack([grey, grey, np.roll(grey, 1, 0)], 2)).save(tmp_path / "rgb.png")
+    common = ["--tile", "8", "--steps", "2", "--seed", "3", "--quiet"]
+
+    def restore(name, out, *options, task="inpaint", where=("--box", "4,4,6,6")):
+        done = run_here("restore", task, str(tiny_rgb_model), str(tmp_path / name), *where,
+                        *common, *options, "--out", str(tmp_path / out))  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    said = restore("grey.png", "grey_out.png", "--samples", "2", "--side-by-side",
+                   str(tmp_path / "grey_strip.png"))  # fmt: skip
+    assert "grey: the mean of the model's channels" in said, said
+    for name in ("grey_out.png", "grey_out_std.png", "grey_strip.png"):
+        assert Image.open(tmp_path / name).mode == "L", name
+    assert Image.open(tmp_path / "grey_strip.png").size == (3 * 16, 16)
+    with monkeypatch.context() as patched:  # as before: the model's three channels written
+        patched.setattr(command, "_grey", lambda image: False)
+        restore("grey.png", "as_rgb.png", "--samples", "2")
+    written = np.asarray(Image.open(tmp_path / "grey_out.png"), dtype=float)
+    as_rgb = np.asarray(Image.open(tmp_path / "as_rgb.png"), dtype=float)
+    assert as_rgb.shape == (16, 16, 3) and np.ptp(as_rgb, axis=2).max() > 0  # some colour
+    assert np.abs(written - as_rgb.mean(2)).max() <= 1
+    assert (written[4:10, 4:10] != grey[4:10, 4:10]).any()  # the hole was filled
+    np.testing.assert_array_equal(
+        np.delete(written, np.s_[4:10], 0), np.delete(grey, np.s_[4:10], 0)
+    )
+    said = restore("grey.png", "sim.png", "--simulate", "--samples", "2", task="denoise",
+                   where=("--sigma", "25", "--solver", "posterior"))  # fmt: skip
+    result = np.asarray(Image.open(tmp_path / "sim.png"), dtype=float)
+    psnr = 10 * np.log10(255**2 / np.mean((result - grey) ** 2))  # the written file's, rounded
+    shown = float(re.search(r"PSNR ([0-9.]+) dB", said)[1])
+    assert Image.open(tmp_path / "sim.png").mode == "L" and abs(shown - psnr) < 0.1, (shown, psnr)
+    restore("rgb.png", "rgb_out.png")
+    restore("grey.png", "colour.png", task="colorize", where=())
+    assert Image.open(tmp_path / "rgb_out.png").mode == Image.open(tmp_path / "colour.png").mode
+    assert Image.open(tmp_path / "colour.png").mode == "RGB"
 
 
 def test_a_stack_is_held_open_while_its_frames_are_restored(

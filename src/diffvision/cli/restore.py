@@ -507,9 +507,10 @@ def _start_options(args, solver: str, operator, y) -> dict:
     return options
 
 
-def _replay(args, operator, y, options, run, tile) -> tuple[float, str | None]:
+def _replay(args, operator, y, options, run, tile, grey=False) -> tuple[float, str | None]:
     """With ``--samples``: the factor for the std map from replaying the solver one measurement
-    down (:func:`~diffvision.restore.replay.replay_factor`), or 1 and why there is none."""
+    down (:func:`~diffvision.restore.replay.replay_factor`; ``grey``: ``run`` restores the
+    channels' mean), or 1 and why there is none."""
     import torch
 
     from ..restore.operators import Inpaint
@@ -532,7 +533,8 @@ def _replay(args, operator, y, options, run, tile) -> tuple[float, str | None]:
 
     gen = torch.Generator().manual_seed(args.seed + 1)
     try:  # NoReplayError: before the replay runs (no replay for the task, or y too small)
-        factor = float(replay_factor(operator, y, again, args.samples, gen, min_size=tile)[0])
+        found = replay_factor(operator, y, again, args.samples, gen, min_size=tile, grey=grey)
+        factor = float(found[0])
     except (NoReplayError, NoCopiesError) as err:  # NoCopiesError: no copies in the replay's y
         return 1.0, f"not recalibrated: {err}"
     if factor == 0:  # a small image: the truth's noise swamped the replay's error
@@ -836,7 +838,8 @@ def _note_sigma_far(path, given: float, estimated: float) -> None:
 #: the channels' mean, x_colour the rest), which is the grey's own, exp(-(y - x_grey)^2 / 2
 #: sigma^2), at s = sqrt(3) sigma, times a factor that favours images of little colour, as a
 #: grey photo is. At sigma itself the grey's noise was taken as 3x too weak in variance:
-#: bench/results/grey_input.md.
+#: bench/results/grey_input.md. The result is the channels' mean (the posterior mean of the
+#: grey), written as a grey image, its std map the spread of the draws' channel means.
 GREY_NOISE = math.sqrt(3)
 
 
@@ -878,6 +881,7 @@ def _restore_file(
               "--mask alpha fills them)")  # fmt: skip
     gen = torch.Generator().manual_seed(args.seed)
     factor = args.factor if args.task == "superres" else 1
+    grey = channels == 3 and args.task != "colorize" and _grey(image)  # written as grey
     estimated = None  # --sigma auto's noise level, on the 0-255 scale
     if args.simulate:
         clean = image
@@ -912,7 +916,7 @@ def _restore_file(
         elif args.task == "denoise":  # a sigma on another scale (0-1, say) is a common slip
             _note_sigma_far(args.input, args.sigma, float(estimate_sigma(image)[0]) * 127.5)
         level = estimated if estimated is not None else args.sigma
-        if channels == 3 and args.task != "colorize" and level > 0 and _grey(image):
+        if grey and level > 0:
             level *= GREY_NOISE  # one noise in the three channels
             print(f"note: {args.input} is grey and the model RGB: its noise, the same in each "
                   f"channel, is taken as sigma {level:.2f} per channel (sqrt(3) times its own), "
@@ -939,7 +943,7 @@ def _restore_file(
     def run(op, measured, what=args.task, **opts):
         total = sampler_steps(solver, args.steps, **opts)
         with torch.no_grad(), step_bar(total, what, args.quiet) as bar:
-            return solve_tiled(
+            result = solve_tiled(
                 prior,
                 op,
                 measured.to(device),
@@ -954,9 +958,12 @@ def _restore_file(
                 progress=None if total else bar.tiles,  # mmse: its one call's tiles
                 **opts,
             )
+        if not grey:
+            return result
+        return result.channel_mean() if args.samples > 1 else result.mean(1, keepdim=True)
 
     result = run(operator, y, **options)
-    factor, why_not = _replay(args, operator, y, options, run, tile)
+    factor, why_not = _replay(args, operator, y, options, run, tile, grey)
     mean, std = (result.mean, result.std) if args.samples > 1 else (result, None)
     mean, std = mean.cpu(), None if std is None else std.cpu() * factor
     out = Path(args.out)
@@ -973,6 +980,8 @@ def _restore_file(
         how += f", --resample {options['jump_n_sample']}"
     if args.bf16:
         how += ", bf16"
+    if grey:
+        how += ", grey: the mean of the model's channels"
     steps = "one denoiser call" if solver == "mmse" else counted(args.steps, "step")
     print(f"wrote {out} ({solver}, {steps}{how}, {w} x {h})")
     if std is not None:
@@ -1015,6 +1024,7 @@ def _restore_file(
             print(f"  (the draws' spread; {why_not})")
     score = None
     if clean is not None:
+        clean = clean.mean(1, keepdim=True) if grey else clean
         score = float(torch.as_tensor(psnr(mean.clamp(-1, 1), clean)).mean())
         print(f"PSNR {score:.2f} dB against the clean input")
         if std is not None:
@@ -1023,6 +1033,7 @@ def _restore_file(
             _print_calibration(mean, std, clean, operator, args.samples, stated)
     if args.side_by_side:
         shown = operator.pinv(y)  # the measurement, brought to the output's size
+        shown = shown.mean(1, keepdim=True) if grey else shown
         panels = [shown.expand(-1, mean.shape[1], -1, -1), mean]
         if std is not None:
             panels.append((std / std.max().clamp(min=1e-8) * 2 - 1).expand_as(mean))

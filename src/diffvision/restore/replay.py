@@ -341,6 +341,7 @@ def replay_factor(
     sharpen: bool = True,
     recorrupt: float = RECORRUPT,
     min_size: int = 0,
+    grey: bool = False,
 ) -> Tensor:
     """Per image, the factor that calibrates the std map of ``run`` on ``y``, measured by
     replaying ``run`` on ``A(y)`` (for denoising, on y recorrupted; for inpainting, on y with
@@ -359,6 +360,12 @@ def replay_factor(
         recorrupt: for ``Denoise``, the split of y's noise (:func:`replay_problem`).
         min_size: the least side of the replay's image that ``run`` can take (a tiled
             solver's tile); smaller raises :class:`NoReplayError` before ``run`` is called.
+        grey: ``run`` restores the channels' mean of the C channels of y (a grey image restored
+            by a colour model: :meth:`~diffvision.restore.solvers.Restoration.channel_mean`),
+            which is compared with the truth's channel mean, whose noise variance is a C-th of
+            a channel's: the noise of y and of the replay, drawn per channel at the operator's
+            sigma, averages down by C (a grey y whose one noise fills every channel is restored
+            at sqrt(C) times its sigma, and averages back to it).
 
     Returns:
         ``N`` factors. ``std * factor`` (per image) has on the replay the RMS error / RMS std of a
@@ -378,6 +385,8 @@ def replay_factor(
     if min(truth.shape[-2:]) < min_size:
         size = width_by_height(truth)
         raise NoReplayError(f"the replay's image ({size}) is smaller than a tile ({min_size} px)")
+    if grey:
+        truth, noise = truth.mean(1, keepdim=True), noise / truth.shape[1]
     result = run(again, y2)  # possibly on another device (the model's): compared on y's
     mean, std = result.mean.to(truth.device).double(), result.std.to(truth.device).double()
     known = truth.isfinite()  # NaN: unknown (an inpainting replay's original hole)

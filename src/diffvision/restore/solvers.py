@@ -46,6 +46,18 @@ class Restoration:
     def __iter__(self):  # unpacks as (mean, std)
         return iter((self.mean, self.std))
 
+    def channel_mean(self) -> Restoration:
+        """The restoration of the channels' mean (``N x 1 x H x W``: a grey image restored by a
+        colour model): the mean and each sample averaged over channels, the std their spread
+        over the samples, with ``stated`` averaged over channels (a start's error taken as the
+        same in each, as a grey y's fill is) and added in quadrature as :func:`solve` adds it."""
+        samples = self.samples.mean(2, keepdim=True)
+        std, stated = samples.std(0), self.stated
+        if stated is not None:
+            stated = stated.expand_as(self.std).mean(1, keepdim=True)
+            std = (std.square() + stated.square()).sqrt()
+        return Restoration(self.mean.mean(1, keepdim=True), std, samples, stated)
+
 
 def _range(denoiser) -> tuple[float, float]:
     return getattr(denoiser, "sigma_min", 0.002), getattr(denoiser, "sigma_max", 80.0)
