@@ -753,6 +753,30 @@ def test_sample_checks_its_class_options(tiny_digits_model, tmp_path):
     assert not out.exists()
 
 
+def test_a_class_name_that_is_another_class_index_is_taken_as_the_name_with_a_note(tmp_path):
+    """Class folders named 1 and 2 are classes 0 and 1: ``--class 1`` is the class named 1
+    (index 0), as a name wins over an index, and a note says so, as index 1 is another class;
+    ``--class 2`` (no such index) and ``--class 0`` (no such name) need none."""
+    rng = np.random.default_rng(0)
+    for label in ("1", "2"):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        for i in range(2):
+            image = rng.integers(0, 256, (8, 8), dtype=np.uint8)
+            Image.fromarray(image).save(tmp_path / "data" / label / f"{i}.png")
+    made = run_here("train", "--data", str(tmp_path / "data"), "--preset", "tiny", "--steps", "1",
+                    "--batch", "2", "--out", str(tmp_path / "run"), "--quiet")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    model, out = str(tmp_path / "run" / "model"), str(tmp_path / "x.png")
+    for label, noted in (("1", True), ("2", False), ("0", False)):
+        result = run_here("sample", model, "--class", label, "--n", "1", "--steps", "1",
+                          "--quiet", "--out", out)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        note = ("note: --class 1 is the class named 1 (index 0), not the class of index 1 "
+                "(named 2)")  # fmt: skip
+        assert (note in result.stdout) == noted, result.stdout
+        assert ("note: --class" in result.stdout) == noted, result.stdout
+
+
 def test_classes_are_named_as_their_folders(tmp_path):
     """A model trained on class folders takes its classes by name (``sample --class dogs``,
     ``eval --classes dogs``; only an index was taken, the folders sorted) or index, and

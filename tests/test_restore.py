@@ -205,8 +205,9 @@ def test_a_kernel_cropped_off_centre_deblurs_into_a_shifted_image():
     for bad, message in [
         (torch.ones(3, 5), "square k x k tensor with odd k, not (3, 5)"),
         (torch.ones(4, 4), "square k x k tensor with odd k, not (4, 4)"),
-        (torch.zeros(3, 3), "finite positive sum, not 0.0"),
-        (torch.full((3, 3), math.nan), "finite positive sum, not nan"),
+        (torch.zeros(3, 3), "kernel must have a positive sum, not 0"),
+        (torch.full((3, 3), math.nan), "kernel holds NaN or infinite values"),
+        (torch.full((3, 3), -1.0), "kernel must have a positive sum, not -9"),
     ]:
         with pytest.raises(ValueError, match=re.escape(message)):
             kernel_offset(bad)

@@ -266,13 +266,18 @@ def model_classes(config: dict) -> list[str]:
 
 def class_index(text: str, config: dict, option: str) -> int:
     """The class ``text`` names of the model that ``config`` describes: a class name (a class
-    folder's, e.g. ``cats``; a name wins over an index) or an index from 0. UsageError, naming
-    the classes, for one it lacks or an unconditional model."""
+    folder's, e.g. ``cats``; a name wins over an index, with a note where it is also the index
+    of another class: folders named 1, 2, 3) or an index from 0. UsageError, naming the
+    classes, for one it lacks or an unconditional model."""
     names = model_classes(config)
     if not names:
         raise UsageError(f"this model is unconditional: {option} is not available")
     if text in names:
-        return names.index(text)
+        index = names.index(text)
+        if text.isdigit() and int(text) < len(names) and int(text) != index:
+            print(f"note: {option} {text} is the class named {text} (index {index}), not the "
+                  f"class of index {text} (named {names[int(text)]})")  # fmt: skip
+        return index
     if text.isdigit() and int(text) < len(names):
         return int(text)
     indices = f"0..{len(names) - 1}"

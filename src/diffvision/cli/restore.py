@@ -70,7 +70,9 @@ def add_parser(sub) -> None:
         formatter_class=_formatter,
         epilog=textwrap.dedent("""\
             INPUT is the degraded image (noisy, with a hole, small, blurred or grey); with
-            --simulate it is a clean image that is degraded first (and PSNR is reported).
+            --simulate it is a clean image that is degraded first (and PSNR is reported). A
+            grey INPUT restored by a colour model comes out grey (the mean of the model's
+            channels), and a colour one restored by a greyscale model as its grey.
 
             examples:
               diffvision restore denoise runs/photos/model noisy.png --sigma 25 --out clean.png

@@ -215,13 +215,7 @@ class Deblur(Operator):
 
     def __init__(self, kernel: Tensor, sigma: float = 0.0, rcond: float = 1e-3):
         super().__init__(sigma)
-        kernel = torch.as_tensor(kernel, dtype=torch.float64)
-        if kernel.ndim != 2 or kernel.shape[0] != kernel.shape[1] or kernel.shape[0] % 2 == 0:
-            raise ValueError("kernel must be a square k x k tensor with odd k")
-        if not torch.isfinite(kernel).all():  # NaN passed the sum's check: a NaN result
-            raise ValueError("kernel holds NaN or infinite values")
-        if float(kernel.sum()) <= 0:
-            raise ValueError("kernel must have a positive sum")
+        kernel = checked_kernel(kernel)
         if not (is_number(rcond) and 0 <= rcond < 1):  # NaN kept no frequency: A^+ was 0
             raise ValueError(f"rcond must be a number in [0, 1), not {rcond!r}")
         self.kernel = kernel / kernel.sum()
@@ -345,19 +339,30 @@ def check_odd_size(size: int) -> None:
         raise ValueError(f"the kernel size must be a positive odd integer, not {size!r}")
 
 
-def kernel_offset(kernel: Tensor) -> tuple[float, float]:
-    """The centre of mass of a ``k x k`` blur kernel (k odd, of positive sum) from its middle
-    pixel, as ``(across, down)`` in pixels. ``Deblur`` takes the middle pixel as the point
-    source's position: a PSF cropped off-centre by ``d`` (its centre of mass off by ``d`` where
-    the true PSF's is at its origin) deblurs an image into one shifted by ``-d``."""
+def checked_kernel(kernel: Tensor) -> Tensor:
+    """``kernel`` as a float64 tensor, checked to be what :class:`Deblur` and
+    :func:`kernel_offset` take: square ``k x k`` with k odd, finite, of positive sum; raises
+    ``ValueError`` naming what is wrong otherwise."""
     kernel = torch.as_tensor(kernel, dtype=torch.float64)
     if kernel.ndim != 2 or kernel.shape[0] != kernel.shape[1] or kernel.shape[0] % 2 == 0:
         raise ValueError(
             f"kernel must be a square k x k tensor with odd k, not {tuple(kernel.shape)}"
         )
+    if not torch.isfinite(kernel).all():  # NaN passed a sum's check: a NaN result
+        raise ValueError("kernel holds NaN or infinite values")
     mass = float(kernel.sum())
-    if not (math.isfinite(mass) and mass > 0):
-        raise ValueError(f"kernel must have a finite positive sum, not {mass}")
+    if mass <= 0:
+        raise ValueError(f"kernel must have a positive sum, not {mass:g}")
+    return kernel
+
+
+def kernel_offset(kernel: Tensor) -> tuple[float, float]:
+    """The centre of mass of a ``k x k`` blur kernel (k odd, of positive sum) from its middle
+    pixel, as ``(across, down)`` in pixels. ``Deblur`` takes the middle pixel as the point
+    source's position: a PSF cropped off-centre by ``d`` (its centre of mass off by ``d`` where
+    the true PSF's is at its origin) deblurs an image into one shifted by ``-d``."""
+    kernel = checked_kernel(kernel)
+    mass = float(kernel.sum())
     r = torch.arange(kernel.shape[0], dtype=torch.float64) - kernel.shape[0] // 2
     return float((kernel.sum(0) * r).sum()) / mass, float((kernel.sum(1) * r).sum()) / mass
 
