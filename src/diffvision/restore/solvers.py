@@ -46,17 +46,26 @@ class Restoration:
     def __iter__(self):  # unpacks as (mean, std)
         return iter((self.mean, self.std))
 
+    @classmethod
+    def of_samples(cls, samples: Tensor, stated: Tensor | None = None) -> Restoration:
+        """The restoration that ``samples`` (``K x N x C x H x W``) make: their mean, and their
+        spread over the K draws with ``stated`` (a start's error std, broadcastable to
+        ``N x C x H x W``; expanded to that shape) added in quadrature."""
+        std = samples.std(0)
+        if stated is not None:
+            stated = stated.to(std).expand_as(std)
+            std = (std.square() + stated.square()).sqrt()
+        return cls(samples.mean(0), std, samples, stated)
+
     def channel_mean(self) -> Restoration:
         """The restoration of the channels' mean (``N x 1 x H x W``: a grey image restored by a
-        colour model): the mean and each sample averaged over channels, the std their spread
-        over the samples, with ``stated`` averaged over channels (a start's error taken as the
-        same in each, as a grey y's fill is) and added in quadrature as :func:`solve` adds it."""
-        samples = self.samples.mean(2, keepdim=True)
-        std, stated = samples.std(0), self.stated
+        colour model): each sample averaged over channels, with ``stated`` averaged over
+        channels (a start's error taken as the same in each, as a grey y's fill is), made into
+        a restoration as :func:`solve` makes one (:meth:`of_samples`)."""
+        stated = self.stated
         if stated is not None:
             stated = stated.expand_as(self.std).mean(1, keepdim=True)
-            std = (std.square() + stated.square()).sqrt()
-        return Restoration(self.mean.mean(1, keepdim=True), std, samples, stated)
+        return Restoration.of_samples(self.samples.mean(2, keepdim=True), stated)
 
 
 def _range(denoiser) -> tuple[float, float]:
@@ -475,12 +484,7 @@ def solve(
             x = op.project(x, ys)
     if n_samples == 1:
         return x
-    samples = x.view(n_samples, *y.shape[:1], *x.shape[1:])
-    std = samples.std(0)
-    if start_std is not None:
-        start_std = start_std.to(std).expand_as(std)
-        std = (std.square() + start_std.square()).sqrt()
-    return Restoration(samples.mean(0), std, samples, start_std)
+    return Restoration.of_samples(x.view(n_samples, *y.shape[:1], *x.shape[1:]), start_std)
 
 
 def check_settings(solver: str, steps: int, n_samples: int, options: dict) -> None:
