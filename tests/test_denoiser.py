@@ -2,6 +2,7 @@
 definition in its own variables, must give the same D once wrapped by Denoiser."""
 
 import math
+import re
 
 import pytest
 import torch
@@ -128,6 +129,12 @@ def test_bad_arguments():
     d = Denoiser(CountingCondNet(), "x0", VE())
     with pytest.raises(ValueError, match="sigma must be"):
         d(torch.zeros(2, 3), torch.ones(3), torch.zeros(2))
+    # a negative sigma flipped the noise without a word (x0 here; EDM's log made NaN images)
+    for bad, said in ((-0.5, "-0.5"), (math.nan, "nan"), (torch.tensor([0.5, -1.0]), "[0.5, -1]")):
+        message = f"sigma must be finite and >= 0, not {said}"
+        with pytest.raises(ValueError, match=re.escape(message)):
+            d(torch.zeros(2, 3), bad, torch.zeros(2))
+    assert d(torch.zeros(2, 3), 0.0, torch.zeros(2)).shape == (2, 3)  # 0: the clean data
     assert math.isclose(d.sigma_max, 50.0)
 
 

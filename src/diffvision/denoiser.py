@@ -134,6 +134,10 @@ class Denoiser(nn.Module):
         return vp_in**2, -sigma * vp_in, vp_in, c_noise
 
     def forward(self, x: Tensor, sigma: Tensor | float, cond=None) -> Tensor:
+        if not isinstance(sigma, Tensor) or sigma.device.type == "cpu":  # no GPU sync
+            level = torch.as_tensor(sigma)
+            if not bool(torch.isfinite(level).all() and (level >= 0).all()):
+                raise ValueError(f"sigma must be finite and >= 0, not {_shown(level)}")
         sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
         if sigma.ndim == 0:
             sigma = sigma.expand(x.shape[0])
@@ -158,6 +162,14 @@ class Denoiser(nn.Module):
         with low:
             out = self.net(x_in, c_noise) if cond is None else self.net(x_in, c_noise, cond)
         return _per_sample(c_skip, x) * x + _per_sample(c_out, x) * out.to(x.dtype)
+
+
+def _shown(level: Tensor) -> str:
+    """A noise level as an error says it: the number, or a tensor's values (its first 4)."""
+    if level.ndim == 0:
+        return f"{float(level):g}"
+    values = ", ".join(f"{float(v):g}" for v in level.flatten()[:4])
+    return f"[{values}{', ...' if level.numel() > 4 else ''}]"
 
 
 def _net_config(denoiser):
