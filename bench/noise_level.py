@@ -5,12 +5,14 @@ wavelet, PyWavelets) where it is installed.
 Each held-out photo (whole, RGB) gets white Gaussian noise of std sigma on the 0-255 scale,
 clipped to 0-255 and rounded to 8 bits, as a saved noisy photo is; five noise draws per photo
 and sigma. The table gives each estimator's mean estimate and, over the draws, its standard
-deviation, and the median time per photo.
+deviation, and the median time per photo. Beside diffvision's estimate, the one it made until
+2026-12-08 (`plain_median`: the median over every block without a clipped pixel, no weak-texture
+selection, no grouped median), written out here for the comparison.
 
 With --model, what the estimate costs in denoising: PSNR of `mmse` (the command's default for
-denoise) at the estimated sigma, at the true one and at 0.8x and 1.25x the true one, on the
-first noise draw of each photo (whole, 32 px tiles with 8 px overlap: the command's defaults
-for a model of 32 px patches).
+denoise) at the estimated sigma, at the plain median's, at the true one and at 0.8x and 1.25x
+the true one, on the first noise draw of each photo (whole, 32 px tiles with 8 px overlap: the
+command's defaults for a model of 32 px patches).
 
 Run: python bench/noise_level.py [--model runs/photos/model]
      -> bench/results/noise_level.{json,md}
@@ -37,7 +39,7 @@ RESULTS = Path(__file__).parent / "results"
 SIGMAS = (2, 5, 10, 25, 50)
 DRAWS = 5
 #: The noise levels of the denoising table (--model).
-DENOISE_SIGMAS = (5, 10, 25, 50)
+DENOISE_SIGMAS = SIGMAS
 #: The levels it denoises at besides the estimated and the true one: factors of the true one.
 MISSED_BY = (0.8, 1.25)
 
@@ -52,6 +54,20 @@ def ours(noisy: np.ndarray) -> float:
     return float(estimate_sigma(as_model(noisy))[0]) * 127.5
 
 
+def plain_median(noisy: np.ndarray) -> float:
+    """diffvision's estimate until 2026-12-08, on the 0-255 scale: the median of the absolute
+    finest Haar diagonal coefficients of every 2 x 2 block without a clipped pixel (all blocks
+    where every one has one), over 0.6745."""
+    from diffvision.restore.noise_level import MEDIAN_ABS_NORMAL, _blocks
+
+    image = as_model(noisy)
+    a, b, c, d = _blocks(image[..., : image.shape[-2] // 2 * 2, : image.shape[-1] // 2 * 2])
+    diagonal = ((a - b - c + d) / 2).abs()
+    unclipped = (torch.stack([a, b, c, d]).abs() != 1).all(0)
+    kept = diagonal[unclipped] if unclipped.any() else diagonal
+    return float(kept.median()) / MEDIAN_ABS_NORMAL * 127.5
+
+
 def scikit_image(noisy: np.ndarray) -> float:
     """scikit-image's estimate (its defaults: db2, channels averaged), on the 0-255 scale."""
     from skimage.restoration import estimate_sigma as skimage_sigma
@@ -63,15 +79,15 @@ def denoised(model, clean: np.ndarray, noisy: np.ndarray, sigma: float) -> dict:
     """PSNR (dB) against ``clean`` of mmse denoising of ``noisy`` (H x W x C uint8 photos; noise
     of std ``sigma``) at the estimated sigma, the true one and its :data:`MISSED_BY` multiples."""
     x, y = as_model(clean).float(), as_model(noisy).float()
-    estimated = ours(noisy)
-    levels = {"estimated": estimated, "true": sigma}
+    estimated, plain = ours(noisy), plain_median(noisy)
+    levels = {"estimated": estimated, "plain median": plain, "true": sigma}
     levels |= {f"{f:g}x true": f * sigma for f in MISSED_BY}
     scores = {}
     with torch.no_grad():
         for name, level in levels.items():
             est = solve_tiled(model, Denoise(level / 127.5), y, tile=32, overlap=8, solver="mmse")
             scores[name] = float(psnr(est.clamp(-1, 1), x))
-    return {"estimated_sigma": estimated, "psnr": scores}
+    return {"estimated_sigma": estimated, "plain_median_sigma": plain, "psnr": scores}
 
 
 def main() -> None:
@@ -80,7 +96,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="a photos model: add the denoising table")
     args = parser.parse_args()
     model = None if args.model is None else diffvision.load(args.model)
-    estimators = {"diffvision": ours}
+    estimators = {"diffvision": ours, "plain median (until 2026-12-08)": plain_median}
     try:
         import pywt  # noqa: F401  (scikit-image's estimate needs it)
 
@@ -141,13 +157,15 @@ def markdown(result: dict) -> str:
     times = ", ".join(f"{n} {s * 1e3:.1f} ms" for n, s in result["median_seconds"].items())
     lines += [
         "",
-        f"Median time per photo: {times}. On 8-bit data the finest Haar coefficients lie on a "
-        "grid of half a level, so diffvision's median, and its estimate, moves in steps of 0.74 "
-        "(0.5 / 0.6745): hence its spread of 0 over most draws. Both estimators err high at "
-        "sigma 2-5, where the photos' own fine texture is of the noise's size, and low at sigma "
-        "50, where much of the noise is clipped at 0 and 255 (diffvision leaves out the blocks "
-        "with a clipped pixel, but the pixels near the ends that escaped clipping carry noise "
-        "cut short too).",
+        f"Median time per photo: {times}. diffvision takes the median of the finest Haar "
+        "diagonal coefficients over the blocks of weak texture (whose neighbourhood holds no "
+        "more across and down energy than the noise would: after Liu et al. 2013), at least 2 "
+        "sigma from black and white, and of 8-bit data's grid as of grouped data (see "
+        "`diffvision/restore/noise_level.py`). The plain median, and scikit-image's, err high "
+        "at sigma 2-10, where the photos' own fine texture is of the noise's size, and low at "
+        "sigma 50, where much of the noise is clipped at 0 and 255 and cut short near them; the "
+        "plain median also moved in steps of 0.74 levels (half a level of 8-bit data over "
+        "0.6745), hence its spread of 0 over most draws.",
         "",
     ]
     if "denoised" in result:
@@ -156,7 +174,7 @@ def markdown(result: dict) -> str:
             f"## What it costs in denoising (`mmse`, model `{result['model']}`)",
             "",
             "PSNR (dB) of the first noise draw of each photo denoised at each noise level; the "
-            "estimate in brackets.",
+            "estimates in brackets.",
             "",
             "| photo | sigma | " + " | ".join(f"at {level}" for level in levels) + " |",
             "|---|---|" + "---|" * len(levels),
@@ -164,6 +182,7 @@ def markdown(result: dict) -> str:
         for row in result["denoised"]:
             cells = [f"{row['psnr'][level]:.2f}" for level in levels]
             cells[0] += f" ({row['estimated_sigma']:.1f})"
+            cells[1] += f" ({row['plain_median_sigma']:.1f})"
             lines.append(f"| {row['photo']} | {row['sigma']} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)

@@ -766,6 +766,71 @@ def test_the_noise_level_is_estimated_from_the_finest_diagonal_coefficients():
         estimate_sigma(holed, torch.zeros(128, 128))
 
 
+def test_the_noise_level_of_8_bit_data_follows_the_noise_smoothly():
+    """On 8-bit data every finest diagonal coefficient is a multiple of half a level, so the
+    plain median moved in steps of 0.74 levels (2.22 for noise of sigma 2, 2.22 again for 2.5).
+    The median of grouped data follows the noise: a flat 1024 x 1024 grey with white noise of
+    sigma 1.5-10 levels, rounded, is estimated at the level of the same noise unrounded with
+    rounding's own (1/12 level^2 per coefficient) added in quadrature, within 4 standard errors
+    of a difference of two medians of N = 512^2 coefficients (sqrt(2) * 1.167 / sqrt(N)
+    relative; an upper bound, as they share the noise), plus the even-spread assumption's
+    error within a bin q = 0.5 level wide: at most q^2 |f'/f| / 32 in the median, with
+    |f'/f| = m / sigma^2 at the median m = 0.6745 sigma (a normal's), i.e. 0.0078 / sigma^2
+    relative. The estimate is the same from float32 pixels (their levels carry rounding), and
+    grouped_median spreads the values tied at the median over their bin."""
+    from diffvision.restore import estimate_sigma
+    from diffvision.restore.noise_level import grouped_median
+
+    n = 512**2
+    noise = torch.randn(1, 1, 1024, 1024, dtype=torch.float64,
+                        generator=torch.Generator().manual_seed(3))  # fmt: skip
+    for sigma in (1.5, 2, 2.5, 3, 4, 5, 7.3, 10):
+        grey = 128 + sigma * noise
+        unrounded = float(estimate_sigma(grey / 127.5 - 1)[0]) * 127.5
+        rounded = estimate_sigma(grey.round() / 127.5 - 1) * 127.5
+        expected = math.sqrt(unrounded**2 + 1 / 12)
+        tolerance = (4 * math.sqrt(2) * 1.167 / math.sqrt(n) + 0.0078 / sigma**2) * expected
+        assert abs(float(rounded[0]) - expected) < tolerance, (sigma, float(rounded[0]), expected)
+        single = estimate_sigma((grey.round() / 127.5 - 1).float()) * 127.5
+        assert abs(float(single[0] - rounded[0])) < 1e-4, (sigma, single, rounded)
+    # bins [0.5, 1.5) and [1.5, 2.5) hold 2 and 3 of 6 values: the 3rd is a third into the second
+    values = torch.tensor([2.0, 1, 3, 2, 1, 2], dtype=torch.float64)
+    assert float(grouped_median(values)) == pytest.approx(1.5 + 1 / 3, abs=1e-12)
+    assert float(grouped_median(torch.tensor([1.0, 2, 2, 2, 3]))) == pytest.approx(2.0)
+    spread = torch.rand(101, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    assert grouped_median(spread) == spread.median()  # no ties: the median itself
+    assert grouped_median(torch.tensor([0.0, 0, 0, 1])) == 0  # most of it no noise: none
+    # an affine image's zeros made of float32 levels carry their rounding (6e-8): still none
+    affine = torch.tensor([[178.0, 252], [58, 132]]).repeat(1, 3, 64, 64) / 127.5 - 1
+    assert float(estimate_sigma(affine)[0]) == 0
+
+
+def test_the_noise_level_is_taken_from_weak_texture_away_from_black_and_white():
+    """Texture as fine as the noise, and noise cut short near white, no longer move the
+    estimate: it is taken from the blocks whose neighbourhood holds no more across and down
+    energy than noise does (Liu et al. 2013's selection, on Haar coefficients), of a level at
+    least 2 sigma from black and white. Half an image with a texture of twice the noise's std
+    on top of the noise (the plain median of all blocks: 1.43 sigma), and three quarters of one
+    at 0.95, where noise of 0.1 is clipped at white in 31% of pixels and cut short in the rest
+    (0.85 sigma): the estimate is the noise's sigma within 4 standard errors of a median of the
+    flat part's coefficients (1.167 / sqrt(N), see the test above; its blocks next to the
+    texture left out too)."""
+    from diffvision.restore import estimate_sigma
+
+    gen = torch.Generator().manual_seed(1)
+    noise, texture = torch.randn(2, 1, 3, 256, 256, dtype=torch.float64, generator=gen)
+    sigma = 0.04
+    textured = sigma * noise
+    textured[..., 128:] += 2 * sigma * texture[..., 128:]
+    found = float(estimate_sigma(textured)[0]) / sigma
+    assert abs(found - 1) < 4 * 1.167 / math.sqrt(3 * 128 * 62), found  # 128 - 2 block columns
+    sigma = 0.1
+    bright = sigma * noise
+    bright[..., :192] += 0.95
+    found = float(estimate_sigma(bright.clamp(-1, 1))[0]) / sigma
+    assert abs(found - 1) < 4 * 1.167 / math.sqrt(3 * 128 * 30), found
+
+
 def test_the_channel_mean_of_a_restoration_keeps_the_grey_spread_and_drops_the_colour():
     # Draws of a grey part g (the same in each channel) plus a colour part whose channels sum to
     # 0: each draw's channel mean is g exactly, so the grey's std is g's spread over the draws;
