@@ -30,7 +30,14 @@ from contextlib import nullcontext
 import torch
 from torch import Tensor, nn
 
-from .process import Schedule, _per_sample, check_int, check_positive, is_number
+from .process import (
+    Schedule,
+    _per_sample,
+    check_int,
+    check_noise_level,
+    check_positive,
+    is_number,
+)
 
 __all__ = ["PREDICTIONS", "ClassMixture", "Denoiser", "guided"]
 
@@ -135,9 +142,7 @@ class Denoiser(nn.Module):
 
     def forward(self, x: Tensor, sigma: Tensor | float, cond=None) -> Tensor:
         if not isinstance(sigma, Tensor) or sigma.device.type == "cpu":  # no GPU sync
-            level = torch.as_tensor(sigma)
-            if not bool(torch.isfinite(level).all() and (level >= 0).all()):
-                raise ValueError(f"sigma must be finite and >= 0, not {_shown(level)}")
+            check_noise_level(sigma)
         sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
         if sigma.ndim == 0:
             sigma = sigma.expand(x.shape[0])
@@ -162,14 +167,6 @@ class Denoiser(nn.Module):
         with low:
             out = self.net(x_in, c_noise) if cond is None else self.net(x_in, c_noise, cond)
         return _per_sample(c_skip, x) * x + _per_sample(c_out, x) * out.to(x.dtype)
-
-
-def _shown(level: Tensor) -> str:
-    """A noise level as an error says it: the number, or a tensor's values (its first 4)."""
-    if level.ndim == 0:
-        return f"{float(level):g}"
-    values = ", ".join(f"{float(v):g}" for v in level.flatten()[:4])
-    return f"[{values}{', ...' if level.numel() > 4 else ''}]"
 
 
 def _net_config(denoiser):

@@ -360,9 +360,22 @@ def add_noise(x0: Tensor, sigma: Tensor | float, noise: Tensor) -> Tensor:
         raise ValueError(
             f"sigma must be a float or shape ({x0.shape[0]},), got {tuple(level.shape)}"
         )
-    if not bool(torch.isfinite(level).all() and (level >= 0).all()):
-        raise ValueError("sigma must be finite and >= 0")
+    check_noise_level(level)
     return x0 + _per_sample(sigma, x0) * noise
+
+
+def check_noise_level(sigma: Tensor | float) -> None:
+    """Raise ValueError unless every value of ``sigma`` (a number or a tensor) is finite and
+    >= 0, saying it (a tensor's first 4 values). For a CUDA tensor this is a GPU sync."""
+    level = torch.as_tensor(sigma)
+    if bool(torch.isfinite(level).all() and (level >= 0).all()):
+        return
+    if level.ndim == 0:
+        shown = f"{float(level):g}"
+    else:
+        values = ", ".join(f"{float(v):g}" for v in level.flatten()[:4])
+        shown = f"[{values}{', ...' if level.numel() > 4 else ''}]"
+    raise ValueError(f"sigma must be finite and >= 0, not {shown}")
 
 
 def _per_sample(sigma: Tensor | float, x: Tensor) -> Tensor:
